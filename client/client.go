@@ -1,0 +1,272 @@
+// Package client is the Go client of floe's Walrus-compatible protocol: length-prefixed
+// text frames (DESIGN section 4) plus floe's binary-safe extensions. It knows only the
+// wire protocol; any node of a cluster accepts any request.
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Conn is one connection to a node. Calls are serialised by a lock; for pipelining use
+// Send/Flush/Recv from one goroutine (replies come back in request order).
+type Conn struct {
+	mu   sync.Mutex
+	conn net.Conn
+	r    *bufio.Reader
+	w    *bufio.Writer
+	// Timeout bounds each call (0 = none).
+	Timeout time.Duration
+}
+
+// Dial connects to the first of addrs (comma-separated host:port list, or several
+// arguments) that answers.
+func Dial(addrs ...string) (*Conn, error) {
+	var list []string
+	for _, a := range addrs {
+		for _, s := range strings.Split(a, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				list = append(list, s)
+			}
+		}
+	}
+	if len(list) == 0 {
+		return nil, errors.New("client: no address")
+	}
+	var errs []error
+	for _, a := range list {
+		c, err := net.DialTimeout("tcp", a, 3*time.Second)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetNoDelay(true)
+		}
+		return &Conn{conn: c, r: bufio.NewReaderSize(c, 64<<10), w: bufio.NewWriterSize(c, 64<<10), Timeout: 30 * time.Second}, nil
+	}
+	return nil, fmt.Errorf("client: cannot connect to %s: %w", strings.Join(list, ","), errors.Join(errs...))
+}
+
+// Close closes the connection.
+func (c *Conn) Close() error { return c.conn.Close() }
+
+// RemoteAddr is the node's address.
+func (c *Conn) RemoteAddr() string { return c.conn.RemoteAddr().String() }
+
+// Send buffers one request frame (pipelining; call Flush, then Recv once per Send).
+func (c *Conn) Send(req []byte) error { return WriteFrame(c.w, req) }
+
+// Flush writes buffered requests.
+func (c *Conn) Flush() error { return c.w.Flush() }
+
+// Recv reads the next reply.
+func (c *Conn) Recv() ([]byte, error) { return ReadFrame(c.r, MaxReply) }
+
+// Do sends one raw request and returns the raw reply.
+func (c *Conn) Do(req []byte) ([]byte, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.Timeout > 0 {
+		c.conn.SetDeadline(time.Now().Add(c.Timeout))
+		defer c.conn.SetDeadline(time.Time{})
+	}
+	if err := c.Send(req); err != nil {
+		return nil, err
+	}
+	if err := c.Flush(); err != nil {
+		return nil, err
+	}
+	return c.Recv()
+}
+
+// ok runs a request whose success reply is "OK" or "OK <rest>" and returns <rest>.
+func (c *Conn) ok(req string) (string, error) {
+	reply, err := c.Do([]byte(req))
+	if err != nil {
+		return "", err
+	}
+	if err := replyErr(reply); err != nil {
+		return "", err
+	}
+	if bytes.Equal(reply, []byte("OK")) {
+		return "", nil
+	}
+	if !bytes.HasPrefix(reply, []byte("OK ")) {
+		return "", fmt.Errorf("%w: %q", ErrBadReply, truncate(reply))
+	}
+	return string(reply[3:]), nil
+}
+
+// Register creates a topic (idempotent).
+func (c *Conn) Register(topic string) error {
+	_, err := c.ok("REGISTER " + topic)
+	return err
+}
+
+// Put appends one entry; it returns once the entry is fsynced on its segment leader.
+// As in Walrus, the request is text: trailing whitespace of payload is trimmed by the
+// node. Use PutBatch for arbitrary bytes.
+func (c *Conn) Put(topic string, payload []byte) error {
+	_, err := c.ok("PUT " + topic + " " + string(payload))
+	return err
+}
+
+// PutOffset appends one entry and returns its offset.
+func (c *Conn) PutOffset(topic string, payload []byte) (uint64, error) {
+	s, err := c.ok("PUTOFF " + topic + " " + string(payload))
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseUint(s, 10, 64)
+}
+
+// PutBatch appends payloads (any bytes, each non-empty) as one contiguous run and
+// returns the offset of the first.
+func (c *Conn) PutBatch(topic string, payloads [][]byte) (uint64, error) {
+	reply, err := c.Do(EncodeBatch(topic, payloads))
+	if err != nil {
+		return 0, err
+	}
+	return ParseOffsetReply(reply)
+}
+
+// ParseOffsetReply parses "OK <offset>".
+func ParseOffsetReply(reply []byte) (uint64, error) {
+	if err := replyErr(reply); err != nil {
+		return 0, err
+	}
+	if !bytes.HasPrefix(reply, []byte("OK ")) {
+		return 0, fmt.Errorf("%w: %q", ErrBadReply, truncate(reply))
+	}
+	return strconv.ParseUint(string(reply[3:]), 10, 64)
+}
+
+// Get takes the next entry of the topic's shared cursor; ok is false when there is none.
+func (c *Conn) Get(topic string) (payload []byte, ok bool, err error) {
+	reply, err := c.Do([]byte("GET " + topic))
+	if err != nil {
+		return nil, false, err
+	}
+	if err := replyErr(reply); err != nil {
+		return nil, false, err
+	}
+	if bytes.Equal(reply, []byte("EMPTY")) {
+		return nil, false, nil
+	}
+	if !bytes.HasPrefix(reply, []byte("OK ")) {
+		return nil, false, fmt.Errorf("%w: %q", ErrBadReply, truncate(reply))
+	}
+	return reply[3:], true, nil
+}
+
+// Read returns up to max entries from offset on, and the offset to continue from.
+func (c *Conn) Read(topic string, offset uint64, max int) ([]Entry, uint64, error) {
+	reply, err := c.Do([]byte(fmt.Sprintf("READ %s %d %d", topic, offset, max)))
+	if err != nil {
+		return nil, offset, err
+	}
+	return DecodeEntries(reply)
+}
+
+// Tail is Read that waits up to wait for at least one entry.
+func (c *Conn) Tail(topic string, offset uint64, max int, wait time.Duration) ([]Entry, uint64, error) {
+	reply, err := c.Do([]byte(fmt.Sprintf("TAIL %s %d %d %d", topic, offset, max, wait.Milliseconds())))
+	if err != nil {
+		return nil, offset, err
+	}
+	return DecodeEntries(reply)
+}
+
+// State returns the STATE reply of a topic, decoded.
+func (c *Conn) State(topic string) (*TopicState, error) {
+	var st TopicState
+	raw, err := c.jsonCall("STATE "+topic, &st)
+	if err != nil {
+		return nil, err
+	}
+	st.Raw = raw
+	return &st, nil
+}
+
+// Metrics returns the METRICS reply, decoded.
+func (c *Conn) Metrics() (*Metrics, error) {
+	var m Metrics
+	raw, err := c.jsonCall("METRICS", &m)
+	if err != nil {
+		return nil, err
+	}
+	m.Raw = raw
+	return &m, nil
+}
+
+func (c *Conn) jsonCall(req string, v any) ([]byte, error) {
+	reply, err := c.Do([]byte(req))
+	if err != nil {
+		return nil, err
+	}
+	if err := replyErr(reply); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(reply, v); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadReply, err)
+	}
+	return reply, nil
+}
+
+// SegmentInfo is one element of STATE's segments list.
+type SegmentInfo struct {
+	ID     uint64 `json:"id"`
+	Leader uint64 `json:"leader"`
+	Base   uint64 `json:"base"`
+	Count  uint64 `json:"count"`
+	Bytes  int64  `json:"bytes"`
+	State  string `json:"state"`
+	Tier   string `json:"tier"`
+}
+
+// TopicState is the decoded STATE reply.
+type TopicState struct {
+	CurrentSegment        uint64            `json:"current_segment"`
+	LeaderNode            uint64            `json:"leader_node"`
+	LastSealedEntryOffset uint64            `json:"last_sealed_entry_offset"`
+	SealedSegments        map[string]uint64 `json:"sealed_segments"`
+	SegmentLeaders        map[string]uint64 `json:"segment_leaders"`
+	Segments              []SegmentInfo     `json:"segments"`
+	Cursor                uint64            `json:"cursor"`
+	EndOffset             *uint64           `json:"end_offset"`
+	Raw                   []byte            `json:"-"`
+}
+
+// Metrics is the decoded METRICS reply.
+type Metrics struct {
+	ID               uint64  `json:"id"`
+	State            string  `json:"state"`
+	CurrentLeader    *uint64 `json:"current_leader"`
+	LastLogIndex     uint64  `json:"last_log_index"`
+	MembershipConfig struct {
+		Membership struct {
+			Configs [][]uint64        `json:"configs"`
+			Nodes   map[string]string `json:"nodes"`
+		} `json:"membership"`
+	} `json:"membership_config"`
+	Replication map[string]*struct {
+		Index uint64 `json:"index"`
+	} `json:"replication"`
+	Raw []byte `json:"-"`
+}
+
+func truncate(b []byte) []byte {
+	if len(b) > 120 {
+		return b[:120]
+	}
+	return b
+}

@@ -1,0 +1,315 @@
+package meta
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+
+	"github.com/hashicorp/raft"
+)
+
+// Command is one replicated metadata change. Every command is idempotent: applying it
+// twice (a retry after ErrLeadershipLost, whose outcome is unknown) leaves the same state
+// as applying it once, because each one names the state it expects.
+type Command struct {
+	Op string `json:"op"`
+
+	Topic   string `json:"topic,omitempty"`
+	Segment uint64 `json:"segment,omitempty"`
+
+	// create_topic
+	Leader uint64       `json:"leader,omitempty"`
+	Config *TopicConfig `json:"config,omitempty"`
+
+	// seal: the sealed segment's totals and the next segment's leader
+	Count      uint64 `json:"count,omitempty"`
+	Bytes      int64  `json:"bytes,omitempty"`
+	CRC        uint32 `json:"crc,omitempty"`
+	NextLeader uint64 `json:"next_leader,omitempty"`
+
+	// advance_cursor: compare-and-set From -> To
+	From uint64 `json:"from,omitempty"`
+	To   uint64 `json:"to,omitempty"`
+
+	// register_node / remove_node
+	Node *NodeInfo `json:"node,omitempty"`
+
+	// init_cluster
+	ClusterID string `json:"cluster_id,omitempty"`
+
+	// UnixMS is the proposer's clock, recorded so that every replica applies the same value.
+	UnixMS int64 `json:"unix_ms,omitempty"`
+}
+
+// Command operations.
+const (
+	OpInitCluster   = "init_cluster"
+	OpRegisterNode  = "register_node"
+	OpRemoveNode    = "remove_node"
+	OpCreateTopic   = "create_topic"
+	OpSeal          = "seal"
+	OpAdvanceCursor = "advance_cursor"
+)
+
+// Encode returns the command's wire form (JSON: metadata commands are rare and small,
+// and a readable Raft log is worth more than the bytes).
+func (c *Command) Encode() []byte {
+	b, err := json.Marshal(c)
+	if err != nil {
+		panic(fmt.Sprintf("meta: cannot encode command: %v", err)) // plain structs: cannot happen
+	}
+	return b
+}
+
+// DecodeCommand parses a command produced by Encode.
+func DecodeCommand(b []byte) (*Command, error) {
+	var c Command
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadCommand, err)
+	}
+	if c.Op == "" {
+		return nil, fmt.Errorf("%w: no op", ErrBadCommand)
+	}
+	return &c, nil
+}
+
+// Result is what FSM.Apply returns for a command (through raft's ApplyFuture.Response).
+type Result struct {
+	Err    error
+	Cursor uint64 // advance_cursor: the cursor after the command
+}
+
+// FSM is the replicated state machine: topics, segments, nodes and cursors. Segment
+// data never enters it (nor its snapshots). Apply is called by raft from one goroutine;
+// readers use the View/Topic accessors, which take a read lock.
+type FSM struct {
+	mu      sync.RWMutex
+	st      *State
+	applied uint64
+	changed chan struct{} // closed and replaced after every apply
+}
+
+var _ raft.FSM = (*FSM)(nil)
+
+// NewFSM returns an empty state machine.
+func NewFSM() *FSM {
+	return &FSM{st: newState(), changed: make(chan struct{})}
+}
+
+// Apply applies one committed log entry. It implements raft.FSM.
+func (f *FSM) Apply(l *raft.Log) interface{} {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	c, err := DecodeCommand(l.Data)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	defer f.notify(l.Index)
+	if err != nil {
+		return &Result{Err: err}
+	}
+	return f.apply(c, l.Index)
+}
+
+func (f *FSM) notify(index uint64) {
+	if index > f.applied {
+		f.applied = index
+	}
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+func (f *FSM) apply(c *Command, index uint64) *Result {
+	st := f.st
+	switch c.Op {
+	case OpInitCluster:
+		if st.ClusterID == "" {
+			st.ClusterID = c.ClusterID
+		}
+		return &Result{}
+	case OpRegisterNode:
+		if c.Node == nil || c.Node.ID == 0 {
+			return &Result{Err: fmt.Errorf("%w: register_node without node", ErrBadCommand)}
+		}
+		n := *c.Node
+		st.Nodes[n.ID] = &n
+		return &Result{}
+	case OpRemoveNode:
+		if c.Node != nil {
+			delete(st.Nodes, c.Node.ID)
+		}
+		return &Result{}
+	case OpCreateTopic:
+		if err := ValidateTopic(c.Topic); err != nil {
+			return &Result{Err: err}
+		}
+		if _, ok := st.Topics[c.Topic]; ok {
+			return &Result{} // idempotent: REGISTER of an existing topic
+		}
+		t := &Topic{Name: c.Topic}
+		if c.Config != nil {
+			t.Config = *c.Config
+		}
+		t.Segments = []*Segment{{
+			ID: 1, Leader: c.Leader, Base: 0, State: Active,
+			LeaderIndex: index, CreatedUnixMS: c.UnixMS,
+		}}
+		st.Topics[c.Topic] = t
+		return &Result{}
+	case OpSeal:
+		t, ok := st.Topics[c.Topic]
+		if !ok {
+			return &Result{Err: fmt.Errorf("%w: %q", ErrNoTopic, c.Topic)}
+		}
+		s := t.Segment(c.Segment)
+		if s == nil {
+			return &Result{Err: fmt.Errorf("%w: topic %q has no segment %d", ErrStaleSegment, c.Topic, c.Segment)}
+		}
+		if s.State != Active {
+			// Already sealed: a retried Seal. Same totals means the same command.
+			if s.Count == c.Count && s.CRC == c.CRC {
+				return &Result{}
+			}
+			return &Result{Err: fmt.Errorf("%w: segment %d of %q is %s with %d entries, seal says %d",
+				ErrStaleSegment, s.ID, c.Topic, s.State, s.Count, c.Count)}
+		}
+		s.State = Sealed
+		s.Count, s.Bytes, s.CRC, s.SealedUnixMS = c.Count, c.Bytes, c.CRC, c.UnixMS
+		next := c.NextLeader
+		if next == 0 {
+			next = s.Leader
+		}
+		t.Segments = append(t.Segments, &Segment{
+			ID: s.ID + 1, Leader: next, Base: s.End(), State: Active,
+			LeaderIndex: index, CreatedUnixMS: c.UnixMS,
+		})
+		return &Result{}
+	case OpAdvanceCursor:
+		t, ok := st.Topics[c.Topic]
+		if !ok {
+			return &Result{Err: fmt.Errorf("%w: %q", ErrNoTopic, c.Topic)}
+		}
+		if t.Cursor != c.From {
+			return &Result{Err: ErrCursorMoved, Cursor: t.Cursor}
+		}
+		t.Cursor = c.To
+		return &Result{Cursor: t.Cursor}
+	default:
+		return &Result{Err: fmt.Errorf("%w: unknown op %q", ErrBadCommand, c.Op)}
+	}
+}
+
+// Changed returns a channel that is closed at the next apply or restore. Typical use:
+// take the channel, check the state, and wait on the channel if the state is not yet
+// what you need.
+func (f *FSM) Changed() <-chan struct{} {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.changed
+}
+
+// AppliedIndex is the Raft index of the last command applied.
+func (f *FSM) AppliedIndex() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.applied
+}
+
+// Topic returns a copy of the named topic.
+func (f *FSM) Topic(name string) (*Topic, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	t, ok := f.st.Topics[name]
+	if !ok {
+		return nil, false
+	}
+	return t.clone(), true
+}
+
+// TopicNames returns the registered topics, sorted.
+func (f *FSM) TopicNames() []string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	names := make([]string, 0, len(f.st.Topics))
+	for n := range f.st.Topics {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Node returns what is known of a member.
+func (f *FSM) Node(id uint64) (NodeInfo, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	n, ok := f.st.Nodes[id]
+	if !ok {
+		return NodeInfo{}, false
+	}
+	return *n, true
+}
+
+// Nodes returns every registered member, sorted by id.
+func (f *FSM) Nodes() []NodeInfo {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make([]NodeInfo, 0, len(f.st.Nodes))
+	for _, n := range f.st.Nodes {
+		out = append(out, *n)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// ClusterID is the id recorded by the bootstrap node.
+func (f *FSM) ClusterID() string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.st.ClusterID
+}
+
+// Snapshot implements raft.FSM. The snapshot is the JSON of the whole state.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	b, err := json.Marshal(f.st)
+	if err != nil {
+		return nil, fmt.Errorf("meta: cannot encode snapshot: %w", err)
+	}
+	return &snapshot{data: b}, nil
+}
+
+// Restore implements raft.FSM: it replaces the whole state.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	st := newState()
+	if err := json.NewDecoder(rc).Decode(st); err != nil {
+		return fmt.Errorf("meta: cannot decode snapshot: %w", err)
+	}
+	if st.Topics == nil {
+		st.Topics = map[string]*Topic{}
+	}
+	if st.Nodes == nil {
+		st.Nodes = map[uint64]*NodeInfo{}
+	}
+	f.mu.Lock()
+	f.st = st
+	close(f.changed)
+	f.changed = make(chan struct{})
+	f.mu.Unlock()
+	return nil
+}
+
+type snapshot struct{ data []byte }
+
+func (s *snapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := sink.Write(s.data); err != nil {
+		sink.Cancel()
+		return fmt.Errorf("meta: cannot write snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *snapshot) Release() {}

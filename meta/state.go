@@ -1,0 +1,160 @@
+package meta
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+)
+
+// Sentinel errors of the metadata layer. Callers use errors.Is.
+var (
+	// ErrNoTopic: the topic is not registered.
+	ErrNoTopic = errors.New("meta: no such topic")
+	// ErrBadTopic: the topic name breaks the naming rule of DESIGN section 2.
+	ErrBadTopic = errors.New("meta: invalid topic name")
+	// ErrStaleSegment: a command names a segment that is no longer in the state it expects
+	// (a roll-over already happened). Retrying with fresh metadata is safe.
+	ErrStaleSegment = errors.New("meta: stale segment")
+	// ErrCursorMoved: a cursor compare-and-set lost the race against another reader.
+	ErrCursorMoved = errors.New("meta: cursor moved")
+	// ErrNotLeader: this node is not the Raft leader; the command was not proposed.
+	ErrNotLeader = errors.New("meta: not the raft leader")
+	// ErrBadCommand: a command could not be decoded.
+	ErrBadCommand = errors.New("meta: bad command")
+)
+
+// MaxTopicLen is the longest topic name accepted.
+const MaxTopicLen = 249
+
+// ValidateTopic reports whether name is a valid topic name: 1-249 characters of
+// [A-Za-z0-9._-], never "." or "..".
+func ValidateTopic(name string) error {
+	if name == "" {
+		return fmt.Errorf("%w: empty", ErrBadTopic)
+	}
+	if len(name) > MaxTopicLen {
+		return fmt.Errorf("%w: %d characters, at most %d", ErrBadTopic, len(name), MaxTopicLen)
+	}
+	if name == "." || name == ".." {
+		return fmt.Errorf("%w: %q", ErrBadTopic, name)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return fmt.Errorf("%w: %q (allowed: A-Z a-z 0-9 . _ -)", ErrBadTopic, name)
+		}
+	}
+	return nil
+}
+
+// SegmentState is the life-cycle state of a segment.
+type SegmentState string
+
+// Segment states, in the order a segment moves through them. Sealing is never stored
+// in the replicated state: a leader reports it while its Seal command is in flight.
+const (
+	Active   SegmentState = "active"
+	Sealing  SegmentState = "sealing"
+	Sealed   SegmentState = "sealed"
+	Archived SegmentState = "archived"
+	Expired  SegmentState = "expired"
+)
+
+// TopicConfig holds a topic's roll-over limits; zero values mean "the node's default".
+type TopicConfig struct {
+	MaxSegmentEntries uint64 `json:"max_segment_entries,omitempty"`
+	MaxSegmentBytes   int64  `json:"max_segment_bytes,omitempty"`
+	MaxSegmentAgeMS   int64  `json:"max_segment_age_ms,omitempty"`
+}
+
+// Segment is the replicated record of one segment of a topic.
+type Segment struct {
+	ID     uint64       `json:"id"`
+	Leader uint64       `json:"leader"`
+	Base   uint64       `json:"base"`
+	State  SegmentState `json:"state"`
+	// LeaderIndex is the Raft index of the command that made Leader the leader of this
+	// segment: the "leader term" that goes into archive object keys.
+	LeaderIndex uint64 `json:"leader_index"`
+	// CreatedUnixMS is the leader's clock when the segment became active.
+	CreatedUnixMS int64 `json:"created_unix_ms"`
+	// Count, Bytes and CRC are set when the segment is sealed.
+	Count        uint64 `json:"count,omitempty"`
+	Bytes        int64  `json:"bytes,omitempty"`
+	CRC          uint32 `json:"crc,omitempty"`
+	SealedUnixMS int64  `json:"sealed_unix_ms,omitempty"`
+}
+
+// End is the offset one past the last entry of a sealed segment.
+func (s *Segment) End() uint64 { return s.Base + s.Count }
+
+// Topic is the replicated record of one topic.
+type Topic struct {
+	Name     string      `json:"name"`
+	Config   TopicConfig `json:"config"`
+	Segments []*Segment  `json:"segments"` // ascending by ID; the last one is active
+	// Cursor is the next offset the shared GET cursor hands out.
+	Cursor uint64 `json:"cursor"`
+}
+
+// Active returns the topic's active segment (always the last one).
+func (t *Topic) Active() *Segment { return t.Segments[len(t.Segments)-1] }
+
+// SealedEnd is the offset one past the last entry of the last sealed segment, which is
+// also the base of the active segment.
+func (t *Topic) SealedEnd() uint64 { return t.Active().Base }
+
+// Find returns the segment holding offset, or the active segment when offset is at or
+// beyond the active segment's base.
+func (t *Topic) Find(offset uint64) *Segment {
+	i := sort.Search(len(t.Segments), func(i int) bool { return t.Segments[i].Base > offset })
+	if i == 0 {
+		return t.Segments[0]
+	}
+	return t.Segments[i-1]
+}
+
+// Segment returns the segment with the given id, or nil.
+func (t *Topic) Segment(id uint64) *Segment {
+	if id == 0 || id > uint64(len(t.Segments)) {
+		return nil
+	}
+	s := t.Segments[id-1]
+	if s.ID != id {
+		return nil
+	}
+	return s
+}
+
+// NodeInfo is what the cluster knows about one member.
+type NodeInfo struct {
+	ID         uint64 `json:"id"`
+	RaftAddr   string `json:"raft_addr"`
+	ClientAddr string `json:"client_addr"`
+	HTTPAddr   string `json:"http_addr"`
+}
+
+// State is the whole replicated state machine content. It is never mutated outside
+// FSM.Apply and FSM.Restore; readers get deep copies or read under the FSM's lock.
+type State struct {
+	Topics map[string]*Topic    `json:"topics"`
+	Nodes  map[uint64]*NodeInfo `json:"nodes"`
+	// ClusterID is set by the bootstrap node's first command.
+	ClusterID string `json:"cluster_id,omitempty"`
+}
+
+func newState() *State {
+	return &State{Topics: map[string]*Topic{}, Nodes: map[uint64]*NodeInfo{}}
+}
+
+func (t *Topic) clone() *Topic {
+	c := *t
+	c.Segments = make([]*Segment, len(t.Segments))
+	for i, s := range t.Segments {
+		sc := *s
+		c.Segments[i] = &sc
+	}
+	return &c
+}

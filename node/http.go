@@ -1,0 +1,166 @@
+package node
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"floe/meta"
+)
+
+// httpHandler serves the HTTP API (DESIGN section 4): health, Prometheus metrics, and
+// /v1 resources for topics, records and the cluster.
+func (n *Node) httpHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if id, _ := n.raft.Leader(); id == 0 {
+			http.Error(w, "no raft leader", http.StatusServiceUnavailable)
+			return
+		}
+		if _, ok := n.fsm.Node(n.cfg.NodeID); !ok {
+			http.Error(w, "not yet a registered member", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /v1/cluster", func(w http.ResponseWriter, r *http.Request) {
+		m, err := n.Metrics()
+		if err != nil {
+			httpErr(w, err)
+			return
+		}
+		writeJSON(w, map[string]any{"metrics": m, "nodes": n.fsm.Nodes()})
+	})
+	mux.HandleFunc("POST /v1/cluster/transfer-leadership", func(w http.ResponseWriter, r *http.Request) {
+		if !n.raft.IsLeader() {
+			httpErr(w, meta.ErrNotLeader)
+			return
+		}
+		if err := n.raft.TransferLeadership(); err != nil {
+			httpErr(w, err)
+			return
+		}
+		writeJSON(w, map[string]string{"result": "ok"})
+	})
+	mux.HandleFunc("GET /v1/topics", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, map[string]any{"topics": n.fsm.TopicNames()})
+	})
+	mux.HandleFunc("PUT /v1/topics/{topic}", func(w http.ResponseWriter, r *http.Request) {
+		var cfg meta.TopicConfig
+		if r.ContentLength != 0 {
+			if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+				http.Error(w, "bad topic config: "+err.Error(), http.StatusBadRequest)
+				return
+			}
+		}
+		if err := n.Register(r.Context(), r.PathValue("topic"), &cfg); err != nil {
+			httpErr(w, err)
+			return
+		}
+		n.writeState(w, r.PathValue("topic"))
+	})
+	mux.HandleFunc("GET /v1/topics/{topic}", func(w http.ResponseWriter, r *http.Request) {
+		n.writeState(w, r.PathValue("topic"))
+	})
+	// POST records: the body is one record, or with Content-Type application/x-ndjson
+	// one record per line.
+	mux.HandleFunc("POST /v1/topics/{topic}/records", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(r.Body, 16<<20+1))
+		if err != nil || len(body) > 16<<20 || len(body) == 0 {
+			http.Error(w, "body must hold 1 byte to 16 MiB", http.StatusBadRequest)
+			return
+		}
+		payloads := [][]byte{body}
+		if r.Header.Get("Content-Type") == "application/x-ndjson" {
+			payloads = nil
+			sc := bufio.NewScanner(bytes.NewReader(body))
+			sc.Buffer(nil, 16<<20)
+			for sc.Scan() {
+				if len(sc.Bytes()) > 0 {
+					payloads = append(payloads, bytes.Clone(sc.Bytes()))
+				}
+			}
+			if len(payloads) == 0 {
+				http.Error(w, "no records", http.StatusBadRequest)
+				return
+			}
+		}
+		first, err := n.Append(r.Context(), r.PathValue("topic"), payloads)
+		if err != nil {
+			httpErr(w, err)
+			return
+		}
+		writeJSON(w, map[string]uint64{"offset": first, "count": uint64(len(payloads))})
+	})
+	// GET records?offset=N&max=M[&wait_ms=W]: values are base64 in JSON.
+	mux.HandleFunc("GET /v1/topics/{topic}/records", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		offset, err := strconv.ParseUint(q.Get("offset"), 10, 64)
+		if err != nil && q.Get("offset") != "" {
+			http.Error(w, "offset must be a number", http.StatusBadRequest)
+			return
+		}
+		limit := DefaultReadMax
+		if s := q.Get("max"); s != "" {
+			if limit, err = strconv.Atoi(s); err != nil || limit < 1 || limit > MaxReadMax {
+				http.Error(w, "max must be 1-10000", http.StatusBadRequest)
+				return
+			}
+		}
+		wait, _ := strconv.Atoi(q.Get("wait_ms"))
+		wait = min(max(wait, 0), MaxTailWaitMS)
+		entries, next, err := n.Tail(r.Context(), r.PathValue("topic"), offset, limit, time.Duration(wait)*time.Millisecond)
+		if err != nil {
+			httpErr(w, err)
+			return
+		}
+		type rec struct {
+			Offset uint64 `json:"offset"`
+			Value  []byte `json:"value"`
+		}
+		out := make([]rec, len(entries))
+		for i, e := range entries {
+			out[i] = rec{e.Offset, e.Payload}
+		}
+		writeJSON(w, map[string]any{"records": out, "next": next})
+	})
+	return mux
+}
+
+func (n *Node) writeState(w http.ResponseWriter, topic string) {
+	st, err := n.State(topic)
+	if err != nil {
+		httpErr(w, err)
+		return
+	}
+	writeJSON(w, st)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}
+
+func httpErr(w http.ResponseWriter, err error) {
+	code := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, meta.ErrNoTopic):
+		code = http.StatusNotFound
+	case errors.Is(err, meta.ErrBadTopic), errors.Is(err, ErrBadRequest):
+		code = http.StatusBadRequest
+	case retryable(err):
+		code = http.StatusServiceUnavailable
+	}
+	http.Error(w, string(errReply(err)), code)
+}

@@ -1,0 +1,131 @@
+package node
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// The cluster port carries two protocols: Raft (hashicorp/raft's transport) and the
+// node-to-node RPC. The dialer sends one byte first that says which.
+const (
+	muxRaft byte = 'R'
+	muxRPC  byte = 'N'
+)
+
+// clusterListener accepts on the cluster port and hands each connection to Raft or to
+// the RPC server according to its first byte. It implements raft.StreamLayer.
+type clusterListener struct {
+	ln        net.Listener
+	advertise net.Addr
+	raftConns chan net.Conn
+	rpcConn   func(net.Conn)
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+var _ raft.StreamLayer = (*clusterListener)(nil)
+
+func newClusterListener(ln net.Listener, advertise string, rpc func(net.Conn)) (*clusterListener, error) {
+	adv, err := net.ResolveTCPAddr("tcp", advertise)
+	if err != nil {
+		return nil, err
+	}
+	if adv.IP.IsUnspecified() {
+		return nil, errors.New("node: advertised raft address must be routable, not " + advertise)
+	}
+	c := &clusterListener{
+		ln: ln, advertise: adv, raftConns: make(chan net.Conn, 16), rpcConn: rpc, closed: make(chan struct{}),
+	}
+	go c.serve()
+	return c, nil
+}
+
+func (c *clusterListener) serve() {
+	for {
+		conn, err := c.ln.Accept()
+		if err != nil {
+			select {
+			case <-c.closed:
+				return
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			c.Close()
+			return
+		}
+		go c.route(conn)
+	}
+}
+
+func (c *clusterListener) route(conn net.Conn) {
+	var b [1]byte
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.Read(b[:]); err != nil {
+		conn.Close()
+		return
+	}
+	conn.SetReadDeadline(time.Time{})
+	switch b[0] {
+	case muxRaft:
+		select {
+		case c.raftConns <- conn:
+		case <-c.closed:
+			conn.Close()
+		}
+	case muxRPC:
+		c.rpcConn(conn)
+	default:
+		conn.Close()
+	}
+}
+
+// Accept returns the next Raft connection.
+func (c *clusterListener) Accept() (net.Conn, error) {
+	select {
+	case conn := <-c.raftConns:
+		return conn, nil
+	case <-c.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops accepting on the cluster port.
+func (c *clusterListener) Close() error {
+	c.closeOnce.Do(func() {
+		close(c.closed)
+		c.ln.Close()
+	})
+	return nil
+}
+
+// Addr is the advertised address (what raft records as ours).
+func (c *clusterListener) Addr() net.Addr { return c.advertise }
+
+// Dial opens a Raft connection to a member.
+func (c *clusterListener) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return dialMux(string(address), muxRaft, timeout)
+}
+
+func dialMux(addr string, kind byte, timeout time.Duration) (net.Conn, error) {
+	conn, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	conn.SetWriteDeadline(time.Now().Add(timeout))
+	if _, err := conn.Write([]byte{kind}); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	conn.SetWriteDeadline(time.Time{})
+	return conn, nil
+}

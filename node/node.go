@@ -1,0 +1,525 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"floe/meta"
+	"floe/node/segment"
+)
+
+// Sentinel errors of the node. Retryable ones (ErrNotLeader, ErrUnavailable) are retried
+// internally within the request deadline before a client ever sees them.
+var (
+	// ErrNotLeader: this node does not lead the segment the request needs.
+	ErrNotLeader = errors.New("node: not the segment leader")
+	// ErrUnavailable: a node, or the quorum, cannot be reached right now.
+	ErrUnavailable = errors.New("node: unavailable")
+	// ErrCorrupt: stored data failed its checksum; it is never returned as data.
+	ErrCorrupt = errors.New("node: corrupt data")
+	// ErrSegmentNotFound: a node was asked for a segment it does not hold.
+	ErrSegmentNotFound = errors.New("node: segment not on this node")
+	// ErrClosed: the node is shutting down.
+	ErrClosed = errors.New("node: closed")
+)
+
+// Config is one node's configuration; the flags of DESIGN section 3 map onto it.
+type Config struct {
+	NodeID            uint64
+	DataDir           string
+	RaftHost          string
+	RaftPort          int
+	RaftAdvertiseHost string
+	ClientHost        string
+	ClientPort        int
+	HTTPHost          string
+	HTTPPort          int // 0 disables the HTTP API; -1 picks a free port
+	Join              string
+
+	MaxSegmentEntries uint64
+	MaxSegmentBytes   int64
+	MaxSegmentAge     time.Duration
+	LeaseTimeout      time.Duration
+	// RequestTimeout bounds the internal retries of one client request.
+	RequestTimeout time.Duration
+
+	// HeartbeatTimeout and ElectionTimeout tune Raft (defaults 1s each).
+	HeartbeatTimeout time.Duration
+	ElectionTimeout  time.Duration
+
+	Logger       *slog.Logger
+	RaftLogLevel string
+	RaftLogJSON  bool
+}
+
+// Defaults of DESIGN section 3.
+const (
+	DefaultMaxSegmentEntries = 1_000_000
+	DefaultMaxSegmentBytes   = 256 << 20
+	DefaultMaxSegmentAge     = 10 * time.Minute
+	DefaultLeaseTimeout      = 2 * time.Second
+	DefaultRequestTimeout    = 15 * time.Second
+)
+
+func (c *Config) setDefaults() error {
+	if c.NodeID == 0 {
+		return errors.New("node: --node-id is required and must be > 0")
+	}
+	if c.DataDir == "" {
+		c.DataDir = "./data"
+	}
+	if c.RaftHost == "" {
+		c.RaftHost = "127.0.0.1"
+	}
+	if c.RaftAdvertiseHost == "" {
+		c.RaftAdvertiseHost = c.RaftHost
+	}
+	if c.ClientHost == "" {
+		c.ClientHost = "127.0.0.1"
+	}
+	if c.HTTPHost == "" {
+		c.HTTPHost = c.ClientHost
+	}
+	if c.MaxSegmentEntries == 0 {
+		c.MaxSegmentEntries = DefaultMaxSegmentEntries
+	}
+	if c.MaxSegmentBytes == 0 {
+		c.MaxSegmentBytes = DefaultMaxSegmentBytes
+	}
+	if c.MaxSegmentAge == 0 {
+		c.MaxSegmentAge = DefaultMaxSegmentAge
+	}
+	if c.LeaseTimeout == 0 {
+		c.LeaseTimeout = DefaultLeaseTimeout
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// leaderLease is how long a Raft leader keeps leading without hearing from a quorum
+// (hashicorp/raft's LeaderLeaseTimeout); it is carved out of --lease-timeout.
+func (c *Config) leaderLease() time.Duration {
+	l := c.LeaseTimeout / 4
+	if l > 500*time.Millisecond {
+		l = 500 * time.Millisecond
+	}
+	if l < 50*time.Millisecond {
+		l = 50 * time.Millisecond
+	}
+	return l
+}
+
+// Node is one floe node: Raft member, segment leader for some topics, client listener.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	raft    *meta.Raft
+	fsm     *meta.FSM
+	store   *segment.Store
+	metrics *metrics
+
+	cluster    *clusterListener
+	clientLn   net.Listener
+	httpLn     net.Listener
+	httpServer *http.Server
+	advertise  string
+
+	mu        sync.Mutex
+	appenders map[string]*appender
+	peers     map[string]*peer
+	conns     map[net.Conn]struct{}
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Start opens the node's state, joins or bootstraps its cluster and starts serving.
+// It returns once the listeners are bound; cluster membership settles in the background.
+func Start(cfg Config) (*Node, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID),
+		appenders: map[string]*appender{}, peers: map[string]*peer{}, conns: map[net.Conn]struct{}{},
+	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.metrics = newMetrics(n)
+	ok := false
+	defer func() {
+		if !ok {
+			n.Close()
+		}
+	}()
+
+	store, err := segment.OpenStore(filepath.Join(cfg.DataDir, "segments"), segment.Options{Logger: n.log})
+	if err != nil {
+		return nil, err
+	}
+	n.store = store
+
+	raftDir := filepath.Join(cfg.DataDir, "raft")
+	hasState, err := meta.HasState(raftDir)
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.RaftHost, strconv.Itoa(cfg.RaftPort)))
+	if err != nil {
+		return nil, fmt.Errorf("node: cannot listen on raft port: %w", err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	n.advertise = net.JoinHostPort(cfg.RaftAdvertiseHost, strconv.Itoa(port))
+	n.cluster, err = newClusterListener(ln, n.advertise, n.serveRPC)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	hb := cfg.HeartbeatTimeout
+	if hb == 0 {
+		hb = time.Second
+	}
+	el := cfg.ElectionTimeout
+	if el == 0 {
+		el = hb
+	}
+	n.raft, err = meta.Open(meta.Config{
+		NodeID: cfg.NodeID, Dir: raftDir, Advertise: n.advertise, Stream: n.cluster,
+		Logger: n.log, RaftLogLevel: cfg.RaftLogLevel, RaftLogJSON: cfg.RaftLogJSON,
+		HeartbeatTimeout: hb, ElectionTimeout: el, LeaderLeaseTimeout: min(cfg.leaderLease(), hb),
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.fsm = n.raft.FSM()
+
+	switch {
+	case hasState:
+		n.log.Info("restarting with existing raft state", "dir", raftDir)
+	case cfg.Join == "":
+		n.log.Info("bootstrapping a new cluster", "advertise", n.advertise)
+		if err := n.raft.Bootstrap(); err != nil {
+			return nil, err
+		}
+		n.goLoop(func() { n.initCluster() })
+	default:
+		n.log.Info("joining cluster", "via", cfg.Join)
+		n.goLoop(func() { n.joinLoop() })
+	}
+
+	n.clientLn, err = net.Listen("tcp", net.JoinHostPort(cfg.ClientHost, strconv.Itoa(cfg.ClientPort)))
+	if err != nil {
+		return nil, fmt.Errorf("node: cannot listen on client port: %w", err)
+	}
+	if cfg.HTTPPort != 0 {
+		hp := cfg.HTTPPort
+		if hp < 0 {
+			hp = 0
+		}
+		n.httpLn, err = net.Listen("tcp", net.JoinHostPort(cfg.HTTPHost, strconv.Itoa(hp)))
+		if err != nil {
+			return nil, fmt.Errorf("node: cannot listen on http port: %w", err)
+		}
+		n.httpServer = &http.Server{Handler: n.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+		n.goLoop(func() { n.httpServer.Serve(n.httpLn) })
+	}
+	n.goLoop(func() { n.registerLoop() })
+	n.goLoop(func() { n.ownershipLoop() })
+	n.goLoop(func() { n.acceptClients() })
+	n.log.Info("node started", "raft", n.advertise, "client", n.clientLn.Addr().String(), "http", n.HTTPAddr())
+	ok = true
+	return n, nil
+}
+
+func (n *Node) goLoop(f func()) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
+}
+
+// ClientAddr is the address of the Walrus-protocol listener.
+func (n *Node) ClientAddr() string { return n.clientLn.Addr().String() }
+
+// RaftAddr is the advertised cluster address.
+func (n *Node) RaftAddr() string { return n.advertise }
+
+// HTTPAddr is the address of the HTTP API, or "" when it is off.
+func (n *Node) HTTPAddr() string {
+	if n.httpLn == nil {
+		return ""
+	}
+	return n.httpLn.Addr().String()
+}
+
+// ID is the node id.
+func (n *Node) ID() uint64 { return n.cfg.NodeID }
+
+// Close stops the node: listeners first, then appenders (in-flight appends finish or
+// fail), then Raft and the stores. It is safe to call more than once.
+func (n *Node) Close() error {
+	if n.cancel == nil {
+		return nil
+	}
+	n.cancel()
+	if n.clientLn != nil {
+		n.clientLn.Close()
+	}
+	if n.httpServer != nil {
+		n.httpServer.Close()
+	}
+	n.mu.Lock()
+	for c := range n.conns {
+		c.Close()
+	}
+	peers := n.peers
+	n.peers = map[string]*peer{}
+	n.mu.Unlock()
+	for _, p := range peers {
+		p.close()
+	}
+	n.wg.Wait()
+	var err error
+	if n.raft != nil {
+		err = n.raft.Close()
+	}
+	if n.cluster != nil {
+		n.cluster.Close()
+	}
+	if n.store != nil {
+		if cerr := n.store.Close(); err == nil {
+			err = cerr
+		}
+	}
+	n.log.Info("node stopped")
+	return err
+}
+
+func (n *Node) trackConn(c net.Conn, add bool) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if add {
+		if n.ctx.Err() != nil {
+			return false
+		}
+		n.conns[c] = struct{}{}
+	} else {
+		delete(n.conns, c)
+	}
+	return true
+}
+
+// peer returns the RPC client for a cluster address.
+func (n *Node) peer(addr string) *peer {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	p, ok := n.peers[addr]
+	if !ok {
+		p = newPeer(addr)
+		n.peers[addr] = p
+	}
+	return p
+}
+
+// nodePeer returns the RPC client for a member by id.
+func (n *Node) nodePeer(id uint64) (*peer, error) {
+	info, ok := n.fsm.Node(id)
+	if !ok || info.RaftAddr == "" {
+		return nil, fmt.Errorf("%w: node %d has no known address", ErrUnavailable, id)
+	}
+	return n.peer(info.RaftAddr), nil
+}
+
+// hasLease reports whether this node may acknowledge writes now: it is the Raft leader
+// (which steps down within LeaderLeaseTimeout without a quorum), or a follower that
+// heard from the leader recently enough that, even if that leader has lost its quorum,
+// --lease-timeout has not run out since. DESIGN section 5.2.
+func (n *Node) hasLease() bool {
+	if n.raft.IsLeader() {
+		return true
+	}
+	lc := n.raft.LastContact()
+	if lc.IsZero() {
+		return false
+	}
+	window := n.cfg.LeaseTimeout - 2*n.cfg.leaderLease()
+	return time.Since(lc) < window
+}
+
+// backoff sleeps for the attempt's delay or until ctx ends or the FSM changes.
+func (n *Node) backoff(ctx context.Context, attempt int, changed <-chan struct{}) error {
+	d := time.Duration(10<<min(attempt, 6)) * time.Millisecond // 10ms .. 640ms
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.ctx.Done():
+		return ErrClosed
+	case <-changed:
+		return nil
+	case <-t.C:
+		return nil
+	}
+}
+
+// propose applies a metadata command through the Raft leader, wherever it is, and
+// returns once the command is applied on this node too. ErrNotLeader and lost
+// leadership are retried until ctx ends; the command's own error is returned as is.
+func (n *Node) propose(ctx context.Context, c *meta.Command) (*meta.Result, error) {
+	if c.UnixMS == 0 {
+		c.UnixMS = time.Now().UnixMilli()
+	}
+	var lastErr error
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			if err := n.backoff(ctx, attempt, nil); err != nil {
+				return nil, fmt.Errorf("%w: cannot commit %s: %v (last: %v)", ErrUnavailable, c.Op, err, lastErr)
+			}
+		}
+		if n.raft.IsLeader() {
+			res, _, err := n.raft.Apply(c, 5*time.Second)
+			if err != nil {
+				lastErr = err
+				continue
+			}
+			return res, res.Err
+		}
+		_, addr := n.raft.Leader()
+		if addr == "" {
+			lastErr = errors.New("no raft leader")
+			continue
+		}
+		body, err := n.peer(addr).call(opApply, c.Encode(), 10*time.Second)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		d := decoder{b: body}
+		index, cursor, code, msg := d.u64(), d.u64(), d.u8(), d.str()
+		if d.err != nil {
+			lastErr = d.err
+			continue
+		}
+		if err := n.waitApplied(ctx, index); err != nil {
+			return nil, err
+		}
+		res := &meta.Result{Cursor: cursor}
+		if code != 255 {
+			res.Err = &remoteError{sentinel: codeErrs[code], msg: msg}
+		}
+		return res, res.Err
+	}
+}
+
+// waitApplied waits until this node's FSM has applied index.
+func (n *Node) waitApplied(ctx context.Context, index uint64) error {
+	for {
+		ch := n.fsm.Changed()
+		if n.fsm.AppliedIndex() >= index {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: waiting for index %d: %v", ErrUnavailable, index, ctx.Err())
+		case <-n.ctx.Done():
+			return ErrClosed
+		}
+	}
+}
+
+// initCluster records the cluster id once this bootstrap node leads.
+func (n *Node) initCluster() {
+	if n.fsm.ClusterID() != "" {
+		return
+	}
+	var b [8]byte
+	rand.Read(b[:])
+	id := hex.EncodeToString(b[:])
+	ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
+	defer cancel()
+	if _, err := n.propose(ctx, &meta.Command{Op: meta.OpInitCluster, ClusterID: id}); err != nil && n.ctx.Err() == nil {
+		n.log.Warn("cannot record cluster id", "err", err)
+	}
+}
+
+// joinLoop asks the member at --join to add this node as a voter until it is a member.
+func (n *Node) joinLoop() {
+	var e encoder
+	e.u64(n.cfg.NodeID)
+	e.str(n.advertise)
+	for attempt := 0; ; attempt++ {
+		if n.ctx.Err() != nil {
+			return
+		}
+		p := newPeer(n.cfg.Join)
+		_, err := p.call(opJoin, e.b, 30*time.Second)
+		p.close()
+		if err == nil {
+			n.log.Info("joined cluster", "via", n.cfg.Join)
+			return
+		}
+		n.log.Warn("join failed, retrying", "via", n.cfg.Join, "err", err)
+		if n.backoff(n.ctx, attempt+3, nil) != nil {
+			return
+		}
+	}
+}
+
+// registerLoop records this node's addresses in the replicated state (once per start,
+// since addresses may change across restarts).
+func (n *Node) registerLoop() {
+	info := &meta.NodeInfo{ID: n.cfg.NodeID, RaftAddr: n.advertise, ClientAddr: n.ClientAddr(), HTTPAddr: n.HTTPAddr()}
+	for attempt := 0; ; attempt++ {
+		if cur, ok := n.fsm.Node(n.cfg.NodeID); ok && cur == *info {
+			return
+		}
+		ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+		_, err := n.propose(ctx, &meta.Command{Op: meta.OpRegisterNode, Node: info})
+		cancel()
+		if err == nil {
+			return
+		}
+		if n.ctx.Err() != nil {
+			return
+		}
+		n.backoff(n.ctx, attempt+3, nil)
+	}
+}
+
+// serveRPC serves one inbound node-to-node connection.
+func (n *Node) serveRPC(conn net.Conn) {
+	if !n.trackConn(conn, true) {
+		conn.Close()
+		return
+	}
+	defer n.trackConn(conn, false)
+	defer conn.Close()
+	c := &rpcConn{conn: conn, w: bufio.NewWriterSize(conn, 64<<10)}
+	r := bufio.NewReaderSize(conn, 64<<10)
+	for {
+		id, op, body, err := readMsg(r)
+		if err != nil {
+			return
+		}
+		n.handleRPC(c, id, op, body)
+	}
+}

@@ -1,0 +1,168 @@
+package node
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"floe/client"
+	"floe/meta"
+)
+
+// ErrBadRequest: a client request does not follow the protocol. The reply is
+// "ERR <reason>" and nothing changes.
+var ErrBadRequest = errors.New("bad request")
+
+// Request is one parsed client request.
+type Request struct {
+	Cmd   string // REGISTER, PUT, PUTOFF, PUTBATCH, GET, STATE, METRICS, READ, TAIL
+	Topic string
+	// Payloads: one for PUT and PUTOFF, one or more for PUTBATCH.
+	Payloads [][]byte
+	Offset   uint64 // READ, TAIL
+	Max      int    // READ, TAIL; 0 = default
+	WaitMS   int    // TAIL
+}
+
+// Read limits.
+const (
+	DefaultReadMax = 100
+	MaxReadMax     = 10000
+	MaxTailWaitMS  = 60000
+)
+
+func badf(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrBadRequest}, args...)...)
+}
+
+// ParseRequest parses one request frame following DESIGN section 4: the request is UTF-8
+// text, trailing whitespace is trimmed, words are split on single spaces, and a PUT
+// payload is everything after "PUT <topic> ". PUTBATCH is the one binary-safe request:
+// its first line is text, the rest is [u32 length][payload] records.
+func ParseRequest(frame []byte) (Request, error) {
+	if len(frame) == 0 {
+		return Request{}, badf("empty request")
+	}
+	if bytes.HasPrefix(frame, []byte("PUTBATCH ")) {
+		nl := bytes.IndexByte(frame, '\n')
+		if nl < 0 {
+			return Request{}, badf("PUTBATCH needs a header line ending in \\n")
+		}
+		head := frame[:nl]
+		if !utf8.Valid(head) {
+			return Request{}, badf("invalid utf-8")
+		}
+		topic := string(bytes.TrimRight(head[len("PUTBATCH "):], " \t\r"))
+		if err := meta.ValidateTopic(topic); err != nil {
+			return Request{}, err
+		}
+		payloads, err := client.DecodeBatchBody(frame[nl+1:])
+		if err != nil {
+			return Request{}, badf("%v", err)
+		}
+		return Request{Cmd: "PUTBATCH", Topic: topic, Payloads: payloads}, nil
+	}
+	if !utf8.Valid(frame) {
+		return Request{}, badf("invalid utf-8")
+	}
+	line := string(bytes.TrimRight(frame, " \t\r\n\v\f"))
+	if line == "" {
+		return Request{}, badf("empty request")
+	}
+	cmd, rest, _ := cut(line)
+	switch cmd {
+	case "PUT", "PUTOFF":
+		topic, payload, ok := cut(rest)
+		if topic == "" {
+			return Request{}, badf("%s needs a topic and a payload", cmd)
+		}
+		if err := meta.ValidateTopic(topic); err != nil {
+			return Request{}, err
+		}
+		if !ok || payload == "" {
+			return Request{}, badf("%s needs a payload", cmd)
+		}
+		return Request{Cmd: cmd, Topic: topic, Payloads: [][]byte{[]byte(payload)}}, nil
+	case "REGISTER", "GET", "STATE":
+		args := split(rest)
+		if len(args) != 1 {
+			return Request{}, badf("%s takes a topic: %s <topic>", cmd, cmd)
+		}
+		if err := meta.ValidateTopic(args[0]); err != nil {
+			return Request{}, err
+		}
+		return Request{Cmd: cmd, Topic: args[0]}, nil
+	case "METRICS":
+		if rest != "" {
+			return Request{}, badf("METRICS takes no arguments")
+		}
+		return Request{Cmd: cmd}, nil
+	case "READ", "TAIL":
+		args := split(rest)
+		maxArgs := 3
+		if cmd == "TAIL" {
+			maxArgs = 4
+		}
+		if len(args) < 2 || len(args) > maxArgs {
+			return Request{}, badf("usage: READ <topic> <offset> [max] | TAIL <topic> <offset> [max] [wait_ms]")
+		}
+		if err := meta.ValidateTopic(args[0]); err != nil {
+			return Request{}, err
+		}
+		r := Request{Cmd: cmd, Topic: args[0], Max: DefaultReadMax}
+		off, err := strconv.ParseUint(args[1], 10, 64)
+		if err != nil {
+			return Request{}, badf("offset %q is not a number", args[1])
+		}
+		r.Offset = off
+		if len(args) >= 3 {
+			m, err := strconv.Atoi(args[2])
+			if err != nil || m < 1 || m > MaxReadMax {
+				return Request{}, badf("max %q must be 1-%d", args[2], MaxReadMax)
+			}
+			r.Max = m
+		}
+		if cmd == "TAIL" {
+			r.WaitMS = 1000
+			if len(args) == 4 {
+				w, err := strconv.Atoi(args[3])
+				if err != nil || w < 0 || w > MaxTailWaitMS {
+					return Request{}, badf("wait_ms %q must be 0-%d", args[3], MaxTailWaitMS)
+				}
+				r.WaitMS = w
+			}
+		}
+		return r, nil
+	default:
+		return Request{}, badf("unknown command %q", truncate(cmd, 32))
+	}
+}
+
+// cut splits s at the first single space.
+func cut(s string) (before, after string, found bool) { return strings.Cut(s, " ") }
+
+// split splits on single spaces; an empty string has no words.
+func split(s string) []string {
+	if s == "" {
+		return nil
+	}
+	var out []string
+	for {
+		w, rest, ok := cut(s)
+		out = append(out, w)
+		if !ok {
+			return out
+		}
+		s = rest
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

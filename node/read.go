@@ -1,0 +1,420 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"floe/client"
+	"floe/meta"
+	"floe/node/segment"
+)
+
+// Read limits.
+const (
+	maxReadBytes = 16 << 20
+)
+
+// localSegment returns this node's copy of a segment, opening it from disk if needed;
+// ErrSegmentNotFound if the node does not hold it.
+func (n *Node) localSegment(topic string, s *meta.Segment) (*segment.Segment, error) {
+	if seg, ok := n.store.Get(topic, s.ID); ok {
+		return seg, nil
+	}
+	seg, err := n.store.OpenExisting(topic, s.ID, s.State != meta.Active)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: segment %d of %q", ErrSegmentNotFound, s.ID, topic)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: segment %d of %q: %v", ErrCorrupt, s.ID, topic, err)
+	}
+	return seg, nil
+}
+
+// readLocal reads entries of one segment from this node's disk.
+func (n *Node) readLocal(topic string, s *meta.Segment, offset uint64, max, maxBytes int) ([]client.Entry, error) {
+	seg, err := n.localSegment(topic, s)
+	if err != nil {
+		return nil, err
+	}
+	idx := offset - s.Base
+	if s.State != meta.Active && idx >= s.Count {
+		return nil, nil
+	}
+	if idx >= seg.Count() {
+		if s.State != meta.Active {
+			return nil, fmt.Errorf("%w: segment %d of %q holds %d entries on node %d, metadata says %d",
+				ErrCorrupt, s.ID, topic, seg.Count(), n.cfg.NodeID, s.Count)
+		}
+		return nil, nil
+	}
+	if s.State != meta.Active && uint64(max) > s.Count-idx {
+		max = int(s.Count - idx)
+	}
+	payloads, err := seg.Read(idx, max, maxBytes)
+	if errors.Is(err, segment.ErrOutOfRange) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: segment %d of %q at offset %d: %v", ErrCorrupt, s.ID, topic, offset, err)
+	}
+	out := make([]client.Entry, len(payloads))
+	for i, p := range payloads {
+		out[i] = client.Entry{Offset: offset + uint64(i), Payload: p}
+	}
+	return out, nil
+}
+
+// readSegment reads from one segment wherever it is: this node, else its leader.
+func (n *Node) readSegment(topic string, s *meta.Segment, offset uint64, max, maxBytes int) ([]client.Entry, error) {
+	entries, err := n.readLocal(topic, s, offset, max, maxBytes)
+	if err == nil || !errors.Is(err, ErrSegmentNotFound) || s.Leader == n.cfg.NodeID {
+		return entries, err
+	}
+	p, err := n.nodePeer(s.Leader)
+	if err != nil {
+		return nil, err
+	}
+	var e encoder
+	e.str(topic)
+	e.u64(s.ID)
+	e.u64(offset)
+	e.u64(uint64(max))
+	e.u64(uint64(maxBytes))
+	body, err := p.call(opRead, e.b, 10*time.Second)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read segment %d of %q from node %d: %w", s.ID, topic, s.Leader, err)
+	}
+	d := decoder{b: body}
+	count := d.u64()
+	if count > uint64(max) {
+		return nil, fmt.Errorf("%w: node %d returned %d entries, asked %d", ErrUnavailable, s.Leader, count, max)
+	}
+	out := make([]client.Entry, 0, count)
+	for i := uint64(0); i < count; i++ {
+		out = append(out, client.Entry{Offset: offset + i, Payload: d.bytes()})
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("%w: bad read reply from node %d", ErrUnavailable, s.Leader)
+	}
+	return out, nil
+}
+
+// Read returns up to max entries of topic from offset on (crossing segment boundaries),
+// and the offset to continue from. An offset past the end returns no entries.
+func (n *Node) Read(ctx context.Context, topic string, offset uint64, max int) ([]client.Entry, uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	var out []client.Entry
+	budget := maxReadBytes
+	var lastErr error
+	for attempt := 0; len(out) < max; {
+		changed := n.fsm.Changed()
+		t, ok := n.fsm.Topic(topic)
+		if !ok {
+			return nil, offset, fmt.Errorf("%w: %q", meta.ErrNoTopic, topic)
+		}
+		s := t.Find(offset)
+		entries, err := n.readSegment(topic, s, offset, max-len(out), budget)
+		if err != nil {
+			if retryable(err) && len(out) == 0 {
+				lastErr = err
+				attempt++
+				if berr := n.backoff(ctx, attempt, changed); berr != nil {
+					return nil, offset, fmt.Errorf("read of %q at %d gave up: %w", topic, offset, lastErr)
+				}
+				continue
+			}
+			if len(out) > 0 {
+				break // return what we have; the next read reports the error
+			}
+			return nil, offset, err
+		}
+		for _, e := range entries {
+			budget -= len(e.Payload)
+		}
+		out = append(out, entries...)
+		offset += uint64(len(entries))
+		// Continue into the next segment only when this one is sealed and exhausted.
+		if s.State == meta.Active || offset < s.End() || budget <= 0 {
+			break
+		}
+	}
+	return out, offset, nil
+}
+
+// Tail is Read that waits up to wait for at least one entry.
+func (n *Node) Tail(ctx context.Context, topic string, offset uint64, max int, wait time.Duration) ([]client.Entry, uint64, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		entries, next, err := n.Read(ctx, topic, offset, max)
+		if err != nil || len(entries) > 0 || time.Now().After(deadline) {
+			return entries, next, err
+		}
+		a := n.tailWaiter(topic)
+		t := time.NewTimer(min(time.Until(deadline), 50*time.Millisecond))
+		select {
+		case <-a:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, offset, nil
+		}
+		t.Stop()
+	}
+}
+
+// tailWaiter returns a channel closed at the next metadata change. Appends on other
+// nodes are not signalled here, so Tail also polls (every 50 ms at most).
+func (n *Node) tailWaiter(string) <-chan struct{} { return n.fsm.Changed() }
+
+// Get hands out the next entry of the topic's shared cursor, exactly once across the
+// cluster: the cursor advance is a compare-and-set through Raft. ok is false when the
+// cursor is at the end of the topic.
+func (n *Node) Get(ctx context.Context, topic string) (payload []byte, ok bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		t, found := n.fsm.Topic(topic)
+		if !found {
+			return nil, false, fmt.Errorf("%w: %q", meta.ErrNoTopic, topic)
+		}
+		cur := t.Cursor
+		entries, _, err := n.Read(ctx, topic, cur, 1)
+		if err != nil {
+			return nil, false, err
+		}
+		if len(entries) == 0 {
+			return nil, false, nil
+		}
+		_, err = n.propose(ctx, &meta.Command{Op: meta.OpAdvanceCursor, Topic: topic, From: cur, To: cur + 1})
+		if err == nil {
+			return entries[0].Payload, true, nil
+		}
+		if !errors.Is(err, meta.ErrCursorMoved) {
+			return nil, false, err
+		}
+		if ctx.Err() != nil {
+			return nil, false, fmt.Errorf("%w: GET of %q: %v", ErrUnavailable, topic, ctx.Err())
+		}
+	}
+}
+
+// Register creates the topic if it does not exist (idempotent). The first segment's
+// leader is picked round-robin by the number of topics, so topics spread over nodes.
+func (n *Node) Register(ctx context.Context, topic string, cfg *meta.TopicConfig) error {
+	if err := meta.ValidateTopic(topic); err != nil {
+		return err
+	}
+	if _, ok := n.fsm.Topic(topic); ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	members, err := n.raft.Members()
+	leader := n.cfg.NodeID
+	if err == nil && len(members) > 0 {
+		var voters []uint64
+		for _, m := range members {
+			if m.Voter {
+				voters = append(voters, m.ID)
+			}
+		}
+		if len(voters) > 0 {
+			leader = n.nextLeader(voters[len(n.fsm.TopicNames())%len(voters)] - 1)
+		}
+	}
+	_, err = n.propose(ctx, &meta.Command{Op: meta.OpCreateTopic, Topic: topic, Leader: leader, Config: cfg})
+	return err
+}
+
+// activeCount returns the durable entry count of a topic's active segment, asking its
+// leader when it is another node.
+func (n *Node) activeCount(topic string, s *meta.Segment) (uint64, error) {
+	if s.Leader == n.cfg.NodeID {
+		seg, err := n.localSegment(topic, s)
+		if err != nil {
+			return 0, err
+		}
+		return seg.Count(), nil
+	}
+	p, err := n.nodePeer(s.Leader)
+	if err != nil {
+		return 0, err
+	}
+	var e encoder
+	e.str(topic)
+	e.u64(s.ID)
+	body, err := p.call(opCount, e.b, time.Second)
+	if err != nil {
+		return 0, err
+	}
+	d := decoder{b: body}
+	c := d.u64()
+	return c, d.err
+}
+
+// handleRPC serves one node-to-node request. Appends are enqueued before it returns
+// (so a connection's appends keep their order); everything else runs on its own
+// goroutine.
+func (n *Node) handleRPC(c *rpcConn, id uint64, op byte, body []byte) {
+	d := decoder{b: body}
+	switch op {
+	case opAppend:
+		topic, segID, count := d.str(), d.u64(), d.u64()
+		if d.err != nil || count == 0 || count > uint64(len(d.b)/4) {
+			c.reply(id, nil, fmt.Errorf("%w: malformed append", ErrBadRequest))
+			return
+		}
+		payloads := make([][]byte, count)
+		var size int64
+		for i := range payloads {
+			payloads[i] = d.bytes()
+			size += int64(len(payloads[i])) + 8
+		}
+		if d.err != nil {
+			c.reply(id, nil, fmt.Errorf("%w: malformed append", ErrBadRequest))
+			return
+		}
+		t, ok := n.fsm.Topic(topic)
+		if !ok {
+			c.reply(id, nil, fmt.Errorf("%w: %q", meta.ErrNoTopic, topic))
+			return
+		}
+		if t.Active().Leader != n.cfg.NodeID {
+			c.reply(id, nil, fmt.Errorf("%w: node %d does not lead %q", ErrNotLeader, n.cfg.NodeID, topic))
+			return
+		}
+		n.appenderFor(topic).enqueue(&appendReq{payloads: payloads, bytes: size, segment: segID, done: func(r appendResult) {
+			if r.err != nil {
+				c.reply(id, nil, r.err)
+				return
+			}
+			var e encoder
+			e.u64(r.first)
+			e.u64(r.segment)
+			c.reply(id, e.b, nil)
+		}})
+	case opRead:
+		topic, segID, offset, max, maxBytes := d.str(), d.u64(), d.u64(), d.u64(), d.u64()
+		go func() {
+			if d.err != nil || max == 0 || max > MaxReadMax {
+				c.reply(id, nil, fmt.Errorf("%w: malformed read", ErrBadRequest))
+				return
+			}
+			t, ok := n.fsm.Topic(topic)
+			if !ok {
+				c.reply(id, nil, fmt.Errorf("%w: %q", meta.ErrNoTopic, topic))
+				return
+			}
+			s := t.Segment(segID)
+			if s == nil || offset < s.Base {
+				c.reply(id, nil, fmt.Errorf("%w: segment %d of %q at offset %d", ErrSegmentNotFound, segID, topic, offset))
+				return
+			}
+			entries, err := n.readLocal(topic, s, offset, int(max), int(min(maxBytes, maxReadBytes)))
+			if err != nil {
+				c.reply(id, nil, err)
+				return
+			}
+			var e encoder
+			e.u64(uint64(len(entries)))
+			for _, en := range entries {
+				e.bytes(en.Payload)
+			}
+			c.reply(id, e.b, nil)
+		}()
+	case opApply:
+		go func() {
+			cmd, err := meta.DecodeCommand(body)
+			if err != nil {
+				c.reply(id, nil, err)
+				return
+			}
+			res, index, err := n.raft.Apply(cmd, 5*time.Second)
+			if err != nil {
+				c.reply(id, nil, err)
+				return
+			}
+			var e encoder
+			e.u64(index)
+			e.u64(res.Cursor)
+			if res.Err != nil {
+				e.u8(errCode(res.Err))
+				e.str(res.Err.Error())
+			} else {
+				e.u8(255)
+				e.str("")
+			}
+			c.reply(id, e.b, nil)
+		}()
+	case opJoin:
+		nodeID, addr := d.u64(), d.str()
+		go func() {
+			if d.err != nil || nodeID == 0 || addr == "" {
+				c.reply(id, nil, fmt.Errorf("%w: malformed join", ErrBadRequest))
+				return
+			}
+			c.reply(id, nil, n.join(nodeID, addr))
+		}()
+	case opStatus:
+		var e encoder
+		e.u64(n.raft.AppliedIndex())
+		e.u64(n.raft.LastIndex())
+		e.str(n.raft.State())
+		c.reply(id, e.b, nil)
+	case opCount:
+		topic, segID := d.str(), d.u64()
+		go func() {
+			t, ok := n.fsm.Topic(topic)
+			var s *meta.Segment
+			if ok {
+				s = t.Segment(segID)
+			}
+			if d.err != nil || s == nil {
+				c.reply(id, nil, fmt.Errorf("%w: segment %d of %q", ErrSegmentNotFound, segID, topic))
+				return
+			}
+			seg, err := n.localSegment(topic, s)
+			if err != nil {
+				c.reply(id, nil, err)
+				return
+			}
+			var e encoder
+			e.u64(seg.Count())
+			c.reply(id, e.b, nil)
+		}()
+	default:
+		c.reply(id, nil, fmt.Errorf("%w: unknown rpc op %d", ErrBadRequest, op))
+	}
+}
+
+// join adds a node as a voter: here if this node is the Raft leader, else through it.
+func (n *Node) join(id uint64, addr string) error {
+	for attempt := 0; attempt < 20; attempt++ {
+		if n.raft.IsLeader() {
+			err := n.raft.AddVoter(id, addr, 10*time.Second)
+			if err == nil {
+				n.log.Info("added voter", "id", id, "addr", addr)
+				return nil
+			}
+			if !errors.Is(err, meta.ErrNotLeader) {
+				return err
+			}
+		} else if _, leaderAddr := n.raft.Leader(); leaderAddr != "" && leaderAddr != n.advertise {
+			var e encoder
+			e.u64(id)
+			e.str(addr)
+			_, err := n.peer(leaderAddr).call(opJoin, e.b, 20*time.Second)
+			if err == nil || !retryable(err) {
+				return err
+			}
+		}
+		if err := n.backoff(n.ctx, attempt+2, nil); err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("%w: no raft leader to add node %d", ErrUnavailable, id)
+}

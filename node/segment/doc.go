@@ -1,0 +1,72 @@
+// Package segment is the local write-ahead log of floe: one fsynced,
+// append-only file per active segment of the topics a node leads
+// (DESIGN sections 2 and 5), and the Store that keeps those files.
+//
+// # On-disk layout
+//
+// A Store keeps one directory per topic and one file per segment:
+//
+//	<data dir>/<topic>/00000000000000000007.wal         segment 7 of topic
+//	<data dir>/<topic>/00000000000000000007.wal.broken  bytes cut by a repair
+//
+// A segment file is an 8-byte file header followed by records, back to
+// back, with no padding and no trailer. All integers are little-endian.
+//
+//	offset 0                 8
+//	+------------------------+----------+----------+-----+----------+
+//	| "FLOEWAL" | version=1  | record 0 | record 1 | ... | record n |
+//	+------------------------+----------+----------+-----+----------+
+//	 7 bytes      1 byte
+//
+//	record:
+//	+-------------+-------------+---------------------------+
+//	| length  u32 | crc32c  u32 | payload (length bytes)    |
+//	+-------------+-------------+---------------------------+
+//	 0             4             8                  8+length
+//
+// length is 1 to MaxPayload (64 MiB): a record is never empty, so zero
+// bytes (a torn or zero-filled tail) never decode as a record. crc32c is
+// the CRC32C (Castagnoli) of the payload alone. A record's index is its
+// position in the file, counting from 0.
+//
+// The segment checksum reported by Segment.CRC and by Seal is the CRC32C
+// of everything after the file header, that is of all records as stored,
+// headers included. Segment.Bytes is that length: file size - HeaderSize.
+//
+// # Durability
+//
+// Append returns only after an fdatasync that covers its record has
+// returned; the segment's flusher goroutine does all writes and syncs, one
+// WriteAt and one fdatasync per batch of everything queued while the
+// previous fdatasync ran (group commit). A failed write or sync fails every
+// append of its batch, and the flusher truncates the file back to its last
+// durable size and syncs that, so a failed append can never surface later.
+// Readers see only synced records. Files and directory entries are created
+// durably: a new file's header is synced and then its directory; .broken
+// copies are written to a temporary name, synced, renamed and their
+// directory synced before the segment is truncated.
+//
+// # Recovery
+//
+// Open scans the whole file. At the first damaged record (the file ends
+// inside it, its length is zero or over MaxPayload, or its CRC does not
+// match) it saves the rest of the file as path.broken, truncates the file
+// there and syncs it: the file then ends with the last record whose CRC
+// matches, which is all that a crash during an append can disturb. If
+// intact records follow the damage, it may be bit rot rather than a torn
+// write, so the repair is logged at Error (the cut bytes are in the .broken
+// copy either way). OpenSealed, for a file known to be
+// complete, treats any damage as an error wrapping ErrCorrupt and changes
+// nothing. A file whose header is not a segment header is never modified.
+//
+// Inspect is the same decoder in a mode that keeps going past a damaged
+// record where it can, reporting each record's offset, length and CRC
+// status, for tools such as a WAL dump.
+//
+// # Testing seam
+//
+// All file I/O goes through the FS and File interfaces. OS is the real
+// one; FaultFS wraps any FS and fails the next write, sync, truncate or
+// read on demand, or holds the next sync, for tests of this package and
+// of the packages above it.
+package segment

@@ -1,0 +1,264 @@
+package segment
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+)
+
+const (
+	// HeaderSize is the size of the file header that starts every segment
+	// file: the 7-byte magic "FLOEWAL" and a 1-byte format version.
+	HeaderSize = 8
+	// Version is the segment file format version this package writes and
+	// reads.
+	Version = 1
+	// RecordHeaderSize is the size of the header before every payload:
+	// u32 payload length and u32 CRC32C of the payload, both little-endian.
+	RecordHeaderSize = 8
+	// MaxPayload is the largest payload a record may carry (64 MiB). It
+	// bounds the memory a reader allocates for one record, so a damaged
+	// length field can never make a decoder allocate gigabytes. Larger
+	// appends fail with ErrTooLarge; a larger length on disk is damage.
+	MaxPayload = 64 << 20
+)
+
+// magic starts every segment file; the byte after it is the version.
+const magic = "FLOEWAL"
+
+// castagnoli is the CRC32C table used for every checksum in a segment.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// fileHeader returns the header of a new segment file.
+func fileHeader() []byte {
+	return append([]byte(magic), Version)
+}
+
+// checkHeader reports whether h (the first bytes of a file, at most
+// HeaderSize) is a valid header; err wraps ErrCorrupt if not.
+func checkHeader(h []byte) error {
+	if len(h) < HeaderSize {
+		return fmt.Errorf("%w: file header is %d bytes, want %d: %w", ErrCorrupt, len(h), HeaderSize, io.ErrUnexpectedEOF)
+	}
+	if string(h[:len(magic)]) != magic {
+		return fmt.Errorf("%w: bad magic %q, want %q", ErrCorrupt, h[:len(magic)], magic)
+	}
+	if v := h[len(magic)]; v != Version {
+		return fmt.Errorf("%w: unsupported format version %d, want %d", ErrCorrupt, v, Version)
+	}
+	return nil
+}
+
+// AppendRecord appends the encoding of one record carrying payload to dst
+// and returns the extended slice. The payload must be 1 to MaxPayload bytes
+// long (Append checks this; AppendRecord does not).
+func AppendRecord(dst, payload []byte) []byte {
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(payload)))
+	dst = binary.LittleEndian.AppendUint32(dst, crc32.Checksum(payload, castagnoli))
+	return append(dst, payload...)
+}
+
+// DecodeRecord decodes the record at the start of b. It returns the payload
+// (a sub-slice of b, not a copy) and the number of bytes the record takes,
+// RecordHeaderSize+len(payload). A record is returned only if its CRC32C
+// matches. Otherwise err wraps ErrCorrupt, and also io.ErrUnexpectedEOF
+// when b ends before the record does (a torn record, or a short buffer).
+func DecodeRecord(b []byte) (payload []byte, n int, err error) {
+	if len(b) < RecordHeaderSize {
+		return nil, 0, fmt.Errorf("%w: record header needs %d bytes, have %d: %w", ErrCorrupt, RecordHeaderSize, len(b), io.ErrUnexpectedEOF)
+	}
+	length := binary.LittleEndian.Uint32(b[0:4])
+	stored := binary.LittleEndian.Uint32(b[4:8])
+	if err := checkLength(length); err != nil {
+		return nil, 0, err
+	}
+	n = RecordHeaderSize + int(length)
+	if len(b) < n {
+		return nil, 0, fmt.Errorf("%w: record of %d bytes, have %d: %w", ErrCorrupt, n, len(b), io.ErrUnexpectedEOF)
+	}
+	payload = b[RecordHeaderSize:n]
+	if got := crc32.Checksum(payload, castagnoli); got != stored {
+		return nil, 0, crcError(stored, got)
+	}
+	return payload, n, nil
+}
+
+func checkLength(length uint32) error {
+	if length == 0 {
+		return fmt.Errorf("%w: zero record length", ErrCorrupt)
+	}
+	if length > MaxPayload {
+		return fmt.Errorf("%w: record length %d over MaxPayload %d", ErrCorrupt, length, MaxPayload)
+	}
+	return nil
+}
+
+func crcError(stored, computed uint32) error {
+	return fmt.Errorf("%w: crc32c mismatch: stored %#08x, computed %#08x", ErrCorrupt, stored, computed)
+}
+
+// RecordInfo describes one record, or one damaged stretch, of a segment file
+// as Inspect found it.
+type RecordInfo struct {
+	// Index is the position of this entry among those reported so far,
+	// damaged ones included; for an undamaged file it is the record index.
+	Index uint64
+	// Offset is the file offset of the record header.
+	Offset int64
+	// Length is the payload length stored in the header (meaningless when
+	// the header itself is damaged).
+	Length uint32
+	// Size is the number of file bytes this entry spans: RecordHeaderSize +
+	// Length, or, when the length cannot be trusted, everything to the end
+	// of the file.
+	Size int64
+	// StoredCRC is the CRC32C from the header, ComputedCRC that of the
+	// payload as read (0 when the payload could not be read).
+	StoredCRC, ComputedCRC uint32
+	// Err is nil for an intact record. Otherwise it wraps ErrCorrupt, and
+	// io.ErrUnexpectedEOF when the file ends inside the record.
+	Err error
+}
+
+// Intact reports whether the record is undamaged.
+func (ri RecordInfo) Intact() bool { return ri.Err == nil }
+
+// Inspect walks the segment file held in r (size bytes long) and calls fn
+// for every record in order, with its offset, length and CRC status, until
+// fn returns false. It keeps going past damage where it can: a record whose
+// CRC does not match is reported and skipped by its stored length; a header
+// whose length cannot be right (zero, over MaxPayload, or past the end of
+// the file) is reported as one damaged entry spanning the rest of the file,
+// and the walk ends there.
+//
+// Inspect returns an error only for an I/O error from r, or, after the
+// walk, when the file header is damaged (wrapping ErrCorrupt): the records
+// after a damaged header are still walked. It never modifies r. It is the
+// decoder behind Open and OpenSealed and meant for tools such as a WAL dump.
+func Inspect(r io.ReaderAt, size int64, fn func(RecordInfo) bool) error {
+	var hdrErr error
+	if size < HeaderSize {
+		h := make([]byte, max(size, 0))
+		if _, err := r.ReadAt(h, 0); err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("segment: cannot read file header: %w", err)
+		}
+		return checkHeader(h)
+	}
+	h := make([]byte, HeaderSize)
+	if _, err := r.ReadAt(h, 0); err != nil {
+		return fmt.Errorf("segment: cannot read file header: %w", err)
+	}
+	hdrErr = checkHeader(h)
+
+	w := newWalker(r, HeaderSize, size)
+	for i := uint64(0); ; i++ {
+		info, _, err := w.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		info.Index = i
+		if !fn(info) {
+			break
+		}
+	}
+	return hdrErr
+}
+
+// walker decodes records sequentially from [off, end) of a file through a
+// large read buffer. It is not safe for concurrent use.
+type walker struct {
+	br  *bufio.Reader
+	off int64
+	end int64
+	buf []byte
+}
+
+const walkBuffer = 1 << 20
+
+func newWalker(r io.ReaderAt, start, end int64) *walker {
+	return &walker{
+		br:  bufio.NewReaderSize(io.NewSectionReader(r, start, end-start), min(walkBuffer, max(int(end-start), 16))),
+		off: start,
+		end: end,
+	}
+}
+
+// next decodes the record at w.off. It returns io.EOF at the end of the
+// range, another error only for I/O errors (including the file shrinking
+// underneath), and otherwise the record's RecordInfo (Index unset) with Err
+// set for damage. The payload is valid until the next call and is nil unless
+// the record is intact.
+func (w *walker) next() (RecordInfo, []byte, error) {
+	info := RecordInfo{Offset: w.off}
+	left := w.end - w.off
+	if left == 0 {
+		return info, nil, io.EOF
+	}
+	if left < RecordHeaderSize {
+		info.Size = left
+		info.Err = fmt.Errorf("%w: %d bytes left at offset %d, record header needs %d: %w", ErrCorrupt, left, w.off, RecordHeaderSize, io.ErrUnexpectedEOF)
+		w.off = w.end
+		return info, nil, nil
+	}
+	var hdr [RecordHeaderSize]byte
+	if _, err := io.ReadFull(w.br, hdr[:]); err != nil {
+		return info, nil, w.ioError(err)
+	}
+	info.Length = binary.LittleEndian.Uint32(hdr[0:4])
+	info.StoredCRC = binary.LittleEndian.Uint32(hdr[4:8])
+	if err := checkLength(info.Length); err != nil {
+		info.Size = left
+		info.Err = fmt.Errorf("at offset %d: %w", w.off, err)
+		w.off = w.end
+		return info, nil, nil
+	}
+	info.Size = RecordHeaderSize + int64(info.Length)
+	if info.Size > left {
+		info.Size = left
+		info.Err = fmt.Errorf("%w: record at offset %d needs %d bytes, file has %d: %w", ErrCorrupt, w.off, RecordHeaderSize+int64(info.Length), left, io.ErrUnexpectedEOF)
+		w.off = w.end
+		return info, nil, nil
+	}
+	if cap(w.buf) < int(info.Length) {
+		w.buf = make([]byte, info.Length)
+	}
+	payload := w.buf[:info.Length]
+	if _, err := io.ReadFull(w.br, payload); err != nil {
+		return info, nil, w.ioError(err)
+	}
+	info.ComputedCRC = crc32.Checksum(payload, castagnoli)
+	if info.ComputedCRC != info.StoredCRC {
+		info.Err = fmt.Errorf("record at offset %d: %w", w.off, crcError(info.StoredCRC, info.ComputedCRC))
+		payload = nil
+	}
+	w.off += info.Size
+	return info, payload, nil
+}
+
+func (w *walker) ioError(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("segment: file shorter than %d bytes while reading offset %d: %w", w.end, w.off, io.ErrUnexpectedEOF)
+	}
+	return fmt.Errorf("segment: cannot read at offset %d: %w", w.off, err)
+}
+
+// recordHeader returns the header bytes of a record, for the running CRC.
+func recordHeader(length, crc uint32) [RecordHeaderSize]byte {
+	var h [RecordHeaderSize]byte
+	binary.LittleEndian.PutUint32(h[0:4], length)
+	binary.LittleEndian.PutUint32(h[4:8], crc)
+	return h
+}
+
+// isHeaderPrefix reports whether b is a (possibly empty) prefix of a valid
+// file header: what a crash while creating the file can leave.
+func isHeaderPrefix(b []byte) bool {
+	return len(b) < HeaderSize && bytes.HasPrefix(fileHeader(), b)
+}

@@ -1,0 +1,178 @@
+package node
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"floe/meta"
+)
+
+// SegmentView is one element of STATE's "segments" list (DESIGN section 4).
+type SegmentView struct {
+	ID     uint64 `json:"id"`
+	Leader uint64 `json:"leader"`
+	Base   uint64 `json:"base"`
+	Count  uint64 `json:"count"`
+	Bytes  int64  `json:"bytes"`
+	State  string `json:"state"`
+	Tier   string `json:"tier"`
+}
+
+// TopicState is the STATE reply: Walrus's fields, then floe's.
+type TopicState struct {
+	CurrentSegment        uint64            `json:"current_segment"`
+	LeaderNode            uint64            `json:"leader_node"`
+	LastSealedEntryOffset uint64            `json:"last_sealed_entry_offset"`
+	SealedSegments        map[string]uint64 `json:"sealed_segments"`
+	SegmentLeaders        map[string]uint64 `json:"segment_leaders"`
+
+	Topic    string           `json:"topic"`
+	Segments []SegmentView    `json:"segments"`
+	Cursor   uint64           `json:"cursor"`
+	Config   meta.TopicConfig `json:"config"`
+	// EndOffset is one past the last durable entry, when the active leader answered.
+	EndOffset *uint64 `json:"end_offset,omitempty"`
+}
+
+// State describes a topic: its segments with state and tier, and its cursor.
+func (n *Node) State(topic string) (*TopicState, error) {
+	if err := meta.ValidateTopic(topic); err != nil {
+		return nil, err
+	}
+	t, ok := n.fsm.Topic(topic)
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", meta.ErrNoTopic, topic)
+	}
+	act := t.Active()
+	st := &TopicState{
+		CurrentSegment: act.ID, LeaderNode: act.Leader, LastSealedEntryOffset: t.SealedEnd(),
+		SealedSegments: map[string]uint64{}, SegmentLeaders: map[string]uint64{},
+		Topic: topic, Cursor: t.Cursor, Config: t.Config,
+	}
+	for _, s := range t.Segments {
+		id := strconv.FormatUint(s.ID, 10)
+		st.SegmentLeaders[id] = s.Leader
+		v := SegmentView{ID: s.ID, Leader: s.Leader, Base: s.Base, Count: s.Count, Bytes: s.Bytes, State: string(s.State), Tier: "local"}
+		if s.State != meta.Active {
+			st.SealedSegments[id] = s.Count
+		} else if c, err := n.activeCount(topic, s); err == nil {
+			v.Count = c
+			end := s.Base + c
+			st.EndOffset = &end
+		}
+		st.Segments = append(st.Segments, v)
+	}
+	return st, nil
+}
+
+// StateJSON is the STATE reply.
+func (n *Node) StateJSON(topic string) ([]byte, error) {
+	st, err := n.State(topic)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(st)
+}
+
+// ClusterMetrics is the METRICS reply: the openraft-style fields Walrus clients read,
+// plus floe's.
+type ClusterMetrics struct {
+	ID               uint64                  `json:"id"`
+	State            string                  `json:"state"`
+	CurrentTerm      uint64                  `json:"current_term"`
+	CurrentLeader    *uint64                 `json:"current_leader"`
+	LastLogIndex     uint64                  `json:"last_log_index"`
+	LastApplied      uint64                  `json:"last_applied"`
+	MembershipConfig membershipConfig        `json:"membership_config"`
+	Replication      map[string]*replication `json:"replication"`
+	ClusterID        string                  `json:"cluster_id,omitempty"`
+	Topics           int                     `json:"topics"`
+	HasLease         bool                    `json:"has_lease"`
+}
+
+type membershipConfig struct {
+	Membership membership `json:"membership"`
+}
+
+type membership struct {
+	Configs [][]uint64        `json:"configs"`
+	Nodes   map[string]string `json:"nodes"`
+}
+
+type replication struct {
+	Index uint64 `json:"index"`
+}
+
+// Metrics reports this node's view of the Raft group.
+func (n *Node) Metrics() (*ClusterMetrics, error) {
+	members, err := n.raft.Members()
+	if err != nil {
+		return nil, err
+	}
+	m := &ClusterMetrics{
+		ID: n.cfg.NodeID, State: n.raft.State(), CurrentTerm: n.raft.Term(),
+		LastLogIndex: n.raft.LastIndex(), LastApplied: n.raft.AppliedIndex(),
+		ClusterID: n.fsm.ClusterID(), Topics: len(n.fsm.TopicNames()), HasLease: n.hasLease(),
+	}
+	if id, _ := n.raft.Leader(); id != 0 {
+		m.CurrentLeader = &id
+	}
+	voters := []uint64{}
+	m.MembershipConfig.Membership.Nodes = map[string]string{}
+	for _, mem := range members {
+		if mem.Voter {
+			voters = append(voters, mem.ID)
+		}
+		m.MembershipConfig.Membership.Nodes[strconv.FormatUint(mem.ID, 10)] = mem.Address
+	}
+	m.MembershipConfig.Membership.Configs = [][]uint64{voters}
+	if n.raft.IsLeader() {
+		m.Replication = n.replication(members)
+	}
+	return m, nil
+}
+
+// replication asks every member for its applied index (the leader's view of
+// replication progress; hashicorp/raft does not expose match indexes).
+func (n *Node) replication(members []meta.Member) map[string]*replication {
+	out := map[string]*replication{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, mem := range members {
+		key := strconv.FormatUint(mem.ID, 10)
+		if mem.ID == n.cfg.NodeID {
+			out[key] = &replication{Index: n.raft.LastIndex()}
+			continue
+		}
+		out[key] = nil // unreachable members show as null, as in openraft
+		wg.Add(1)
+		go func(mem meta.Member) {
+			defer wg.Done()
+			body, err := n.peer(mem.Address).call(opStatus, nil, 500*time.Millisecond)
+			if err != nil {
+				return
+			}
+			d := decoder{b: body}
+			_, last := d.u64(), d.u64() // applied, last log index
+			if d.err == nil {
+				mu.Lock()
+				out[key] = &replication{Index: last}
+				mu.Unlock()
+			}
+		}(mem)
+	}
+	wg.Wait()
+	return out
+}
+
+// MetricsJSON is the METRICS reply.
+func (n *Node) MetricsJSON() ([]byte, error) {
+	m, err := n.Metrics()
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(m)
+}

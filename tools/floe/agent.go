@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"floe/node"
+)
+
+type agentFlags struct {
+	cfg       node.Config
+	logLevel  string
+	logFormat string
+	// accepted for compatibility; not used yet (tiering)
+	archive, s3Endpoint, s3Region string
+	s3CreateBucket                bool
+	cacheBytes, localRetention    int64
+}
+
+func addNodeFlags(c *cobra.Command, f *agentFlags) {
+	fs := c.Flags()
+	fs.Uint64Var(&f.cfg.NodeID, "node-id", 0, "unique node id (required)")
+	fs.StringVar(&f.cfg.DataDir, "data-dir", "./data", "all local state of this node")
+	fs.StringVar(&f.cfg.RaftHost, "raft-host", "127.0.0.1", "cluster listener host (Raft and node-to-node RPC)")
+	fs.IntVar(&f.cfg.RaftPort, "raft-port", 6000, "cluster listener port")
+	fs.StringVar(&f.cfg.RaftAdvertiseHost, "raft-advertise-host", "", "host other nodes dial (default: --raft-host)")
+	fs.StringVar(&f.cfg.ClientHost, "client-host", "127.0.0.1", "Walrus-protocol listener host")
+	fs.IntVar(&f.cfg.ClientPort, "client-port", 8080, "Walrus-protocol listener port")
+	fs.StringVar(&f.cfg.HTTPHost, "http-host", "", "HTTP API host (default: --client-host)")
+	fs.IntVar(&f.cfg.HTTPPort, "http-port", 9080, "HTTP API port (0 disables it)")
+	fs.StringVar(&f.cfg.Join, "join", "", "host:raftport of any member: join that cluster as a voter")
+	fs.Uint64Var(&f.cfg.MaxSegmentEntries, "max-segment-entries", node.DefaultMaxSegmentEntries, "roll a segment over at this many entries")
+	fs.Int64Var(&f.cfg.MaxSegmentBytes, "max-segment-bytes", node.DefaultMaxSegmentBytes, "roll a segment over at this many bytes")
+	fs.DurationVar(&f.cfg.MaxSegmentAge, "max-segment-age", node.DefaultMaxSegmentAge, "roll a non-empty segment over at this age")
+	fs.DurationVar(&f.cfg.LeaseTimeout, "lease-timeout", node.DefaultLeaseTimeout, "stop acknowledging writes this long after losing the quorum")
+	fs.DurationVar(&f.cfg.RequestTimeout, "request-timeout", node.DefaultRequestTimeout, "bound on a request's internal retries")
+	fs.DurationVar(&f.cfg.HeartbeatTimeout, "raft-heartbeat-timeout", time.Second, "Raft heartbeat and election timeout")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	fs.StringVar(&f.archive, "archive", "", "object store URL (file:///dir, s3://bucket/prefix, minio://bucket/prefix); tiering is not built yet")
+	fs.StringVar(&f.s3Endpoint, "s3-endpoint", "", "S3 endpoint URL (implies path-style addressing)")
+	fs.StringVar(&f.s3Region, "s3-region", "", "S3 region")
+	fs.BoolVar(&f.s3CreateBucket, "s3-create-bucket", false, "create a missing bucket")
+	fs.Int64Var(&f.cacheBytes, "cache-bytes", 1<<30, "bound of the remote-read cache")
+	fs.Int64Var(&f.localRetention, "local-retention-bytes", -1, "evict local copies of archived segments beyond this many bytes (-1: keep all)")
+}
+
+// applyWalrusEnv honours Distributed Walrus's environment variables.
+func applyWalrusEnv(c *cobra.Command, f *agentFlags) error {
+	if v, ok := os.LookupEnv("WALRUS_MAX_SEGMENT_ENTRIES"); ok && !c.Flags().Changed("max-segment-entries") {
+		if _, set := os.LookupEnv("FLOE_MAX_SEGMENT_ENTRIES"); !set {
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil || n == 0 {
+				return fmt.Errorf("WALRUS_MAX_SEGMENT_ENTRIES=%q: want a positive number", v)
+			}
+			f.cfg.MaxSegmentEntries = n
+		}
+	}
+	// WALRUS_MONITOR_CHECK_MS sets how often Walrus looks for full segments. floe rolls a
+	// segment as soon as it is full, so the variable is accepted and needs no effect.
+	if v, ok := os.LookupEnv("WALRUS_MONITOR_CHECK_MS"); ok {
+		if _, err := strconv.ParseUint(v, 10, 64); err != nil {
+			return fmt.Errorf("WALRUS_MONITOR_CHECK_MS=%q: want a number", v)
+		}
+	}
+	return nil
+}
+
+func agentCmd() *cobra.Command {
+	f := &agentFlags{}
+	c := &cobra.Command{
+		Use:   "agent",
+		Short: "Run one floe node (accepts the Distributed Walrus flags)",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := bindEnv(c.Flags()); err != nil {
+				return err
+			}
+			if err := applyWalrusEnv(c, f); err != nil {
+				return err
+			}
+			log, err := newLogger(f.logLevel, f.logFormat)
+			if err != nil {
+				return err
+			}
+			f.cfg.Logger = log
+			f.cfg.RaftLogLevel = "warn"
+			if f.logLevel == "debug" {
+				f.cfg.RaftLogLevel = "debug"
+			}
+			f.cfg.RaftLogJSON = f.logFormat == "json"
+			if f.cfg.DataDir, err = filepath.Abs(f.cfg.DataDir); err != nil {
+				return err
+			}
+			if f.archive != "" {
+				log.Warn("--archive is accepted but tiered storage is not built yet; sealed segments stay local", "archive", redactURL(f.archive))
+			}
+			n, err := node.Start(f.cfg)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			<-ctx.Done()
+			log.Info("shutting down")
+			return n.Close()
+		},
+	}
+	addNodeFlags(c, f)
+	return c
+}
+
+// redactURL drops any user info from a URL before it is logged.
+func redactURL(s string) string {
+	for i := 0; i+3 <= len(s); i++ {
+		if s[i:i+3] == "://" {
+			rest := s[i+3:]
+			for j := 0; j < len(rest) && rest[j] != '/'; j++ {
+				if rest[j] == '@' {
+					return s[:i+3] + "REDACTED@" + rest[j+1:]
+				}
+			}
+			break
+		}
+	}
+	return s
+}

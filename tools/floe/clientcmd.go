@@ -1,0 +1,232 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"floe/client"
+)
+
+const defaultAddrs = "127.0.0.1:9091,127.0.0.1:9092,127.0.0.1:9093"
+
+func addrFlag(c *cobra.Command, addr *string) {
+	def := defaultAddrs
+	if v := os.Getenv("FLOE_ADDR"); v != "" {
+		def = v
+	}
+	c.PersistentFlags().StringVar(addr, "addr", def, "node client address(es), comma-separated; the first that answers is used (env FLOE_ADDR)")
+}
+
+func clientCmds() []*cobra.Command {
+	var addr string
+	dial := func() (*client.Conn, error) { return client.Dial(addr) }
+	withConn := func(f func(*client.Conn, []string) error) func(*cobra.Command, []string) error {
+		return func(_ *cobra.Command, args []string) error {
+			c, err := dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			return f(c, args)
+		}
+	}
+	register := &cobra.Command{
+		Use: "register <topic>", Short: "Create a topic (idempotent)", Args: cobra.ExactArgs(1),
+		RunE: withConn(func(c *client.Conn, a []string) error {
+			if err := c.Register(a[0]); err != nil {
+				return err
+			}
+			fmt.Println("OK")
+			return nil
+		}),
+	}
+	put := &cobra.Command{
+		Use: "put <topic> <payload...>", Short: "Append one entry (printed: its offset)", Args: cobra.MinimumNArgs(2),
+		RunE: withConn(func(c *client.Conn, a []string) error {
+			off, err := c.PutOffset(a[0], []byte(strings.Join(a[1:], " ")))
+			if err != nil {
+				return err
+			}
+			fmt.Println("OK", off)
+			return nil
+		}),
+	}
+	get := &cobra.Command{
+		Use: "get <topic>", Short: "Take the next entry of the topic's shared cursor", Args: cobra.ExactArgs(1),
+		RunE: withConn(func(c *client.Conn, a []string) error {
+			p, ok, err := c.Get(a[0])
+			if err != nil {
+				return err
+			}
+			if !ok {
+				fmt.Println("EMPTY")
+				return nil
+			}
+			fmt.Printf("%s\n", p)
+			return nil
+		}),
+	}
+	var follow bool
+	var max int
+	read := &cobra.Command{
+		Use: "read <topic> [offset]", Short: "Print entries with their offsets, from offset (default 0)", Args: cobra.RangeArgs(1, 2),
+		RunE: withConn(func(c *client.Conn, a []string) error {
+			var off uint64
+			if len(a) == 2 {
+				var err error
+				if off, err = strconv.ParseUint(a[1], 10, 64); err != nil {
+					return fmt.Errorf("offset %q: %w", a[1], err)
+				}
+			}
+			w := bufio.NewWriter(os.Stdout)
+			defer w.Flush()
+			printed := 0
+			for max <= 0 || printed < max {
+				n := 1000
+				if max > 0 {
+					n = min(n, max-printed)
+				}
+				var entries []client.Entry
+				var next uint64
+				var err error
+				if follow {
+					entries, next, err = c.Tail(a[0], off, n, 10*time.Second)
+				} else {
+					entries, next, err = c.Read(a[0], off, n)
+				}
+				if err != nil {
+					return err
+				}
+				for _, e := range entries {
+					fmt.Fprintf(w, "%d\t%s\n", e.Offset, e.Payload)
+				}
+				printed += len(entries)
+				off = next
+				if len(entries) == 0 && !follow {
+					return nil
+				}
+				w.Flush()
+			}
+			return nil
+		}),
+	}
+	read.Flags().BoolVarP(&follow, "follow", "f", false, "keep waiting for new entries")
+	read.Flags().IntVarP(&max, "max", "n", 0, "stop after this many entries (0: all)")
+	state := &cobra.Command{
+		Use: "state <topic>", Short: "Print a topic's segments, leaders and tiers (JSON)", Args: cobra.ExactArgs(1),
+		RunE: withConn(func(c *client.Conn, a []string) error {
+			reply, err := c.Do([]byte("STATE " + a[0]))
+			if err != nil {
+				return err
+			}
+			return printJSON(reply)
+		}),
+	}
+	metrics := &cobra.Command{
+		Use: "metrics", Short: "Print the Raft view of the node answering (JSON)", Args: cobra.NoArgs,
+		RunE: withConn(func(c *client.Conn, a []string) error {
+			reply, err := c.Do([]byte("METRICS"))
+			if err != nil {
+				return err
+			}
+			return printJSON(reply)
+		}),
+	}
+	cmds := []*cobra.Command{register, put, get, read, state, metrics}
+	for _, c := range cmds {
+		addrFlag(c, &addr)
+	}
+	return cmds
+}
+
+func printJSON(reply []byte) error {
+	if bytes.HasPrefix(reply, []byte("ERR")) {
+		return fmt.Errorf("%s", reply)
+	}
+	var v any
+	if err := json.Unmarshal(reply, &v); err != nil {
+		_, err := os.Stdout.Write(append(reply, '\n'))
+		return err
+	}
+	out, _ := json.MarshalIndent(v, "", "  ")
+	fmt.Println(string(out))
+	return nil
+}
+
+func shellCmd() *cobra.Command {
+	var addr string
+	c := &cobra.Command{
+		Use:   "shell",
+		Short: "Interactive shell, like walrus-cli: type protocol requests (REGISTER, PUT, GET, STATE, METRICS, READ, ...)",
+		Args:  cobra.NoArgs,
+		RunE: func(_ *cobra.Command, _ []string) error {
+			conn, err := client.Dial(addr)
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			return runShell(conn, os.Stdin, os.Stdout)
+		},
+	}
+	addrFlag(c, &addr)
+	return c
+}
+
+// runShell reads one request per line and prints each reply. The first word may be in
+// any case; "help" and "exit" are local.
+func runShell(conn *client.Conn, in io.Reader, out io.Writer) error {
+	fmt.Fprintf(out, "connected to %s; type help\n", conn.RemoteAddr())
+	sc := bufio.NewScanner(in)
+	sc.Buffer(nil, client.MaxRequest)
+	for {
+		fmt.Fprint(out, "floe> ")
+		if !sc.Scan() {
+			fmt.Fprintln(out)
+			return sc.Err()
+		}
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
+			continue
+		}
+		cmd, rest, _ := strings.Cut(line, " ")
+		cmd = strings.ToUpper(cmd)
+		switch cmd {
+		case "EXIT", "QUIT":
+			return nil
+		case "HELP":
+			fmt.Fprintln(out, "REGISTER <topic> | PUT <topic> <payload> | PUTOFF <topic> <payload> | GET <topic>\n"+
+				"STATE <topic> | METRICS | READ <topic> <offset> [max] | TAIL <topic> <offset> [max] [wait_ms] | EXIT")
+			continue
+		}
+		req := cmd
+		if rest != "" {
+			req += " " + rest
+		}
+		reply, err := conn.Do([]byte(req))
+		if err != nil {
+			return err
+		}
+		if cmd == "READ" || cmd == "TAIL" {
+			entries, next, err := client.DecodeEntries(reply)
+			if err != nil {
+				fmt.Fprintln(out, err)
+				continue
+			}
+			for _, e := range entries {
+				fmt.Fprintf(out, "%d\t%s\n", e.Offset, e.Payload)
+			}
+			fmt.Fprintf(out, "(%d entries, next %d)\n", len(entries), next)
+			continue
+		}
+		fmt.Fprintf(out, "%s\n", reply)
+	}
+}
