@@ -316,7 +316,7 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 			return fmt.Errorf("cannot batch raft log entry %d: %w", l.Index, err)
 		}
 	}
-	if err := b.Commit(pebble.NoSync); err != nil {
+	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("cannot store raft log entries %d..%d: %w", logs[0].Index, logs[len(logs)-1].Index, err)
 	}
 	return nil

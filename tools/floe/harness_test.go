@@ -1,0 +1,358 @@
+package main
+
+// The cluster test harness: real `floe agent` processes on loopback, started, killed
+// with SIGKILL, restarted and wiped by the tests. Waits are on conditions with
+// deadlines, never on fixed sleeps.
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"floe/client"
+)
+
+var floeBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "floe-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	floeBin = filepath.Join(dir, "floe")
+	build := exec.Command("go", "build", "-o", floeBin, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "cannot build floe:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// freePorts returns n distinct free loopback ports.
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var lns []net.Listener
+	var ports []int
+	for i := 0; i < n; i++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
+	return ports
+}
+
+// proc is one floe agent process of a test cluster.
+type proc struct {
+	id                             int
+	raftPort, clientPort, httpPort int
+	dataDir                        string
+	logPath                        string
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+func (p *proc) clientAddr() string { return "127.0.0.1:" + strconv.Itoa(p.clientPort) }
+func (p *proc) raftAddr() string   { return "127.0.0.1:" + strconv.Itoa(p.raftPort) }
+
+func (p *proc) running() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return false
+	}
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// cluster is a test cluster of floe agents.
+type cluster struct {
+	t     *testing.T
+	dir   string
+	args  []string
+	env   []string
+	nodes []*proc // index i is node id i+1
+}
+
+// clusterOpts tune a test cluster.
+type clusterOpts struct {
+	nodes int
+	args  []string // extra agent flags for every node
+	env   []string
+}
+
+// fastArgs shrink Raft, lease and retry timeouts so failover tests run quickly.
+var fastArgs = []string{"--raft-heartbeat-timeout", "500ms", "--lease-timeout", "1s", "--request-timeout", "10s"}
+
+// startCluster starts a cluster (node 1 bootstraps, the others join through it) and
+// waits until every node sees all voters and a leader.
+func startCluster(t *testing.T, o clusterOpts) *cluster {
+	t.Helper()
+	if o.nodes == 0 {
+		o.nodes = 3
+	}
+	c := &cluster{t: t, dir: t.TempDir(), args: append(append([]string{}, fastArgs...), o.args...), env: o.env}
+	ports := freePorts(t, 3*o.nodes)
+	for i := 0; i < o.nodes; i++ {
+		c.nodes = append(c.nodes, &proc{
+			id: i + 1, raftPort: ports[3*i], clientPort: ports[3*i+1], httpPort: ports[3*i+2],
+			dataDir: filepath.Join(c.dir, fmt.Sprintf("node%d", i+1)),
+			logPath: filepath.Join(c.dir, fmt.Sprintf("node%d.log", i+1)),
+		})
+	}
+	t.Cleanup(c.shutdown)
+	for i := range c.nodes {
+		c.start(i + 1)
+	}
+	c.waitMembers(o.nodes, 30*time.Second)
+	return c
+}
+
+func (c *cluster) node(id int) *proc { return c.nodes[id-1] }
+
+// start launches node id (joining through node 1, unless it is node 1).
+func (c *cluster) start(id int) {
+	c.t.Helper()
+	p := c.node(id)
+	args := []string{"agent",
+		"--node-id", strconv.Itoa(id), "--data-dir", p.dataDir,
+		"--raft-port", strconv.Itoa(p.raftPort), "--client-port", strconv.Itoa(p.clientPort),
+		"--http-port", strconv.Itoa(p.httpPort), "--log-level", "info",
+	}
+	if id != 1 {
+		args = append(args, "--join", c.node(1).raftAddr())
+	}
+	args = append(args, c.args...)
+	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cmd := exec.Command(floeBin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), c.env...)
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		c.t.Fatalf("cannot start node %d: %v", id, err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		logf.Close()
+		close(exited)
+	}()
+	p.mu.Lock()
+	p.cmd, p.exited = cmd, exited
+	p.mu.Unlock()
+	c.waitFor(10*time.Second, fmt.Sprintf("node %d client port", id), func() bool {
+		conn, err := net.DialTimeout("tcp", p.clientAddr(), 200*time.Millisecond)
+		if err == nil {
+			conn.Close()
+			return true
+		}
+		select {
+		case <-exited:
+			c.t.Fatalf("node %d exited at start:\n%s", id, tail(p.logPath, 30))
+		default:
+		}
+		return false
+	})
+}
+
+// kill sends SIGKILL to node id and waits for it to die.
+func (c *cluster) kill(id int) { c.signal(id, syscall.SIGKILL) }
+
+// stop sends SIGTERM to node id and waits for a clean exit.
+func (c *cluster) stop(id int) { c.signal(id, syscall.SIGTERM) }
+
+func (c *cluster) signal(id int, sig syscall.Signal) {
+	c.t.Helper()
+	p := c.node(id)
+	p.mu.Lock()
+	cmd, exited := p.cmd, p.exited
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	cmd.Process.Signal(sig)
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		<-exited
+		c.t.Errorf("node %d did not exit on %v", id, sig)
+	}
+	p.mu.Lock()
+	p.cmd = nil
+	p.mu.Unlock()
+}
+
+// wipe deletes node id's data dir (the node must be down).
+func (c *cluster) wipe(id int) {
+	if err := os.RemoveAll(c.node(id).dataDir); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *cluster) shutdown() {
+	for _, p := range c.nodes {
+		p.mu.Lock()
+		cmd, exited := p.cmd, p.exited
+		p.mu.Unlock()
+		if cmd != nil {
+			cmd.Process.Kill()
+			<-exited
+		}
+	}
+	if c.t.Failed() {
+		for _, p := range c.nodes {
+			c.t.Logf("---- node %d log (tail) ----\n%s", p.id, tail(p.logPath, 60))
+		}
+	}
+}
+
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// waitFor polls cond every 20ms until it holds or the deadline passes.
+func (c *cluster) waitFor(within time.Duration, what string, cond func() bool) {
+	c.t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval of a condition wait
+	}
+}
+
+// conn dials node id; the connection is closed at the end of the test.
+func (c *cluster) conn(id int) *client.Conn {
+	c.t.Helper()
+	conn, err := client.Dial(c.node(id).clientAddr())
+	if err != nil {
+		c.t.Fatalf("dial node %d: %v", id, err)
+	}
+	c.t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// metrics asks node id for METRICS, nil if it does not answer.
+func (c *cluster) metrics(id int) *client.Metrics {
+	conn, err := client.Dial(c.node(id).clientAddr())
+	if err != nil {
+		return nil
+	}
+	defer conn.Close()
+	conn.Timeout = 2 * time.Second
+	m, err := conn.Metrics()
+	if err != nil {
+		return nil
+	}
+	return m
+}
+
+// waitMembers waits until every running node sees n voters and the same leader.
+func (c *cluster) waitMembers(n int, within time.Duration) {
+	c.t.Helper()
+	c.waitFor(within, fmt.Sprintf("%d voters and a leader on every running node", n), func() bool {
+		var leader uint64
+		for _, p := range c.nodes {
+			if !p.running() {
+				continue
+			}
+			m := c.metrics(p.id)
+			if m == nil || m.CurrentLeader == nil || len(m.MembershipConfig.Membership.Configs) == 0 ||
+				len(m.MembershipConfig.Membership.Configs[0]) != n {
+				return false
+			}
+			if leader != 0 && *m.CurrentLeader != leader {
+				return false
+			}
+			leader = *m.CurrentLeader
+		}
+		return leader != 0
+	})
+}
+
+// raftLeader returns the id of the Raft leader as seen by a running node (0 if none).
+func (c *cluster) raftLeader() int {
+	for _, p := range c.nodes {
+		if !p.running() {
+			continue
+		}
+		if m := c.metrics(p.id); m != nil && m.CurrentLeader != nil {
+			return int(*m.CurrentLeader)
+		}
+	}
+	return 0
+}
+
+// state returns STATE of topic through node id.
+func (c *cluster) state(id int, topic string) *client.TopicState {
+	c.t.Helper()
+	st, err := c.conn(id).State(topic)
+	if err != nil {
+		c.t.Fatalf("STATE %s on node %d: %v", topic, id, err)
+	}
+	return st
+}
+
+// readAll reads every entry of topic through node id with READ.
+func (c *cluster) readAll(id int, topic string) []client.Entry {
+	c.t.Helper()
+	conn := c.conn(id)
+	var out []client.Entry
+	var off uint64
+	for {
+		entries, next, err := conn.Read(topic, off, 1000)
+		if err != nil {
+			c.t.Fatalf("READ %s %d on node %d: %v", topic, off, id, err)
+		}
+		if len(entries) == 0 {
+			return out
+		}
+		out = append(out, entries...)
+		off = next
+	}
+}
+
+// mustOK fails the test unless err is nil.
+func mustOK(t *testing.T, err error, what string, args ...any) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", fmt.Sprintf(what, args...), err)
+	}
+}
+
