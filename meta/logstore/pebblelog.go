@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -40,9 +42,12 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 	panic("logstore: pebble fatal error: " + msg)
 }
 
+// stallWarnEvery limits write-stall warnings to one per period.
+const stallWarnEvery = 30 * time.Second
+
 // eventListener logs Pebble's routine events at debug level and the ones an operator
 // needs to see (background errors, corruption, slow disk, write stalls, low disk
-// space) at warn or error level.
+// space) at warn or error level. Write-stall warnings are rate-limited.
 func eventListener(log *slog.Logger, l pebbleLogger) *pebble.EventListener {
 	el := pebble.MakeLoggingEventListener(l)
 	el.BackgroundError = func(err error) {
@@ -55,11 +60,24 @@ func eventListener(log *slog.Logger, l pebbleLogger) *pebble.EventListener {
 		log.Warn("pebble: slow disk operation", "path", info.Path, "op", info.OpType.String(),
 			"bytes", info.WriteSize, "duration", info.Duration)
 	}
+	// Under a burst of appends Pebble stalls writes briefly whenever both memtables
+	// are full and one is still flushing; that is back-pressure, not a fault. Warn
+	// about the first stall in each stallWarnEvery and count the rest.
+	var lastWarn atomic.Int64 // unix nanoseconds
+	var stalls atomic.Int64
 	el.WriteStallBegin = func(info pebble.WriteStallBeginInfo) {
-		log.Warn("pebble: write stall", "reason", info.Reason)
+		n := stalls.Add(1)
+		now := time.Now().UnixNano()
+		last := lastWarn.Load()
+		if (last == 0 || now-last >= int64(stallWarnEvery)) && lastWarn.CompareAndSwap(last, now) {
+			stalls.Store(0)
+			log.Warn("pebble: write stall", "reason", info.Reason, "stalls_since_last_warning", n)
+			return
+		}
+		log.Debug("pebble: write stall", "reason", info.Reason)
 	}
 	el.WriteStallEnd = func() {
-		log.Info("pebble: write stall ended")
+		log.Debug("pebble: write stall ended")
 	}
 	el.LowDiskSpace = func(info pebble.LowDiskSpaceInfo) {
 		log.Warn("pebble: low disk space", "info", info.String())

@@ -174,10 +174,10 @@ func checkLog(t *testing.T, s *Store, m model, missing []uint64) {
 func TestLogStoreContract(t *testing.T) {
 	const maxIdx = math.MaxUint64
 	cases := []struct {
-		name            string
-		ops             []logOp
-		wantFirst, last uint64
-		missing         []uint64
+		name                string
+		ops                 []logOp
+		wantFirst, wantLast uint64
+		missing             []uint64
 	}{
 		{
 			name:    "empty store",
@@ -186,61 +186,61 @@ func TestLogStoreContract(t *testing.T) {
 		{
 			name:      "StoreLog one entry",
 			ops:       []logOp{storeLog(1, 1)},
-			wantFirst: 1, last: 1,
+			wantFirst: 1, wantLast: 1,
 			missing: []uint64{0, 2},
 		},
 		{
 			name:      "StoreLogs one batch",
 			ops:       []logOp{storeLogs(1, 100, 1)},
-			wantFirst: 1, last: 100,
+			wantFirst: 1, wantLast: 100,
 			missing: []uint64{0, 101},
 		},
 		{
 			name:      "appends in several calls",
 			ops:       []logOp{storeLogs(1, 10, 1), storeLog(11, 1), storeLogs(12, 300, 2)},
-			wantFirst: 1, last: 300,
+			wantFirst: 1, wantLast: 300,
 			missing: []uint64{301},
 		},
 		{
 			name:      "indexes order numerically across byte boundaries",
 			ops:       []logOp{storeLogs(250, 260, 1), storeLogs(65530, 65540, 1), storeLog(1<<32, 1)},
-			wantFirst: 250, last: 1 << 32,
+			wantFirst: 250, wantLast: 1 << 32,
 			missing: []uint64{249, 261, 65529, 65541, 1<<32 - 1},
 		},
 		{
 			name:      "DeleteRange at the head (compaction)",
 			ops:       []logOp{storeLogs(1, 100, 1), deleteRange(1, 40)},
-			wantFirst: 41, last: 100,
+			wantFirst: 41, wantLast: 100,
 			missing: []uint64{1, 20, 40},
 		},
 		{
 			name:      "repeated compactions, the last from below the first index",
 			ops:       []logOp{storeLogs(1, 100, 1), deleteRange(1, 10), deleteRange(11, 30), deleteRange(1, 60)},
-			wantFirst: 61, last: 100,
+			wantFirst: 61, wantLast: 100,
 			missing: []uint64{1, 11, 30, 60},
 		},
 		{
 			name:      "compaction, then appends",
 			ops:       []logOp{storeLogs(1, 100, 1), deleteRange(1, 90), storeLogs(101, 120, 1)},
-			wantFirst: 91, last: 120,
+			wantFirst: 91, wantLast: 120,
 			missing: []uint64{90},
 		},
 		{
 			name:      "DeleteRange at the tail (conflict truncation)",
 			ops:       []logOp{storeLogs(1, 100, 1), deleteRange(61, 100)},
-			wantFirst: 1, last: 60,
+			wantFirst: 1, wantLast: 60,
 			missing: []uint64{61, 100},
 		},
 		{
 			name:      "truncate the tail, then re-append with a new term",
 			ops:       []logOp{storeLogs(1, 100, 1), deleteRange(61, 100), storeLogs(61, 80, 2)},
-			wantFirst: 1, last: 80,
+			wantFirst: 1, wantLast: 80,
 			missing: []uint64{81, 100},
 		},
 		{
 			name:      "compact head and truncate tail, then re-append",
 			ops:       []logOp{storeLogs(1, 100, 1), deleteRange(1, 50), deleteRange(71, 100), storeLogs(71, 75, 3)},
-			wantFirst: 51, last: 75,
+			wantFirst: 51, wantLast: 75,
 			missing: []uint64{50, 76},
 		},
 		{
@@ -256,66 +256,85 @@ func TestLogStoreContract(t *testing.T) {
 		{
 			name:      "delete every entry, then append past a gap (snapshot install)",
 			ops:       []logOp{storeLogs(1, 100, 1), deleteRange(1, 100), storeLogs(501, 510, 4)},
-			wantFirst: 501, last: 510,
+			wantFirst: 501, wantLast: 510,
 			missing: []uint64{100, 101, 500},
 		},
 		{
 			name:      "gap between appends",
 			ops:       []logOp{storeLogs(1, 10, 1), storeLogs(20, 30, 1)},
-			wantFirst: 1, last: 30,
+			wantFirst: 1, wantLast: 30,
 			missing: []uint64{11, 15, 19},
 		},
 		{
 			name:      "DeleteRange of one entry in the middle",
 			ops:       []logOp{storeLogs(1, 10, 1), deleteRange(5, 5)},
-			wantFirst: 1, last: 10,
+			wantFirst: 1, wantLast: 10,
 			missing: []uint64{5},
 		},
 		{
 			name:      "DeleteRange with min > max deletes nothing",
 			ops:       []logOp{storeLogs(1, 10, 1), deleteRange(8, 3)},
-			wantFirst: 1, last: 10,
+			wantFirst: 1, wantLast: 10,
 		},
 		{
 			name:      "DeleteRange of absent indexes",
 			ops:       []logOp{storeLogs(10, 20, 1), deleteRange(1, 9), deleteRange(21, 30)},
-			wantFirst: 10, last: 20,
+			wantFirst: 10, wantLast: 20,
 		},
 		{
 			name:      "StoreLog replaces an entry at the same index",
 			ops:       []logOp{storeLogs(1, 10, 1), storeLog(5, 9)},
-			wantFirst: 1, last: 10,
+			wantFirst: 1, wantLast: 10,
 		},
 		{
 			name:      "the largest index",
 			ops:       []logOp{storeLog(maxIdx-1, 1), storeLog(maxIdx, 1)},
-			wantFirst: maxIdx - 1, last: maxIdx,
+			wantFirst: maxIdx - 1, wantLast: maxIdx,
 			missing: []uint64{0, maxIdx - 2},
 		},
 		{
 			name:      "DeleteRange up to the largest index",
 			ops:       []logOp{storeLogs(1, 5, 1), storeLog(maxIdx, 1), deleteRange(3, maxIdx)},
-			wantFirst: 1, last: 2,
+			wantFirst: 1, wantLast: 2,
 			missing: []uint64{3, maxIdx},
 		},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			s := openStore(t)
-			m := model{}
-			for _, op := range tc.ops {
-				op.apply(t, s, m)
-			}
-			// The explicit bounds guard the model itself.
-			if got, _ := s.FirstIndex(); got != tc.wantFirst {
-				t.Errorf("after %s: FirstIndex() = %d, want %d", opNames(tc.ops), got, tc.wantFirst)
-			}
-			if got, _ := s.LastIndex(); got != tc.last {
-				t.Errorf("after %s: LastIndex() = %d, want %d", opNames(tc.ops), got, tc.last)
-			}
-			checkLog(t, s, m, tc.missing)
-		})
+	// Each case runs with the writes still in the memtable, flushed to sstables after
+	// every operation (range tombstones then live in L0 beside the entries they
+	// cover), and compacted after every operation.
+	for _, lsm := range []string{"memtable", "flushed", "compacted"} {
+		for _, tc := range cases {
+			t.Run(lsm+"/"+tc.name, func(t *testing.T) {
+				runContractCase(t, lsm, tc.ops, tc.wantFirst, tc.wantLast, tc.missing)
+			})
+		}
 	}
+}
+
+func runContractCase(t *testing.T, lsm string, ops []logOp, wantFirst, wantLast uint64, missing []uint64) {
+	s := openStore(t)
+	m := model{}
+	for _, op := range ops {
+		op.apply(t, s, m)
+		switch lsm {
+		case "flushed":
+			if err := s.db.Flush(); err != nil {
+				t.Fatalf("Flush: %v", err)
+			}
+		case "compacted":
+			if err := s.db.Compact(context.Background(), []byte{0}, []byte{0xff}, false); err != nil {
+				t.Fatalf("Compact: %v", err)
+			}
+		}
+	}
+	// The explicit bounds guard the model itself.
+	if got, _ := s.FirstIndex(); got != wantFirst {
+		t.Errorf("after %s: FirstIndex() = %d, want %d", opNames(ops), got, wantFirst)
+	}
+	if got, _ := s.LastIndex(); got != wantLast {
+		t.Errorf("after %s: LastIndex() = %d, want %d", opNames(ops), got, wantLast)
+	}
+	checkLog(t, s, m, missing)
 }
 
 func opNames(ops []logOp) string {

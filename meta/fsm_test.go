@@ -1,0 +1,201 @@
+package meta
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/raft"
+)
+
+// applyCmd applies c at index on f and returns the result.
+func applyCmd(t *testing.T, f *FSM, index uint64, c *Command) *Result {
+	t.Helper()
+	res, ok := f.Apply(&raft.Log{Index: index, Type: raft.LogCommand, Data: c.Encode()}).(*Result)
+	if !ok {
+		t.Fatalf("apply %s: no *Result", c.Op)
+	}
+	return res
+}
+
+func TestValidateTopic(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"a", true}, {"orders.v1_eu-west", true}, {strings.Repeat("x", 249), true},
+		{"", false}, {".", false}, {"..", false}, {"../x", false}, {"a/b", false}, {"a b", false},
+		{strings.Repeat("x", 250), false}, {"é", false}, {"a\x00", false},
+	} {
+		err := ValidateTopic(tc.name)
+		if (err == nil) != tc.ok {
+			t.Errorf("ValidateTopic(%q) = %v, want ok=%v", tc.name, err, tc.ok)
+		}
+		if err != nil && !errors.Is(err, ErrBadTopic) {
+			t.Errorf("ValidateTopic(%q) error %v does not wrap ErrBadTopic", tc.name, err)
+		}
+	}
+}
+
+func TestCreateTopicIsIdempotent(t *testing.T) {
+	f := NewFSM()
+	if r := applyCmd(t, f, 1, &Command{Op: OpCreateTopic, Topic: "t", Leader: 2, UnixMS: 5}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if r := applyCmd(t, f, 2, &Command{Op: OpCreateTopic, Topic: "t", Leader: 3}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	top, ok := f.Topic("t")
+	if !ok || len(top.Segments) != 1 {
+		t.Fatalf("topic = %+v, %v", top, ok)
+	}
+	if s := top.Active(); s.ID != 1 || s.Leader != 2 || s.Base != 0 || s.State != Active || s.LeaderIndex != 1 {
+		t.Fatalf("first segment = %+v, want id 1 leader 2 base 0 active leader_index 1", s)
+	}
+	if r := applyCmd(t, f, 3, &Command{Op: OpCreateTopic, Topic: "../x"}); !errors.Is(r.Err, ErrBadTopic) {
+		t.Fatalf("create ../x: %v, want ErrBadTopic", r.Err)
+	}
+}
+
+func TestSealRollsOverAndIsIdempotent(t *testing.T) {
+	f := NewFSM()
+	applyCmd(t, f, 1, &Command{Op: OpCreateTopic, Topic: "t", Leader: 1})
+	seal := &Command{Op: OpSeal, Topic: "t", Segment: 1, Count: 10, Bytes: 100, CRC: 7, NextLeader: 2}
+	if r := applyCmd(t, f, 2, seal); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	// A retried Seal (outcome unknown after ErrLeadershipLost) changes nothing.
+	if r := applyCmd(t, f, 3, seal); r.Err != nil {
+		t.Fatalf("retried seal: %v", r.Err)
+	}
+	top, _ := f.Topic("t")
+	if len(top.Segments) != 2 {
+		t.Fatalf("%d segments, want 2", len(top.Segments))
+	}
+	s1, s2 := top.Segments[0], top.Segments[1]
+	if s1.State != Sealed || s1.Count != 10 || s1.Bytes != 100 || s1.CRC != 7 {
+		t.Fatalf("sealed segment = %+v", s1)
+	}
+	if s2.ID != 2 || s2.Leader != 2 || s2.Base != 10 || s2.State != Active || s2.LeaderIndex != 2 {
+		t.Fatalf("next segment = %+v, want id 2 leader 2 base 10 leader_index 2", s2)
+	}
+	// A conflicting seal of the same segment is refused.
+	bad := *seal
+	bad.Count = 11
+	if r := applyCmd(t, f, 4, &bad); !errors.Is(r.Err, ErrStaleSegment) {
+		t.Fatalf("conflicting seal: %v, want ErrStaleSegment", r.Err)
+	}
+	if r := applyCmd(t, f, 5, &Command{Op: OpSeal, Topic: "t", Segment: 9}); !errors.Is(r.Err, ErrStaleSegment) {
+		t.Fatalf("seal of unknown segment: %v, want ErrStaleSegment", r.Err)
+	}
+	if r := applyCmd(t, f, 6, &Command{Op: OpSeal, Topic: "nope", Segment: 1}); !errors.Is(r.Err, ErrNoTopic) {
+		t.Fatalf("seal of unknown topic: %v, want ErrNoTopic", r.Err)
+	}
+	for off, want := range map[uint64]uint64{0: 1, 9: 1, 10: 2, 1000: 2} {
+		if got := top.Find(off).ID; got != want {
+			t.Errorf("Find(%d) = segment %d, want %d", off, got, want)
+		}
+	}
+}
+
+func TestAdvanceCursorIsCompareAndSet(t *testing.T) {
+	f := NewFSM()
+	applyCmd(t, f, 1, &Command{Op: OpCreateTopic, Topic: "t", Leader: 1})
+	if r := applyCmd(t, f, 2, &Command{Op: OpAdvanceCursor, Topic: "t", From: 0, To: 1}); r.Err != nil || r.Cursor != 1 {
+		t.Fatalf("advance 0->1 = %+v", r)
+	}
+	// A second caller that read cursor 0 loses: each entry goes to one GET only.
+	r := applyCmd(t, f, 3, &Command{Op: OpAdvanceCursor, Topic: "t", From: 0, To: 1})
+	if !errors.Is(r.Err, ErrCursorMoved) || r.Cursor != 1 {
+		t.Fatalf("stale advance = %+v, want ErrCursorMoved at 1", r)
+	}
+}
+
+func TestBadCommandChangesNothing(t *testing.T) {
+	f := NewFSM()
+	applyCmd(t, f, 1, &Command{Op: OpCreateTopic, Topic: "t", Leader: 1})
+	before := snapshotBytes(t, f)
+	res := f.Apply(&raft.Log{Index: 2, Type: raft.LogCommand, Data: []byte("{not json")}).(*Result)
+	if !errors.Is(res.Err, ErrBadCommand) {
+		t.Fatalf("garbage command: %v, want ErrBadCommand", res.Err)
+	}
+	if r := applyCmd(t, f, 3, &Command{Op: "frobnicate"}); !errors.Is(r.Err, ErrBadCommand) {
+		t.Fatalf("unknown op: %v, want ErrBadCommand", r.Err)
+	}
+	if after := snapshotBytes(t, f); !bytes.Equal(before, after) {
+		t.Fatalf("state changed:\n%s\n%s", before, after)
+	}
+}
+
+type sink struct {
+	bytes.Buffer
+	cancelled bool
+}
+
+func (s *sink) ID() string    { return "test" }
+func (s *sink) Cancel() error { s.cancelled = true; return nil }
+func (s *sink) Close() error  { return nil }
+
+func snapshotBytes(t *testing.T, f *FSM) []byte {
+	t.Helper()
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s sink
+	if err := snap.Persist(&s); err != nil {
+		t.Fatal(err)
+	}
+	return s.Bytes()
+}
+
+func TestSnapshotRestore(t *testing.T) {
+	f := NewFSM()
+	applyCmd(t, f, 1, &Command{Op: OpInitCluster, ClusterID: "abc"})
+	applyCmd(t, f, 2, &Command{Op: OpRegisterNode, Node: &NodeInfo{ID: 1, RaftAddr: "h:1", ClientAddr: "h:2", HTTPAddr: "h:3"}})
+	applyCmd(t, f, 3, &Command{Op: OpCreateTopic, Topic: "a", Leader: 1, Config: &TopicConfig{MaxSegmentEntries: 5}})
+	applyCmd(t, f, 4, &Command{Op: OpSeal, Topic: "a", Segment: 1, Count: 5, Bytes: 50, CRC: 9, NextLeader: 1})
+	applyCmd(t, f, 5, &Command{Op: OpAdvanceCursor, Topic: "a", From: 0, To: 3})
+	applyCmd(t, f, 6, &Command{Op: OpCreateTopic, Topic: "b", Leader: 1})
+
+	data := snapshotBytes(t, f)
+	g := NewFSM()
+	changed := g.Changed()
+	if err := g.Restore(io.NopCloser(bytes.NewReader(data))); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-changed:
+	default:
+		t.Error("Restore did not signal Changed")
+	}
+	if !reflect.DeepEqual(f.st, g.st) {
+		t.Fatalf("restored state differs:\n%+v\n%+v", f.st, g.st)
+	}
+	if g.ClusterID() != "abc" || len(g.Nodes()) != 1 || !reflect.DeepEqual(g.TopicNames(), []string{"a", "b"}) {
+		t.Fatalf("restored accessors: %q %v %v", g.ClusterID(), g.Nodes(), g.TopicNames())
+	}
+	if err := g.Restore(io.NopCloser(strings.NewReader("garbage"))); err == nil {
+		t.Fatal("Restore of garbage succeeded")
+	}
+	if !reflect.DeepEqual(f.st, g.st) {
+		t.Fatal("a failed Restore changed the state")
+	}
+}
+
+func FuzzDecodeCommand(f *testing.F) {
+	f.Add((&Command{Op: OpSeal, Topic: "t", Segment: 1, Count: 3}).Encode())
+	f.Add([]byte(`{"op":"advance_cursor","topic":"x","from":1,"to":2}`))
+	f.Add([]byte("{"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := DecodeCommand(b)
+		if err != nil {
+			return
+		}
+		fsm := NewFSM()
+		fsm.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: c.Encode()}) // must not panic
+	})
+}
