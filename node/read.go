@@ -230,30 +230,30 @@ func (n *Node) Register(ctx context.Context, topic string, cfg *meta.TopicConfig
 	return err
 }
 
-// activeCount returns the durable entry count of a topic's active segment, asking its
-// leader when it is another node.
-func (n *Node) activeCount(topic string, s *meta.Segment) (uint64, error) {
+// activeCount returns the durable entry count and bytes of a topic's active segment,
+// asking its leader when it is another node.
+func (n *Node) activeCount(topic string, s *meta.Segment) (uint64, int64, error) {
 	if s.Leader == n.cfg.NodeID {
 		seg, err := n.localSegment(topic, s)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
-		return seg.Count(), nil
+		return seg.Count(), seg.Bytes(), nil
 	}
 	p, err := n.nodePeer(s.Leader)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	var e encoder
 	e.str(topic)
 	e.u64(s.ID)
 	body, err := p.call(opCount, e.b, time.Second)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	d := decoder{b: body}
-	c := d.u64()
-	return c, d.err
+	c, b := d.u64(), d.u64()
+	return c, int64(b), d.err
 }
 
 // handleRPC serves one node-to-node request. Appends are enqueued before it returns
@@ -384,6 +384,7 @@ func (n *Node) handleRPC(c *rpcConn, id uint64, op byte, body []byte) {
 			}
 			var e encoder
 			e.u64(seg.Count())
+			e.u64(uint64(seg.Bytes()))
 			c.reply(id, e.b, nil)
 		}()
 	default:

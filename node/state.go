@@ -58,8 +58,8 @@ func (n *Node) State(topic string) (*TopicState, error) {
 		v := SegmentView{ID: s.ID, Leader: s.Leader, Base: s.Base, Count: s.Count, Bytes: s.Bytes, State: string(s.State), Tier: "local"}
 		if s.State != meta.Active {
 			st.SealedSegments[id] = s.Count
-		} else if c, err := n.activeCount(topic, s); err == nil {
-			v.Count = c
+		} else if c, b, err := n.activeCount(topic, s); err == nil {
+			v.Count, v.Bytes = c, b
 			end := s.Base + c
 			st.EndOffset = &end
 		}

@@ -61,6 +61,14 @@
 // makes NewRaft fail on a fresh store. Callers in floe use errors.Is(err,
 // ErrKeyNotFound).
 //
+// # Gaps
+//
+// Entries are found by key, so the log may have gaps: StoreLogs after a snapshot
+// install may start past LastIndex+1, and GetLog of an index in a gap returns
+// raft.ErrLogNotFound. Store therefore does not implement raft.MonotonicLogStore,
+// and raft keeps its gap-based handling after a snapshot restore instead of deleting
+// the whole log.
+//
 // # Memory
 //
 // Pebble is configured for a small node (150 MiB RSS budget for the whole process):

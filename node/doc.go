@@ -1,0 +1,21 @@
+// Package node is one floe node: the Walrus-protocol client listener, the controller
+// that routes, forwards, fences and rolls segments over, the node-to-node RPC, and the
+// HTTP API. The local segment files are kept by package node/segment; the cluster
+// metadata by package meta.
+//
+// Write path (DESIGN section 5). A PUT is routed when it is read: if this node leads the
+// topic's active segment, it goes to the topic's appender; else it is forwarded, on one
+// ordered RPC connection, to the leader's appender. The appender takes everything queued
+// while its previous batch was being written and fsynced and appends it as one batch
+// (group commit), checks the write lease first, and replies only after the fdatasync.
+// When the segment reaches a limit it seals it locally and commits Seal through Raft,
+// naming the next leader round-robin; queued writes then go to the new leader.
+//
+// Ports: the client port speaks the Walrus protocol (protocol.go); the cluster port
+// carries Raft and node RPC, told apart by the first byte of each connection (mux.go).
+//
+// On disk, under --data-dir:
+//
+//	raft/                       Raft log, stable store and snapshots (package meta)
+//	segments/<topic>/<id>.wal   one WAL file per segment this node led (package node/segment)
+package node
