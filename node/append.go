@@ -138,7 +138,9 @@ func (a *appender) current() (*meta.Topic, error) {
 	}
 	act := t.Active()
 	if a.seg != nil && a.segMeta.ID != act.ID {
-		// Our segment was sealed (by our own Seal). Keep the file open for reads.
+		// Our segment was sealed (by our own Seal); it stays open for reads, within
+		// the open-segment bound.
+		a.n.sealed.touch(a.seg)
 		a.seg, a.sealing, a.firstAt = nil, false, time.Time{}
 	}
 	if act.Leader != a.n.cfg.NodeID {
@@ -281,6 +283,7 @@ func (a *appender) finishRoll(t *meta.Topic) error {
 	a.n.log.Info("segment sealed", "topic", a.topic, "segment", a.segMeta.ID,
 		"count", cmd.Count, "bytes", cmd.Bytes, "next_leader", next)
 	a.n.metrics.rolls.Inc()
+	a.n.sealed.touch(a.seg)
 	a.seg, a.sealing, a.firstAt = nil, false, time.Time{}
 	return nil
 }

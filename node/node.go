@@ -133,6 +133,7 @@ type Node struct {
 	fsm     *meta.FSM
 	store   *segment.Store
 	metrics *metrics
+	sealed  *sealedLRU
 
 	cluster    *clusterListener
 	clientLn   net.Listener
@@ -162,6 +163,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.metrics = newMetrics(n)
+	n.sealed = newSealedLRU()
 	ok := false
 	defer func() {
 		if !ok {

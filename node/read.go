@@ -24,6 +24,9 @@ func (n *Node) localSegment(topic string, s *meta.Segment) (*segment.Segment, er
 		return seg, nil
 	}
 	seg, err := n.store.OpenExisting(topic, s.ID, s.State != meta.Active)
+	if errors.Is(err, segment.ErrClosed) {
+		return nil, err
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w: segment %d of %q", ErrSegmentNotFound, s.ID, topic)
 	}
@@ -35,9 +38,22 @@ func (n *Node) localSegment(topic string, s *meta.Segment) (*segment.Segment, er
 
 // readLocal reads entries of one segment from this node's disk.
 func (n *Node) readLocal(topic string, s *meta.Segment, offset uint64, max, maxBytes int) ([]client.Entry, error) {
+	for attempt := 0; ; attempt++ {
+		entries, err := n.readLocalOnce(topic, s, offset, max, maxBytes)
+		if errors.Is(err, segment.ErrClosed) && attempt < 3 {
+			continue // closed by the open-segment bound under us: reopen
+		}
+		return entries, err
+	}
+}
+
+func (n *Node) readLocalOnce(topic string, s *meta.Segment, offset uint64, max, maxBytes int) ([]client.Entry, error) {
 	seg, err := n.localSegment(topic, s)
 	if err != nil {
 		return nil, err
+	}
+	if s.State != meta.Active {
+		n.sealed.touch(seg)
 	}
 	idx := offset - s.Base
 	if s.State != meta.Active && idx >= s.Count {
@@ -56,6 +72,9 @@ func (n *Node) readLocal(topic string, s *meta.Segment, offset uint64, max, maxB
 	payloads, err := seg.Read(idx, max, maxBytes)
 	if errors.Is(err, segment.ErrOutOfRange) {
 		return nil, nil
+	}
+	if errors.Is(err, segment.ErrClosed) {
+		return nil, err
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: segment %d of %q at offset %d: %v", ErrCorrupt, s.ID, topic, offset, err)

@@ -65,19 +65,22 @@ type proc struct {
 	raftPort, clientPort, httpPort int
 	dataDir                        string
 	logPath                        string
+	joinVia                        int // node whose raft address --join names (0: node 1; none for node 1)
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	exited chan struct{}
+	paused bool // frozen with SIGSTOP
 }
 
 func (p *proc) clientAddr() string { return "127.0.0.1:" + strconv.Itoa(p.clientPort) }
 func (p *proc) raftAddr() string   { return "127.0.0.1:" + strconv.Itoa(p.raftPort) }
 
+// running reports whether the process is alive and not frozen by pause.
 func (p *proc) running() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.cmd == nil {
+	if p.cmd == nil || p.paused {
 		return false
 	}
 	select {
@@ -133,7 +136,9 @@ func startCluster(t *testing.T, o clusterOpts) *cluster {
 
 func (c *cluster) node(id int) *proc { return c.nodes[id-1] }
 
-// start launches node id (joining through node 1, unless it is node 1).
+// start launches node id (joining through node 1, or the node addNode named, unless
+// it is node 1). Like an operator's unit file, the flags are the same on every start:
+// a node that already has Raft state gets --join too and must just restart.
 func (c *cluster) start(id int) {
 	c.t.Helper()
 	p := c.node(id)
@@ -142,7 +147,9 @@ func (c *cluster) start(id int) {
 		"--raft-port", strconv.Itoa(p.raftPort), "--client-port", strconv.Itoa(p.clientPort),
 		"--http-port", strconv.Itoa(p.httpPort), "--log-level", "info",
 	}
-	if id != 1 {
+	if via := p.joinVia; via != 0 {
+		args = append(args, "--join", c.node(via).raftAddr())
+	} else if id != 1 {
 		args = append(args, "--join", c.node(1).raftAddr())
 	}
 	args = append(args, c.args...)
@@ -164,7 +171,7 @@ func (c *cluster) start(id int) {
 		close(exited)
 	}()
 	p.mu.Lock()
-	p.cmd, p.exited = cmd, exited
+	p.cmd, p.exited, p.paused = cmd, exited, false
 	p.mu.Unlock()
 	c.waitFor(10*time.Second, fmt.Sprintf("node %d client port", id), func() bool {
 		conn, err := net.DialTimeout("tcp", p.clientAddr(), 200*time.Millisecond)
@@ -179,6 +186,52 @@ func (c *cluster) start(id int) {
 		}
 		return false
 	})
+}
+
+// addNode adds a node with a fresh data dir to the running cluster, starts it with
+// --join pointing at node via, and returns its id. It does not wait for the join.
+func (c *cluster) addNode(via int) int {
+	c.t.Helper()
+	ports := freePorts(c.t, 3)
+	id := len(c.nodes) + 1
+	c.nodes = append(c.nodes, &proc{
+		id: id, raftPort: ports[0], clientPort: ports[1], httpPort: ports[2], joinVia: via,
+		dataDir: filepath.Join(c.dir, fmt.Sprintf("node%d", id)),
+		logPath: filepath.Join(c.dir, fmt.Sprintf("node%d.log", id)),
+	})
+	c.start(id)
+	return id
+}
+
+// pause freezes node id with SIGSTOP: its sockets stay open but it answers nothing,
+// which cuts it off from the cluster on loopback without any privileges.
+func (c *cluster) pause(id int) {
+	c.t.Helper()
+	p := c.node(id)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		c.t.Fatalf("pause: node %d is not running", id)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		c.t.Fatalf("pause node %d: %v", id, err)
+	}
+	p.paused = true
+}
+
+// resume thaws a node frozen by pause with SIGCONT.
+func (c *cluster) resume(id int) {
+	c.t.Helper()
+	p := c.node(id)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		c.t.Fatalf("resume: node %d is not running", id)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		c.t.Fatalf("resume node %d: %v", id, err)
+	}
+	p.paused = false
 }
 
 // kill sends SIGKILL to node id and waits for it to die.
@@ -197,6 +250,9 @@ func (c *cluster) signal(id int, sig syscall.Signal) {
 		return
 	}
 	cmd.Process.Signal(sig)
+	if sig != syscall.SIGKILL {
+		cmd.Process.Signal(syscall.SIGCONT) // a paused node must run to handle SIGTERM
+	}
 	select {
 	case <-exited:
 	case <-time.After(30 * time.Second):
@@ -205,7 +261,7 @@ func (c *cluster) signal(id int, sig syscall.Signal) {
 		c.t.Errorf("node %d did not exit on %v", id, sig)
 	}
 	p.mu.Lock()
-	p.cmd = nil
+	p.cmd, p.paused = nil, false
 	p.mu.Unlock()
 }
 
@@ -266,6 +322,43 @@ func (c *cluster) conn(id int) *client.Conn {
 	}
 	c.t.Cleanup(func() { conn.Close() })
 	return conn
+}
+
+// dial connects to node id with a per-call timeout; the caller closes the connection.
+// It is for polls and for goroutines, which must not fail the test.
+func (c *cluster) dial(id int, timeout time.Duration) (*client.Conn, error) {
+	conn, err := client.Dial(c.node(id).clientAddr())
+	if err != nil {
+		return nil, err
+	}
+	conn.Timeout = timeout
+	return conn, nil
+}
+
+// tryState returns STATE of topic through node id, or the error (for polls).
+func (c *cluster) tryState(id int, topic string) (*client.TopicState, error) {
+	conn, err := c.dial(id, 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return conn.State(topic)
+}
+
+// anyRunning returns the id of a running node other than the ones in except (0 if none).
+func (c *cluster) anyRunning(except ...int) int {
+next:
+	for _, p := range c.nodes {
+		for _, e := range except {
+			if p.id == e {
+				continue next
+			}
+		}
+		if p.running() {
+			return p.id
+		}
+	}
+	return 0
 }
 
 // metrics asks node id for METRICS, nil if it does not answer.
@@ -355,4 +448,3 @@ func mustOK(t *testing.T, err error, what string, args ...any) {
 		t.Fatalf("%s: %v", fmt.Sprintf(what, args...), err)
 	}
 }
-
