@@ -53,6 +53,20 @@ func (n *Node) httpHandler() http.Handler {
 		}
 		writeJSON(w, map[string]string{"result": "ok"})
 	})
+	// DELETE a member: removes it from the Raft configuration (on the leader) and from
+	// the metadata. The removed node must be wiped before it may join again.
+	mux.HandleFunc("DELETE /v1/cluster/members/{id}", func(w http.ResponseWriter, r *http.Request) {
+		id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+		if err != nil || id == 0 {
+			http.Error(w, "member id must be a positive number", http.StatusBadRequest)
+			return
+		}
+		if err := n.RemoveMember(r.Context(), id); err != nil {
+			httpErr(w, err)
+			return
+		}
+		writeJSON(w, map[string]string{"result": "ok"})
+	})
 	mux.HandleFunc("GET /v1/topics", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"topics": n.fsm.TopicNames()})
 	})

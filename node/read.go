@@ -438,3 +438,17 @@ func (n *Node) join(id uint64, addr string) error {
 	}
 	return fmt.Errorf("%w: no raft leader to add node %d", ErrUnavailable, id)
 }
+
+// RemoveMember removes a member from the Raft configuration and the metadata. It must
+// run on the Raft leader (ErrNotLeader otherwise: ask the leader). Segments the member
+// leads keep their leader; their active segments take no writes until it returns.
+func (n *Node) RemoveMember(ctx context.Context, id uint64) error {
+	if id == n.cfg.NodeID {
+		return fmt.Errorf("%w: a node cannot remove itself; transfer leadership first", ErrBadRequest)
+	}
+	if err := n.raft.RemoveServer(id, 10*time.Second); err != nil {
+		return err
+	}
+	_, err := n.propose(ctx, &meta.Command{Op: meta.OpRemoveNode, Node: &meta.NodeInfo{ID: id}})
+	return err
+}
