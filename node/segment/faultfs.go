@@ -113,12 +113,26 @@ func (f *FaultFS) OpenFile(name string, flag int, perm os.FileMode) (File, error
 	return &faultFile{File: file, fs: f}, nil
 }
 
-func (f *FaultFS) Remove(name string) error                     { return f.inner().Remove(name) }
-func (f *FaultFS) Rename(oldpath, newpath string) error         { return f.inner().Rename(oldpath, newpath) }
-func (f *FaultFS) MkdirAll(path string, perm os.FileMode) error { return f.inner().MkdirAll(path, perm) }
-func (f *FaultFS) ReadDir(name string) ([]fs.DirEntry, error)   { return f.inner().ReadDir(name) }
-func (f *FaultFS) Stat(name string) (fs.FileInfo, error)        { return f.inner().Stat(name) }
-func (f *FaultFS) SyncDir(dir string) error                     { return f.inner().SyncDir(dir) }
+// Remove passes through to the underlying FS; no fault applies.
+func (f *FaultFS) Remove(name string) error { return f.inner().Remove(name) }
+
+// Rename passes through to the underlying FS; no fault applies.
+func (f *FaultFS) Rename(oldpath, newpath string) error { return f.inner().Rename(oldpath, newpath) }
+
+// MkdirAll passes through to the underlying FS; no fault applies.
+func (f *FaultFS) MkdirAll(path string, perm os.FileMode) error {
+	return f.inner().MkdirAll(path, perm)
+}
+
+// ReadDir passes through to the underlying FS; no fault applies.
+func (f *FaultFS) ReadDir(name string) ([]fs.DirEntry, error) { return f.inner().ReadDir(name) }
+
+// Stat passes through to the underlying FS; no fault applies.
+func (f *FaultFS) Stat(name string) (fs.FileInfo, error) { return f.inner().Stat(name) }
+
+// SyncDir passes through to the underlying FS; no fault applies
+// (FailNextSync concerns File.Sync only).
+func (f *FaultFS) SyncDir(dir string) error { return f.inner().SyncDir(dir) }
 
 type faultFile struct {
 	File

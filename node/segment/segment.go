@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -50,8 +51,9 @@ const (
 type Options struct {
 	// FS is the file system under the segment; nil means OS.
 	FS FS
-	// Logger receives repairs (Warn), failed appends (Warn) and slow fsyncs
-	// (Warn); nil means slog.Default().
+	// Logger receives repairs of a torn tail (Warn) or of damage followed
+	// by intact records (Error), failed appends (Warn; Error when they
+	// cannot be undone) and slow fsyncs (Warn). Nil means slog.Default().
 	Logger *slog.Logger
 	// SlowSync is the fsync duration above which a sync is logged; zero
 	// means DefaultSlowSync.
@@ -374,6 +376,10 @@ func (s *Segment) acceptingLocked() error {
 	return nil
 }
 
+// maxSpareBuffer is the largest batch buffer a segment keeps for reuse
+// between group commits, so an idle segment holds little memory.
+const maxSpareBuffer = 1 << 20
+
 // flushLoop is the flusher goroutine: it commits pending batches until the
 // segment is sealed or closed and nothing is pending.
 func (s *Segment) flushLoop() {
@@ -401,9 +407,12 @@ func (s *Segment) flushLoop() {
 		buf, lens := b.buf, b.lens
 		b.buf, b.lens = nil, nil
 		close(b.done)
+		// Let the appenders just woken queue their next records before the
+		// next batch is cut, so batches stay large under closed-loop load.
+		runtime.Gosched()
 
 		s.mu.Lock()
-		if cap(buf) <= 2*s.opts.MaxBatchBytes && s.spareBuf == nil {
+		if cap(buf) <= maxSpareBuffer && s.spareBuf == nil {
 			s.spareBuf, s.spareLens = buf[:0], lens[:0]
 		}
 	}

@@ -271,6 +271,9 @@ func TestSealWaitsForQueuedAppends(t *testing.T) {
 	ffs := &FaultFS{}
 	opts := quiet()
 	opts.FS = ffs
+	// The loop below queues appends until Seal takes effect; never let
+	// back pressure block it while the first sync is held.
+	opts.MaxBatchBytes = 1 << 30
 	path := filepath.Join(t.TempDir(), "seg.wal")
 	s := openT(t, path, opts)
 	mustAppend(t, s, []byte("one"))
@@ -292,29 +295,34 @@ func TestSealWaitsForQueuedAppends(t *testing.T) {
 		c, b, crc, err := s.Seal()
 		sealed <- totals{c, b, crc, err}
 	}()
-	// Wait, without sleeping, until Seal has taken effect.
+	// Wait, without sleeping, until Seal has taken effect. Appends queued
+	// before that must be committed before Seal returns.
+	acks := []Ack{inFlight, queued}
 	for {
-		_, err := s.Append([]byte("late"))
-		if errors.Is(err, ErrSealed) {
-			break
+		a := s.AppendAsync([][]byte{[]byte("late")})
+		select {
+		case <-a.Done():
+			if _, err := a.Wait(); !errors.Is(err, ErrSealed) {
+				t.Fatalf("append while the first sync is held: err = %v, want ErrSealed", err)
+			}
+		default:
+			acks = append(acks, a) // queued before Seal took effect
+			continue
 		}
-		if err != nil {
-			t.Fatalf("Append before Seal took effect: %v", err)
-		}
-		// Seal not yet in effect: this append went into the queue too.
+		break
 	}
 	release()
 	got := <-sealed
 	if got.err != nil {
 		t.Fatalf("Seal: %v", got.err)
 	}
-	for _, a := range []Ack{inFlight, queued} {
+	for _, a := range acks {
 		if _, err := a.Wait(); err != nil {
 			t.Fatalf("append queued before Seal: %v", err)
 		}
 	}
-	if got.count != s.Count() || got.count < 3 {
-		t.Fatalf("Seal count = %d, Count() = %d; want equal and >= 3", got.count, s.Count())
+	if got.count != s.Count() || got.count != uint64(1+len(acks)) {
+		t.Fatalf("Seal count = %d, Count() = %d; want %d", got.count, s.Count(), 1+len(acks))
 	}
 	records := readAll(t, s)
 	checkTotals(t, s, records)

@@ -49,13 +49,21 @@ type storeEntry struct {
 	err   error
 }
 
-// OpenStore opens the store rooted at dir, creating dir if needed. It opens
+// OpenStore opens the store rooted at dir, creating dir if needed (and
+// fsyncing its parent directory). It opens
 // no segment: use List to see what is on disk. The Options are used for
 // every segment it opens. The caller must Close the Store.
 func OpenStore(dir string, opts Options) (*Store, error) {
 	o := opts.withDefaults()
-	if err := o.FS.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("segment: cannot create store directory %q: %w", dir, err)
+	if _, err := o.FS.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		if err := o.FS.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("segment: cannot create store directory %q: %w", dir, err)
+		}
+		if err := o.FS.SyncDir(filepath.Dir(dir)); err != nil {
+			return nil, fmt.Errorf("segment: cannot sync the parent of store directory %q: %w", dir, err)
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("segment: cannot open store directory %q: %w", dir, err)
 	}
 	return &Store{dir: dir, fs: o.FS, opts: o, segs: make(map[segKey]*storeEntry)}, nil
 }

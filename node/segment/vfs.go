@@ -54,6 +54,11 @@ var OS FS = osFS{}
 
 type osFS struct{}
 
+var (
+	_ FS   = osFS{}
+	_ File = (*osFile)(nil)
+)
+
 // osFile is an *os.File whose Sync is a data sync.
 type osFile struct {
 	f *os.File
