@@ -36,6 +36,11 @@ type Command struct {
 	// register_node / remove_node
 	Node *NodeInfo `json:"node,omitempty"`
 
+	// archived: the object holding a sealed segment
+	Key      string `json:"key,omitempty"`
+	Size     int64  `json:"size,omitempty"`
+	Checksum uint32 `json:"checksum,omitempty"`
+
 	// init_cluster
 	ClusterID string `json:"cluster_id,omitempty"`
 
@@ -51,6 +56,8 @@ const (
 	OpCreateTopic   = "create_topic"
 	OpSeal          = "seal"
 	OpAdvanceCursor = "advance_cursor"
+	OpArchived      = "archived"
+	OpEvictLocal    = "evict_local"
 )
 
 // Encode returns the command's wire form (JSON: metadata commands are rare and small,
@@ -186,6 +193,33 @@ func (f *FSM) apply(c *Command, index uint64) *Result {
 			LeaderIndex: index, CreatedUnixMS: c.UnixMS,
 		})
 		return &Result{}
+	case OpArchived:
+		t, s, res := f.sealedSegment(c)
+		if res != nil {
+			return res
+		}
+		if c.Key == "" || c.Size <= 0 {
+			return &Result{Err: fmt.Errorf("%w: archived without key or size", ErrBadCommand)}
+		}
+		if s.ArchiveKey != "" {
+			if s.ArchiveKey == c.Key && s.ArchiveChecksum == c.Checksum {
+				return &Result{} // a retried Archived
+			}
+			return &Result{Err: fmt.Errorf("%w: segment %d of %q is already archived as %q", ErrStaleSegment, s.ID, t.Name, s.ArchiveKey)}
+		}
+		s.State = Archived
+		s.ArchiveKey, s.ArchiveSize, s.ArchiveChecksum, s.ArchivedUnixMS = c.Key, c.Size, c.Checksum, c.UnixMS
+		return &Result{}
+	case OpEvictLocal:
+		t, s, res := f.sealedSegment(c)
+		if res != nil {
+			return res
+		}
+		if s.ArchiveKey == "" {
+			return &Result{Err: fmt.Errorf("%w: segment %d of %q is not archived; its local copy is the only one", ErrStaleSegment, s.ID, t.Name)}
+		}
+		s.LocalEvicted = true
+		return &Result{}
 	case OpAdvanceCursor:
 		t, ok := st.Topics[c.Topic]
 		if !ok {
@@ -199,6 +233,19 @@ func (f *FSM) apply(c *Command, index uint64) *Result {
 	default:
 		return &Result{Err: fmt.Errorf("%w: unknown op %q", ErrBadCommand, c.Op)}
 	}
+}
+
+// sealedSegment finds the segment a command names and checks it is no longer active.
+func (f *FSM) sealedSegment(c *Command) (*Topic, *Segment, *Result) {
+	t, ok := f.st.Topics[c.Topic]
+	if !ok {
+		return nil, nil, &Result{Err: fmt.Errorf("%w: %q", ErrNoTopic, c.Topic)}
+	}
+	s := t.Segment(c.Segment)
+	if s == nil || s.State == Active {
+		return nil, nil, &Result{Err: fmt.Errorf("%w: segment %d of %q is not sealed", ErrStaleSegment, c.Segment, c.Topic)}
+	}
+	return t, s, nil
 }
 
 // Changed returns a channel that is closed at the next apply or restore. Typical use:

@@ -199,3 +199,44 @@ func FuzzDecodeCommand(f *testing.F) {
 		fsm.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: c.Encode()}) // must not panic
 	})
 }
+
+func TestArchivedAndEvict(t *testing.T) {
+	f := NewFSM()
+	applyCmd(t, f, 1, &Command{Op: OpCreateTopic, Topic: "t", Leader: 1})
+	arch := &Command{Op: OpArchived, Topic: "t", Segment: 1, Key: "topics/t/1.seg", Size: 10, Checksum: 3}
+	if r := applyCmd(t, f, 2, arch); !errors.Is(r.Err, ErrStaleSegment) {
+		t.Fatalf("archived of the active segment: %v, want ErrStaleSegment", r.Err)
+	}
+	if r := applyCmd(t, f, 3, &Command{Op: OpEvictLocal, Topic: "t", Segment: 1}); !errors.Is(r.Err, ErrStaleSegment) {
+		t.Fatalf("evict of the active segment: %v, want ErrStaleSegment", r.Err)
+	}
+	applyCmd(t, f, 4, &Command{Op: OpSeal, Topic: "t", Segment: 1, Count: 2, NextLeader: 1})
+	if r := applyCmd(t, f, 5, &Command{Op: OpEvictLocal, Topic: "t", Segment: 1}); !errors.Is(r.Err, ErrStaleSegment) {
+		t.Fatalf("evict before archiving: %v, want ErrStaleSegment", r.Err)
+	}
+	top, _ := f.Topic("t")
+	if got := top.Segments[0].Tier(); got != "local" {
+		t.Fatalf("tier of sealed segment = %q, want local", got)
+	}
+	for i := 0; i < 2; i++ { // the second is a retry: no-op
+		if r := applyCmd(t, f, uint64(6+i), arch); r.Err != nil {
+			t.Fatalf("archived (try %d): %v", i, r.Err)
+		}
+	}
+	late := *arch
+	late.Key = "topics/t/1-late.seg"
+	if r := applyCmd(t, f, 8, &late); !errors.Is(r.Err, ErrStaleSegment) {
+		t.Fatalf("a second key for an archived segment: %v, want ErrStaleSegment", r.Err)
+	}
+	top, _ = f.Topic("t")
+	if s := top.Segments[0]; s.State != Archived || s.ArchiveKey != arch.Key || s.Tier() != "both" {
+		t.Fatalf("archived segment = %+v tier %s", s, s.Tier())
+	}
+	if r := applyCmd(t, f, 9, &Command{Op: OpEvictLocal, Topic: "t", Segment: 1}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	top, _ = f.Topic("t")
+	if got := top.Segments[0].Tier(); got != "remote" {
+		t.Fatalf("tier after eviction = %q, want remote", got)
+	}
+}

@@ -85,6 +85,28 @@ type Segment struct {
 	Bytes        int64  `json:"bytes,omitempty"`
 	CRC          uint32 `json:"crc,omitempty"`
 	SealedUnixMS int64  `json:"sealed_unix_ms,omitempty"`
+	// Archive* are set by Archived: the object that holds the segment in the
+	// remote tier. Only this key is ever read (a deposed leader's late upload under
+	// another key is ignored).
+	ArchiveKey      string `json:"archive_key,omitempty"`
+	ArchiveSize     int64  `json:"archive_size,omitempty"`
+	ArchiveChecksum uint32 `json:"archive_checksum,omitempty"`
+	ArchivedUnixMS  int64  `json:"archived_unix_ms,omitempty"`
+	// LocalEvicted: the leader dropped its local copy (the archive is the only copy).
+	LocalEvicted bool `json:"local_evicted,omitempty"`
+}
+
+// Tier says where a segment's data lives: "local" (the leader's disk only), "remote"
+// (the archive only) or "both".
+func (s *Segment) Tier() string {
+	switch {
+	case s.ArchiveKey == "":
+		return "local"
+	case s.LocalEvicted:
+		return "remote"
+	default:
+		return "both"
+	}
 }
 
 // End is the offset one past the last entry of a sealed segment.

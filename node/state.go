@@ -55,7 +55,7 @@ func (n *Node) State(topic string) (*TopicState, error) {
 	for _, s := range t.Segments {
 		id := strconv.FormatUint(s.ID, 10)
 		st.SegmentLeaders[id] = s.Leader
-		v := SegmentView{ID: s.ID, Leader: s.Leader, Base: s.Base, Count: s.Count, Bytes: s.Bytes, State: string(s.State), Tier: "local"}
+		v := SegmentView{ID: s.ID, Leader: s.Leader, Base: s.Base, Count: s.Count, Bytes: s.Bytes, State: string(s.State), Tier: s.Tier()}
 		if s.State != meta.Active {
 			st.SealedSegments[id] = s.Count
 		} else if c, b, err := n.activeCount(topic, s); err == nil {
