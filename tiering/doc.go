@@ -1,0 +1,29 @@
+// Package tiering moves sealed segments between the tiers: the local disk of the node
+// that wrote them and the object store (package archive).
+//
+//   - Uploader: once Seal has applied, the segment's leader encodes it as a seekable
+//     object (package archive/seekable), writes it with If-None-Match: * under a key
+//     that carries the leader term, and commits Archived{topic, segment, key, size,
+//     checksum} through Raft. Only keys recorded by Archived are ever read. Uploads
+//     retry with exponential backoff while the store is down; uploading twice is
+//     harmless (an existing object is accepted once it verifies).
+//   - Remote: reads entries of archived segments with ranged GETs (footer and index
+//     once per object, then one frame), through a bounded on-disk frame cache (LRU,
+//     --cache-bytes) that collapses concurrent misses for a frame into one GET and
+//     prefetches the next frame for sequential readers.
+//   - Retention: --local-retention-bytes evicts the local copies of archived segments,
+//     oldest first (EvictLocal through Raft, then the file); reads then come from the
+//     archive.
+//
+// Bucket layout:
+//
+//	<prefix>/topics/<topic>/<segment id, 20 digits>-<leader term, 20 digits>.seg
+//
+// The leader term is the Raft index of the command that made the node leader of the
+// segment, so a deposed leader's late upload lands under another key and is never read.
+//
+// On disk, under --data-dir:
+//
+//	upload/   objects being encoded before upload (removed after)
+//	cache/    the remote-read frame cache (emptied at start)
+package tiering

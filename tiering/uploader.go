@@ -1,0 +1,305 @@
+package tiering
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"floe/archive"
+	"floe/archive/seekable"
+	"floe/meta"
+)
+
+// Sentinel errors of the tiering package.
+var (
+	// ErrConflict: an object already exists under a segment's key and is not that segment.
+	ErrConflict = errors.New("tiering: object exists with other content")
+	// ErrNotArchived: the segment has no object in the archive.
+	ErrNotArchived = errors.New("tiering: segment not archived")
+)
+
+// Local is what the tiering layer needs of the node's own segment files.
+type Local interface {
+	// ScanSegment calls fn with every record payload of a local segment, in order.
+	// The payload is only valid during the call.
+	ScanSegment(topic string, id uint64, fn func(payload []byte) error) error
+	// RemoveLocal deletes a local segment file (absent is not an error).
+	RemoveLocal(topic string, id uint64) error
+	// HasLocal reports whether the node holds the segment's file.
+	HasLocal(topic string, id uint64) bool
+}
+
+// Proposer commits a metadata command through Raft (wherever the leader is) and
+// returns once it has applied locally; the command's own error is returned as is.
+type Proposer func(ctx context.Context, c *meta.Command) error
+
+// UploaderConfig configures an Uploader.
+type UploaderConfig struct {
+	NodeID  uint64
+	Bucket  archive.Bucket
+	FSM     *meta.FSM
+	Local   Local
+	Propose Proposer
+	// TempDir holds objects while they are encoded (created if missing).
+	TempDir string
+	Logger  *slog.Logger
+	// Registerer receives the upload metrics (nil: none).
+	Registerer prometheus.Registerer
+	// MinBackoff and MaxBackoff bound the retry delay while the store fails
+	// (defaults 200ms and 30s).
+	MinBackoff, MaxBackoff time.Duration
+	// FrameSize of the objects' frames (0: the seekable default, 1 MiB).
+	FrameSize int
+}
+
+// Uploader archives the sealed segments this node leads, oldest first, one at a time.
+type Uploader struct {
+	cfg UploaderConfig
+	log *slog.Logger
+
+	mu           sync.Mutex
+	backlogSegs  int
+	backlogBytes int64
+	oldestMS     int64 // created time of the oldest unarchived sealed segment, 0 if none
+	lastErr      error
+
+	uploads, failures prometheus.Counter
+	uploadedBytes     prometheus.Counter
+	uploadSeconds     prometheus.Histogram
+}
+
+// NewUploader returns an uploader; Run starts it.
+func NewUploader(cfg UploaderConfig) *Uploader {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MinBackoff == 0 {
+		cfg.MinBackoff = 200 * time.Millisecond
+	}
+	if cfg.MaxBackoff == 0 {
+		cfg.MaxBackoff = 30 * time.Second
+	}
+	u := &Uploader{
+		cfg: cfg, log: cfg.Logger.With("component", "uploader"),
+		uploads: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "floe_archive_uploads_total", Help: "Segments uploaded to the archive by this node.",
+		}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "floe_archive_upload_failures_total", Help: "Failed upload attempts (retried with backoff).",
+		}),
+		uploadedBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "floe_archive_uploaded_bytes_total", Help: "Object bytes uploaded by this node.",
+		}),
+		uploadSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "floe_archive_upload_seconds", Help: "Time to encode, upload and commit one segment.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 3, 10),
+		}),
+	}
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(u.uploads, u.failures, u.uploadedBytes, u.uploadSeconds,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "floe_archive_backlog_segments", Help: "Sealed segments led by this node not yet archived.",
+			}, func() float64 { s, _ := u.Backlog(); return float64(s) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "floe_archive_backlog_bytes", Help: "Bytes of sealed segments led by this node not yet archived.",
+			}, func() float64 { _, b := u.Backlog(); return float64(b) }),
+		)
+	}
+	return u
+}
+
+// Backlog returns the sealed segments (and their bytes) this node must still upload.
+func (u *Uploader) Backlog() (segments int, bytes int64) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.backlogSegs, u.backlogBytes
+}
+
+// OldestUnarchived returns the created time of the oldest sealed segment this node has
+// not archived yet (zero if none).
+func (u *Uploader) OldestUnarchived() time.Time {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.oldestMS == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(u.oldestMS)
+}
+
+type pendingSegment struct {
+	topic string
+	seg   meta.Segment
+}
+
+// pending lists the sealed, unarchived segments this node leads, oldest first.
+func (u *Uploader) pending() []pendingSegment {
+	var out []pendingSegment
+	for _, name := range u.cfg.FSM.TopicNames() {
+		t, ok := u.cfg.FSM.Topic(name)
+		if !ok {
+			continue
+		}
+		for _, s := range t.Segments {
+			if s.State == meta.Sealed && s.ArchiveKey == "" && s.Leader == u.cfg.NodeID {
+				out = append(out, pendingSegment{topic: name, seg: *s})
+			}
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].seg.SealedUnixMS < out[j].seg.SealedUnixMS })
+	return out
+}
+
+func (u *Uploader) setBacklog(p []pendingSegment) {
+	var bytes, oldest int64
+	for _, s := range p {
+		bytes += s.seg.Bytes
+		if oldest == 0 || s.seg.CreatedUnixMS < oldest {
+			oldest = s.seg.CreatedUnixMS
+		}
+	}
+	u.mu.Lock()
+	u.backlogSegs, u.backlogBytes, u.oldestMS = len(p), bytes, oldest
+	u.mu.Unlock()
+}
+
+// Run uploads until ctx ends.
+func (u *Uploader) Run(ctx context.Context) {
+	failures := 0
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		changed := u.cfg.FSM.Changed()
+		p := u.pending()
+		u.setBacklog(p)
+		if len(p) > 0 {
+			start := time.Now()
+			err := u.upload(ctx, p[0].topic, &p[0].seg)
+			if ctx.Err() != nil {
+				return
+			}
+			if err == nil {
+				failures = 0
+				u.uploadSeconds.Observe(time.Since(start).Seconds())
+				continue
+			}
+			failures++
+			u.failures.Inc()
+			delay := min(u.cfg.MaxBackoff, u.cfg.MinBackoff<<min(failures-1, 20))
+			u.log.Warn("upload failed; retrying", "topic", p[0].topic, "segment", p[0].seg.ID,
+				"attempt", failures, "retry_in", delay, "err", err)
+			t := time.NewTimer(delay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-tick.C:
+		}
+	}
+}
+
+// upload archives one sealed segment: encode to a temporary file, put it with
+// If-None-Match, then commit Archived.
+func (u *Uploader) upload(ctx context.Context, topic string, s *meta.Segment) error {
+	key := ObjectKey(topic, s.ID, s.LeaderIndex)
+	if err := os.MkdirAll(u.cfg.TempDir, 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(u.cfg.TempDir, "upload-*.seg")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		tmp.Close()
+		os.Remove(tmp.Name())
+	}()
+	bw := bufio.NewWriterSize(tmp, 1<<20)
+	w, err := seekable.NewWriter(bw, seekable.Meta{
+		Topic: topic, Segment: s.ID, Base: s.Base, Count: s.Count, LeaderTerm: s.LeaderIndex,
+		RecordCRC: s.CRC, RawBytes: s.Bytes, CreatedUnixMS: s.SealedUnixMS,
+	}, seekable.WriterOptions{FrameSize: u.cfg.FrameSize})
+	if err != nil {
+		return err
+	}
+	if err := u.cfg.Local.ScanSegment(topic, s.ID, w.Append); err != nil {
+		return fmt.Errorf("cannot read segment %d of %q for upload: %w", s.ID, topic, err)
+	}
+	sum, err := w.Close()
+	if err != nil {
+		return fmt.Errorf("cannot encode segment %d of %q: %w", s.ID, topic, err)
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	size, checksum := sum.Size, sum.Checksum
+	err = u.cfg.Bucket.Put(ctx, key, tmp, size, archive.PutOptions{IfNoneMatch: true, ContentType: "application/zstd"})
+	if archive.IsExists(err) {
+		// An earlier attempt (ours, before a crash or a lost reply) got there first:
+		// accept it once it verifies as this very segment.
+		size, checksum, err = u.verifyExisting(ctx, key, topic, s)
+	}
+	if err != nil {
+		return err
+	}
+	if err := u.cfg.Propose(ctx, &meta.Command{
+		Op: meta.OpArchived, Topic: topic, Segment: s.ID, Key: key, Size: size, Checksum: checksum,
+	}); err != nil {
+		return fmt.Errorf("cannot commit archived segment %d of %q: %w", s.ID, topic, err)
+	}
+	u.uploads.Inc()
+	u.uploadedBytes.Add(float64(size))
+	u.log.Info("segment archived", "topic", topic, "segment", s.ID, "key", key, "bytes", size, "frames", sum.Frames)
+	return nil
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// verifyExisting reads an object that already exists under a segment's key and checks
+// that it holds exactly that segment (metadata and record CRC, every frame intact).
+func (u *Uploader) verifyExisting(ctx context.Context, key, topic string, s *meta.Segment) (int64, uint32, error) {
+	rc, err := u.cfg.Bucket.Get(ctx, key)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer rc.Close()
+	body, err := io.ReadAll(rc)
+	if err != nil {
+		return 0, 0, archive.Error("read", key, "archive", err)
+	}
+	var bad error
+	m, err := seekable.Verify(ctx, seekable.BytesSource(body), func(r seekable.FrameReport) {
+		if r.Err != nil && bad == nil {
+			bad = r.Err
+		}
+	})
+	if err == nil {
+		err = bad
+	}
+	if err == nil && (m.Topic != topic || m.Segment != s.ID || m.Base != s.Base || m.Count != s.Count || m.RecordCRC != s.CRC) {
+		err = fmt.Errorf("holds %q segment %d base %d count %d crc %08x", m.Topic, m.Segment, m.Base, m.Count, m.RecordCRC)
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w: %q: %v", ErrConflict, key, err)
+	}
+	return int64(len(body)), crc32.Checksum(body, castagnoli), nil
+}
