@@ -1,0 +1,94 @@
+package fs_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"floe/archive"
+	"floe/archive/archivetest"
+	"floe/archive/fs"
+)
+
+func TestAcceptance(t *testing.T) {
+	archivetest.Run(t, func(t *testing.T) archive.Bucket {
+		b, err := fs.Open(t.TempDir(), archive.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	})
+}
+
+func TestOpenMissingRoot(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "a", "b")
+	if _, err := fs.Open(root, archive.Options{}); !errors.Is(err, archive.ErrBucketNotFound) {
+		t.Fatalf("Open of a missing root: error %v; want ErrBucketNotFound", err)
+	}
+	if _, err := fs.Open(root, archive.Options{CreateBucket: true}); err != nil {
+		t.Fatalf("Open with CreateBucket: %v", err)
+	}
+	if fi, err := os.Stat(root); err != nil || !fi.IsDir() {
+		t.Fatalf("root not created: %v", err)
+	}
+	if _, err := fs.Open("relative/dir", archive.Options{CreateBucket: true}); !errors.Is(err, archive.ErrBadURL) {
+		t.Fatalf("Open of a relative root: error %v; want ErrBadURL", err)
+	}
+}
+
+// TestLayout checks the on-disk layout of the package comment: one file per object
+// holding its bytes, no temporary files left, empty directories removed by Delete.
+func TestLayout(t *testing.T) {
+	root := t.TempDir()
+	b, err := fs.Open(root, archive.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	data := []byte("segment bytes")
+	if err := b.Put(ctx, "topics/t/000001.seg", bytes.NewReader(data), int64(len(data)), archive.PutOptions{IfNoneMatch: true}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(root, "topics", "t", "000001.seg"))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("file content = %q, %v; want %q", got, err, data)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(root, ".floe-tmp")); len(ents) != 0 {
+		t.Fatalf("temporary files left: %v", ents)
+	}
+	if err := b.Put(ctx, ".floe-tmp/x", bytes.NewReader(data), int64(len(data)), archive.PutOptions{}); !errors.Is(err, archive.ErrInvalidKey) {
+		t.Fatalf("Put into the reserved directory: error %v; want ErrInvalidKey", err)
+	}
+	if err := b.Delete(ctx, "topics/t/000001.seg"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "topics")); !os.IsNotExist(err) {
+		t.Fatalf("empty directories left after Delete: %v", err)
+	}
+}
+
+// TestKeyIsDirectory documents the fs-only limitation: a key cannot be both an object
+// and a prefix directory of other keys.
+func TestKeyIsDirectory(t *testing.T) {
+	b, err := fs.Open(t.TempDir(), archive.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := b.Put(ctx, "a/b", strings.NewReader("x"), 1, archive.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, cond := range []bool{false, true} {
+		err := b.Put(ctx, "a", strings.NewReader("y"), 1, archive.PutOptions{IfNoneMatch: cond})
+		if err == nil || archive.IsExists(err) {
+			t.Errorf("Put of a key that is a directory (IfNoneMatch %v): error %v; want a plain error", cond, err)
+		}
+	}
+	if err := b.Put(ctx, "a/b/c", strings.NewReader("y"), 1, archive.PutOptions{}); err == nil {
+		t.Errorf("Put below an object's key succeeded")
+	}
+}
