@@ -18,11 +18,11 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 
-test: vet ## the whole suite, with the race detector (cluster tests run real floe processes)
+test: vet $(BIN)/minio ## the whole suite, with the race detector (real floe processes, real MinIO)
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 
 bench: build ## micro-benchmarks, then the 3-process cluster benchmark of the README
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./node/segment/ ./meta/logstore/
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./node/segment/ ./meta/logstore/ ./archive/seekable/
 	./tools/floe/bench-cluster.sh
 
 bench-cluster: build

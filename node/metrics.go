@@ -16,6 +16,7 @@ type metrics struct {
 	batches     prometheus.Histogram
 	forwarded   prometheus.Counter
 	rolls       prometheus.Counter
+	remoteReads prometheus.Counter
 }
 
 func newMetrics(n *Node) *metrics {
@@ -43,8 +44,11 @@ func newMetrics(n *Node) *metrics {
 		rolls: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "floe_segment_rolls_total", Help: "Segments this node sealed.",
 		}),
+		remoteReads: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "floe_remote_reads_total", Help: "Reads served from the archive (remote tier).",
+		}),
 	}
-	m.reg.MustRegister(m.requests, m.badRequests, m.entries, m.bytes, m.batches, m.forwarded, m.rolls,
+	m.reg.MustRegister(m.requests, m.badRequests, m.entries, m.bytes, m.batches, m.forwarded, m.rolls, m.remoteReads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "floe_raft_leader", Help: "1 if this node is the Raft leader.",

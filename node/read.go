@@ -86,15 +86,51 @@ func (n *Node) readLocalOnce(topic string, s *meta.Segment, offset uint64, max, 
 	return out, nil
 }
 
-// readSegment reads from one segment wherever it is: this node, else its leader.
-func (n *Node) readSegment(topic string, s *meta.Segment, offset uint64, max, maxBytes int) ([]client.Entry, error) {
-	entries, err := n.readLocal(topic, s, offset, max, maxBytes)
-	if err == nil || !errors.Is(err, ErrSegmentNotFound) || s.Leader == n.cfg.NodeID {
-		return entries, err
+// readSegment reads from one segment wherever it is (DESIGN section 6, read path):
+// this node's disk, else the owning node if it is up and still has the segment, else
+// the archive. Only a segment that is both unarchived and on a node that cannot be
+// reached is unreadable, and the error says so.
+func (n *Node) readSegment(ctx context.Context, topic string, s *meta.Segment, offset uint64, max, maxBytes int) ([]client.Entry, error) {
+	archived := s.ArchiveKey != ""
+	if !s.LocalEvicted {
+		entries, err := n.readLocal(topic, s, offset, max, maxBytes)
+		switch {
+		case err == nil:
+			return entries, nil
+		case errors.Is(err, ErrCorrupt) && archived:
+			n.log.Error("local copy is corrupt; reading the archive", "topic", topic, "segment", s.ID, "err", err)
+			return n.readArchive(ctx, topic, s, offset, max)
+		case !errors.Is(err, ErrSegmentNotFound):
+			return nil, err
+		}
+		if s.Leader != n.cfg.NodeID {
+			entries, err := n.readOwner(topic, s, offset, max, maxBytes)
+			if err == nil {
+				return entries, nil
+			}
+			if !archived {
+				return nil, fmt.Errorf("segment %d of %q is only on node %d (not archived yet): %w", s.ID, topic, s.Leader, err)
+			}
+			if !errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrSegmentNotFound) {
+				return nil, err
+			}
+		}
 	}
+	if !archived {
+		return nil, fmt.Errorf("%w: segment %d of %q is on no node and not archived", ErrSegmentNotFound, s.ID, topic)
+	}
+	return n.readArchive(ctx, topic, s, offset, max)
+}
+
+// readOwner reads a segment from the node that led it. A node that failed recently is
+// not asked again for a few seconds (reads go to the archive meanwhile).
+func (n *Node) readOwner(topic string, s *meta.Segment, offset uint64, max, maxBytes int) ([]client.Entry, error) {
 	p, err := n.nodePeer(s.Leader)
 	if err != nil {
 		return nil, err
+	}
+	if p.recentlyDown() && s.ArchiveKey != "" {
+		return nil, fmt.Errorf("%w: node %d failed recently", ErrUnavailable, s.Leader)
 	}
 	var e encoder
 	e.str(topic)
@@ -136,7 +172,7 @@ func (n *Node) Read(ctx context.Context, topic string, offset uint64, max int) (
 			return nil, offset, fmt.Errorf("%w: %q", meta.ErrNoTopic, topic)
 		}
 		s := t.Find(offset)
-		entries, err := n.readSegment(topic, s, offset, max-len(out), budget)
+		entries, err := n.readSegment(ctx, topic, s, offset, max-len(out), budget)
 		if err != nil {
 			if retryable(err) && len(out) == 0 {
 				lastErr = err

@@ -80,6 +80,13 @@ type remoteError struct {
 func (e *remoteError) Error() string { return e.msg }
 func (e *remoteError) Unwrap() error { return e.sentinel }
 
+// isRemote reports whether err is an answer from the peer (as opposed to a failure to
+// reach it).
+func isRemote(err error) bool {
+	var re *remoteError
+	return errors.As(err, &re)
+}
+
 func decodeErr(body []byte) error {
 	d := decoder{b: body}
 	code := d.u8()
@@ -195,6 +202,24 @@ type peer struct {
 	w       *bufio.Writer
 	pending map[uint64]chan rpcReply
 	nextID  uint64
+
+	downUntil time.Time // after a failed call: skip optional calls until then
+}
+
+// peerDownFor is how long a peer that failed a call is skipped by optional calls
+// (reads that the archive can serve).
+const peerDownFor = 3 * time.Second
+
+func (p *peer) recentlyDown() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return time.Now().Before(p.downUntil)
+}
+
+func (p *peer) markDown() {
+	p.mu.Lock()
+	p.downUntil = time.Now().Add(peerDownFor)
+	p.mu.Unlock()
 }
 
 func newPeer(addr string) *peer { return &peer{addr: addr} }
@@ -244,14 +269,19 @@ func (p *peer) send(op byte, body []byte) (<-chan rpcReply, error) {
 func (p *peer) call(op byte, body []byte, timeout time.Duration) ([]byte, error) {
 	ch, err := p.send(op, body)
 	if err != nil {
+		p.markDown()
 		return nil, err
 	}
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
 	case r := <-ch:
+		if r.err != nil && !isRemote(r.err) {
+			p.markDown()
+		}
 		return r.body, r.err
 	case <-t.C:
+		p.markDown()
 		return nil, fmt.Errorf("%w: %s did not answer within %v", ErrUnavailable, p.addr, timeout)
 	}
 }

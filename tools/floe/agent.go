@@ -19,10 +19,6 @@ type agentFlags struct {
 	cfg       node.Config
 	logLevel  string
 	logFormat string
-	// accepted for compatibility; not used yet (tiering)
-	archive, s3Endpoint, s3Region string
-	s3CreateBucket                bool
-	cacheBytes, localRetention    int64
 }
 
 func addNodeFlags(c *cobra.Command, f *agentFlags) {
@@ -45,12 +41,13 @@ func addNodeFlags(c *cobra.Command, f *agentFlags) {
 	fs.DurationVar(&f.cfg.HeartbeatTimeout, "raft-heartbeat-timeout", time.Second, "Raft heartbeat and election timeout")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
-	fs.StringVar(&f.archive, "archive", "", "object store URL (file:///dir, s3://bucket/prefix, minio://bucket/prefix); tiering is not built yet")
-	fs.StringVar(&f.s3Endpoint, "s3-endpoint", "", "S3 endpoint URL (implies path-style addressing)")
-	fs.StringVar(&f.s3Region, "s3-region", "", "S3 region")
-	fs.BoolVar(&f.s3CreateBucket, "s3-create-bucket", false, "create a missing bucket")
-	fs.Int64Var(&f.cacheBytes, "cache-bytes", 1<<30, "bound of the remote-read cache")
-	fs.Int64Var(&f.localRetention, "local-retention-bytes", -1, "evict local copies of archived segments beyond this many bytes (-1: keep all)")
+	fs.StringVar(&f.cfg.Archive, "archive", "", "object store for sealed segments: file:///abs/dir, s3://bucket/prefix or minio://bucket/prefix (empty: keep them local only)")
+	fs.StringVar(&f.cfg.S3Endpoint, "s3-endpoint", "", "S3 endpoint URL, e.g. http://minio:9000 (implies path-style addressing)")
+	fs.StringVar(&f.cfg.S3Region, "s3-region", "", "S3 region (default: from the AWS chain, else us-east-1)")
+	fs.BoolVar(&f.cfg.S3CreateBucket, "s3-create-bucket", false, "create the bucket if it is missing (dev and compose stacks)")
+	fs.Int64Var(&f.cfg.CacheBytes, "cache-bytes", node.DefaultCacheBytes, "bound of the on-disk cache of archive frames")
+	fs.Int64Var(&f.cfg.LocalRetentionBytes, "local-retention-bytes", 0, "evict local copies of archived segments beyond this many bytes, oldest first (0: keep all)")
+	fs.DurationVar(&f.cfg.UploadMaxBackoff, "upload-max-backoff", 30*time.Second, "longest wait between upload retries while the object store fails")
 }
 
 // applyWalrusEnv honours Distributed Walrus's environment variables.
@@ -100,9 +97,6 @@ func agentCmd() *cobra.Command {
 			if f.cfg.DataDir, err = filepath.Abs(f.cfg.DataDir); err != nil {
 				return err
 			}
-			if f.archive != "" {
-				log.Warn("--archive is accepted but tiered storage is not built yet; sealed segments stay local", "archive", redactURL(f.archive))
-			}
 			n, err := node.Start(f.cfg)
 			if err != nil {
 				return err
@@ -116,20 +110,4 @@ func agentCmd() *cobra.Command {
 	}
 	addNodeFlags(c, f)
 	return c
-}
-
-// redactURL drops any user info from a URL before it is logged.
-func redactURL(s string) string {
-	for i := 0; i+3 <= len(s); i++ {
-		if s[i:i+3] == "://" {
-			rest := s[i+3:]
-			for j := 0; j < len(rest) && rest[j] != '/'; j++ {
-				if rest[j] == '@' {
-					return s[:i+3] + "REDACTED@" + rest[j+1:]
-				}
-			}
-			break
-		}
-	}
-	return s
 }

@@ -55,6 +55,8 @@ func devCmd() *cobra.Command {
 					ClientPort:        clientBase + i,
 					HTTPPort:          httpBase + i,
 					MaxSegmentEntries: maxEntries,
+					Archive:           "file://" + filepath.Join(abs, "archive"),
+					S3CreateBucket:    true,
 					Logger:            log,
 					RaftLogLevel:      "error",
 				}
@@ -70,7 +72,7 @@ func devCmd() *cobra.Command {
 			if err := waitMembers(nodes, readyWithin); err != nil {
 				return err
 			}
-			fmt.Printf("floe dev: 3 nodes up, data in %s\n", abs)
+			fmt.Printf("floe dev: 3 nodes up, data in %s, archive file://%s\n", abs, filepath.Join(abs, "archive"))
 			for _, n := range nodes {
 				fmt.Printf("  node %d  client %s  http http://%s  raft %s\n", n.ID(), n.ClientAddr(), n.HTTPAddr(), n.RaftAddr())
 			}
