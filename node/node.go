@@ -15,8 +15,10 @@ import (
 	"sync"
 	"time"
 
+	"floe/archive"
 	"floe/meta"
 	"floe/node/segment"
+	"floe/tiering"
 )
 
 // Sentinel errors of the node. Retryable ones (ErrNotLeader, ErrUnavailable) are retried
@@ -57,6 +59,16 @@ type Config struct {
 	// HeartbeatTimeout and ElectionTimeout tune Raft (defaults 1s each).
 	HeartbeatTimeout time.Duration
 	ElectionTimeout  time.Duration
+
+	// Tiered storage (DESIGN section 6). Archive is empty: sealed segments stay local.
+	Archive             string
+	S3Endpoint          string
+	S3Region            string
+	S3CreateBucket      bool
+	CacheBytes          int64
+	LocalRetentionBytes int64 // 0: keep every local copy
+	// UploadMaxBackoff bounds the upload retry delay while the store fails (default 30s).
+	UploadMaxBackoff time.Duration
 
 	Logger       *slog.Logger
 	RaftLogLevel string
@@ -135,6 +147,10 @@ type Node struct {
 	metrics *metrics
 	sealed  *sealedLRU
 
+	bucket   archive.Bucket // nil without --archive
+	remote   *tiering.Remote
+	uploader *tiering.Uploader
+
 	cluster    *clusterListener
 	clientLn   net.Listener
 	httpLn     net.Listener
@@ -145,6 +161,10 @@ type Node struct {
 	appenders map[string]*appender
 	peers     map[string]*peer
 	conns     map[net.Conn]struct{}
+
+	// rpcReady is closed once raft and fsm are set: the cluster listener must exist
+	// before Raft opens, and node-to-node RPCs that arrive in between wait for it.
+	rpcReady chan struct{}
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -160,6 +180,7 @@ func Start(cfg Config) (*Node, error) {
 	n := &Node{
 		cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID),
 		appenders: map[string]*appender{}, peers: map[string]*peer{}, conns: map[net.Conn]struct{}{},
+		rpcReady: make(chan struct{}),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.metrics = newMetrics(n)
@@ -210,6 +231,7 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.fsm = n.raft.FSM()
+	close(n.rpcReady)
 
 	switch {
 	case hasState:
@@ -240,6 +262,9 @@ func Start(cfg Config) (*Node, error) {
 		}
 		n.httpServer = &http.Server{Handler: n.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
 		n.goLoop(func() { n.httpServer.Serve(n.httpLn) })
+	}
+	if err := n.startTiering(); err != nil {
+		return nil, err
 	}
 	n.goLoop(func() { n.registerLoop() })
 	n.goLoop(func() { n.ownershipLoop() })
@@ -309,6 +334,9 @@ func (n *Node) Close() error {
 		if cerr := n.store.Close(); err == nil {
 			err = cerr
 		}
+	}
+	if n.bucket != nil {
+		n.bucket.Close()
 	}
 	n.log.Info("node stopped")
 	return err
@@ -509,6 +537,12 @@ func (n *Node) registerLoop() {
 
 // serveRPC serves one inbound node-to-node connection.
 func (n *Node) serveRPC(conn net.Conn) {
+	select {
+	case <-n.rpcReady:
+	case <-n.ctx.Done():
+		conn.Close()
+		return
+	}
 	if !n.trackConn(conn, true) {
 		conn.Close()
 		return
