@@ -1,0 +1,471 @@
+package tiering
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"floe/archive"
+	"floe/archive/mem"
+	"floe/archive/seekable"
+	"floe/meta"
+	"floe/node/segment"
+)
+
+// cluster is a one-node stand-in for the metadata layer: commands are applied to a real
+// FSM in order, as Raft would.
+type cluster struct {
+	mu    sync.Mutex
+	fsm   *meta.FSM
+	index uint64
+}
+
+func newCluster() *cluster { return &cluster{fsm: meta.NewFSM()} }
+
+func (c *cluster) propose(_ context.Context, cmd *meta.Command) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.index++
+	res := c.fsm.Apply(&raft.Log{Index: c.index, Type: raft.LogCommand, Data: cmd.Encode()}).(*meta.Result)
+	return res.Err
+}
+
+// local is an in-memory tiering.Local holding sealed segments' records.
+type local struct {
+	mu    sync.Mutex
+	segs  map[string][][]byte
+	scans atomic.Int64
+}
+
+func segKey(topic string, id uint64) string { return fmt.Sprintf("%s/%d", topic, id) }
+
+func (l *local) ScanSegment(topic string, id uint64, fn func([]byte) error) error {
+	l.scans.Add(1)
+	l.mu.Lock()
+	recs, ok := l.segs[segKey(topic, id)]
+	l.mu.Unlock()
+	if !ok {
+		return errors.New("no such local segment")
+	}
+	for _, r := range recs {
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (l *local) RemoveLocal(topic string, id uint64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.segs, segKey(topic, id))
+	return nil
+}
+
+func (l *local) HasLocal(topic string, id uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.segs[segKey(topic, id)]
+	return ok
+}
+
+// sealSegment appends n records to the topic's active segment (in l) and seals it
+// through c, exactly as a node's appender would.
+func sealSegment(t *testing.T, c *cluster, l *local, topic string, n int, size int) [][]byte {
+	t.Helper()
+	top, ok := c.fsm.Topic(topic)
+	if !ok {
+		if err := c.propose(context.Background(), &meta.Command{Op: meta.OpCreateTopic, Topic: topic, Leader: 1}); err != nil {
+			t.Fatal(err)
+		}
+		top, _ = c.fsm.Topic(topic)
+	}
+	act := top.Active()
+	var recs [][]byte
+	var raw []byte
+	for i := 0; i < n; i++ {
+		p := bytes.Repeat([]byte{byte('a' + (int(act.Base)+i)%26)}, size)
+		p = append(p, fmt.Sprintf(`{"offset":%d}`, int(act.Base)+i)...)
+		recs = append(recs, p)
+		raw = segment.AppendRecord(raw, p)
+	}
+	l.mu.Lock()
+	if l.segs == nil {
+		l.segs = map[string][][]byte{}
+	}
+	l.segs[segKey(topic, act.ID)] = recs
+	l.mu.Unlock()
+	err := c.propose(context.Background(), &meta.Command{
+		Op: meta.OpSeal, Topic: topic, Segment: act.ID, Count: uint64(n), Bytes: int64(len(raw)),
+		CRC: crc32.Checksum(raw, crc32.MakeTable(crc32.Castagnoli)), NextLeader: 1, UnixMS: time.Now().UnixMilli(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(5 * time.Millisecond) // poll interval of a condition wait
+	}
+}
+
+// flakyBucket fails every Put while down is set, and counts ranged reads.
+type flakyBucket struct {
+	archive.Bucket
+	down       atomic.Bool
+	puts       atomic.Int64
+	ranges     atomic.Int64
+	rangeBytes atomic.Int64
+}
+
+func (b *flakyBucket) Put(ctx context.Context, key string, r io.Reader, size int64, o archive.PutOptions) error {
+	b.puts.Add(1)
+	if b.down.Load() {
+		return errors.New("connection refused (test)")
+	}
+	return b.Bucket.Put(ctx, key, r, size, o)
+}
+
+func (b *flakyBucket) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	b.ranges.Add(1)
+	b.rangeBytes.Add(n)
+	return b.Bucket.GetRange(ctx, key, off, n)
+}
+
+func startUploader(t *testing.T, c *cluster, l *local, b archive.Bucket) *Uploader {
+	t.Helper()
+	u := NewUploader(UploaderConfig{
+		NodeID: 1, Bucket: b, FSM: c.fsm, Local: l, Propose: c.propose, TempDir: t.TempDir(),
+		Logger: slog.New(slog.DiscardHandler), MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond,
+		FrameSize: 16 << 10,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); u.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return u
+}
+
+func archivedAll(c *cluster, topic string) bool {
+	top, ok := c.fsm.Topic(topic)
+	if !ok {
+		return false
+	}
+	for _, s := range top.Segments[:len(top.Segments)-1] {
+		if s.ArchiveKey == "" {
+			return false
+		}
+	}
+	return true
+}
+
+func TestUploaderArchivesSealedSegments(t *testing.T) {
+	c, l := newCluster(), &local{}
+	b := &flakyBucket{Bucket: mem.New("up")}
+	startUploader(t, c, l, b)
+	var want [][]byte
+	for i := 0; i < 4; i++ {
+		want = append(want, sealSegment(t, c, l, "orders", 100+i, 300)...)
+	}
+	waitFor(t, 10*time.Second, "every sealed segment archived", func() bool { return archivedAll(c, "orders") })
+
+	top, _ := c.fsm.Topic("orders")
+	remote := NewRemote(b, mustCache(t, 1<<20), nil)
+	var got [][]byte
+	for _, s := range top.Segments[:4] {
+		if s.State != meta.Archived || s.ArchiveKey != ObjectKey("orders", s.ID, s.LeaderIndex) {
+			t.Fatalf("segment %d: state %s key %q", s.ID, s.State, s.ArchiveKey)
+		}
+		info, err := b.Stat(context.Background(), s.ArchiveKey)
+		if err != nil || info.Size != s.ArchiveSize {
+			t.Fatalf("segment %d: object %v size %d, metadata says %d", s.ID, err, info.Size, s.ArchiveSize)
+		}
+		for off := s.Base; off < s.End(); {
+			recs, err := remote.Read(context.Background(), s.ArchiveKey, s.ArchiveSize, off, 1000)
+			if err != nil {
+				t.Fatalf("remote read at %d: %v", off, err)
+			}
+			got = append(got, recs...)
+			off += uint64(len(recs))
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("read %d entries from the archive, wrote %d", len(got), len(want))
+	}
+	for i := range want {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("entry %d differs", i)
+		}
+	}
+	if segs, bytes := (&Uploader{}).Backlog(); segs != 0 || bytes != 0 {
+		t.Fatalf("zero uploader backlog = %d, %d", segs, bytes)
+	}
+}
+
+func TestUploaderBacksOffWhileStoreIsDownThenDrains(t *testing.T) {
+	c, l := newCluster(), &local{}
+	b := &flakyBucket{Bucket: mem.New("down")}
+	b.down.Store(true)
+	u := startUploader(t, c, l, b)
+	for i := 0; i < 3; i++ {
+		sealSegment(t, c, l, "t", 50, 100)
+	}
+	waitFor(t, 10*time.Second, "backlog of 3 segments while the store is down", func() bool {
+		segs, bytes := u.Backlog()
+		return segs == 3 && bytes > 0 && b.puts.Load() >= 3
+	})
+	if !u.OldestUnarchived().Before(time.Now().Add(time.Second)) || u.OldestUnarchived().IsZero() {
+		t.Fatalf("oldest unarchived = %v", u.OldestUnarchived())
+	}
+	b.down.Store(false)
+	waitFor(t, 10*time.Second, "backlog drained", func() bool {
+		segs, _ := u.Backlog()
+		return segs == 0 && archivedAll(c, "t")
+	})
+}
+
+func TestUploadOfAnExistingObjectIsHarmless(t *testing.T) {
+	c, l := newCluster(), &local{}
+	b := mem.New("twice")
+	sealSegment(t, c, l, "t", 20, 50)
+	top, _ := c.fsm.Topic("t")
+	s := top.Segments[0]
+	u := NewUploader(UploaderConfig{NodeID: 1, Bucket: b, FSM: c.fsm, Local: l, Propose: c.propose, TempDir: t.TempDir(),
+		Logger: slog.New(slog.DiscardHandler)})
+	// The first attempt uploads but its Archived is lost (the node crashed, say).
+	lost := *u
+	lost.cfg.Propose = func(context.Context, *meta.Command) error { return errors.New("leadership lost") }
+	if err := lost.upload(context.Background(), "t", s); err == nil {
+		t.Fatal("upload with a failing proposer succeeded")
+	}
+	if _, err := b.Stat(context.Background(), ObjectKey("t", s.ID, s.LeaderIndex)); err != nil {
+		t.Fatalf("first attempt left no object: %v", err)
+	}
+	// The retry finds the object (If-None-Match refuses it), verifies it and commits.
+	if err := u.upload(context.Background(), "t", s); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	if !archivedAll(c, "t") {
+		t.Fatal("segment not archived after the retry")
+	}
+	// Another segment's bytes under the same key are a conflict, never accepted.
+	sealSegment(t, c, l, "t", 20, 60)
+	top, _ = c.fsm.Topic("t")
+	s2 := top.Segments[1]
+	obj, _ := b.Get(context.Background(), ObjectKey("t", s.ID, s.LeaderIndex))
+	body, _ := io.ReadAll(obj)
+	obj.Close()
+	key2 := ObjectKey("t", s2.ID, s2.LeaderIndex)
+	if err := b.Put(context.Background(), key2, bytes.NewReader(body), int64(len(body)), archive.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.upload(context.Background(), "t", s2); !errors.Is(err, ErrConflict) {
+		t.Fatalf("upload over another segment's object: %v, want ErrConflict", err)
+	}
+}
+
+func mustCache(t *testing.T, limit int64) *FrameCache {
+	t.Helper()
+	c, err := NewFrameCache(t.TempDir(), limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// putObject writes a segment object of n records of size bytes and returns its key,
+// size and records.
+func putObject(t *testing.T, b archive.Bucket, key string, n, size int) (int64, [][]byte) {
+	t.Helper()
+	var buf bytes.Buffer
+	w, err := seekable.NewWriter(&buf, seekable.Meta{Topic: "t", Segment: 1, Count: uint64(n), LeaderTerm: 1},
+		seekable.WriterOptions{FrameSize: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs [][]byte
+	rng := rand.New(rand.NewPCG(uint64(n), uint64(size)))
+	for i := 0; i < n; i++ {
+		p := make([]byte, size)
+		for j := range p {
+			p[j] = byte(rng.Uint32()) // incompressible, so frames have their nominal size
+		}
+		p = append([]byte(fmt.Sprintf("%06d:", i)), p...)
+		recs = append(recs, p)
+		if err := w.Append(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sum, err := w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Put(context.Background(), key, bytes.NewReader(buf.Bytes()), sum.Size, archive.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return sum.Size, recs
+}
+
+func TestRemoteReadFetchesTailAndOneFrame(t *testing.T) {
+	b := &flakyBucket{Bucket: mem.New("fetch")}
+	size, recs := putObject(t, b, "obj", 4000, 1000) // ~4 MB, 64 KiB frames
+	r := NewRemote(b, mustCache(t, 64<<20), nil)
+	got, err := r.Read(context.Background(), "obj", size, 2500, 1)
+	if err != nil || len(got) != 1 || !bytes.Equal(got[0], recs[2500]) {
+		t.Fatalf("read entry 2500 = %q, %v", got, err)
+	}
+	// The tail read (footer, seek table, index) plus one frame: a small part of the object.
+	if n, fetched := b.ranges.Load(), b.rangeBytes.Load(); n > 2 || fetched > 64<<10+80<<10 || fetched > size/4 {
+		t.Fatalf("one entry fetched %d bytes in %d ranged reads from a %d-byte object", fetched, n, size)
+	}
+}
+
+func TestRemoteCollapsesConcurrentMissesAndPrefetches(t *testing.T) {
+	b := &flakyBucket{Bucket: mem.New("sf")}
+	size, recs := putObject(t, b, "obj", 2000, 1000)
+	r := NewRemote(b, mustCache(t, 64<<20), nil)
+	if _, err := r.Read(context.Background(), "obj", size, 0, 1); err != nil { // open the object
+		t.Fatal(err)
+	}
+	before := b.ranges.Load()
+	var wg sync.WaitGroup
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := r.Read(context.Background(), "obj", size, 1000, 1)
+			if err != nil || !bytes.Equal(got[0], recs[1000]) {
+				t.Errorf("concurrent read: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := b.ranges.Load() - before; n > 2 { // the frame, and at most one prefetch
+		t.Fatalf("16 concurrent reads of one frame made %d ranged GETs", n)
+	}
+	// A sequential reader that reaches the end of a frame finds the next one prefetched.
+	rd, _ := r.object(context.Background(), "obj", size)
+	i, _ := rd.FrameOf(1000)
+	first, count, _, _ := rd.FrameRange(i)
+	if _, err := r.Read(context.Background(), "obj", size, first, int(count)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "next frame prefetched into the cache", func() bool {
+		_, ok := r.cache.Get("obj", i+1)
+		return ok
+	})
+}
+
+func TestRemoteCacheStaysWithinBound(t *testing.T) {
+	b := mem.New("bound")
+	size, recs := putObject(t, b, "obj", 3000, 1000) // ~3 MB, ~47 frames
+	const limit = 100 << 10
+	cache := mustCache(t, limit)
+	r := NewRemote(b, cache, nil)
+	for off := uint64(0); off < uint64(len(recs)); {
+		got, err := r.Read(context.Background(), "obj", size, off, 500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range got {
+			if !bytes.Equal(p, recs[int(off)+i]) {
+				t.Fatalf("entry %d differs", int(off)+i)
+			}
+		}
+		off += uint64(len(got))
+		if st := cache.Stats(); st.Bytes > limit {
+			t.Fatalf("cache holds %d bytes, bound %d", st.Bytes, limit)
+		}
+	}
+	disk, err := cache.DiskBytes()
+	if err != nil || disk > limit {
+		t.Fatalf("cache dir holds %d bytes (%v), bound %d", disk, err, limit)
+	}
+	if st := cache.Stats(); st.Evictions == 0 {
+		t.Fatalf("reading %d bytes through a %d-byte cache evicted nothing: %+v", size, limit, st)
+	}
+}
+
+func TestRemoteCorruptObjectIsAnErrorNeverData(t *testing.T) {
+	b := mem.New("corrupt")
+	size, _ := putObject(t, b, "obj", 500, 200)
+	rc, _ := b.Get(context.Background(), "obj")
+	body, _ := io.ReadAll(rc)
+	rc.Close()
+	body[100] ^= 0x01 // inside the first data frame
+	if err := b.Put(context.Background(), "obj", bytes.NewReader(body), size, archive.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r := NewRemote(b, mustCache(t, 1<<20), nil)
+	got, err := r.Read(context.Background(), "obj", size, 0, 10)
+	if err == nil || !errors.Is(err, seekable.ErrCorrupt) || got != nil {
+		t.Fatalf("read of a corrupt frame = %d entries, %v; want ErrCorrupt and no data", len(got), err)
+	}
+}
+
+func TestRetentionEvictsOldestArchivedFirst(t *testing.T) {
+	c, l := newCluster(), &local{}
+	b := mem.New("ret")
+	startUploader(t, c, l, b)
+	for i := 0; i < 4; i++ {
+		sealSegment(t, c, l, "t", 100, 100)
+	}
+	waitFor(t, 10*time.Second, "archived", func() bool { return archivedAll(c, "t") })
+	top, _ := c.fsm.Topic("t")
+	keep := top.Segments[2].Bytes + top.Segments[3].Bytes // room for the two newest
+	r := NewRetention(RetentionConfig{NodeID: 1, LimitBytes: keep, FSM: c.fsm, Local: l, Propose: c.propose})
+	r.Enforce(context.Background())
+	top, _ = c.fsm.Topic("t")
+	for i, s := range top.Segments[:4] {
+		evicted := i < 2
+		if s.LocalEvicted != evicted || l.HasLocal("t", s.ID) == evicted {
+			t.Fatalf("segment %d: evicted %v, local file %v; want evicted %v", s.ID, s.LocalEvicted, l.HasLocal("t", s.ID), evicted)
+		}
+		if want := map[bool]string{true: "remote", false: "both"}[evicted]; s.Tier() != want {
+			t.Fatalf("segment %d tier %q, want %q", s.ID, s.Tier(), want)
+		}
+	}
+	// Unarchived segments are never evicted, whatever the limit.
+	b2 := newCluster()
+	l2 := &local{}
+	sealSegment(t, b2, l2, "u", 10, 10)
+	NewRetention(RetentionConfig{NodeID: 1, LimitBytes: 1, FSM: b2.fsm, Local: l2, Propose: b2.propose}).Enforce(context.Background())
+	if !l2.HasLocal("u", 1) {
+		t.Fatal("an unarchived segment's only copy was evicted")
+	}
+}
+
+func TestObjectKeyRoundTrip(t *testing.T) {
+	k := ObjectKey("orders.eu", 12, 345)
+	if k != "topics/orders.eu/00000000000000000012-00000000000000000345.seg" {
+		t.Fatalf("key %q", k)
+	}
+	topic, seg, term, ok := ParseObjectKey(k)
+	if !ok || topic != "orders.eu" || seg != 12 || term != 345 {
+		t.Fatalf("parse = %q %d %d %v", topic, seg, term, ok)
+	}
+	for _, bad := range []string{"", "topics/", "topics/t/1.seg", "meta/x", "topics/t/00000000000000000012-0000000000000000034x.seg"} {
+		if _, _, _, ok := ParseObjectKey(bad); ok {
+			t.Errorf("ParseObjectKey(%q) ok", bad)
+		}
+	}
+}
