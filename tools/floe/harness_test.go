@@ -7,6 +7,7 @@ package main
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -131,7 +132,31 @@ func startCluster(t *testing.T, o clusterOpts) *cluster {
 		c.start(i + 1)
 	}
 	c.waitMembers(o.nodes, 30*time.Second)
+	c.waitReady(30 * time.Second)
 	return c
+}
+
+// waitReady waits until every running node answers /readyz (it knows a leader and has
+// registered its addresses, so REGISTER and roll-overs can pick it as a leader).
+func (c *cluster) waitReady(within time.Duration) {
+	c.t.Helper()
+	hc := &http.Client{Timeout: 2 * time.Second}
+	c.waitFor(within, "/readyz on every running node", func() bool {
+		for _, p := range c.nodes {
+			if !p.running() {
+				continue
+			}
+			resp, err := hc.Get("http://127.0.0.1:" + strconv.Itoa(p.httpPort) + "/readyz")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 func (c *cluster) node(id int) *proc { return c.nodes[id-1] }
@@ -343,6 +368,41 @@ func (c *cluster) tryState(id int, topic string) (*client.TopicState, error) {
 	}
 	defer conn.Close()
 	return conn.State(topic)
+}
+
+// waitTopic waits until every running node knows topic (has applied its REGISTER).
+// TestRegisterVisibleEverywhere checks that clients need not do this.
+func (c *cluster) waitTopic(topic string) {
+	c.t.Helper()
+	c.waitFor(10*time.Second, fmt.Sprintf("topic %q on every running node", topic), func() bool {
+		for _, p := range c.nodes {
+			if !p.running() {
+				continue
+			}
+			if _, err := c.tryState(p.id, topic); err != nil {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// topicLedBy registers topics named prefix-0, prefix-1, ... through node via until one
+// has its active segment on node leader (REGISTER picks leaders round-robin), and
+// returns its name. Every node knows the topic when it returns.
+func (c *cluster) topicLedBy(via int, prefix string, leader int) string {
+	c.t.Helper()
+	conn := c.conn(via)
+	for k := 0; k < 6; k++ {
+		name := fmt.Sprintf("%s-%d", prefix, k)
+		mustOK(c.t, conn.Register(name), "REGISTER %s through node %d", name, via)
+		c.waitTopic(name)
+		if int(c.state(via, name).LeaderNode) == leader {
+			return name
+		}
+	}
+	c.t.Fatalf("no topic %s-* led by node %d after 6 REGISTERs", prefix, leader)
+	return ""
 }
 
 // anyRunning returns the id of a running node other than the ones in except (0 if none).

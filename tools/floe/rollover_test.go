@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -30,6 +29,7 @@ func TestRollover(t *testing.T) {
 
 	// Write through every node in turn, so writes are forwarded as well as local.
 	mustOK(t, c.conn(1).Register(topic), "REGISTER")
+	c.waitTopic(topic)
 	conns := []*client.Conn{c.conn(1), c.conn(2), c.conn(3)}
 	for i := 0; i < total; i++ {
 		mustOK(t, conns[i%3].Put(topic, []byte(rollPayload(i))), "PUT %d through node %d", i, i%3+1)
@@ -132,6 +132,7 @@ func TestRollover(t *testing.T) {
 		t.Fatalf("READ %s 0 through node %d with node %d (leader of sealed segment 1) down succeeded, want an error", topic, reader, owner)
 	}
 	msg := err.Error()
+	t.Logf("READ with node %d down: %v", owner, err)
 	if !strings.Contains(msg, "segment 1") || !strings.Contains(msg, fmt.Sprintf("node %d", owner)) {
 		t.Errorf("READ error = %q, want it to name segment 1 and node %d", msg, owner)
 	}
@@ -186,14 +187,4 @@ func first(entries []client.Entry) any {
 		return "nothing"
 	}
 	return fmt.Sprintf("%d %q", entries[0].Offset, entries[0].Payload)
-}
-
-// sortedKeys returns the keys of m in order (for stable messages).
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
