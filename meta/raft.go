@@ -264,3 +264,15 @@ func (m *Raft) Close() error {
 	}
 	return err
 }
+
+// Barrier waits until every entry committed before the call has been applied to the
+// FSM; the caller must be the leader.
+func (m *Raft) Barrier(timeout time.Duration) error {
+	if err := m.r.Barrier(timeout).Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) {
+			return ErrNotLeader
+		}
+		return fmt.Errorf("meta: barrier: %w", err)
+	}
+	return nil
+}

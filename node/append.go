@@ -16,6 +16,11 @@ type appendResult struct {
 	first   uint64 // offset of the first payload
 	segment uint64
 	err     error
+	// node is where the append was sent; ambiguous is set when it may have been
+	// written there although no reply came (a timeout or a lost connection after the
+	// request left): a retry must then ask that node again, with the same id.
+	node      uint64
+	ambiguous bool
 }
 
 // appendReq is one client append (one or more payloads, kept contiguous and in order).
@@ -23,7 +28,10 @@ type appendReq struct {
 	payloads [][]byte
 	bytes    int64
 	segment  uint64 // the segment the sender expects; 0 = whichever is active
-	done     func(appendResult)
+	// id identifies the request across retries (0: none). The appender remembers the
+	// outcome of recent ids and answers a retry with it instead of appending twice.
+	id   uint64
+	done func(appendResult)
 }
 
 // appender is the single writer of one topic's active segment on its leader. Requests
@@ -41,6 +49,29 @@ type appender struct {
 	firstAt  time.Time        // when its first entry was written (for the age limit)
 	sealing  bool             // seg is sealed locally; the Seal command is not applied yet
 	sealedAt [3]uint64        // count, bytes, crc of the local seal while sealing
+
+	done      map[uint64]appendResult // outcomes of recent request ids
+	doneOrder []uint64                // ring of those ids, oldest evicted first
+	doneNext  int
+}
+
+// dedupWindow is how many recent request ids an appender remembers.
+const dedupWindow = 1 << 16
+
+func (a *appender) remember(id uint64, r appendResult) {
+	if id == 0 {
+		return
+	}
+	if a.done == nil {
+		a.done = make(map[uint64]appendResult)
+		a.doneOrder = make([]uint64, dedupWindow)
+	}
+	if old := a.doneOrder[a.doneNext]; old != 0 {
+		delete(a.done, old)
+	}
+	a.doneOrder[a.doneNext] = id
+	a.doneNext = (a.doneNext + 1) % dedupWindow
+	a.done[id] = r
 }
 
 const (
@@ -61,6 +92,13 @@ func (n *Node) appenderFor(topic string) *appender {
 		n.goLoop(a.run)
 	}
 	return a
+}
+
+// existingAppender returns the topic's appender if this node has one.
+func (n *Node) existingAppender(topic string) *appender {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.appenders[topic]
 }
 
 // enqueue hands r to the appender; it never blocks past shutdown.
@@ -160,6 +198,18 @@ func (a *appender) current() (*meta.Topic, error) {
 }
 
 func (a *appender) process(batch []*appendReq) {
+	// A retry of a request this appender already wrote gets the original outcome.
+	if a.done != nil {
+		kept := batch[:0]
+		for _, r := range batch {
+			if res, ok := a.done[r.id]; ok && r.id != 0 {
+				r.done(res)
+				continue
+			}
+			kept = append(kept, r)
+		}
+		batch = kept
+	}
 	for len(batch) > 0 {
 		t, err := a.current()
 		if err != nil {
@@ -173,9 +223,15 @@ func (a *appender) process(batch []*appendReq) {
 			}
 			continue
 		}
-		// Requests that expect an older segment were routed on stale metadata; their
-		// payloads are still appended in order to the active segment, which is what the
-		// client asked for (a topic append). A mismatch only matters for diagnostics.
+		// A sender that expects a newer segment than ours knows more than this node:
+		// our metadata is behind, so we must not write (the segment may be sealed).
+		// An older expectation is fine: the client asked for a topic append.
+		if r := batch[0]; r.segment > a.segMeta.ID {
+			r.done(appendResult{err: fmt.Errorf("%w: node %d has segment %d of %q active, sender expects %d (metadata behind)",
+				ErrUnavailable, a.n.cfg.NodeID, a.segMeta.ID, a.topic, r.segment)})
+			batch = batch[1:]
+			continue
+		}
 		if !a.n.hasLease() {
 			fail(batch, fmt.Errorf("%w: node %d has no quorum lease (cut off from the raft leader)", ErrUnavailable, a.n.cfg.NodeID))
 			return
@@ -185,6 +241,9 @@ func (a *appender) process(batch []*appendReq) {
 		take, n := 0, 0
 		var nbytes int64
 		for _, r := range batch {
+			if r.segment > a.segMeta.ID {
+				break // handled on the next turn of the loop
+			}
 			if take > 0 || count > 0 {
 				if count+uint64(n+len(r.payloads)) > maxEntries || size+nbytes+r.bytes > maxBytes {
 					break
@@ -221,7 +280,9 @@ func (a *appender) process(batch []*appendReq) {
 		a.n.metrics.appended(len(payloads), nbytes)
 		off := a.segMeta.Base + first
 		for _, r := range batch[:take] {
-			r.done(appendResult{first: off, segment: a.segMeta.ID})
+			res := appendResult{first: off, segment: a.segMeta.ID, node: a.n.cfg.NodeID}
+			a.remember(r.id, res)
+			r.done(res)
 			off += uint64(len(r.payloads))
 		}
 		batch = batch[take:]
@@ -322,78 +383,124 @@ func (n *Node) alive(id uint64) bool {
 	return err == nil
 }
 
-// appendAsync routes one append: to this node's appender when it leads the topic's
-// active segment, else to the leader over RPC. Routing happens before it returns, so
-// calls made in order from one goroutine reach the log in order; done runs once.
-func (n *Node) appendAsync(topic string, payloads [][]byte, done func(appendResult)) {
-	t, ok := n.fsm.Topic(topic)
-	if !ok {
-		done(appendResult{err: fmt.Errorf("%w: %q (REGISTER it first)", meta.ErrNoTopic, topic)})
-		return
+// route is where an append goes: the node leading the topic's active segment.
+type route struct {
+	node    uint64
+	segment uint64
+}
+
+// routeFor returns the route of an append to topic; pin forces the node (a retry after
+// an ambiguous failure must ask the same node).
+func (n *Node) routeFor(ctx context.Context, topic string, pin uint64) (route, error) {
+	t, err := n.topic(ctx, topic)
+	if err != nil {
+		return route{}, err
 	}
 	act := t.Active()
-	if act.Leader == n.cfg.NodeID {
+	r := route{node: act.Leader, segment: act.ID}
+	if pin != 0 {
+		r.node = pin
+	}
+	return r, nil
+}
+
+// dispatch sends one append along rt: to this node's appender, or over RPC. It is
+// synchronous up to the hand-off, so calls made in order from one goroutine reach the
+// log in order; done runs exactly once, possibly before dispatch returns.
+func (n *Node) dispatch(topic string, rt route, payloads [][]byte, id uint64, done func(appendResult)) {
+	if rt.node == n.cfg.NodeID {
 		var size int64
 		for _, p := range payloads {
 			size += int64(len(p)) + 8
 		}
-		n.appenderFor(topic).enqueue(&appendReq{payloads: payloads, bytes: size, segment: act.ID, done: done})
+		n.appenderFor(topic).enqueue(&appendReq{payloads: payloads, bytes: size, segment: rt.segment, id: id, done: done})
 		return
 	}
-	p, err := n.nodePeer(act.Leader)
+	p, err := n.nodePeer(rt.node)
 	if err != nil {
-		done(appendResult{err: err})
+		done(appendResult{err: err, node: rt.node})
 		return
 	}
 	var e encoder
 	e.str(topic)
-	e.u64(act.ID)
+	e.u64(rt.segment)
+	e.u64(id)
 	e.u64(uint64(len(payloads)))
 	for _, pl := range payloads {
 		e.bytes(pl)
 	}
 	ch, err := p.send(opAppend, e.b)
 	if err != nil {
-		done(appendResult{err: err})
+		done(appendResult{err: err, node: rt.node, ambiguous: !errors.Is(err, errNotSent)})
 		return
 	}
 	go func() {
 		var r rpcReply
+		t := time.NewTimer(n.cfg.RequestTimeout)
+		defer t.Stop()
 		select {
 		case r = <-ch:
-		case <-time.After(n.cfg.RequestTimeout):
-			r.err = fmt.Errorf("%w: node %d did not answer", ErrUnavailable, act.Leader)
+		case <-t.C:
+			r.err = fmt.Errorf("%w: node %d did not answer an append within %v", ErrUnavailable, rt.node, n.cfg.RequestTimeout)
 		}
 		if r.err != nil {
-			done(appendResult{err: r.err})
+			// No answer from the node (as opposed to an error it sent): the append may
+			// or may not have been written there.
+			done(appendResult{err: r.err, node: rt.node, ambiguous: !isRemote(r.err)})
 			return
 		}
 		d := decoder{b: r.body}
-		res := appendResult{first: d.u64(), segment: d.u64()}
+		res := appendResult{first: d.u64(), segment: d.u64(), node: rt.node}
 		if d.err != nil {
-			res.err = fmt.Errorf("%w: bad append reply from node %d", ErrUnavailable, act.Leader)
+			res = appendResult{err: fmt.Errorf("%w: bad append reply from node %d", ErrUnavailable, rt.node), node: rt.node, ambiguous: true}
 		}
 		n.metrics.forwarded.Inc()
 		done(res)
 	}()
 }
 
+// newRequestID returns an id for an append that is unique across the cluster with
+// overwhelming probability (a random 64-bit start per process, then a counter).
+func (n *Node) newRequestID() uint64 {
+	for {
+		if id := n.reqIDs.Add(1); id != 0 {
+			return id
+		}
+	}
+}
+
 // Append appends payloads to topic as one contiguous run and returns the offset of the
 // first, once it is fsynced on the segment leader. Routing errors (roll-over, leader
-// change, election) are retried until the request timeout.
+// change, election) are retried until the request timeout, without duplicates: see
+// appendRetry.
 func (n *Node) Append(ctx context.Context, topic string, payloads [][]byte) (uint64, error) {
+	return n.appendRetry(ctx, topic, payloads, n.newRequestID(), 0)
+}
+
+// appendRetry appends with retries. After an ambiguous failure (the request may have
+// been written) it asks the same node again with the same id, until that node answers:
+// with the original outcome (it remembers recent ids), or with ErrNotLeader, which
+// proves it never wrote the request; only then does it follow the new route. So a
+// retry never duplicates an entry, except across a restart of the segment leader
+// (which forgets its ids): at-least-once there.
+func (n *Node) appendRetry(ctx context.Context, topic string, payloads [][]byte, id, pin uint64) (uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
 	var lastErr error
 	for attempt := 0; ; attempt++ {
 		changed := n.fsm.Changed()
-		ch := make(chan appendResult, 1)
-		n.appendAsync(topic, payloads, func(r appendResult) { ch <- r })
+		rt, err := n.routeFor(ctx, topic, pin)
 		var r appendResult
-		select {
-		case r = <-ch:
-		case <-ctx.Done():
-			return 0, fmt.Errorf("%w: append to %q: %v", ErrUnavailable, topic, ctx.Err())
+		if err != nil {
+			r.err = err
+		} else {
+			ch := make(chan appendResult, 1)
+			n.dispatch(topic, rt, payloads, id, func(r appendResult) { ch <- r })
+			select {
+			case r = <-ch:
+			case <-ctx.Done():
+				return 0, fmt.Errorf("%w: append to %q: %v", ErrUnavailable, topic, ctx.Err())
+			}
 		}
 		if r.err == nil {
 			return r.first, nil
@@ -401,8 +508,17 @@ func (n *Node) Append(ctx context.Context, topic string, payloads [][]byte) (uin
 		if !retryable(r.err) {
 			return 0, r.err
 		}
+		switch {
+		case r.ambiguous:
+			pin = r.node
+		case pin != 0 && errors.Is(r.err, ErrNotLeader):
+			pin = 0 // the pinned node never wrote it: route afresh
+		}
 		lastErr = r.err
 		if err := n.backoff(ctx, attempt, changed); err != nil {
+			if pin != 0 {
+				return 0, fmt.Errorf("%w: append to %q: outcome unknown, node %d did not answer: %v", ErrUnavailable, topic, pin, lastErr)
+			}
 			return 0, fmt.Errorf("append to %q gave up: %w", topic, lastErr)
 		}
 	}

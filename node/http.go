@@ -82,10 +82,10 @@ func (n *Node) httpHandler() http.Handler {
 			httpErr(w, err)
 			return
 		}
-		n.writeState(w, r.PathValue("topic"))
+		n.writeState(w, r)
 	})
 	mux.HandleFunc("GET /v1/topics/{topic}", func(w http.ResponseWriter, r *http.Request) {
-		n.writeState(w, r.PathValue("topic"))
+		n.writeState(w, r)
 	})
 	// POST records: the body is one record, or with Content-Type application/x-ndjson
 	// one record per line.
@@ -152,8 +152,8 @@ func (n *Node) httpHandler() http.Handler {
 	return mux
 }
 
-func (n *Node) writeState(w http.ResponseWriter, topic string) {
-	st, err := n.State(topic)
+func (n *Node) writeState(w http.ResponseWriter, r *http.Request) {
+	st, err := n.State(r.Context(), r.PathValue("topic"))
 	if err != nil {
 		httpErr(w, err)
 		return

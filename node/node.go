@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"floe/archive"
@@ -162,6 +164,11 @@ type Node struct {
 	peers     map[string]*peer
 	conns     map[net.Conn]struct{}
 
+	reqIDs atomic.Uint64 // request ids of appends (random start)
+	// synced is set once this node's metadata caught up with the Raft leader's after
+	// start; until then it holds no write lease.
+	synced atomic.Bool
+
 	// rpcReady is closed once raft and fsm are set: the cluster listener must exist
 	// before Raft opens, and node-to-node RPCs that arrive in between wait for it.
 	rpcReady chan struct{}
@@ -183,6 +190,9 @@ func Start(cfg Config) (*Node, error) {
 		rpcReady: make(chan struct{}),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	var seed [8]byte
+	rand.Read(seed[:])
+	n.reqIDs.Store(binary.LittleEndian.Uint64(seed[:]))
 	n.metrics = newMetrics(n)
 	n.sealed = newSealedLRU()
 	ok := false
@@ -266,6 +276,7 @@ func Start(cfg Config) (*Node, error) {
 	if err := n.startTiering(); err != nil {
 		return nil, err
 	}
+	n.goLoop(func() { n.syncLoop() })
 	n.goLoop(func() { n.registerLoop() })
 	n.goLoop(func() { n.ownershipLoop() })
 	n.goLoop(func() { n.acceptClients() })
@@ -377,11 +388,16 @@ func (n *Node) nodePeer(id uint64) (*peer, error) {
 	return n.peer(info.RaftAddr), nil
 }
 
-// hasLease reports whether this node may acknowledge writes now: it is the Raft leader
+// hasLease reports whether this node may acknowledge writes now: its metadata has
+// caught up with the leader's since it started (a restarted node must not write to a
+// segment that was sealed while it was down), and it is the Raft leader
 // (which steps down within LeaderLeaseTimeout without a quorum), or a follower that
 // heard from the leader recently enough that, even if that leader has lost its quorum,
 // --lease-timeout has not run out since. DESIGN section 5.2.
 func (n *Node) hasLease() bool {
+	if !n.synced.Load() {
+		return false
+	}
 	if n.raft.IsLeader() {
 		return true
 	}
@@ -558,4 +574,63 @@ func (n *Node) serveRPC(conn net.Conn) {
 		}
 		n.handleRPC(c, id, op, body)
 	}
+}
+
+// syncMeta is a read barrier: it waits until this node has applied every metadata
+// command the Raft leader had applied when asked.
+func (n *Node) syncMeta(ctx context.Context) error {
+	if n.raft.IsLeader() {
+		return n.raft.Barrier(5 * time.Second)
+	}
+	_, addr := n.raft.Leader()
+	if addr == "" {
+		return fmt.Errorf("%w: no raft leader", ErrUnavailable)
+	}
+	body, err := n.peer(addr).call(opStatus, nil, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	d := decoder{b: body}
+	applied := d.u64()
+	if d.err != nil {
+		return fmt.Errorf("%w: bad status reply from %s", ErrUnavailable, addr)
+	}
+	return n.waitApplied(ctx, applied)
+}
+
+// syncLoop catches this node's metadata up with the leader's after start, then lets it
+// take write leases.
+func (n *Node) syncLoop() {
+	for attempt := 0; n.ctx.Err() == nil; attempt++ {
+		ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+		err := n.syncMeta(ctx)
+		cancel()
+		if err == nil {
+			n.synced.Store(true)
+			n.log.Debug("metadata caught up", "applied", n.fsm.AppliedIndex())
+			return
+		}
+		n.backoff(n.ctx, attempt+2, nil)
+	}
+}
+
+// topic returns a topic's metadata. A topic this node does not know yet may have been
+// registered through another node a moment ago: it then catches up with the leader
+// once before answering ErrNoTopic.
+func (n *Node) topic(ctx context.Context, name string) (*meta.Topic, error) {
+	if t, ok := n.fsm.Topic(name); ok {
+		return t, nil
+	}
+	if err := meta.ValidateTopic(name); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := n.syncMeta(ctx); err != nil {
+		return nil, fmt.Errorf("%w: cannot check topic %q with the raft leader: %v", ErrUnavailable, name, err)
+	}
+	if t, ok := n.fsm.Topic(name); ok {
+		return t, nil
+	}
+	return nil, fmt.Errorf("%w: %q (REGISTER it first)", meta.ErrNoTopic, name)
 }

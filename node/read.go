@@ -167,9 +167,9 @@ func (n *Node) Read(ctx context.Context, topic string, offset uint64, max int) (
 	var lastErr error
 	for attempt := 0; len(out) < max; {
 		changed := n.fsm.Changed()
-		t, ok := n.fsm.Topic(topic)
-		if !ok {
-			return nil, offset, fmt.Errorf("%w: %q", meta.ErrNoTopic, topic)
+		t, err := n.topic(ctx, topic)
+		if err != nil {
+			return nil, offset, err
 		}
 		s := t.Find(offset)
 		entries, err := n.readSegment(ctx, topic, s, offset, max-len(out), budget)
@@ -232,9 +232,9 @@ func (n *Node) Get(ctx context.Context, topic string) (payload []byte, ok bool, 
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
 	for attempt := 0; ; attempt++ {
-		t, found := n.fsm.Topic(topic)
-		if !found {
-			return nil, false, fmt.Errorf("%w: %q", meta.ErrNoTopic, topic)
+		t, err := n.topic(ctx, topic)
+		if err != nil {
+			return nil, false, err
 		}
 		cur := t.Cursor
 		entries, _, err := n.Read(ctx, topic, cur, 1)
@@ -263,11 +263,11 @@ func (n *Node) Register(ctx context.Context, topic string, cfg *meta.TopicConfig
 	if err := meta.ValidateTopic(topic); err != nil {
 		return err
 	}
-	if _, ok := n.fsm.Topic(topic); ok {
-		return nil
-	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
+	if _, err := n.topic(ctx, topic); err == nil {
+		return nil // exists (checked against the leader: the count below is fresh too)
+	}
 	members, err := n.raft.Members()
 	leader := n.cfg.NodeID
 	if err == nil && len(members) > 0 {
@@ -318,7 +318,7 @@ func (n *Node) handleRPC(c *rpcConn, id uint64, op byte, body []byte) {
 	d := decoder{b: body}
 	switch op {
 	case opAppend:
-		topic, segID, count := d.str(), d.u64(), d.u64()
+		topic, segID, reqID, count := d.str(), d.u64(), d.u64(), d.u64()
 		if d.err != nil || count == 0 || count > uint64(len(d.b)/4) {
 			c.reply(id, nil, fmt.Errorf("%w: malformed append", ErrBadRequest))
 			return
@@ -335,14 +335,22 @@ func (n *Node) handleRPC(c *rpcConn, id uint64, op byte, body []byte) {
 		}
 		t, ok := n.fsm.Topic(topic)
 		if !ok {
-			c.reply(id, nil, fmt.Errorf("%w: %q", meta.ErrNoTopic, topic))
+			// The sender knows the topic, so this node's metadata is behind.
+			c.reply(id, nil, fmt.Errorf("%w: node %d does not know topic %q yet", ErrUnavailable, n.cfg.NodeID, topic))
 			return
 		}
-		if t.Active().Leader != n.cfg.NodeID {
+		// A node that no longer leads the topic still hands a request to its appender
+		// if it has one, which answers a retry it already wrote with the original
+		// outcome, and anything else with ErrNotLeader.
+		a := n.existingAppender(topic)
+		if t.Active().Leader != n.cfg.NodeID && a == nil {
 			c.reply(id, nil, fmt.Errorf("%w: node %d does not lead %q", ErrNotLeader, n.cfg.NodeID, topic))
 			return
 		}
-		n.appenderFor(topic).enqueue(&appendReq{payloads: payloads, bytes: size, segment: segID, done: func(r appendResult) {
+		if a == nil {
+			a = n.appenderFor(topic)
+		}
+		a.enqueue(&appendReq{payloads: payloads, bytes: size, segment: segID, id: reqID, done: func(r appendResult) {
 			if r.err != nil {
 				c.reply(id, nil, r.err)
 				return

@@ -126,6 +126,9 @@ type decoder struct {
 
 var errShort = errors.New("node: rpc body truncated")
 
+// errNotSent marks a call that never left this node (the peer could not be dialled).
+var errNotSent = errors.New("not sent")
+
 func (d *decoder) u8() byte {
 	if d.err != nil || len(d.b) < 1 {
 		d.err = errShort
@@ -234,7 +237,7 @@ func (p *peer) send(op byte, body []byte) (<-chan rpcReply, error) {
 	if p.conn == nil {
 		conn, err := dialMux(p.addr, muxRPC, dialTimeout)
 		if err != nil {
-			return nil, fmt.Errorf("%w: cannot reach %s: %v", ErrUnavailable, p.addr, err)
+			return nil, fmt.Errorf("%w: cannot reach %s: %w", ErrUnavailable, p.addr, errors.Join(errNotSent, err))
 		}
 		p.conn = conn
 		p.w = bufio.NewWriterSize(conn, 64<<10)

@@ -73,6 +73,7 @@ func (n *Node) serveClient(conn net.Conn) {
 		<-writerDone
 	}()
 	r := bufio.NewReaderSize(conn, 64<<10)
+	seqs := map[string]*putSeq{} // per topic: keeps this connection's appends in order
 	for {
 		frame, err := client.ReadFrame(r, client.MaxRequest)
 		slot := make(chan []byte, 1)
@@ -88,7 +89,7 @@ func (n *Node) serveClient(conn net.Conn) {
 			return
 		}
 		replies <- slot
-		n.dispatch(frame, slot)
+		n.request(frame, slot, seqs)
 	}
 }
 
@@ -100,14 +101,14 @@ func reason(err error) string {
 // errReply renders an error as the protocol's "ERR <reason>".
 func errReply(err error) []byte {
 	s := err.Error()
-	for _, p := range []string{"node: ", "meta: ", "segment: "} {
+	for _, p := range []string{"node: ", "meta: ", "segment: ", "client: ", "tiering: ", "archive: "} {
 		s = strings.ReplaceAll(s, p, "")
 	}
 	return []byte("ERR " + s)
 }
 
-// dispatch handles one request; the reply goes to slot, possibly later.
-func (n *Node) dispatch(frame []byte, slot chan<- []byte) {
+// request handles one request; the reply goes to slot, possibly later.
+func (n *Node) request(frame []byte, slot chan<- []byte, seqs map[string]*putSeq) {
 	req, err := ParseRequest(frame)
 	if err != nil {
 		n.metrics.badRequests.Inc()
@@ -115,30 +116,16 @@ func (n *Node) dispatch(frame []byte, slot chan<- []byte) {
 		return
 	}
 	n.metrics.requests.WithLabelValues(req.Cmd).Inc()
-	ctx := n.ctx
 	switch req.Cmd {
 	case "PUT", "PUTOFF", "PUTBATCH":
-		// Route now, in order; retry (rarely needed) on a goroutine.
-		n.appendAsync(req.Topic, req.Payloads, func(r appendResult) {
-			if r.err == nil {
-				slot <- putReply(req.Cmd, r.first)
-				return
-			}
-			if !retryable(r.err) {
-				slot <- errReply(r.err)
-				return
-			}
-			go func() {
-				first, err := n.Append(ctx, req.Topic, req.Payloads)
-				if err != nil {
-					slot <- errReply(err)
-					return
-				}
-				slot <- putReply(req.Cmd, first)
-			}()
-		})
+		seq, ok := seqs[req.Topic]
+		if !ok {
+			seq = newPutSeq(n, req.Topic)
+			seqs[req.Topic] = seq
+		}
+		seq.submit(&putJob{cmd: req.Cmd, payloads: req.Payloads, slot: slot, id: n.newRequestID()})
 	default:
-		go func() { slot <- n.handle(ctx, req) }()
+		go func() { slot <- n.handle(n.ctx, req) }()
 	}
 }
 
@@ -167,7 +154,7 @@ func (n *Node) handle(ctx context.Context, req Request) []byte {
 		}
 		return append([]byte("OK "), p...)
 	case "STATE":
-		b, err := n.StateJSON(req.Topic)
+		b, err := n.StateJSON(ctx, req.Topic)
 		if err != nil {
 			return errReply(err)
 		}

@@ -1,8 +1,8 @@
 package node
 
 import (
+	"context"
 	"encoding/json"
-	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -38,13 +38,10 @@ type TopicState struct {
 }
 
 // State describes a topic: its segments with state and tier, and its cursor.
-func (n *Node) State(topic string) (*TopicState, error) {
-	if err := meta.ValidateTopic(topic); err != nil {
+func (n *Node) State(ctx context.Context, topic string) (*TopicState, error) {
+	t, err := n.topic(ctx, topic)
+	if err != nil {
 		return nil, err
-	}
-	t, ok := n.fsm.Topic(topic)
-	if !ok {
-		return nil, fmt.Errorf("%w: %q", meta.ErrNoTopic, topic)
 	}
 	act := t.Active()
 	st := &TopicState{
@@ -69,8 +66,8 @@ func (n *Node) State(topic string) (*TopicState, error) {
 }
 
 // StateJSON is the STATE reply.
-func (n *Node) StateJSON(topic string) ([]byte, error) {
-	st, err := n.State(topic)
+func (n *Node) StateJSON(ctx context.Context, topic string) ([]byte, error) {
+	st, err := n.State(ctx, topic)
 	if err != nil {
 		return nil, err
 	}

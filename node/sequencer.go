@@ -1,0 +1,165 @@
+package node
+
+import (
+	"sync"
+)
+
+// putJob is one client append waiting for its reply.
+type putJob struct {
+	cmd      string // PUT, PUTOFF or PUTBATCH: the reply's form
+	payloads [][]byte
+	slot     chan<- []byte
+	id       uint64
+	seq      uint64       // position on the connection
+	res      appendResult // the failure a retry starts from
+}
+
+func (j *putJob) reply(r appendResult) {
+	if r.err != nil {
+		j.slot <- errReply(r.err)
+		return
+	}
+	j.slot <- putReply(j.cmd, r.first)
+}
+
+// putSeq keeps one client connection's appends to one topic in request order while
+// they are pipelined, across roll-overs and leader changes.
+//
+// In the normal case every append is routed and handed off at once (fast path), and the
+// segment leader writes them in hand-off order. Two things could reorder them, and both
+// switch the sequence to a slow path run by one goroutine (drain):
+//   - the route changes while appends to the old route are in flight: the new append
+//     waits until those are settled;
+//   - an append fails with a retryable error: every in-flight append settles first
+//     (failures on one route are a suffix of what was sent there, since a leader that
+//     stops writing stops for good), then the failed ones are retried one at a time, in
+//     order, before anything that came later is sent.
+//
+// Once nothing is left to retry or hold, the fast path resumes.
+type putSeq struct {
+	n     *Node
+	topic string
+
+	mu       sync.Mutex
+	cond     *sync.Cond
+	nextSeq  uint64
+	inflight int   // handed off, outcome not known yet
+	cur      route // the route of the in-flight appends
+	slow     bool  // drain is running
+	failed   []*putJob
+	held     []*putJob
+}
+
+func newPutSeq(n *Node, topic string) *putSeq {
+	s := &putSeq{n: n, topic: topic}
+	s.cond = sync.NewCond(&s.mu)
+	return s
+}
+
+// submit is called by the connection's reader goroutine, in request order.
+func (s *putSeq) submit(j *putJob) {
+	rt, err := s.n.routeFor(s.n.ctx, s.topic, 0)
+	s.mu.Lock()
+	j.seq = s.nextSeq
+	s.nextSeq++
+	if err != nil && !s.slow && s.inflight == 0 {
+		s.mu.Unlock()
+		if !retryable(err) {
+			j.reply(appendResult{err: err})
+			return
+		}
+		s.mu.Lock()
+	}
+	if s.slow || err != nil || (s.inflight > 0 && rt != s.cur) {
+		s.held = append(s.held, j)
+		s.startDrain()
+		s.mu.Unlock()
+		return
+	}
+	s.cur = rt
+	s.inflight++
+	s.mu.Unlock()
+	s.n.dispatch(s.topic, rt, j.payloads, j.id, func(r appendResult) { s.settle(j, r) })
+}
+
+// startDrain starts the slow path if it is not running; s.mu is held.
+func (s *putSeq) startDrain() {
+	if !s.slow {
+		s.slow = true
+		go s.drain()
+	}
+}
+
+// settle records the outcome of a handed-off append.
+func (s *putSeq) settle(j *putJob, r appendResult) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inflight--
+	s.cond.Broadcast()
+	if r.err == nil || !retryable(r.err) {
+		j.reply(r)
+		return
+	}
+	j.res = r
+	i := len(s.failed)
+	for i > 0 && s.failed[i-1].seq > j.seq {
+		i--
+	}
+	s.failed = append(s.failed, nil)
+	copy(s.failed[i+1:], s.failed[i:])
+	s.failed[i] = j
+	s.startDrain()
+}
+
+// drain is the slow path: settle, retry failures in order, then send what was held,
+// one route at a time.
+func (s *putSeq) drain() {
+	s.mu.Lock()
+	for {
+		for s.inflight > 0 {
+			s.cond.Wait()
+		}
+		if len(s.failed) > 0 {
+			failed := s.failed
+			s.failed = nil
+			s.mu.Unlock()
+			for _, j := range failed {
+				var pin uint64
+				if j.res.ambiguous {
+					pin = j.res.node
+				}
+				first, err := s.n.appendRetry(s.n.ctx, s.topic, j.payloads, j.id, pin)
+				j.reply(appendResult{first: first, err: err})
+			}
+			s.mu.Lock()
+			continue
+		}
+		if len(s.held) == 0 {
+			s.slow = false
+			s.mu.Unlock()
+			return
+		}
+		j := s.held[0]
+		s.mu.Unlock()
+		rt, err := s.n.routeFor(s.n.ctx, s.topic, 0)
+		s.mu.Lock()
+		if err != nil {
+			s.held = s.held[1:]
+			s.mu.Unlock()
+			// Route errors (unknown topic, no leader) get the retrying path.
+			first, err := s.n.appendRetry(s.n.ctx, s.topic, j.payloads, j.id, 0)
+			j.reply(appendResult{first: first, err: err})
+			s.mu.Lock()
+			continue
+		}
+		if s.inflight > 0 && rt != s.cur {
+			continue // wait for the old route to settle first
+		}
+		s.held = s.held[1:]
+		s.cur = rt
+		s.inflight++
+		s.mu.Unlock()
+		s.n.dispatch(s.topic, rt, j.payloads, j.id, func(r appendResult) { s.settle(j, r) })
+		s.mu.Lock()
+	}
+}
