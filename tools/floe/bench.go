@@ -231,4 +231,3 @@ func scrapeRSS(addr string) (int64, error) {
 	}
 	return 0, fmt.Errorf("no process_resident_memory_bytes at %s", addr)
 }
-
