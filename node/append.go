@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"floe/meta"
@@ -47,6 +48,8 @@ type appender struct {
 	seg      *segment.Segment // the open active segment, nil until needed
 	segMeta  meta.Segment     // its replicated record
 	firstAt  time.Time        // when its first entry was written (for the age limit)
+	// firstMS mirrors firstAt (Unix ms, 0 = none) for the RPO gauge, read by others.
+	firstMS atomic.Int64
 	sealing  bool             // seg is sealed locally; the Seal command is not applied yet
 	sealedAt [3]uint64        // count, bytes, crc of the local seal while sealing
 
@@ -179,7 +182,8 @@ func (a *appender) current() (*meta.Topic, error) {
 		// Our segment was sealed (by our own Seal); it stays open for reads, within
 		// the open-segment bound.
 		a.n.sealed.touch(a.seg)
-		a.seg, a.sealing, a.firstAt = nil, false, time.Time{}
+		a.seg, a.sealing = nil, false
+		a.setFirst(time.Time{})
 	}
 	if act.Leader != a.n.cfg.NodeID {
 		return t, fmt.Errorf("%w: segment %d of %q is led by node %d", ErrNotLeader, act.ID, a.topic, act.Leader)
@@ -191,7 +195,7 @@ func (a *appender) current() (*meta.Topic, error) {
 		}
 		a.seg, a.segMeta = seg, *act
 		if seg.Count() > 0 {
-			a.firstAt = time.Now() // restart: age counts from now (conservative: never too late)
+			a.setFirst(time.Now()) // restart: the age counts from now
 		}
 	}
 	return t, nil
@@ -275,7 +279,7 @@ func (a *appender) process(batch []*appendReq) {
 			continue
 		}
 		if a.firstAt.IsZero() {
-			a.firstAt = time.Now()
+			a.setFirst(time.Now())
 		}
 		a.n.metrics.appended(len(payloads), nbytes)
 		off := a.segMeta.Base + first
@@ -345,8 +349,62 @@ func (a *appender) finishRoll(t *meta.Topic) error {
 		"count", cmd.Count, "bytes", cmd.Bytes, "next_leader", next)
 	a.n.metrics.rolls.Inc()
 	a.n.sealed.touch(a.seg)
-	a.seg, a.sealing, a.firstAt = nil, false, time.Time{}
+	a.seg, a.sealing = nil, false
+	a.setFirst(time.Time{})
 	return nil
+}
+
+func (a *appender) setFirst(t time.Time) {
+	a.firstAt = t
+	if t.IsZero() {
+		a.firstMS.Store(0)
+	} else {
+		a.firstMS.Store(t.UnixMilli())
+	}
+}
+
+// oldestLocalOnly returns the time of the oldest entry this node holds on its disk
+// only: the first entry of an active segment it leads, or the creation of a sealed
+// segment it leads that is not archived yet. Zero if none.
+func (n *Node) oldestLocalOnly() time.Time {
+	var oldest int64
+	n.mu.Lock()
+	for _, a := range n.appenders {
+		if ms := a.firstMS.Load(); ms != 0 && (oldest == 0 || ms < oldest) {
+			oldest = ms
+		}
+	}
+	n.mu.Unlock()
+	if n.uploader != nil {
+		if t := n.uploader.OldestUnarchived(); !t.IsZero() && (oldest == 0 || t.UnixMilli() < oldest) {
+			oldest = t.UnixMilli()
+		}
+	}
+	if oldest == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(oldest)
+}
+
+// clusterOldestUnarchived returns the creation time of the oldest sealed segment of
+// any node that is not archived yet (zero if none), from the replicated metadata.
+func (n *Node) clusterOldestUnarchived() time.Time {
+	var oldest int64
+	for _, name := range n.fsm.TopicNames() {
+		t, ok := n.fsm.Topic(name)
+		if !ok {
+			continue
+		}
+		for _, s := range t.Segments {
+			if s.State == meta.Sealed && s.Count > 0 && (oldest == 0 || s.CreatedUnixMS < oldest) {
+				oldest = s.CreatedUnixMS
+			}
+		}
+	}
+	if oldest == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(oldest)
 }
 
 // nextLeader picks the leader of the next segment: the voter after current in id order

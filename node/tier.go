@@ -71,6 +71,14 @@ func (n *Node) startTiering() error {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "floe_cache_limit_bytes", Help: "Bound of the remote-read frame cache (--cache-bytes).",
 		}, func() float64 { return float64(cacheBytes) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "floe_rpo_seconds",
+			Help: "Live RPO of this node: age of the oldest entry it holds on its disk only (not yet archived).",
+		}, func() float64 { return ageSeconds(n.oldestLocalOnly()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "floe_cluster_rpo_seconds",
+			Help: "Age of the oldest sealed segment of any node that is not archived yet (active segments are counted by each node's floe_rpo_seconds).",
+		}, func() float64 { return ageSeconds(n.clusterOldestUnarchived()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "floe_cache_hits_total", Help: "Remote reads served from the frame cache.",
 		}, func() float64 { return float64(cache.Stats().Hits) }),
@@ -159,4 +167,11 @@ func (n *Node) readArchive(ctx context.Context, topic string, s *meta.Segment, o
 func corruptObject(err error) bool {
 	return errors.Is(err, seekable.ErrCorrupt) || errors.Is(err, seekable.ErrFormat) ||
 		errors.Is(err, seekable.ErrVersion) || errors.Is(err, seekable.ErrOutOfRange)
+}
+
+func ageSeconds(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return time.Since(t).Seconds()
 }
