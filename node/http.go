@@ -12,7 +12,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"floe/archive"
 	"floe/meta"
+	"floe/tiering"
 )
 
 // httpHandler serves the HTTP API (DESIGN section 4): health, Prometheus metrics, and
@@ -66,6 +68,42 @@ func (n *Node) httpHandler() http.Handler {
 			return
 		}
 		writeJSON(w, map[string]string{"result": "ok"})
+	})
+	// Archive: list the segment objects (optionally of one topic), verify one object.
+	mux.HandleFunc("GET /v1/archive/objects", func(w http.ResponseWriter, r *http.Request) {
+		if n.bucket == nil {
+			http.Error(w, "this node has no --archive", http.StatusNotFound)
+			return
+		}
+		prefix := "topics/"
+		if t := r.URL.Query().Get("topic"); t != "" {
+			if err := meta.ValidateTopic(t); err != nil {
+				httpErr(w, err)
+				return
+			}
+			prefix += t + "/"
+		}
+		var objs []archive.ObjectInfo
+		if err := n.bucket.List(r.Context(), prefix, func(o archive.ObjectInfo) error {
+			objs = append(objs, o)
+			return nil
+		}); err != nil {
+			httpErr(w, err)
+			return
+		}
+		writeJSON(w, map[string]any{"objects": objs})
+	})
+	mux.HandleFunc("POST /v1/archive/verify", func(w http.ResponseWriter, r *http.Request) {
+		if n.bucket == nil {
+			http.Error(w, "this node has no --archive", http.StatusNotFound)
+			return
+		}
+		key := r.URL.Query().Get("key")
+		if err := archive.ValidateKey(key); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		writeJSON(w, tiering.VerifyObject(r.Context(), n.bucket, key))
 	})
 	mux.HandleFunc("GET /v1/topics", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"topics": n.fsm.TopicNames()})

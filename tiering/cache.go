@@ -19,10 +19,13 @@ type FrameCache struct {
 	dir   string
 	limit int64
 
-	mu    sync.Mutex
-	size  int64
-	order *list.List // of *cacheEntry, most recently used first
-	items map[frameID]*list.Element
+	mu   sync.Mutex
+	size int64 // bytes of the cached frames
+	// reserved is room taken by Puts writing their temporary files: the directory holds
+	// at most size+reserved bytes, and that never exceeds limit.
+	reserved int64
+	order    *list.List // of *cacheEntry, most recently used first
+	items    map[frameID]*list.Element
 
 	hits, misses, evictions int64
 }
@@ -79,38 +82,56 @@ func (c *FrameCache) Get(key string, frame int) ([]byte, bool) {
 }
 
 // Put stores a frame, evicting the least recently used ones to stay within the bound.
+// The bound holds on disk at every moment, temporary files included: room for the frame
+// is reserved (evicting as needed) before its file is written, and a frame that finds no
+// room because other Puts hold it is not cached.
 func (c *FrameCache) Put(key string, frame int, b []byte) {
 	size := int64(len(b))
 	if size > c.limit {
 		return
 	}
 	id := frameID{key, frame}
-	path := c.path(id)
-	f, err := os.CreateTemp(c.dir, "put-*.tmp")
-	if err != nil {
-		return
-	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return
-	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if _, ok := c.items[id]; ok {
-		os.Remove(tmp)
+		c.mu.Unlock()
 		return
 	}
-	for c.size+size > c.limit && c.order.Len() > 0 {
+	for c.size+c.reserved+size > c.limit && c.order.Len() > 0 {
 		c.evictLocked(c.order.Back())
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+	if c.size+c.reserved+size > c.limit {
+		c.mu.Unlock()
 		return
+	}
+	c.reserved += size
+	c.mu.Unlock()
+
+	ok := false
+	path := c.path(id)
+	f, err := os.CreateTemp(c.dir, "put-*.tmp")
+	if err == nil {
+		tmp := f.Name()
+		_, err = f.Write(b)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Rename(tmp, path)
+		}
+		if err != nil {
+			os.Remove(tmp)
+		}
+		ok = err == nil
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reserved -= size
+	if !ok {
+		return
+	}
+	if _, dup := c.items[id]; dup {
+		return // a concurrent Put of the same frame renamed onto the same path first
 	}
 	c.items[id] = c.order.PushFront(&cacheEntry{id: id, path: path, size: size})
 	c.size += size

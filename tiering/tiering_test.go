@@ -249,11 +249,12 @@ func TestUploadOfAnExistingObjectIsHarmless(t *testing.T) {
 	sealSegment(t, c, l, "t", 20, 50)
 	top, _ := c.fsm.Topic("t")
 	s := top.Segments[0]
-	u := NewUploader(UploaderConfig{NodeID: 1, Bucket: b, FSM: c.fsm, Local: l, Propose: c.propose, TempDir: t.TempDir(),
-		Logger: slog.New(slog.DiscardHandler)})
+	cfg := UploaderConfig{NodeID: 1, Bucket: b, FSM: c.fsm, Local: l, Propose: c.propose, TempDir: t.TempDir(),
+		Logger: slog.New(slog.DiscardHandler)}
+	u := NewUploader(cfg)
 	// The first attempt uploads but its Archived is lost (the node crashed, say).
-	lost := *u
-	lost.cfg.Propose = func(context.Context, *meta.Command) error { return errors.New("leadership lost") }
+	cfg.Propose = func(context.Context, *meta.Command) error { return errors.New("leadership lost") }
+	lost := NewUploader(cfg)
 	if err := lost.upload(context.Background(), "t", s); err == nil {
 		t.Fatal("upload with a failing proposer succeeded")
 	}

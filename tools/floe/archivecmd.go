@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -13,7 +12,6 @@ import (
 
 	"floe/archive"
 	"floe/archive/open"
-	"floe/archive/seekable"
 	"floe/tiering"
 )
 
@@ -131,48 +129,19 @@ if anything is damaged.`,
 	return root
 }
 
-// bucketSource reads an object with ranged GETs.
-type bucketSource struct {
-	b    archive.Bucket
-	key  string
-	size int64
-}
-
-func (s bucketSource) Size() int64 { return s.size }
-
-func (s bucketSource) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
-	rc, err := s.b.GetRange(ctx, s.key, off, int64(len(p)))
-	if err != nil {
-		return 0, err
-	}
-	defer rc.Close()
-	return io.ReadFull(rc, p)
-}
-
 func verifyObject(ctx context.Context, b archive.Bucket, key string, quiet bool) bool {
-	info, err := b.Stat(ctx, key)
-	if err != nil {
-		fmt.Printf("%s\tERROR\t%v\n", key, err)
-		return false
-	}
-	var damaged []seekable.FrameReport
-	frames := 0
-	m, err := seekable.Verify(ctx, bucketSource{b, key, info.Size}, func(r seekable.FrameReport) {
-		frames++
-		if r.Err != nil {
-			damaged = append(damaged, r)
-		}
-	})
-	if err != nil {
-		fmt.Printf("%s\tDAMAGED\t%v\n", key, err)
-		for _, r := range damaged {
+	v := tiering.VerifyObject(ctx, b, key)
+	if !v.OK() {
+		fmt.Printf("%s\tDAMAGED\t%s\n", key, v.Err)
+		for _, r := range v.Damaged {
 			fmt.Printf("  frame %d (offsets %d-%d, bytes %d+%d): %v\n", r.Frame, r.First, r.First+r.Count-1, r.Offset, r.Size, r.Err)
 		}
 		return false
 	}
 	if !quiet {
+		m := v.Meta
 		fmt.Printf("%s\tok\ttopic %s segment %d offsets %d-%d (%d entries) in %d frames, %d bytes\n",
-			key, m.Topic, m.Segment, m.Base, m.Base+m.Count-1, m.Count, frames, info.Size)
+			key, m.Topic, m.Segment, m.Base, m.Base+m.Count-1, m.Count, v.Frames, v.Size)
 	}
 	return true
 }
