@@ -275,6 +275,38 @@ func (f *FSM) Topic(name string) (*Topic, bool) {
 	return t.clone(), true
 }
 
+// View calls fn with the named topic under the state's read lock, without copying it;
+// fn must neither keep nor modify t. It reports whether the topic exists.
+func (f *FSM) View(name string, fn func(t *Topic)) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	t, ok := f.st.Topics[name]
+	if ok {
+		fn(t)
+	}
+	return ok
+}
+
+// SegmentOf returns a copy of one segment of a topic.
+func (f *FSM) SegmentOf(topic string, id uint64) (Segment, bool) {
+	var s Segment
+	found := false
+	f.View(topic, func(t *Topic) {
+		if p := t.Segment(id); p != nil {
+			s, found = *p, true
+		}
+	})
+	return s, found
+}
+
+// ActiveOf returns a copy of a topic's active segment and its config.
+func (f *FSM) ActiveOf(topic string) (Segment, TopicConfig, bool) {
+	var s Segment
+	var c TopicConfig
+	ok := f.View(topic, func(t *Topic) { s, c = *t.Active(), t.Config })
+	return s, c, ok
+}
+
 // TopicNames returns the registered topics, sorted.
 func (f *FSM) TopicNames() []string {
 	f.mu.RLock()

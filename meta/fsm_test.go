@@ -240,3 +240,23 @@ func TestArchivedAndEvict(t *testing.T) {
 		t.Fatalf("tier after eviction = %q, want remote", got)
 	}
 }
+
+func TestCopyingAccessors(t *testing.T) {
+	f := NewFSM()
+	applyCmd(t, f, 1, &Command{Op: OpCreateTopic, Topic: "t", Leader: 2, Config: &TopicConfig{MaxSegmentEntries: 7}})
+	applyCmd(t, f, 2, &Command{Op: OpSeal, Topic: "t", Segment: 1, Count: 4, NextLeader: 3})
+	act, cfg, ok := f.ActiveOf("t")
+	if !ok || act.ID != 2 || act.Leader != 3 || act.Base != 4 || cfg.MaxSegmentEntries != 7 {
+		t.Fatalf("ActiveOf = %+v %+v %v", act, cfg, ok)
+	}
+	act.Leader = 99 // a copy: the state must not change
+	if s, ok := f.SegmentOf("t", 2); !ok || s.Leader != 3 {
+		t.Fatalf("SegmentOf(2) = %+v %v after changing a copy", s, ok)
+	}
+	if _, ok := f.SegmentOf("t", 3); ok {
+		t.Fatal("SegmentOf of a missing segment found one")
+	}
+	if _, _, ok := f.ActiveOf("nope"); ok {
+		t.Fatal("ActiveOf of a missing topic found one")
+	}
+}

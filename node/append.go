@@ -172,12 +172,15 @@ func (a *appender) limits(t *meta.Topic) (entries uint64, bytes int64, age time.
 
 // current makes sure the appender holds the topic's active segment if this node leads
 // it, and returns the topic. It returns ErrNotLeader when another node leads it.
+//
+// The topic it returns holds only the config and the active segment (a cheap view).
 func (a *appender) current() (*meta.Topic, error) {
-	t, ok := a.n.fsm.Topic(a.topic)
+	actSeg, cfg, ok := a.n.fsm.ActiveOf(a.topic)
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", meta.ErrNoTopic, a.topic)
 	}
-	act := t.Active()
+	act := &actSeg
+	t := &meta.Topic{Name: a.topic, Config: cfg, Segments: []*meta.Segment{act}}
 	if a.seg != nil && a.segMeta.ID != act.ID {
 		// Our segment was sealed (by our own Seal); it stays open for reads, within
 		// the open-segment bound.
@@ -450,11 +453,10 @@ type route struct {
 // routeFor returns the route of an append to topic; pin forces the node (a retry after
 // an ambiguous failure must ask the same node).
 func (n *Node) routeFor(ctx context.Context, topic string, pin uint64) (route, error) {
-	t, err := n.topic(ctx, topic)
+	act, _, err := n.segmentAt(ctx, topic, 0, true)
 	if err != nil {
 		return route{}, err
 	}
-	act := t.Active()
 	r := route{node: act.Leader, segment: act.ID}
 	if pin != 0 {
 		r.node = pin
@@ -593,13 +595,13 @@ func (n *Node) ownershipLoop() {
 	for {
 		ch := n.fsm.Changed()
 		for _, name := range n.fsm.TopicNames() {
-			t, ok := n.fsm.Topic(name)
-			if !ok || t.Active().Leader != n.cfg.NodeID {
+			act, _, ok := n.fsm.ActiveOf(name)
+			if !ok || act.Leader != n.cfg.NodeID {
 				continue
 			}
-			if _, open := n.store.Get(name, t.Active().ID); !open {
-				if _, err := n.store.Create(name, t.Active().ID); err != nil {
-					n.log.Error("cannot open active segment", "topic", name, "segment", t.Active().ID, "err", err)
+			if _, open := n.store.Get(name, act.ID); !open {
+				if _, err := n.store.Create(name, act.ID); err != nil {
+					n.log.Error("cannot open active segment", "topic", name, "segment", act.ID, "err", err)
 				}
 			}
 		}

@@ -614,6 +614,32 @@ func (n *Node) syncLoop() {
 	}
 }
 
+// segmentAt returns a copy of the segment holding offset (the active one at or past its
+// base) and the topic's cursor, with topic's catch-up rule; it copies one segment, not
+// the topic.
+func (n *Node) segmentAt(ctx context.Context, topic string, offset uint64, active bool) (meta.Segment, uint64, error) {
+	var s meta.Segment
+	var cursor uint64
+	view := func(t *meta.Topic) {
+		if active {
+			s = *t.Active()
+		} else {
+			s = *t.Find(offset)
+		}
+		cursor = t.Cursor
+	}
+	if n.fsm.View(topic, view) {
+		return s, cursor, nil
+	}
+	if _, err := n.topic(ctx, topic); err != nil {
+		return s, 0, err
+	}
+	if !n.fsm.View(topic, view) {
+		return s, 0, fmt.Errorf("%w: %q", meta.ErrNoTopic, topic)
+	}
+	return s, cursor, nil
+}
+
 // topic returns a topic's metadata. A topic this node does not know yet may have been
 // registered through another node a moment ago: it then catches up with the leader
 // once before answering ErrNoTopic.

@@ -49,6 +49,9 @@ func (n *Node) readLocal(topic string, s *meta.Segment, offset uint64, max, maxB
 
 func (n *Node) readLocalOnce(topic string, s *meta.Segment, offset uint64, max, maxBytes int) ([]client.Entry, error) {
 	seg, err := n.localSegment(topic, s)
+	if errors.Is(err, ErrSegmentNotFound) && s.State == meta.Active && s.Leader == n.cfg.NodeID {
+		return nil, nil // our active segment, not created yet: empty
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -167,11 +170,11 @@ func (n *Node) Read(ctx context.Context, topic string, offset uint64, max int) (
 	var lastErr error
 	for attempt := 0; len(out) < max; {
 		changed := n.fsm.Changed()
-		t, err := n.topic(ctx, topic)
+		seg, _, err := n.segmentAt(ctx, topic, offset, false)
 		if err != nil {
 			return nil, offset, err
 		}
-		s := t.Find(offset)
+		s := &seg
 		entries, err := n.readSegment(ctx, topic, s, offset, max-len(out), budget)
 		if err != nil {
 			if retryable(err) && len(out) == 0 {
@@ -232,11 +235,10 @@ func (n *Node) Get(ctx context.Context, topic string) (payload []byte, ok bool, 
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
 	for attempt := 0; ; attempt++ {
-		t, err := n.topic(ctx, topic)
+		_, cur, err := n.segmentAt(ctx, topic, 0, true)
 		if err != nil {
 			return nil, false, err
 		}
-		cur := t.Cursor
 		entries, _, err := n.Read(ctx, topic, cur, 1)
 		if err != nil {
 			return nil, false, err
@@ -333,7 +335,7 @@ func (n *Node) handleRPC(c *rpcConn, id uint64, op byte, body []byte) {
 			c.reply(id, nil, fmt.Errorf("%w: malformed append", ErrBadRequest))
 			return
 		}
-		t, ok := n.fsm.Topic(topic)
+		act, _, ok := n.fsm.ActiveOf(topic)
 		if !ok {
 			// The sender knows the topic, so this node's metadata is behind.
 			c.reply(id, nil, fmt.Errorf("%w: node %d does not know topic %q yet", ErrUnavailable, n.cfg.NodeID, topic))
@@ -343,7 +345,7 @@ func (n *Node) handleRPC(c *rpcConn, id uint64, op byte, body []byte) {
 		// if it has one, which answers a retry it already wrote with the original
 		// outcome, and anything else with ErrNotLeader.
 		a := n.existingAppender(topic)
-		if t.Active().Leader != n.cfg.NodeID && a == nil {
+		if act.Leader != n.cfg.NodeID && a == nil {
 			c.reply(id, nil, fmt.Errorf("%w: node %d does not lead %q", ErrNotLeader, n.cfg.NodeID, topic))
 			return
 		}
@@ -367,13 +369,9 @@ func (n *Node) handleRPC(c *rpcConn, id uint64, op byte, body []byte) {
 				c.reply(id, nil, fmt.Errorf("%w: malformed read", ErrBadRequest))
 				return
 			}
-			t, ok := n.fsm.Topic(topic)
-			if !ok {
-				c.reply(id, nil, fmt.Errorf("%w: %q", meta.ErrNoTopic, topic))
-				return
-			}
-			s := t.Segment(segID)
-			if s == nil || offset < s.Base {
+			seg, ok := n.fsm.SegmentOf(topic, segID)
+			s := &seg
+			if !ok || offset < s.Base {
 				c.reply(id, nil, fmt.Errorf("%w: segment %d of %q at offset %d", ErrSegmentNotFound, segID, topic, offset))
 				return
 			}
@@ -431,16 +429,12 @@ func (n *Node) handleRPC(c *rpcConn, id uint64, op byte, body []byte) {
 	case opCount:
 		topic, segID := d.str(), d.u64()
 		go func() {
-			t, ok := n.fsm.Topic(topic)
-			var s *meta.Segment
-			if ok {
-				s = t.Segment(segID)
-			}
-			if d.err != nil || s == nil {
+			sm, ok := n.fsm.SegmentOf(topic, segID)
+			if d.err != nil || !ok {
 				c.reply(id, nil, fmt.Errorf("%w: segment %d of %q", ErrSegmentNotFound, segID, topic))
 				return
 			}
-			seg, err := n.localSegment(topic, s)
+			seg, err := n.localSegment(topic, &sm)
 			if err != nil {
 				c.reply(id, nil, err)
 				return
