@@ -58,8 +58,10 @@ type appender struct {
 	doneNext  int
 }
 
-// dedupWindow is how many recent request ids an appender remembers.
-const dedupWindow = 1 << 16
+// dedupWindow is how many recent forwarded request ids an appender remembers (about
+// 1.5 MiB once full). A retry is deduplicated if fewer appends than this came between
+// it and its original, which a retry soon after a timeout or a lost connection is.
+const dedupWindow = 1 << 15
 
 func (a *appender) remember(id uint64, r appendResult) {
 	if id == 0 {
@@ -473,7 +475,9 @@ func (n *Node) dispatch(topic string, rt route, payloads [][]byte, id uint64, do
 		for _, p := range payloads {
 			size += int64(len(p)) + 8
 		}
-		n.appenderFor(topic).enqueue(&appendReq{payloads: payloads, bytes: size, segment: rt.segment, id: id, done: done})
+		// A local hand-off cannot be lost, so it is never retried ambiguously and needs
+		// no id (ids cost memory in the appender's window).
+		n.appenderFor(topic).enqueue(&appendReq{payloads: payloads, bytes: size, segment: rt.segment, done: done})
 		return
 	}
 	p, err := n.nodePeer(rt.node)
