@@ -81,6 +81,14 @@ func (c *FrameCache) Get(key string, frame int) ([]byte, bool) {
 	return b, true
 }
 
+// Has reports whether a frame is cached, without reading it or counting a hit or miss.
+func (c *FrameCache) Has(key string, frame int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.items[frameID{key, frame}]
+	return ok
+}
+
 // Put stores a frame, evicting the least recently used ones to stay within the bound.
 // The bound holds on disk at every moment, temporary files included: room for the frame
 // is reserved (evicting as needed) before its file is written, and a frame that finds no

@@ -10,7 +10,7 @@
 //   - Remote: reads entries of archived segments with ranged GETs (footer and index
 //     once per object, then one frame), through a bounded on-disk frame cache (LRU,
 //     --cache-bytes) that collapses concurrent misses for a frame into one GET and
-//     prefetches the next frame for sequential readers.
+//     prefetches the next two frames for sequential readers, in the background.
 //   - Retention: --local-retention-bytes evicts the local copies of archived segments,
 //     oldest first (EvictLocal through Raft, then the file); reads then come from the
 //     archive.

@@ -17,8 +17,11 @@ import (
 // Remote reads entries of archived segments from the object store: the object's tail
 // (footer, seek table, metadata and index) once per object, then one frame per read,
 // through the frame cache. Concurrent misses for the same frame, or the same object's
-// tail, are collapsed into one request; a read that reaches the end of a frame
-// prefetches the next one. Safe for concurrent use.
+// tail, are collapsed into one request. A sequential reader (one whose read starts where
+// the previous read of the object ended, or that reaches the end of a frame) has the
+// next prefetchDepth frames fetched in the background, before it waits for the current
+// one, so ranged GETs overlap decoding. Frames are written to the disk cache in the
+// background too. Safe for concurrent use.
 type Remote struct {
 	bucket archive.Bucket
 	cache  *FrameCache
@@ -26,18 +29,28 @@ type Remote struct {
 
 	sf singleflight.Group
 
-	mu      sync.Mutex
-	readers map[string]*list.Element // object key -> *openObject, LRU
-	order   *list.List
-	decoded *list.List // of *decodedFrame, most recent first (small in-memory LRU)
+	mu       sync.Mutex
+	readers  map[string]*list.Element // object key -> *openObject, LRU
+	order    *list.List
+	decoded  *list.List           // of *decodedFrame, most recent first (small in-memory LRU)
+	fetching map[frameID]struct{} // frames being fetched and decoded
 
-	prefetch chan struct{} // bounds concurrent prefetches
+	prefetch chan struct{}  // bounds concurrent prefetches
+	puts     chan struct{}  // bounds background cache writes
+	bg       sync.WaitGroup // prefetches and cache writes running in the background
 }
 
 type openObject struct {
 	key string
 	r   *seekable.Reader
+	// next is the offset after the last entry the last Read of the object returned
+	// (noRead before the first): a Read from there on is sequential. Guarded by
+	// Remote.mu.
+	next uint64
 }
+
+// noRead is openObject.next before any Read.
+const noRead = ^uint64(0)
 
 type decodedFrame struct {
 	id      frameID
@@ -45,9 +58,18 @@ type decodedFrame struct {
 }
 
 const (
-	maxOpenObjects  = 256
-	maxDecoded      = 4
-	maxPrefetchings = 2
+	maxOpenObjects = 256
+	// maxDecoded bounds the decoded frames kept in memory (about 1 MiB each): the
+	// frame being read and the ones prefetched after it, for a few readers.
+	maxDecoded = 8
+	// prefetchDepth is how many frames ahead of a sequential reader are fetched.
+	prefetchDepth = 2
+	// maxPrefetchings bounds concurrent prefetches (each holds a compressed and a
+	// decoded frame) over all readers.
+	maxPrefetchings = 4
+	// maxPuts bounds cache writes in the background; past it a read writes its frame
+	// itself.
+	maxPuts = 4
 )
 
 // NewRemote returns a reader over bucket with the given frame cache.
@@ -58,9 +80,15 @@ func NewRemote(bucket archive.Bucket, cache *FrameCache, log *slog.Logger) *Remo
 	return &Remote{
 		bucket: bucket, cache: cache, log: log,
 		readers: map[string]*list.Element{}, order: list.New(), decoded: list.New(),
-		prefetch: make(chan struct{}, maxPrefetchings),
+		fetching: map[frameID]struct{}{},
+		prefetch: make(chan struct{}, maxPrefetchings), puts: make(chan struct{}, maxPuts),
 	}
 }
+
+// Wait blocks until the prefetches and cache writes running in the background have
+// finished (a node's shutdown, a test's cleanup). Call it once Reads have stopped: a
+// Read that starts during Wait may start new background work (sync.WaitGroup rules).
+func (r *Remote) Wait() { r.bg.Wait() }
 
 // Bucket returns the object store the reader reads from.
 func (r *Remote) Bucket() archive.Bucket { return r.bucket }
@@ -92,12 +120,20 @@ func (s source) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 
 // object returns the opened object (its tail read and validated).
 func (r *Remote) object(ctx context.Context, key string, size int64) (*seekable.Reader, error) {
+	o, err := r.open(ctx, key, size)
+	if err != nil {
+		return nil, err
+	}
+	return o.r, nil
+}
+
+func (r *Remote) open(ctx context.Context, key string, size int64) (*openObject, error) {
 	r.mu.Lock()
 	if e, ok := r.readers[key]; ok {
 		r.order.MoveToFront(e)
-		rd := e.Value.(*openObject).r
+		o := e.Value.(*openObject)
 		r.mu.Unlock()
-		return rd, nil
+		return o, nil
 	}
 	r.mu.Unlock()
 	v, err, _ := r.sf.Do("open\x00"+key, func() (any, error) {
@@ -107,20 +143,22 @@ func (r *Remote) object(ctx context.Context, key string, size int64) (*seekable.
 		}
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		if _, ok := r.readers[key]; !ok {
-			r.readers[key] = r.order.PushFront(&openObject{key: key, r: rd})
-			for r.order.Len() > maxOpenObjects {
-				old := r.order.Back()
-				r.order.Remove(old)
-				delete(r.readers, old.Value.(*openObject).key)
-			}
+		if e, ok := r.readers[key]; ok {
+			return e.Value.(*openObject), nil
 		}
-		return rd, nil
+		o := &openObject{key: key, r: rd, next: noRead}
+		r.readers[key] = r.order.PushFront(o)
+		for r.order.Len() > maxOpenObjects {
+			old := r.order.Back()
+			r.order.Remove(old)
+			delete(r.readers, old.Value.(*openObject).key)
+		}
+		return o, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return v.(*seekable.Reader), nil
+	return v.(*openObject), nil
 }
 
 // frame returns the decoded records of frame i: from memory, the disk cache, or one
@@ -137,6 +175,14 @@ func (r *Remote) frame(ctx context.Context, key string, rd *seekable.Reader, i i
 	}
 	r.mu.Unlock()
 	v, err, _ := r.sf.Do(fmt.Sprintf("frame\x00%s\x00%d", key, i), func() (any, error) {
+		r.mu.Lock()
+		r.fetching[id] = struct{}{}
+		r.mu.Unlock()
+		defer func() {
+			r.mu.Lock()
+			delete(r.fetching, id)
+			r.mu.Unlock()
+		}()
 		var recs [][]byte
 		if b, ok := r.cache.Get(key, i); ok {
 			var err error
@@ -157,7 +203,7 @@ func (r *Remote) frame(ctx context.Context, key string, rd *seekable.Reader, i i
 			if recs, err = rd.DecodeFrame(i, b); err != nil {
 				return nil, err
 			}
-			r.cache.Put(key, i, b)
+			r.putCache(key, i, b)
 		}
 		r.mu.Lock()
 		r.decoded.PushFront(&decodedFrame{id: id, records: recs})
@@ -176,13 +222,20 @@ func (r *Remote) frame(ctx context.Context, key string, rd *seekable.Reader, i i
 // Read returns up to max entries of the archived object key (of the given size) from
 // offset on, within one frame. A corrupt object gives an error, never data.
 func (r *Remote) Read(ctx context.Context, key string, size int64, offset uint64, max int) ([][]byte, error) {
-	rd, err := r.object(ctx, key, size)
+	o, err := r.open(ctx, key, size)
 	if err != nil {
 		return nil, err
 	}
+	rd := o.r
 	i, err := rd.FrameOf(offset)
 	if err != nil {
 		return nil, err
+	}
+	r.mu.Lock()
+	sequential := o.next == offset
+	r.mu.Unlock()
+	if sequential {
+		r.prefetchAfter(key, rd, i) // before waiting for frame i, so that the GETs overlap
 	}
 	recs, err := r.frame(ctx, key, rd, i)
 	if err != nil {
@@ -191,16 +244,34 @@ func (r *Remote) Read(ctx context.Context, key string, size int64, offset uint64
 	first, count, _, _ := rd.FrameRange(i)
 	from := offset - first
 	to := min(from+uint64(max), count)
-	if to == count && i+1 < rd.NumFrames() {
-		r.prefetchFrame(key, rd, i+1)
+	r.mu.Lock()
+	o.next = first + to
+	r.mu.Unlock()
+	if to == count && !sequential {
+		r.prefetchAfter(key, rd, i)
 	}
 	return recs[from:to], nil
 }
 
-// prefetchFrame warms the cache with frame i in the background, unless enough
-// prefetches are already running.
+// prefetchAfter prefetches the prefetchDepth frames after frame i.
+func (r *Remote) prefetchAfter(key string, rd *seekable.Reader, i int) {
+	for j := i + 1; j <= i+prefetchDepth && j < rd.NumFrames(); j++ {
+		r.prefetchFrame(key, rd, j)
+	}
+}
+
+// prefetchFrame fetches and decodes frame i in the background (warming the in-memory
+// frames and the cache), unless it is at hand or on its way, or enough prefetches are
+// already running.
 func (r *Remote) prefetchFrame(key string, rd *seekable.Reader, i int) {
-	if _, ok := r.cache.Get(key, i); ok {
+	id := frameID{key, i}
+	r.mu.Lock()
+	_, busy := r.fetching[id]
+	for e := r.decoded.Front(); e != nil && !busy; e = e.Next() {
+		busy = e.Value.(*decodedFrame).id == id
+	}
+	r.mu.Unlock()
+	if busy || r.cache.Has(key, i) {
 		return
 	}
 	select {
@@ -208,12 +279,31 @@ func (r *Remote) prefetchFrame(key string, rd *seekable.Reader, i int) {
 	default:
 		return
 	}
+	r.bg.Add(1)
 	go func() {
+		defer r.bg.Done()
 		defer func() { <-r.prefetch }()
 		if _, err := r.frame(context.Background(), key, rd, i); err != nil {
 			r.log.Debug("prefetch failed", "key", key, "frame", i, "err", err)
 		}
 	}()
+}
+
+// putCache writes a fetched frame to the cache in the background (a file create costs
+// as much as a fraction of the GET on some disks), or here when maxPuts writes are
+// already running.
+func (r *Remote) putCache(key string, i int, b []byte) {
+	select {
+	case r.puts <- struct{}{}:
+		r.bg.Add(1)
+		go func() {
+			defer r.bg.Done()
+			defer func() { <-r.puts }()
+			r.cache.Put(key, i, b)
+		}()
+	default:
+		r.cache.Put(key, i, b)
+	}
 }
 
 // ObjectSource returns a seekable.Source that reads the object key (of the given size)

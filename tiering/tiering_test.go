@@ -189,7 +189,7 @@ func TestUploaderArchivesSealedSegments(t *testing.T) {
 	waitFor(t, 10*time.Second, "every sealed segment archived", func() bool { return archivedAll(c, "orders") })
 
 	top, _ := c.fsm.Topic("orders")
-	remote := NewRemote(b, mustCache(t, 1<<20), nil)
+	remote := newRemote(t, b, mustCache(t, 1<<20), nil)
 	var got [][]byte
 	for _, s := range top.Segments[:4] {
 		if s.State != meta.Archived || s.ArchiveKey != ObjectKey("orders", s.ID, s.LeaderIndex) {
@@ -284,6 +284,14 @@ func TestUploadOfAnExistingObjectIsHarmless(t *testing.T) {
 	}
 }
 
+// newRemote is NewRemote whose background work ends before the test's temporary
+// directories are removed.
+func newRemote(t *testing.T, b archive.Bucket, cache *FrameCache, log *slog.Logger) *Remote {
+	r := NewRemote(b, cache, log)
+	t.Cleanup(r.Wait)
+	return r
+}
+
 func mustCache(t *testing.T, limit int64) *FrameCache {
 	t.Helper()
 	c, err := NewFrameCache(t.TempDir(), limit)
@@ -329,7 +337,7 @@ func putObject(t *testing.T, b archive.Bucket, key string, n, size int) (int64, 
 func TestRemoteReadFetchesTailAndOneFrame(t *testing.T) {
 	b := &flakyBucket{Bucket: mem.New("fetch")}
 	size, recs := putObject(t, b, "obj", 4000, 1000) // ~4 MB, 64 KiB frames
-	r := NewRemote(b, mustCache(t, 64<<20), nil)
+	r := newRemote(t, b, mustCache(t, 64<<20), nil)
 	got, err := r.Read(context.Background(), "obj", size, 2500, 1)
 	if err != nil || len(got) != 1 || !bytes.Equal(got[0], recs[2500]) {
 		t.Fatalf("read entry 2500 = %q, %v", got, err)
@@ -343,7 +351,7 @@ func TestRemoteReadFetchesTailAndOneFrame(t *testing.T) {
 func TestRemoteCollapsesConcurrentMissesAndPrefetches(t *testing.T) {
 	b := &flakyBucket{Bucket: mem.New("sf")}
 	size, recs := putObject(t, b, "obj", 2000, 1000)
-	r := NewRemote(b, mustCache(t, 64<<20), nil)
+	r := newRemote(t, b, mustCache(t, 64<<20), nil)
 	if _, err := r.Read(context.Background(), "obj", size, 0, 1); err != nil { // open the object
 		t.Fatal(err)
 	}
@@ -376,12 +384,42 @@ func TestRemoteCollapsesConcurrentMissesAndPrefetches(t *testing.T) {
 	})
 }
 
+func TestRemotePrefetchesAheadOfASequentialReader(t *testing.T) {
+	b := &flakyBucket{Bucket: mem.New("seq")}
+	size, recs := putObject(t, b, "obj", 2000, 1000) // 64 KiB frames of about 65 records
+	r := newRemote(t, b, mustCache(t, 64<<20), nil)
+	ctx := context.Background()
+	read := func(off uint64, max int) {
+		t.Helper()
+		got, err := r.Read(ctx, "obj", size, off, max)
+		if err != nil || len(got) != max || !bytes.Equal(got[0], recs[off]) {
+			t.Fatalf("read %d entries at %d = %d entries, %v", max, off, len(got), err)
+		}
+	}
+	// A first read is not known to be sequential: it fetches the tail and its frame only.
+	read(0, 10)
+	afterFirst := b.ranges.Load()
+	if r.cache.Has("obj", 1) {
+		t.Fatal("a single read inside frame 0 prefetched frame 1")
+	}
+	// A read that goes on where the last one ended is sequential: the next two frames
+	// are fetched before the reader gets there, and no further.
+	read(10, 10)
+	waitFor(t, 10*time.Second, "frames 1 and 2 prefetched", func() bool { return r.cache.Has("obj", 1) && r.cache.Has("obj", 2) })
+	if r.cache.Has("obj", 3) {
+		t.Fatal("frame 3 prefetched while the reader is in frame 0 (depth 2)")
+	}
+	if n := b.ranges.Load() - afterFirst; n != 2 {
+		t.Fatalf("sequential read in frame 0 made %d ranged GETs, want 2 (frames 1 and 2)", n)
+	}
+}
+
 func TestRemoteCacheStaysWithinBound(t *testing.T) {
 	b := mem.New("bound")
 	size, recs := putObject(t, b, "obj", 3000, 1000) // ~3 MB, ~47 frames
 	const limit = 100 << 10
 	cache := mustCache(t, limit)
-	r := NewRemote(b, cache, nil)
+	r := newRemote(t, b, cache, nil)
 	for off := uint64(0); off < uint64(len(recs)); {
 		got, err := r.Read(context.Background(), "obj", size, off, 500)
 		if err != nil {
@@ -416,7 +454,7 @@ func TestRemoteCorruptObjectIsAnErrorNeverData(t *testing.T) {
 	if err := b.Put(context.Background(), "obj", bytes.NewReader(body), size, archive.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	r := NewRemote(b, mustCache(t, 1<<20), nil)
+	r := newRemote(t, b, mustCache(t, 1<<20), nil)
 	got, err := r.Read(context.Background(), "obj", size, 0, 10)
 	if err == nil || !errors.Is(err, seekable.ErrCorrupt) || got != nil {
 		t.Fatalf("read of a corrupt frame = %d entries, %v; want ErrCorrupt and no data", len(got), err)
