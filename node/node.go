@@ -346,6 +346,9 @@ func (n *Node) Close() error {
 			err = cerr
 		}
 	}
+	if n.remote != nil {
+		n.remote.Wait() // background prefetches and cache writes
+	}
 	if n.bucket != nil {
 		n.bucket.Close()
 	}

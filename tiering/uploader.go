@@ -234,7 +234,7 @@ func (u *Uploader) upload(ctx context.Context, topic string, s *meta.Segment) er
 	w, err := seekable.NewWriter(bw, seekable.Meta{
 		Topic: topic, Segment: s.ID, Base: s.Base, Count: s.Count, LeaderTerm: s.LeaderIndex,
 		RecordCRC: s.CRC, RawBytes: s.Bytes, CreatedUnixMS: s.SealedUnixMS,
-	}, seekable.WriterOptions{FrameSize: u.cfg.FrameSize})
+	}, seekable.WriterOptions{FrameSize: u.cfg.FrameSize, Concurrency: 2})
 	if err != nil {
 		return err
 	}
