@@ -207,18 +207,37 @@ func (a *appender) current() (*meta.Topic, error) {
 }
 
 func (a *appender) process(batch []*appendReq) {
-	// A retry of a request this appender already wrote gets the original outcome.
-	if a.done != nil {
-		kept := batch[:0]
-		for _, r := range batch {
-			if res, ok := a.done[r.id]; ok && r.id != 0 {
+	// A retry of a request this appender already wrote gets the original outcome. A
+	// retry queued behind its original (both waiting while this node stalled) is held
+	// until the original is done, then answered the same way.
+	var retries []*appendReq
+	var seen map[uint64]bool // allocated only for batches with forwarded requests
+	kept := batch[:0]
+	for _, r := range batch {
+		if r.id != 0 {
+			if seen == nil {
+				seen = map[uint64]bool{}
+			}
+			if res, ok := a.done[r.id]; ok {
 				r.done(res)
 				continue
 			}
-			kept = append(kept, r)
+			if seen[r.id] {
+				retries = append(retries, r)
+				continue
+			}
+			seen[r.id] = true
 		}
-		batch = kept
+		kept = append(kept, r)
 	}
+	a.write(kept)
+	if len(retries) > 0 {
+		a.process(retries)
+	}
+}
+
+// write appends a batch of distinct requests, rolling over as limits are reached.
+func (a *appender) write(batch []*appendReq) {
 	for len(batch) > 0 {
 		t, err := a.current()
 		if err != nil {
