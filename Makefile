@@ -5,8 +5,9 @@ BIN := $(CURDIR)/bin
 MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
 FUZZTIME ?= 30s
 TEST_TIMEOUT ?= 20m
+COMPOSE_TEST_TIMEOUT ?= 10m
 
-.PHONY: build dev test vet bench bench-cluster fuzz minio clean
+.PHONY: build dev test vet bench bench-cluster fuzz minio clean images compose-up compose-down compose-logs test-compose
 
 build: ## build bin/floe (static)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/floe ./tools/floe
@@ -18,8 +19,20 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 
-test: vet $(BIN)/minio ## the whole suite, with the race detector (real floe processes, real MinIO)
-	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
+# The compose test (localstack/) runs after the rest of the suite, not beside it, so that its
+# containers do not compete for CPU with the timed cluster tests. It runs whenever a Docker
+# engine answers; FLOE_COMPOSE_TEST=1 (set by .ci/run) makes a missing engine a failure,
+# FLOE_COMPOSE_TEST=0 skips it.
+test: vet $(BIN)/minio ## the whole suite, with the race detector (real floe processes, real MinIO, the compose stack)
+	FLOE_COMPOSE_TEST=0 $(GO) test -race -timeout $(TEST_TIMEOUT) ./...
+	@if [ "$${FLOE_COMPOSE_TEST:-}" = 1 ] || { [ "$${FLOE_COMPOSE_TEST:-}" != 0 ] && docker info >/dev/null 2>&1; }; then \
+		$(MAKE) --no-print-directory test-compose; \
+	else \
+		echo "make test: no Docker engine answers (or FLOE_COMPOSE_TEST=0): the compose test did not run; see make test-compose"; \
+	fi
+
+test-compose: $(BIN)/minio ## the localstack e2e test: builds the images, runs the stack in Docker, kills and cuts off nodes
+	FLOE_COMPOSE_TEST=1 $(GO) test -count=1 -timeout $(COMPOSE_TEST_TIMEOUT) -v ./localstack/
 
 bench: build ## micro-benchmarks, then the 3-process cluster benchmark of the README
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./node/segment/ ./meta/logstore/ ./archive/seekable/
@@ -38,6 +51,23 @@ minio: $(BIN)/minio ## install the pinned MinIO server into ./bin (2-3 minutes t
 
 $(BIN)/minio:
 	GOBIN=$(BIN) CGO_ENABLED=0 $(GO) install github.com/minio/minio@$(MINIO_VERSION)
+
+# MINIO=official: the stack runs the official MinIO image (pulled from a registry) instead
+# of floe-minio:dev, which is then neither built nor needs bin/minio.
+MINIO ?= local
+export MINIO
+
+images: build $(if $(filter official,$(MINIO)),,$(BIN)/minio) ## build floe:dev and floe-minio:dev offline (FROM scratch, static binaries)
+	FLOE_BIN=$(BIN)/floe MINIO_BIN=$(BIN)/minio ./localstack/stack.sh images
+
+compose-up: images ## MinIO + a 3-node cluster in Docker (localstack/docker-compose.yml); waits until healthy
+	FLOE_BIN=$(BIN)/floe ./localstack/stack.sh up
+
+compose-down: ## stop the compose stack and remove its containers, network and volumes
+	./localstack/stack.sh down
+
+compose-logs: ## follow the compose stack's logs
+	./localstack/stack.sh logs
 
 clean:
 	rm -rf $(BIN)/floe data

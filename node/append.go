@@ -45,13 +45,13 @@ type appender struct {
 	topic string
 	ch    chan *appendReq
 
-	seg      *segment.Segment // the open active segment, nil until needed
-	segMeta  meta.Segment     // its replicated record
-	firstAt  time.Time        // when its first entry was written (for the age limit)
+	seg     *segment.Segment // the open active segment, nil until needed
+	segMeta meta.Segment     // its replicated record
+	firstAt time.Time        // when its first entry was written (for the age limit)
 	// firstMS mirrors firstAt (Unix ms, 0 = none) for the RPO gauge, read by others.
-	firstMS atomic.Int64
-	sealing  bool             // seg is sealed locally; the Seal command is not applied yet
-	sealedAt [3]uint64        // count, bytes, crc of the local seal while sealing
+	firstMS  atomic.Int64
+	sealing  bool      // seg is sealed locally; the Seal command is not applied yet
+	sealedAt [3]uint64 // count, bytes, crc of the local seal while sealing
 
 	done      map[uint64]appendResult // outcomes of recent request ids
 	doneOrder []uint64                // ring of those ids, oldest evicted first
