@@ -571,6 +571,14 @@ func (n *Node) appendRetry(ctx context.Context, topic string, payloads [][]byte,
 	defer cancel()
 	var lastErr error
 	for attempt := 0; ; attempt++ {
+		if ctx.Err() != nil {
+			// Never hand off an append whose caller has given up: its outcome would
+			// be unknown.
+			if lastErr == nil {
+				lastErr = ctx.Err()
+			}
+			return 0, fmt.Errorf("%w: append to %q not sent: %v", ErrUnavailable, topic, lastErr)
+		}
 		changed := n.fsm.Changed()
 		rt, err := n.routeFor(ctx, topic, pin)
 		var r appendResult

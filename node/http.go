@@ -29,6 +29,10 @@ func (n *Node) httpHandler() http.Handler {
 			http.Error(w, "no raft leader", http.StatusServiceUnavailable)
 			return
 		}
+		if !n.synced.Load() {
+			http.Error(w, "metadata not caught up with the raft leader yet", http.StatusServiceUnavailable)
+			return
+		}
 		if _, ok := n.fsm.Node(n.cfg.NodeID); !ok {
 			http.Error(w, "not yet a registered member", http.StatusServiceUnavailable)
 			return

@@ -1,6 +1,8 @@
 package node
 
 import (
+	"context"
+	"fmt"
 	"sync"
 )
 
@@ -123,14 +125,22 @@ func (s *putSeq) drain() {
 			failed := s.failed
 			s.failed = nil
 			s.mu.Unlock()
+			// The failed appends share one request timeout: when the cause lasts (a node
+			// cut off from the quorum), they all get their error within it, not one
+			// timeout after another.
+			ctx, cancel := context.WithTimeout(s.n.ctx, s.n.cfg.RequestTimeout)
 			for _, j := range failed {
 				var pin uint64
 				if j.res.ambiguous {
 					pin = j.res.node
 				}
-				first, err := s.n.appendRetry(s.n.ctx, s.topic, j.payloads, j.id, pin)
+				first, err := s.n.appendRetry(ctx, s.topic, j.payloads, j.id, pin)
+				if err != nil && ctx.Err() != nil && j.res.err != nil {
+					err = fmt.Errorf("%w (first failure: %v)", err, j.res.err)
+				}
 				j.reply(appendResult{first: first, err: err})
 			}
+			cancel()
 			s.mu.Lock()
 			continue
 		}

@@ -17,6 +17,7 @@ import (
 
 type agentFlags struct {
 	cfg       node.Config
+	port      int
 	logLevel  string
 	logFormat string
 }
@@ -30,6 +31,7 @@ func addNodeFlags(c *cobra.Command, f *agentFlags) {
 	fs.StringVar(&f.cfg.RaftAdvertiseHost, "raft-advertise-host", "", "host other nodes dial (default: --raft-host)")
 	fs.StringVar(&f.cfg.ClientHost, "client-host", "127.0.0.1", "Walrus-protocol listener host")
 	fs.IntVar(&f.cfg.ClientPort, "client-port", 8080, "Walrus-protocol listener port")
+	fs.IntVar(&f.port, "port", 0, "alias of --client-port (newer Distributed Walrus compose files)")
 	fs.StringVar(&f.cfg.HTTPHost, "http-host", "", "HTTP API host (default: --client-host)")
 	fs.IntVar(&f.cfg.HTTPPort, "http-port", 9080, "HTTP API port (0 disables it)")
 	fs.StringVar(&f.cfg.Join, "join", "", "host:raftport of any member: join that cluster as a voter")
@@ -83,6 +85,9 @@ func agentCmd() *cobra.Command {
 			}
 			if err := applyWalrusEnv(c, f); err != nil {
 				return err
+			}
+			if c.Flags().Changed("port") && !c.Flags().Changed("client-port") {
+				f.cfg.ClientPort = f.port
 			}
 			log, err := newLogger(f.logLevel, f.logFormat)
 			if err != nil {
