@@ -244,6 +244,12 @@ func (a *appender) write(batch []*appendReq) {
 			fail(batch, err)
 			return
 		}
+		// Without the lease, fail at once: neither write nor try to seal (a node cut
+		// off from the quorum must answer quickly, not wait for a Raft commit).
+		if !a.n.hasLease() {
+			fail(batch, fmt.Errorf("%w: node %d has no quorum lease (cut off from the raft leader)", ErrUnavailable, a.n.cfg.NodeID))
+			return
+		}
 		if a.sealing {
 			if err := a.finishRoll(t); err != nil {
 				fail(batch, err)
@@ -259,10 +265,6 @@ func (a *appender) write(batch []*appendReq) {
 				ErrUnavailable, a.n.cfg.NodeID, a.segMeta.ID, a.topic, r.segment)})
 			batch = batch[1:]
 			continue
-		}
-		if !a.n.hasLease() {
-			fail(batch, fmt.Errorf("%w: node %d has no quorum lease (cut off from the raft leader)", ErrUnavailable, a.n.cfg.NodeID))
-			return
 		}
 		maxEntries, maxBytes, _ := a.limits(t)
 		count, size := a.seg.Count(), a.seg.Bytes()
@@ -329,7 +331,7 @@ func fail(batch []*appendReq, err error) {
 }
 
 func (a *appender) checkAge() {
-	if a.seg == nil || a.firstAt.IsZero() {
+	if a.seg == nil || a.firstAt.IsZero() || !a.n.hasLease() {
 		return
 	}
 	t, err := a.current()
