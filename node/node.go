@@ -478,15 +478,21 @@ func (n *Node) propose(ctx context.Context, c *meta.Command) (*meta.Result, erro
 	}
 }
 
-// waitApplied waits until this node's FSM has applied index.
+// waitApplied waits until this node has applied the Raft log up to index. Entries
+// that never reach the FSM (barriers, configuration changes, a new leader's no-op)
+// count too, so it watches raft's applied index, polling every 5 ms besides the FSM's
+// change signal.
 func (n *Node) waitApplied(ctx context.Context, index uint64) error {
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		ch := n.fsm.Changed()
-		if n.fsm.AppliedIndex() >= index {
+		if n.fsm.AppliedIndex() >= index || n.raft.AppliedIndex() >= index {
 			return nil
 		}
 		select {
 		case <-ch:
+		case <-tick.C:
 		case <-ctx.Done():
 			return fmt.Errorf("%w: waiting for index %d: %v", ErrUnavailable, index, ctx.Err())
 		case <-n.ctx.Done():
@@ -589,14 +595,16 @@ func (n *Node) syncMeta(ctx context.Context) error {
 	if addr == "" {
 		return fmt.Errorf("%w: no raft leader", ErrUnavailable)
 	}
-	body, err := n.peer(addr).call(opStatus, nil, 2*time.Second)
+	// The leader runs a barrier first: right after an election its applied index may
+	// still lag what was committed before.
+	body, err := n.peer(addr).call(opSync, nil, 6*time.Second)
 	if err != nil {
 		return err
 	}
 	d := decoder{b: body}
 	applied := d.u64()
 	if d.err != nil {
-		return fmt.Errorf("%w: bad status reply from %s", ErrUnavailable, addr)
+		return fmt.Errorf("%w: bad sync reply from %s", ErrUnavailable, addr)
 	}
 	return n.waitApplied(ctx, applied)
 }
@@ -613,6 +621,7 @@ func (n *Node) syncLoop() {
 			n.log.Debug("metadata caught up", "applied", n.fsm.AppliedIndex())
 			return
 		}
+		n.log.Debug("metadata not caught up yet", "err", err)
 		n.backoff(n.ctx, attempt+2, nil)
 	}
 }
@@ -653,8 +662,11 @@ func (n *Node) topic(ctx context.Context, name string) (*meta.Topic, error) {
 	if err := meta.ValidateTopic(name); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, n.cfg.RequestTimeout)
+		defer cancel()
+	}
 	if err := n.syncMeta(ctx); err != nil {
 		return nil, fmt.Errorf("%w: cannot check topic %q with the raft leader: %v", ErrUnavailable, name, err)
 	}

@@ -426,6 +426,16 @@ func (n *Node) handleRPC(c *rpcConn, id uint64, op byte, body []byte) {
 		e.u64(n.raft.LastIndex())
 		e.str(n.raft.State())
 		c.reply(id, e.b, nil)
+	case opSync:
+		go func() {
+			if err := n.raft.Barrier(5 * time.Second); err != nil {
+				c.reply(id, nil, err)
+				return
+			}
+			var e encoder
+			e.u64(n.raft.AppliedIndex())
+			c.reply(id, e.b, nil)
+		}()
 	case opCount:
 		topic, segID := d.str(), d.u64()
 		go func() {

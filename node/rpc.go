@@ -27,6 +27,7 @@ const (
 	opJoin   byte = 4 // id, raft address -> ok (at the Raft leader)
 	opStatus byte = 5 // -> applied index, state
 	opCount  byte = 6 // topic, segment -> durable count of a local segment
+	opSync   byte = 7 // (at the Raft leader) barrier -> applied index
 
 	statusOK  byte = 0
 	statusErr byte = 1
