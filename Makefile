@@ -24,7 +24,7 @@ vet:
 # engine answers; FLOE_COMPOSE_TEST=1 (set by .ci/run) makes a missing engine a failure,
 # FLOE_COMPOSE_TEST=0 skips it.
 test: vet $(BIN)/minio ## the whole suite, with the race detector (real floe processes, real MinIO, the compose stack)
-	FLOE_COMPOSE_TEST=0 $(GO) test -race -timeout $(TEST_TIMEOUT) ./...
+	FLOE_COMPOSE_TEST=0 $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 	@if [ "$${FLOE_COMPOSE_TEST:-}" = 1 ] || { [ "$${FLOE_COMPOSE_TEST:-}" != 0 ] && docker info >/dev/null 2>&1; }; then \
 		$(MAKE) --no-print-directory test-compose; \
 	else \
