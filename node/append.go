@@ -29,10 +29,21 @@ type appendReq struct {
 	payloads [][]byte
 	bytes    int64
 	segment  uint64 // the segment the sender expects; 0 = whichever is active
+	tag      appendTag
+	done     func(appendResult)
+}
+
+// appendTag identifies an append across retries and orders it within its stream.
+type appendTag struct {
 	// id identifies the request across retries (0: none). The appender remembers the
 	// outcome of recent ids and answers a retry with it instead of appending twice.
-	id   uint64
-	done func(appendResult)
+	id uint64
+	// stream and seq order the appends of one client connection to one topic (stream
+	// 0: unordered). The appender writes a stream's appends only in seq order without
+	// gaps: once one fails, the later ones fail too until it is retried, so a failure
+	// is always a suffix of what a connection has in flight (Kafka's producer
+	// sequence numbers, for the same reason).
+	stream, seq uint64
 }
 
 // appender is the single writer of one topic's active segment on its leader. Requests
@@ -56,7 +67,16 @@ type appender struct {
 	done      map[uint64]appendResult // outcomes of recent request ids
 	doneOrder []uint64                // ring of those ids, oldest evicted first
 	doneNext  int
+	streams   map[uint64]uint64 // stream -> seq of its last written append, in streamsSeg
+	// streamsSeg is the segment the stream sequences belong to: sequencing holds
+	// within one segment on one leader (the sender orders across segments), so they
+	// start afresh with each segment.
+	streamsSeg uint64
 }
+
+// maxStreams bounds the streams an appender tracks; past it, it forgets them all (a
+// forgotten stream starts afresh at its next append).
+const maxStreams = 1 << 14
 
 // dedupWindow is how many recent forwarded request ids an appender remembers (about
 // 1.5 MiB once full). A retry is deduplicated if fewer appends than this came between
@@ -210,23 +230,44 @@ func (a *appender) process(batch []*appendReq) {
 	// A retry of a request this appender already wrote gets the original outcome. A
 	// retry queued behind its original (both waiting while this node stalled) is held
 	// until the original is done, then answered the same way.
+	if act, _, ok := a.n.fsm.ActiveOf(a.topic); ok && act.ID != a.streamsSeg {
+		a.streams, a.streamsSeg = nil, act.ID
+	}
 	var retries []*appendReq
 	var seen map[uint64]bool // allocated only for batches with forwarded requests
+	var next map[uint64]uint64
 	kept := batch[:0]
 	for _, r := range batch {
-		if r.id != 0 {
+		if id := r.tag.id; id != 0 {
 			if seen == nil {
 				seen = map[uint64]bool{}
 			}
-			if res, ok := a.done[r.id]; ok {
+			if res, ok := a.done[id]; ok {
 				r.done(res)
 				continue
 			}
-			if seen[r.id] {
+			if seen[id] {
 				retries = append(retries, r)
 				continue
 			}
-			seen[r.id] = true
+			seen[id] = true
+		}
+		if st := r.tag.stream; st != 0 {
+			if next == nil {
+				next = map[uint64]uint64{}
+			}
+			want, ok := next[st]
+			if !ok {
+				last, known := a.streams[st]
+				want, ok = last+1, known
+			}
+			if ok && r.tag.seq != want {
+				r.done(appendResult{err: fmt.Errorf("%w: append %d of its connection is out of sequence (next is %d, an earlier one failed)",
+					ErrUnavailable, r.tag.seq, want), node: a.n.cfg.NodeID})
+				next[st] = want // later ones of the stream fail too
+				continue
+			}
+			next[st] = r.tag.seq + 1
 		}
 		kept = append(kept, r)
 	}
@@ -241,18 +282,18 @@ func (a *appender) write(batch []*appendReq) {
 	for len(batch) > 0 {
 		t, err := a.current()
 		if err != nil {
-			fail(batch, err)
+			a.fail(batch, err)
 			return
 		}
 		// Without the lease, fail at once: neither write nor try to seal (a node cut
 		// off from the quorum must answer quickly, not wait for a Raft commit).
 		if !a.n.hasLease() {
-			fail(batch, fmt.Errorf("%w: node %d has no quorum lease (cut off from the raft leader)", ErrUnavailable, a.n.cfg.NodeID))
+			a.fail(batch, fmt.Errorf("%w: node %d has no quorum lease (cut off from the raft leader)", ErrUnavailable, a.n.cfg.NodeID))
 			return
 		}
 		if a.sealing {
 			if err := a.finishRoll(t); err != nil {
-				fail(batch, err)
+				a.fail(batch, err)
 				return
 			}
 			continue
@@ -260,11 +301,11 @@ func (a *appender) write(batch []*appendReq) {
 		// A sender that expects a newer segment than ours knows more than this node:
 		// our metadata is behind, so we must not write (the segment may be sealed).
 		// An older expectation is fine: the client asked for a topic append.
+		// It fails the rest of the batch too: a failure is always a suffix.
 		if r := batch[0]; r.segment > a.segMeta.ID {
-			r.done(appendResult{err: fmt.Errorf("%w: node %d has segment %d of %q active, sender expects %d (metadata behind)",
-				ErrUnavailable, a.n.cfg.NodeID, a.segMeta.ID, a.topic, r.segment)})
-			batch = batch[1:]
-			continue
+			a.fail(batch, fmt.Errorf("%w: node %d has segment %d of %q active, sender expects %d (metadata behind)",
+				ErrUnavailable, a.n.cfg.NodeID, a.segMeta.ID, a.topic, r.segment))
+			return
 		}
 		maxEntries, maxBytes, _ := a.limits(t)
 		count, size := a.seg.Count(), a.seg.Bytes()
@@ -285,7 +326,7 @@ func (a *appender) write(batch []*appendReq) {
 		}
 		if take == 0 {
 			if err := a.roll(t); err != nil {
-				fail(batch, err)
+				a.fail(batch, err)
 				return
 			}
 			continue
@@ -300,9 +341,8 @@ func (a *appender) write(batch []*appendReq) {
 				err = fmt.Errorf("%w: segment %d of %q is sealing", ErrNotLeader, a.segMeta.ID, a.topic)
 			}
 			a.n.log.Error("append failed", "topic", a.topic, "segment", a.segMeta.ID, "err", err)
-			fail(batch[:take], err)
-			batch = batch[take:]
-			continue
+			a.fail(batch, err) // the rest too: a failure is always a suffix
+			return
 		}
 		if a.firstAt.IsZero() {
 			a.setFirst(time.Now())
@@ -311,7 +351,13 @@ func (a *appender) write(batch []*appendReq) {
 		off := a.segMeta.Base + first
 		for _, r := range batch[:take] {
 			res := appendResult{first: off, segment: a.segMeta.ID, node: a.n.cfg.NodeID}
-			a.remember(r.id, res)
+			a.remember(r.tag.id, res)
+			if r.tag.stream != 0 {
+				if a.streams == nil || len(a.streams) >= maxStreams {
+					a.streams = map[uint64]uint64{}
+				}
+				a.streams[r.tag.stream] = r.tag.seq
+			}
 			r.done(res)
 			off += uint64(len(r.payloads))
 		}
@@ -324,8 +370,17 @@ func (a *appender) write(batch []*appendReq) {
 	}
 }
 
-func fail(batch []*appendReq, err error) {
+// fail answers a batch with err. A final (not retryable) error consumes the requests'
+// sequence numbers, since the sender will not retry them.
+func (a *appender) fail(batch []*appendReq, err error) {
+	final := !retryable(err)
 	for _, r := range batch {
+		if final && r.tag.stream != 0 {
+			if a.streams == nil || len(a.streams) >= maxStreams {
+				a.streams = map[uint64]uint64{}
+			}
+			a.streams[r.tag.stream] = r.tag.seq
+		}
 		r.done(appendResult{err: err})
 	}
 }
@@ -490,7 +545,7 @@ func (n *Node) routeFor(ctx context.Context, topic string, pin uint64) (route, e
 // dispatch sends one append along rt: to this node's appender, or over RPC. It is
 // synchronous up to the hand-off, so calls made in order from one goroutine reach the
 // log in order; done runs exactly once, possibly before dispatch returns.
-func (n *Node) dispatch(topic string, rt route, payloads [][]byte, id uint64, done func(appendResult)) {
+func (n *Node) dispatch(topic string, rt route, payloads [][]byte, tag appendTag, done func(appendResult)) {
 	if rt.node == n.cfg.NodeID {
 		var size int64
 		for _, p := range payloads {
@@ -498,7 +553,8 @@ func (n *Node) dispatch(topic string, rt route, payloads [][]byte, id uint64, do
 		}
 		// A local hand-off cannot be lost, so it is never retried ambiguously and needs
 		// no id (ids cost memory in the appender's window).
-		n.appenderFor(topic).enqueue(&appendReq{payloads: payloads, bytes: size, segment: rt.segment, done: done})
+		tag.id = 0
+		n.appenderFor(topic).enqueue(&appendReq{payloads: payloads, bytes: size, segment: rt.segment, tag: tag, done: done})
 		return
 	}
 	p, err := n.nodePeer(rt.node)
@@ -509,7 +565,9 @@ func (n *Node) dispatch(topic string, rt route, payloads [][]byte, id uint64, do
 	var e encoder
 	e.str(topic)
 	e.u64(rt.segment)
-	e.u64(id)
+	e.u64(tag.id)
+	e.u64(tag.stream)
+	e.u64(tag.seq)
 	e.u64(uint64(len(payloads)))
 	for _, pl := range payloads {
 		e.bytes(pl)
@@ -559,7 +617,7 @@ func (n *Node) newRequestID() uint64 {
 // change, election) are retried until the request timeout, without duplicates: see
 // appendRetry.
 func (n *Node) Append(ctx context.Context, topic string, payloads [][]byte) (uint64, error) {
-	return n.appendRetry(ctx, topic, payloads, n.newRequestID(), 0)
+	return n.appendRetry(ctx, topic, payloads, appendTag{id: n.newRequestID()}, 0)
 }
 
 // appendRetry appends with retries. After an ambiguous failure (the request may have
@@ -568,7 +626,7 @@ func (n *Node) Append(ctx context.Context, topic string, payloads [][]byte) (uin
 // proves it never wrote the request; only then does it follow the new route. So a
 // retry never duplicates an entry, except across a restart of the segment leader
 // (which forgets its ids): at-least-once there.
-func (n *Node) appendRetry(ctx context.Context, topic string, payloads [][]byte, id, pin uint64) (uint64, error) {
+func (n *Node) appendRetry(ctx context.Context, topic string, payloads [][]byte, tag appendTag, pin uint64) (uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
 	var lastErr error
@@ -588,7 +646,7 @@ func (n *Node) appendRetry(ctx context.Context, topic string, payloads [][]byte,
 			r.err = err
 		} else {
 			ch := make(chan appendResult, 1)
-			n.dispatch(topic, rt, payloads, id, func(r appendResult) { ch <- r })
+			n.dispatch(topic, rt, payloads, tag, func(r appendResult) { ch <- r })
 			select {
 			case r = <-ch:
 			case <-ctx.Done():

@@ -320,7 +320,9 @@ func (n *Node) handleRPC(c *rpcConn, id uint64, op byte, body []byte) {
 	d := decoder{b: body}
 	switch op {
 	case opAppend:
-		topic, segID, reqID, count := d.str(), d.u64(), d.u64(), d.u64()
+		topic, segID := d.str(), d.u64()
+		tag := appendTag{id: d.u64(), stream: d.u64(), seq: d.u64()}
+		count := d.u64()
 		if d.err != nil || count == 0 || count > uint64(len(d.b)/4) {
 			c.reply(id, nil, fmt.Errorf("%w: malformed append", ErrBadRequest))
 			return
@@ -352,7 +354,7 @@ func (n *Node) handleRPC(c *rpcConn, id uint64, op byte, body []byte) {
 		if a == nil {
 			a = n.appenderFor(topic)
 		}
-		a.enqueue(&appendReq{payloads: payloads, bytes: size, segment: segID, id: reqID, done: func(r appendResult) {
+		a.enqueue(&appendReq{payloads: payloads, bytes: size, segment: segID, tag: tag, done: func(r appendResult) {
 			if r.err != nil {
 				c.reply(id, nil, r.err)
 				return

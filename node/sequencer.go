@@ -13,7 +13,13 @@ type putJob struct {
 	slot     chan<- []byte
 	id       uint64
 	seq      uint64       // position on the connection
+	wseq     uint64       // sequence number on the wire (appendTag.seq), set when first sent
+	stream   uint64       // the stream it was sent in
 	res      appendResult // the failure a retry starts from
+}
+
+func (s *putSeq) tag(j *putJob) appendTag {
+	return appendTag{id: j.id, stream: j.stream, seq: j.wseq}
 }
 
 func (j *putJob) reply(r appendResult) {
@@ -39,21 +45,23 @@ func (j *putJob) reply(r appendResult) {
 //
 // Once nothing is left to retry or hold, the fast path resumes.
 type putSeq struct {
-	n     *Node
-	topic string
+	n      *Node
+	topic  string
+	stream uint64 // identifies this sequence to the appenders (appendTag.stream)
 
 	mu       sync.Mutex
 	cond     *sync.Cond
 	nextSeq  uint64
-	inflight int   // handed off, outcome not known yet
-	cur      route // the route of the in-flight appends
-	slow     bool  // drain is running
+	nextWire uint64 // last wire sequence number handed out
+	inflight int    // handed off, outcome not known yet
+	cur      route  // the route of the in-flight appends
+	slow     bool   // drain is running
 	failed   []*putJob
 	held     []*putJob
 }
 
 func newPutSeq(n *Node, topic string) *putSeq {
-	s := &putSeq{n: n, topic: topic}
+	s := &putSeq{n: n, topic: topic, stream: n.newRequestID()}
 	s.cond = sync.NewCond(&s.mu)
 	return s
 }
@@ -80,8 +88,30 @@ func (s *putSeq) submit(j *putJob) {
 	}
 	s.cur = rt
 	s.inflight++
+	s.assignWire(j)
 	s.mu.Unlock()
-	s.n.dispatch(s.topic, rt, j.payloads, j.id, func(r appendResult) { s.settle(j, r) })
+	s.n.dispatch(s.topic, rt, j.payloads, s.tag(j), func(r appendResult) { s.settle(j, r) })
+}
+
+// assignWire gives j the next wire sequence number when it is first sent, so that
+// appends that never left (refused before routing) leave no gap; s.mu is held.
+func (s *putSeq) assignWire(j *putJob) {
+	if j.wseq == 0 {
+		s.nextWire++
+		j.wseq, j.stream = s.nextWire, s.stream
+	}
+}
+
+// rotate starts a new stream after an append failed for good: the appender still
+// expects that append's sequence number in the old stream, and it will never come.
+// The given jobs (failed ones waiting for their retry, in order) move to the new
+// stream. s.mu is held.
+func (s *putSeq) rotate(pending []*putJob) {
+	s.stream, s.nextWire = s.n.newRequestID(), 0
+	for _, j := range pending {
+		s.nextWire++
+		j.wseq, j.stream = s.nextWire, s.stream
+	}
 }
 
 // startDrain starts the slow path if it is not running; s.mu is held.
@@ -99,6 +129,9 @@ func (s *putSeq) settle(j *putJob, r appendResult) {
 	s.inflight--
 	s.cond.Broadcast()
 	if r.err == nil || !retryable(r.err) {
+		if r.err != nil {
+			s.rotate(nil)
+		}
 		j.reply(r)
 		return
 	}
@@ -129,14 +162,22 @@ func (s *putSeq) drain() {
 			// cut off from the quorum), they all get their error within it, not one
 			// timeout after another.
 			ctx, cancel := context.WithTimeout(s.n.ctx, s.n.cfg.RequestTimeout)
-			for _, j := range failed {
+			for i, j := range failed {
 				var pin uint64
 				if j.res.ambiguous {
 					pin = j.res.node
 				}
-				first, err := s.n.appendRetry(ctx, s.topic, j.payloads, j.id, pin)
-				if err != nil && ctx.Err() != nil && j.res.err != nil {
-					err = fmt.Errorf("%w (first failure: %v)", err, j.res.err)
+				s.mu.Lock()
+				tag := s.tag(j)
+				s.mu.Unlock()
+				first, err := s.n.appendRetry(ctx, s.topic, j.payloads, tag, pin)
+				if err != nil {
+					s.mu.Lock()
+					s.rotate(failed[i+1:])
+					s.mu.Unlock()
+					if ctx.Err() != nil && j.res.err != nil {
+						err = fmt.Errorf("%w (first failure: %v)", err, j.res.err)
+					}
 				}
 				j.reply(appendResult{first: first, err: err})
 			}
@@ -155,9 +196,15 @@ func (s *putSeq) drain() {
 		s.mu.Lock()
 		if err != nil {
 			s.held = s.held[1:]
+			s.assignWire(j)
 			s.mu.Unlock()
 			// Route errors (unknown topic, no leader) get the retrying path.
-			first, err := s.n.appendRetry(s.n.ctx, s.topic, j.payloads, j.id, 0)
+			first, err := s.n.appendRetry(s.n.ctx, s.topic, j.payloads, s.tag(j), 0)
+			if err != nil {
+				s.mu.Lock()
+				s.rotate(nil)
+				s.mu.Unlock()
+			}
 			j.reply(appendResult{first: first, err: err})
 			s.mu.Lock()
 			continue
@@ -168,8 +215,9 @@ func (s *putSeq) drain() {
 		s.held = s.held[1:]
 		s.cur = rt
 		s.inflight++
+		s.assignWire(j)
 		s.mu.Unlock()
-		s.n.dispatch(s.topic, rt, j.payloads, j.id, func(r appendResult) { s.settle(j, r) })
+		s.n.dispatch(s.topic, rt, j.payloads, s.tag(j), func(r appendResult) { s.settle(j, r) })
 		s.mu.Lock()
 	}
 }
