@@ -79,6 +79,7 @@ func TestJoin(t *testing.T) {
 		}
 		c.start(r.id)
 		c.waitMembers(3, 30*time.Second)
+		c.waitReady(30 * time.Second) // the restarted node's metadata has caught up
 		checkMembers(when, 3)
 	}
 	for _, id := range []int{1, 2} {
