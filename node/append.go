@@ -22,6 +22,7 @@ type appendResult struct {
 	// request left): a retry must then ask that node again, with the same id.
 	node      uint64
 	ambiguous bool
+	boot      uint64 // with ambiguous: the boot id of node when the request was sent
 }
 
 // appendReq is one client append (one or more payloads, kept contiguous and in order).
@@ -44,6 +45,10 @@ type appendTag struct {
 	// is always a suffix of what a connection has in flight (Kafka's producer
 	// sequence numbers, for the same reason).
 	stream, seq uint64
+	// boot is set on a retry after an ambiguous failure: the target's boot id at the
+	// first attempt. A target that has restarted since cannot know whether it wrote
+	// the first attempt, so it answers ErrOutcomeUnknown instead of writing again.
+	boot uint64
 }
 
 // appender is the single writer of one topic's active segment on its leader. Requests
@@ -568,13 +573,15 @@ func (n *Node) dispatch(topic string, rt route, payloads [][]byte, tag appendTag
 	e.u64(tag.id)
 	e.u64(tag.stream)
 	e.u64(tag.seq)
+	e.u64(tag.boot)
 	e.u64(uint64(len(payloads)))
 	for _, pl := range payloads {
 		e.bytes(pl)
 	}
 	ch, err := p.send(opAppend, e.b)
+	boot := p.bootID()
 	if err != nil {
-		done(appendResult{err: err, node: rt.node, ambiguous: !errors.Is(err, errNotSent)})
+		done(appendResult{err: err, node: rt.node, ambiguous: !errors.Is(err, errNotSent), boot: boot})
 		return
 	}
 	go func() {
@@ -589,13 +596,13 @@ func (n *Node) dispatch(topic string, rt route, payloads [][]byte, tag appendTag
 		if r.err != nil {
 			// No answer from the node (as opposed to an error it sent): the append may
 			// or may not have been written there.
-			done(appendResult{err: r.err, node: rt.node, ambiguous: !isRemote(r.err)})
+			done(appendResult{err: r.err, node: rt.node, ambiguous: !isRemote(r.err), boot: boot})
 			return
 		}
 		d := decoder{b: r.body}
 		res := appendResult{first: d.u64(), segment: d.u64(), node: rt.node}
 		if d.err != nil {
-			res = appendResult{err: fmt.Errorf("%w: bad append reply from node %d", ErrUnavailable, rt.node), node: rt.node, ambiguous: true}
+			res = appendResult{err: fmt.Errorf("%w: bad append reply from node %d", ErrUnavailable, rt.node), node: rt.node, ambiguous: true, boot: boot}
 		}
 		n.metrics.forwarded.Inc()
 		done(res)
@@ -662,6 +669,9 @@ func (n *Node) appendRetry(ctx context.Context, topic string, payloads [][]byte,
 		switch {
 		case r.ambiguous:
 			pin = r.node
+			if tag.boot == 0 {
+				tag.boot = r.boot
+			}
 		case pin != 0 && errors.Is(r.err, ErrNotLeader):
 			pin = 0 // the pinned node never wrote it: route afresh
 		}

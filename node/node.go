@@ -36,6 +36,10 @@ var (
 	ErrSegmentNotFound = errors.New("node: segment not on this node")
 	// ErrClosed: the node is shutting down.
 	ErrClosed = errors.New("node: closed")
+	// ErrOutcomeUnknown: an append may or may not have been written, and nothing can
+	// tell any more (the segment leader restarted after the first attempt and forgot
+	// it). Final: retrying could write the entry twice.
+	ErrOutcomeUnknown = errors.New("node: outcome unknown")
 )
 
 // Config is one node's configuration; the flags of DESIGN section 3 map onto it.
@@ -165,6 +169,7 @@ type Node struct {
 	conns     map[net.Conn]struct{}
 
 	reqIDs atomic.Uint64 // request ids of appends (random start)
+	bootID uint64        // random per process: tells a restarted node from its former self
 	// synced is set once this node's metadata caught up with the Raft leader's after
 	// start; until then it holds no write lease.
 	synced atomic.Bool
@@ -193,6 +198,8 @@ func Start(cfg Config) (*Node, error) {
 	var seed [8]byte
 	rand.Read(seed[:])
 	n.reqIDs.Store(binary.LittleEndian.Uint64(seed[:]))
+	rand.Read(seed[:])
+	n.bootID = binary.LittleEndian.Uint64(seed[:]) | 1 // never 0
 	n.metrics = newMetrics(n)
 	n.sealed = newSealedLRU()
 	ok := false

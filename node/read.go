@@ -321,7 +321,7 @@ func (n *Node) handleRPC(c *rpcConn, id uint64, op byte, body []byte) {
 	switch op {
 	case opAppend:
 		topic, segID := d.str(), d.u64()
-		tag := appendTag{id: d.u64(), stream: d.u64(), seq: d.u64()}
+		tag := appendTag{id: d.u64(), stream: d.u64(), seq: d.u64(), boot: d.u64()}
 		count := d.u64()
 		if d.err != nil || count == 0 || count > uint64(len(d.b)/4) {
 			c.reply(id, nil, fmt.Errorf("%w: malformed append", ErrBadRequest))
@@ -335,6 +335,10 @@ func (n *Node) handleRPC(c *rpcConn, id uint64, op byte, body []byte) {
 		}
 		if d.err != nil {
 			c.reply(id, nil, fmt.Errorf("%w: malformed append", ErrBadRequest))
+			return
+		}
+		if tag.boot != 0 && tag.boot != n.bootID {
+			c.reply(id, nil, fmt.Errorf("%w: node %d restarted after the first attempt of this append", ErrOutcomeUnknown, n.cfg.NodeID))
 			return
 		}
 		act, _, ok := n.fsm.ActiveOf(topic)
@@ -427,6 +431,7 @@ func (n *Node) handleRPC(c *rpcConn, id uint64, op byte, body []byte) {
 		e.u64(n.raft.AppliedIndex())
 		e.u64(n.raft.LastIndex())
 		e.str(n.raft.State())
+		e.u64(n.bootID)
 		c.reply(id, e.b, nil)
 	case opSync:
 		go func() {

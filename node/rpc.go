@@ -48,19 +48,21 @@ const (
 	codeBadTopic
 	codeRaftNotLeader
 	codeNotFound
+	codeOutcomeUnknown
 )
 
 var codeErrs = map[byte]error{
-	codeNotLeader:     ErrNotLeader,
-	codeUnavailable:   ErrUnavailable,
-	codeNoTopic:       meta.ErrNoTopic,
-	codeBadRequest:    ErrBadRequest,
-	codeCorrupt:       ErrCorrupt,
-	codeCursorMoved:   meta.ErrCursorMoved,
-	codeStaleSegment:  meta.ErrStaleSegment,
-	codeBadTopic:      meta.ErrBadTopic,
-	codeRaftNotLeader: meta.ErrNotLeader,
-	codeNotFound:      ErrSegmentNotFound,
+	codeNotLeader:      ErrNotLeader,
+	codeUnavailable:    ErrUnavailable,
+	codeNoTopic:        meta.ErrNoTopic,
+	codeBadRequest:     ErrBadRequest,
+	codeCorrupt:        ErrCorrupt,
+	codeCursorMoved:    meta.ErrCursorMoved,
+	codeStaleSegment:   meta.ErrStaleSegment,
+	codeBadTopic:       meta.ErrBadTopic,
+	codeRaftNotLeader:  meta.ErrNotLeader,
+	codeNotFound:       ErrSegmentNotFound,
+	codeOutcomeUnknown: ErrOutcomeUnknown,
 }
 
 func errCode(err error) byte {
@@ -208,6 +210,7 @@ type peer struct {
 	nextID  uint64
 
 	downUntil time.Time // after a failed call: skip optional calls until then
+	boot      uint64    // the peer's boot id, learned when the connection opened
 }
 
 // peerDownFor is how long a peer that failed a call is skipped by optional calls
@@ -240,7 +243,12 @@ func (p *peer) send(op byte, body []byte) (<-chan rpcReply, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: cannot reach %s: %w", ErrUnavailable, p.addr, errors.Join(errNotSent, err))
 		}
-		p.conn = conn
+		boot, err := handshake(conn)
+		if err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("%w: cannot reach %s: %w", ErrUnavailable, p.addr, errors.Join(errNotSent, err))
+		}
+		p.conn, p.boot = conn, boot
 		p.w = bufio.NewWriterSize(conn, 64<<10)
 		p.pending = map[uint64]chan rpcReply{}
 		go p.readLoop(conn, p.pending)
@@ -267,6 +275,38 @@ func (p *peer) send(op byte, body []byte) (<-chan rpcReply, error) {
 		return nil, fmt.Errorf("%w: cannot send to %s: %v", ErrUnavailable, p.addr, err)
 	}
 	return ch, nil
+}
+
+// handshake asks a freshly dialled peer for its status, to learn its boot id.
+func handshake(conn net.Conn) (uint64, error) {
+	conn.SetDeadline(time.Now().Add(2 * time.Second))
+	defer conn.SetDeadline(time.Time{})
+	if _, err := conn.Write(appendMsg(nil, 0, opStatus, nil)); err != nil {
+		return 0, err
+	}
+	_, status, body, err := readMsg(conn)
+	if err != nil {
+		return 0, err
+	}
+	if status != statusOK {
+		return 0, decodeErr(body)
+	}
+	d := decoder{b: body}
+	d.u64()
+	d.u64()
+	d.str()
+	boot := d.u64()
+	if d.err != nil {
+		return 0, fmt.Errorf("node: bad status reply in handshake")
+	}
+	return boot, nil
+}
+
+// bootID returns the boot id of the peer's current connection (0 if none).
+func (p *peer) bootID() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.boot
 }
 
 // call sends a request and waits for its reply or the timeout.

@@ -170,6 +170,9 @@ func (s *putSeq) drain() {
 				s.mu.Lock()
 				tag := s.tag(j)
 				s.mu.Unlock()
+				if j.res.ambiguous {
+					tag.boot = j.res.boot
+				}
 				first, err := s.n.appendRetry(ctx, s.topic, j.payloads, tag, pin)
 				if err != nil {
 					s.mu.Lock()
