@@ -211,7 +211,7 @@ func (n *Node) Tail(ctx context.Context, topic string, offset uint64, max int, w
 		if err != nil || len(entries) > 0 || time.Now().After(deadline) {
 			return entries, next, err
 		}
-		a := n.tailWaiter(topic)
+		a := n.fsm.Changed() // metadata changes; appends elsewhere are polled below
 		t := time.NewTimer(min(time.Until(deadline), 50*time.Millisecond))
 		select {
 		case <-a:
@@ -224,9 +224,6 @@ func (n *Node) Tail(ctx context.Context, topic string, offset uint64, max int, w
 	}
 }
 
-// tailWaiter returns a channel closed at the next metadata change. Appends on other
-// nodes are not signalled here, so Tail also polls (every 50 ms at most).
-func (n *Node) tailWaiter(string) <-chan struct{} { return n.fsm.Changed() }
 
 // Get hands out the next entry of the topic's shared cursor, exactly once across the
 // cluster: the cursor advance is a compare-and-set through Raft. ok is false when the
