@@ -224,7 +224,6 @@ func (n *Node) Tail(ctx context.Context, topic string, offset uint64, max int, w
 	}
 }
 
-
 // Get hands out the next entry of the topic's shared cursor, exactly once across the
 // cluster: the cursor advance is a compare-and-set through Raft. ok is false when the
 // cursor is at the end of the topic.
