@@ -92,7 +92,7 @@ func NewUploader(cfg UploaderConfig) *Uploader {
 	u := &Uploader{
 		cfg: cfg, log: cfg.Logger.With("component", "uploader"),
 		uploads: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "floe_archive_uploads_total", Help: "Segments uploaded to the archive by this node.",
+			Name: "floe_archive_uploads_total", Help: "Segment objects written to the archive by this node (a retry that finds its object already there is not counted).",
 		}),
 		failures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "floe_archive_upload_failures_total", Help: "Failed upload attempts (retried with backoff).",
@@ -253,6 +253,7 @@ func (u *Uploader) upload(ctx context.Context, topic string, s *meta.Segment) er
 	}
 	size, checksum := sum.Size, sum.Checksum
 	err = u.cfg.Bucket.Put(ctx, key, tmp, size, archive.PutOptions{IfNoneMatch: true, ContentType: "application/zstd"})
+	wrote := err == nil
 	if archive.IsExists(err) {
 		// An earlier attempt (ours, before a crash or a lost reply) got there first:
 		// accept it once it verifies as this very segment.
@@ -266,8 +267,10 @@ func (u *Uploader) upload(ctx context.Context, topic string, s *meta.Segment) er
 	}); err != nil {
 		return fmt.Errorf("cannot commit archived segment %d of %q: %w", s.ID, topic, err)
 	}
-	u.uploads.Inc()
-	u.uploadedBytes.Add(float64(size))
+	if wrote { // a retry that found its own earlier object wrote nothing new
+		u.uploads.Inc()
+		u.uploadedBytes.Add(float64(size))
+	}
 	u.log.Info("segment archived", "topic", topic, "segment", s.ID, "key", key, "bytes", size, "frames", sum.Frames)
 	return nil
 }
