@@ -371,7 +371,7 @@ func (n *Node) handleRPC(c *rpcConn, id uint64, op byte, body []byte) {
 				c.reply(id, nil, fmt.Errorf("%w: malformed read", ErrBadRequest))
 				return
 			}
-			seg, ok := n.fsm.SegmentOf(topic, segID)
+			seg, ok := n.peerSegment(topic, segID)
 			s := &seg
 			if !ok || offset < s.Base {
 				c.reply(id, nil, fmt.Errorf("%w: segment %d of %q at offset %d", ErrSegmentNotFound, segID, topic, offset))
@@ -442,7 +442,7 @@ func (n *Node) handleRPC(c *rpcConn, id uint64, op byte, body []byte) {
 	case opCount:
 		topic, segID := d.str(), d.u64()
 		go func() {
-			sm, ok := n.fsm.SegmentOf(topic, segID)
+			sm, ok := n.peerSegment(topic, segID)
 			if d.err != nil || !ok {
 				c.reply(id, nil, fmt.Errorf("%w: segment %d of %q", ErrSegmentNotFound, segID, topic))
 				return
@@ -502,4 +502,20 @@ func (n *Node) RemoveMember(ctx context.Context, id uint64) error {
 	}
 	_, err := n.propose(ctx, &meta.Command{Op: meta.OpRemoveNode, Node: &meta.NodeInfo{ID: id}})
 	return err
+}
+
+// peerSegment looks up a segment another node asks about. The asker learned of it from
+// the metadata, so if this node does not know it yet, its own metadata lags (it may have
+// just restarted and not replayed the raft log): it catches up once before answering
+// that it does not hold the segment.
+func (n *Node) peerSegment(topic string, id uint64) (meta.Segment, bool) {
+	if s, ok := n.fsm.SegmentOf(topic, id); ok {
+		return s, true
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	if err := n.syncMeta(ctx); err != nil {
+		return meta.Segment{}, false
+	}
+	return n.fsm.SegmentOf(topic, id)
 }
