@@ -228,6 +228,10 @@ func mbps(bytes int64, d time.Duration) float64 { return float64(bytes) / 1e6 / 
 //	plain-decode-MB/s   object bytes / time of the plain loop that also decompresses
 //	                    each frame with a plain zstd decoder (no floe checks, no cache):
 //	                    what a reader without prefetch would get at best
+//	plain-span-MB/s     object bytes / time of a plain loop of ranged GetObjects of
+//	                    Remote's own spans (spanFrames frames per GET)
+//	ratio-span          remote-MB/s / plain-span-MB/s: the same requests as Remote,
+//	                    without decoding, checking or caching anything
 func BenchmarkColdRead(b *testing.B) {
 	st := startBenchStore(b)
 	recs, raw, _ := benchRecords()
@@ -258,7 +262,7 @@ func BenchmarkColdRead(b *testing.B) {
 			}
 			defer dec.Close()
 			out := make([]byte, 0, 2<<20)
-			buf := make([]byte, 0, 2<<20)
+			buf := make([]byte, 0, 4<<20)
 			iter := 0
 			remote := func() {
 				dir := filepath.Join(cacheRoot, fmt.Sprint(iter))
@@ -302,6 +306,24 @@ func BenchmarkColdRead(b *testing.B) {
 					b.Fatalf("plain loop read %d bytes, want %d", got, want)
 				}
 			}
+			var plainSpanT time.Duration
+			plainSpan := func() {
+				start := time.Now()
+				var got int64
+				for i := 0; i < rd.NumFrames(); i += spanFrames {
+					_, _, off, _ := rd.FrameRange(i)
+					_, _, lastOff, lastSize := rd.FrameRange(min(i+spanFrames, rd.NumFrames()) - 1)
+					var err error
+					if buf, err = be.getRange(ctx, key, off, lastOff+lastSize-off, buf); err != nil {
+						b.Fatal(err)
+					}
+					got += int64(len(buf))
+				}
+				plainSpanT += time.Since(start)
+				if want := dataEnd(rd); got != want {
+					b.Fatalf("plain span loop read %d bytes, want %d", got, want)
+				}
+			}
 			plainDecode := func() {
 				start := time.Now()
 				for i := range rd.NumFrames() {
@@ -319,16 +341,19 @@ func BenchmarkColdRead(b *testing.B) {
 			// One untimed pass of each first: connections, buffers and the heap warm up.
 			remote()
 			plain()
+			plainSpan()
 			plainDecode()
-			remoteT, plainT, plainDecT = 0, 0, 0
+			remoteT, plainT, plainSpanT, plainDecT = 0, 0, 0, 0
 			iter = 0
 			for b.Loop() {
 				if iter%2 == 0 {
 					remote()
 					plain()
+					plainSpan()
 					plainDecode()
 				} else {
 					plainDecode()
+					plainSpan()
 					plain()
 					remote()
 				}
@@ -340,6 +365,8 @@ func BenchmarkColdRead(b *testing.B) {
 			b.ReportMetric(mbps(n*payload, remoteT), "remote-entry-MB/s")
 			b.ReportMetric(mbps(n*int64(len(obj)), plainT), "plain-MB/s")
 			b.ReportMetric(plainT.Seconds()/remoteT.Seconds(), "ratio")
+			b.ReportMetric(mbps(n*int64(len(obj)), plainSpanT), "plain-span-MB/s")
+			b.ReportMetric(plainSpanT.Seconds()/remoteT.Seconds(), "ratio-span")
 		})
 	}
 }

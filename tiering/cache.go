@@ -2,30 +2,33 @@ package tiering
 
 import (
 	"container/list"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
 )
 
 // FrameCache is a bounded on-disk LRU of compressed object frames, keyed by object key
-// and frame number. It never holds more than its byte bound: a frame larger than the
-// bound is not cached. Entries are verified when decoded (the frame carries its own
-// checksums), so a damaged cache file costs a refetch, never wrong data. Safe for
-// concurrent use.
+// and frame number. The frames of one fetch (a span of a sequential reader) share one
+// file, which is the unit of eviction: creating a file costs far more than writing
+// a frame on most file systems, and a sequential reader's frames age together. The
+// cache never holds more than its byte bound, on disk, at any moment: a file larger
+// than the bound is not written. Entries are verified when decoded (a frame carries
+// its own checksums), so a damaged cache file costs a refetch, never wrong data. Safe
+// for concurrent use.
 type FrameCache struct {
 	dir   string
 	limit int64
 
 	mu   sync.Mutex
-	size int64 // bytes of the cached frames
-	// reserved is room taken by Puts writing their temporary files: the directory holds
-	// at most size+reserved bytes, and that never exceeds limit.
+	size int64 // bytes of the cached files
+	// reserved is room taken by Puts writing their files: the directory holds at most
+	// size+reserved bytes, and that never exceeds limit.
 	reserved int64
-	order    *list.List // of *cacheEntry, most recently used first
+	order    *list.List // of *cacheFile, most recently used first
 	items    map[frameID]*list.Element
+	seq      uint64 // names files
 
 	hits, misses, evictions int64
 }
@@ -35,10 +38,16 @@ type frameID struct {
 	frame int
 }
 
-type cacheEntry struct {
-	id   frameID
-	path string
-	size int64
+// cacheFile is one file of the cache and the frames it holds.
+type cacheFile struct {
+	path   string
+	size   int64
+	frames []cachedFrame
+}
+
+type cachedFrame struct {
+	id        frameID
+	off, size int64
 }
 
 // NewFrameCache empties dir (a cache does not outlive its process) and returns a cache
@@ -53,19 +62,23 @@ func NewFrameCache(dir string, limit int64) (*FrameCache, error) {
 	return &FrameCache{dir: dir, limit: limit, order: list.New(), items: map[frameID]*list.Element{}}, nil
 }
 
-func (c *FrameCache) path(id frameID) string {
-	h := sha256.Sum256([]byte(id.key))
-	return filepath.Join(c.dir, fmt.Sprintf("%s-%d.zst", hex.EncodeToString(h[:12]), id.frame))
-}
-
 // Get returns a cached frame.
 func (c *FrameCache) Get(key string, frame int) ([]byte, bool) {
 	id := frameID{key, frame}
 	c.mu.Lock()
 	e, ok := c.items[id]
+	var path string
+	var at cachedFrame
 	if ok {
 		c.order.MoveToFront(e)
 		c.hits++
+		cf := e.Value.(*cacheFile)
+		path = cf.path
+		for _, f := range cf.frames {
+			if f.id == id {
+				at = f
+			}
+		}
 	} else {
 		c.misses++
 	}
@@ -73,12 +86,28 @@ func (c *FrameCache) Get(key string, frame int) ([]byte, bool) {
 	if !ok {
 		return nil, false
 	}
-	b, err := os.ReadFile(e.Value.(*cacheEntry).path)
-	if err != nil || int64(len(b)) != e.Value.(*cacheEntry).size {
+	b, err := readAt(path, at.off, at.size)
+	if err != nil {
 		c.Drop(key, frame)
 		return nil, false
 	}
 	return b, true
+}
+
+func readAt(path string, off, size int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b := make([]byte, size)
+	if _, err := f.ReadAt(b, off); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	return b, nil
 }
 
 // Has reports whether a frame is cached, without reading it or counting a hit or miss.
@@ -89,63 +118,108 @@ func (c *FrameCache) Has(key string, frame int) bool {
 	return ok
 }
 
-// Put stores a frame, evicting the least recently used ones to stay within the bound.
-// The bound holds on disk at every moment, temporary files included: room for the frame
-// is reserved (evicting as needed) before its file is written, and a frame that finds no
-// room because other Puts hold it is not cached.
+// Put stores one frame.
 func (c *FrameCache) Put(key string, frame int, b []byte) {
-	size := int64(len(b))
-	if size > c.limit {
-		return
+	c.PutFrames(key, []int{frame}, [][]byte{b})
+}
+
+// PutFrames stores frames of one object (numbers[i] holds data[i]) in one file, or in
+// several if they would take more than a quarter of the bound (so that a small cache
+// still holds several fetches), evicting the least recently used files to stay within
+// the bound. Frames already cached are left as they are.
+func (c *FrameCache) PutFrames(key string, numbers []int, data [][]byte) {
+	for len(numbers) > 0 {
+		n, size := 0, int64(0)
+		for n < len(numbers) && (n == 0 || size+int64(len(data[n])) <= c.limit/4) {
+			size += int64(len(data[n]))
+			n++
+		}
+		c.putFile(key, numbers[:n], data[:n])
+		numbers, data = numbers[n:], data[n:]
 	}
-	id := frameID{key, frame}
+}
+
+// putFile stores frames in one file. The bound holds on disk at every moment: room for
+// the file is reserved (evicting as needed) before it is written, and frames that find
+// no room because other Puts hold it are not cached.
+func (c *FrameCache) putFile(key string, numbers []int, data [][]byte) {
+	cf := &cacheFile{}
+	var keep [][]byte
 	c.mu.Lock()
-	if _, ok := c.items[id]; ok {
+	for k, n := range numbers {
+		id := frameID{key, n}
+		if _, ok := c.items[id]; ok {
+			continue
+		}
+		cf.frames = append(cf.frames, cachedFrame{id: id, off: cf.size, size: int64(len(data[k]))})
+		cf.size += int64(len(data[k]))
+		keep = append(keep, data[k])
+	}
+	if len(keep) == 0 || cf.size > c.limit {
 		c.mu.Unlock()
 		return
 	}
-	for c.size+c.reserved+size > c.limit && c.order.Len() > 0 {
+	for c.size+c.reserved+cf.size > c.limit && c.order.Len() > 0 {
 		c.evictLocked(c.order.Back())
 	}
-	if c.size+c.reserved+size > c.limit {
+	if c.size+c.reserved+cf.size > c.limit {
 		c.mu.Unlock()
 		return
 	}
-	c.reserved += size
+	c.reserved += cf.size
+	c.seq++
+	// A fresh name for every file: no other Put writes it and no Get reads it before
+	// it is complete and registered below, so it needs no temporary name and rename.
+	cf.path = filepath.Join(c.dir, fmt.Sprintf("%d.zst", c.seq))
 	c.mu.Unlock()
 
-	ok := false
-	path := c.path(id)
-	f, err := os.CreateTemp(c.dir, "put-*.tmp")
-	if err == nil {
-		tmp := f.Name()
-		_, err = f.Write(b)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil {
-			err = os.Rename(tmp, path)
-		}
-		if err != nil {
-			os.Remove(tmp)
-		}
-		ok = err == nil
-	}
+	err := writeFile(cf.path, keep)
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.reserved -= size
-	if !ok {
+	c.reserved -= cf.size
+	if err != nil {
+		os.Remove(cf.path)
 		return
 	}
-	if _, dup := c.items[id]; dup {
-		return // a concurrent Put of the same frame renamed onto the same path first
+	// Frames a concurrent Put cached meanwhile stay with it; this file keeps their
+	// bytes (counted in its size) until it is evicted.
+	frames := cf.frames[:0]
+	for _, f := range cf.frames {
+		if _, dup := c.items[f.id]; !dup {
+			frames = append(frames, f)
+		}
 	}
-	c.items[id] = c.order.PushFront(&cacheEntry{id: id, path: path, size: size})
-	c.size += size
+	if len(frames) == 0 {
+		os.Remove(cf.path)
+		return
+	}
+	cf.frames = frames
+	e := c.order.PushFront(cf)
+	for _, f := range frames {
+		c.items[f.id] = e
+	}
+	c.size += cf.size
 }
 
-// Drop removes a frame (after it failed to decode, say).
+func writeFile(path string, data [][]byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	for _, b := range data {
+		if _, err = f.Write(b); err != nil {
+			break
+		}
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Drop removes a frame, with the other frames of its file (after it failed to decode,
+// say).
 func (c *FrameCache) Drop(key string, frame int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -155,12 +229,14 @@ func (c *FrameCache) Drop(key string, frame int) {
 }
 
 func (c *FrameCache) evictLocked(e *list.Element) {
-	ce := e.Value.(*cacheEntry)
+	cf := e.Value.(*cacheFile)
 	c.order.Remove(e)
-	delete(c.items, ce.id)
-	c.size -= ce.size
-	c.evictions++
-	os.Remove(ce.path)
+	for _, f := range cf.frames {
+		delete(c.items, f.id)
+	}
+	c.size -= cf.size
+	c.evictions += int64(len(cf.frames))
+	os.Remove(cf.path)
 }
 
 // CacheStats is a snapshot of the cache's counters.
@@ -170,11 +246,11 @@ type CacheStats struct {
 	Hits, Misses, Evictions int64
 }
 
-// Stats returns the cache's counters.
+// Stats returns the cache's counters (Evictions counts frames).
 func (c *FrameCache) Stats() CacheStats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return CacheStats{Bytes: c.size, Limit: c.limit, Frames: c.order.Len(), Hits: c.hits, Misses: c.misses, Evictions: c.evictions}
+	return CacheStats{Bytes: c.size, Limit: c.limit, Frames: len(c.items), Hits: c.hits, Misses: c.misses, Evictions: c.evictions}
 }
 
 // DiskBytes sums the sizes of the files in the cache directory (for tests: the bound

@@ -7,10 +7,12 @@
 //     checksum} through Raft. Only keys recorded by Archived are ever read. Uploads
 //     retry with exponential backoff while the store is down; uploading twice is
 //     harmless (an existing object is accepted once it verifies).
-//   - Remote: reads entries of archived segments with ranged GETs (footer and index
-//     once per object, then one frame), through a bounded on-disk frame cache (LRU,
-//     --cache-bytes) that collapses concurrent misses for a frame into one GET and
-//     prefetches the next two frames for sequential readers, in the background.
+//   - Remote: reads entries of archived segments with ranged GETs: footer and index
+//     once per object, then the frame a random read needs, or spans of eight frames
+//     per GET for sequential readers, two spans ahead of them, decoded in parallel.
+//     Every frame is fetched once however many readers want it at the same time.
+//     Decoded frames are kept in a small in-memory LRU; compressed ones in a bounded
+//     on-disk cache (LRU, --cache-bytes, one file per fetch).
 //   - Retention: --local-retention-bytes evicts the local copies of archived segments,
 //     oldest first (EvictLocal through Raft, then the file); reads then come from the
 //     archive.

@@ -3,10 +3,11 @@ package tiering
 import (
 	"container/list"
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/singleflight"
 
@@ -15,29 +16,36 @@ import (
 )
 
 // Remote reads entries of archived segments from the object store: the object's tail
-// (footer, seek table, metadata and index) once per object, then one frame per read,
-// through the frame cache. Concurrent misses for the same frame, or the same object's
-// tail, are collapsed into one request. A sequential reader (one whose read starts where
-// the previous read of the object ended, or that reaches the end of a frame) has the
-// next prefetchDepth frames fetched in the background, before it waits for the current
-// one, so ranged GETs overlap decoding. Frames are written to the disk cache in the
-// background too. Safe for concurrent use.
+// (footer, seek table, metadata and index) once per object, then frames, through an
+// in-memory LRU of decoded frames and the on-disk frame cache.
+//
+// A random read fetches the one frame that holds its offset. A sequential reader (one
+// whose read starts where the previous read of the object ended, or that reaches the
+// end of a frame) is served in spans: up to spanFrames consecutive frames with one
+// ranged GET, and aheadSpans spans after the frame it reads are fetched in the
+// background, so GETs overlap decoding and the reader rarely waits. The frames of a
+// span are decoded in parallel. Every frame is fetched at most once however many
+// readers want it at the same time (each frame being fetched has one state that all of
+// them wait on), and its compressed bytes are written to the disk cache in the
+// background. Safe for concurrent use.
 type Remote struct {
 	bucket archive.Bucket
 	cache  *FrameCache
 	log    *slog.Logger
 
-	sf singleflight.Group
+	sf singleflight.Group // object opens
 
 	mu       sync.Mutex
 	readers  map[string]*list.Element // object key -> *openObject, LRU
 	order    *list.List
-	decoded  *list.List           // of *decodedFrame, most recent first (small in-memory LRU)
-	fetching map[frameID]struct{} // frames being fetched and decoded
+	frames   map[frameID]*frameState // being fetched, or decoded and in lru
+	lru      *list.List              // of *frameState, decoded, most recent first
+	lruBytes int64
 
-	prefetch chan struct{}  // bounds concurrent prefetches
-	puts     chan struct{}  // bounds background cache writes
-	bg       sync.WaitGroup // prefetches and cache writes running in the background
+	spans  chan struct{}  // bounds background spans over all readers
+	decode chan struct{}  // bounds parallel frame decoding
+	puts   chan struct{}  // bounds background cache writes
+	bg     sync.WaitGroup // spans and cache writes running in the background
 }
 
 type openObject struct {
@@ -52,24 +60,41 @@ type openObject struct {
 // noRead is openObject.next before any Read.
 const noRead = ^uint64(0)
 
-type decodedFrame struct {
-	id      frameID
-	records [][]byte
+// frameState is one frame being fetched (done open) or decoded (done closed, in the
+// lru unless err is set).
+type frameState struct {
+	id   frameID
+	done chan struct{}
+	recs [][]byte
+	size int64 // decoded bytes
+	err  error
+	elem *list.Element
 }
 
 const (
 	maxOpenObjects = 256
-	// maxDecoded bounds the decoded frames kept in memory (about 1 MiB each): the
-	// frame being read and the ones prefetched after it, for a few readers.
-	maxDecoded = 8
-	// prefetchDepth is how many frames ahead of a sequential reader are fetched.
-	prefetchDepth = 2
-	// maxPrefetchings bounds concurrent prefetches (each holds a compressed and a
-	// decoded frame) over all readers.
-	maxPrefetchings = 4
-	// maxPuts bounds cache writes in the background; past it a read writes its frame
+	// spanFrames and spanBytes bound one ranged GET of a sequential reader: eight 1 MiB
+	// frames are about 1.6 MB of compressed JSON, few enough requests that the store's
+	// per-request cost stops dominating (S3 advises ranges of 8-16 MB; MinIO spends
+	// about 2 ms of CPU per GET), small enough that a reader who stops early wasted
+	// little.
+	spanFrames = 8
+	spanBytes  = 8 << 20
+	// aheadSpans is how many spans past the frame being read a sequential reader has
+	// fetched in the background.
+	aheadSpans = 2
+	// maxSpans bounds background spans over all readers (each holds its compressed
+	// bytes and, once decoded, its frames).
+	maxSpans = 4
+	// maxDecodedBytes bounds the decoded frames kept in memory: the frames being read
+	// and those fetched ahead, for a few readers.
+	maxDecodedBytes = 64 << 20
+	// maxPuts bounds cache writes in the background; past it a fetch writes its frames
 	// itself.
 	maxPuts = 4
+	// fetchTimeout bounds one span's GET: the span is shared by every reader waiting
+	// on its frames, so it does not end with the context of the one that started it.
+	fetchTimeout = time.Minute
 )
 
 // NewRemote returns a reader over bucket with the given frame cache.
@@ -79,15 +104,17 @@ func NewRemote(bucket archive.Bucket, cache *FrameCache, log *slog.Logger) *Remo
 	}
 	return &Remote{
 		bucket: bucket, cache: cache, log: log,
-		readers: map[string]*list.Element{}, order: list.New(), decoded: list.New(),
-		fetching: map[frameID]struct{}{},
-		prefetch: make(chan struct{}, maxPrefetchings), puts: make(chan struct{}, maxPuts),
+		readers: map[string]*list.Element{}, order: list.New(),
+		frames: map[frameID]*frameState{}, lru: list.New(),
+		spans:  make(chan struct{}, maxSpans),
+		decode: make(chan struct{}, runtime.GOMAXPROCS(0)),
+		puts:   make(chan struct{}, maxPuts),
 	}
 }
 
-// Wait blocks until the prefetches and cache writes running in the background have
-// finished (a node's shutdown, a test's cleanup). Call it once Reads have stopped: a
-// Read that starts during Wait may start new background work (sync.WaitGroup rules).
+// Wait blocks until the spans and cache writes running in the background have finished
+// (a node's shutdown, a test's cleanup). Call it once Reads have stopped: a Read that
+// starts during Wait may start new background work (sync.WaitGroup rules).
 func (r *Remote) Wait() { r.bg.Wait() }
 
 // Bucket returns the object store the reader reads from.
@@ -161,62 +188,198 @@ func (r *Remote) open(ctx context.Context, key string, size int64) (*openObject,
 	return v.(*openObject), nil
 }
 
-// frame returns the decoded records of frame i: from memory, the disk cache, or one
-// ranged GET shared by every concurrent caller.
-func (r *Remote) frame(ctx context.Context, key string, rd *seekable.Reader, i int) ([][]byte, error) {
-	id := frameID{key, i}
-	r.mu.Lock()
-	for e := r.decoded.Front(); e != nil; e = e.Next() {
-		if d := e.Value.(*decodedFrame); d.id == id {
-			r.decoded.MoveToFront(e)
-			r.mu.Unlock()
-			return d.records, nil
+// span is consecutive frames of one object that one fetch gets: with one ranged GET,
+// or, for a single frame the disk cache holds, from the cache.
+type span struct {
+	o      *openObject
+	first  int
+	states []*frameState // of frames first, first+1, ...
+	cached bool
+}
+
+// claimLocked plans a span of up to maxFrames frames from frame i, which must be
+// neither at hand nor on its way, and registers a state for each of its frames, so
+// that every other reader of them waits for this fetch. The span stops before a frame
+// that is at hand, on its way or cached on disk, and at spanBytes. A frame the disk
+// cache holds is a span of its own. Call with r.mu held.
+func (r *Remote) claimLocked(o *openObject, i, maxFrames int) *span {
+	sp := &span{o: o, first: i, cached: r.cache.Has(o.key, i)}
+	if sp.cached {
+		maxFrames = 1
+	}
+	var bytes int64
+	for j := i; j < o.r.NumFrames() && len(sp.states) < maxFrames; j++ {
+		id := frameID{o.key, j}
+		_, _, _, size := o.r.FrameRange(j)
+		if j > i && (r.frames[id] != nil || r.cache.Has(o.key, j) || bytes+size > spanBytes) {
+			break
 		}
+		bytes += size
+		st := &frameState{id: id, done: make(chan struct{})}
+		r.frames[id] = st
+		sp.states = append(sp.states, st)
+	}
+	return sp
+}
+
+// fetch gets a claimed span's frames, decodes them (in parallel) and finishes their
+// states; an error finishes them all with it.
+func (r *Remote) fetch(sp *span) {
+	key, rd := sp.o.key, sp.o.r
+	if sp.cached {
+		if b, ok := r.cache.Get(key, sp.first); ok {
+			recs, err := rd.DecodeFrame(sp.first, b)
+			if err == nil {
+				r.finish(sp.states[0], recs, nil)
+				return
+			}
+			r.log.Warn("cached frame failed to decode; refetching", "key", key, "frame", sp.first, "err", err)
+			r.cache.Drop(key, sp.first)
+		}
+		// Evicted since it was planned, or damaged: from the store then.
+	}
+	_, _, off, _ := rd.FrameRange(sp.first)
+	_, _, lastOff, lastSize := rd.FrameRange(sp.first + len(sp.states) - 1)
+	buf := make([]byte, lastOff+lastSize-off)
+	ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
+	_, err := source{bucket: r.bucket, key: key}.ReadAt(ctx, buf, off)
+	cancel()
+	if err != nil {
+		for _, st := range sp.states {
+			r.finish(st, nil, err)
+		}
+		return
+	}
+	parts := make([][]byte, len(sp.states))
+	ok := make([]bool, len(sp.states))
+	decode := func(k int) {
+		i := sp.first + k
+		_, _, foff, fsize := rd.FrameRange(i)
+		parts[k] = buf[foff-off : foff-off+fsize : foff-off+fsize]
+		recs, err := rd.DecodeFrame(i, parts[k])
+		r.finish(sp.states[k], recs, err)
+		ok[k] = err == nil
+	}
+	// The first frame is the one a reader waits for: it is decoded here, at once; the
+	// others beside it, as far as the decode slots go.
+	var wg sync.WaitGroup
+	for k := 1; k < len(sp.states); k++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.decode <- struct{}{}
+			defer func() { <-r.decode }()
+			decode(k)
+		}()
+	}
+	decode(0)
+	wg.Wait()
+	var numbers []int
+	var data [][]byte
+	for k := range sp.states {
+		if ok[k] {
+			numbers = append(numbers, sp.first+k)
+			data = append(data, parts[k])
+		}
+	}
+	if len(numbers) > 0 {
+		r.putCache(key, numbers, data)
+	}
+}
+
+// finish records a frame's outcome and wakes its readers. A decoded frame joins the
+// in-memory LRU (evicting the least recently used past maxDecodedBytes); a failed one
+// is forgotten, so that the next read of it tries again.
+func (r *Remote) finish(st *frameState, recs [][]byte, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st.recs, st.err = recs, err
+	if err != nil {
+		if r.frames[st.id] == st {
+			delete(r.frames, st.id)
+		}
+		close(st.done)
+		return
+	}
+	for _, p := range recs {
+		st.size += int64(len(p))
+	}
+	st.elem = r.lru.PushFront(st)
+	r.lruBytes += st.size
+	for r.lruBytes > maxDecodedBytes && r.lru.Len() > 1 {
+		old := r.lru.Remove(r.lru.Back()).(*frameState)
+		old.elem = nil
+		r.lruBytes -= old.size
+		if r.frames[old.id] == old {
+			delete(r.frames, old.id)
+		}
+	}
+	close(st.done)
+}
+
+// frame returns the decoded records of frame i: from memory, from the fetch of it
+// already on its way, or from a fetch this call makes (of a whole span for a
+// sequential reader, which also has the spans ahead of it fetched in the background).
+func (r *Remote) frame(ctx context.Context, o *openObject, i int, sequential bool) ([][]byte, error) {
+	id := frameID{o.key, i}
+	r.mu.Lock()
+	st := r.frames[id]
+	var sp *span
+	if st != nil {
+		if st.elem != nil {
+			r.lru.MoveToFront(st.elem)
+		}
+	} else {
+		n := 1
+		if sequential {
+			n = spanFrames
+		}
+		sp = r.claimLocked(o, i, n)
+		st = sp.states[0]
 	}
 	r.mu.Unlock()
-	v, err, _ := r.sf.Do(fmt.Sprintf("frame\x00%s\x00%d", key, i), func() (any, error) {
-		r.mu.Lock()
-		r.fetching[id] = struct{}{}
-		r.mu.Unlock()
-		defer func() {
-			r.mu.Lock()
-			delete(r.fetching, id)
-			r.mu.Unlock()
-		}()
-		var recs [][]byte
-		if b, ok := r.cache.Get(key, i); ok {
-			var err error
-			if recs, err = rd.DecodeFrame(i, b); err != nil {
-				r.log.Warn("cached frame failed to decode; refetching", "key", key, "frame", i, "err", err)
-				r.cache.Drop(key, i)
-				recs = nil
-			}
-		}
-		if recs == nil {
-			_, _, off, size := rd.FrameRange(i)
-			b := make([]byte, size)
-			src := source{bucket: r.bucket, key: key, size: 0}
-			if _, err := src.ReadAt(ctx, b, off); err != nil {
-				return nil, err
-			}
-			var err error
-			if recs, err = rd.DecodeFrame(i, b); err != nil {
-				return nil, err
-			}
-			r.putCache(key, i, b)
-		}
-		r.mu.Lock()
-		r.decoded.PushFront(&decodedFrame{id: id, records: recs})
-		for r.decoded.Len() > maxDecoded {
-			r.decoded.Remove(r.decoded.Back())
-		}
-		r.mu.Unlock()
-		return recs, nil
-	})
-	if err != nil {
-		return nil, err
+	if sequential {
+		r.readAhead(o, i) // before this fetch, so that the GETs overlap
 	}
-	return v.([][]byte), nil
+	if sp != nil {
+		r.fetch(sp)
+	}
+	select {
+	case <-st.done:
+		return st.recs, st.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// readAhead has the frames of the aheadSpans spans after frame i fetched in the
+// background: a full span from each frame in that window that is neither at hand nor
+// on its way, as long as background spans are free. A reader moving on through the
+// object so keeps one to two spans ahead of it, fetched in full spans.
+func (r *Remote) readAhead(o *openObject, i int) {
+	end := min(i+1+aheadSpans*spanFrames, o.r.NumFrames())
+	for j := i + 1; j < end; j++ {
+		r.mu.Lock()
+		if r.frames[frameID{o.key, j}] != nil {
+			r.mu.Unlock()
+			continue
+		}
+		select {
+		case r.spans <- struct{}{}:
+		default:
+			r.mu.Unlock()
+			return // enough spans in flight
+		}
+		sp := r.claimLocked(o, j, spanFrames)
+		r.mu.Unlock()
+		r.bg.Add(1)
+		go func() {
+			defer r.bg.Done()
+			defer func() { <-r.spans }()
+			r.fetch(sp)
+		}()
+		j += len(sp.states) - 1
+	}
 }
 
 // Read returns up to max entries of the archived object key (of the given size) from
@@ -234,10 +397,7 @@ func (r *Remote) Read(ctx context.Context, key string, size int64, offset uint64
 	r.mu.Lock()
 	sequential := o.next == offset
 	r.mu.Unlock()
-	if sequential {
-		r.prefetchAfter(key, rd, i) // before waiting for frame i, so that the GETs overlap
-	}
-	recs, err := r.frame(ctx, key, rd, i)
+	recs, err := r.frame(ctx, o, i, sequential)
 	if err != nil {
 		return nil, err
 	}
@@ -248,61 +408,25 @@ func (r *Remote) Read(ctx context.Context, key string, size int64, offset uint64
 	o.next = first + to
 	r.mu.Unlock()
 	if to == count && !sequential {
-		r.prefetchAfter(key, rd, i)
+		r.readAhead(o, i) // read to the end of its frame: likely to go on
 	}
 	return recs[from:to], nil
 }
 
-// prefetchAfter prefetches the prefetchDepth frames after frame i.
-func (r *Remote) prefetchAfter(key string, rd *seekable.Reader, i int) {
-	for j := i + 1; j <= i+prefetchDepth && j < rd.NumFrames(); j++ {
-		r.prefetchFrame(key, rd, j)
-	}
-}
-
-// prefetchFrame fetches and decodes frame i in the background (warming the in-memory
-// frames and the cache), unless it is at hand or on its way, or enough prefetches are
-// already running.
-func (r *Remote) prefetchFrame(key string, rd *seekable.Reader, i int) {
-	id := frameID{key, i}
-	r.mu.Lock()
-	_, busy := r.fetching[id]
-	for e := r.decoded.Front(); e != nil && !busy; e = e.Next() {
-		busy = e.Value.(*decodedFrame).id == id
-	}
-	r.mu.Unlock()
-	if busy || r.cache.Has(key, i) {
-		return
-	}
-	select {
-	case r.prefetch <- struct{}{}:
-	default:
-		return
-	}
-	r.bg.Add(1)
-	go func() {
-		defer r.bg.Done()
-		defer func() { <-r.prefetch }()
-		if _, err := r.frame(context.Background(), key, rd, i); err != nil {
-			r.log.Debug("prefetch failed", "key", key, "frame", i, "err", err)
-		}
-	}()
-}
-
-// putCache writes a fetched frame to the cache in the background (a file create costs
-// as much as a fraction of the GET on some disks), or here when maxPuts writes are
-// already running.
-func (r *Remote) putCache(key string, i int, b []byte) {
+// putCache writes fetched frames to the disk cache, as one file, in the background (a
+// file create costs as much as a fraction of the GET on some disks), or here when
+// maxPuts writes are already running.
+func (r *Remote) putCache(key string, numbers []int, data [][]byte) {
 	select {
 	case r.puts <- struct{}{}:
 		r.bg.Add(1)
 		go func() {
 			defer r.bg.Done()
 			defer func() { <-r.puts }()
-			r.cache.Put(key, i, b)
+			r.cache.PutFrames(key, numbers, data)
 		}()
 	default:
-		r.cache.Put(key, i, b)
+		r.cache.PutFrames(key, numbers, data)
 	}
 }
 

@@ -128,10 +128,12 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 	}
 }
 
-// flakyBucket fails every Put while down is set, and counts ranged reads.
+// flakyBucket fails every Put while down is set, every ranged read while getDown is
+// set, and counts ranged reads.
 type flakyBucket struct {
 	archive.Bucket
 	down       atomic.Bool
+	getDown    atomic.Bool
 	puts       atomic.Int64
 	ranges     atomic.Int64
 	rangeBytes atomic.Int64
@@ -148,6 +150,9 @@ func (b *flakyBucket) Put(ctx context.Context, key string, r io.Reader, size int
 func (b *flakyBucket) GetRange(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
 	b.ranges.Add(1)
 	b.rangeBytes.Add(n)
+	if b.getDown.Load() {
+		return nil, errors.New("connection refused (test)")
+	}
 	return b.Bucket.GetRange(ctx, key, off, n)
 }
 
@@ -402,15 +407,72 @@ func TestRemotePrefetchesAheadOfASequentialReader(t *testing.T) {
 	if r.cache.Has("obj", 1) {
 		t.Fatal("a single read inside frame 0 prefetched frame 1")
 	}
-	// A read that goes on where the last one ended is sequential: the next two frames
-	// are fetched before the reader gets there, and no further.
+	// A read that goes on where the last one ended is sequential: the two spans after
+	// frame 0 (frames 1-4 and 5-8) are fetched before the reader gets there, one ranged
+	// GET each, and nothing further.
 	read(10, 10)
-	waitFor(t, 10*time.Second, "frames 1 and 2 prefetched", func() bool { return r.cache.Has("obj", 1) && r.cache.Has("obj", 2) })
-	if r.cache.Has("obj", 3) {
-		t.Fatal("frame 3 prefetched while the reader is in frame 0 (depth 2)")
+	waitFor(t, 10*time.Second, "frames 1 to 8 prefetched", func() bool {
+		for i := 1; i <= 2*spanFrames; i++ {
+			if !r.cache.Has("obj", i) {
+				return false
+			}
+		}
+		return true
+	})
+	if r.cache.Has("obj", 2*spanFrames+1) {
+		t.Fatal("a frame past the two spans ahead prefetched while the reader is in frame 0")
 	}
 	if n := b.ranges.Load() - afterFirst; n != 2 {
-		t.Fatalf("sequential read in frame 0 made %d ranged GETs, want 2 (frames 1 and 2)", n)
+		t.Fatalf("sequential read in frame 0 made %d ranged GETs, want 2 (one per span)", n)
+	}
+}
+
+// A sequential reader of a whole object gets every entry, in spans of spanFrames
+// frames per ranged GET rather than one GET per frame.
+func TestRemoteSequentialReaderFetchesSpans(t *testing.T) {
+	b := &flakyBucket{Bucket: mem.New("spans")}
+	size, recs := putObject(t, b, "obj", 3000, 1000) // ~47 frames of 64 KiB
+	r := newRemote(t, b, mustCache(t, 64<<20), nil)
+	rd, err := r.object(context.Background(), "obj", size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tail := b.ranges.Load()
+	for off := uint64(0); off < uint64(len(recs)); {
+		got, err := r.Read(context.Background(), "obj", size, off, 30) // about half a frame
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range got {
+			if !bytes.Equal(p, recs[int(off)+i]) {
+				t.Fatalf("entry %d differs", int(off)+i)
+			}
+		}
+		off += uint64(len(got))
+	}
+	frames := int64(rd.NumFrames())
+	if n := b.ranges.Load() - tail; n > frames/spanFrames+3 {
+		t.Fatalf("reading %d frames in order made %d ranged GETs, want about %d (spans of %d)", frames, n, frames/spanFrames, spanFrames)
+	}
+}
+
+// A failed GET fails the reads waiting for its frames, is forgotten, and the next read
+// fetches again.
+func TestRemoteFailedFetchIsRetriedByTheNextRead(t *testing.T) {
+	b := &flakyBucket{Bucket: mem.New("retry")}
+	size, recs := putObject(t, b, "obj", 2000, 1000)
+	r := newRemote(t, b, mustCache(t, 64<<20), nil)
+	if _, err := r.object(context.Background(), "obj", size); err != nil {
+		t.Fatal(err)
+	}
+	b.getDown.Store(true)
+	if got, err := r.Read(context.Background(), "obj", size, 500, 5); err == nil || got != nil {
+		t.Fatalf("read with the store down = %d entries, %v; want an error", len(got), err)
+	}
+	b.getDown.Store(false)
+	got, err := r.Read(context.Background(), "obj", size, 500, 5)
+	if err != nil || len(got) != 5 || !bytes.Equal(got[0], recs[500]) {
+		t.Fatalf("read once the store is back = %d entries, %v", len(got), err)
 	}
 }
 
