@@ -218,47 +218,13 @@ func (u *Uploader) Run(ctx context.Context) {
 // upload archives one sealed segment: encode to a temporary file, put it with
 // If-None-Match, then commit Archived.
 func (u *Uploader) upload(ctx context.Context, topic string, s *meta.Segment) error {
+	tmp, sum, err := u.encode(topic, s)
+	if err != nil {
+		return err
+	}
+	defer discard(tmp)
 	key := ObjectKey(topic, s.ID, s.LeaderIndex)
-	if err := os.MkdirAll(u.cfg.TempDir, 0o755); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(u.cfg.TempDir, "upload-*.seg")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		tmp.Close()
-		os.Remove(tmp.Name())
-	}()
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	w, err := seekable.NewWriter(bw, seekable.Meta{
-		Topic: topic, Segment: s.ID, Base: s.Base, Count: s.Count, LeaderTerm: s.LeaderIndex,
-		RecordCRC: s.CRC, RawBytes: s.Bytes, CreatedUnixMS: s.SealedUnixMS,
-	}, seekable.WriterOptions{FrameSize: u.cfg.FrameSize, Concurrency: 2})
-	if err != nil {
-		return err
-	}
-	if err := u.cfg.Local.ScanSegment(topic, s.ID, w.Append); err != nil {
-		return fmt.Errorf("cannot read segment %d of %q for upload: %w", s.ID, topic, err)
-	}
-	sum, err := w.Close()
-	if err != nil {
-		return fmt.Errorf("cannot encode segment %d of %q: %w", s.ID, topic, err)
-	}
-	if err := bw.Flush(); err != nil {
-		return err
-	}
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	size, checksum := sum.Size, sum.Checksum
-	err = u.cfg.Bucket.Put(ctx, key, tmp, size, archive.PutOptions{IfNoneMatch: true, ContentType: "application/zstd"})
-	wrote := err == nil
-	if archive.IsExists(err) {
-		// An earlier attempt (ours, before a crash or a lost reply) got there first:
-		// accept it once it verifies as this very segment.
-		size, checksum, err = u.verifyExisting(ctx, key, topic, s)
-	}
+	size, checksum, wrote, err := u.put(ctx, key, topic, s, tmp, sum)
 	if err != nil {
 		return err
 	}
@@ -273,6 +239,69 @@ func (u *Uploader) upload(ctx context.Context, topic string, s *meta.Segment) er
 	}
 	u.log.Info("segment archived", "topic", topic, "segment", s.ID, "key", key, "bytes", size, "frames", sum.Frames)
 	return nil
+}
+
+// encode writes a sealed segment's object to a temporary file (the caller discards it).
+func (u *Uploader) encode(topic string, s *meta.Segment) (*os.File, seekable.Summary, error) {
+	if err := os.MkdirAll(u.cfg.TempDir, 0o755); err != nil {
+		return nil, seekable.Summary{}, err
+	}
+	tmp, err := os.CreateTemp(u.cfg.TempDir, "upload-*.seg")
+	if err != nil {
+		return nil, seekable.Summary{}, err
+	}
+	sum, err := u.encodeTo(tmp, topic, s)
+	if err != nil {
+		discard(tmp)
+		return nil, seekable.Summary{}, err
+	}
+	return tmp, sum, nil
+}
+
+func (u *Uploader) encodeTo(f *os.File, topic string, s *meta.Segment) (seekable.Summary, error) {
+	bw := bufio.NewWriterSize(f, 1<<20)
+	w, err := seekable.NewWriter(bw, seekable.Meta{
+		Topic: topic, Segment: s.ID, Base: s.Base, Count: s.Count, LeaderTerm: s.LeaderIndex,
+		RecordCRC: s.CRC, RawBytes: s.Bytes, CreatedUnixMS: s.SealedUnixMS,
+	}, seekable.WriterOptions{FrameSize: u.cfg.FrameSize, Concurrency: 2})
+	if err != nil {
+		return seekable.Summary{}, err
+	}
+	if err := u.cfg.Local.ScanSegment(topic, s.ID, w.Append); err != nil {
+		return seekable.Summary{}, fmt.Errorf("cannot read segment %d of %q for upload: %w", s.ID, topic, err)
+	}
+	sum, err := w.Close()
+	if err != nil {
+		return seekable.Summary{}, fmt.Errorf("cannot encode segment %d of %q: %w", s.ID, topic, err)
+	}
+	if err := bw.Flush(); err != nil {
+		return seekable.Summary{}, err
+	}
+	return sum, nil
+}
+
+func discard(f *os.File) {
+	f.Close()
+	os.Remove(f.Name())
+}
+
+// put writes an encoded object (in tmp) under key with If-None-Match: *. An object
+// already there is accepted once it verifies as this very segment (an earlier attempt
+// got there first), and wrote is then false. It returns the size and CRC32C of the
+// object under key.
+func (u *Uploader) put(ctx context.Context, key, topic string, s *meta.Segment, tmp *os.File, sum seekable.Summary) (size int64, checksum uint32, wrote bool, err error) {
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return 0, 0, false, err
+	}
+	err = u.cfg.Bucket.Put(ctx, key, tmp, sum.Size, archive.PutOptions{IfNoneMatch: true, ContentType: "application/zstd"})
+	if archive.IsExists(err) {
+		size, checksum, err = u.verifyExisting(ctx, key, topic, s)
+		return size, checksum, false, err
+	}
+	if err != nil {
+		return 0, 0, false, err
+	}
+	return sum.Size, sum.Checksum, true, nil
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
