@@ -284,29 +284,31 @@ func (n *Node) Register(ctx context.Context, topic string, cfg *meta.TopicConfig
 }
 
 // activeCount returns the durable entry count and bytes of a topic's active segment,
-// asking its leader when it is another node.
-func (n *Node) activeCount(topic string, s *meta.Segment) (uint64, int64, error) {
+// and whether its leader has sealed it locally while the Seal command is not applied
+// yet (the segment is then "sealing"): from this node's disk if it leads the segment,
+// else from the leader.
+func (n *Node) activeCount(topic string, s *meta.Segment) (count uint64, bytes int64, sealing bool, err error) {
 	if s.Leader == n.cfg.NodeID {
 		seg, err := n.localSegment(topic, s)
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, false, err
 		}
-		return seg.Count(), seg.Bytes(), nil
+		return seg.Count(), seg.Bytes(), seg.Sealed(), nil
 	}
 	p, err := n.nodePeer(s.Leader)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, false, err
 	}
 	var e encoder
 	e.str(topic)
 	e.u64(s.ID)
 	body, err := p.call(opCount, e.b, time.Second)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, false, err
 	}
 	d := decoder{b: body}
-	c, b := d.u64(), d.u64()
-	return c, int64(b), d.err
+	c, b, sealed := d.u64(), d.u64(), d.u64()
+	return c, int64(b), sealed == 1, d.err
 }
 
 // handleRPC serves one node-to-node request. Appends are enqueued before it returns
@@ -455,6 +457,11 @@ func (n *Node) handleRPC(c *rpcConn, id uint64, op byte, body []byte) {
 			var e encoder
 			e.u64(seg.Count())
 			e.u64(uint64(seg.Bytes()))
+			sealed := uint64(0)
+			if seg.Sealed() && sm.State == meta.Active {
+				sealed = 1
+			}
+			e.u64(sealed)
 			c.reply(id, e.b, nil)
 		}()
 	default:

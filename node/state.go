@@ -55,8 +55,11 @@ func (n *Node) State(ctx context.Context, topic string) (*TopicState, error) {
 		v := SegmentView{ID: s.ID, Leader: s.Leader, Base: s.Base, Count: s.Count, Bytes: s.Bytes, State: string(s.State), Tier: s.Tier()}
 		if s.State != meta.Active {
 			st.SealedSegments[id] = s.Count
-		} else if c, b, err := n.activeCount(topic, s); err == nil {
+		} else if c, b, sealing, err := n.activeCount(topic, s); err == nil {
 			v.Count, v.Bytes = c, b
+			if sealing {
+				v.State = "sealing"
+			}
 			end := s.Base + c
 			st.EndOffset = &end
 		}

@@ -609,6 +609,13 @@ func (s *Segment) Seal() (count uint64, bytes int64, crc uint32, err error) {
 	return count, bytes, crc, broken
 }
 
+// Sealed reports whether Seal has been called (and Close has not).
+func (s *Segment) Sealed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state == stateSealed
+}
+
 // Close commits or fails every append already queued, then closes the
 // file. Appends and reads fail with ErrClosed afterwards. Close is
 // idempotent; later calls return nil.
