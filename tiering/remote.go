@@ -342,7 +342,13 @@ func (r *Remote) frame(ctx context.Context, o *openObject, i int, sequential boo
 		r.readAhead(o, i) // before this fetch, so that the GETs overlap
 	}
 	if sp != nil {
-		r.fetch(sp)
+		// On its own goroutine: a reader that gives up (its context ends) must not
+		// take the fetch other readers may be waiting on down with it.
+		r.bg.Add(1)
+		go func() {
+			defer r.bg.Done()
+			r.fetch(sp)
+		}()
 	}
 	select {
 	case <-st.done:

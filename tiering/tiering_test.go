@@ -134,6 +134,7 @@ type flakyBucket struct {
 	archive.Bucket
 	down       atomic.Bool
 	getDown    atomic.Bool
+	gate       chan struct{} // if set, ranged reads wait for it to close
 	puts       atomic.Int64
 	ranges     atomic.Int64
 	rangeBytes atomic.Int64
@@ -152,6 +153,9 @@ func (b *flakyBucket) GetRange(ctx context.Context, key string, off, n int64) (i
 	b.rangeBytes.Add(n)
 	if b.getDown.Load() {
 		return nil, errors.New("connection refused (test)")
+	}
+	if b.gate != nil {
+		<-b.gate
 	}
 	return b.Bucket.GetRange(ctx, key, off, n)
 }
@@ -453,6 +457,41 @@ func TestRemoteSequentialReaderFetchesSpans(t *testing.T) {
 	frames := int64(rd.NumFrames())
 	if n := b.ranges.Load() - tail; n > frames/spanFrames+3 {
 		t.Fatalf("reading %d frames in order made %d ranged GETs, want about %d (spans of %d)", frames, n, frames/spanFrames, spanFrames)
+	}
+}
+
+// A reader that gives up while its frame is being fetched gets its context's error at
+// once; the fetch goes on for the other readers of the frame.
+func TestRemoteReaderGivingUpLeavesTheFetchToOthers(t *testing.T) {
+	b := &flakyBucket{Bucket: mem.New("giveup")}
+	size, recs := putObject(t, b, "obj", 2000, 1000)
+	r := newRemote(t, b, mustCache(t, 64<<20), nil)
+	if _, err := r.object(context.Background(), "obj", size); err != nil {
+		t.Fatal(err)
+	}
+	b.gate = make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() {
+		_, err := r.Read(ctx, "obj", size, 700, 5)
+		first <- err
+	}()
+	waitFor(t, 10*time.Second, "the fetch to start", func() bool { return b.ranges.Load() >= 2 })
+	second := make(chan error, 1)
+	go func() {
+		got, err := r.Read(context.Background(), "obj", size, 701, 1)
+		if err == nil && !bytes.Equal(got[0], recs[701]) {
+			err = errors.New("wrong entry")
+		}
+		second <- err
+	}()
+	cancel()
+	if err := <-first; !errors.Is(err, context.Canceled) {
+		t.Fatalf("reader that gave up: %v, want context.Canceled", err)
+	}
+	close(b.gate)
+	if err := <-second; err != nil {
+		t.Fatalf("other reader of the frame: %v", err)
 	}
 }
 
