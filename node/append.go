@@ -45,6 +45,12 @@ type appendTag struct {
 	// is always a suffix of what a connection has in flight (Kafka's producer
 	// sequence numbers, for the same reason).
 	stream, seq uint64
+	// base is set when every earlier append of the stream has settled (succeeded,
+	// failed for good, or is this very append's retry): seq may then start the
+	// stream afresh on this appender. Without it, the appender writes seq only right
+	// after seq-1 of a stream it knows, so that an append that never arrived (lost
+	// with a broken connection, say) cannot be overtaken by the ones sent behind it.
+	base bool
 	// boot is set on a retry after an ambiguous failure: the target's boot id at the
 	// first attempt. A target that has restarted since cannot know whether it wrote
 	// the first attempt, so it answers ErrOutcomeUnknown instead of writing again.
@@ -266,7 +272,14 @@ func (a *appender) process(batch []*appendReq) {
 				last, known := a.streams[st]
 				want, ok = last+1, known
 			}
-			if ok && r.tag.seq != want {
+			switch {
+			case r.tag.base:
+			case !ok:
+				r.done(appendResult{err: fmt.Errorf("%w: append %d of its connection came first here, but an earlier one is unsettled",
+					ErrUnavailable, r.tag.seq), node: a.n.cfg.NodeID})
+				next[st] = r.tag.seq // later ones of the stream fail too
+				continue
+			case r.tag.seq != want:
 				r.done(appendResult{err: fmt.Errorf("%w: append %d of its connection is out of sequence (next is %d, an earlier one failed)",
 					ErrUnavailable, r.tag.seq, want), node: a.n.cfg.NodeID})
 				next[st] = want // later ones of the stream fail too
@@ -574,6 +587,7 @@ func (n *Node) dispatch(topic string, rt route, payloads [][]byte, tag appendTag
 	e.u64(tag.stream)
 	e.u64(tag.seq)
 	e.u64(tag.boot)
+	e.bool(tag.base)
 	e.u64(uint64(len(payloads)))
 	for _, pl := range payloads {
 		e.bytes(pl)

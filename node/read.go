@@ -319,7 +319,7 @@ func (n *Node) handleRPC(c *rpcConn, id uint64, op byte, body []byte) {
 	switch op {
 	case opAppend:
 		topic, segID := d.str(), d.u64()
-		tag := appendTag{id: d.u64(), stream: d.u64(), seq: d.u64(), boot: d.u64()}
+		tag := appendTag{id: d.u64(), stream: d.u64(), seq: d.u64(), boot: d.u64(), base: d.bool()}
 		count := d.u64()
 		if d.err != nil || count == 0 || count > uint64(len(d.b)/4) {
 			c.reply(id, nil, fmt.Errorf("%w: malformed append", ErrBadRequest))

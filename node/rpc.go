@@ -113,6 +113,13 @@ type encoder struct{ b []byte }
 
 func (e *encoder) u8(v byte)    { e.b = append(e.b, v) }
 func (e *encoder) u64(v uint64) { e.b = binary.LittleEndian.AppendUint64(e.b, v) }
+func (e *encoder) bool(v bool) {
+	if v {
+		e.u8(1)
+	} else {
+		e.u8(0)
+	}
+}
 func (e *encoder) bytes(p []byte) {
 	e.b = binary.LittleEndian.AppendUint32(e.b, uint32(len(p)))
 	e.b = append(e.b, p...)
@@ -140,6 +147,19 @@ func (d *decoder) u8() byte {
 	v := d.b[0]
 	d.b = d.b[1:]
 	return v
+}
+
+func (d *decoder) bool() bool {
+	switch d.u8() {
+	case 0:
+		return false
+	case 1:
+		return true
+	}
+	if d.err == nil {
+		d.err = errors.New("node: rpc bool is neither 0 nor 1")
+	}
+	return false
 }
 
 func (d *decoder) u64() uint64 {

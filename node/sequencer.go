@@ -18,8 +18,10 @@ type putJob struct {
 	res      appendResult // the failure a retry starts from
 }
 
-func (s *putSeq) tag(j *putJob) appendTag {
-	return appendTag{id: j.id, stream: j.stream, seq: j.wseq}
+// tag is the appendTag of j; base says that every earlier append of the sequence has
+// settled (see appendTag.base). s.mu is held.
+func (s *putSeq) tag(j *putJob, base bool) appendTag {
+	return appendTag{id: j.id, stream: j.stream, seq: j.wseq, base: base}
 }
 
 func (j *putJob) reply(r appendResult) {
@@ -87,10 +89,12 @@ func (s *putSeq) submit(j *putJob) {
 		return
 	}
 	s.cur = rt
+	base := s.inflight == 0
 	s.inflight++
 	s.assignWire(j)
+	tag := s.tag(j, base)
 	s.mu.Unlock()
-	s.n.dispatch(s.topic, rt, j.payloads, s.tag(j), func(r appendResult) { s.settle(j, r) })
+	s.n.dispatch(s.topic, rt, j.payloads, tag, func(r appendResult) { s.settle(j, r) })
 }
 
 // assignWire gives j the next wire sequence number when it is first sent, so that
@@ -168,7 +172,7 @@ func (s *putSeq) drain() {
 					pin = j.res.node
 				}
 				s.mu.Lock()
-				tag := s.tag(j)
+				tag := s.tag(j, true) // the ones before it have settled
 				s.mu.Unlock()
 				if j.res.ambiguous {
 					tag.boot = j.res.boot
@@ -200,9 +204,10 @@ func (s *putSeq) drain() {
 		if err != nil {
 			s.held = s.held[1:]
 			s.assignWire(j)
+			tag := s.tag(j, true) // drain sends one at a time: the ones before it have settled
 			s.mu.Unlock()
 			// Route errors (unknown topic, no leader) get the retrying path.
-			first, err := s.n.appendRetry(s.n.ctx, s.topic, j.payloads, s.tag(j), 0)
+			first, err := s.n.appendRetry(s.n.ctx, s.topic, j.payloads, tag, 0)
 			if err != nil {
 				s.mu.Lock()
 				s.rotate(nil)
@@ -219,8 +224,9 @@ func (s *putSeq) drain() {
 		s.cur = rt
 		s.inflight++
 		s.assignWire(j)
+		tag := s.tag(j, true) // drain sends one at a time: the ones before it have settled
 		s.mu.Unlock()
-		s.n.dispatch(s.topic, rt, j.payloads, s.tag(j), func(r appendResult) { s.settle(j, r) })
+		s.n.dispatch(s.topic, rt, j.payloads, tag, func(r appendResult) { s.settle(j, r) })
 		s.mu.Lock()
 	}
 }
