@@ -75,6 +75,9 @@ type Config struct {
 	LocalRetentionBytes int64 // 0: keep every local copy
 	// UploadMaxBackoff bounds the upload retry delay while the store fails (default 30s).
 	UploadMaxBackoff time.Duration
+	// ForceNewCluster lets a bootstrapping node claim an archive that names another
+	// cluster (DESIGN section 9); without it, such a node refuses to start.
+	ForceNewCluster bool
 
 	Logger       *slog.Logger
 	RaftLogLevel string
@@ -249,16 +252,25 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n.fsm = n.raft.FSM()
 	close(n.rpcReady)
+	if err := n.openArchive(); err != nil {
+		return nil, err
+	}
 
 	switch {
 	case hasState:
 		n.log.Info("restarting with existing raft state", "dir", raftDir)
 	case cfg.Join == "":
-		n.log.Info("bootstrapping a new cluster", "advertise", n.advertise)
+		id := newClusterID()
+		if n.bucket != nil {
+			if err := n.claimBucket(id); err != nil {
+				return nil, err
+			}
+		}
+		n.log.Info("bootstrapping a new cluster", "advertise", n.advertise, "cluster", id)
 		if err := n.raft.Bootstrap(); err != nil {
 			return nil, err
 		}
-		n.goLoop(func() { n.initCluster() })
+		n.goLoop(func() { n.initCluster(id) })
 	default:
 		n.log.Info("joining cluster", "via", cfg.Join)
 		n.goLoop(func() { n.joinLoop() })
@@ -508,14 +520,17 @@ func (n *Node) waitApplied(ctx context.Context, index uint64) error {
 	}
 }
 
+func newClusterID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
 // initCluster records the cluster id once this bootstrap node leads.
-func (n *Node) initCluster() {
+func (n *Node) initCluster(id string) {
 	if n.fsm.ClusterID() != "" {
 		return
 	}
-	var b [8]byte
-	rand.Read(b[:])
-	id := hex.EncodeToString(b[:])
 	ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
 	defer cancel()
 	if _, err := n.propose(ctx, &meta.Command{Op: meta.OpInitCluster, ClusterID: id}); err != nil && n.ctx.Err() == nil {

@@ -21,9 +21,8 @@ import (
 // DefaultCacheBytes bounds the remote-read frame cache.
 const DefaultCacheBytes = 256 << 20
 
-// startTiering opens the archive and starts the uploader and local retention. Without
-// --archive the node keeps sealed segments local only, as Distributed Walrus does.
-func (n *Node) startTiering() error {
+// openArchive opens the --archive bucket, if any.
+func (n *Node) openArchive() error {
 	if n.cfg.Archive == "" {
 		return nil
 	}
@@ -36,6 +35,17 @@ func (n *Node) startTiering() error {
 		return err
 	}
 	n.bucket = archive.WithMetrics(b, n.metrics.reg, nil)
+	return nil
+}
+
+// startTiering starts the uploader, local retention and the archive's cluster claim.
+// Without --archive the node keeps sealed segments local only, as Distributed Walrus
+// does.
+func (n *Node) startTiering() error {
+	if n.bucket == nil {
+		return nil
+	}
+	n.goLoop(func() { n.claimLoop() })
 	cacheBytes := n.cfg.CacheBytes
 	if cacheBytes <= 0 {
 		cacheBytes = DefaultCacheBytes

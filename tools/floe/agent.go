@@ -50,6 +50,7 @@ func addNodeFlags(c *cobra.Command, f *agentFlags) {
 	fs.Int64Var(&f.cfg.CacheBytes, "cache-bytes", node.DefaultCacheBytes, "bound of the on-disk cache of archive frames")
 	fs.Int64Var(&f.cfg.LocalRetentionBytes, "local-retention-bytes", 0, "evict local copies of archived segments beyond this many bytes, oldest first (0: keep all)")
 	fs.DurationVar(&f.cfg.UploadMaxBackoff, "upload-max-backoff", 30*time.Second, "longest wait between upload retries while the object store fails")
+	fs.BoolVar(&f.cfg.ForceNewCluster, "force-new-cluster", false, "bootstrap a new cluster even if the archive names another one (meta/cluster.json)")
 }
 
 // applyWalrusEnv honours Distributed Walrus's environment variables.

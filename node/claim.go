@@ -1,0 +1,156 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"floe/archive"
+)
+
+// The bucket names the cluster that archives into it (DESIGN section 9): a node that
+// bootstraps a new cluster first claims the bucket, and refuses to start if another
+// cluster has claimed it already. So a wiped node 1 restarted without --join cannot
+// bootstrap a second cluster beside the first one and write into its bucket, and two
+// clusters pointed at one bucket by mistake are caught at the first start.
+
+// claimKey is the claim's object, under the archive's prefix.
+const claimKey = "meta/cluster.json"
+
+// claimInterval is how often the Raft leader refreshes the claim's seen_unix_ms.
+const claimInterval = time.Minute
+
+// ErrBucketClaimed: the bucket belongs to another cluster.
+var ErrBucketClaimed = errors.New("node: the archive belongs to another cluster")
+
+// clusterClaim is the claim object.
+type clusterClaim struct {
+	ClusterID     string `json:"cluster_id"`
+	CreatedUnixMS int64  `json:"created_unix_ms"`
+	// SeenUnixMS is when the cluster's Raft leader last refreshed the claim (every
+	// minute while it runs): how an operator tells a live cluster from a dead one.
+	SeenUnixMS int64  `json:"seen_unix_ms"`
+	Node       uint64 `json:"node"`      // the node that wrote it last
+	Advertise  string `json:"advertise"` // that node's cluster address
+}
+
+func (n *Node) newClaim(id string, created int64) *clusterClaim {
+	now := time.Now().UnixMilli()
+	if created == 0 {
+		created = now
+	}
+	return &clusterClaim{ClusterID: id, CreatedUnixMS: created, SeenUnixMS: now, Node: n.cfg.NodeID, Advertise: n.advertise}
+}
+
+func readClaim(ctx context.Context, b archive.Bucket) (*clusterClaim, error) {
+	rc, err := b.Get(ctx, claimKey)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	body, err := io.ReadAll(io.LimitReader(rc, 64<<10))
+	if err != nil {
+		return nil, archive.Error("read", claimKey, "archive", err)
+	}
+	var c clusterClaim
+	if err := json.Unmarshal(body, &c); err != nil || c.ClusterID == "" {
+		return nil, fmt.Errorf("%w: %s in the archive is not a floe cluster claim (%v)", ErrBucketClaimed, claimKey, err)
+	}
+	return &c, nil
+}
+
+func writeClaim(ctx context.Context, b archive.Bucket, c *clusterClaim, create bool) error {
+	body, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	return b.Put(ctx, claimKey, bytes.NewReader(body), int64(len(body)), archive.PutOptions{IfNoneMatch: create, ContentType: "application/json"})
+}
+
+// claimedError describes the cluster that holds the bucket.
+func claimedError(c *clusterClaim) error {
+	seen := time.Since(time.UnixMilli(c.SeenUnixMS)).Round(time.Second)
+	return fmt.Errorf("%w: %s names cluster %s (created %s by node %d at %s, its raft leader last seen %v ago). "+
+		"A node that lost its data dir must rejoin with --join <host:raftport of a member>; "+
+		"to start a new cluster on this archive anyway, pass --force-new-cluster (better: use another bucket or prefix)",
+		ErrBucketClaimed, claimKey, c.ClusterID, time.UnixMilli(c.CreatedUnixMS).UTC().Format(time.RFC3339), c.Node, c.Advertise, seen)
+}
+
+// claimBucket claims the archive for the new cluster id before this node bootstraps
+// it. It retries while the store fails, for up to a minute: a compose stack may start
+// the nodes before the store is up.
+func (n *Node) claimBucket(id string) error {
+	ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		err := writeClaim(ctx, n.bucket, n.newClaim(id, 0), !n.cfg.ForceNewCluster)
+		if err == nil {
+			if n.cfg.ForceNewCluster {
+				n.log.Warn("claimed the archive for a new cluster, replacing any earlier claim (--force-new-cluster)", "cluster", id)
+			}
+			return nil
+		}
+		if archive.IsExists(err) {
+			c, rerr := readClaim(ctx, n.bucket)
+			if rerr == nil {
+				return claimedError(c)
+			}
+			if errors.Is(rerr, ErrBucketClaimed) {
+				return rerr
+			}
+			err = rerr
+		}
+		n.log.Warn("cannot claim the archive for the new cluster yet", "attempt", attempt+1, "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("node: cannot claim the archive for the new cluster (is the object store up?): %w", err)
+		case <-time.After(time.Duration(min(attempt+1, 5)) * time.Second):
+		}
+	}
+}
+
+// claimLoop keeps the claim fresh while this node is the Raft leader, and writes it
+// if it is missing (a cluster that predates claims, or an emptied bucket). A claim
+// naming another cluster is reported, never overwritten.
+func (n *Node) claimLoop() {
+	t := time.NewTicker(claimInterval)
+	defer t.Stop()
+	for {
+		if n.raft.IsLeader() && n.fsm.ClusterID() != "" {
+			n.refreshClaim()
+		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (n *Node) refreshClaim() {
+	ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
+	defer cancel()
+	id := n.fsm.ClusterID()
+	c, err := readClaim(ctx, n.bucket)
+	switch {
+	case archive.IsNotFound(err):
+		err = writeClaim(ctx, n.bucket, n.newClaim(id, 0), true)
+	case err == nil && c.ClusterID == id:
+		err = writeClaim(ctx, n.bucket, n.newClaim(id, c.CreatedUnixMS), false)
+	case err == nil:
+		err = claimedError(c)
+	}
+	n.metrics.claimedByOther.Set(0)
+	if errors.Is(err, ErrBucketClaimed) {
+		n.metrics.claimedByOther.Set(1)
+		n.log.Error("the archive belongs to another cluster; this cluster's uploads may collide with its objects", "cluster", id, "err", err)
+		return
+	}
+	if err != nil && !archive.IsExists(err) {
+		n.log.Warn("cannot refresh the archive's cluster claim", "err", err)
+	}
+}
