@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"floe/meta"
+	"floe/node"
+)
+
+// clusterView is the reply of GET /v1/cluster.
+type clusterView struct {
+	Metrics node.ClusterMetrics `json:"metrics"`
+	Nodes   []meta.NodeInfo     `json:"nodes"`
+}
+
+// clusterCmd is the operator's view of the Raft group, over a node's HTTP API.
+// Changes (removing a member, moving leadership) go to the Raft leader, found through
+// whichever node --http names.
+func clusterCmd() *cobra.Command {
+	var addr string
+	var timeout time.Duration
+	root := &cobra.Command{
+		Use:   "cluster",
+		Short: "Show the cluster's members and leader; remove a member; move Raft leadership (through any node's HTTP API)",
+	}
+	def := os.Getenv("FLOE_HTTP")
+	if def == "" {
+		def = "127.0.0.1:9181,127.0.0.1:9182,127.0.0.1:9183,127.0.0.1:9080" // floe dev and compose, then the agent's default
+	}
+	root.PersistentFlags().StringVar(&addr, "http", def, "HTTP address(es) (host:port) of nodes, comma-separated; the first that answers is used (env FLOE_HTTP)")
+	root.PersistentFlags().DurationVar(&timeout, "timeout", 20*time.Second, "give up after this long")
+
+	call := func(ctx context.Context, method, url string, out any) error {
+		req, err := http.NewRequestWithContext(ctx, method, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode/100 != 2 {
+			return fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, strings.TrimSpace(string(body)))
+		}
+		if out != nil {
+			return json.Unmarshal(body, out)
+		}
+		return nil
+	}
+	view := func(ctx context.Context, at string) (*clusterView, error) {
+		var v clusterView
+		if err := call(ctx, http.MethodGet, "http://"+at+"/v1/cluster", &v); err != nil {
+			return nil, err
+		}
+		return &v, nil
+	}
+	// anyView asks the nodes of --http in turn; it returns the first answer and the
+	// address that gave it.
+	anyView := func(ctx context.Context) (*clusterView, string, error) {
+		var errs []string
+		for _, at := range strings.Split(addr, ",") {
+			if at = strings.TrimSpace(at); at == "" {
+				continue
+			}
+			v, err := view(ctx, at)
+			if err == nil {
+				return v, at, nil
+			}
+			errs = append(errs, err.Error())
+		}
+		return nil, "", fmt.Errorf("no node answers at %s: %s", addr, strings.Join(errs, "; "))
+	}
+	// leaderHTTP returns the HTTP address of the Raft leader, as the first node of
+	// --http that answers sees it.
+	leaderHTTP := func(ctx context.Context) (string, *clusterView, error) {
+		v, at, err := anyView(ctx)
+		if err != nil {
+			return "", nil, err
+		}
+		if v.Metrics.CurrentLeader == nil {
+			return "", v, fmt.Errorf("node %d at %s knows no Raft leader (no quorum?)", v.Metrics.ID, at)
+		}
+		for _, n := range v.Nodes {
+			if n.ID == *v.Metrics.CurrentLeader && n.HTTPAddr != "" {
+				return n.HTTPAddr, v, nil
+			}
+		}
+		return "", v, fmt.Errorf("the HTTP address of leader %d is unknown (it has not registered yet)", *v.Metrics.CurrentLeader)
+	}
+
+	var asJSON bool
+	status := &cobra.Command{
+		Use: "status", Short: "Members (id, role, addresses, log index) and the Raft leader", Args: cobra.NoArgs,
+		RunE: func(_ *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			v, _, err := anyView(ctx)
+			if err != nil {
+				return err
+			}
+			// The leader knows every member's log index; ask it when it is not this node.
+			if at, lv, err := leaderHTTP(ctx); err == nil && lv.Metrics.State != "Leader" {
+				if l, err := view(ctx, at); err == nil {
+					v.Metrics.Replication = l.Metrics.Replication
+				}
+			}
+			if asJSON {
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(v)
+			}
+			printCluster(v)
+			return nil
+		},
+	}
+	status.Flags().BoolVar(&asJSON, "json", false, "print the raw JSON")
+
+	remove := &cobra.Command{
+		Use:   "remove-node <id>",
+		Short: "Remove a member from the Raft group and the metadata (wipe its data dir before it joins again)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, a []string) error {
+			id, err := strconv.ParseUint(a[0], 10, 64)
+			if err != nil || id == 0 {
+				return fmt.Errorf("node id must be a positive number, not %q", a[0])
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			at, v, err := leaderHTTP(ctx)
+			if err != nil {
+				return err
+			}
+			if id == *v.Metrics.CurrentLeader {
+				return fmt.Errorf("node %d is the Raft leader: run floe cluster transfer-leadership first", id)
+			}
+			if err := call(ctx, http.MethodDelete, fmt.Sprintf("http://%s/v1/cluster/members/%d", at, id), nil); err != nil {
+				return err
+			}
+			fmt.Printf("node %d removed\n", id)
+			return nil
+		},
+	}
+
+	transfer := &cobra.Command{
+		Use:   "transfer-leadership",
+		Short: "Hand Raft leadership to another voter (before maintenance of the leader); waits for the new leader",
+		Args:  cobra.NoArgs,
+		RunE: func(_ *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			at, v, err := leaderHTTP(ctx)
+			if err != nil {
+				return err
+			}
+			old := *v.Metrics.CurrentLeader
+			if err := call(ctx, http.MethodPost, "http://"+at+"/v1/cluster/transfer-leadership", nil); err != nil {
+				return err
+			}
+			for {
+				if v, _, err := anyView(ctx); err == nil && v.Metrics.CurrentLeader != nil && *v.Metrics.CurrentLeader != old {
+					fmt.Printf("leader: node %d (was node %d)\n", *v.Metrics.CurrentLeader, old)
+					return nil
+				}
+				select {
+				case <-ctx.Done():
+					return fmt.Errorf("leadership left node %d, but no new leader was seen within %v", old, timeout)
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+		},
+	}
+	root.AddCommand(status, remove, transfer)
+	return root
+}
+
+func printCluster(v *clusterView) {
+	m := v.Metrics
+	leader := "none"
+	if m.CurrentLeader != nil {
+		leader = strconv.FormatUint(*m.CurrentLeader, 10)
+	}
+	fmt.Printf("cluster %s  term %d  leader %s  (as seen by node %d)\n", m.ClusterID, m.CurrentTerm, leader, m.ID)
+	var voters []uint64
+	for _, c := range m.MembershipConfig.Membership.Configs {
+		voters = append(voters, c...)
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ID\tROLE\tRAFT\tCLIENT\tHTTP\tLOG INDEX")
+	known := map[uint64]meta.NodeInfo{}
+	for _, n := range v.Nodes {
+		known[n.ID] = n
+	}
+	ids := slices.Clone(voters)
+	for _, n := range v.Nodes {
+		if !slices.Contains(ids, n.ID) {
+			ids = append(ids, n.ID)
+		}
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		role := "follower"
+		switch {
+		case !slices.Contains(voters, id):
+			role = "not a voter"
+		case m.CurrentLeader != nil && *m.CurrentLeader == id:
+			role = "leader"
+		}
+		raftAddr := m.MembershipConfig.Membership.Nodes[strconv.FormatUint(id, 10)]
+		n := known[id]
+		if raftAddr == "" {
+			raftAddr = n.RaftAddr
+		}
+		index := "-"
+		if r, ok := m.Replication[strconv.FormatUint(id, 10)]; ok {
+			if r == nil {
+				index = "unreachable"
+			} else {
+				index = strconv.FormatUint(r.Index, 10)
+			}
+		}
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\n", id, role, dash(raftAddr), dash(n.ClientAddr), dash(n.HTTPAddr), index)
+	}
+	w.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
