@@ -12,6 +12,8 @@ var (
 	ErrNoTopic = errors.New("meta: no such topic")
 	// ErrBadTopic: the topic name breaks the naming rule of DESIGN section 2.
 	ErrBadTopic = errors.New("meta: invalid topic name")
+	// ErrBadConfig: a topic config holds an invalid value.
+	ErrBadConfig = errors.New("meta: invalid topic config")
 	// ErrStaleSegment: a command names a segment that is no longer in the state it expects
 	// (a roll-over already happened). Retrying with fresh metadata is safe.
 	ErrStaleSegment = errors.New("meta: stale segment")
@@ -67,6 +69,30 @@ type TopicConfig struct {
 	MaxSegmentEntries uint64 `json:"max_segment_entries,omitempty"`
 	MaxSegmentBytes   int64  `json:"max_segment_bytes,omitempty"`
 	MaxSegmentAgeMS   int64  `json:"max_segment_age_ms,omitempty"`
+	// LocalRetentionBytes bounds, on each node, the bytes of the topic's sealed
+	// segments that node led and keeps locally: archived ones beyond it lose their
+	// local copy, oldest first (Kafka's local.retention.bytes). 0: only the node's
+	// --local-retention-bytes applies.
+	LocalRetentionBytes int64 `json:"local_retention_bytes,omitempty"`
+	// LocalRetentionMS evicts the local copy of an archived segment sealed longer ago
+	// than this (Kafka's local.retention.ms). 0: no age limit.
+	LocalRetentionMS int64 `json:"local_retention_ms,omitempty"`
+}
+
+// Validate refuses negative limits (0 means the default).
+func (c *TopicConfig) Validate() error {
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"max_segment_bytes", c.MaxSegmentBytes}, {"max_segment_age_ms", c.MaxSegmentAgeMS},
+		{"local_retention_bytes", c.LocalRetentionBytes}, {"local_retention_ms", c.LocalRetentionMS},
+	} {
+		if f.v < 0 {
+			return fmt.Errorf("%w: %s is %d; limits are positive (0: the default)", ErrBadConfig, f.name, f.v)
+		}
+	}
+	return nil
 }
 
 // Segment is the replicated record of one segment of a topic.

@@ -115,7 +115,9 @@ func (n *Node) httpHandler() http.Handler {
 	mux.HandleFunc("PUT /v1/topics/{topic}", func(w http.ResponseWriter, r *http.Request) {
 		var cfg meta.TopicConfig
 		if r.ContentLength != 0 {
-			if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+			dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+			dec.DisallowUnknownFields() // a misspelt setting is an error, not a silent default
+			if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
 				http.Error(w, "bad topic config: "+err.Error(), http.StatusBadRequest)
 				return
 			}
@@ -213,7 +215,7 @@ func httpErr(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, meta.ErrNoTopic):
 		code = http.StatusNotFound
-	case errors.Is(err, meta.ErrBadTopic), errors.Is(err, ErrBadRequest):
+	case errors.Is(err, meta.ErrBadTopic), errors.Is(err, meta.ErrBadConfig), errors.Is(err, ErrBadRequest):
 		code = http.StatusBadRequest
 	case retryable(err):
 		code = http.StatusServiceUnavailable

@@ -261,6 +261,11 @@ func (n *Node) Register(ctx context.Context, topic string, cfg *meta.TopicConfig
 	if err := meta.ValidateTopic(topic); err != nil {
 		return err
 	}
+	if cfg != nil {
+		if err := cfg.Validate(); err != nil {
+			return err
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
 	if _, err := n.topic(ctx, topic); err == nil {

@@ -60,19 +60,19 @@ func (r *Retention) Run(ctx context.Context) {
 	}
 }
 
-// Enforce runs one pass.
+// Enforce runs one pass: first each topic's own limits (config local_retention_bytes
+// and local_retention_ms), then the node's LimitBytes over every topic, each time
+// evicting archived segments oldest first.
 func (r *Retention) Enforce(ctx context.Context) {
-	type local struct {
-		topic string
-		seg   meta.Segment
-	}
-	var candidates []local
+	var all []candidate
 	var total int64
 	for _, name := range r.cfg.FSM.TopicNames() {
 		t, ok := r.cfg.FSM.Topic(name)
 		if !ok {
 			continue
 		}
+		var mine []candidate // this topic's archived local segments, oldest first
+		var topicBytes int64
 		for _, s := range t.Segments {
 			if s.Leader != r.cfg.NodeID || !r.cfg.Local.HasLocal(name, s.ID) {
 				continue
@@ -83,30 +83,67 @@ func (r *Retention) Enforce(ctx context.Context) {
 				}
 				continue
 			}
-			total += s.Bytes
+			topicBytes += s.Bytes
 			if s.ArchiveKey != "" {
-				candidates = append(candidates, local{name, *s})
+				mine = append(mine, candidate{name, *s})
 			}
 		}
+		sortOldestFirst(mine)
+		limit, maxAge := t.Config.LocalRetentionBytes, time.Duration(t.Config.LocalRetentionMS)*time.Millisecond
+		for len(mine) > 0 && ctx.Err() == nil {
+			c := mine[0]
+			tooMany := limit > 0 && topicBytes > limit
+			tooOld := maxAge > 0 && time.Since(time.UnixMilli(c.seg.SealedUnixMS)) > maxAge
+			if !tooMany && !tooOld {
+				break
+			}
+			if !r.evict(ctx, c) {
+				return
+			}
+			topicBytes -= c.seg.Bytes
+			mine = mine[1:]
+		}
+		total += topicBytes
+		all = append(all, mine...)
 	}
 	if r.cfg.LimitBytes < 0 || total <= r.cfg.LimitBytes {
 		return
 	}
-	sort.Slice(candidates, func(i, j int) bool { return candidates[i].seg.SealedUnixMS < candidates[j].seg.SealedUnixMS })
-	for _, c := range candidates {
+	sortOldestFirst(all)
+	for _, c := range all {
 		if total <= r.cfg.LimitBytes || ctx.Err() != nil {
 			return
 		}
-		err := r.cfg.Propose(ctx, &meta.Command{Op: meta.OpEvictLocal, Topic: c.topic, Segment: c.seg.ID})
-		if err != nil {
-			r.log.Warn("cannot commit local eviction", "topic", c.topic, "segment", c.seg.ID, "err", err)
+		if !r.evict(ctx, c) {
 			return
 		}
-		if err := r.cfg.Local.RemoveLocal(c.topic, c.seg.ID); err != nil {
-			r.log.Warn("cannot remove evicted segment file", "topic", c.topic, "segment", c.seg.ID, "err", err)
-			continue
-		}
 		total -= c.seg.Bytes
-		r.log.Info("local copy evicted", "topic", c.topic, "segment", c.seg.ID, "bytes", c.seg.Bytes, "key", c.seg.ArchiveKey)
 	}
+}
+
+// candidate is an archived segment whose local copy may be evicted.
+type candidate struct {
+	topic string
+	seg   meta.Segment
+}
+
+func sortOldestFirst(cs []candidate) {
+	sort.SliceStable(cs, func(i, j int) bool { return cs[i].seg.SealedUnixMS < cs[j].seg.SealedUnixMS })
+}
+
+// evict commits EvictLocal for a segment, then removes its file. It reports false if
+// the command could not be committed (the pass stops; the next one retries).
+func (r *Retention) evict(ctx context.Context, c candidate) bool {
+	err := r.cfg.Propose(ctx, &meta.Command{Op: meta.OpEvictLocal, Topic: c.topic, Segment: c.seg.ID})
+	if err != nil {
+		r.log.Warn("cannot commit local eviction", "topic", c.topic, "segment", c.seg.ID, "err", err)
+		return false
+	}
+	if err := r.cfg.Local.RemoveLocal(c.topic, c.seg.ID); err != nil {
+		// Committed: readers already go to the archive; the next pass removes the file.
+		r.log.Warn("cannot remove evicted segment file", "topic", c.topic, "segment", c.seg.ID, "err", err)
+		return true
+	}
+	r.log.Info("local copy evicted", "topic", c.topic, "segment", c.seg.ID, "bytes", c.seg.Bytes, "key", c.seg.ArchiveKey)
+	return true
 }

@@ -594,6 +594,74 @@ func TestRetentionEvictsOldestArchivedFirst(t *testing.T) {
 	}
 }
 
+// A topic's own limits (local_retention_bytes, local_retention_ms) evict its archived
+// segments, oldest first, without touching other topics; the node's limit then applies
+// to what the topics kept.
+func TestRetentionPerTopicLimits(t *testing.T) {
+	c, l := newCluster(), &local{}
+	startUploader(t, c, l, mem.New("ret-topic"))
+	const capBytes = 15000 // one segment of 100 records of ~122 bytes, not two
+	topics := map[string]meta.TopicConfig{
+		"capped": {LocalRetentionBytes: capBytes},
+		"aged":   {LocalRetentionMS: 1},
+		"plain":  {},
+	}
+	for name, cfg := range topics {
+		if err := c.propose(context.Background(), &meta.Command{Op: meta.OpCreateTopic, Topic: name, Leader: 1, Config: &cfg}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Four rounds; each round is sealed in a later millisecond than the one before, so
+	// that "oldest first" is well defined across topics.
+	for i := 0; i < 4; i++ {
+		start := time.Now()
+		waitFor(t, time.Second, "the clock to move on", func() bool { return time.Since(start) > 2*time.Millisecond })
+		for _, name := range []string{"aged", "capped", "plain"} {
+			sealSegment(t, c, l, name, 100, 100)
+		}
+	}
+	for name := range topics {
+		waitFor(t, 10*time.Second, name+" archived", func() bool { return archivedAll(c, name) })
+	}
+	segs := func(topic string) []*meta.Segment {
+		top, _ := c.fsm.Topic(topic)
+		return top.Segments[:4]
+	}
+	if s := segs("capped"); s[3].Bytes > capBytes || s[2].Bytes+s[3].Bytes <= capBytes {
+		t.Fatalf("segment sizes %d and %d: the test needs one to fit in %d bytes and two not to", s[2].Bytes, s[3].Bytes, capBytes)
+	}
+	evicted := func(topic string) []bool {
+		var out []bool
+		for _, s := range segs(topic) {
+			if s.LocalEvicted == l.HasLocal(topic, s.ID) {
+				t.Fatalf("%s segment %d: evicted %v, local file %v", topic, s.ID, s.LocalEvicted, l.HasLocal(topic, s.ID))
+			}
+			out = append(out, s.LocalEvicted)
+		}
+		return out
+	}
+	NewRetention(RetentionConfig{NodeID: 1, LimitBytes: -1, FSM: c.fsm, Local: l, Propose: c.propose}).Enforce(context.Background())
+	for topic, want := range map[string]string{
+		"capped": "[true true true false]", // only the newest fits
+		"aged":   "[true true true true]",   // all sealed more than 1 ms ago
+		"plain":  "[false false false false]",
+	} {
+		if got := fmt.Sprint(evicted(topic)); got != want {
+			t.Fatalf("%s (config %+v): evicted %s, want %s", topic, topics[topic], got, want)
+		}
+	}
+	// The node's limit: room for all but the two oldest segments kept (plain's first two).
+	var kept int64
+	for _, s := range append(segs("plain"), segs("capped")[3]) {
+		kept += s.Bytes
+	}
+	p := segs("plain")
+	NewRetention(RetentionConfig{NodeID: 1, LimitBytes: kept - p[0].Bytes - p[1].Bytes, FSM: c.fsm, Local: l, Propose: c.propose}).Enforce(context.Background())
+	if got := fmt.Sprint(evicted("plain"), evicted("capped")); got != "[true true false false] [true true true false]" {
+		t.Fatalf("after the node's limit: plain and capped evicted %s, want the two oldest of plain", got)
+	}
+}
+
 func TestObjectKeyRoundTrip(t *testing.T) {
 	k := ObjectKey("orders.eu", 12, 345)
 	if k != "topics/orders.eu/00000000000000000012-00000000000000000345.seg" {
