@@ -643,7 +643,7 @@ func TestRetentionPerTopicLimits(t *testing.T) {
 	NewRetention(RetentionConfig{NodeID: 1, LimitBytes: -1, FSM: c.fsm, Local: l, Propose: c.propose}).Enforce(context.Background())
 	for topic, want := range map[string]string{
 		"capped": "[true true true false]", // only the newest fits
-		"aged":   "[true true true true]",   // all sealed more than 1 ms ago
+		"aged":   "[true true true true]",  // all sealed more than 1 ms ago
 		"plain":  "[false false false false]",
 	} {
 		if got := fmt.Sprint(evicted(topic)); got != want {
