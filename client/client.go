@@ -242,6 +242,7 @@ type TopicState struct {
 	SegmentLeaders        map[string]uint64 `json:"segment_leaders"`
 	Segments              []SegmentInfo     `json:"segments"`
 	Cursor                uint64            `json:"cursor"`
+	StartOffset           uint64            `json:"start_offset"`
 	EndOffset             *uint64           `json:"end_offset"`
 	Raw                   []byte            `json:"-"`
 }

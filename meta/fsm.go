@@ -58,6 +58,7 @@ const (
 	OpAdvanceCursor = "advance_cursor"
 	OpArchived      = "archived"
 	OpEvictLocal    = "evict_local"
+	OpExpire        = "expire"
 )
 
 // Encode returns the command's wire form (JSON: metadata commands are rare and small,
@@ -198,6 +199,11 @@ func (f *FSM) apply(c *Command, index uint64) *Result {
 		if res != nil {
 			return res
 		}
+		if s.State == Expired {
+			// Expired while it was being uploaded: the object is an orphan, for the
+			// sweeper.
+			return &Result{Err: fmt.Errorf("%w: segment %d of %q has expired", ErrStaleSegment, s.ID, t.Name)}
+		}
 		if c.Key == "" || c.Size <= 0 {
 			return &Result{Err: fmt.Errorf("%w: archived without key or size", ErrBadCommand)}
 		}
@@ -219,6 +225,23 @@ func (f *FSM) apply(c *Command, index uint64) *Result {
 			return &Result{Err: fmt.Errorf("%w: segment %d of %q is not archived; its local copy is the only one", ErrStaleSegment, s.ID, t.Name)}
 		}
 		s.LocalEvicted = true
+		return &Result{}
+	case OpExpire:
+		// Retention drops a topic's oldest sealed segments, in order: the retained
+		// entries stay one contiguous range, from StartOffset to the end. The shared
+		// cursor moves past what expired.
+		t, s, res := f.sealedSegment(c)
+		if res != nil {
+			return res
+		}
+		if s.State == Expired {
+			return &Result{} // a retried Expire
+		}
+		if i := t.index(s.ID); i > 0 && t.Segments[i-1].State != Expired {
+			return &Result{Err: fmt.Errorf("%w: segment %d of %q cannot expire before segment %d", ErrStaleSegment, s.ID, t.Name, t.Segments[i-1].ID)}
+		}
+		s.State, s.ExpiredUnixMS = Expired, c.UnixMS
+		t.Cursor = max(t.Cursor, s.End())
 		return &Result{}
 	case OpAdvanceCursor:
 		t, ok := st.Topics[c.Topic]

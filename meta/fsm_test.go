@@ -260,3 +260,39 @@ func TestCopyingAccessors(t *testing.T) {
 		t.Fatal("ActiveOf of a missing topic found one")
 	}
 }
+
+func TestExpireInOrderMovesCursor(t *testing.T) {
+	f := NewFSM()
+	applyCmd(t, f, 1, &Command{Op: OpCreateTopic, Topic: "t", Leader: 1})
+	for i := uint64(1); i <= 3; i++ {
+		applyCmd(t, f, 1+i, &Command{Op: OpSeal, Topic: "t", Segment: i, Count: 10, NextLeader: 1})
+	}
+	applyCmd(t, f, 5, &Command{Op: OpAdvanceCursor, Topic: "t", From: 0, To: 4})
+	if r := applyCmd(t, f, 6, &Command{Op: OpExpire, Topic: "t", Segment: 4}); !errors.Is(r.Err, ErrStaleSegment) {
+		t.Fatalf("expire of the active segment: %v, want ErrStaleSegment", r.Err)
+	}
+	if r := applyCmd(t, f, 7, &Command{Op: OpExpire, Topic: "t", Segment: 2}); !errors.Is(r.Err, ErrStaleSegment) {
+		t.Fatalf("expire of segment 2 before 1: %v, want ErrStaleSegment", r.Err)
+	}
+	for i := 0; i < 2; i++ { // the second is a retry: no-op
+		if r := applyCmd(t, f, uint64(8+i), &Command{Op: OpExpire, Topic: "t", Segment: 1, UnixMS: 99}); r.Err != nil {
+			t.Fatalf("expire segment 1 (try %d): %v", i, r.Err)
+		}
+	}
+	top, _ := f.Topic("t")
+	if s := top.Segments[0]; s.State != Expired || s.ExpiredUnixMS != 99 || s.Tier() != "remote" {
+		t.Fatalf("expired segment = %+v tier %s", s, s.Tier())
+	}
+	if top.Cursor != 10 || top.StartOffset() != 10 {
+		t.Fatalf("after expiring offsets 0-9: cursor %d, start %d; want 10 and 10", top.Cursor, top.StartOffset())
+	}
+	arch := &Command{Op: OpArchived, Topic: "t", Segment: 1, Key: "topics/t/1.seg", Size: 10}
+	if r := applyCmd(t, f, 10, arch); !errors.Is(r.Err, ErrStaleSegment) {
+		t.Fatalf("archived after expiry: %v, want ErrStaleSegment", r.Err)
+	}
+	applyCmd(t, f, 11, &Command{Op: OpAdvanceCursor, Topic: "t", From: 10, To: 25})
+	applyCmd(t, f, 12, &Command{Op: OpExpire, Topic: "t", Segment: 2})
+	if top, _ = f.Topic("t"); top.Cursor != 25 || top.StartOffset() != 20 {
+		t.Fatalf("a cursor past the expired range stays: cursor %d, start %d; want 25 and 20", top.Cursor, top.StartOffset())
+	}
+}

@@ -77,6 +77,13 @@ type TopicConfig struct {
 	// LocalRetentionMS evicts the local copy of an archived segment sealed longer ago
 	// than this (Kafka's local.retention.ms). 0: no age limit.
 	LocalRetentionMS int64 `json:"local_retention_ms,omitempty"`
+	// RetentionBytes bounds the bytes of the topic's sealed segments: the oldest expire
+	// (entries gone, local files and objects deleted) while they hold more (Kafka's
+	// retention.bytes). 0: no limit.
+	RetentionBytes int64 `json:"retention_bytes,omitempty"`
+	// RetentionMS expires sealed segments sealed longer ago than this (Kafka's
+	// retention.ms). 0: keep forever.
+	RetentionMS int64 `json:"retention_ms,omitempty"`
 }
 
 // Validate refuses negative limits (0 means the default).
@@ -87,6 +94,7 @@ func (c *TopicConfig) Validate() error {
 	}{
 		{"max_segment_bytes", c.MaxSegmentBytes}, {"max_segment_age_ms", c.MaxSegmentAgeMS},
 		{"local_retention_bytes", c.LocalRetentionBytes}, {"local_retention_ms", c.LocalRetentionMS},
+		{"retention_bytes", c.RetentionBytes}, {"retention_ms", c.RetentionMS},
 	} {
 		if f.v < 0 {
 			return fmt.Errorf("%w: %s is %d; limits are positive (0: the default)", ErrBadConfig, f.name, f.v)
@@ -120,12 +128,17 @@ type Segment struct {
 	ArchivedUnixMS  int64  `json:"archived_unix_ms,omitempty"`
 	// LocalEvicted: the leader dropped its local copy (the archive is the only copy).
 	LocalEvicted bool `json:"local_evicted,omitempty"`
+	// ExpiredUnixMS is when topic retention expired the segment (state Expired): its
+	// entries are gone, its local file and object are deleted.
+	ExpiredUnixMS int64 `json:"expired_unix_ms,omitempty"`
 }
 
 // Tier says where a segment's data lives: "local" (the leader's disk only), "remote"
 // (the archive only) or "both".
 func (s *Segment) Tier() string {
 	switch {
+	case s.State == Expired:
+		return "remote" // nothing local; what is left of it is in the archive, until deleted
 	case s.ArchiveKey == "":
 		return "local"
 	case s.LocalEvicted:
@@ -174,6 +187,20 @@ func (t *Topic) Segment(id uint64) *Segment {
 		return nil
 	}
 	return s
+}
+
+// index returns the position of segment id in t.Segments (ids are 1, 2, 3, ...).
+func (t *Topic) index(id uint64) int { return int(id - 1) }
+
+// StartOffset is the first offset retention has kept: the base of the first segment
+// that has not expired.
+func (t *Topic) StartOffset() uint64 {
+	for _, s := range t.Segments {
+		if s.State != Expired {
+			return s.Base
+		}
+	}
+	return t.Active().Base
 }
 
 // NodeInfo is what the cluster knows about one member.

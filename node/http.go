@@ -109,6 +109,29 @@ func (n *Node) httpHandler() http.Handler {
 		}
 		writeJSON(w, tiering.VerifyObject(r.Context(), n.bucket, key))
 	})
+	// Orphans: GET lists them (a dry-run sweep now); POST sweeps now (?dry_run=1: only
+	// report). Both run on the Raft leader: another node redirects there (307).
+	sweep := func(dryRun func(*http.Request) bool) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if !n.raft.IsLeader() {
+				if at := n.leaderHTTP(); at != "" {
+					http.Redirect(w, r, "http://"+at+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+					return
+				}
+			}
+			rep, err := n.Sweep(r.Context(), dryRun(r))
+			if err != nil {
+				httpErr(w, err)
+				return
+			}
+			writeJSON(w, rep)
+		}
+	}
+	mux.HandleFunc("GET /v1/archive/orphans", sweep(func(*http.Request) bool { return true }))
+	mux.HandleFunc("POST /v1/archive/sweep", sweep(func(r *http.Request) bool {
+		v := r.URL.Query().Get("dry_run")
+		return v != "" && v != "0" && v != "false"
+	}))
 	mux.HandleFunc("GET /v1/topics", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"topics": n.fsm.TopicNames()})
 	})
@@ -196,6 +219,17 @@ func (n *Node) httpHandler() http.Handler {
 	return mux
 }
 
+// leaderHTTP returns the Raft leader's HTTP address, if known.
+func (n *Node) leaderHTTP() string {
+	id, _ := n.raft.Leader()
+	for _, m := range n.fsm.Nodes() {
+		if m.ID == id {
+			return m.HTTPAddr
+		}
+	}
+	return ""
+}
+
 func (n *Node) writeState(w http.ResponseWriter, r *http.Request) {
 	st, err := n.State(r.Context(), r.PathValue("topic"))
 	if err != nil {
@@ -215,6 +249,8 @@ func httpErr(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, meta.ErrNoTopic):
 		code = http.StatusNotFound
+	case errors.Is(err, ErrExpired):
+		code = http.StatusGone
 	case errors.Is(err, meta.ErrBadTopic), errors.Is(err, meta.ErrBadConfig), errors.Is(err, ErrBadRequest):
 		code = http.StatusBadRequest
 	case retryable(err):

@@ -40,6 +40,8 @@ var (
 	// tell any more (the segment leader restarted after the first attempt and forgot
 	// it). Final: retrying could write the entry twice.
 	ErrOutcomeUnknown = errors.New("node: outcome unknown")
+	// ErrExpired: the offset was in a segment that topic retention has expired.
+	ErrExpired = errors.New("node: expired")
 )
 
 // Config is one node's configuration; the flags of DESIGN section 3 map onto it.
@@ -75,6 +77,13 @@ type Config struct {
 	LocalRetentionBytes int64 // 0: keep every local copy
 	// UploadMaxBackoff bounds the upload retry delay while the store fails (default 30s).
 	UploadMaxBackoff time.Duration
+	// OrphanGrace is how old an unreferenced segment object must be before the
+	// sweeper deletes it (default 1h); SweepInterval is how often the Raft leader
+	// sweeps (default 10m; negative: never, only on request); SweepDryRun makes the
+	// periodic sweeps report without deleting.
+	OrphanGrace   time.Duration
+	SweepInterval time.Duration
+	SweepDryRun   bool
 	// ForceNewCluster lets a bootstrapping node claim an archive that names another
 	// cluster (DESIGN section 9); without it, such a node refuses to start.
 	ForceNewCluster bool
@@ -159,6 +168,7 @@ type Node struct {
 	bucket   archive.Bucket // nil without --archive
 	remote   *tiering.Remote
 	uploader *tiering.Uploader
+	sweeper  *tiering.Sweeper
 
 	cluster    *clusterListener
 	clientLn   net.Listener
@@ -298,6 +308,7 @@ func Start(cfg Config) (*Node, error) {
 	n.goLoop(func() { n.syncLoop() })
 	n.goLoop(func() { n.registerLoop() })
 	n.goLoop(func() { n.ownershipLoop() })
+	n.goLoop(func() { n.retentionLoop() })
 	n.goLoop(func() { n.acceptClients() })
 	n.log.Info("node started", "raft", n.advertise, "client", n.clientLn.Addr().String(), "http", n.HTTPAddr())
 	ok = true

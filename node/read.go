@@ -175,6 +175,15 @@ func (n *Node) Read(ctx context.Context, topic string, offset uint64, max int) (
 			return nil, offset, err
 		}
 		s := &seg
+		if s.State == meta.Expired {
+			if len(out) > 0 {
+				break
+			}
+			start := offset
+			n.fsm.View(topic, func(t *meta.Topic) { start = t.StartOffset() })
+			return nil, offset, fmt.Errorf("%w: offset %d of %q (segment %d) has expired by retention; the earliest offset kept is %d",
+				ErrExpired, offset, topic, s.ID, start)
+		}
 		entries, err := n.readSegment(ctx, topic, s, offset, max-len(out), budget)
 		if err != nil {
 			if retryable(err) && len(out) == 0 {
@@ -236,6 +245,9 @@ func (n *Node) Get(ctx context.Context, topic string) (payload []byte, ok bool, 
 			return nil, false, err
 		}
 		entries, _, err := n.Read(ctx, topic, cur, 1)
+		if errors.Is(err, ErrExpired) && ctx.Err() == nil {
+			continue // retention moved the cursor past what expired
+		}
 		if err != nil {
 			return nil, false, err
 		}

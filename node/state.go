@@ -29,10 +29,12 @@ type TopicState struct {
 	SealedSegments        map[string]uint64 `json:"sealed_segments"`
 	SegmentLeaders        map[string]uint64 `json:"segment_leaders"`
 
-	Topic    string           `json:"topic"`
-	Segments []SegmentView    `json:"segments"`
-	Cursor   uint64           `json:"cursor"`
-	Config   meta.TopicConfig `json:"config"`
+	Topic    string        `json:"topic"`
+	Segments []SegmentView `json:"segments"`
+	Cursor   uint64        `json:"cursor"`
+	// StartOffset is the first offset retention has kept (0 until a segment expires).
+	StartOffset uint64           `json:"start_offset"`
+	Config      meta.TopicConfig `json:"config"`
 	// EndOffset is one past the last durable entry, when the active leader answered.
 	EndOffset *uint64 `json:"end_offset,omitempty"`
 }
@@ -47,13 +49,15 @@ func (n *Node) State(ctx context.Context, topic string) (*TopicState, error) {
 	st := &TopicState{
 		CurrentSegment: act.ID, LeaderNode: act.Leader, LastSealedEntryOffset: t.SealedEnd(),
 		SealedSegments: map[string]uint64{}, SegmentLeaders: map[string]uint64{},
-		Topic: topic, Cursor: t.Cursor, Config: t.Config,
+		Topic: topic, Cursor: t.Cursor, Config: t.Config, StartOffset: t.StartOffset(),
 	}
 	for _, s := range t.Segments {
 		id := strconv.FormatUint(s.ID, 10)
 		st.SegmentLeaders[id] = s.Leader
 		v := SegmentView{ID: s.ID, Leader: s.Leader, Base: s.Base, Count: s.Count, Bytes: s.Bytes, State: string(s.State), Tier: s.Tier()}
-		if s.State != meta.Active {
+		if s.State == meta.Expired {
+			// Gone: not listed among Walrus's readable sealed segments.
+		} else if s.State != meta.Active {
 			st.SealedSegments[id] = s.Count
 		} else if c, b, sealing, err := n.activeCount(topic, s); err == nil {
 			v.Count, v.Bytes = c, b

@@ -46,6 +46,12 @@ func (n *Node) startTiering() error {
 		return nil
 	}
 	n.goLoop(func() { n.claimLoop() })
+	grace := n.cfg.OrphanGrace
+	if grace <= 0 {
+		grace = time.Hour
+	}
+	n.sweeper = tiering.NewSweeper(tiering.SweeperConfig{Bucket: n.bucket, FSM: n.fsm, Grace: grace, Logger: n.log, Registerer: n.metrics.reg})
+	n.goLoop(func() { n.sweepLoop() })
 	cacheBytes := n.cfg.CacheBytes
 	if cacheBytes <= 0 {
 		cacheBytes = DefaultCacheBytes

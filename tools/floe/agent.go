@@ -50,6 +50,9 @@ func addNodeFlags(c *cobra.Command, f *agentFlags) {
 	fs.Int64Var(&f.cfg.CacheBytes, "cache-bytes", node.DefaultCacheBytes, "bound of the on-disk cache of archive frames")
 	fs.Int64Var(&f.cfg.LocalRetentionBytes, "local-retention-bytes", 0, "evict local copies of archived segments beyond this many bytes, oldest first (0: keep all)")
 	fs.DurationVar(&f.cfg.UploadMaxBackoff, "upload-max-backoff", 30*time.Second, "longest wait between upload retries while the object store fails")
+	fs.DurationVar(&f.cfg.OrphanGrace, "orphan-grace", time.Hour, "age after which a segment object no metadata references is deleted by the sweeper")
+	fs.DurationVar(&f.cfg.SweepInterval, "sweep-interval", 10*time.Minute, "how often the Raft leader sweeps orphaned objects (negative: only on request)")
+	fs.BoolVar(&f.cfg.SweepDryRun, "sweep-dry-run", false, "periodic sweeps only report orphans (metrics, log) and delete nothing")
 	fs.BoolVar(&f.cfg.ForceNewCluster, "force-new-cluster", false, "bootstrap a new cluster even if the archive names another one (meta/cluster.json)")
 }
 

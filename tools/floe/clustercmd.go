@@ -17,6 +17,7 @@ import (
 
 	"floe/meta"
 	"floe/node"
+	"floe/tiering"
 )
 
 // clusterView is the reply of GET /v1/cluster.
@@ -186,7 +187,44 @@ func clusterCmd() *cobra.Command {
 			}
 		},
 	}
-	root.AddCommand(status, remove, transfer)
+	var dryRun bool
+	sweep := &cobra.Command{
+		Use:   "sweep",
+		Short: "Delete the archive objects no segment references (expired segments' objects, uploads that never committed and are older than --orphan-grace); --dry-run only lists them",
+		Args:  cobra.NoArgs,
+		RunE: func(_ *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(context.Background(), max(timeout, 10*time.Minute))
+			defer cancel()
+			at, _, err := leaderHTTP(ctx)
+			if err != nil {
+				return err
+			}
+			var rep tiering.SweepReport
+			if err := call(ctx, http.MethodPost, fmt.Sprintf("http://%s/v1/archive/sweep?dry_run=%v", at, dryRun), &rep); err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "KEY\tBYTES\tMODIFIED\tREASON\tACTION")
+			for _, o := range rep.Orphans {
+				action := "kept (younger than the grace period)"
+				switch {
+				case o.Deleted:
+					action = "deleted"
+				case o.Error != "":
+					action = "delete failed: " + o.Error
+				case o.Deletable && rep.DryRun:
+					action = "would delete"
+				}
+				fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\n", o.Key, o.Size, o.LastModified.UTC().Format(time.RFC3339), o.Reason, action)
+			}
+			w.Flush()
+			fmt.Printf("%d segment objects scanned, %d orphans (%d bytes), %d deleted (grace %s)\n",
+				rep.Scanned, len(rep.Orphans), rep.OrphanBytes, rep.Deleted, rep.Grace)
+			return nil
+		},
+	}
+	sweep.Flags().BoolVar(&dryRun, "dry-run", false, "list the orphans, delete nothing")
+	root.AddCommand(status, remove, transfer, sweep)
 	return root
 }
 

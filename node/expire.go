@@ -1,0 +1,156 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"floe/meta"
+	"floe/tiering"
+)
+
+// Topic retention (DESIGN section 6): the Raft leader expires a topic's oldest sealed
+// segments through Raft while the topic's sealed bytes exceed retention_bytes, or once
+// they were sealed longer ago than retention_ms, then deletes their objects; every
+// node deletes the local files of the expired segments it led. An object whose delete
+// fails is left to the orphan sweeper.
+
+// retentionPeriod is how often retention is checked besides metadata changes.
+const retentionPeriod = 5 * time.Second
+
+func (n *Node) retentionLoop() {
+	gone := map[segKey]bool{} // expired segments whose files this node has removed
+	t := time.NewTicker(retentionPeriod)
+	defer t.Stop()
+	for {
+		changed := n.fsm.Changed()
+		if n.raft.IsLeader() {
+			n.expireSegments()
+		}
+		n.removeExpiredFiles(gone)
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		case <-changed:
+		}
+	}
+}
+
+// expireSegments runs one pass of topic retention on the Raft leader.
+func (n *Node) expireSegments() {
+	ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
+	defer cancel()
+	now := time.Now()
+	for _, name := range n.fsm.TopicNames() {
+		t, ok := n.fsm.Topic(name)
+		if !ok {
+			continue
+		}
+		cfg := t.Config
+		if cfg.RetentionBytes <= 0 && cfg.RetentionMS <= 0 {
+			continue
+		}
+		var kept []*meta.Segment
+		var total int64
+		for _, s := range t.Segments[:len(t.Segments)-1] { // the active segment never expires
+			if s.State != meta.Expired {
+				kept = append(kept, s)
+				total += s.Bytes
+			}
+		}
+		for _, s := range kept {
+			tooMany := cfg.RetentionBytes > 0 && total > cfg.RetentionBytes
+			tooOld := cfg.RetentionMS > 0 && now.Sub(time.UnixMilli(s.SealedUnixMS)) > time.Duration(cfg.RetentionMS)*time.Millisecond
+			if !tooMany && !tooOld {
+				break
+			}
+			if _, err := n.propose(ctx, &meta.Command{Op: meta.OpExpire, Topic: name, Segment: s.ID, UnixMS: now.UnixMilli()}); err != nil {
+				n.log.Warn("cannot commit segment expiry", "topic", name, "segment", s.ID, "err", err)
+				return
+			}
+			total -= s.Bytes
+			n.log.Info("segment expired", "topic", name, "segment", s.ID, "base", s.Base, "count", s.Count,
+				"bytes", s.Bytes, "by", map[bool]string{true: "retention_bytes", false: "retention_ms"}[tooMany])
+			if s.ArchiveKey != "" && n.bucket != nil {
+				if err := n.bucket.Delete(ctx, s.ArchiveKey); err != nil {
+					n.log.Warn("cannot delete the object of an expired segment; the orphan sweeper will", "key", s.ArchiveKey, "err", err)
+				}
+			}
+		}
+	}
+}
+
+type segKey struct {
+	topic string
+	id    uint64
+}
+
+// removeExpiredFiles deletes this node's local files of expired segments, skipping
+// those it removed before.
+func (n *Node) removeExpiredFiles(gone map[segKey]bool) {
+	for _, name := range n.fsm.TopicNames() {
+		t, ok := n.fsm.Topic(name)
+		if !ok {
+			continue
+		}
+		for _, s := range t.Segments {
+			k := segKey{name, s.ID}
+			if s.State != meta.Expired || s.Leader != n.cfg.NodeID || gone[k] {
+				continue
+			}
+			if n.HasLocal(name, s.ID) {
+				if err := n.RemoveLocal(name, s.ID); err != nil {
+					n.log.Warn("cannot remove the file of an expired segment", "topic", name, "segment", s.ID, "err", err)
+					continue
+				}
+			}
+			gone[k] = true
+		}
+	}
+}
+
+// sweepLoop runs the orphan sweeper on the Raft leader every SweepInterval.
+func (n *Node) sweepLoop() {
+	every := n.cfg.SweepInterval
+	if every == 0 {
+		every = 10 * time.Minute
+	}
+	if every < 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !n.raft.IsLeader() {
+			continue
+		}
+		if _, err := n.Sweep(n.ctx, n.cfg.SweepDryRun); err != nil {
+			n.log.Warn("orphan sweep failed", "err", err)
+		}
+	}
+}
+
+// Sweep runs one pass of the orphan sweeper, on the Raft leader only (its metadata is
+// never behind a committed Archived).
+func (n *Node) Sweep(ctx context.Context, dryRun bool) (*tiering.SweepReport, error) {
+	if n.sweeper == nil {
+		return nil, fmt.Errorf("%w: this node has no --archive", ErrBadRequest)
+	}
+	if !n.raft.IsLeader() {
+		return nil, meta.ErrNotLeader
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	rep, err := n.sweeper.Sweep(ctx, dryRun)
+	if err == nil && len(rep.Orphans) > 0 {
+		n.log.Info("orphan sweep", "dry_run", dryRun, "scanned", rep.Scanned, "orphans", len(rep.Orphans),
+			"orphan_bytes", rep.OrphanBytes, "deleted", rep.Deleted)
+	}
+	return rep, err
+}
