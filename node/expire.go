@@ -15,7 +15,7 @@ import (
 // node deletes the local files of the expired segments it led. An object whose delete
 // fails is left to the orphan sweeper.
 
-// retentionPeriod is how often retention is checked besides metadata changes.
+// retentionPeriod is how often retention is checked.
 const retentionPeriod = 5 * time.Second
 
 func (n *Node) retentionLoop() {
@@ -23,7 +23,6 @@ func (n *Node) retentionLoop() {
 	t := time.NewTicker(retentionPeriod)
 	defer t.Stop()
 	for {
-		changed := n.fsm.Changed()
 		if n.raft.IsLeader() {
 			n.expireSegments()
 		}
@@ -32,7 +31,6 @@ func (n *Node) retentionLoop() {
 		case <-n.ctx.Done():
 			return
 		case <-t.C:
-		case <-changed:
 		}
 	}
 }
@@ -43,22 +41,21 @@ func (n *Node) expireSegments() {
 	defer cancel()
 	now := time.Now()
 	for _, name := range n.fsm.TopicNames() {
-		t, ok := n.fsm.Topic(name)
-		if !ok {
-			continue
-		}
-		cfg := t.Config
-		if cfg.RetentionBytes <= 0 && cfg.RetentionMS <= 0 {
-			continue
-		}
-		var kept []*meta.Segment
+		var cfg meta.TopicConfig
+		var kept []meta.Segment
 		var total int64
-		for _, s := range t.Segments[:len(t.Segments)-1] { // the active segment never expires
-			if s.State != meta.Expired {
-				kept = append(kept, s)
-				total += s.Bytes
+		n.fsm.View(name, func(t *meta.Topic) { // under the FSM's lock: no copies of topics without retention
+			cfg = t.Config
+			if cfg.RetentionBytes <= 0 && cfg.RetentionMS <= 0 {
+				return
 			}
-		}
+			for _, s := range t.Segments[:len(t.Segments)-1] { // the active segment never expires
+				if s.State != meta.Expired {
+					kept = append(kept, *s)
+					total += s.Bytes
+				}
+			}
+		})
 		for _, s := range kept {
 			tooMany := cfg.RetentionBytes > 0 && total > cfg.RetentionBytes
 			tooOld := cfg.RetentionMS > 0 && now.Sub(time.UnixMilli(s.SealedUnixMS)) > time.Duration(cfg.RetentionMS)*time.Millisecond
@@ -90,22 +87,25 @@ type segKey struct {
 // those it removed before.
 func (n *Node) removeExpiredFiles(gone map[segKey]bool) {
 	for _, name := range n.fsm.TopicNames() {
-		t, ok := n.fsm.Topic(name)
-		if !ok {
-			continue
-		}
-		for _, s := range t.Segments {
-			k := segKey{name, s.ID}
-			if s.State != meta.Expired || s.Leader != n.cfg.NodeID || gone[k] {
-				continue
+		var ids []uint64
+		n.fsm.View(name, func(t *meta.Topic) {
+			for _, s := range t.Segments {
+				if s.State != meta.Expired {
+					break // expired segments are a prefix
+				}
+				if s.Leader == n.cfg.NodeID && !gone[segKey{name, s.ID}] {
+					ids = append(ids, s.ID)
+				}
 			}
-			if n.HasLocal(name, s.ID) {
-				if err := n.RemoveLocal(name, s.ID); err != nil {
-					n.log.Warn("cannot remove the file of an expired segment", "topic", name, "segment", s.ID, "err", err)
+		})
+		for _, id := range ids {
+			if n.HasLocal(name, id) {
+				if err := n.RemoveLocal(name, id); err != nil {
+					n.log.Warn("cannot remove the file of an expired segment", "topic", name, "segment", id, "err", err)
 					continue
 				}
 			}
-			gone[k] = true
+			gone[segKey{name, id}] = true
 		}
 	}
 }

@@ -74,8 +74,8 @@ func (r *Retention) Enforce(ctx context.Context) {
 		var mine []candidate // this topic's archived local segments, oldest first
 		var topicBytes int64
 		for _, s := range t.Segments {
-			if s.Leader != r.cfg.NodeID || !r.cfg.Local.HasLocal(name, s.ID) {
-				continue
+			if s.Leader != r.cfg.NodeID || s.State == meta.Expired || !r.cfg.Local.HasLocal(name, s.ID) {
+				continue // expired segments' files are the node's to delete
 			}
 			if s.LocalEvicted {
 				if err := r.cfg.Local.RemoveLocal(name, s.ID); err != nil {
