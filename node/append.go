@@ -580,19 +580,7 @@ func (n *Node) dispatch(topic string, rt route, payloads [][]byte, tag appendTag
 		done(appendResult{err: err, node: rt.node})
 		return
 	}
-	var e encoder
-	e.str(topic)
-	e.u64(rt.segment)
-	e.u64(tag.id)
-	e.u64(tag.stream)
-	e.u64(tag.seq)
-	e.u64(tag.boot)
-	e.bool(tag.base)
-	e.u64(uint64(len(payloads)))
-	for _, pl := range payloads {
-		e.bytes(pl)
-	}
-	ch, err := p.send(opAppend, e.b)
+	ch, err := p.send(opAppend, encodeAppend(topic, rt.segment, tag, payloads))
 	boot := p.bootID()
 	if err != nil {
 		done(appendResult{err: err, node: rt.node, ambiguous: !errors.Is(err, errNotSent), boot: boot})

@@ -335,22 +335,14 @@ func (n *Node) handleRPC(c *rpcConn, id uint64, op byte, body []byte) {
 	d := decoder{b: body}
 	switch op {
 	case opAppend:
-		topic, segID := d.str(), d.u64()
-		tag := appendTag{id: d.u64(), stream: d.u64(), seq: d.u64(), boot: d.u64(), base: d.bool()}
-		count := d.u64()
-		if d.err != nil || count == 0 || count > uint64(len(d.b)/4) {
-			c.reply(id, nil, fmt.Errorf("%w: malformed append", ErrBadRequest))
+		topic, segID, tag, payloads, err := decodeAppend(body)
+		if err != nil {
+			c.reply(id, nil, err)
 			return
 		}
-		payloads := make([][]byte, count)
 		var size int64
-		for i := range payloads {
-			payloads[i] = d.bytes()
-			size += int64(len(payloads[i])) + 8
-		}
-		if d.err != nil {
-			c.reply(id, nil, fmt.Errorf("%w: malformed append", ErrBadRequest))
-			return
+		for _, p := range payloads {
+			size += int64(len(p)) + 8
 		}
 		if tag.boot != 0 && tag.boot != n.bootID {
 			c.reply(id, nil, fmt.Errorf("%w: node %d restarted after the first attempt of this append", ErrOutcomeUnknown, n.cfg.NodeID))

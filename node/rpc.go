@@ -418,3 +418,40 @@ func (c *rpcConn) reply(id uint64, body []byte, err error) {
 		c.w.Flush()
 	}
 }
+
+// encodeAppend is the body of an opAppend call.
+func encodeAppend(topic string, segment uint64, tag appendTag, payloads [][]byte) []byte {
+	var e encoder
+	e.str(topic)
+	e.u64(segment)
+	e.u64(tag.id)
+	e.u64(tag.stream)
+	e.u64(tag.seq)
+	e.u64(tag.boot)
+	e.bool(tag.base)
+	e.u64(uint64(len(payloads)))
+	for _, pl := range payloads {
+		e.bytes(pl)
+	}
+	return e.b
+}
+
+// decodeAppend decodes an opAppend body; anything malformed (short, trailing bytes,
+// no payloads, a count the body cannot hold) is ErrBadRequest.
+func decodeAppend(body []byte) (topic string, segment uint64, tag appendTag, payloads [][]byte, err error) {
+	d := decoder{b: body}
+	topic, segment = d.str(), d.u64()
+	tag = appendTag{id: d.u64(), stream: d.u64(), seq: d.u64(), boot: d.u64(), base: d.bool()}
+	count := d.u64()
+	if d.err != nil || count == 0 || count > uint64(len(d.b)/4) {
+		return "", 0, appendTag{}, nil, fmt.Errorf("%w: malformed append", ErrBadRequest)
+	}
+	payloads = make([][]byte, count)
+	for i := range payloads {
+		payloads[i] = d.bytes()
+	}
+	if d.err != nil || len(d.b) != 0 {
+		return "", 0, appendTag{}, nil, fmt.Errorf("%w: malformed append", ErrBadRequest)
+	}
+	return topic, segment, tag, payloads, nil
+}
