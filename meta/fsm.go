@@ -383,6 +383,18 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	return &snapshot{data: b}, nil
 }
 
+// Export returns the whole state as JSON (the format of Raft snapshots) and the Raft
+// index of the last command it reflects.
+func (f *FSM) Export() (index uint64, state []byte, err error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	b, err := json.Marshal(f.st)
+	if err != nil {
+		return 0, nil, fmt.Errorf("meta: cannot encode state: %w", err)
+	}
+	return f.applied, b, nil
+}
+
 // Restore implements raft.FSM: it replaces the whole state.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()

@@ -19,6 +19,8 @@ type metrics struct {
 	remoteReads prometheus.Counter
 	// claimedByOther is 1 while the archive's cluster claim names another cluster.
 	claimedByOther prometheus.Gauge
+	// metaSnapshot is when this node last wrote the metadata snapshot to the archive.
+	metaSnapshot prometheus.Gauge
 }
 
 func newMetrics(n *Node) *metrics {
@@ -49,11 +51,14 @@ func newMetrics(n *Node) *metrics {
 		remoteReads: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "floe_remote_reads_total", Help: "Reads served from the archive (remote tier).",
 		}),
+		metaSnapshot: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "floe_meta_snapshot_last_unix_seconds", Help: "When this node (as Raft leader) last wrote the metadata snapshot to the archive.",
+		}),
 		claimedByOther: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "floe_archive_claimed_by_other_cluster", Help: "1 if the archive's cluster claim (meta/cluster.json) names another cluster.",
 		}),
 	}
-	m.reg.MustRegister(m.requests, m.badRequests, m.entries, m.bytes, m.batches, m.forwarded, m.rolls, m.remoteReads, m.claimedByOther,
+	m.reg.MustRegister(m.requests, m.badRequests, m.entries, m.bytes, m.batches, m.forwarded, m.rolls, m.remoteReads, m.claimedByOther, m.metaSnapshot,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "floe_raft_leader", Help: "1 if this node is the Raft leader.",

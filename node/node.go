@@ -84,6 +84,9 @@ type Config struct {
 	OrphanGrace   time.Duration
 	SweepInterval time.Duration
 	SweepDryRun   bool
+	// MetaSnapshotInterval is how often the Raft leader copies changed metadata into
+	// the archive (default 5m; negative: never).
+	MetaSnapshotInterval time.Duration
 	// ForceNewCluster lets a bootstrapping node claim an archive that names another
 	// cluster (DESIGN section 9); without it, such a node refuses to start.
 	ForceNewCluster bool

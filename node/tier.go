@@ -52,6 +52,7 @@ func (n *Node) startTiering() error {
 	}
 	n.sweeper = tiering.NewSweeper(tiering.SweeperConfig{Bucket: n.bucket, FSM: n.fsm, Grace: grace, Logger: n.log, Registerer: n.metrics.reg})
 	n.goLoop(func() { n.sweepLoop() })
+	n.goLoop(func() { n.metaSnapshotLoop() })
 	cacheBytes := n.cfg.CacheBytes
 	if cacheBytes <= 0 {
 		cacheBytes = DefaultCacheBytes

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -12,6 +15,8 @@ import (
 
 	"floe/archive"
 	"floe/archive/open"
+	"floe/meta"
+	"floe/node"
 	"floe/tiering"
 )
 
@@ -39,7 +44,7 @@ func (f *archiveFlags) open(ctx context.Context, c *cobra.Command) (archive.Buck
 
 func archiveCmd() *cobra.Command {
 	f := &archiveFlags{}
-	root := &cobra.Command{Use: "archive", Short: "List and check the sealed-segment objects of a bucket"}
+	root := &cobra.Command{Use: "archive", Short: "List and check the segment objects of a bucket, and show its metadata snapshot"}
 	f.add(root)
 	ls := &cobra.Command{
 		Use:   "ls [topic]",
@@ -125,7 +130,74 @@ if anything is damaged.`,
 		},
 	}
 	verify.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only damaged objects")
-	root.AddCommand(ls, verify)
+	var raw bool
+	metaCmd := &cobra.Command{
+		Use:   "meta",
+		Short: "Show the newest metadata snapshot in the bucket (meta/snapshots/): the cluster, its members, and each topic's segments, offsets and cursor",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			ctx := context.Background()
+			b, err := f.open(ctx, c)
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			var newest string
+			if err := b.List(ctx, "meta/snapshots/", func(o archive.ObjectInfo) error {
+				if _, ok := node.ParseMetaSnapshotKey(o.Key); ok {
+					newest = o.Key // listed in key order: the last is the newest
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			if newest == "" {
+				return fmt.Errorf("no metadata snapshot in the bucket (meta/snapshots/)")
+			}
+			rc, err := b.Get(ctx, newest)
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			var snap node.MetaSnapshot
+			if err := json.NewDecoder(rc).Decode(&snap); err != nil {
+				return fmt.Errorf("%s: %w", newest, err)
+			}
+			if raw {
+				os.Stdout.Write(snap.State)
+				fmt.Println()
+				return nil
+			}
+			var st meta.State
+			if err := json.Unmarshal(snap.State, &st); err != nil {
+				return fmt.Errorf("%s: %w", newest, err)
+			}
+			fmt.Printf("%s: cluster %s, raft index %d, written %s by node %d\n", newest, snap.ClusterID, snap.RaftIndex,
+				time.UnixMilli(snap.CreatedUnixMS).UTC().Format(time.RFC3339), snap.Node)
+			for _, id := range slices.Sorted(maps.Keys(st.Nodes)) {
+				m := st.Nodes[id]
+				fmt.Printf("node %d\traft %s\tclient %s\thttp %s\n", m.ID, m.RaftAddr, m.ClientAddr, m.HTTPAddr)
+			}
+			w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "TOPIC\tSEGMENTS\tARCHIVED\tEXPIRED\tSTART\tSEALED END\tCURSOR")
+			for _, name := range slices.Sorted(maps.Keys(st.Topics)) {
+				t := st.Topics[name]
+				var archived, expired int
+				for _, s := range t.Segments {
+					if s.ArchiveKey != "" && s.State != meta.Expired {
+						archived++
+					}
+					if s.State == meta.Expired {
+						expired++
+					}
+				}
+				fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%d\n", name, len(t.Segments), archived, expired, t.StartOffset(), t.SealedEnd(), t.Cursor)
+			}
+			return w.Flush()
+		},
+	}
+	metaCmd.Flags().BoolVar(&raw, "json", false, "print the snapshot's state as JSON")
+	root.AddCommand(ls, verify, metaCmd)
 	return root
 }
 
