@@ -20,7 +20,8 @@
 // Bucket layout:
 //
 //	<prefix>/topics/<topic>/<segment id, 20 digits>-<leader term, 20 digits>.seg
-//	<prefix>/meta/cluster.json   the claim of the cluster that archives here (package node)
+//	<prefix>/meta/cluster.json              the claim of the cluster that archives here (package node)
+//	<prefix>/meta/snapshots/<index>.json    metadata snapshots written by the Raft leader (package node)
 //
 // The leader term is the Raft index of the command that made the node leader of the
 // segment, so a deposed leader's late upload lands under another key and is never read.
