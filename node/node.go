@@ -255,6 +255,20 @@ func Start(cfg Config) (*Node, error) {
 	if el == 0 {
 		el = hb
 	}
+	// A node about to bootstrap claims the archive before it creates any Raft state,
+	// so that a refused start leaves the data dir as empty as it found it.
+	if err := n.openArchive(); err != nil {
+		return nil, err
+	}
+	var clusterID string
+	if !hasState && cfg.Join == "" {
+		clusterID = newClusterID()
+		if n.bucket != nil {
+			if err := n.claimBucket(clusterID); err != nil {
+				return nil, err
+			}
+		}
+	}
 	n.raft, err = meta.Open(meta.Config{
 		NodeID: cfg.NodeID, Dir: raftDir, Advertise: n.advertise, Stream: n.cluster,
 		Logger: n.log, RaftLogLevel: cfg.RaftLogLevel, RaftLogJSON: cfg.RaftLogJSON,
@@ -265,25 +279,16 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n.fsm = n.raft.FSM()
 	close(n.rpcReady)
-	if err := n.openArchive(); err != nil {
-		return nil, err
-	}
 
 	switch {
 	case hasState:
 		n.log.Info("restarting with existing raft state", "dir", raftDir)
 	case cfg.Join == "":
-		id := newClusterID()
-		if n.bucket != nil {
-			if err := n.claimBucket(id); err != nil {
-				return nil, err
-			}
-		}
-		n.log.Info("bootstrapping a new cluster", "advertise", n.advertise, "cluster", id)
+		n.log.Info("bootstrapping a new cluster", "advertise", n.advertise, "cluster", clusterID)
 		if err := n.raft.Bootstrap(); err != nil {
 			return nil, err
 		}
-		n.goLoop(func() { n.initCluster(id) })
+		n.goLoop(func() { n.initCluster(clusterID) })
 	default:
 		n.log.Info("joining cluster", "via", cfg.Join)
 		n.goLoop(func() { n.joinLoop() })

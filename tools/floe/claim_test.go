@@ -67,10 +67,11 @@ func TestBootstrapRefusesClaimedArchive(t *testing.T) {
 		return l == 2 || l == 3
 	})
 
-	// --force-new-cluster: a node with a data dir and ports of its own (so that it is
-	// not mistaken for node 1 by the survivors) bootstraps and takes the archive.
+	// --force-new-cluster: the refused node, on the same data dir (the refusal left no
+	// Raft state in it, so it bootstraps) and on ports of its own (so that the survivors
+	// do not mistake it for their node 1), bootstraps and takes the archive.
 	ports := freePorts(t, 3)
-	forced := exec.Command(floeBin, append([]string{"agent", "--node-id", "1", "--data-dir", t.TempDir(),
+	forced := exec.Command(floeBin, append([]string{"agent", "--node-id", "1", "--data-dir", p.dataDir,
 		"--raft-port", strconv.Itoa(ports[0]), "--client-port", strconv.Itoa(ports[1]),
 		"--http-port", strconv.Itoa(ports[2]), "--force-new-cluster"}, c.args...)...)
 	var forcedOut strings.Builder
