@@ -1,6 +1,7 @@
 package meta
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -275,4 +276,40 @@ func (m *Raft) Barrier(timeout time.Duration) error {
 		return fmt.Errorf("meta: barrier: %w", err)
 	}
 	return nil
+}
+
+// Seed writes state (the JSON of a State) into dir, a member's empty Raft directory, as
+// a Raft snapshot at index whose configuration holds this member alone. A member opened
+// on dir restores the state and, the only voter it knows, elects itself; other members
+// join it. This is how a cluster is rebuilt from its archive (floe restore --cluster).
+func Seed(dir string, nodeID uint64, advertise string, state []byte, index uint64) error {
+	has, err := HasState(dir)
+	if err != nil {
+		return err
+	}
+	if has {
+		return fmt.Errorf("meta: %q already holds Raft state; seed only an empty data dir", dir)
+	}
+	if err := json.Unmarshal(state, &State{}); err != nil {
+		return fmt.Errorf("meta: the state to seed does not decode: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("meta: cannot create %q: %w", dir, err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hclog.NewNullLogger())
+	if err != nil {
+		return fmt.Errorf("meta: cannot open snapshot store in %q: %w", dir, err)
+	}
+	id := raft.ServerID(strconv.FormatUint(nodeID, 10))
+	_, trans := raft.NewInmemTransport(raft.ServerAddress(advertise)) // only encodes the peer list
+	conf := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: id, Address: raft.ServerAddress(advertise)}}}
+	sink, err := snaps.Create(1, index, 1, conf, index, trans)
+	if err != nil {
+		return fmt.Errorf("meta: cannot create the seed snapshot: %w", err)
+	}
+	if _, err := sink.Write(state); err != nil {
+		sink.Cancel()
+		return fmt.Errorf("meta: cannot write the seed snapshot: %w", err)
+	}
+	return sink.Close()
 }

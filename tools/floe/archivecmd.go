@@ -16,7 +16,6 @@ import (
 	"floe/archive"
 	"floe/archive/open"
 	"floe/meta"
-	"floe/node"
 	"floe/tiering"
 )
 
@@ -144,7 +143,7 @@ if anything is damaged.`,
 			defer b.Close()
 			var newest string
 			if err := b.List(ctx, "meta/snapshots/", func(o archive.ObjectInfo) error {
-				if _, ok := node.ParseMetaSnapshotKey(o.Key); ok {
+				if _, ok := tiering.ParseMetaSnapshotKey(o.Key); ok {
 					newest = o.Key // listed in key order: the last is the newest
 				}
 				return nil
@@ -159,7 +158,7 @@ if anything is damaged.`,
 				return err
 			}
 			defer rc.Close()
-			var snap node.MetaSnapshot
+			var snap tiering.MetaSnapshot
 			if err := json.NewDecoder(rc).Decode(&snap); err != nil {
 				return fmt.Errorf("%s: %w", newest, err)
 			}

@@ -19,7 +19,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(agentCmd(), devCmd(), benchCmd(), shellCmd(), walCmd(), archiveCmd(), clusterCmd(), healthcheckCmd())
+	root.AddCommand(agentCmd(), devCmd(), benchCmd(), shellCmd(), walCmd(), archiveCmd(), clusterCmd(), restoreCmd(), healthcheckCmd())
 	root.AddCommand(clientCmds()...)
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "floe:", err)
