@@ -34,7 +34,7 @@ func clusterCmd() *cobra.Command {
 	var timeout time.Duration
 	root := &cobra.Command{
 		Use:   "cluster",
-		Short: "Show the cluster's members and leader; remove a member; move Raft leadership (through any node's HTTP API)",
+		Short: "Show the members and leader, remove a member, move Raft leadership, sweep orphaned objects (through any node's HTTP API)",
 	}
 	def := os.Getenv("FLOE_HTTP")
 	if def == "" {
