@@ -101,4 +101,28 @@ func TestTopicRetention(t *testing.T) {
 	if out, err = runFloe(t, "cluster", "sweep", "--dry-run", "--http", httpOf(1)); err != nil || !strings.Contains(out, " 0 orphans") {
 		t.Fatalf("a second sweep --dry-run: %v\n%s", err, out)
 	}
+
+	// retention_ms: every sealed segment older than 1 ms expires; the HTTP API answers
+	// 410 Gone below the first offset kept.
+	req, _ = http.NewRequest("PUT", "http://"+httpOf(2)+"/v1/topics/ret-ms", strings.NewReader(`{"retention_ms": 1}`))
+	if resp, err = http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("PUT topic with retention_ms: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	c.waitTopic("ret-ms")
+	for i := 0; i < 2*perSeg+5; i++ {
+		mustOK(t, c.conn(2).Put("ret-ms", []byte(fmt.Sprintf("ms-%05d", i))), "PUT ret-ms %d", i)
+	}
+	c.waitFor(30*time.Second, "ret-ms segments 1 and 2 expired", func() bool {
+		st, err := c.tryState(3, "ret-ms")
+		return err == nil && st.StartOffset == 2*perSeg && len(st.Segments) == 3 && st.Segments[1].State == "expired"
+	})
+	resp, err = http.Get("http://" + httpOf(3) + "/v1/topics/ret-ms/records?offset=3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusGone {
+		t.Fatalf("GET records below the first offset kept: %s, want 410 Gone", resp.Status)
+	}
 }
