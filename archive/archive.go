@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"path"
 	"strings"
@@ -98,6 +99,39 @@ func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
 
 // IsExists reports whether err says a conditional Put found the object already there.
 func IsExists(err error) bool { return errors.Is(err, ErrExists) }
+
+// S3Sentinel returns the sentinel error that an S3 error code means, or failing that
+// (code unknown or empty) its HTTP status; nil if neither means one. The S3-compatible
+// backends classify their clients' errors with it.
+func S3Sentinel(code string, status int) error {
+	switch code {
+	case "NoSuchKey", "NotFound":
+		return ErrNotFound
+	case "NoSuchBucket":
+		return ErrBucketNotFound
+	case "PreconditionFailed":
+		return ErrExists
+	case "InvalidRange":
+		return ErrInvalidRange
+	}
+	switch status {
+	case http.StatusNotFound:
+		return ErrNotFound
+	case http.StatusPreconditionFailed:
+		return ErrExists
+	case http.StatusRequestedRangeNotSatisfiable:
+		return ErrInvalidRange
+	}
+	return nil
+}
+
+// Classified wraps err in sentinel (when not nil), keeping err's text and chain.
+func Classified(sentinel, err error) error {
+	if sentinel == nil || err == nil {
+		return err
+	}
+	return fmt.Errorf("%w: %w", sentinel, err)
+}
 
 // Error wraps err in the house message "cannot <verb> <key> at <location>: <err>".
 // location names the backend and bucket, e.g. "s3://logs/floe"; it never holds

@@ -24,7 +24,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -124,36 +123,11 @@ func code(err error) string {
 
 // classify maps a minio-go error to the archive sentinels by code, then by status.
 func classify(err error) error {
-	if err == nil {
-		return nil
-	}
-	var sentinel error
 	var er mc.ErrorResponse
 	if errors.As(err, &er) {
-		switch er.Code {
-		case "NoSuchKey", "NotFound":
-			sentinel = archive.ErrNotFound
-		case "NoSuchBucket":
-			sentinel = archive.ErrBucketNotFound
-		case "PreconditionFailed":
-			sentinel = archive.ErrExists
-		case "InvalidRange":
-			sentinel = archive.ErrInvalidRange
-		default:
-			switch er.StatusCode {
-			case http.StatusNotFound:
-				sentinel = archive.ErrNotFound
-			case http.StatusPreconditionFailed:
-				sentinel = archive.ErrExists
-			case http.StatusRequestedRangeNotSatisfiable:
-				sentinel = archive.ErrInvalidRange
-			}
-		}
+		return archive.Classified(archive.S3Sentinel(er.Code, er.StatusCode), err)
 	}
-	if sentinel == nil {
-		return err
-	}
-	return fmt.Errorf("%w: %w", sentinel, err)
+	return err
 }
 
 func (b *Bucket) fail(verb, key string, err error) error {

@@ -35,7 +35,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -149,38 +148,17 @@ func (b *Bucket) create(ctx context.Context, region string, opts archive.Options
 
 // classify maps an SDK error to the archive sentinels by code, then by HTTP status.
 func classify(err error) error {
-	if err == nil {
-		return nil
-	}
-	var sentinel error
+	var code string
+	var status int
 	var ae smithy.APIError
 	if errors.As(err, &ae) {
-		switch ae.ErrorCode() {
-		case "NoSuchKey", "NotFound":
-			sentinel = archive.ErrNotFound
-		case "NoSuchBucket":
-			sentinel = archive.ErrBucketNotFound
-		case "PreconditionFailed":
-			sentinel = archive.ErrExists
-		case "InvalidRange":
-			sentinel = archive.ErrInvalidRange
-		}
+		code = ae.ErrorCode()
 	}
 	var re *smithyhttp.ResponseError
-	if sentinel == nil && errors.As(err, &re) {
-		switch re.HTTPStatusCode() {
-		case http.StatusNotFound:
-			sentinel = archive.ErrNotFound
-		case http.StatusPreconditionFailed:
-			sentinel = archive.ErrExists
-		case http.StatusRequestedRangeNotSatisfiable:
-			sentinel = archive.ErrInvalidRange
-		}
+	if errors.As(err, &re) {
+		status = re.HTTPStatusCode()
 	}
-	if sentinel == nil {
-		return err
-	}
-	return fmt.Errorf("%w: %w", sentinel, err)
+	return archive.Classified(archive.S3Sentinel(code, status), err)
 }
 
 func (b *Bucket) fail(verb, key string, err error) error {
