@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
+
+	"floe/archive/seekable/seekabletest"
 )
 
 // jsonEntries returns n JSON-like log events of about 1 KiB each.
@@ -16,7 +18,7 @@ func jsonEntries(n int) [][]byte {
 	rng := rand.New(rand.NewPCG(19, 20))
 	out := make([][]byte, n)
 	for i := range out {
-		out[i] = jsonEntry(rng, i)
+		out[i] = seekabletest.JSONEntry(rng, i)
 	}
 	return out
 }
