@@ -70,7 +70,6 @@ func randomPayloads(rng *rand.Rand, n int, sizes func() int) [][]byte {
 	return out
 }
 
-
 // countingSource counts the reads and bytes fetched from an object.
 type countingSource struct {
 	BytesSource
