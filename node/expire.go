@@ -110,16 +110,16 @@ func (n *Node) removeExpiredFiles(gone map[segKey]bool) {
 	}
 }
 
-// sweepLoop runs the orphan sweeper on the Raft leader every SweepInterval.
-func (n *Node) sweepLoop() {
-	every := n.cfg.SweepInterval
-	if every == 0 {
-		every = 10 * time.Minute
+// leaderEvery runs fn every interval (def when 0, never when negative) while this node
+// is the Raft leader, until the node closes.
+func (n *Node) leaderEvery(interval, def time.Duration, fn func()) {
+	if interval == 0 {
+		interval = def
 	}
-	if every < 0 {
+	if interval < 0 {
 		return
 	}
-	t := time.NewTicker(every)
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
@@ -127,13 +127,19 @@ func (n *Node) sweepLoop() {
 			return
 		case <-t.C:
 		}
-		if !n.raft.IsLeader() {
-			continue
+		if n.raft.IsLeader() {
+			fn()
 		}
+	}
+}
+
+// sweepLoop runs the orphan sweeper on the Raft leader every SweepInterval.
+func (n *Node) sweepLoop() {
+	n.leaderEvery(n.cfg.SweepInterval, 10*time.Minute, func() {
 		if _, err := n.Sweep(n.ctx, n.cfg.SweepDryRun); err != nil {
 			n.log.Warn("orphan sweep failed", "err", err)
 		}
-	}
+	})
 }
 
 // Sweep runs one pass of the orphan sweeper, on the Raft leader only (its metadata is

@@ -17,32 +17,18 @@ import (
 // tiering.KeepMetaSnapshots stay.
 
 func (n *Node) metaSnapshotLoop() {
-	every := n.cfg.MetaSnapshotInterval
-	if every == 0 {
-		every = 5 * time.Minute
-	}
-	if every < 0 {
-		return
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
 	var last uint64 // index of the last snapshot this node wrote
-	for {
-		select {
-		case <-n.ctx.Done():
+	n.leaderEvery(n.cfg.MetaSnapshotInterval, 5*time.Minute, func() {
+		if n.fsm.ClusterID() == "" || n.fsm.AppliedIndex() == last {
 			return
-		case <-t.C:
-		}
-		if !n.raft.IsLeader() || n.fsm.ClusterID() == "" || n.fsm.AppliedIndex() == last {
-			continue
 		}
 		index, err := n.writeMetaSnapshot(n.ctx)
 		if err != nil {
 			n.log.Warn("cannot write the metadata snapshot to the archive", "err", err)
-			continue
+			return
 		}
 		last = index
-	}
+	})
 }
 
 // writeMetaSnapshot uploads the current metadata and prunes old snapshots.
