@@ -59,6 +59,7 @@ const (
 	OpArchived      = "archived"
 	OpEvictLocal    = "evict_local"
 	OpExpire        = "expire"
+	OpRecover       = "recover_segment"
 )
 
 // Encode returns the command's wire form (JSON: metadata commands are rare and small,
@@ -242,6 +243,29 @@ func (f *FSM) apply(c *Command, index uint64) *Result {
 		}
 		s.State, s.ExpiredUnixMS = Expired, c.UnixMS
 		t.Cursor = max(t.Cursor, s.End())
+		return &Result{}
+	case OpRecover:
+		// The active segment's leader is down and an operator moves writes on: the
+		// segment is sealed empty and abandoned, and the next one, led by NextLeader,
+		// starts at its base. Entries the old leader holds are not part of the topic
+		// (the exposure --max-segment-age bounds); the cursor comes back to the base.
+		t, ok := st.Topics[c.Topic]
+		if !ok {
+			return &Result{Err: fmt.Errorf("%w: %q", ErrNoTopic, c.Topic)}
+		}
+		s := t.Active()
+		if s.ID != c.Segment {
+			return &Result{Err: fmt.Errorf("%w: segment %d of %q is not active", ErrStaleSegment, c.Segment, c.Topic)}
+		}
+		if c.NextLeader == 0 || c.NextLeader == s.Leader {
+			return &Result{Err: fmt.Errorf("%w: recover segment %d of %q to node %d, its leader is %d", ErrBadCommand, s.ID, c.Topic, c.NextLeader, s.Leader)}
+		}
+		s.State, s.Count, s.Bytes, s.CRC, s.SealedUnixMS, s.Abandoned = Sealed, 0, 0, 0, c.UnixMS, true
+		t.Segments = append(t.Segments, &Segment{
+			ID: s.ID + 1, Leader: c.NextLeader, Base: s.Base, State: Active,
+			LeaderIndex: index, CreatedUnixMS: c.UnixMS,
+		})
+		t.Cursor = min(t.Cursor, s.Base)
 		return &Result{}
 	case OpAdvanceCursor:
 		t, ok := st.Topics[c.Topic]

@@ -296,3 +296,30 @@ func TestExpireInOrderMovesCursor(t *testing.T) {
 		t.Fatalf("a cursor past the expired range stays: cursor %d, start %d; want 25 and 20", top.Cursor, top.StartOffset())
 	}
 }
+
+func TestRecoverSegmentAbandonsTheActiveOne(t *testing.T) {
+	f := NewFSM()
+	applyCmd(t, f, 1, &Command{Op: OpCreateTopic, Topic: "t", Leader: 2})
+	applyCmd(t, f, 2, &Command{Op: OpSeal, Topic: "t", Segment: 1, Count: 10, NextLeader: 3})
+	applyCmd(t, f, 3, &Command{Op: OpAdvanceCursor, Topic: "t", From: 0, To: 10})
+	if r := applyCmd(t, f, 4, &Command{Op: OpRecover, Topic: "t", Segment: 2, NextLeader: 3}); !errors.Is(r.Err, ErrBadCommand) {
+		t.Fatalf("recover to the same leader: %v, want ErrBadCommand", r.Err)
+	}
+	if r := applyCmd(t, f, 5, &Command{Op: OpRecover, Topic: "t", Segment: 1, NextLeader: 1}); !errors.Is(r.Err, ErrStaleSegment) {
+		t.Fatalf("recover of a sealed segment: %v, want ErrStaleSegment", r.Err)
+	}
+	if r := applyCmd(t, f, 6, &Command{Op: OpRecover, Topic: "t", Segment: 2, NextLeader: 1}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	top, _ := f.Topic("t")
+	s, act := top.Segments[1], top.Active()
+	if s.State != Sealed || s.Count != 0 || !s.Abandoned || act.ID != 3 || act.Leader != 1 || act.Base != 10 || act.LeaderIndex != 6 {
+		t.Fatalf("after recovery: abandoned %+v, active %+v", s, act)
+	}
+	if got := top.Find(10); got.ID != 3 {
+		t.Fatalf("offset 10 is in segment %d, want the new active 3", got.ID)
+	}
+	if r := applyCmd(t, f, 7, &Command{Op: OpSeal, Topic: "t", Segment: 2, Count: 5, NextLeader: 1}); !errors.Is(r.Err, ErrStaleSegment) {
+		t.Fatalf("the old leader's late seal: %v, want ErrStaleSegment", r.Err)
+	}
+}

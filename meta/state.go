@@ -128,6 +128,11 @@ type Segment struct {
 	ArchivedUnixMS  int64  `json:"archived_unix_ms,omitempty"`
 	// LocalEvicted: the leader dropped its local copy (the archive is the only copy).
 	LocalEvicted bool `json:"local_evicted,omitempty"`
+	// Abandoned: an operator moved writes off this segment while its leader was down
+	// (floe cluster recover-segment): it was sealed empty where the cluster's durable
+	// knowledge of it ended, and whatever its leader's disk holds of it is not part of
+	// the topic.
+	Abandoned bool `json:"abandoned,omitempty"`
 	// ExpiredUnixMS is when topic retention expired the segment (state Expired): its
 	// entries are gone, its local file and object are deleted.
 	ExpiredUnixMS int64 `json:"expired_unix_ms,omitempty"`

@@ -19,7 +19,8 @@ import (
 const retentionPeriod = 5 * time.Second
 
 func (n *Node) retentionLoop() {
-	gone := map[segKey]bool{} // expired segments whose files this node has removed
+	gone := map[segKey]bool{}     // expired segments whose files this node has removed
+	setAside := map[segKey]bool{} // abandoned segments whose files it has set aside
 	t := time.NewTicker(retentionPeriod)
 	defer t.Stop()
 	for {
@@ -27,6 +28,7 @@ func (n *Node) retentionLoop() {
 			n.expireSegments()
 		}
 		n.removeExpiredFiles(gone)
+		n.setAsideAbandoned(setAside)
 		select {
 		case <-n.ctx.Done():
 			return

@@ -132,6 +132,23 @@ func (n *Node) httpHandler() http.Handler {
 		v := r.URL.Query().Get("dry_run")
 		return v != "" && v != "0" && v != "false"
 	}))
+	// POST recover-segment[?to=N&force=1]: move the topic's writes off its active
+	// segment's leader, which must be down (floe cluster recover-segment).
+	mux.HandleFunc("POST /v1/topics/{topic}/recover-segment", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		to, err := strconv.ParseUint(q.Get("to"), 10, 64)
+		if err != nil && q.Get("to") != "" {
+			http.Error(w, "to must be a node id", http.StatusBadRequest)
+			return
+		}
+		force := q.Get("force") == "1" || q.Get("force") == "true"
+		next, err := n.RecoverSegment(r.Context(), r.PathValue("topic"), to, force)
+		if err != nil {
+			httpErr(w, err)
+			return
+		}
+		writeJSON(w, map[string]uint64{"segment": next.ID, "leader": next.Leader, "base": next.Base})
+	})
 	mux.HandleFunc("GET /v1/topics", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"topics": n.fsm.TopicNames()})
 	})

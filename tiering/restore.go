@@ -174,6 +174,7 @@ func rebuildTopic(ctx context.Context, b archive.Bucket, t *meta.Topic, objs map
 		switch {
 		case s.State == meta.Expired:
 			rt.Expired++
+		case s.Abandoned: // sealed empty by recover-segment: nothing to find
 		case s.ArchiveKey != "" && exists(s.ArchiveKey):
 			s.State, s.LocalEvicted = meta.Archived, true
 			rt.Kept++

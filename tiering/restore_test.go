@@ -74,6 +74,11 @@ func TestRebuildState(t *testing.T) {
 	k := putSegmentObject(t, b, "later", 1, 0, 4, 10)
 	must(&meta.Command{Op: meta.OpArchived, Topic: "later", Segment: 1, Key: k, Size: 1})
 	must(&meta.Command{Op: meta.OpAdvanceCursor, Topic: "gap", From: 0, To: 25})
+	// Topic "aband": 1 archived, 2 abandoned by recover-segment (empty, no object).
+	must(&meta.Command{Op: meta.OpCreateTopic, Topic: "aband", Leader: 2})
+	must(&meta.Command{Op: meta.OpSeal, Topic: "aband", Segment: 1, Count: 10, NextLeader: 2})
+	must(&meta.Command{Op: meta.OpArchived, Topic: "aband", Segment: 1, Key: putSegmentObject(t, b, "aband", 1, 0, 1, 10), Size: 1})
+	must(&meta.Command{Op: meta.OpRecover, Topic: "aband", Segment: 2, NextLeader: 3})
 	index, state, err := c.fsm.Export()
 	if err != nil {
 		t.Fatal(err)
@@ -114,6 +119,9 @@ func TestRebuildState(t *testing.T) {
 		}
 	}
 	check("gap", 1, 0, 2, "[3]", 10, 10)
+	if rt := got["aband"]; rt.Kept != 1 || rt.Lost != 3 || rt.End != 10 || len(st.Topics["aband"].Segments) != 3 || !st.Topics["aband"].Segments[1].Abandoned {
+		t.Fatalf("aband: %+v; segments %d; want segment 1 kept, 2 still abandoned, 3 (active in the snapshot) lost", rt, len(st.Topics["aband"].Segments))
+	}
 	check("later", 1, 1, 0, "[]", 15, 0)
 	check("fresh", 0, 1, 0, "[3]", 3, 0)
 }

@@ -150,7 +150,7 @@ func (u *Uploader) pending() []pendingSegment {
 			continue
 		}
 		for _, s := range t.Segments {
-			if s.State == meta.Sealed && s.ArchiveKey == "" && s.Leader == u.cfg.NodeID {
+			if s.State == meta.Sealed && !s.Abandoned && s.ArchiveKey == "" && s.Leader == u.cfg.NodeID {
 				out = append(out, pendingSegment{topic: name, seg: *s})
 			}
 		}

@@ -34,7 +34,7 @@ func clusterCmd() *cobra.Command {
 	var timeout time.Duration
 	root := &cobra.Command{
 		Use:   "cluster",
-		Short: "Show the members and leader, remove a member, move Raft leadership, sweep orphaned objects (through any node's HTTP API)",
+		Short: "Show the members and leader, remove a member, move Raft leadership, sweep orphaned objects, move writes off a dead segment leader (through any node's HTTP API)",
 	}
 	def := os.Getenv("FLOE_HTTP")
 	if def == "" {
@@ -224,7 +224,35 @@ func clusterCmd() *cobra.Command {
 		},
 	}
 	sweep.Flags().BoolVar(&dryRun, "dry-run", false, "list the orphans, delete nothing")
-	root.AddCommand(status, remove, transfer, sweep)
+
+	var to uint64
+	var force bool
+	recoverSeg := &cobra.Command{
+		Use: "recover-segment <topic>",
+		Short: "Move a topic's writes off its active segment's leader, which is down: the segment is sealed empty and abandoned " +
+			"(what that node wrote into it and had not archived leaves the topic) and the next one starts at its base on a live node",
+		Args: cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, a []string) error {
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			defer cancel()
+			_, at, err := anyView(ctx)
+			if err != nil {
+				return err
+			}
+			var next struct {
+				Segment, Leader, Base uint64
+			}
+			url := fmt.Sprintf("http://%s/v1/topics/%s/recover-segment?to=%d&force=%v", at, a[0], to, force)
+			if err := call(ctx, http.MethodPost, url, &next); err != nil {
+				return err
+			}
+			fmt.Printf("%s: writes go to segment %d on node %d, from offset %d\n", a[0], next.Segment, next.Leader, next.Base)
+			return nil
+		},
+	}
+	recoverSeg.Flags().Uint64Var(&to, "to", 0, "node to lead the next segment (default: the next live voter)")
+	recoverSeg.Flags().BoolVar(&force, "force", false, "recover even though the leader answers (it loses what its active segment holds)")
+	root.AddCommand(status, remove, transfer, sweep, recoverSeg)
 	return root
 }
 
