@@ -2,16 +2,21 @@
 // machine (FSM) holds topics, their segments, the members and the shared GET cursors.
 // Segment data never enters it, nor its snapshots.
 //
-// Commands (Command, JSON-encoded in the Raft log) are idempotent: each names the state
-// it expects (create_topic of an existing topic is a no-op, seal of an already sealed
-// segment with the same totals is a no-op, advance_cursor is a compare-and-set), so a
-// command retried after raft.ErrLeadershipLost, whose outcome is unknown, is harmless.
+// Commands (Command, JSON-encoded in the Raft log) are applied at most once per request:
+// the proposer gives each request a random request id, the same on every attempt, and
+// the FSM remembers the results of the last MaxRememberedRequests such commands (in its
+// snapshots too). A retry after raft.ErrLeadershipLost or a lost reply, whose outcome is
+// unknown, gets the first attempt's result if that committed (a retried advance_cursor
+// answers "moved to c+1", not ErrCursorMoved); a retry the table may have forgotten is
+// refused with ErrOutcomeUnknown. Commands without an id (older logs) apply as before.
 //
 // On disk, under <data-dir>/raft:
 //
 //	raft/
 //	  log/                Pebble: the Raft log and stable store (package logstore)
-//	  snapshots/<id>/     raft.FileSnapshotStore: state.bin = JSON of State, meta.json
+//	  snapshots/<id>/     raft.FileSnapshotStore: meta.json, and state.bin = JSON of
+//	                      State plus "requests" (the request table) and
+//	                      "applied_index" (both optional: absent in older snapshots)
 //
 // Membership: an empty data dir without --join bootstraps a single-voter cluster (once;
 // raft.ErrCantBootstrap on a member with state is a restart, not an error). A joining

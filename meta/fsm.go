@@ -10,11 +10,26 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// Command is one replicated metadata change. Every command is idempotent: applying it
-// twice (a retry after ErrLeadershipLost, whose outcome is unknown) leaves the same state
-// as applying it once, because each one names the state it expects.
+// Command is one replicated metadata change. A command that carries a RequestID is
+// applied at most once: the FSM remembers the result of the most recent such commands
+// (requestTable), and a retry of one that committed (after ErrLeadershipLost or a lost
+// reply, whose outcome is unknown) gets the first attempt's result and changes nothing.
+// A command without a RequestID (logs written before request ids) is applied each time
+// it appears; most ops name the state they expect, so a repeat is then refused or a
+// no-op, but advance_cursor, recover_segment, register_node and remove_node are not
+// safe to repeat that way.
 type Command struct {
 	Op string `json:"op"`
+
+	// RequestID names one logical request, the same on every attempt (random, set by
+	// the proposer). Empty: no retry protection.
+	RequestID string `json:"request_id,omitempty"`
+	// Retry marks an attempt after the first; After is the Raft index the proposer had
+	// applied before the first attempt, so the first attempt, if it committed, is above
+	// it. A retry whose first attempt the FSM may have forgotten is answered with
+	// ErrOutcomeUnknown instead of being applied again.
+	Retry bool   `json:"retry,omitempty"`
+	After uint64 `json:"after,omitempty"`
 
 	Topic   string `json:"topic,omitempty"`
 	Segment uint64 `json:"segment,omitempty"`
@@ -96,6 +111,7 @@ type Result struct {
 type FSM struct {
 	mu      sync.RWMutex
 	st      *State
+	reqs    *requestTable
 	applied uint64
 	changed chan struct{} // closed and replaced after every apply
 }
@@ -104,7 +120,7 @@ var _ raft.FSM = (*FSM)(nil)
 
 // NewFSM returns an empty state machine.
 func NewFSM() *FSM {
-	return &FSM{st: newState(), changed: make(chan struct{})}
+	return &FSM{st: newState(), reqs: newRequestTable(), changed: make(chan struct{})}
 }
 
 // Apply applies one committed log entry. It implements raft.FSM.
@@ -119,7 +135,21 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 	if err != nil {
 		return &Result{Err: err}
 	}
-	return f.apply(c, l.Index)
+	if c.RequestID == "" {
+		return f.apply(c, l.Index)
+	}
+	if res, ok := f.reqs.lookup(c.RequestID); ok {
+		return res // a retry of a command that committed: its first answer, no change
+	}
+	var res *Result
+	if c.Retry && f.reqs.mayHaveForgotten(c.After) {
+		res = &Result{Err: fmt.Errorf("%w: %s request %q, first proposed after index %d; results up to index %d are forgotten",
+			ErrOutcomeUnknown, c.Op, c.RequestID, c.After, f.reqs.evicted)}
+	} else {
+		res = f.apply(c, l.Index)
+	}
+	f.reqs.remember(c.RequestID, l.Index, res)
+	return res
 }
 
 func (f *FSM) notify(index uint64) {
@@ -396,19 +426,29 @@ func (f *FSM) ClusterID() string {
 	return f.st.ClusterID
 }
 
-// Snapshot implements raft.FSM. The snapshot is the JSON of the whole state.
+// snapshotJSON is the form of a Raft snapshot: the JSON of State, plus the request
+// table and the index of the last command applied. A snapshot without the two (written
+// before they existed, or by Seed) restores with an empty table and applied index 0.
+type snapshotJSON struct {
+	*State
+	Requests     *requestTable `json:"requests,omitempty"`
+	AppliedIndex uint64        `json:"applied_index,omitempty"`
+}
+
+// Snapshot implements raft.FSM. The snapshot is the JSON of the whole state, with the
+// request table and the applied index.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	b, err := json.Marshal(f.st)
+	b, err := json.Marshal(snapshotJSON{State: f.st, Requests: f.reqs, AppliedIndex: f.applied})
 	if err != nil {
 		return nil, fmt.Errorf("meta: cannot encode snapshot: %w", err)
 	}
 	return &snapshot{data: b}, nil
 }
 
-// Export returns the whole state as JSON (the format of Raft snapshots) and the Raft
-// index of the last command it reflects.
+// Export returns the whole replicated state as JSON (a valid Raft snapshot, without the
+// request table) and the Raft index of the last command it reflects.
 func (f *FSM) Export() (index uint64, state []byte, err error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
@@ -419,12 +459,17 @@ func (f *FSM) Export() (index uint64, state []byte, err error) {
 	return f.applied, b, nil
 }
 
-// Restore implements raft.FSM: it replaces the whole state.
+// Restore implements raft.FSM: it replaces the whole state, the request table and the
+// applied index with the snapshot's.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	st := newState()
-	if err := json.NewDecoder(rc).Decode(st); err != nil {
+	snap := snapshotJSON{State: st}
+	if err := json.NewDecoder(rc).Decode(&snap); err != nil {
 		return fmt.Errorf("meta: cannot decode snapshot: %w", err)
+	}
+	if snap.Requests == nil {
+		snap.Requests = newRequestTable()
 	}
 	if st.Topics == nil {
 		st.Topics = map[string]*Topic{}
@@ -433,11 +478,19 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		st.Nodes = map[uint64]*NodeInfo{}
 	}
 	f.mu.Lock()
-	f.st = st
+	f.st, f.reqs, f.applied = st, snap.Requests, snap.AppliedIndex
 	close(f.changed)
 	f.changed = make(chan struct{})
 	f.mu.Unlock()
 	return nil
+}
+
+// raiseApplied sets the applied index to at least index: Raft's index of the snapshot
+// restored at start when the snapshot does not name it (see snapshotJSON).
+func (f *FSM) raiseApplied(index uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.applied = max(f.applied, index)
 }
 
 type snapshot struct{ data []byte }

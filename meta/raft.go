@@ -113,6 +113,12 @@ func Open(cfg Config) (*Raft, error) {
 		store.Close()
 		return nil, fmt.Errorf("meta: cannot start raft: %w", err)
 	}
+	// NewRaft restored the newest snapshot. One that does not name its applied index
+	// (written by Seed or before the index was recorded) leaves the FSM at 0: give it
+	// the snapshot's Raft index, so that AppliedIndex and Export are not stale.
+	if si, err := strconv.ParseUint(r.Stats()["last_snapshot_index"], 10, 64); err == nil {
+		fsm.raiseApplied(si)
+	}
 	return &Raft{cfg: cfg, fsm: fsm, store: store, trans: trans, r: r, log: cfg.Logger}, nil
 }
 
@@ -153,8 +159,8 @@ func (m *Raft) FSM() *FSM { return m.fsm }
 
 // Apply proposes a command on this member, which must be the leader (else ErrNotLeader),
 // and waits for it to be applied here. It returns the FSM's result and the log index.
-// raft.ErrLeadershipLost leaves the outcome unknown; commands are idempotent, so the
-// caller retries.
+// raft.ErrLeadershipLost leaves the outcome unknown: the caller retries the same
+// command, marked Retry, with the same RequestID (see Command).
 func (m *Raft) Apply(c *Command, timeout time.Duration) (*Result, uint64, error) {
 	if m.r.State() != raft.Leader {
 		return nil, 0, ErrNotLeader

@@ -23,6 +23,10 @@ var (
 	ErrNotLeader = errors.New("meta: not the raft leader")
 	// ErrBadCommand: a command could not be decoded.
 	ErrBadCommand = errors.New("meta: bad command")
+	// ErrOutcomeUnknown: a retried command's first attempt may have committed, but the
+	// FSM no longer remembers its request id (too many commands applied since), so the
+	// retry was not applied. Final: applying it could do the change twice.
+	ErrOutcomeUnknown = errors.New("meta: outcome of the first attempt unknown")
 )
 
 // MaxTopicLen is the longest topic name accepted.
