@@ -190,6 +190,11 @@ type Node struct {
 	// start; until then it holds no write lease.
 	synced atomic.Bool
 
+	// applyFault, set by tests only, runs on the Raft leader after it applied a
+	// forwarded command; an error it returns is sent instead of the result, as if the
+	// leader had failed after the commit.
+	applyFault atomic.Pointer[func(*meta.Command) error]
+
 	// rpcReady is closed once raft and fsm are set: the cluster listener must exist
 	// before Raft opens, and node-to-node RPCs that arrive in between wait for it.
 	rpcReady chan struct{}
@@ -470,19 +475,28 @@ func (n *Node) backoff(ctx context.Context, attempt int, changed <-chan struct{}
 // propose applies a metadata command through the Raft leader, wherever it is, and
 // returns once the command is applied on this node too. ErrNotLeader and lost
 // leadership are retried until ctx ends; the command's own error is returned as is.
-func (n *Node) propose(ctx context.Context, c *meta.Command) (*meta.Result, error) {
+// Each call is one request: every attempt carries the same request id, so an attempt
+// that committed although its answer was lost is never applied twice, and a retry
+// gets its result (see meta.Command). c is not modified.
+func (n *Node) propose(ctx context.Context, cmd *meta.Command) (*meta.Result, error) {
+	c := *cmd
 	if c.UnixMS == 0 {
 		c.UnixMS = time.Now().UnixMilli()
 	}
+	if c.RequestID == "" {
+		c.RequestID = newCommandID()
+	}
+	after := n.fsm.AppliedIndex() // the first attempt, if it commits, is above this
 	var lastErr error
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			if err := n.backoff(ctx, attempt, nil); err != nil {
 				return nil, fmt.Errorf("%w: cannot commit %s: %v (last: %v)", ErrUnavailable, c.Op, err, lastErr)
 			}
+			c.Retry, c.After = true, after
 		}
 		if n.raft.IsLeader() {
-			res, _, err := n.raft.Apply(c, 5*time.Second)
+			res, _, err := n.raft.Apply(&c, 5*time.Second)
 			if err != nil {
 				lastErr = err
 				continue
@@ -537,6 +551,13 @@ func (n *Node) waitApplied(ctx context.Context, index uint64) error {
 			return ErrClosed
 		}
 	}
+}
+
+// newCommandID returns a random request id for a metadata command.
+func newCommandID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func newClusterID() string {

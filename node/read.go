@@ -408,6 +408,9 @@ func (n *Node) handleRPC(c *rpcConn, id uint64, op byte, body []byte) {
 				return
 			}
 			res, index, err := n.raft.Apply(cmd, 5*time.Second)
+			if f := n.applyFault.Load(); f != nil && err == nil {
+				err = (*f)(cmd)
+			}
 			if err != nil {
 				c.reply(id, nil, err)
 				return

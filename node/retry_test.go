@@ -1,0 +1,166 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"floe/meta"
+)
+
+// startTestCluster starts n in-process nodes on loopback (node 1 bootstraps, the
+// others join it) and waits until every node knows all members and a Raft leader.
+func startTestCluster(t *testing.T, size int) []*Node {
+	t.Helper()
+	dir := t.TempDir()
+	var nodes []*Node
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			n.Close()
+		}
+	})
+	for i := 1; i <= size; i++ {
+		cfg := Config{
+			NodeID: uint64(i), DataDir: filepath.Join(dir, fmt.Sprint("node", i)),
+			HeartbeatTimeout: 300 * time.Millisecond, LeaseTimeout: time.Second, RequestTimeout: 20 * time.Second,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RaftLogLevel: "error",
+		}
+		if i > 1 {
+			cfg.Join = nodes[0].RaftAddr()
+		}
+		n, err := Start(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, n)
+	}
+	waitFor(t, 30*time.Second, "every node registered and a raft leader known", func() bool {
+		for _, n := range nodes {
+			if id, _ := n.raft.Leader(); id == 0 || len(n.fsm.Nodes()) != size {
+				return false
+			}
+		}
+		return true
+	})
+	return nodes
+}
+
+// waitFor polls cond until it holds, failing the test after within.
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation
+	}
+}
+
+// TestGetSurvivesLeaderChangeAfterCursorCommit (issue 7 item 6): a GET's cursor
+// advance commits, then the Raft leader loses leadership before the GET's node hears
+// the answer, and the node retries through the new leader. Before request ids, the
+// retry answered ErrCursorMoved and the GET returned entry 1: entry 0 reached no
+// reader. Now the retry gets the first attempt's result and every entry is handed
+// out exactly once, in order.
+func TestGetSurvivesLeaderChangeAfterCursorCommit(t *testing.T) {
+	nodes := startTestCluster(t, 3)
+	ctx := context.Background()
+	if err := nodes[0].Register(ctx, "t", nil); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"e0", "e1", "e2"}
+	for _, p := range want {
+		if _, err := nodes[0].Append(ctx, "t", [][]byte{[]byte(p)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	leader, reader := raftLeader(t, nodes)
+	crossed := failAfterCommit(t, leader, meta.OpAdvanceCursor)
+
+	var got []string
+	for {
+		p, ok, err := reader.Get(ctx, "t")
+		if err != nil {
+			t.Fatalf("GET after %q: %v", got, err)
+		}
+		if !ok {
+			break
+		}
+		got = append(got, string(p))
+	}
+	crossed()
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("GETs returned %q, want %q (each entry exactly once)", got, want)
+	}
+}
+
+// TestRecoverSegmentSurvivesLeaderChangeAfterCommit (issue 7 item 6): the
+// recover_segment command commits, the Raft leader changes before the answer, and the
+// retry answers success with the new active segment; before request ids it answered
+// ErrStaleSegment, which invites an operator to re-run it with --force.
+func TestRecoverSegmentSurvivesLeaderChangeAfterCommit(t *testing.T) {
+	nodes := startTestCluster(t, 3)
+	ctx := context.Background()
+	if err := nodes[0].Register(ctx, "r", nil); err != nil {
+		t.Fatal(err)
+	}
+	act, _, _ := nodes[0].fsm.ActiveOf("r")
+	to := act.Leader%3 + 1
+	leader, reader := raftLeader(t, nodes)
+	crossed := failAfterCommit(t, leader, meta.OpRecover)
+	next, err := reader.RecoverSegment(ctx, "r", to, true)
+	if err != nil {
+		t.Fatalf("recover-segment: %v", err)
+	}
+	crossed()
+	top, _ := reader.fsm.Topic("r")
+	if next.ID != 2 || next.Leader != to || len(top.Segments) != 2 || !top.Segments[0].Abandoned {
+		t.Fatalf("after one recover-segment: answered %+v, segments %+v; want segment 1 abandoned and 2 active on node %d", next, top.Segments, to)
+	}
+}
+
+// raftLeader returns the Raft leader and another node.
+func raftLeader(t *testing.T, nodes []*Node) (leader, other *Node) {
+	t.Helper()
+	for _, n := range nodes {
+		if n.raft.IsLeader() {
+			leader = n
+		} else if other == nil {
+			other = n
+		}
+	}
+	if leader == nil {
+		t.Fatal("no raft leader")
+	}
+	return leader, other
+}
+
+// failAfterCommit makes leader, after it applied the first forwarded command of op,
+// hand leadership over and answer an error, as a leader that crashes right after the
+// commit would. The returned check fails the test unless that happened.
+func failAfterCommit(t *testing.T, leader *Node, op string) (check func()) {
+	var fired, transferred atomic.Bool
+	fault := func(c *meta.Command) error {
+		if c.Op != op || !fired.CompareAndSwap(false, true) {
+			return nil
+		}
+		if err := leader.raft.TransferLeadership(); err != nil {
+			return fmt.Errorf("%w: leadership transfer: %v", ErrUnavailable, err)
+		}
+		transferred.Store(true)
+		return fmt.Errorf("%w: leader lost after the commit (test fault)", ErrUnavailable)
+	}
+	leader.applyFault.Store(&fault)
+	return func() {
+		t.Helper()
+		if !fired.Load() || !transferred.Load() {
+			t.Fatalf("fault fired %v, leadership transferred %v: the retry did not cross a leader change", fired.Load(), transferred.Load())
+		}
+	}
+}
