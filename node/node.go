@@ -486,19 +486,23 @@ func (n *Node) propose(ctx context.Context, cmd *meta.Command) (*meta.Result, er
 	if c.RequestID == "" {
 		c.RequestID = newCommandID()
 	}
-	after := n.fsm.AppliedIndex() // the first attempt, if it commits, is above this
+	after := n.fsm.AppliedIndex() // an attempt that commits is above this
+	sent := false                 // an earlier attempt may have entered the Raft log
 	var lastErr error
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			if err := n.backoff(ctx, attempt, nil); err != nil {
 				return nil, fmt.Errorf("%w: cannot commit %s: %v (last: %v)", ErrUnavailable, c.Op, err, lastErr)
 			}
+		}
+		if sent {
 			c.Retry, c.After = true, after
 		}
 		if n.raft.IsLeader() {
 			res, _, err := n.raft.Apply(&c, 5*time.Second)
 			if err != nil {
 				lastErr = err
+				sent = sent || !errors.Is(err, meta.ErrNotLeader)
 				continue
 			}
 			return res, res.Err
@@ -511,12 +515,13 @@ func (n *Node) propose(ctx context.Context, cmd *meta.Command) (*meta.Result, er
 		body, err := n.peer(addr).call(opApply, c.Encode(), 10*time.Second)
 		if err != nil {
 			lastErr = err
+			sent = sent || !errors.Is(err, meta.ErrNotLeader)
 			continue
 		}
 		d := decoder{b: body}
 		index, cursor, code, msg := d.u64(), d.u64(), d.u8(), d.str()
 		if d.err != nil {
-			lastErr = d.err
+			lastErr, sent = d.err, true
 			continue
 		}
 		if err := n.waitApplied(ctx, index); err != nil {
