@@ -77,7 +77,7 @@ func (n *Node) startTiering() error {
 	}
 	retention := tiering.NewRetention(tiering.RetentionConfig{
 		NodeID: n.cfg.NodeID, LimitBytes: limit, FSM: n.fsm, Local: n,
-		Propose: propose, Logger: n.log,
+		Propose: propose, Confirm: n.uploader, Logger: n.log,
 	})
 	n.goLoop(func() { n.uploader.Run(n.ctx) })
 	n.goLoop(func() { retention.Run(n.ctx) })

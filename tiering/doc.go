@@ -6,7 +6,9 @@
 //     that carries the leader term, and commits Archived{topic, segment, key, size,
 //     checksum} through Raft. Only keys recorded by Archived are ever read. Uploads
 //     retry with exponential backoff while the store is down; uploading twice is
-//     harmless (an existing object is accepted once it verifies).
+//     harmless (an existing object is accepted once it verifies). After the commit
+//     the object is checked (HEAD, size) and put back if it vanished, while the local
+//     copy exists (ConfirmArchived).
 //   - Remote: reads entries of archived segments with ranged GETs: footer and index
 //     once per object, then the frame a random read needs, or spans of eight frames
 //     per GET for sequential readers, two spans ahead of them, decoded in parallel.
@@ -15,7 +17,10 @@
 //     on-disk cache (LRU, --cache-bytes, one file per fetch).
 //   - Retention: --local-retention-bytes evicts the local copies of archived segments,
 //     oldest first (EvictLocal through Raft, then the file); reads then come from the
-//     archive.
+//     archive. Each step waits for ConfirmArchived: no file goes whose object was not
+//     just seen in the store.
+//   - Sweeper: deletes segment objects no segment records or can still record (a
+//     segment that is neither archived nor expired keeps the key of its leader term).
 //
 // Bucket layout:
 //

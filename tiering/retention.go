@@ -18,9 +18,19 @@ type RetentionConfig struct {
 	FSM        *meta.FSM
 	Local      Local
 	Propose    Proposer
-	Logger     *slog.Logger
+	// Confirm checks each archived object before its local copy goes (required: the
+	// node's Uploader).
+	Confirm Confirmer
+	Logger  *slog.Logger
 	// Period between checks besides metadata changes (default 5s).
 	Period time.Duration
+}
+
+// Confirmer makes sure an archived segment's object is in the store (Uploader).
+type Confirmer interface {
+	// ConfirmArchived returns nil only if the object s.ArchiveKey is in the store now
+	// with the recorded size, putting it back from the local copy if it vanished.
+	ConfirmArchived(ctx context.Context, topic string, s *meta.Segment) error
 }
 
 // Retention evicts the local copies of archived segments this node led, oldest first,
@@ -28,6 +38,8 @@ type RetentionConfig struct {
 // after EvictLocal has committed, so every reader is sent to the archive first; files
 // of segments already marked evicted (a crash between the two steps) are removed too.
 // Active and unarchived segments are never evicted: their local copy is the only one.
+// Nor is a segment whose object Confirm has not found in the store (HEAD, recorded
+// size) just before: before EvictLocal is proposed, and again before the file goes.
 type Retention struct {
 	cfg RetentionConfig
 	log *slog.Logger
@@ -40,6 +52,9 @@ func NewRetention(cfg RetentionConfig) *Retention {
 	}
 	if cfg.Period == 0 {
 		cfg.Period = 5 * time.Second
+	}
+	if cfg.Confirm == nil {
+		panic("tiering: RetentionConfig.Confirm is nil; a local copy must never go unchecked")
 	}
 	return &Retention{cfg: cfg, log: cfg.Logger.With("component", "retention")}
 }
@@ -78,9 +93,7 @@ func (r *Retention) Enforce(ctx context.Context) {
 				continue // expired segments' files are the node's to delete
 			}
 			if s.LocalEvicted {
-				if err := r.cfg.Local.RemoveLocal(name, s.ID); err != nil {
-					r.log.Warn("cannot remove evicted segment file", "topic", name, "segment", s.ID, "err", err)
-				}
+				r.remove(ctx, candidate{name, *s})
 				continue
 			}
 			topicBytes += s.Bytes
@@ -97,11 +110,14 @@ func (r *Retention) Enforce(ctx context.Context) {
 			if !tooMany && !tooOld {
 				break
 			}
-			if !r.evict(ctx, c) {
+			evicted, ok := r.evict(ctx, c)
+			if !ok {
 				return
 			}
-			topicBytes -= c.seg.Bytes
-			mine = mine[1:]
+			mine = mine[1:] // not confirmed: not tried again in this pass
+			if evicted {
+				topicBytes -= c.seg.Bytes
+			}
 		}
 		total += topicBytes
 		all = append(all, mine...)
@@ -114,10 +130,13 @@ func (r *Retention) Enforce(ctx context.Context) {
 		if total <= r.cfg.LimitBytes || ctx.Err() != nil {
 			return
 		}
-		if !r.evict(ctx, c) {
+		evicted, ok := r.evict(ctx, c)
+		if !ok {
 			return
 		}
-		total -= c.seg.Bytes
+		if evicted {
+			total -= c.seg.Bytes
+		}
 	}
 }
 
@@ -131,19 +150,36 @@ func sortOldestFirst(cs []candidate) {
 	sort.SliceStable(cs, func(i, j int) bool { return cs[i].seg.SealedUnixMS < cs[j].seg.SealedUnixMS })
 }
 
-// evict commits EvictLocal for a segment, then removes its file. It reports false if
-// the command could not be committed (the pass stops; the next one retries).
-func (r *Retention) evict(ctx context.Context, c candidate) bool {
+// evict confirms a segment's object, commits EvictLocal, then removes its file. It
+// reports evicted false if the object could not be confirmed (the copy stays; the pass
+// goes on with the next candidate), and ok false if the command could not be
+// committed (the pass stops; the next one retries).
+func (r *Retention) evict(ctx context.Context, c candidate) (evicted, ok bool) {
+	if err := r.cfg.Confirm.ConfirmArchived(ctx, c.topic, &c.seg); err != nil {
+		r.log.Warn("archived object not confirmed; local copy kept", "topic", c.topic, "segment", c.seg.ID, "key", c.seg.ArchiveKey, "err", err)
+		return false, true
+	}
 	err := r.cfg.Propose(ctx, &meta.Command{Op: meta.OpEvictLocal, Topic: c.topic, Segment: c.seg.ID})
 	if err != nil {
 		r.log.Warn("cannot commit local eviction", "topic", c.topic, "segment", c.seg.ID, "err", err)
-		return false
+		return false, false
+	}
+	// Committed: readers already go to the archive. If the file cannot go now, the next
+	// pass removes it (after confirming the object again).
+	r.remove(ctx, c)
+	return true, true
+}
+
+// remove deletes the local file of a segment whose EvictLocal has committed, once its
+// object is confirmed in the store right now; otherwise the file stays.
+func (r *Retention) remove(ctx context.Context, c candidate) {
+	if err := r.cfg.Confirm.ConfirmArchived(ctx, c.topic, &c.seg); err != nil {
+		r.log.Warn("archived object not confirmed; evicted segment's file kept", "topic", c.topic, "segment", c.seg.ID, "key", c.seg.ArchiveKey, "err", err)
+		return
 	}
 	if err := r.cfg.Local.RemoveLocal(c.topic, c.seg.ID); err != nil {
-		// Committed: readers already go to the archive; the next pass removes the file.
 		r.log.Warn("cannot remove evicted segment file", "topic", c.topic, "segment", c.seg.ID, "err", err)
-		return true
+		return
 	}
 	r.log.Info("local copy evicted", "topic", c.topic, "segment", c.seg.ID, "bytes", c.seg.Bytes, "key", c.seg.ArchiveKey)
-	return true
 }

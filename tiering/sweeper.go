@@ -16,21 +16,25 @@ import (
 type SweeperConfig struct {
 	Bucket archive.Bucket
 	FSM    *meta.FSM
-	// Grace is how old an object that no segment references must be before it is
-	// deleted: long enough for any upload to commit its Archived command (an object
-	// is written before the command that references it). Objects of expired segments
-	// need no grace.
+	// Grace is how old an object that no segment references, nor can still record,
+	// must be before it is deleted (time for an operator to see it first). The object
+	// of a segment whose upload may still commit is never deleted, whatever its age.
+	// Objects of expired segments need no grace.
 	Grace  time.Duration
 	Logger *slog.Logger
+	// Now is the sweeper's clock (nil: time.Now); tests move it past the grace period.
+	Now func() time.Time
 	// Registerer gets the sweeper's metrics (nil: none).
 	Registerer prometheus.Registerer
 }
 
-// Sweeper deletes the segment objects that no metadata references: objects of expired
-// segments whose delete failed, and uploads that never committed (a crash between the
-// Put and Archived, or a deposed leader's late upload). It only ever considers keys in
-// the segment-object layout (topics/<topic>/<id>-<term>.seg); anything else in the
-// bucket is left alone.
+// Sweeper deletes the segment objects that no metadata references nor can still
+// record: objects of expired segments whose delete failed, uploads whose segment
+// expired before their Archived committed, and keys no segment's upload uses (another
+// leader term). An upload that has not committed yet, or a crash between its Put and
+// its Archived, leaves an object the retry commits: that object is kept. It only ever
+// considers keys in the segment-object layout (topics/<topic>/<id>-<term>.seg);
+// anything else in the bucket is left alone.
 type Sweeper struct {
 	cfg SweeperConfig
 	log *slog.Logger
@@ -68,6 +72,9 @@ func NewSweeper(cfg SweeperConfig) *Sweeper {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	s := &Sweeper{
 		cfg: cfg, log: cfg.Logger.With("component", "sweeper"),
 		orphans: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -87,45 +94,31 @@ func NewSweeper(cfg SweeperConfig) *Sweeper {
 }
 
 // Sweep lists the segment objects, finds the orphans and, unless dryRun, deletes the
-// deletable ones. Run it on one node at a time (the Raft leader): it reads the
-// metadata as this node has applied it, which on the leader is never behind a
-// committed Archived.
+// deletable ones. Run it on one node at a time (the Raft leader).
+//
+// An object is an orphan only if no segment records it or can still record it (see
+// claimOf): the object of a sealed segment whose Archived has not committed yet is
+// never one, however old, since its upload (or a retry that finds it) may commit it
+// at any time. That judgement is final once made, so a metadata view that lags the
+// leader's only errs towards keeping; each key is judged again, on the metadata as
+// applied then, just before it is deleted.
 func (s *Sweeper) Sweep(ctx context.Context, dryRun bool) (*SweepReport, error) {
-	// The references are read before the listing: an object uploaded and committed
-	// meanwhile is listed as unreferenced, but it is younger than the grace period.
-	referenced := map[string]bool{}
-	expired := map[string]bool{}
-	for _, name := range s.cfg.FSM.TopicNames() {
-		t, ok := s.cfg.FSM.Topic(name)
-		if !ok {
-			continue
-		}
-		for _, seg := range t.Segments {
-			if seg.ArchiveKey == "" {
-				continue
-			}
-			if seg.State == meta.Expired {
-				expired[seg.ArchiveKey] = true
-			} else {
-				referenced[seg.ArchiveKey] = true
-			}
-		}
-	}
 	rep := &SweepReport{DryRun: dryRun, Grace: s.cfg.Grace.String(), Orphans: []Orphan{}}
-	now := time.Now()
+	now := s.cfg.Now()
 	err := s.cfg.Bucket.List(ctx, "topics/", func(o archive.ObjectInfo) error {
-		if _, _, _, ok := ParseObjectKey(o.Key); !ok {
+		topic, id, term, ok := ParseObjectKey(o.Key)
+		if !ok {
 			return nil // not ours
 		}
 		rep.Scanned++
-		if referenced[o.Key] {
+		or := Orphan{Key: o.Key, Size: o.Size, LastModified: o.LastModified}
+		switch s.claimOf(o.Key, topic, id, term) {
+		case claimReferenced, claimPending:
 			return nil
-		}
-		or := Orphan{Key: o.Key, Size: o.Size, LastModified: o.LastModified, Reason: "unreferenced"}
-		if expired[o.Key] {
+		case claimExpired:
 			or.Reason, or.Deletable = "expired", true
-		} else {
-			or.Deletable = now.Sub(o.LastModified) > s.cfg.Grace
+		default:
+			or.Reason, or.Deletable = "unreferenced", now.Sub(o.LastModified) > s.cfg.Grace
 		}
 		rep.Orphans = append(rep.Orphans, or)
 		rep.OrphanBytes += o.Size
@@ -145,6 +138,13 @@ func (s *Sweeper) Sweep(ctx context.Context, dryRun bool) (*SweepReport, error) 
 		if !or.Deletable || ctx.Err() != nil {
 			continue
 		}
+		topic, id, term, _ := ParseObjectKey(or.Key)
+		if c := s.claimOf(or.Key, topic, id, term); c == claimReferenced || c == claimPending {
+			// Cannot happen while claimOf's rules hold; kept as the last word before a delete.
+			or.Deletable = false
+			s.log.Warn("object claimed since the listing; kept", "key", or.Key)
+			continue
+		}
 		if err := s.cfg.Bucket.Delete(ctx, or.Key); err != nil {
 			or.Error = err.Error()
 			s.log.Warn("cannot delete orphaned object", "key", or.Key, "err", err)
@@ -156,4 +156,49 @@ func (s *Sweeper) Sweep(ctx context.Context, dryRun bool) (*SweepReport, error) 
 		s.log.Info("orphaned object deleted", "key", or.Key, "bytes", or.Size, "reason", or.Reason)
 	}
 	return rep, nil
+}
+
+// keyClaim is what the metadata says of a segment object's key.
+type keyClaim int
+
+const (
+	// claimNone: no segment records the key, and none ever can.
+	claimNone keyClaim = iota
+	// claimExpired: the key's segment recorded it, then expired.
+	claimExpired
+	// claimReferenced: a segment records the key.
+	claimReferenced
+	// claimPending: a segment may still record the key (its Archived is not committed).
+	claimPending
+)
+
+// claimOf judges key (topic, segment id, leader term) on the metadata as this node
+// has applied it now. claimNone and claimExpired are final, whatever commits later,
+// because:
+//
+//   - the FSM commits Archived{key} only for a segment that is neither expired nor
+//     archived under another key, and both states are for good;
+//   - the uploader only ever proposes ObjectKey(topic, id, LeaderIndex) for a segment,
+//     and a segment's LeaderIndex never changes;
+//   - a segment created after applied index X gets a LeaderIndex above X, so the key of
+//     a segment the metadata does not know yet is claimed if its term is above X.
+func (s *Sweeper) claimOf(key, topic string, id, term uint64) keyClaim {
+	applied := s.cfg.FSM.AppliedIndex() // before the segment: the view read is at least this new
+	seg, ok := s.cfg.FSM.SegmentOf(topic, id)
+	switch {
+	case !ok && term > applied:
+		return claimPending
+	case !ok:
+		return claimNone
+	case seg.ArchiveKey == key && seg.State == meta.Expired:
+		return claimExpired
+	case seg.ArchiveKey == key:
+		return claimReferenced
+	case seg.State == meta.Expired || seg.ArchiveKey != "":
+		return claimNone
+	case term == seg.LeaderIndex:
+		return claimPending
+	default:
+		return claimNone
+	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"floe/archive"
 	"floe/archive/mem"
+	"floe/archive/miniotest"
 	"floe/archive/seekable"
 	"floe/meta"
 	"floe/node/segment"
@@ -565,14 +566,14 @@ func TestRemoteCorruptObjectIsAnErrorNeverData(t *testing.T) {
 func TestRetentionEvictsOldestArchivedFirst(t *testing.T) {
 	c, l := newCluster(), &local{}
 	b := mem.New("ret")
-	startUploader(t, c, l, b)
+	u := startUploader(t, c, l, b)
 	for i := 0; i < 4; i++ {
 		sealSegment(t, c, l, "t", 100, 100)
 	}
 	waitFor(t, 10*time.Second, "archived", func() bool { return archivedAll(c, "t") })
 	top, _ := c.fsm.Topic("t")
 	keep := top.Segments[2].Bytes + top.Segments[3].Bytes // room for the two newest
-	r := NewRetention(RetentionConfig{NodeID: 1, LimitBytes: keep, FSM: c.fsm, Local: l, Propose: c.propose})
+	r := NewRetention(RetentionConfig{NodeID: 1, LimitBytes: keep, FSM: c.fsm, Local: l, Propose: c.propose, Confirm: u})
 	r.Enforce(context.Background())
 	top, _ = c.fsm.Topic("t")
 	for i, s := range top.Segments[:4] {
@@ -588,7 +589,8 @@ func TestRetentionEvictsOldestArchivedFirst(t *testing.T) {
 	b2 := newCluster()
 	l2 := &local{}
 	sealSegment(t, b2, l2, "u", 10, 10)
-	NewRetention(RetentionConfig{NodeID: 1, LimitBytes: 1, FSM: b2.fsm, Local: l2, Propose: b2.propose}).Enforce(context.Background())
+	NewRetention(RetentionConfig{NodeID: 1, LimitBytes: 1, FSM: b2.fsm, Local: l2, Propose: b2.propose,
+		Confirm: quietUploader(b2, l2, b, t.TempDir(), b2.propose)}).Enforce(context.Background())
 	if !l2.HasLocal("u", 1) {
 		t.Fatal("an unarchived segment's only copy was evicted")
 	}
@@ -599,7 +601,7 @@ func TestRetentionEvictsOldestArchivedFirst(t *testing.T) {
 // to what the topics kept.
 func TestRetentionPerTopicLimits(t *testing.T) {
 	c, l := newCluster(), &local{}
-	startUploader(t, c, l, mem.New("ret-topic"))
+	u := startUploader(t, c, l, mem.New("ret-topic"))
 	const capBytes = 15000 // one segment of 100 records of ~122 bytes, not two
 	topics := map[string]meta.TopicConfig{
 		"capped": {LocalRetentionBytes: capBytes},
@@ -640,7 +642,7 @@ func TestRetentionPerTopicLimits(t *testing.T) {
 		}
 		return out
 	}
-	NewRetention(RetentionConfig{NodeID: 1, LimitBytes: -1, FSM: c.fsm, Local: l, Propose: c.propose}).Enforce(context.Background())
+	NewRetention(RetentionConfig{NodeID: 1, LimitBytes: -1, FSM: c.fsm, Local: l, Propose: c.propose, Confirm: u}).Enforce(context.Background())
 	for topic, want := range map[string]string{
 		"capped": "[true true true false]", // only the newest fits
 		"aged":   "[true true true true]",  // all sealed more than 1 ms ago
@@ -656,7 +658,7 @@ func TestRetentionPerTopicLimits(t *testing.T) {
 		kept += s.Bytes
 	}
 	p := segs("plain")
-	NewRetention(RetentionConfig{NodeID: 1, LimitBytes: kept - p[0].Bytes - p[1].Bytes, FSM: c.fsm, Local: l, Propose: c.propose}).Enforce(context.Background())
+	NewRetention(RetentionConfig{NodeID: 1, LimitBytes: kept - p[0].Bytes - p[1].Bytes, FSM: c.fsm, Local: l, Propose: c.propose, Confirm: u}).Enforce(context.Background())
 	if got := fmt.Sprint(evicted("plain"), evicted("capped")); got != "[true true false false] [true true true false]" {
 		t.Fatalf("after the node's limit: plain and capped evicted %s, want the two oldest of plain", got)
 	}
@@ -676,4 +678,131 @@ func TestObjectKeyRoundTrip(t *testing.T) {
 			t.Errorf("ParseObjectKey(%q) ok", bad)
 		}
 	}
+}
+
+// Local retention removes a segment's file only after checking (HEAD, size) that the
+// object the metadata names is there; one that vanished after its Archived commit is
+// uploaded again from the local copy first, and while that fails the copy stays. The
+// same holds for a file left by a crash between EvictLocal and the file's removal.
+func TestRetentionNeverEvictsAVanishedObject(t *testing.T) {
+	srv := miniotest.Start(t)
+	t.Run("mem", func(t *testing.T) { testRetentionNeverEvictsAVanishedObject(t, mem.New("vanished")) })
+	t.Run("minio", func(t *testing.T) { testRetentionNeverEvictsAVanishedObject(t, minioBucket(t, srv)) })
+}
+
+func testRetentionNeverEvictsAVanishedObject(t *testing.T, store archive.Bucket) {
+	ctx := context.Background()
+	c, l := newCluster(), &local{}
+	b := &flakyBucket{Bucket: store}
+	u := startUploader(t, c, l, b)
+	var recs [][][]byte
+	for i := 0; i < 3; i++ {
+		recs = append(recs, sealSegment(t, c, l, "t", 100, 100))
+	}
+	waitFor(t, 10*time.Second, "archived", func() bool { return archivedAll(c, "t") })
+	// Segment 1: evicted through Raft, the node crashed before removing its file.
+	if err := c.propose(ctx, &meta.Command{Op: meta.OpEvictLocal, Topic: "t", Segment: 1}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []uint64{1, 2} { // their objects vanish; segment 3's stays
+		s, _ := c.fsm.SegmentOf("t", id)
+		if err := b.Delete(ctx, s.ArchiveKey); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := NewRetention(RetentionConfig{NodeID: 1, LimitBytes: 1, FSM: c.fsm, Local: l, Propose: c.propose, Confirm: u,
+		Logger: slog.New(slog.DiscardHandler)})
+	state := func() string {
+		var out []string
+		for id := uint64(1); id <= 3; id++ {
+			s, _ := c.fsm.SegmentOf("t", id)
+			out = append(out, fmt.Sprintf("%d:evicted=%v,file=%v", id, s.LocalEvicted, l.HasLocal("t", id)))
+		}
+		return fmt.Sprint(out)
+	}
+	b.down.Store(true) // no upload can succeed
+	r.Enforce(ctx)
+	if got, want := state(), "[1:evicted=true,file=true 2:evicted=false,file=true 3:evicted=true,file=false]"; got != want {
+		t.Fatalf("store refusing uploads: %s, want %s (no file goes whose object is missing)", got, want)
+	}
+	b.down.Store(false)
+	r.Enforce(ctx)
+	if got, want := state(), "[1:evicted=true,file=false 2:evicted=true,file=false 3:evicted=true,file=false]"; got != want {
+		t.Fatalf("store back: %s, want %s", got, want)
+	}
+	for i, want := range recs {
+		checkArchived(t, c, b, "t", uint64(i+1), want)
+	}
+}
+
+// A vanished object is put back only as the very bytes the metadata names: a local copy
+// that encodes to other bytes (here another frame size) is never written under the
+// committed key, and the copy stays.
+func TestVanishedObjectIsPutBackOnlyAsTheCommittedBytes(t *testing.T) {
+	ctx := context.Background()
+	c, l := newCluster(), &local{}
+	b := mem.New("differs")
+	sealSegment(t, c, l, "t", 100, 100)
+	seg, _ := c.fsm.SegmentOf("t", 1)
+	first := quietUploader(c, l, b, t.TempDir(), c.propose)
+	first.cfg.FrameSize = 4 << 10
+	if err := first.upload(ctx, "t", &seg); err != nil {
+		t.Fatal(err)
+	}
+	seg, _ = c.fsm.SegmentOf("t", 1)
+	if err := b.Delete(ctx, seg.ArchiveKey); err != nil {
+		t.Fatal(err)
+	}
+	u := quietUploader(c, l, b, t.TempDir(), c.propose) // 16 KiB frames
+	if err := u.ConfirmArchived(ctx, "t", &seg); !errors.Is(err, ErrObjectMissing) {
+		t.Fatalf("confirm with another encoding: %v, want ErrObjectMissing", err)
+	}
+	if _, err := b.Stat(ctx, seg.ArchiveKey); !archive.IsNotFound(err) {
+		t.Fatalf("other bytes were put under the committed key: %v", err)
+	}
+	NewRetention(RetentionConfig{NodeID: 1, LimitBytes: 1, FSM: c.fsm, Local: l, Propose: c.propose, Confirm: u,
+		Logger: slog.New(slog.DiscardHandler)}).Enforce(ctx)
+	if seg, _ = c.fsm.SegmentOf("t", 1); seg.LocalEvicted || !l.HasLocal("t", 1) {
+		t.Fatalf("evicted %v, local copy %v: the only copy went", seg.LocalEvicted, l.HasLocal("t", 1))
+	}
+	// The uploader that wrote it puts it back.
+	if err := first.ConfirmArchived(ctx, "t", &seg); err != nil {
+		t.Fatalf("confirm with the same encoding: %v", err)
+	}
+	if _, err := b.Stat(ctx, seg.ArchiveKey); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// An object that vanishes after its Archived commit while the store refuses uploads is
+// put back by the running uploader once the store takes them again.
+func TestUploaderPutsBackAVanishedObjectOnceTheStoreIsBack(t *testing.T) {
+	c, l := newCluster(), &local{}
+	b := &flakyBucket{Bucket: mem.New("back")}
+	propose := func(ctx context.Context, cmd *meta.Command) error {
+		err := c.propose(ctx, cmd)
+		if err == nil && cmd.Op == meta.OpArchived {
+			b.down.Store(true)
+			if err := b.Delete(ctx, cmd.Key); err != nil {
+				t.Error(err)
+			}
+		}
+		return err
+	}
+	u := NewUploader(UploaderConfig{
+		NodeID: 1, Bucket: b, FSM: c.fsm, Local: l, Propose: propose, TempDir: t.TempDir(),
+		Logger: slog.New(slog.DiscardHandler), MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); u.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	recs := sealSegment(t, c, l, "t", 50, 100)
+	waitFor(t, 10*time.Second, "a failed put-back", func() bool { return archivedAll(c, "t") && b.puts.Load() >= 3 })
+	if segs, _ := u.Backlog(); segs != 1 {
+		t.Fatalf("backlog %d segments, want the one whose object is not confirmed", segs)
+	}
+	b.down.Store(false)
+	waitFor(t, 10*time.Second, "the object put back", func() bool { segs, _ := u.Backlog(); return segs == 0 })
+	checkArchived(t, c, b, "t", 1, recs)
 }

@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"sort"
 	"sync"
@@ -26,6 +27,9 @@ var (
 	ErrConflict = errors.New("tiering: object exists with other content")
 	// ErrNotArchived: the segment has no object in the archive.
 	ErrNotArchived = errors.New("tiering: segment not archived")
+	// ErrObjectMissing: the object an archived segment names is not in the store (or
+	// not with the recorded size), and could not be put back.
+	ErrObjectMissing = errors.New("tiering: archived object missing")
 )
 
 // Local is what the tiering layer needs of the node's own segment files.
@@ -63,6 +67,8 @@ type UploaderConfig struct {
 }
 
 // Uploader archives the sealed segments this node leads, oldest first, one at a time.
+// After each Archived commit it checks the object is in the store, and puts it back if
+// it vanished (ConfirmArchived), while the local copy exists.
 type Uploader struct {
 	cfg UploaderConfig
 	log *slog.Logger
@@ -72,6 +78,12 @@ type Uploader struct {
 	backlogBytes int64
 	oldestMS     int64 // created time of the oldest unarchived sealed segment, 0 if none
 	lastErr      error
+	// unconfirmed: segments whose Archived committed but whose object was
+	// not seen in the store since; Run retries ConfirmArchived on them.
+	unconfirmed map[segRef]bool
+	// differs: segments whose object vanished and whose local copy, encoded again,
+	// is not the object the metadata names (another frame size): not encoded again.
+	differs map[segRef]error
 
 	uploads, failures prometheus.Counter
 	uploadedBytes     prometheus.Counter
@@ -90,7 +102,7 @@ func NewUploader(cfg UploaderConfig) *Uploader {
 		cfg.MaxBackoff = 30 * time.Second
 	}
 	u := &Uploader{
-		cfg: cfg, log: cfg.Logger.With("component", "uploader"),
+		cfg: cfg, log: cfg.Logger.With("component", "uploader"), unconfirmed: map[segRef]bool{}, differs: map[segRef]error{},
 		uploads: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "floe_archive_uploads_total", Help: "Segment objects written to the archive by this node (a retry that finds its object already there is not counted).",
 		}),
@@ -108,7 +120,7 @@ func NewUploader(cfg UploaderConfig) *Uploader {
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(u.uploads, u.failures, u.uploadedBytes, u.uploadSeconds,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-				Name: "floe_archive_backlog_segments", Help: "Sealed segments led by this node not yet archived.",
+				Name: "floe_archive_backlog_segments", Help: "Sealed segments led by this node not yet archived, or archived with an object that vanished and is not put back yet.",
 			}, func() float64 { s, _ := u.Backlog(); return float64(s) }),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "floe_archive_backlog_bytes", Help: "Bytes of sealed segments led by this node not yet archived.",
@@ -141,22 +153,49 @@ type pendingSegment struct {
 	seg   meta.Segment
 }
 
-// pending lists the sealed, unarchived segments this node leads, oldest first.
+// pending lists the sealed, unarchived segments this node leads, oldest first, then
+// the archived ones whose object is not confirmed yet.
 func (u *Uploader) pending() []pendingSegment {
-	var out []pendingSegment
+	u.mu.Lock()
+	unconfirmed := maps.Clone(u.unconfirmed)
+	u.mu.Unlock()
+	var out, confirm []pendingSegment
 	for _, name := range u.cfg.FSM.TopicNames() {
 		t, ok := u.cfg.FSM.Topic(name)
 		if !ok {
 			continue
 		}
 		for _, s := range t.Segments {
-			if s.State == meta.Sealed && !s.Abandoned && s.ArchiveKey == "" && s.Leader == u.cfg.NodeID {
+			if s.Leader != u.cfg.NodeID || s.Abandoned {
+				continue
+			}
+			switch {
+			case s.State == meta.Sealed && s.ArchiveKey == "":
 				out = append(out, pendingSegment{topic: name, seg: *s})
+			case s.State == meta.Archived && unconfirmed[segRef{name, s.ID}]:
+				confirm = append(confirm, pendingSegment{topic: name, seg: *s})
 			}
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].seg.SealedUnixMS < out[j].seg.SealedUnixMS })
-	return out
+	return append(out, confirm...)
+}
+
+// segRef names one segment of one topic.
+type segRef struct {
+	topic string
+	id    uint64
+}
+
+// setUnconfirmed records whether a segment's object still has to be confirmed.
+func (u *Uploader) setUnconfirmed(topic string, id uint64, v bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if v {
+		u.unconfirmed[segRef{topic, id}] = true
+	} else {
+		delete(u.unconfirmed, segRef{topic, id})
+	}
 }
 
 func (u *Uploader) setBacklog(p []pendingSegment) {
@@ -183,7 +222,12 @@ func (u *Uploader) Run(ctx context.Context) {
 		u.setBacklog(p)
 		if len(p) > 0 {
 			start := time.Now()
-			err := u.upload(ctx, p[0].topic, &p[0].seg)
+			var err error
+			if p[0].seg.ArchiveKey == "" {
+				err = u.upload(ctx, p[0].topic, &p[0].seg)
+			} else {
+				err = u.ConfirmArchived(ctx, p[0].topic, &p[0].seg)
+			}
 			if ctx.Err() != nil {
 				return
 			}
@@ -238,6 +282,103 @@ func (u *Uploader) upload(ctx context.Context, topic string, s *meta.Segment) er
 		u.uploadedBytes.Add(float64(size))
 	}
 	u.log.Info("segment archived", "topic", topic, "segment", s.ID, "key", key, "bytes", size, "frames", sum.Frames)
+	// The object may have gone between the put and the commit (a sweeper of an older
+	// release, an operator): tmp holds the very bytes committed, put them back.
+	committed := *s
+	committed.ArchiveKey, committed.ArchiveSize, committed.ArchiveChecksum = key, size, checksum
+	err = u.present(ctx, &committed)
+	if archive.IsNotFound(err) {
+		err = u.putBack(ctx, topic, &committed, tmp)
+	}
+	if err != nil {
+		u.setUnconfirmed(topic, s.ID, true)
+		return fmt.Errorf("segment %d of %q is archived, but its object is not confirmed: %w", s.ID, topic, err)
+	}
+	return nil
+}
+
+// ConfirmArchived makes sure the object the metadata names for an archived segment is
+// in the store, with the recorded size (HEAD). If it is gone and this node still holds
+// the segment's local copy, it encodes the segment again and puts it back under the
+// same key, provided the encoding has the recorded size and checksum (the metadata
+// names those very bytes), then checks again. It returns nil only when the object is
+// there; ErrObjectMissing (errors.Is) when it is gone and cannot be put back. Local
+// retention calls it before it drops a local copy. Safe for concurrent use.
+func (u *Uploader) ConfirmArchived(ctx context.Context, topic string, s *meta.Segment) error {
+	if s.ArchiveKey == "" {
+		return fmt.Errorf("%w: segment %d of %q", ErrNotArchived, s.ID, topic)
+	}
+	err := u.present(ctx, s)
+	if archive.IsNotFound(err) {
+		err = u.reupload(ctx, topic, s)
+	}
+	if err != nil {
+		return err
+	}
+	u.setUnconfirmed(topic, s.ID, false)
+	return nil
+}
+
+// present checks (HEAD) that s's archive object exists with the recorded size; an
+// absent object is archive.ErrNotFound.
+func (u *Uploader) present(ctx context.Context, s *meta.Segment) error {
+	info, err := u.cfg.Bucket.Stat(ctx, s.ArchiveKey)
+	if err != nil {
+		return err
+	}
+	if info.Size != s.ArchiveSize {
+		return fmt.Errorf("%w: %q holds %d bytes, the metadata says %d", ErrObjectMissing, s.ArchiveKey, info.Size, s.ArchiveSize)
+	}
+	return nil
+}
+
+// reupload encodes a segment whose object vanished from its local copy and puts it back.
+func (u *Uploader) reupload(ctx context.Context, topic string, s *meta.Segment) error {
+	if !u.cfg.Local.HasLocal(topic, s.ID) {
+		u.setUnconfirmed(topic, s.ID, false) // nothing this node can do
+		u.log.Error("archived object is gone and no local copy is left", "topic", topic, "segment", s.ID, "key", s.ArchiveKey)
+		return fmt.Errorf("%w: %q (segment %d of %q), and this node holds no local copy", ErrObjectMissing, s.ArchiveKey, s.ID, topic)
+	}
+	u.mu.Lock()
+	err := u.differs[segRef{topic, s.ID}]
+	u.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	u.log.Warn("archived object is gone; uploading it again from the local copy", "topic", topic, "segment", s.ID, "key", s.ArchiveKey)
+	tmp, sum, err := u.encode(topic, s)
+	if err != nil {
+		return err
+	}
+	defer discard(tmp)
+	if sum.Size != s.ArchiveSize || sum.Checksum != s.ArchiveChecksum {
+		err := fmt.Errorf("%w: %q (segment %d of %q): encoded again it is %d bytes, crc32c %08x; the metadata names %d bytes, crc32c %08x",
+			ErrObjectMissing, s.ArchiveKey, s.ID, topic, sum.Size, sum.Checksum, s.ArchiveSize, s.ArchiveChecksum)
+		u.log.Error("archived object is gone and cannot be put back; the local copy stays", "err", err)
+		u.mu.Lock()
+		u.differs[segRef{topic, s.ID}] = err
+		u.mu.Unlock()
+		return err
+	}
+	return u.putBack(ctx, topic, s, tmp)
+}
+
+// putBack writes tmp (the committed bytes of s's object) under s.ArchiveKey with
+// If-None-Match (another putBack may have won), then checks the object is there.
+func (u *Uploader) putBack(ctx context.Context, topic string, s *meta.Segment, tmp *os.File) error {
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	err := u.cfg.Bucket.Put(ctx, s.ArchiveKey, tmp, s.ArchiveSize, archive.PutOptions{IfNoneMatch: true, ContentType: "application/zstd"})
+	if err != nil && !archive.IsExists(err) {
+		return err
+	}
+	if err := u.present(ctx, s); err != nil {
+		return err
+	}
+	u.uploads.Inc()
+	u.uploadedBytes.Add(float64(s.ArchiveSize))
+	u.log.Warn("archived object put back", "topic", topic, "segment", s.ID, "key", s.ArchiveKey, "bytes", s.ArchiveSize)
 	return nil
 }
 
@@ -287,16 +428,25 @@ func discard(f *os.File) {
 
 // put writes an encoded object (in tmp) under key with If-None-Match: *. An object
 // already there is accepted once it verifies as this very segment (an earlier attempt
-// got there first), and wrote is then false. It returns the size and CRC32C of the
-// object under key.
+// got there first), and wrote is then false; tmp then holds that object's bytes. It
+// returns the size and CRC32C of the object under key.
 func (u *Uploader) put(ctx context.Context, key, topic string, s *meta.Segment, tmp *os.File, sum seekable.Summary) (size int64, checksum uint32, wrote bool, err error) {
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 		return 0, 0, false, err
 	}
 	err = u.cfg.Bucket.Put(ctx, key, tmp, sum.Size, archive.PutOptions{IfNoneMatch: true, ContentType: "application/zstd"})
 	if archive.IsExists(err) {
-		size, checksum, err = u.verifyExisting(ctx, key, topic, s)
-		return size, checksum, false, err
+		body, err := u.verifyExisting(ctx, key, topic, s)
+		if err != nil {
+			return 0, 0, false, err
+		}
+		if err := tmp.Truncate(0); err != nil {
+			return 0, 0, false, err
+		}
+		if _, err := tmp.WriteAt(body, 0); err != nil {
+			return 0, 0, false, err
+		}
+		return int64(len(body)), crc32.Checksum(body, castagnoli), false, nil
 	}
 	if err != nil {
 		return 0, 0, false, err
@@ -306,17 +456,18 @@ func (u *Uploader) put(ctx context.Context, key, topic string, s *meta.Segment, 
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// verifyExisting reads an object that already exists under a segment's key and checks
-// that it holds exactly that segment (metadata and record CRC, every frame intact).
-func (u *Uploader) verifyExisting(ctx context.Context, key, topic string, s *meta.Segment) (int64, uint32, error) {
+// verifyExisting reads an object that already exists under a segment's key, checks
+// that it holds exactly that segment (metadata and record CRC, every frame intact) and
+// returns its bytes.
+func (u *Uploader) verifyExisting(ctx context.Context, key, topic string, s *meta.Segment) ([]byte, error) {
 	rc, err := u.cfg.Bucket.Get(ctx, key)
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
 	defer rc.Close()
 	body, err := io.ReadAll(rc)
 	if err != nil {
-		return 0, 0, archive.Error("read", key, "archive", err)
+		return nil, archive.Error("read", key, "archive", err)
 	}
 	var bad error
 	m, err := seekable.Verify(ctx, seekable.BytesSource(body), func(r seekable.FrameReport) {
@@ -331,7 +482,7 @@ func (u *Uploader) verifyExisting(ctx context.Context, key, topic string, s *met
 		err = fmt.Errorf("holds %q segment %d base %d count %d crc %08x", m.Topic, m.Segment, m.Base, m.Count, m.RecordCRC)
 	}
 	if err != nil {
-		return 0, 0, fmt.Errorf("%w: %q: %v", ErrConflict, key, err)
+		return nil, fmt.Errorf("%w: %q: %v", ErrConflict, key, err)
 	}
-	return int64(len(body)), crc32.Checksum(body, castagnoli), nil
+	return body, nil
 }
