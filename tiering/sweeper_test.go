@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -321,5 +323,58 @@ func TestSweeperSparesKeysASegmentMayStillCommit(t *testing.T) {
 		if _, err := b.Stat(ctx, k); err == nil {
 			t.Errorf("%s (%s) was kept", k, why)
 		}
+	}
+}
+
+// The uploader (whose Archived commits are lost half of the time, before or after they
+// apply) against a sweeper that runs without pause, every object past the grace
+// period: once every segment is archived, every object the metadata names is there.
+func TestSweeperAgainstUploaderRetries(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c, l := newCluster(), &local{}
+	b := mem.New("race")
+	var n atomic.Int64
+	propose := func(ctx context.Context, cmd *meta.Command) error {
+		if cmd.Op != meta.OpArchived {
+			return c.propose(ctx, cmd)
+		}
+		switch n.Add(1) % 4 {
+		case 0:
+			return errors.New("leadership lost before the commit (test)")
+		case 1:
+			c.propose(ctx, cmd)
+			return errors.New("leadership lost after the commit (test)")
+		}
+		return c.propose(ctx, cmd)
+	}
+	u := NewUploader(UploaderConfig{NodeID: 1, Bucket: b, FSM: c.fsm, Local: l, Propose: propose, TempDir: t.TempDir(),
+		Logger: slog.New(slog.DiscardHandler), MinBackoff: time.Microsecond, MaxBackoff: time.Millisecond, FrameSize: 16 << 10})
+	sw := NewSweeper(SweeperConfig{Bucket: b, FSM: c.fsm, Grace: time.Hour, Now: later, Logger: slog.New(slog.DiscardHandler)})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); u.Run(ctx) }()
+	go func() {
+		defer wg.Done()
+		for ctx.Err() == nil {
+			if _, err := sw.Sweep(ctx, false); err != nil && ctx.Err() == nil {
+				t.Error(err)
+			}
+		}
+	}()
+	recs := map[uint64][][]byte{}
+	for i := 0; i < 20; i++ {
+		top, _ := c.fsm.Topic("t")
+		id := uint64(1)
+		if top != nil {
+			id = top.Active().ID
+		}
+		recs[id] = sealSegment(t, c, l, "t", 20, 50)
+	}
+	waitFor(t, 30*time.Second, "every segment archived", func() bool { segs, _ := u.Backlog(); return archivedAll(c, "t") && segs == 0 })
+	cancel()
+	wg.Wait()
+	for id, want := range recs {
+		checkArchived(t, c, b, "t", id, want)
 	}
 }

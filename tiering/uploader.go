@@ -370,15 +370,18 @@ func (u *Uploader) putBack(ctx context.Context, topic string, s *meta.Segment, t
 		return err
 	}
 	err := u.cfg.Bucket.Put(ctx, s.ArchiveKey, tmp, s.ArchiveSize, archive.PutOptions{IfNoneMatch: true, ContentType: "application/zstd"})
+	wrote := err == nil
 	if err != nil && !archive.IsExists(err) {
 		return err
 	}
 	if err := u.present(ctx, s); err != nil {
 		return err
 	}
-	u.uploads.Inc()
-	u.uploadedBytes.Add(float64(s.ArchiveSize))
-	u.log.Warn("archived object put back", "topic", topic, "segment", s.ID, "key", s.ArchiveKey, "bytes", s.ArchiveSize)
+	if wrote {
+		u.uploads.Inc()
+		u.uploadedBytes.Add(float64(s.ArchiveSize))
+		u.log.Warn("archived object put back", "topic", topic, "segment", s.ID, "key", s.ArchiveKey, "bytes", s.ArchiveSize)
+	}
 	return nil
 }
 
