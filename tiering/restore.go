@@ -27,9 +27,9 @@ type RestoredTopic struct {
 	// Expired counts the segments that end up expired: those the snapshot had
 	// expired, and those with no object before every kept segment (Skipped says why).
 	Expired int `json:"expired"`
-	// Lost counts the segments with no copy anywhere between kept segments: their
-	// offsets stay part of the topic (later offsets keep their values) but cannot be
-	// read; GET moves past them.
+	// Lost counts the segments with no copy anywhere after a kept segment: their
+	// offsets stay part of the topic (later offsets keep their values, new entries
+	// never take them) but cannot be read; GET moves past them.
 	Lost int `json:"lost"`
 	// Skipped lists every segment the restore could not keep, and every object it
 	// did not use, with the reason.
@@ -55,9 +55,9 @@ type SkippedSegment struct {
 const (
 	SkipExpired   = "no object, before every kept segment: expired by retention after the snapshot; the start offset moves past it"
 	SkipGoneFront = "no copy anywhere (its leader's disk held the only one), before every kept segment: the start offset moves past it"
-	SkipLost      = "no copy anywhere (its leader's disk held the only one): its offsets stay in the topic, unreadable, between kept segments"
+	SkipLost      = "no copy anywhere (its leader's disk held the only one), after a kept segment: its offsets stay in the topic, unreadable"
 	SkipAbandoned = "no object, and the next segment starts at its base: recover-segment abandoned it after the snapshot (sealed empty)"
-	SkipTail      = "no copy anywhere (active, or sealed and not archived, on its leader's disk only): the topic ends before it and new writes take its offsets"
+	SkipTail      = "no copy anywhere (active on its leader's disk, its extent unknown): the topic ends before it and new writes take its offsets"
 	SkipBadObject = "object unusable for this segment"
 )
 
@@ -79,11 +79,12 @@ type RestoreReport struct {
 // Every segment whose object is present, verifies and continues its topic's offsets
 // is kept. A segment with no copy anywhere is expired if no kept segment precedes it
 // (retention deleted its object after the snapshot, or it was lost: the start offset
-// moves past it either way), marked Lost between kept segments (its offsets stay, so
-// later offsets keep their values), and the topic ends before it if no kept segment
-// follows (the data of an active segment, and of a sealed one not yet archived, was
-// on its leader's disk only). Each topic gets a new active segment led by nodeID,
-// where its kept entries end. Every segment not kept is in the report with its reason.
+// moves past it either way), and marked Lost after a kept segment (its offsets stay,
+// so later offsets keep their values and are never given to new entries). The topic
+// ends before the first segment with no copy whose extent is unknown (the snapshot's
+// active segment: its data was on its leader's disk only). Each topic gets a new
+// active segment led by nodeID, where its entries end. Every segment not kept is in
+// the report with its reason.
 func RebuildState(ctx context.Context, b archive.Bucket, clusterID string, nodeID uint64, now time.Time) (*meta.State, *RestoreReport, error) {
 	newest, snap, err := NewestMetaSnapshot(ctx, b, clusterID)
 	if err != nil {
@@ -290,8 +291,24 @@ func rebuildTopic(ctx context.Context, b archive.Bucket, t *meta.Topic, objs map
 		end, keptAny = r.End(), true
 		rt.Recovered++
 	}
-	// What is still missing had its data on its leader's disk only: the topic ends
-	// before it, and the new active segment takes its id and offsets.
+	// What is still missing had its data on its leader's disk only, or retention
+	// deleted its object after the snapshot. Sealed segments of the snapshot keep their
+	// offsets, expired or lost as above (offsets a client may have seen are never
+	// given to new entries); from the first segment whose extent is unknown (the
+	// snapshot's active one) on, the topic ends and the new active segment takes over.
+	known := 0
+	for known < len(missing) && (missing[known].State == meta.Sealed || missing[known].State == meta.Archived) && missing[known].Count > 0 {
+		known++
+	}
+	if known > 0 {
+		tail, base := missing[known:], end
+		for _, m := range missing[:known] {
+			base += m.Count
+		}
+		missing = missing[:known]
+		settle(base)
+		end, missing = base, tail
+	}
 	for _, m := range missing {
 		skip(m.ID, "", SkipTail)
 	}

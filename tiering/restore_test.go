@@ -75,10 +75,12 @@ func putSnapshot(t *testing.T, b archive.Bucket, c *cluster, cluster string) uin
 // RebuildState (floe restore --cluster) never drops a segment whose object is present,
 // verifies and continues the topic: a segment with no copy is expired when nothing kept
 // precedes it (retention deleted its object after the snapshot: the start offset moves
-// past it), lost between kept segments (its offsets stay, unreadable), abandoned when
-// the next segment starts at its base (recover-segment after the snapshot), and the
-// end of the topic when nothing follows it. Every segment skipped is reported with its
-// reason; every topic's new active segment starts above every old leader term.
+// past it), lost after a kept segment (its offsets stay, unreadable, and are never
+// given to new entries), abandoned when the next segment starts at its base
+// (recover-segment after the snapshot); the topic ends before a segment with no copy
+// whose extent is unknown (the snapshot's active one). Every segment skipped is
+// reported with its reason; every topic's new active segment starts above every old
+// leader term.
 func TestRebuildState(t *testing.T) {
 	ctx := context.Background()
 	b := minioBucket(t)
@@ -132,7 +134,22 @@ func TestRebuildState(t *testing.T) {
 	// abandons 2 and segment 3, at 2's base, is sealed and archived.
 	must(&meta.Command{Op: meta.OpCreateTopic, Topic: "recovered", Leader: 2})
 	archived("recovered", 1, 10)
+	// "allgone": 1-3 archived; after the snapshot retention expires all three.
+	must(&meta.Command{Op: meta.OpCreateTopic, Topic: "allgone", Leader: 2, Config: week})
+	for id := uint64(1); id <= 3; id++ {
+		archived("allgone", id, 10)
+	}
+	// "backlog": 1 archived, 2 sealed and still in its leader's upload backlog, 3
+	// active: the offsets of 2 are never given to new entries.
+	must(&meta.Command{Op: meta.OpCreateTopic, Topic: "backlog", Leader: 2})
+	archived("backlog", 1, 10)
+	must(&meta.Command{Op: meta.OpSeal, Topic: "backlog", Segment: 2, Count: 10, NextLeader: 2})
 	putSnapshot(t, b, c, "abc")
+	for id := uint64(1); id <= 3; id++ {
+		if err := b.Delete(ctx, keys[fmt.Sprint("allgone", id)]); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	if err := b.Delete(ctx, keys["retained1"]); err != nil {
 		t.Fatal(err)
@@ -220,6 +237,8 @@ func TestRebuildState(t *testing.T) {
 	check("later", 1, 1, "AAN", 0, 15, 0, nil)
 	check("aband", 1, 0, "ABN", 0, 10, 0, why{3: {SkipTail}})
 	check("recovered", 1, 1, "ABAN", 0, 14, 0, why{2: {SkipBadObject + ": it starts at offset 99", SkipAbandoned}})
+	check("allgone", 0, 0, "EEEN", 30, 30, 30, why{1: {SkipExpired}, 2: {SkipExpired}, 3: {SkipExpired}, 4: {SkipTail}})
+	check("backlog", 1, 0, "ALN", 0, 20, 0, why{2: {SkipLost + ": [10, 20)"}, 3: {SkipTail}})
 	check("fresh", 0, 3, "ALAAN", 0, 15, 0, why{2: {SkipLost + ": [3, 10)"}, 5: {SkipBadObject, SkipTail}})
 
 	// A second cluster's snapshot in the same prefix: restore refuses to guess, and
