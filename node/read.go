@@ -250,8 +250,8 @@ func (n *Node) Get(ctx context.Context, topic string) (payload []byte, ok bool, 
 		}
 		entries, _, err := n.Read(ctx, topic, cur, 1)
 		if errors.Is(err, ErrExpired) && ctx.Err() == nil {
-			// Retention moved the cursor past what expired; a segment lost in a
-			// restore, between kept ones, the cursor is moved past here.
+			// Retention moved the cursor past what expired. Past a segment that
+			// floe restore --cluster marked lost (after kept ones), GET moves it here.
 			if lost, _, lerr := n.segmentAt(ctx, topic, cur, false); lerr == nil && lost.Lost && cur >= lost.Base && cur < lost.End() {
 				_, err = n.propose(ctx, &meta.Command{Op: meta.OpAdvanceCursor, Topic: topic, From: cur, To: lost.End()})
 				if err != nil && !errors.Is(err, meta.ErrCursorMoved) {
