@@ -137,6 +137,12 @@ type Segment struct {
 	// knowledge of it ended, and whatever its leader's disk holds of it is not part of
 	// the topic.
 	Abandoned bool `json:"abandoned,omitempty"`
+	// Lost: floe restore --cluster found no copy of this segment's entries (its
+	// leader's disk held the only one). It is stored as Expired, so that nothing
+	// reads, uploads, retains or counts it, but it may sit between kept segments: the
+	// offsets after it keep their values, reads of its own offsets fail, and GET
+	// moves past them.
+	Lost bool `json:"lost,omitempty"`
 	// ExpiredUnixMS is when topic retention expired the segment (state Expired): its
 	// entries are gone, its local file and object are deleted.
 	ExpiredUnixMS int64 `json:"expired_unix_ms,omitempty"`

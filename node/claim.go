@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"time"
 
 	"floe/archive"
+	"floe/tiering"
 )
 
 // The bucket names the cluster that archives into it (DESIGN section 9): a node that
@@ -76,33 +79,73 @@ func claimedError(c *clusterClaim) error {
 	seen := time.Since(time.UnixMilli(c.SeenUnixMS)).Round(time.Second)
 	return fmt.Errorf("%w: %s names cluster %s (created %s by node %d at %s, its raft leader last seen %v ago). "+
 		"A node that lost its data dir must rejoin with --join <host:raftport of a member>; "+
-		"to start a new cluster on this archive anyway, pass --force-new-cluster (better: use another bucket or prefix)",
+		"if that cluster is gone, restore it from the archive with floe restore --cluster, or start a new cluster on a fresh archive prefix; "+
+		"--force-new-cluster replaces the claim only while the prefix holds none of its segment objects or metadata snapshots",
 		ErrBucketClaimed, claimKey, c.ClusterID, time.UnixMilli(c.CreatedUnixMS).UTC().Format(time.RFC3339), c.Node, c.Advertise, seen)
 }
 
+// ErrArchiveInUse: the archive prefix holds another cluster's segment objects or
+// metadata snapshots, so a new cluster may not start on it.
+var ErrArchiveInUse = errors.New("node: the archive prefix holds another cluster's data")
+
+var errStopListing = errors.New("stop listing")
+
+// checkArchiveUnused refuses a prefix that holds any segment object or metadata
+// snapshot: they belong to another cluster (the new one has written nothing yet). A
+// new cluster beside them would collide with their keys, and its sweeper would delete
+// their objects as unreferenced. A store that cannot be listed is an error too.
+func checkArchiveUnused(ctx context.Context, b archive.Bucket) error {
+	var object string
+	err := b.List(ctx, "topics/", func(o archive.ObjectInfo) error {
+		if _, _, _, ok := tiering.ParseObjectKey(o.Key); ok {
+			object = o.Key
+			return errStopListing
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStopListing) {
+		return err
+	}
+	snaps, err := tiering.ListMetaSnapshots(ctx, b, nil)
+	if err != nil {
+		return err
+	}
+	if object == "" && len(snaps) == 0 {
+		return nil
+	}
+	var found []string
+	if object != "" {
+		found = append(found, "segment objects (e.g. "+object+")")
+	}
+	if len(snaps) > 0 {
+		var ids []string
+		for _, s := range snaps {
+			if !slices.Contains(ids, s.ClusterID) {
+				ids = append(ids, s.ClusterID)
+			}
+		}
+		found = append(found, fmt.Sprintf("%d metadata snapshots of cluster %s (newest %s)", len(snaps), strings.Join(ids, ", "), snaps[len(snaps)-1].Key))
+	}
+	return fmt.Errorf("%w: it holds %s. A new cluster must not start beside them: its object keys would collide with theirs "+
+		"and its orphan sweeper would delete them. Choose one: "+
+		"(1) start the new cluster on a fresh archive prefix (--archive <scheme>://<bucket>/<new prefix>); "+
+		"(2) adopt the old data: floe restore --cluster --archive <this archive> --node-id <id> --data-dir <empty dir>, then start the node on that data dir. "+
+		"--force-new-cluster does not override this; to discard the old data, delete everything under the prefix first (that loses it for good)",
+		ErrArchiveInUse, strings.Join(found, " and "))
+}
+
 // claimBucket claims the archive for the new cluster id before this node bootstraps
-// it. It retries while the store fails, for up to a minute: a compose stack may start
-// the nodes before the store is up.
+// it: it refuses an archive whose claim names another cluster (unless
+// --force-new-cluster), and any archive prefix that holds segment objects or metadata
+// snapshots (whatever the flags). It retries while the store fails, for up to a
+// minute: a compose stack may start the nodes before the store is up.
 func (n *Node) claimBucket(id string) error {
 	ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
 	defer cancel()
 	for attempt := 0; ; attempt++ {
-		err := writeClaim(ctx, n.bucket, n.newClaim(id, 0), !n.cfg.ForceNewCluster)
-		if err == nil {
-			if n.cfg.ForceNewCluster {
-				n.log.Warn("claimed the archive for a new cluster, replacing any earlier claim (--force-new-cluster)", "cluster", id)
-			}
-			return nil
-		}
-		if archive.IsExists(err) {
-			c, rerr := readClaim(ctx, n.bucket)
-			if rerr == nil {
-				return claimedError(c)
-			}
-			if errors.Is(rerr, ErrBucketClaimed) {
-				return rerr
-			}
-			err = rerr
+		err := n.tryClaim(ctx, id)
+		if err == nil || errors.Is(err, ErrBucketClaimed) || errors.Is(err, ErrArchiveInUse) {
+			return err
 		}
 		n.log.Warn("cannot claim the archive for the new cluster yet", "attempt", attempt+1, "err", err)
 		select {
@@ -111,6 +154,31 @@ func (n *Node) claimBucket(id string) error {
 		case <-time.After(time.Duration(min(attempt+1, 5)) * time.Second):
 		}
 	}
+}
+
+func (n *Node) tryClaim(ctx context.Context, id string) error {
+	c, err := readClaim(ctx, n.bucket)
+	switch {
+	case err == nil && !n.cfg.ForceNewCluster:
+		return claimedError(c)
+	case err != nil && !archive.IsNotFound(err) && !(n.cfg.ForceNewCluster && errors.Is(err, ErrBucketClaimed)):
+		return err // unreadable, or (without --force-new-cluster) not a claim
+	}
+	if err := checkArchiveUnused(ctx, n.bucket); err != nil {
+		return err
+	}
+	err = writeClaim(ctx, n.bucket, n.newClaim(id, 0), !n.cfg.ForceNewCluster)
+	if archive.IsExists(err) { // another node bootstraps on this archive right now
+		c, err := readClaim(ctx, n.bucket)
+		if err != nil {
+			return err
+		}
+		return claimedError(c)
+	}
+	if err == nil && n.cfg.ForceNewCluster {
+		n.log.Warn("claimed the archive for a new cluster, replacing any earlier claim (--force-new-cluster); the prefix held no segment objects or metadata snapshots", "cluster", id)
+	}
+	return err
 }
 
 // claimLoop keeps the claim fresh while this node is the Raft leader, and writes it

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"slices"
 	"time"
 
 	"floe/archive"
@@ -14,15 +16,17 @@ import (
 // record, shared cursors, members) into the archive every --meta-snapshot-interval
 // when it has changed, so that the bucket alone describes the cluster (DESIGN
 // section 6): <prefix>/meta/snapshots/<raft index, 20 digits>.json. The newest
-// tiering.KeepMetaSnapshots stay.
+// tiering.KeepMetaSnapshots of this cluster stay; snapshots of any other cluster are
+// never pruned, and a key another cluster wrote is an error, never taken for ours.
 
 func (n *Node) metaSnapshotLoop() {
-	var last uint64 // index of the last snapshot this node wrote
+	var last uint64                 // index of the last snapshot this node wrote
+	clusters := map[string]string{} // snapshot key -> cluster id, as read from the bucket
 	n.leaderEvery(n.cfg.MetaSnapshotInterval, 5*time.Minute, func() {
 		if n.fsm.ClusterID() == "" || n.fsm.AppliedIndex() == last {
 			return
 		}
-		index, err := n.writeMetaSnapshot(n.ctx)
+		index, err := n.writeMetaSnapshot(n.ctx, clusters)
 		if err != nil {
 			n.log.Warn("cannot write the metadata snapshot to the archive", "err", err)
 			return
@@ -31,8 +35,9 @@ func (n *Node) metaSnapshotLoop() {
 	})
 }
 
-// writeMetaSnapshot uploads the current metadata and prunes old snapshots.
-func (n *Node) writeMetaSnapshot(ctx context.Context) (uint64, error) {
+// writeMetaSnapshot uploads the current metadata and prunes this cluster's old
+// snapshots. clusters caches the cluster id of each snapshot key seen.
+func (n *Node) writeMetaSnapshot(ctx context.Context, clusters map[string]string) (uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	index, state, err := n.fsm.Export()
@@ -47,25 +52,37 @@ func (n *Node) writeMetaSnapshot(ctx context.Context) (uint64, error) {
 		return 0, err
 	}
 	key := tiering.MetaSnapshotKey(index)
+	id := n.fsm.ClusterID()
 	err = n.bucket.Put(ctx, key, bytes.NewReader(body), int64(len(body)), archive.PutOptions{IfNoneMatch: true, ContentType: "application/json"})
-	if err != nil && !archive.IsExists(err) { // exists: another leader wrote this index already
+	if archive.IsExists(err) { // another leader of this cluster wrote this index already, or another cluster did
+		owner, cerr := tiering.MetaSnapshotCluster(ctx, n.bucket, key)
+		switch {
+		case cerr != nil:
+			return 0, cerr
+		case owner != id:
+			return 0, fmt.Errorf("%w: %s holds cluster %s's snapshot, this is cluster %s (two clusters share the archive prefix)",
+				tiering.ErrForeignSnapshot, key, owner, id)
+		}
+		err = nil
+	}
+	if err != nil {
 		return 0, err
 	}
 	n.metrics.metaSnapshot.SetToCurrentTime()
-	var keys []string
-	if err := n.bucket.List(ctx, tiering.MetaSnapshotPrefix, func(o archive.ObjectInfo) error {
-		if _, ok := tiering.ParseMetaSnapshotKey(o.Key); ok {
-			keys = append(keys, o.Key)
-		}
-		return nil
-	}); err != nil {
+	clusters[key] = id
+	all, err := tiering.ListMetaSnapshots(ctx, n.bucket, clusters)
+	if err != nil {
 		return index, nil // pruning waits for the next snapshot
 	}
-	for len(keys) > tiering.KeepMetaSnapshots { // listed in key order: oldest first
-		if err := n.bucket.Delete(ctx, keys[0]); err != nil {
+	// Only this cluster's own snapshots count and are pruned: another cluster's are
+	// never deleted (nor preferred by readers, who filter by cluster id too).
+	own := slices.DeleteFunc(all, func(s tiering.MetaSnapshotInfo) bool { return s.ClusterID != id })
+	for len(own) > tiering.KeepMetaSnapshots { // oldest first
+		if err := n.bucket.Delete(ctx, own[0].Key); err != nil {
 			break
 		}
-		keys = keys[1:]
+		delete(clusters, own[0].Key)
+		own = own[1:]
 	}
 	return index, nil
 }

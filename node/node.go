@@ -88,7 +88,8 @@ type Config struct {
 	// the archive (default 5m; negative: never).
 	MetaSnapshotInterval time.Duration
 	// ForceNewCluster lets a bootstrapping node claim an archive that names another
-	// cluster (DESIGN section 9); without it, such a node refuses to start.
+	// cluster (DESIGN section 9); without it, such a node refuses to start. It never
+	// lets a node start on a prefix that holds segment objects or metadata snapshots.
 	ForceNewCluster bool
 
 	Logger       *slog.Logger

@@ -179,6 +179,10 @@ func (n *Node) Read(ctx context.Context, topic string, offset uint64, max int) (
 			if len(out) > 0 {
 				break
 			}
+			if s.Lost {
+				return nil, offset, fmt.Errorf("%w: offsets [%d, %d) of %q (segment %d) were lost: no copy of them survived (floe restore --cluster); the next offset kept is %d",
+					ErrExpired, s.Base, s.End(), topic, s.ID, s.End())
+			}
 			start := offset
 			n.fsm.View(topic, func(t *meta.Topic) { start = t.StartOffset() })
 			return nil, offset, fmt.Errorf("%w: offset %d of %q (segment %d) has expired by retention; the earliest offset kept is %d",
@@ -246,7 +250,15 @@ func (n *Node) Get(ctx context.Context, topic string) (payload []byte, ok bool, 
 		}
 		entries, _, err := n.Read(ctx, topic, cur, 1)
 		if errors.Is(err, ErrExpired) && ctx.Err() == nil {
-			continue // retention moved the cursor past what expired
+			// Retention moved the cursor past what expired. Past a segment that
+			// floe restore --cluster marked lost (after kept ones), GET moves it here.
+			if lost, _, lerr := n.segmentAt(ctx, topic, cur, false); lerr == nil && lost.Lost && cur >= lost.Base && cur < lost.End() {
+				_, err = n.propose(ctx, &meta.Command{Op: meta.OpAdvanceCursor, Topic: topic, From: cur, To: lost.End()})
+				if err != nil && !errors.Is(err, meta.ErrCursorMoved) {
+					return nil, false, err
+				}
+			}
+			continue
 		}
 		if err != nil {
 			return nil, false, err

@@ -21,6 +21,8 @@ type SegmentView struct {
 	Tier   string `json:"tier"`
 	// Abandoned: floe cluster recover-segment moved writes off it (sealed empty).
 	Abandoned bool `json:"abandoned,omitempty"`
+	// Lost: floe restore --cluster found no copy of its entries (state expired).
+	Lost bool `json:"lost,omitempty"`
 }
 
 // TopicState is the STATE reply: Walrus's fields, then floe's.
@@ -56,7 +58,7 @@ func (n *Node) State(ctx context.Context, topic string) (*TopicState, error) {
 	for _, s := range t.Segments {
 		id := strconv.FormatUint(s.ID, 10)
 		st.SegmentLeaders[id] = s.Leader
-		v := SegmentView{ID: s.ID, Leader: s.Leader, Base: s.Base, Count: s.Count, Bytes: s.Bytes, State: string(s.State), Tier: s.Tier(), Abandoned: s.Abandoned}
+		v := SegmentView{ID: s.ID, Leader: s.Leader, Base: s.Base, Count: s.Count, Bytes: s.Bytes, State: string(s.State), Tier: s.Tier(), Abandoned: s.Abandoned, Lost: s.Lost}
 		if s.State == meta.Expired {
 			// Gone: not listed among Walrus's readable sealed segments.
 		} else if s.State != meta.Active {

@@ -28,6 +28,11 @@
 //	<prefix>/meta/cluster.json              the claim of the cluster that archives here (package node)
 //	<prefix>/meta/snapshots/<index>.json    metadata snapshots written by the Raft leader (package node)
 //
+// One prefix belongs to one cluster: a new cluster never starts on a prefix that holds
+// segment objects or metadata snapshots (package node), and every snapshot names its
+// cluster, so readers (RebuildState, floe archive meta) and the pruning leader take
+// only their own cluster's.
+//
 // The leader term is the Raft index of the command that made the node leader of the
 // segment, so a deposed leader's late upload lands under another key and is never read.
 //

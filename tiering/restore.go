@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"math"
 	"slices"
 	"sort"
 	"time"
@@ -20,21 +21,45 @@ import (
 type RestoredTopic struct {
 	Name string `json:"name"`
 	// Kept are the segments whose objects the snapshot referenced (and exist);
-	// Recovered those archived after the snapshot, found from their objects.
-	Kept, Recovered int
-	// Expired segments stay expired.
-	Expired int
-	// Lost is the first segment of the snapshot whose data is nowhere (0: none): its
-	// leader's disk held the only copy. The topic ends before it. Dropped are the
-	// segments past the end that have objects all the same: they are left out (offsets
-	// stay contiguous) and their objects become orphans.
-	Lost    uint64   `json:"lost,omitempty"`
-	Dropped []uint64 `json:"dropped,omitempty"`
+	// Recovered those found from their objects alone (archived after the snapshot).
+	Kept      int `json:"kept"`
+	Recovered int `json:"recovered"`
+	// Expired counts the segments that end up expired: those the snapshot had
+	// expired, and those with no object before every kept segment (Skipped says why).
+	Expired int `json:"expired"`
+	// Lost counts the segments with no copy anywhere after a kept segment: their
+	// offsets stay part of the topic (later offsets keep their values, new entries
+	// never take them) but cannot be read; GET moves past them.
+	Lost int `json:"lost"`
+	// Skipped lists every segment the restore could not keep, and every object it
+	// did not use, with the reason.
+	Skipped []SkippedSegment `json:"skipped,omitempty"`
 	// Start and End are the offsets kept: [Start, End). New writes go on from End.
-	Start, End uint64
-	// Cursor is the shared GET cursor (moved back to End if it was past it).
-	Cursor uint64
+	Start uint64 `json:"start"`
+	End   uint64 `json:"end"`
+	// Cursor is the shared GET cursor: moved past expired and lost segments, and back
+	// to End if it was past it.
+	Cursor uint64 `json:"cursor"`
 }
+
+// SkippedSegment is a segment (or one of its objects) that a restore did not keep.
+type SkippedSegment struct {
+	Segment uint64 `json:"segment"`
+	// Key is the object skipped, if the reason is about one object.
+	Key    string `json:"key,omitempty"`
+	Reason string `json:"reason"`
+}
+
+// Reasons a restore skips a segment. A segment whose object is present, verifies and
+// continues the topic's offsets is never skipped.
+const (
+	SkipExpired   = "no object, before every kept segment: expired by retention after the snapshot; the start offset moves past it"
+	SkipGoneFront = "no copy anywhere (its leader's disk held the only one), before every kept segment: the start offset moves past it"
+	SkipLost      = "no copy anywhere (its leader's disk held the only one), after a kept segment: its offsets stay in the topic, unreadable"
+	SkipAbandoned = "no object, and the next segment starts at its base: recover-segment abandoned it after the snapshot (sealed empty)"
+	SkipTail      = "no copy anywhere (active on its leader's disk, its extent unknown): the topic ends before it and new writes take its offsets"
+	SkipBadObject = "object unusable for this segment"
+)
 
 // RestoreReport describes a rebuilt state.
 type RestoreReport struct {
@@ -47,33 +72,23 @@ type RestoreReport struct {
 }
 
 // RebuildState rebuilds a cluster's metadata from its bucket alone (floe restore
-// --cluster): the newest metadata snapshot, then the segment objects written after it.
-// Every segment's data is in the archive afterwards, or the topic ends before it (the
-// data of an active segment, and of a sealed one not yet archived, was on its
-// leader's disk only). Each topic gets a new active segment led by nodeID, where its
-// kept entries end.
-func RebuildState(ctx context.Context, b archive.Bucket, nodeID uint64, now time.Time) (*meta.State, *RestoreReport, error) {
-	var newest string
-	if err := b.List(ctx, MetaSnapshotPrefix, func(o archive.ObjectInfo) error {
-		if _, ok := ParseMetaSnapshotKey(o.Key); ok {
-			newest = o.Key // key order: the last is the newest
-		}
-		return nil
-	}); err != nil {
-		return nil, nil, err
-	}
-	if newest == "" {
-		return nil, nil, fmt.Errorf("tiering: no metadata snapshot in the archive (%s*): nothing to restore the cluster from", MetaSnapshotPrefix)
-	}
-	rc, err := b.Get(ctx, newest)
+// --cluster): the newest metadata snapshot of clusterID (of the only cluster whose
+// snapshots the bucket holds, if clusterID is empty), then the segment objects
+// written after it.
+//
+// Every segment whose object is present, verifies and continues its topic's offsets
+// is kept. A segment with no copy anywhere is expired if no kept segment precedes it
+// (retention deleted its object after the snapshot, or it was lost: the start offset
+// moves past it either way), and marked Lost after a kept segment (its offsets stay,
+// so later offsets keep their values and are never given to new entries). The topic
+// ends before the first segment with no copy whose extent is unknown (the snapshot's
+// active segment: its data was on its leader's disk only). Each topic gets a new
+// active segment led by nodeID, where its entries end. Every segment not kept is in
+// the report with its reason.
+func RebuildState(ctx context.Context, b archive.Bucket, clusterID string, nodeID uint64, now time.Time) (*meta.State, *RestoreReport, error) {
+	newest, snap, err := NewestMetaSnapshot(ctx, b, clusterID)
 	if err != nil {
 		return nil, nil, err
-	}
-	var snap MetaSnapshot
-	err = json.NewDecoder(rc).Decode(&snap)
-	rc.Close()
-	if err != nil || snap.Format != MetaSnapshotFormat {
-		return nil, nil, fmt.Errorf("tiering: %s is not a floe metadata snapshot of format %d: %v", newest, MetaSnapshotFormat, err)
 	}
 	st := &meta.State{}
 	if err := json.Unmarshal(snap.State, st); err != nil {
@@ -140,117 +155,225 @@ func RebuildState(ctx context.Context, b archive.Bucket, nodeID uint64, now time
 }
 
 // rebuildTopic replaces t's segments by what the bucket holds, then a new active one.
+// Segment ids stay 1, 2, 3, ... (meta.Topic.Segment indexes by id).
 func rebuildTopic(ctx context.Context, b archive.Bucket, t *meta.Topic, objs map[uint64][]archive.ObjectInfo, nodeID, index uint64, now time.Time) (RestoredTopic, error) {
 	rt := RestoredTopic{Name: t.Name}
-	var kept []*meta.Segment
-	nextID, nextBase := uint64(1), uint64(0)
-	exists := func(key string) bool {
-		for _, os := range objs {
-			for _, o := range os {
-				if o.Key == key {
-					return true
+	skip := func(id uint64, key, reason string) {
+		rt.Skipped = append(rt.Skipped, SkippedSegment{Segment: id, Key: key, Reason: reason})
+	}
+	var out []*meta.Segment     // the rebuilt segments, ids 1..len(out)
+	var missing []*meta.Segment // the run of segments with no data since the last known one
+	end := uint64(0)            // where the last segment of known extent ends
+	keptAny := false            // a segment with data is kept before the missing run
+
+	// settle gives the missing run its extent [end, base) now that the next segment
+	// is known to start at base, and says what became of each.
+	settle := func(base uint64) {
+		if len(missing) == 0 {
+			return
+		}
+		base = max(base, end)
+		at := end
+		for i, m := range missing {
+			count := uint64(0)
+			switch {
+			case i == len(missing)-1:
+				count = base - at
+			case m.State == meta.Sealed && m.Count > 0 && at+m.Count <= base: // from the snapshot
+				count = m.Count
+			}
+			bytes, crc := m.Bytes, m.CRC
+			if count != m.Count {
+				bytes, crc = 0, 0
+			}
+			*m = meta.Segment{ID: m.ID, Base: at, Count: count, Bytes: bytes, CRC: crc, LeaderIndex: m.LeaderIndex,
+				CreatedUnixMS: m.CreatedUnixMS, SealedUnixMS: m.SealedUnixMS}
+			at += count
+			switch {
+			case base == end:
+				m.State, m.Abandoned, m.Bytes, m.CRC = meta.Sealed, true, 0, 0
+				skip(m.ID, "", SkipAbandoned)
+			case !keptAny:
+				m.State, m.ExpiredUnixMS, m.LocalEvicted = meta.Expired, now.UnixMilli(), true
+				rt.Expired++
+				if t.Config.RetentionBytes > 0 || t.Config.RetentionMS > 0 {
+					skip(m.ID, "", SkipExpired)
+				} else {
+					m.Lost = true
+					skip(m.ID, "", SkipGoneFront)
 				}
+			default:
+				m.State, m.ExpiredUnixMS, m.LocalEvicted, m.Lost = meta.Expired, now.UnixMilli(), true, true
+				rt.Lost++
+				skip(m.ID, "", fmt.Sprintf("%s: [%d, %d)", SkipLost, m.Base, m.End()))
 			}
 		}
-		return false
+		out = append(out, missing...)
+		missing = nil
 	}
-	// find looks for a valid object of segment id starting at base.
+	// find returns the record of segment id from its newest verified object that
+	// starts at base (if base is unknownBase: that continues the kept segments, or
+	// starts after the missing run), and reports the objects of the segment it passes
+	// over.
 	find := func(id, base uint64) (*meta.Segment, error) {
 		for _, o := range objs[id] {
-			s, err := recoverSegment(ctx, b, t.Name, id, base, o)
+			s, why, err := recoverSegment(ctx, b, t.Name, id, o)
 			if err != nil {
 				return nil, err
 			}
-			if s != nil {
+			switch {
+			case s == nil:
+			case base != unknownBase && s.Base != base:
+				why = fmt.Sprintf("it starts at offset %d, the metadata at %d", s.Base, base)
+			case base == unknownBase && len(missing) == 0 && s.Base != end:
+				why = fmt.Sprintf("it starts at offset %d, the previous segment ends at %d", s.Base, end)
+			case base == unknownBase && s.Base < end:
+				why = fmt.Sprintf("it starts at offset %d, below the end %d of the segments before it", s.Base, end)
+			default:
 				return s, nil
 			}
+			skip(id, o.Key, SkipBadObject+": "+why)
 		}
 		return nil, nil
 	}
-	for _, s := range t.Segments {
-		if rt.Lost != 0 {
-			break
+	last := uint64(len(t.Segments))
+	for id := range objs {
+		last = max(last, id)
+	}
+	for id := uint64(1); id <= last; id++ {
+		var s *meta.Segment
+		if id <= uint64(len(t.Segments)) && t.Segments[id-1].ID == id {
+			s = t.Segments[id-1]
 		}
 		switch {
-		case s.State == meta.Expired:
-			rt.Expired++
-		case s.Abandoned: // sealed empty by recover-segment: nothing to find
-		case s.ArchiveKey != "" && exists(s.ArchiveKey):
+		case s != nil && s.State == meta.Expired: // expired (or lost) in the snapshot already
+			settle(s.Base)
+			out = append(out, s)
+			end = s.End()
+			if s.Lost {
+				rt.Lost++
+			} else {
+				rt.Expired++
+			}
+			continue
+		case s != nil && s.Abandoned: // sealed empty by recover-segment: nothing to find
+			settle(s.Base)
+			out = append(out, s)
+			end = s.Base
+			continue
+		case s != nil && s.ArchiveKey != "" && hasObject(objs[id], s.ArchiveKey):
+			settle(s.Base)
 			s.State, s.LocalEvicted = meta.Archived, true
+			out = append(out, s)
+			end, keptAny = s.End(), true
 			rt.Kept++
-		default:
-			r, err := find(s.ID, s.Base)
-			if err != nil {
-				return rt, err
-			}
-			if r == nil {
-				rt.Lost = s.ID
-				continue
-			}
-			s = r
-			rt.Recovered++
+			continue
 		}
-		kept = append(kept, s)
-		nextID, nextBase = s.ID+1, s.End()
-	}
-	// Segments sealed and archived after the snapshot.
-	for rt.Lost == 0 {
-		r, err := find(nextID, nextBase)
+		base := uint64(unknownBase)
+		if s != nil {
+			base = s.Base
+		}
+		r, err := find(id, base)
 		if err != nil {
 			return rt, err
 		}
 		if r == nil {
-			break
+			m := &meta.Segment{ID: id}
+			if s != nil {
+				c := *s
+				m = &c
+			}
+			missing = append(missing, m)
+			continue
 		}
-		kept = append(kept, r)
+		settle(r.Base)
+		out = append(out, r)
+		end, keptAny = r.End(), true
 		rt.Recovered++
-		nextID, nextBase = r.ID+1, r.End()
 	}
-	for id := range objs { // objects past the end: orphans from now on
-		if id >= nextID && id != rt.Lost {
-			rt.Dropped = append(rt.Dropped, id)
+	// What is still missing had its data on its leader's disk only, or retention
+	// deleted its object after the snapshot. Sealed segments of the snapshot keep their
+	// offsets, expired or lost as above (offsets a client may have seen are never
+	// given to new entries); from the first segment whose extent is unknown (the
+	// snapshot's active one) on, the topic ends and the new active segment takes over.
+	known := 0
+	for known < len(missing) && (missing[known].State == meta.Sealed || missing[known].State == meta.Archived) && missing[known].Count > 0 {
+		known++
+	}
+	if known > 0 {
+		tail, base := missing[known:], end
+		for _, m := range missing[:known] {
+			base += m.Count
+		}
+		missing = missing[:known]
+		settle(base)
+		end, missing = base, tail
+	}
+	for _, m := range missing {
+		skip(m.ID, "", SkipTail)
+	}
+	nextID := uint64(len(out)) + 1
+	t.Segments = append(out, &meta.Segment{ID: nextID, Leader: nodeID, Base: end, State: meta.Active,
+		LeaderIndex: index, CreatedUnixMS: now.UnixMilli()})
+	// The cursor never points into what is gone, nor past the end.
+	t.Cursor = min(t.Cursor, end)
+	for _, s := range t.Segments {
+		if s.State == meta.Expired && t.Cursor >= s.Base && t.Cursor < s.End() {
+			t.Cursor = s.End()
 		}
 	}
-	slices.Sort(rt.Dropped)
-	t.Segments = append(kept, &meta.Segment{ID: nextID, Leader: nodeID, Base: nextBase, State: meta.Active,
-		LeaderIndex: index, CreatedUnixMS: now.UnixMilli()})
-	t.Cursor = min(t.Cursor, nextBase)
-	rt.Start, rt.End, rt.Cursor = t.StartOffset(), nextBase, t.Cursor
+	rt.Start, rt.End, rt.Cursor = t.StartOffset(), end, t.Cursor
 	return rt, nil
 }
 
+// unknownBase stands for "the segment's base offset is not known yet" in rebuildTopic.
+const unknownBase = math.MaxUint64
+
+func hasObject(os []archive.ObjectInfo, key string) bool {
+	for _, o := range os {
+		if o.Key == key {
+			return true
+		}
+	}
+	return false
+}
+
 // recoverSegment rebuilds the record of segment id of topic from its object, if the
-// object is intact and holds that segment from base on; nil if not. A store that
-// cannot be read is an error (the restore stops rather than cut a topic short).
-func recoverSegment(ctx context.Context, b archive.Bucket, topic string, id, base uint64, o archive.ObjectInfo) (*meta.Segment, error) {
+// object is intact and holds that segment; nil and why not if not. A store that cannot
+// be read is an error (the restore stops rather than cut a topic short).
+func recoverSegment(ctx context.Context, b archive.Bucket, topic string, id uint64, o archive.ObjectInfo) (*meta.Segment, string, error) {
 	damaged := false
 	m, err := seekable.Verify(ctx, ObjectSource(b, o.Key, o.Size), func(r seekable.FrameReport) {
 		damaged = damaged || r.Err != nil
 	})
 	switch {
 	case errors.Is(err, seekable.ErrCorrupt), errors.Is(err, seekable.ErrFormat), errors.Is(err, seekable.ErrVersion):
-		return nil, nil // not a usable copy of the segment
+		return nil, err.Error(), nil // not a usable copy of the segment
 	case err != nil:
-		return nil, fmt.Errorf("tiering: cannot read %s: %w", o.Key, err)
-	case damaged || m.Topic != topic || m.Segment != id || m.Base != base || m.Count == 0:
-		return nil, nil
+		return nil, "", fmt.Errorf("tiering: cannot read %s: %w", o.Key, err)
+	case damaged:
+		return nil, "damaged frames (floe archive verify shows them)", nil
+	case m.Topic != topic || m.Segment != id:
+		return nil, fmt.Sprintf("it holds segment %d of %q", m.Segment, m.Topic), nil
+	case m.Count == 0:
+		return nil, "it holds no entries", nil
 	}
 	rc, err := b.Get(ctx, o.Key)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	h := crc32.New(castagnoli)
 	size, err := io.Copy(h, rc)
 	rc.Close()
 	if err != nil {
-		return nil, archive.Error("read", o.Key, "archive", err)
+		return nil, "", archive.Error("read", o.Key, "archive", err)
 	}
 	// The leader is unknown (the object does not name it) and irrelevant: the segment
 	// is read from the archive only.
 	return &meta.Segment{
-		ID: id, Base: base, State: meta.Archived, LeaderIndex: m.LeaderTerm,
+		ID: id, Base: m.Base, State: meta.Archived, LeaderIndex: m.LeaderTerm,
 		CreatedUnixMS: m.CreatedUnixMS, Count: m.Count, Bytes: m.RawBytes, CRC: m.RecordCRC, SealedUnixMS: m.CreatedUnixMS,
 		ArchiveKey: o.Key, ArchiveSize: size, ArchiveChecksum: h.Sum32(), ArchivedUnixMS: o.LastModified.UnixMilli(),
 		LocalEvicted: true,
-	}, nil
+	}, "", nil
 }

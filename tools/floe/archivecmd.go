@@ -130,6 +130,7 @@ if anything is damaged.`,
 	}
 	verify.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only damaged objects")
 	var raw bool
+	var clusterID string
 	metaCmd := &cobra.Command{
 		Use:   "meta",
 		Short: "Show the newest metadata snapshot in the bucket (meta/snapshots/): the cluster, its members, and each topic's segments, offsets and cursor",
@@ -141,26 +142,9 @@ if anything is damaged.`,
 				return err
 			}
 			defer b.Close()
-			var newest string
-			if err := b.List(ctx, "meta/snapshots/", func(o archive.ObjectInfo) error {
-				if _, ok := tiering.ParseMetaSnapshotKey(o.Key); ok {
-					newest = o.Key // listed in key order: the last is the newest
-				}
-				return nil
-			}); err != nil {
-				return err
-			}
-			if newest == "" {
-				return fmt.Errorf("no metadata snapshot in the bucket (meta/snapshots/)")
-			}
-			rc, err := b.Get(ctx, newest)
+			newest, snap, err := tiering.NewestMetaSnapshot(ctx, b, clusterID)
 			if err != nil {
 				return err
-			}
-			defer rc.Close()
-			var snap tiering.MetaSnapshot
-			if err := json.NewDecoder(rc).Decode(&snap); err != nil {
-				return fmt.Errorf("%s: %w", newest, err)
 			}
 			if raw {
 				os.Stdout.Write(snap.State)
@@ -196,6 +180,7 @@ if anything is damaged.`,
 		},
 	}
 	metaCmd.Flags().BoolVar(&raw, "json", false, "print the snapshot's state as JSON")
+	metaCmd.Flags().StringVar(&clusterID, "cluster-id", "", "show this cluster's newest snapshot (needed only if the prefix holds snapshots of several clusters)")
 	root.AddCommand(ls, verify, metaCmd)
 	return root
 }

@@ -10,6 +10,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"floe/archive"
+	"floe/archive/open"
+	"floe/tiering"
 )
 
 // TestBootstrapRefusesClaimedArchive (DESIGN section 9): the node that bootstraps a
@@ -91,4 +95,99 @@ func TestBootstrapRefusesClaimedArchive(t *testing.T) {
 		id := claimed()
 		return id != "" && id != first
 	})
+}
+
+// TestForceNewClusterRefusesUsedArchive (issue 7, item 5), with real MinIO: a new
+// cluster must never start on an archive prefix that holds another cluster's segment
+// objects or metadata snapshots (its keys would collide with theirs, its sweeper would
+// delete their objects, its snapshots would be pruned before theirs).
+// --force-new-cluster does not override that, nor does a missing claim; the error
+// names the operator's choices. The refused node leaves its data dir without Raft
+// state and the claim as it was.
+func TestForceNewClusterRefusesUsedArchive(t *testing.T) {
+	const topic = "used"
+	a, o := startMinIOArchive(t)
+	a.srv.SetEnv(t)
+	c := startCluster(t, with(o, "--max-segment-entries", "5", "--meta-snapshot-interval", "100ms"))
+	ctx := context.Background()
+	b, err := open.Open(ctx, "s3://"+a.bucket+"/"+archivePrefix, archive.Options{Endpoint: a.srv.Endpoint, Region: a.srv.Region})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	w := c.conn(1)
+	mustOK(t, w.Register(topic), "REGISTER")
+	for i := 0; i < 10; i++ {
+		mustOK(t, w.Put(topic, []byte("x")), "PUT %d", i)
+	}
+	c.waitTiers(1, topic, 2, "both", 30*time.Second)
+	c.waitFor(30*time.Second, "a metadata snapshot in the archive", func() bool {
+		snaps, err := tiering.ListMetaSnapshots(ctx, b, nil)
+		return err == nil && len(snaps) > 0
+	})
+	claim := func() string {
+		rc, err := b.Get(ctx, "meta/cluster.json")
+		if err != nil {
+			return ""
+		}
+		defer rc.Close()
+		var cl struct {
+			ClusterID string `json:"cluster_id"`
+		}
+		json.NewDecoder(rc).Decode(&cl)
+		return cl.ClusterID
+	}
+	first := claim()
+	if first == "" {
+		t.Fatal("no cluster claim in the archive")
+	}
+	for id := 1; id <= 3; id++ {
+		c.kill(id)
+	}
+	c.wipe(1)
+
+	p := c.node(1)
+	bootstrap := func(extra ...string) (string, error) {
+		args := append([]string{"agent", "--node-id", "1", "--data-dir", p.dataDir,
+			"--raft-port", strconv.Itoa(p.raftPort), "--client-port", strconv.Itoa(p.clientPort),
+			"--http-port", strconv.Itoa(p.httpPort)}, c.args...)
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, floeBin, append(args, extra...)...)
+		cmd.Env = append(os.Environ(), c.env...)
+		out, err := cmd.CombinedOutput()
+		if ctx.Err() != nil {
+			t.Fatalf("node 1 with %v did not exit: it bootstrapped a new cluster on a used archive prefix:\n%s", extra, out)
+		}
+		return string(out), err
+	}
+	refused := func(what string, out string, err error) {
+		t.Helper()
+		for _, want := range []string{"holds another cluster's data", "segment objects", "metadata snapshots of cluster " + first,
+			"fresh archive prefix", "floe restore --cluster"} {
+			if err == nil || !strings.Contains(out, want) {
+				t.Fatalf("%s: exit %v, output lacks %q:\n%s", what, err, want, out)
+			}
+		}
+		if got := claim(); got != first {
+			t.Fatalf("%s: the claim names %q, want %q (unchanged)", what, got, first)
+		}
+		if _, err := os.Stat(filepath.Join(p.dataDir, "raft")); err == nil {
+			entries, _ := os.ReadDir(filepath.Join(p.dataDir, "raft"))
+			if len(entries) > 0 {
+				t.Fatalf("%s: the refused node left Raft state in its data dir", what)
+			}
+		}
+	}
+	out, err := bootstrap("--force-new-cluster")
+	refused("--force-new-cluster over a used archive", out, err)
+
+	// A prefix whose claim is gone (a cluster from before claims, or a deleted claim)
+	// is refused all the same.
+	if err := b.Delete(ctx, "meta/cluster.json"); err != nil {
+		t.Fatal(err)
+	}
+	first = ""
+	out, err = bootstrap()
+	refused("a bootstrap over a used archive without a claim", out, err)
 }

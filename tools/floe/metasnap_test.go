@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -8,6 +10,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"floe/archive"
+	"floe/archive/open"
+	"floe/tiering"
 )
 
 // TestMetaSnapshotInArchive (DESIGN section 6): the Raft leader copies changed metadata
@@ -63,5 +69,67 @@ func TestMetaSnapshotInArchive(t *testing.T) {
 	t.Logf("floe archive meta:\n%s", out)
 	if err != nil || !strings.Contains(out, "snap-14") || !strings.Contains(out, "node 3") {
 		t.Fatalf("floe archive meta: %v\n%s", err, out)
+	}
+}
+
+// TestMetaSnapshotsOfAnotherCluster (issue 7, item 5), with real MinIO: metadata
+// snapshots of another cluster in the archive prefix (older and newer than this
+// cluster's) are never pruned in place of this cluster's own, nor shown for it: the
+// leader keeps ten of its own, and floe archive meta refuses to guess between two
+// clusters until --cluster-id names one.
+func TestMetaSnapshotsOfAnotherCluster(t *testing.T) {
+	a, o := startMinIOArchive(t)
+	a.srv.SetEnv(t)
+	c := startCluster(t, with(o, "--meta-snapshot-interval", "50ms"))
+	ctx := context.Background()
+	url := "s3://" + a.bucket + "/" + archivePrefix
+	b, err := open.Open(ctx, url, archive.Options{Endpoint: a.srv.Endpoint, Region: a.srv.Region})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	own := metricsField(t, c, 1, "cluster_id")
+	foreign := []string{tiering.MetaSnapshotKey(1), tiering.MetaSnapshotKey(1 << 40)}
+	for _, key := range foreign {
+		body, _ := json.Marshal(tiering.MetaSnapshot{Format: tiering.MetaSnapshotFormat, ClusterID: "0ther", RaftIndex: 1,
+			State: json.RawMessage(`{"topics":{"theirs":{"name":"theirs","segments":[{"id":1,"state":"active"}]}},"nodes":{}}`)})
+		if err := b.Put(ctx, key, bytes.NewReader(body), int64(len(body)), archive.PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := c.conn(1)
+	for i := 0; i < 13; i++ {
+		topic := fmt.Sprintf("own-%02d", i)
+		mustOK(t, w.Register(topic), "REGISTER %s", topic)
+		c.waitFor(20*time.Second, "a snapshot with "+topic, func() bool {
+			_, snap, err := tiering.NewestMetaSnapshot(ctx, b, own)
+			return err == nil && strings.Contains(string(snap.State), `"`+topic+`"`)
+		})
+	}
+	snaps, err := tiering.ListMetaSnapshots(ctx, b, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mine int
+	for _, s := range snaps {
+		if s.ClusterID == own {
+			mine++
+		}
+	}
+	for _, key := range foreign {
+		if _, err := b.Stat(ctx, key); err != nil {
+			t.Fatalf("the other cluster's snapshot %s: %v; the leader must never prune it", key, err)
+		}
+	}
+	if mine != 10 {
+		t.Fatalf("%d snapshots of this cluster in the archive, want the newest 10 (the other cluster's do not count): %+v", mine, snaps)
+	}
+	out, err := runFloe(t, "archive", "meta", "--archive", url, "--s3-endpoint", a.srv.Endpoint, "--s3-region", a.srv.Region)
+	if err == nil || !strings.Contains(out, own) || !strings.Contains(out, "0ther") || !strings.Contains(out, "--cluster-id") {
+		t.Fatalf("floe archive meta over two clusters' snapshots: %v; want a refusal naming both and --cluster-id:\n%s", err, out)
+	}
+	out, err = runFloe(t, "archive", "meta", "--cluster-id", own, "--archive", url, "--s3-endpoint", a.srv.Endpoint, "--s3-region", a.srv.Region)
+	if err != nil || !strings.Contains(out, "cluster "+own) || !strings.Contains(out, "own-12") || strings.Contains(out, "theirs") {
+		t.Fatalf("floe archive meta --cluster-id %s: %v\n%s", own, err, out)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -161,4 +162,145 @@ func metricsField(t *testing.T, c *cluster, id int, field string) string {
 	}
 	s, _ := v[field].(string)
 	return s
+}
+
+// TestRestoreClusterAfterRetention (issue 7, item 1), with real MinIO: segments 1-4
+// are archived and in the metadata snapshot the restore starts from; then retention
+// expires segment 1 and deletes its object, and segment 5 is archived. floe restore
+// --cluster must treat segment 1 as expired (the start offset moves past it, and so
+// does the cursor), not as a hole: segments 2-5 come back at their offsets, and the
+// restore reports segment 1 with its reason. In a second topic the object of segment
+// 2 of 3 is gone: segments 1 and 3 are kept at their offsets, 2 is lost (READ says so
+// and names the next offset kept, GET moves past it).
+func TestRestoreClusterAfterRetention(t *testing.T) {
+	const (
+		topic   = "rr"
+		hole    = "rh"
+		perSeg  = 10
+		segSize = perSeg * (8 + 8) // 8-byte payloads, 8-byte record headers
+	)
+	a, o := startMinIOArchive(t)
+	a.srv.SetEnv(t)
+	url := "s3://" + a.bucket + "/" + archivePrefix
+	c := startCluster(t, with(o, "--max-segment-entries", strconv.Itoa(perSeg), "--meta-snapshot-interval", "100ms"))
+	ctx := context.Background()
+	b, err := open.Open(ctx, url, archive.Options{Endpoint: a.srv.Endpoint, Region: a.srv.Region})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	payload := func(i int) string { return fmt.Sprintf("rr-%05d", i) }
+	httpOf := func(id int) string { return "127.0.0.1:" + strconv.Itoa(c.node(id).httpPort) }
+	req, _ := http.NewRequest("PUT", "http://"+httpOf(1)+"/v1/topics/"+topic, strings.NewReader(fmt.Sprintf(`{"retention_bytes": %d}`, 4*segSize)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("PUT topic with retention: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	c.waitTopic(topic)
+	w := c.conn(1)
+	for i := 0; i < 4*perSeg; i++ { // segments 1-4 sealed, 5 active and empty
+		mustOK(t, w.Put(topic, []byte(payload(i))), "PUT %d", i)
+	}
+	for i := 0; i < 5; i++ {
+		if p, ok, err := c.conn(2).Get(topic); err != nil || !ok || string(p) != payload(i) {
+			t.Fatalf("GET %d = %q %v %v", i, p, ok, err)
+		}
+	}
+	mustOK(t, w.Register(hole), "REGISTER")
+	for i := 0; i < 3*perSeg; i++ { // segments 1-3 sealed
+		mustOK(t, w.Put(hole, []byte(payload(i))), "PUT %d", i)
+	}
+	c.waitTiers(1, topic, 4, "both", 30*time.Second)
+	c.waitTiers(1, hole, 3, "both", 30*time.Second)
+	var keep string
+	c.waitFor(30*time.Second, "a metadata snapshot with segments 1-4 archived and cursor 5", func() bool {
+		keep = ""
+		b.List(ctx, tiering.MetaSnapshotPrefix, func(oi archive.ObjectInfo) error {
+			if snapHas(ctx, b, oi.Key, topic, 5, 5) && snapHas(ctx, b, oi.Key, hole, 4, 0) {
+				keep = oi.Key
+			}
+			return nil
+		})
+		return keep != ""
+	})
+	// Segment 5 fills: retention expires segment 1 and deletes its object; 5 is
+	// archived after the snapshot. Three more entries stay on a disk only.
+	for i := 4 * perSeg; i < 5*perSeg+3; i++ {
+		mustOK(t, w.Put(topic, []byte(payload(i))), "PUT %d", i)
+	}
+	c.waitFor(60*time.Second, "segment 1 expired (its object deleted) and segment 5 archived", func() bool {
+		st, err := c.tryState(1, topic)
+		if err != nil || len(st.Segments) != 6 || st.Segments[0].State != "expired" || st.Segments[4].State != "archived" {
+			return false
+		}
+		objs := a.objects(t, topic)
+		_, one := objs[1]
+		return !one && len(objs) == 4
+	})
+
+	for id := 1; id <= 3; id++ {
+		c.kill(id)
+		c.wipe(id)
+	}
+	b.List(ctx, tiering.MetaSnapshotPrefix, func(oi archive.ObjectInfo) error {
+		if oi.Key > keep {
+			return b.Delete(ctx, oi.Key)
+		}
+		return nil
+	})
+	holeObjs := a.objects(t, hole)
+	if err := b.Delete(ctx, strings.TrimPrefix(holeObjs[2].Key, archivePrefix+"/")); err != nil {
+		t.Fatal(err)
+	}
+	p := c.node(1)
+	args := []string{"restore", "--cluster", "--archive", url, "--s3-endpoint", a.srv.Endpoint, "--s3-region", a.srv.Region,
+		"--node-id", "1", "--data-dir", p.dataDir, "--raft-port", strconv.Itoa(p.raftPort)}
+	out, err := runFloe(t, args...)
+	t.Logf("floe restore --cluster:\n%s", out)
+	if err != nil || !strings.Contains(out, "[10, 50)") || !strings.Contains(out, tiering.SkipExpired) ||
+		!strings.Contains(out, "[0, 30)") || !strings.Contains(out, tiering.SkipLost) {
+		t.Fatalf("floe restore --cluster: %v; want offsets [10, 50) of %s kept and segment 1 reported expired, [0, 30) of %s with segment 2 lost", err, topic, hole)
+	}
+	for id := 1; id <= 3; id++ {
+		c.start(id)
+	}
+	c.waitMembers(3, 30*time.Second)
+
+	got, next, err := c.conn(2).Read(topic, 10, 1000)
+	if err != nil || next != 5*perSeg || len(got) != 4*perSeg {
+		t.Fatalf("READ from 10 after the restore: %d entries, next %d, %v; want 40 entries, next 50", len(got), next, err)
+	}
+	for i, e := range got {
+		if e.Offset != uint64(10+i) || string(e.Payload) != payload(10+i) {
+			t.Fatalf("READ after the restore: entry %d is offset %d %q, want %d %q", i, e.Offset, e.Payload, 10+i, payload(10+i))
+		}
+	}
+	if _, _, err := c.conn(3).Read(topic, 5, 10); err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("READ of an expired offset after the restore: %v, want expired", err)
+	}
+	if got, ok, err := c.conn(3).Get(topic); err != nil || !ok || string(got) != payload(10) {
+		t.Fatalf("GET after the restore = %q %v %v, want %s (the cursor moved past segment 1)", got, ok, err, payload(10))
+	}
+	if off, err := c.conn(1).PutOffset(topic, []byte("after")); err != nil || off != 5*perSeg {
+		t.Fatalf("PUT after the restore: offset %d, %v; want %d", off, err, 5*perSeg)
+	}
+	if objs := a.objects(t, topic); len(objs) < 4 {
+		t.Fatalf("objects of %s after the restore: %v; want segments 2-5 kept", topic, objs)
+	}
+
+	if got, next, err := c.conn(1).Read(hole, 0, 1000); err != nil || len(got) != perSeg || next != perSeg {
+		t.Fatalf("READ %s from 0 after the restore: %d entries, next %d, %v; want segment 1's 10", hole, len(got), next, err)
+	}
+	if _, _, err := c.conn(1).Read(hole, 15, 10); err == nil || !strings.Contains(err.Error(), "lost") || !strings.Contains(err.Error(), "next offset kept is 20") {
+		t.Fatalf("READ of a lost offset: %v, want an error saying it was lost and naming offset 20", err)
+	}
+	if got, _, err := c.conn(2).Read(hole, 20, 1000); err != nil || len(got) != perSeg || string(got[0].Payload) != payload(20) {
+		t.Fatalf("READ %s from 20 after the restore: %d entries, %v", hole, len(got), err)
+	}
+	for _, want := range []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 20, 21} {
+		if got, ok, err := c.conn(3).Get(hole); err != nil || !ok || string(got) != payload(want) {
+			t.Fatalf("GET %s after the restore = %q %v %v, want %s (the lost segment skipped)", hole, got, ok, err, payload(want))
+		}
+	}
 }

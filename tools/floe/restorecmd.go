@@ -24,7 +24,7 @@ func restoreCmd() *cobra.Command {
 	f := &archiveFlags{}
 	var cluster, dryRun bool
 	var nodeID uint64
-	var dataDir, advertiseHost string
+	var dataDir, advertiseHost, clusterID string
 	var raftPort int
 	c := &cobra.Command{
 		Use:   "restore --cluster --archive URL --node-id N --data-dir DIR",
@@ -45,7 +45,7 @@ func restoreCmd() *cobra.Command {
 				return err
 			}
 			defer b.Close()
-			st, rep, err := tiering.RebuildState(ctx, b, nodeID, time.Now())
+			st, rep, err := tiering.RebuildState(ctx, b, clusterID, nodeID, time.Now())
 			if err != nil {
 				return err
 			}
@@ -70,6 +70,7 @@ func restoreCmd() *cobra.Command {
 	}
 	f.add(c)
 	c.Flags().BoolVar(&cluster, "cluster", false, "rebuild the whole cluster from the archive")
+	c.Flags().StringVar(&clusterID, "cluster-id", "", "restore this cluster's newest metadata snapshot (needed only if the prefix holds snapshots of several clusters)")
 	c.Flags().BoolVar(&dryRun, "dry-run", false, "print what would be restored, write nothing")
 	c.Flags().Uint64Var(&nodeID, "node-id", 0, "id of the node to seed (the new cluster's first voter)")
 	c.Flags().StringVar(&dataDir, "data-dir", "./data", "its data dir (must hold no Raft state)")
@@ -81,16 +82,29 @@ func restoreCmd() *cobra.Command {
 func printRestore(rep *tiering.RestoreReport) {
 	fmt.Printf("from %s: cluster %s; the rebuilt state starts at raft index %d\n", rep.Snapshot, rep.ClusterID, rep.Index)
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "TOPIC\tKEPT\tRECOVERED\tEXPIRED\tOFFSETS KEPT\tCURSOR\tLOST FROM SEGMENT\tDROPPED SEGMENTS")
+	fmt.Fprintln(w, "TOPIC\tKEPT\tRECOVERED\tEXPIRED\tLOST\tOFFSETS KEPT\tCURSOR")
 	for _, t := range rep.Topics {
-		lost, dropped := "-", "-"
-		if t.Lost != 0 {
-			lost = strconv.FormatUint(t.Lost, 10)
+		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t[%d, %d)\t%d\n", t.Name, t.Kept, t.Recovered, t.Expired, t.Lost, t.Start, t.End, t.Cursor)
+	}
+	w.Flush()
+	var skipped int
+	for _, t := range rep.Topics {
+		skipped += len(t.Skipped)
+	}
+	if skipped == 0 {
+		return
+	}
+	fmt.Printf("\nskipped (%d):\n", skipped)
+	w = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "TOPIC\tSEGMENT\tOBJECT\tREASON")
+	for _, t := range rep.Topics {
+		for _, s := range t.Skipped {
+			key := s.Key
+			if key == "" {
+				key = "-"
+			}
+			fmt.Fprintf(w, "%s\t%d\t%s\t%s\n", t.Name, s.Segment, key, s.Reason)
 		}
-		if len(t.Dropped) > 0 {
-			dropped = fmt.Sprint(t.Dropped)
-		}
-		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t[%d, %d)\t%d\t%s\t%s\n", t.Name, t.Kept, t.Recovered, t.Expired, t.Start, t.End, t.Cursor, lost, dropped)
 	}
 	w.Flush()
 }
