@@ -10,10 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/minio/minio-go/v7/pkg/credentials"
-
 	"floe/archive"
-	archiveminio "floe/archive/minio"
 	"floe/archive/miniotest"
 	"floe/archive/seekable"
 	"floe/meta"
@@ -45,17 +42,9 @@ func putSegmentObject(t *testing.T, b archive.Bucket, topic string, id, base, te
 }
 
 // minioBucket returns a fresh bucket on a real MinIO server (archive/miniotest).
-func minioBucket(t *testing.T) archive.Bucket {
+func newMinioBucket(t *testing.T) archive.Bucket {
 	t.Helper()
-	srv := miniotest.Start(t)
-	name := srv.NewBucket(t)
-	b, err := archiveminio.OpenWithCredentials(context.Background(), name,
-		credentials.NewStaticV4(srv.AccessKey, srv.SecretKey, ""), archive.Options{Endpoint: srv.Endpoint, Region: srv.Region})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	return b
+	return minioBucket(t, miniotest.Start(t))
 }
 
 // putSnapshot writes c's state as cluster's metadata snapshot and returns its index.
@@ -83,7 +72,7 @@ func putSnapshot(t *testing.T, b archive.Bucket, c *cluster, cluster string) uin
 // leader term.
 func TestRebuildState(t *testing.T) {
 	ctx := context.Background()
-	b := minioBucket(t)
+	b := newMinioBucket(t)
 	if _, _, err := RebuildState(ctx, b, "", 1, time.Now()); err == nil {
 		t.Fatal("RebuildState of a bucket without a metadata snapshot succeeded")
 	}
