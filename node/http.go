@@ -17,6 +17,56 @@ import (
 	"floe/tiering"
 )
 
+// maxEntryBytes is the largest record the HTTP API takes, and so the largest entry a
+// topic holds (a Walrus-protocol request frame holds less).
+const maxEntryBytes = 16 << 20
+
+// httpTimeouts are the HTTP server's deadlines: a request's header must arrive within
+// readHeader and its body within read; its reply must be written within write of the
+// header's end (handlers that take longer extend it: long-poll reads by their wait,
+// archive listing, sweeping and verifying by httpAdminWriteTimeout); a kept-alive
+// connection is closed after idle without a request.
+type httpTimeouts struct {
+	readHeader, read, write, idle time.Duration
+}
+
+// httpAdminWriteTimeout bounds the reply of the archive listing, sweep and verify
+// handlers, which take as long as the archive is large.
+const httpAdminWriteTimeout = 10 * time.Minute
+
+// httpTimeouts returns the configured HTTP deadlines (the defaults below unless a
+// test shrank them): every ordinary handler ends within twice the request timeout
+// (a metadata catch-up, then a commit), plus half a minute for a slow client.
+func (c *Config) httpTimeouts() httpTimeouts {
+	if c.httpDeadlines != (httpTimeouts{}) {
+		return c.httpDeadlines
+	}
+	return httpTimeouts{
+		readHeader: 10 * time.Second,
+		read:       2 * time.Minute, // a 16 MiB record at 1 Mbit/s, with room
+		write:      2*c.RequestTimeout + 30*time.Second,
+		idle:       2 * time.Minute,
+	}
+}
+
+// newHTTPServer is the HTTP API server with its deadlines set.
+func (n *Node) newHTTPServer() *http.Server {
+	to := n.cfg.httpTimeouts()
+	return &http.Server{
+		Handler:           n.httpHandler(),
+		ReadHeaderTimeout: to.readHeader,
+		ReadTimeout:       to.read,
+		WriteTimeout:      to.write,
+		IdleTimeout:       to.idle,
+	}
+}
+
+// extendWrite gives a handler that may take long d from now to write its reply,
+// instead of the server's write timeout.
+func extendWrite(w http.ResponseWriter, d time.Duration) {
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d))
+}
+
 // httpHandler serves the HTTP API (DESIGN section 4): health, Prometheus metrics, and
 // /v1 resources for topics, records and the cluster.
 func (n *Node) httpHandler() http.Handler {
@@ -87,6 +137,7 @@ func (n *Node) httpHandler() http.Handler {
 			}
 			prefix += t + "/"
 		}
+		extendWrite(w, httpAdminWriteTimeout)
 		var objs []archive.ObjectInfo
 		if err := n.bucket.List(r.Context(), prefix, func(o archive.ObjectInfo) error {
 			objs = append(objs, o)
@@ -107,6 +158,7 @@ func (n *Node) httpHandler() http.Handler {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
+		extendWrite(w, httpAdminWriteTimeout) // reads the whole object
 		writeJSON(w, tiering.VerifyObject(r.Context(), n.bucket, key))
 	})
 	// Orphans: GET lists them (a dry-run sweep now); POST sweeps now (?dry_run=1: only
@@ -119,6 +171,7 @@ func (n *Node) httpHandler() http.Handler {
 					return
 				}
 			}
+			extendWrite(w, httpAdminWriteTimeout) // lists the whole archive
 			rep, err := n.Sweep(r.Context(), dryRun(r))
 			if err != nil {
 				httpErr(w, err)
@@ -142,6 +195,7 @@ func (n *Node) httpHandler() http.Handler {
 			return
 		}
 		force := q.Get("force") == "1" || q.Get("force") == "true"
+		extendWrite(w, n.cfg.LeaseTimeout+n.cfg.httpTimeouts().write) // the liveness probes come first
 		next, err := n.RecoverSegment(r.Context(), r.PathValue("topic"), to, force)
 		if err != nil {
 			httpErr(w, err)
@@ -174,8 +228,8 @@ func (n *Node) httpHandler() http.Handler {
 	// POST records: the body is one record, or with Content-Type application/x-ndjson
 	// one record per line.
 	mux.HandleFunc("POST /v1/topics/{topic}/records", func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(io.LimitReader(r.Body, 16<<20+1))
-		if err != nil || len(body) > 16<<20 || len(body) == 0 {
+		body, err := io.ReadAll(io.LimitReader(r.Body, maxEntryBytes+1))
+		if err != nil || len(body) > maxEntryBytes || len(body) == 0 {
 			http.Error(w, "body must hold 1 byte to 16 MiB", http.StatusBadRequest)
 			return
 		}
@@ -183,7 +237,7 @@ func (n *Node) httpHandler() http.Handler {
 		if r.Header.Get("Content-Type") == "application/x-ndjson" {
 			payloads = nil
 			sc := bufio.NewScanner(bytes.NewReader(body))
-			sc.Buffer(nil, 16<<20)
+			sc.Buffer(nil, maxEntryBytes)
 			for sc.Scan() {
 				if len(sc.Bytes()) > 0 {
 					payloads = append(payloads, bytes.Clone(sc.Bytes()))
@@ -218,6 +272,8 @@ func (n *Node) httpHandler() http.Handler {
 		}
 		wait, _ := strconv.Atoi(q.Get("wait_ms"))
 		wait = min(max(wait, 0), MaxTailWaitMS)
+		// The long poll, then a read that may take the request timeout, then the reply.
+		extendWrite(w, time.Duration(wait)*time.Millisecond+n.cfg.RequestTimeout+n.cfg.httpTimeouts().write)
 		entries, next, err := n.Tail(r.Context(), r.PathValue("topic"), offset, limit, time.Duration(wait)*time.Millisecond)
 		if err != nil {
 			httpErr(w, err)

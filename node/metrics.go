@@ -17,6 +17,10 @@ type metrics struct {
 	forwarded   prometheus.Counter
 	rolls       prometheus.Counter
 	remoteReads prometheus.Counter
+	// acceptErrors counts failed accepts by listener (client, cluster); refusedConns
+	// the client connections turned away at --max-connections.
+	acceptErrors *prometheus.CounterVec
+	refusedConns prometheus.Counter
 	// claimedByOther is 1 while the archive's cluster claim names another cluster.
 	claimedByOther prometheus.Gauge
 	// metaSnapshot is when this node last wrote the metadata snapshot to the archive.
@@ -51,6 +55,12 @@ func newMetrics(n *Node) *metrics {
 		remoteReads: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "floe_remote_reads_total", Help: "Reads served from the archive (remote tier).",
 		}),
+		acceptErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "floe_accept_errors_total", Help: "Failed accepts by listener (client, cluster): usually the fd limit; the listener backs off and retries.",
+		}, []string{"listener"}),
+		refusedConns: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "floe_client_connections_refused_total", Help: "Client connections answered ERR and closed because --max-connections were open.",
+		}),
 		metaSnapshot: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "floe_meta_snapshot_last_unix_seconds", Help: "When this node (as Raft leader) last wrote the metadata snapshot to the archive.",
 		}),
@@ -59,7 +69,11 @@ func newMetrics(n *Node) *metrics {
 		}),
 	}
 	m.reg.MustRegister(m.requests, m.badRequests, m.entries, m.bytes, m.batches, m.forwarded, m.rolls, m.remoteReads, m.claimedByOther, m.metaSnapshot,
+		m.acceptErrors, m.refusedConns,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "floe_client_connections", Help: "Client (Walrus-protocol) connections open now.",
+		}, func() float64 { return float64(n.clients.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "floe_raft_leader", Help: "1 if this node is the Raft leader.",
 		}, func() float64 {

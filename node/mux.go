@@ -2,6 +2,7 @@ package node
 
 import (
 	"errors"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
@@ -23,13 +24,16 @@ type clusterListener struct {
 	advertise net.Addr
 	raftConns chan net.Conn
 	rpcConn   func(net.Conn)
+	log       *slog.Logger
+	failed    func() // counts a failed accept
 	closeOnce sync.Once
 	closed    chan struct{}
 }
 
 var _ raft.StreamLayer = (*clusterListener)(nil)
 
-func newClusterListener(ln net.Listener, advertise string, rpc func(net.Conn)) (*clusterListener, error) {
+// newClusterListener serves ln; failed (may be nil) counts accepts that failed.
+func newClusterListener(ln net.Listener, advertise string, rpc func(net.Conn), log *slog.Logger, failed func()) (*clusterListener, error) {
 	adv, err := net.ResolveTCPAddr("tcp", advertise)
 	if err != nil {
 		return nil, err
@@ -38,30 +42,16 @@ func newClusterListener(ln net.Listener, advertise string, rpc func(net.Conn)) (
 		return nil, errors.New("node: advertised raft address must be routable, not " + advertise)
 	}
 	c := &clusterListener{
-		ln: ln, advertise: adv, raftConns: make(chan net.Conn, 16), rpcConn: rpc, closed: make(chan struct{}),
+		ln: ln, advertise: adv, raftConns: make(chan net.Conn, 16), rpcConn: rpc, log: log, failed: failed, closed: make(chan struct{}),
 	}
 	go c.serve()
 	return c, nil
 }
 
+// serve accepts until Close; running out of file descriptors only pauses it (see
+// acceptLoop).
 func (c *clusterListener) serve() {
-	for {
-		conn, err := c.ln.Accept()
-		if err != nil {
-			select {
-			case <-c.closed:
-				return
-			default:
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			c.Close()
-			return
-		}
-		go c.route(conn)
-	}
+	acceptLoop(c.ln, c.closed, c.log, "cluster", c.failed, func(conn net.Conn) { go c.route(conn) })
 }
 
 func (c *clusterListener) route(conn net.Conn) {

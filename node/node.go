@@ -63,6 +63,10 @@ type Config struct {
 	LeaseTimeout      time.Duration
 	// RequestTimeout bounds the internal retries of one client request.
 	RequestTimeout time.Duration
+	// MaxConnections bounds the client (Walrus-protocol) connections served at once;
+	// one more is answered "ERR ..." and closed. 0: DefaultMaxConnections; negative:
+	// no bound.
+	MaxConnections int
 
 	// HeartbeatTimeout and ElectionTimeout tune Raft (defaults 1s each).
 	HeartbeatTimeout time.Duration
@@ -95,6 +99,9 @@ type Config struct {
 	Logger       *slog.Logger
 	RaftLogLevel string
 	RaftLogJSON  bool
+
+	// httpDeadlines replaces the HTTP server's deadlines (tests shrink them).
+	httpDeadlines httpTimeouts
 }
 
 // Defaults of DESIGN section 3.
@@ -104,6 +111,7 @@ const (
 	DefaultMaxSegmentAge     = 10 * time.Minute
 	DefaultLeaseTimeout      = 2 * time.Second
 	DefaultRequestTimeout    = 15 * time.Second
+	DefaultMaxConnections    = 10000
 )
 
 func (c *Config) setDefaults() error {
@@ -139,6 +147,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = DefaultMaxConnections
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -184,6 +195,9 @@ type Node struct {
 	appenders map[string]*appender
 	peers     map[string]*peer
 	conns     map[net.Conn]struct{}
+
+	clients  atomic.Int64 // client connections being served
+	refusing atomic.Int64 // refused client connections still being answered
 
 	reqIDs atomic.Uint64 // request ids of appends (random start)
 	bootID uint64        // random per process: tells a restarted node from its former self
@@ -248,7 +262,8 @@ func Start(cfg Config) (*Node, error) {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	n.advertise = net.JoinHostPort(cfg.RaftAdvertiseHost, strconv.Itoa(port))
-	n.cluster, err = newClusterListener(ln, n.advertise, n.serveRPC)
+	n.cluster, err = newClusterListener(ln, n.advertise, n.serveRPC, n.log,
+		n.metrics.acceptErrors.WithLabelValues("cluster").Inc)
 	if err != nil {
 		ln.Close()
 		return nil, err
@@ -313,7 +328,7 @@ func Start(cfg Config) (*Node, error) {
 		if err != nil {
 			return nil, fmt.Errorf("node: cannot listen on http port: %w", err)
 		}
-		n.httpServer = &http.Server{Handler: n.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+		n.httpServer = n.newHTTPServer()
 		n.goLoop(func() { n.httpServer.Serve(n.httpLn) })
 	}
 	if err := n.startTiering(); err != nil {

@@ -4,69 +4,189 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"floe/client"
 )
 
-// maxInflight bounds the pipelined requests of one client connection.
-const maxInflight = 1024
+// Bounds of one client connection.
+const (
+	// maxInflight bounds the pipelined requests of one client connection.
+	maxInflight = 1024
+	// maxConnBytes bounds the bytes one client connection holds in flight: see
+	// connBudget and replyBound.
+	maxConnBytes = 64 << 20
+	// clientWriteTimeout: a client that takes no reply bytes for this long is
+	// disconnected (its pending replies are dropped, not its requests' effects).
+	clientWriteTimeout = 30 * time.Second
+	// maxRefusing bounds the refused connections being answered at once; past it a
+	// refused connection is closed without its ERR frame, so a flood of connections
+	// cannot hold descriptors through the refusals.
+	maxRefusing = 64
+	// refuseLinger is how long a refused connection is kept to deliver its ERR frame.
+	refuseLinger = time.Second
+)
 
 func (n *Node) acceptClients() {
-	for {
-		conn, err := n.clientLn.Accept()
-		if err != nil {
-			if n.ctx.Err() != nil {
-				return
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			n.log.Error("client listener failed", "err", err)
+	acceptLoop(n.clientLn, n.ctx.Done(), n.log, "client", n.metrics.acceptErrors.WithLabelValues("client").Inc, func(conn net.Conn) {
+		if limit := n.cfg.MaxConnections; limit > 0 && n.clients.Load() >= int64(limit) {
+			n.refuse(conn)
 			return
 		}
 		if !n.trackConn(conn, true) {
 			conn.Close()
 			return
 		}
+		n.clients.Add(1)
 		n.goLoop(func() {
+			defer n.clients.Add(-1)
 			defer n.trackConn(conn, false)
 			n.serveClient(conn)
 		})
+	})
+}
+
+// refuse answers a client connection over --max-connections with one ERR frame, which
+// is the reply to its first request, and closes it. It does not wait: the connection
+// is answered in the background for at most refuseLinger.
+func (n *Node) refuse(conn net.Conn) {
+	n.metrics.refusedConns.Inc()
+	if n.refusing.Add(1) > maxRefusing || !n.trackConn(conn, true) {
+		n.refusing.Add(-1)
+		conn.Close()
+		return
 	}
+	n.goLoop(func() {
+		defer n.refusing.Add(-1)
+		defer n.trackConn(conn, false)
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(refuseLinger))
+		msg := fmt.Sprintf("ERR too many connections: node %d already serves --max-connections=%d clients; retry later or use another node",
+			n.cfg.NodeID, n.cfg.MaxConnections)
+		if _, err := conn.Write(client.AppendFrame(nil, []byte(msg))); err != nil {
+			return
+		}
+		// Half-close, then take what the client sends until it closes: closing with
+		// its request unread would reset the connection, and the client could lose
+		// the ERR frame with it.
+		if tc, ok := conn.(*net.TCPConn); ok {
+			tc.CloseWrite()
+		}
+		io.Copy(io.Discard, io.LimitReader(conn, 4*client.MaxRequest))
+	})
+}
+
+// connBudget bounds the bytes one client connection holds in flight: requests read
+// and not yet answered, and their replies until written. The reader reserves each
+// request's bound (its frame plus replyBound) before dispatching it and waits while
+// the budget is spent, so a client that pipelines more stops being read (TCP pushes
+// back) instead of growing the node's memory; the writer releases the reservation
+// once the reply is written. When nothing is reserved, one request is admitted
+// whatever its bound, so every request can run. Safe for concurrent use.
+type connBudget struct {
+	mu    sync.Mutex
+	cond  sync.Cond
+	limit int64
+	used  int64
+}
+
+func newConnBudget(limit int64) *connBudget {
+	b := &connBudget{limit: limit}
+	b.cond.L = &b.mu
+	return b
+}
+
+// acquire reserves n bytes, waiting until they fit (or nothing is reserved).
+func (b *connBudget) acquire(n int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for b.used > 0 && b.used+n > b.limit {
+		b.cond.Wait()
+	}
+	b.used += n
+}
+
+// release returns n bytes reserved by acquire.
+func (b *connBudget) release(n int64) {
+	b.mu.Lock()
+	b.used -= n
+	b.mu.Unlock()
+	b.cond.Broadcast()
+}
+
+// inUse returns the bytes reserved now.
+func (b *connBudget) inUse() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.used
+}
+
+// replyBound is the most a reply to req can hold: a READ or TAIL stops adding entries
+// at maxReadBytes of payload but may pass it by one entry, and frames each entry with
+// 12 bytes; a GET is one entry; STATE and METRICS are JSON documents (a bound for
+// accounting, not a limit: a larger one is still sent); the rest is a status line.
+// Entries are at most maxEntryBytes (the HTTP API's limit; the Walrus protocol's
+// frames hold less).
+func replyBound(req Request) int64 {
+	switch req.Cmd {
+	case "READ", "TAIL":
+		return 32 + 12*int64(req.Max) + min(int64(req.Max)*maxEntryBytes, maxReadBytes+maxEntryBytes)
+	case "GET":
+		return 16 + maxEntryBytes
+	case "STATE", "METRICS":
+		return 1 << 20
+	}
+	return 64
+}
+
+// pendingReply is one request's place in the connection's reply order.
+type pendingReply struct {
+	slot     chan []byte
+	reserved int64 // bytes of the connection's budget, released once written
 }
 
 // serveClient runs one client connection. Requests are parsed and dispatched in order
 // (appends are routed before the next request is read, so pipelined PUTs keep their
-// order); replies are written in request order by a second goroutine.
+// order); replies are written in request order by a second goroutine. At most
+// maxInflight requests and maxConnBytes of requests and replies (connBudget) are in
+// flight; every write has clientWriteTimeout.
 func (n *Node) serveClient(conn net.Conn) {
 	defer conn.Close()
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	replies := make(chan chan []byte, maxInflight)
+	budget := newConnBudget(maxConnBytes)
+	replies := make(chan pendingReply, maxInflight)
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
 		w := bufio.NewWriterSize(conn, 64<<10)
-		for slot := range replies {
-			b := <-slot
-			if err := client.WriteFrame(w, b); err != nil {
-				conn.Close()
-				continue
-			}
-			if len(replies) == 0 {
-				if err := w.Flush(); err != nil {
+		failed := false
+		for p := range replies {
+			b := <-p.slot
+			if !failed {
+				conn.SetWriteDeadline(time.Now().Add(clientWriteTimeout))
+				err := client.WriteFrame(w, b)
+				if err == nil && len(replies) == 0 {
+					err = w.Flush()
+				}
+				if err != nil {
+					failed = true
 					conn.Close()
 				}
 			}
+			budget.release(p.reserved)
 		}
-		w.Flush()
+		if !failed {
+			conn.SetWriteDeadline(time.Now().Add(clientWriteTimeout))
+			w.Flush()
+		}
 	}()
 	defer func() {
 		close(replies)
@@ -79,8 +199,9 @@ func (n *Node) serveClient(conn net.Conn) {
 		slot := make(chan []byte, 1)
 		switch {
 		case errors.Is(err, client.ErrEmptyFrame), errors.Is(err, client.ErrFrameTooLarge):
+			budget.acquire(64)
 			slot <- []byte("ERR invalid frame length: " + reason(err))
-			replies <- slot
+			replies <- pendingReply{slot: slot, reserved: 64}
 			continue
 		case err != nil:
 			if !errors.Is(err, io.EOF) && n.ctx.Err() == nil {
@@ -88,8 +209,11 @@ func (n *Node) serveClient(conn net.Conn) {
 			}
 			return
 		}
-		replies <- slot
-		n.request(frame, slot, seqs)
+		req, perr := ParseRequest(frame)
+		cost := int64(len(frame)) + replyBound(req)
+		budget.acquire(cost)
+		replies <- pendingReply{slot: slot, reserved: cost}
+		n.request(req, perr, slot, seqs)
 	}
 }
 
@@ -107,9 +231,9 @@ func errReply(err error) []byte {
 	return []byte("ERR " + s)
 }
 
-// request handles one request; the reply goes to slot, possibly later.
-func (n *Node) request(frame []byte, slot chan<- []byte, seqs map[string]*putSeq) {
-	req, err := ParseRequest(frame)
+// request handles one request (err: it did not parse); the reply goes to slot,
+// possibly later.
+func (n *Node) request(req Request, err error, slot chan<- []byte, seqs map[string]*putSeq) {
 	if err != nil {
 		n.metrics.badRequests.Inc()
 		slot <- errReply(err)

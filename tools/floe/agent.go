@@ -40,6 +40,7 @@ func addNodeFlags(c *cobra.Command, f *agentFlags) {
 	fs.DurationVar(&f.cfg.MaxSegmentAge, "max-segment-age", node.DefaultMaxSegmentAge, "roll a non-empty segment over at this age")
 	fs.DurationVar(&f.cfg.LeaseTimeout, "lease-timeout", node.DefaultLeaseTimeout, "stop acknowledging writes this long after losing the quorum")
 	fs.DurationVar(&f.cfg.RequestTimeout, "request-timeout", node.DefaultRequestTimeout, "bound on a request's internal retries")
+	fs.IntVar(&f.cfg.MaxConnections, "max-connections", node.DefaultMaxConnections, "client connections served at once; one more is answered ERR and closed (negative: no bound; size the fd limit to it, see the README)")
 	fs.DurationVar(&f.cfg.HeartbeatTimeout, "raft-heartbeat-timeout", time.Second, "Raft heartbeat and election timeout")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
