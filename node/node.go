@@ -643,7 +643,8 @@ func (n *Node) registerLoop() {
 	}
 }
 
-// serveRPC serves one inbound node-to-node connection.
+// serveRPC serves one inbound node-to-node connection (see rpcConn: its reader never
+// waits for a request's work).
 func (n *Node) serveRPC(conn net.Conn) {
 	select {
 	case <-n.rpcReady:
@@ -657,7 +658,9 @@ func (n *Node) serveRPC(conn net.Conn) {
 	}
 	defer n.trackConn(conn, false)
 	defer conn.Close()
-	c := &rpcConn{conn: conn, w: bufio.NewWriterSize(conn, 64<<10)}
+	c := newRPCConn(conn)
+	n.goLoop(c.runAppends)
+	defer close(c.appends)
 	r := bufio.NewReaderSize(conn, 64<<10)
 	for {
 		id, op, body, err := readMsg(r)

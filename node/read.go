@@ -102,7 +102,7 @@ func (n *Node) readSegment(ctx context.Context, topic string, s *meta.Segment, o
 			return entries, nil
 		case errors.Is(err, ErrCorrupt) && archived:
 			n.log.Error("local copy is corrupt; reading the archive", "topic", topic, "segment", s.ID, "err", err)
-			return n.readArchive(ctx, topic, s, offset, max)
+			return n.readArchive(ctx, topic, s, offset, max, maxBytes)
 		case !errors.Is(err, ErrSegmentNotFound):
 			return nil, err
 		}
@@ -122,7 +122,7 @@ func (n *Node) readSegment(ctx context.Context, topic string, s *meta.Segment, o
 	if !archived {
 		return nil, fmt.Errorf("%w: segment %d of %q is on no node and not archived", ErrSegmentNotFound, s.ID, topic)
 	}
-	return n.readArchive(ctx, topic, s, offset, max)
+	return n.readArchive(ctx, topic, s, offset, max, maxBytes)
 }
 
 // readOwner reads a segment from the node that led it. A node that failed recently is
@@ -377,7 +377,7 @@ func (n *Node) handleRPC(c *rpcConn, id uint64, op byte, body []byte) {
 		if a == nil {
 			a = n.appenderFor(topic)
 		}
-		a.enqueue(&appendReq{payloads: payloads, bytes: size, segment: segID, tag: tag, done: func(r appendResult) {
+		c.queueAppend(a, &appendReq{payloads: payloads, bytes: size, segment: segID, tag: tag, done: func(r appendResult) {
 			if r.err != nil {
 				c.reply(id, nil, r.err)
 				return
@@ -454,7 +454,7 @@ func (n *Node) handleRPC(c *rpcConn, id uint64, op byte, body []byte) {
 		e.u64(n.raft.LastIndex())
 		e.str(n.raft.State())
 		e.u64(n.bootID)
-		c.reply(id, e.b, nil)
+		go c.reply(id, e.b, nil) // the write may wait behind a large reply
 	case opSync:
 		go func() {
 			if err := n.raft.Barrier(5 * time.Second); err != nil {

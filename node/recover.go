@@ -24,9 +24,9 @@ func (n *Node) RecoverSegment(ctx context.Context, topic string, to uint64, forc
 		return nil, err
 	}
 	act := *t.Active()
-	if !force && n.peerAnswers(act.Leader) {
-		return nil, fmt.Errorf("%w: node %d, leader of segment %d of %q, answers; recovering would abandon what it holds (force it if that node must go)",
-			ErrBadRequest, act.Leader, act.ID, topic)
+	if !force && n.peerAnswers(ctx, act.Leader) {
+		return nil, fmt.Errorf("%w: node %d, leader of segment %d of %q, answers (a status probe within --lease-timeout %v, or it leads Raft) and may still acknowledge writes; recovering would abandon what it holds (force it if that node must go)",
+			ErrBadRequest, act.Leader, act.ID, topic, n.cfg.LeaseTimeout)
 	}
 	if to == 0 {
 		to = n.nextLeader(act.Leader)
@@ -47,17 +47,52 @@ func (n *Node) RecoverSegment(ctx context.Context, topic string, to uint64, forc
 	return &next, nil
 }
 
-// peerAnswers reports whether node id answers a status call within a second.
-func (n *Node) peerAnswers(id uint64) bool {
+// peerAnswers reports whether node id may be alive and hold its write lease: it is
+// this node or the Raft leader, or it answers one of the status probes sent over a
+// whole --lease-timeout (probeAnswers). A node that stayed silent that long has lost
+// any lease it had, unless it still hears from the Raft leader while this node cannot
+// reach it (a one-sided partition), which the probes cannot see. A cancelled ctx
+// counts as an answer: nothing was proven dead.
+func (n *Node) peerAnswers(ctx context.Context, id uint64) bool {
 	if id == n.cfg.NodeID {
+		return true
+	}
+	if leader, _ := n.raft.Leader(); leader == id {
 		return true
 	}
 	p, err := n.nodePeer(id)
 	if err != nil {
 		return false
 	}
-	_, err = p.call(opStatus, nil, time.Second)
-	return err == nil
+	return probeAnswers(ctx, p, n.cfg.LeaseTimeout)
+}
+
+// minProbes is the fewest status probes before a node is taken for dead.
+const minProbes = 3
+
+// probeAnswers sends status calls to p, window/4 apart and each waiting up to window/2
+// (at least 250ms), until one is answered (true), or window has passed since the first
+// and minProbes went unanswered (false). ctx ending also answers true.
+func probeAnswers(ctx context.Context, p *peer, window time.Duration) bool {
+	wait := max(window/2, 250*time.Millisecond)
+	every := window / 4
+	start := time.Now()
+	for probes := 1; ; probes++ {
+		sent := time.Now()
+		if _, err := p.call(opStatus, nil, wait); err == nil {
+			return true
+		}
+		if probes >= minProbes && time.Since(start) >= window {
+			return false
+		}
+		t := time.NewTimer(time.Until(sent.Add(every)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return true
+		case <-t.C:
+		}
+	}
 }
 
 // setAsideAbandoned moves this node's files of abandoned segments it led out of the

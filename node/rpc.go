@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"floe/meta"
@@ -398,10 +399,62 @@ func (p *peer) close() {
 
 // rpcConn serves one inbound RPC connection. Requests are handed to handle in arrival
 // order; handle answers through reply, from any goroutine, exactly once.
+//
+// The connection's reader never waits for a request's work, so that a call is never
+// stuck behind another kind (a status call behind appends to a stuck appender, say):
+// appends go to the connection's append queue, which one goroutine hands to the
+// topics' appenders in arrival order (waiting while an appender's queue is full);
+// every other call is answered at once or by a goroutine of its own.
 type rpcConn struct {
 	conn net.Conn
 	mu   sync.Mutex
 	w    *bufio.Writer
+
+	appends      chan queuedAppend
+	appendsBytes atomic.Int64 // payload bytes in appends
+}
+
+// queuedAppend is an append waiting in a connection's append queue.
+type queuedAppend struct {
+	to *appender
+	r  *appendReq
+}
+
+// Bounds of one inbound RPC connection's append queue.
+const (
+	rpcAppendQueue      = 4096
+	rpcAppendQueueBytes = 64 << 20
+)
+
+func newRPCConn(conn net.Conn) *rpcConn {
+	return &rpcConn{conn: conn, w: bufio.NewWriterSize(conn, 64<<10), appends: make(chan queuedAppend, rpcAppendQueue)}
+}
+
+// queueAppend puts r in the connection's append queue without waiting. A full queue
+// (rpcAppendQueue requests or rpcAppendQueueBytes of payload) refuses it with
+// ErrUnavailable, which the sender retries; the appender's stream order makes the
+// appends queued behind a refused one fail too, so the retries keep their order.
+func (c *rpcConn) queueAppend(to *appender, r *appendReq) {
+	if queued := c.appendsBytes.Add(r.bytes); queued > rpcAppendQueueBytes && queued != r.bytes {
+		c.appendsBytes.Add(-r.bytes)
+		r.done(appendResult{err: fmt.Errorf("%w: node busy: %d bytes of appends queued on this connection", ErrUnavailable, rpcAppendQueueBytes)})
+		return
+	}
+	select {
+	case c.appends <- queuedAppend{to: to, r: r}:
+	default:
+		c.appendsBytes.Add(-r.bytes)
+		r.done(appendResult{err: fmt.Errorf("%w: node busy: %d appends queued on this connection", ErrUnavailable, rpcAppendQueue)})
+	}
+}
+
+// runAppends hands the queued appends to their appenders in order until the queue is
+// closed and empty.
+func (c *rpcConn) runAppends() {
+	for q := range c.appends {
+		q.to.enqueue(q.r)
+		c.appendsBytes.Add(-q.r.bytes)
+	}
 }
 
 func (c *rpcConn) reply(id uint64, body []byte, err error) {

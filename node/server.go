@@ -90,10 +90,11 @@ func (n *Node) refuse(conn net.Conn) {
 // once the reply is written. When nothing is reserved, one request is admitted
 // whatever its bound, so every request can run. Safe for concurrent use.
 type connBudget struct {
-	mu    sync.Mutex
-	cond  sync.Cond
-	limit int64
-	used  int64
+	mu      sync.Mutex
+	cond    sync.Cond
+	limit   int64
+	used    int64
+	waiters int // acquires waiting now
 }
 
 func newConnBudget(limit int64) *connBudget {
@@ -107,7 +108,9 @@ func (b *connBudget) acquire(n int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for b.used > 0 && b.used+n > b.limit {
+		b.waiters++
 		b.cond.Wait()
+		b.waiters--
 	}
 	b.used += n
 }
@@ -120,11 +123,11 @@ func (b *connBudget) release(n int64) {
 	b.cond.Broadcast()
 }
 
-// inUse returns the bytes reserved now.
-func (b *connBudget) inUse() int64 {
+// state returns the bytes reserved and the acquires waiting now.
+func (b *connBudget) state() (used int64, waiters int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.used
+	return b.used, b.waiters
 }
 
 // replyBound is the most a reply to req can hold: a READ or TAIL stops adding entries

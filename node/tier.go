@@ -154,7 +154,7 @@ func (n *Node) HasLocal(topic string, id uint64) bool {
 }
 
 // readArchive reads entries of an archived segment from the object store.
-func (n *Node) readArchive(ctx context.Context, topic string, s *meta.Segment, offset uint64, max int) ([]client.Entry, error) {
+func (n *Node) readArchive(ctx context.Context, topic string, s *meta.Segment, offset uint64, max, maxBytes int) ([]client.Entry, error) {
 	if n.remote == nil {
 		return nil, fmt.Errorf("%w: segment %d of %q is archived as %q but this node has no --archive", ErrUnavailable, s.ID, topic, s.ArchiveKey)
 	}
@@ -172,11 +172,28 @@ func (n *Node) readArchive(ctx context.Context, topic string, s *meta.Segment, o
 		return nil, fmt.Errorf("%w: segment %d of %q: cannot read archived object %q: %v", ErrUnavailable, s.ID, topic, s.ArchiveKey, err)
 	}
 	n.metrics.remoteReads.Inc()
+	recs = firstBytes(recs, maxBytes)
 	out := make([]client.Entry, len(recs))
 	for i, p := range recs {
 		out[i] = client.Entry{Offset: offset + uint64(i), Payload: p}
 	}
 	return out, nil
+}
+
+// firstBytes returns the leading payloads whose total is at most maxBytes, and at
+// least the first (maxBytes <= 0: all), as segment.Segment.Read takes them.
+func firstBytes(payloads [][]byte, maxBytes int) [][]byte {
+	if maxBytes <= 0 {
+		return payloads
+	}
+	total := 0
+	for i, p := range payloads {
+		if i > 0 && total+len(p) > maxBytes {
+			return payloads[:i]
+		}
+		total += len(p)
+	}
+	return payloads
 }
 
 // corruptObject reports whether an archive read failed on the object's content (as

@@ -1,0 +1,289 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"floe/client"
+	"floe/meta"
+)
+
+// startNode starts a one-node cluster in this process on free loopback ports and
+// waits until it leads and may write. tweak (may be nil) edits the config first.
+func startNode(t *testing.T, tweak func(*Config)) *Node {
+	t.Helper()
+	cfg := Config{
+		NodeID: 1, DataDir: t.TempDir(), HTTPPort: -1,
+		HeartbeatTimeout: 200 * time.Millisecond, LeaseTimeout: time.Second, RequestTimeout: 10 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RaftLogLevel: "error",
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	n, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	waitCond(t, 20*time.Second, "the node to lead and hold its lease", func() bool {
+		_, ok := n.fsm.Node(1)
+		return n.raft.IsLeader() && n.hasLease() && ok
+	})
+	return n
+}
+
+// waitCond polls cond every 10ms until it holds or within passes.
+func waitCond(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(10 * time.Millisecond) // poll interval of a condition wait
+	}
+}
+
+// TestStatusAnswersWhileAppendQueueFull: a node whose appender is stuck with a full
+// queue still answers status calls on the very RPC connection that carries the
+// appends waiting for it (recover-segment and roll-overs take a node that does not
+// answer for dead).
+func TestStatusAnswersWhileAppendQueueFull(t *testing.T) {
+	n := startNode(t, nil)
+	ctx := context.Background()
+	if err := n.Register(ctx, "stuck", nil); err != nil {
+		t.Fatal(err)
+	}
+	// An appender that takes one request and then nothing: its goroutine is not
+	// running, as if it were stuck in a slow fsync.
+	stuck := &appender{n: n, topic: "stuck", ch: make(chan *appendReq, 1)}
+	n.mu.Lock()
+	n.appenders["stuck"] = stuck
+	n.mu.Unlock()
+
+	p := newPeer(n.RaftAddr())
+	defer p.close()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer n.Close() // fails the appends still queued, before wg.Wait
+	for i := 0; i < 4; i++ {
+		ch, err := p.send(opAppend, encodeAppend("stuck", 0, appendTag{id: uint64(i + 1)}, [][]byte{[]byte("x")}))
+		if err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); <-ch }()
+	}
+	waitCond(t, 10*time.Second, "the appender's queue to fill", func() bool { return len(stuck.ch) == cap(stuck.ch) })
+	if _, err := p.call(opStatus, nil, 10*time.Second); err != nil {
+		t.Fatalf("status call behind a full append queue: %v", err)
+	}
+}
+
+// fakePeer is a cluster port that answers the connection handshake (status id 0) and
+// then leaves the first drop status calls unanswered, as a live node too busy to answer
+// at once (drop < 0: it never answers them).
+func fakePeer(t *testing.T, drop int) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var mu sync.Mutex
+	calls := 0
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				r := bufio.NewReader(conn)
+				if b, err := r.ReadByte(); err != nil || b != muxRPC {
+					return
+				}
+				for {
+					id, op, _, err := readMsg(r)
+					if err != nil {
+						return
+					}
+					if op != opStatus {
+						continue
+					}
+					mu.Lock()
+					answer := id == 0
+					if !answer {
+						calls++
+						answer = drop >= 0 && calls > drop
+					}
+					mu.Unlock()
+					if answer {
+						var e encoder
+						e.u64(1)
+						e.u64(1)
+						e.str("Follower")
+						e.u64(7)
+						conn.Write(appendMsg(nil, id, statusOK, e.b))
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestRecoverLivenessProbes: recover-segment takes the segment leader for dead only if
+// it leaves status calls unanswered through a whole --lease-timeout; a live node that
+// is slow to answer the first probes is found alive.
+func TestRecoverLivenessProbes(t *testing.T) {
+	n := startNode(t, nil)
+	ctx := context.Background()
+	register := func(id uint64, addr string) {
+		t.Helper()
+		if _, err := n.propose(ctx, &meta.Command{Op: meta.OpRegisterNode, Node: &meta.NodeInfo{ID: id, RaftAddr: addr}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	register(2, fakePeer(t, 2))
+	register(3, fakePeer(t, -1))
+	if !n.peerAnswers(ctx, 2) {
+		t.Fatal("a node that answers the third status call was taken for dead")
+	}
+	if n.peerAnswers(ctx, 3) {
+		t.Fatal("a node that answers no status call was taken for alive")
+	}
+}
+
+// TestConnBudget: a client connection's requests wait while the bytes in flight would
+// pass the budget, resume as replies are written, and one request always runs when
+// nothing else is in flight, however large its bound.
+func TestConnBudget(t *testing.T) {
+	b := newConnBudget(100)
+	b.acquire(60)
+	b.acquire(40) // exactly full
+	acquired := make(chan struct{})
+	go func() {
+		b.acquire(30)
+		close(acquired)
+	}()
+	waitCond(t, 5*time.Second, "the third acquire to wait", func() bool {
+		_, waiters := b.state()
+		return waiters == 1
+	})
+	b.release(40) // 60 + 30 fit
+	<-acquired
+	if used, waiters := b.state(); used != 90 || waiters != 0 {
+		t.Fatalf("after the release: %d bytes reserved, %d waiting; want 90, 0", used, waiters)
+	}
+	b.release(90)
+
+	b.acquire(500) // over the budget, alone
+	if used, _ := b.state(); used != 500 {
+		t.Fatalf("an oversized request alone reserved %d, want 500", used)
+	}
+	b.release(500)
+}
+
+// TestReplyBound: the budget a request reserves covers its largest possible reply,
+// and pipelining the largest READs cannot hold more than the connection's budget.
+func TestReplyBound(t *testing.T) {
+	big := make([]byte, maxEntryBytes)
+	// The largest READ reply: just under maxReadBytes of payload (a READ then goes on
+	// into the next segment), passed by one entry of the largest size.
+	entries := []client.Entry{{Offset: 1, Payload: big[:maxReadBytes-1]}, {Offset: 2, Payload: big}}
+	if got, bound := len(client.EncodeEntries(entries, 3)), replyBound(Request{Cmd: "READ", Max: 2}); int64(got) > bound {
+		t.Fatalf("READ reply of %d bytes, bound %d", got, bound)
+	}
+	if got, bound := len("OK ")+maxEntryBytes, replyBound(Request{Cmd: "GET"}); int64(got) > bound {
+		t.Fatalf("GET reply of %d bytes, bound %d", got, bound)
+	}
+	if bound := replyBound(Request{Cmd: "READ", Max: MaxReadMax}); bound > maxConnBytes {
+		t.Fatalf("one READ's bound %d is over the connection's budget %d", bound, maxConnBytes)
+	}
+}
+
+// TestFirstBytes: a read from the archive stops at its byte budget as a local read
+// does, passing it only with its first entry.
+func TestFirstBytes(t *testing.T) {
+	p := func(sizes ...int) [][]byte {
+		var out [][]byte
+		for _, s := range sizes {
+			out = append(out, make([]byte, s))
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name     string
+		payloads [][]byte
+		maxBytes int
+		want     int
+	}{
+		{"all fit", p(3, 3, 3), 9, 3},
+		{"stops before the budget", p(3, 3, 3), 8, 2},
+		{"first alone over the budget", p(20, 1), 8, 1},
+		{"no budget", p(20, 20), 0, 2},
+		{"empty", nil, 8, 0},
+	} {
+		if got := len(firstBytes(tc.payloads, tc.maxBytes)); got != tc.want {
+			t.Errorf("%s: got %d payloads, want %d", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestHTTPTimeouts: the HTTP API drops a client that stalls in its request body or
+// idles on a kept-alive connection, while a long-poll read longer than the write
+// timeout still gets its reply.
+func TestHTTPTimeouts(t *testing.T) {
+	short := httpTimeouts{readHeader: 300 * time.Millisecond, read: 300 * time.Millisecond, write: 300 * time.Millisecond, idle: 300 * time.Millisecond}
+	n := startNode(t, func(c *Config) { c.httpDeadlines = short })
+	if err := n.Register(context.Background(), "polled", nil); err != nil {
+		t.Fatal(err)
+	}
+	// raw sends req on a new connection and returns everything the server sends
+	// until it closes the connection; the test's own deadline is far longer than
+	// the server's timeouts.
+	raw := func(req string) string {
+		t.Helper()
+		conn, err := net.Dial("tcp", n.HTTPAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(20 * time.Second))
+		if _, err := io.WriteString(conn, req); err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(conn)
+		if err != nil {
+			t.Fatalf("the server kept the connection of %q: %v (read %q)", strings.SplitN(req, "\r\n", 2)[0], err, b)
+		}
+		return string(b)
+	}
+
+	// A body that stops short of its Content-Length: cut at the read timeout.
+	raw("POST /v1/topics/polled/records HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly ten b")
+	// A kept-alive connection that idles after its reply: closed at the idle timeout.
+	if got := raw("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); !strings.Contains(got, "200 OK") {
+		t.Fatalf("GET /healthz: %q", got)
+	}
+	// A long poll that waits past the write timeout still answers.
+	resp, err := http.Get("http://" + n.HTTPAddr() + "/v1/topics/polled/records?offset=0&wait_ms=1000")
+	if err != nil {
+		t.Fatalf("long poll: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"records":[]`) {
+		t.Fatalf("long poll: %d %q %v", resp.StatusCode, body, err)
+	}
+}
