@@ -287,3 +287,39 @@ func TestHTTPTimeouts(t *testing.T) {
 		t.Fatalf("long poll: %d %q %v", resp.StatusCode, body, err)
 	}
 }
+
+// TestClientWriteTimeout: a client that pipelines reads and takes none of the replies
+// is disconnected once a write has waited the write timeout, instead of holding its
+// replies (and a goroutine) on the node for good.
+func TestClientWriteTimeout(t *testing.T) {
+	n := startNode(t, func(c *Config) { c.clientWriteTimeout = 300 * time.Millisecond })
+	ctx := context.Background()
+	if err := n.Register(ctx, "big", nil); err != nil {
+		t.Fatal(err)
+	}
+	payload := make([]byte, 60<<10)
+	batch := make([][]byte, 64)
+	for i := range batch {
+		batch[i] = payload
+	}
+	for i := 0; i < 2; i++ { // 7.5 MiB
+		if _, err := n.Append(ctx, "big", batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn, err := net.Dial("tcp", n.ClientAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.(*net.TCPConn).SetReadBuffer(4 << 10)
+	var reqs []byte
+	for i := 0; i < 16; i++ { // 120 MiB of replies, never read
+		reqs = client.AppendFrame(reqs, []byte("READ big 0 10000"))
+	}
+	if _, err := conn.Write(reqs); err != nil {
+		t.Fatal(err)
+	}
+	waitCond(t, 10*time.Second, "the node to serve the client", func() bool { return n.clients.Load() == 1 })
+	waitCond(t, 20*time.Second, "the node to drop the client that reads nothing", func() bool { return n.clients.Load() == 0 })
+}

@@ -102,6 +102,8 @@ type Config struct {
 
 	// httpDeadlines replaces the HTTP server's deadlines (tests shrink them).
 	httpDeadlines httpTimeouts
+	// clientWriteTimeout replaces defaultClientWriteTimeout (tests shrink it).
+	clientWriteTimeout time.Duration
 }
 
 // Defaults of DESIGN section 3.

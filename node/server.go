@@ -22,9 +22,9 @@ const (
 	// maxConnBytes bounds the bytes one client connection holds in flight: see
 	// connBudget and replyBound.
 	maxConnBytes = 64 << 20
-	// clientWriteTimeout: a client that takes no reply bytes for this long is
+	// defaultClientWriteTimeout: a client that takes no reply bytes for this long is
 	// disconnected (its pending replies are dropped, not its requests' effects).
-	clientWriteTimeout = 30 * time.Second
+	defaultClientWriteTimeout = 30 * time.Second
 	// maxRefusing bounds the refused connections being answered at once; past it a
 	// refused connection is closed without its ERR frame, so a flood of connections
 	// cannot hold descriptors through the refusals.
@@ -158,8 +158,12 @@ type pendingReply struct {
 // (appends are routed before the next request is read, so pipelined PUTs keep their
 // order); replies are written in request order by a second goroutine. At most
 // maxInflight requests and maxConnBytes of requests and replies (connBudget) are in
-// flight; every write has clientWriteTimeout.
+// flight; every write has the client write timeout (defaultClientWriteTimeout).
 func (n *Node) serveClient(conn net.Conn) {
+	writeTimeout := n.cfg.clientWriteTimeout
+	if writeTimeout == 0 {
+		writeTimeout = defaultClientWriteTimeout
+	}
 	defer conn.Close()
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
@@ -174,7 +178,7 @@ func (n *Node) serveClient(conn net.Conn) {
 		for p := range replies {
 			b := <-p.slot
 			if !failed {
-				conn.SetWriteDeadline(time.Now().Add(clientWriteTimeout))
+				conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 				err := client.WriteFrame(w, b)
 				if err == nil && len(replies) == 0 {
 					err = w.Flush()
@@ -187,7 +191,7 @@ func (n *Node) serveClient(conn net.Conn) {
 			budget.release(p.reserved)
 		}
 		if !failed {
-			conn.SetWriteDeadline(time.Now().Add(clientWriteTimeout))
+			conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 			w.Flush()
 		}
 	}()
