@@ -3,6 +3,7 @@ package node
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -322,4 +323,30 @@ func TestClientWriteTimeout(t *testing.T) {
 	}
 	waitCond(t, 10*time.Second, "the node to serve the client", func() bool { return n.clients.Load() == 1 })
 	waitCond(t, 20*time.Second, "the node to drop the client that reads nothing", func() bool { return n.clients.Load() == 0 })
+}
+
+// TestRPCAppendQueueBounds: a connection's append queue refuses, as unavailable (the
+// sender retries), what would take it past its count or byte bound, and admits an
+// oversized append when it is empty.
+func TestRPCAppendQueueBounds(t *testing.T) {
+	c := newRPCConn(nil)
+	to := &appender{}
+	var refused []error
+	queue := func(bytes int64) {
+		c.queueAppend(to, &appendReq{bytes: bytes, done: func(r appendResult) { refused = append(refused, r.err) }})
+	}
+	queue(rpcAppendQueueBytes + 1) // alone: admitted
+	queue(1)                       // over the byte bound
+	if len(refused) != 1 || !errors.Is(refused[0], ErrUnavailable) {
+		t.Fatalf("after an oversized append and one more: refused %v, want one ErrUnavailable", refused)
+	}
+	<-c.appends
+	c.appendsBytes.Add(-(rpcAppendQueueBytes + 1)) // as runAppends does
+	refused = nil
+	for i := 0; i < rpcAppendQueue+1; i++ {
+		queue(1)
+	}
+	if len(refused) != 1 || !errors.Is(refused[0], ErrUnavailable) || c.appendsBytes.Load() != rpcAppendQueue {
+		t.Fatalf("after %d appends: refused %v, %d bytes queued; want one ErrUnavailable, %d bytes", rpcAppendQueue+1, refused, c.appendsBytes.Load(), rpcAppendQueue)
+	}
 }
