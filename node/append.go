@@ -215,9 +215,9 @@ func (a *appender) current() (*meta.Topic, error) {
 	act := &actSeg
 	t := &meta.Topic{Name: a.topic, Config: cfg, Segments: []*meta.Segment{act}}
 	if a.seg != nil && a.segMeta.ID != act.ID {
-		// Our segment was sealed (by our own Seal); it stays open for reads, within
-		// the open-segment bound.
-		a.n.sealed.touch(a.seg)
+		// Our segment was sealed (by our own Seal): the store keeps it open for
+		// reads, within its bound on idle sealed segments.
+		a.n.store.Release(a.seg)
 		a.seg, a.sealing = nil, false
 		a.setFirst(time.Time{})
 	}
@@ -447,7 +447,7 @@ func (a *appender) finishRoll(t *meta.Topic) error {
 	a.n.log.Info("segment sealed", "topic", a.topic, "segment", a.segMeta.ID,
 		"count", cmd.Count, "bytes", cmd.Bytes, "next_leader", next)
 	a.n.metrics.rolls.Inc()
-	a.n.sealed.touch(a.seg)
+	a.n.store.Release(a.seg)
 	a.seg, a.sealing = nil, false
 	a.setFirst(time.Time{})
 	return nil
@@ -703,8 +703,10 @@ func (n *Node) ownershipLoop() {
 				continue
 			}
 			if _, open := n.store.Get(name, act.ID); !open {
-				if _, err := n.store.Create(name, act.ID); err != nil {
+				if seg, err := n.store.Create(name, act.ID); err != nil {
 					n.log.Error("cannot open active segment", "topic", name, "segment", act.ID, "err", err)
+				} else {
+					n.store.Release(seg) // unsealed: stays open for the appender
 				}
 			}
 		}

@@ -167,7 +167,6 @@ type Node struct {
 	fsm     *meta.FSM
 	store   *segment.Store
 	metrics *metrics
-	sealed  *sealedLRU
 
 	bucket   archive.Bucket // nil without --archive
 	remote   *tiering.Remote
@@ -223,7 +222,6 @@ func Start(cfg Config) (*Node, error) {
 	rand.Read(seed[:])
 	n.bootID = binary.LittleEndian.Uint64(seed[:]) | 1 // never 0
 	n.metrics = newMetrics(n)
-	n.sealed = newSealedLRU()
 	ok := false
 	defer func() {
 		if !ok {

@@ -67,6 +67,10 @@ type Options struct {
 	// larger than this is still accepted, alone. Zero means
 	// DefaultMaxBatchBytes.
 	MaxBatchBytes int
+	// MaxIdleSealed is used by OpenStore only: the most sealed segments the
+	// Store keeps open while no caller holds a reference to them. Zero means
+	// DefaultMaxIdleSealed.
+	MaxIdleSealed int
 	// OnFlush, if set, is called after every group commit (write and
 	// fdatasync) with its outcome, for metrics. It runs on the segment's
 	// flusher goroutine and must return quickly.
@@ -94,6 +98,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxBatchBytes <= 0 {
 		o.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if o.MaxIdleSealed <= 0 {
+		o.MaxIdleSealed = DefaultMaxIdleSealed
 	}
 	return o
 }
@@ -153,6 +160,9 @@ type Segment struct {
 
 	// onClose is set by Store to forget the segment when it is closed.
 	onClose func()
+	// owner is the Store's entry of the segment (its references), nil for a
+	// segment opened outside a Store.
+	owner *storeEntry
 }
 
 // batch is one group commit: the records of every append queued while the
