@@ -229,6 +229,7 @@ func (a *appender) current() (*meta.Topic, error) {
 		if err != nil {
 			return t, fmt.Errorf("%w: cannot open segment %d of %q: %v", ErrUnavailable, act.ID, a.topic, err)
 		}
+		a.n.reportDamaged(a.topic, act, seg)
 		a.seg, a.segMeta = seg, *act
 		if seg.Count() > 0 {
 			a.setFirst(time.Now()) // restart: the age counts from now
@@ -706,6 +707,7 @@ func (n *Node) ownershipLoop() {
 				if seg, err := n.store.Create(name, act.ID); err != nil {
 					n.log.Error("cannot open active segment", "topic", name, "segment", act.ID, "err", err)
 				} else {
+					n.reportDamaged(name, &act, seg)
 					n.store.Release(seg) // unsealed: stays open for the appender
 				}
 			}

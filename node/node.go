@@ -184,6 +184,9 @@ type Node struct {
 	peers     map[string]*peer
 	conns     map[net.Conn]struct{}
 
+	// damagedSeen holds the segKeys of damaged segments already reported (reportDamaged).
+	damagedSeen sync.Map
+
 	reqIDs atomic.Uint64 // request ids of appends (random start)
 	bootID uint64        // random per process: tells a restarted node from its former self
 	// synced is set once this node's metadata caught up with the Raft leader's after

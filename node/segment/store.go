@@ -236,6 +236,24 @@ func (st *Store) OpenIdle() (idle, open int) {
 	return st.idle.Len(), len(st.segs)
 }
 
+// Damaged returns the open segments whose Damaged error is set, as
+// "<topic>/<id>", in no particular order.
+func (st *Store) Damaged() []string {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	var out []string
+	for k, e := range st.segs {
+		select {
+		case <-e.ready:
+			if e.seg != nil && e.seg.Damaged() != nil {
+				out = append(out, fmt.Sprintf("%s/%d", k.topic, k.id))
+			}
+		default:
+		}
+	}
+	return out
+}
+
 func (st *Store) open(topic string, id uint64, create, sealed bool) (*Segment, error) {
 	if err := ValidateTopic(topic); err != nil {
 		return nil, fmt.Errorf("segment: cannot open segment %d: %w", id, err)
