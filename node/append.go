@@ -409,8 +409,8 @@ func (a *appender) checkAge() {
 		return
 	}
 	t, err := a.current()
-	if err != nil || a.seg == nil {
-		return
+	if err != nil || a.seg == nil || a.seg.Damaged() != nil {
+		return // a damaged segment is never sealed (reportDamaged)
 	}
 	_, _, maxAge := a.limits(t)
 	if a.sealing || time.Since(a.firstAt) >= maxAge {

@@ -48,6 +48,9 @@ func TestDamagedActiveWAL(t *testing.T) {
 
 	c.start(x)
 	c.waitReady(30 * time.Second)
+	if off, err := c.conn(x).PutOffset(topic, []byte("after")); err == nil || !strings.Contains(err.Error(), "damaged") {
+		t.Fatalf("PUT to the damaged segment: offset %d, %v; want a refusal naming the damage (entries 4-9 were acknowledged)", off, err)
+	}
 	c.waitFor(30*time.Second, fmt.Sprintf("floe_wal_damaged_segments = 1 on node %d", x), func() bool {
 		m, err := c.scrape(x)
 		return err == nil && m["floe_wal_damaged_segments"] == 1
@@ -55,20 +58,12 @@ func TestDamagedActiveWAL(t *testing.T) {
 	if got := c.readAll(x, topic); len(got) != 4 || string(got[3].Payload) != "entry-03" {
 		t.Errorf("READ %s after the damage: %d entries, want the 4 before it", topic, len(got))
 	}
-	err = c.conn(x).Put(topic, []byte("after"))
-	if err == nil || !strings.Contains(err.Error(), "damaged") {
-		t.Fatalf("PUT to the damaged segment: %v, want a refusal naming the damage", err)
-	}
 	if got, _ := os.ReadFile(path); string(got) != string(data) {
 		t.Errorf("%s was changed by the restart: %d bytes, want the %d written", path, len(got), len(data))
 	}
 	logText, _ := os.ReadFile(c.node(x).logPath)
 	if !strings.Contains(string(logText), "recover-segment --force "+topic) || !strings.Contains(string(logText), path) {
 		t.Errorf("node %d log does not name the file and the operator action:\n%s", x, tail(c.node(x).logPath, 20))
-	}
-	st := c.state(x, topic)
-	if st.EndOffset != nil && *st.EndOffset > 4 && len(st.Segments) > 1 {
-		t.Errorf("STATE %s: %s", topic, st.Raw)
 	}
 
 	out, err := runFloe(t, "cluster", "recover-segment", topic, "--force", "--http", "127.0.0.1:"+strconv.Itoa(c.node(x).httpPort))
