@@ -215,9 +215,9 @@ func (a *appender) current() (*meta.Topic, error) {
 	act := &actSeg
 	t := &meta.Topic{Name: a.topic, Config: cfg, Segments: []*meta.Segment{act}}
 	if a.seg != nil && a.segMeta.ID != act.ID {
-		// Our segment was sealed (by our own Seal); it stays open for reads, within
-		// the open-segment bound.
-		a.n.sealed.touch(a.seg)
+		// Our segment was sealed (by our own Seal): the store keeps it open for
+		// reads, within its bound on idle sealed segments.
+		a.n.store.Release(a.seg)
 		a.seg, a.sealing = nil, false
 		a.setFirst(time.Time{})
 	}
@@ -229,6 +229,7 @@ func (a *appender) current() (*meta.Topic, error) {
 		if err != nil {
 			return t, fmt.Errorf("%w: cannot open segment %d of %q: %v", ErrUnavailable, act.ID, a.topic, err)
 		}
+		a.n.reportDamaged(a.topic, act, seg)
 		a.seg, a.segMeta = seg, *act
 		if seg.Count() > 0 {
 			a.setFirst(time.Now()) // restart: the age counts from now
@@ -408,8 +409,8 @@ func (a *appender) checkAge() {
 		return
 	}
 	t, err := a.current()
-	if err != nil || a.seg == nil {
-		return
+	if err != nil || a.seg == nil || a.seg.Damaged() != nil {
+		return // a damaged segment is never sealed (reportDamaged)
 	}
 	_, _, maxAge := a.limits(t)
 	if a.sealing || time.Since(a.firstAt) >= maxAge {
@@ -447,7 +448,7 @@ func (a *appender) finishRoll(t *meta.Topic) error {
 	a.n.log.Info("segment sealed", "topic", a.topic, "segment", a.segMeta.ID,
 		"count", cmd.Count, "bytes", cmd.Bytes, "next_leader", next)
 	a.n.metrics.rolls.Inc()
-	a.n.sealed.touch(a.seg)
+	a.n.store.Release(a.seg)
 	a.seg, a.sealing = nil, false
 	a.setFirst(time.Time{})
 	return nil
@@ -703,8 +704,11 @@ func (n *Node) ownershipLoop() {
 				continue
 			}
 			if _, open := n.store.Get(name, act.ID); !open {
-				if _, err := n.store.Create(name, act.ID); err != nil {
+				if seg, err := n.store.Create(name, act.ID); err != nil {
 					n.log.Error("cannot open active segment", "topic", name, "segment", act.ID, "err", err)
+				} else {
+					n.reportDamaged(name, &act, seg)
+					n.store.Release(seg) // unsealed: stays open for the appender
 				}
 			}
 		}

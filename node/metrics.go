@@ -98,6 +98,24 @@ func newMetrics(n *Node) *metrics {
 			}
 			return float64(n.raft.AppliedIndex())
 		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "floe_wal_damaged_segments",
+			Help: "Active segments this node leads whose WAL holds a damaged record followed by intact ones: writes to them are refused until an operator runs floe cluster recover-segment.",
+		}, func() float64 {
+			if n.store == nil {
+				return 0
+			}
+			return float64(len(n.store.Damaged()))
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "floe_open_segments", Help: "Segment files this node holds open: active ones, sealed ones being read, and up to 8 idle sealed ones.",
+		}, func() float64 {
+			if n.store == nil {
+				return 0
+			}
+			_, open := n.store.OpenIdle()
+			return float64(open)
+		}),
 	)
 	return m
 }

@@ -180,7 +180,6 @@ type Node struct {
 	fsm     *meta.FSM
 	store   *segment.Store
 	metrics *metrics
-	sealed  *sealedLRU
 
 	bucket   archive.Bucket // nil without --archive
 	remote   *tiering.Remote
@@ -200,6 +199,9 @@ type Node struct {
 
 	clients  atomic.Int64 // client connections being served
 	refusing atomic.Int64 // refused client connections still being answered
+
+	// damagedSeen holds the segKeys of damaged segments already reported (reportDamaged).
+	damagedSeen sync.Map
 
 	reqIDs atomic.Uint64 // request ids of appends (random start)
 	bootID uint64        // random per process: tells a restarted node from its former self
@@ -239,7 +241,6 @@ func Start(cfg Config) (*Node, error) {
 	rand.Read(seed[:])
 	n.bootID = binary.LittleEndian.Uint64(seed[:]) | 1 // never 0
 	n.metrics = newMetrics(n)
-	n.sealed = newSealedLRU()
 	ok := false
 	defer func() {
 		if !ok {

@@ -17,13 +17,11 @@ const (
 	maxReadBytes = 16 << 20
 )
 
-// localSegment returns this node's copy of a segment, opening it from disk if needed;
-// ErrSegmentNotFound if the node does not hold it.
+// localSegment returns this node's copy of a segment, opening it from disk if needed,
+// with a reference the caller must give back with n.store.Release; ErrSegmentNotFound
+// if the node does not hold it. The segment stays open and readable until released.
 func (n *Node) localSegment(topic string, s *meta.Segment) (*segment.Segment, error) {
-	if seg, ok := n.store.Get(topic, s.ID); ok {
-		return seg, nil
-	}
-	seg, err := n.store.OpenExisting(topic, s.ID, s.State != meta.Active)
+	seg, err := n.store.Acquire(topic, s.ID, s.State != meta.Active)
 	if errors.Is(err, segment.ErrClosed) {
 		return nil, err
 	}
@@ -38,16 +36,6 @@ func (n *Node) localSegment(topic string, s *meta.Segment) (*segment.Segment, er
 
 // readLocal reads entries of one segment from this node's disk.
 func (n *Node) readLocal(topic string, s *meta.Segment, offset uint64, max, maxBytes int) ([]client.Entry, error) {
-	for attempt := 0; ; attempt++ {
-		entries, err := n.readLocalOnce(topic, s, offset, max, maxBytes)
-		if errors.Is(err, segment.ErrClosed) && attempt < 3 {
-			continue // closed by the open-segment bound under us: reopen
-		}
-		return entries, err
-	}
-}
-
-func (n *Node) readLocalOnce(topic string, s *meta.Segment, offset uint64, max, maxBytes int) ([]client.Entry, error) {
 	seg, err := n.localSegment(topic, s)
 	if errors.Is(err, ErrSegmentNotFound) && s.State == meta.Active && s.Leader == n.cfg.NodeID {
 		return nil, nil // our active segment, not created yet: empty
@@ -55,9 +43,7 @@ func (n *Node) readLocalOnce(topic string, s *meta.Segment, offset uint64, max, 
 	if err != nil {
 		return nil, err
 	}
-	if s.State != meta.Active {
-		n.sealed.touch(seg)
-	}
+	defer n.store.Release(seg)
 	idx := offset - s.Base
 	if s.State != meta.Active && idx >= s.Count {
 		return nil, nil
@@ -322,6 +308,7 @@ func (n *Node) activeCount(topic string, s *meta.Segment) (count uint64, bytes i
 		if err != nil {
 			return 0, 0, false, err
 		}
+		defer n.store.Release(seg)
 		return seg.Count(), seg.Bytes(), seg.Sealed(), nil
 	}
 	p, err := n.nodePeer(s.Leader)
@@ -478,6 +465,7 @@ func (n *Node) handleRPC(c *rpcConn, id uint64, op byte, body []byte) {
 				c.reply(id, nil, err)
 				return
 			}
+			defer n.store.Release(seg)
 			var e encoder
 			e.u64(seg.Count())
 			e.u64(uint64(seg.Bytes()))

@@ -14,7 +14,6 @@ import (
 	"floe/archive/seekable"
 	"floe/client"
 	"floe/meta"
-	"floe/node/segment"
 	"floe/tiering"
 )
 
@@ -119,15 +118,13 @@ func (n *Node) ScanSegment(topic string, id uint64, fn func([]byte) error) error
 	if s == nil {
 		return fmt.Errorf("%w: segment %d of %q", ErrSegmentNotFound, id, topic)
 	}
+	seg, err := n.localSegment(topic, s)
+	if err != nil {
+		return err
+	}
+	defer n.store.Release(seg)
 	for idx := uint64(0); idx < s.Count; {
-		seg, err := n.localSegment(topic, s)
-		if err != nil {
-			return err
-		}
 		recs, err := seg.Read(idx, 4096, 4<<20)
-		if errors.Is(err, segment.ErrClosed) {
-			continue // closed by the open-segment bound: reopen
-		}
 		if err != nil {
 			return err
 		}
@@ -144,13 +141,11 @@ func (n *Node) ScanSegment(topic string, id uint64, fn func([]byte) error) error
 // RemoveLocal implements tiering.Local.
 func (n *Node) RemoveLocal(topic string, id uint64) error { return n.store.Remove(topic, id) }
 
-// HasLocal implements tiering.Local.
+// HasLocal implements tiering.Local: whether the segment's file exists. It opens
+// nothing.
 func (n *Node) HasLocal(topic string, id uint64) bool {
-	if _, ok := n.store.Get(topic, id); ok {
-		return true
-	}
-	_, err := n.store.OpenExisting(topic, id, true)
-	return err == nil
+	ok, err := n.store.Exists(topic, id)
+	return err == nil && ok
 }
 
 // readArchive reads entries of an archived segment from the object store.

@@ -48,16 +48,40 @@
 //
 // # Recovery
 //
-// Open scans the whole file. At the first damaged record (the file ends
+// Open scans the whole file up to the first damaged record (the file ends
 // inside it, its length is zero or over MaxPayload, or its CRC does not
-// match) it saves the rest of the file as path.broken, truncates the file
-// there and syncs it: the file then ends with the last record whose CRC
-// matches, which is all that a crash during an append can disturb. If
-// intact records follow the damage, it may be bit rot rather than a torn
-// write, so the repair is logged at Error (the cut bytes are in the .broken
-// copy either way). OpenSealed, for a file known to be
-// complete, treats any damage as an error wrapping ErrCorrupt and changes
-// nothing. A file whose header is not a segment header is never modified.
+// match), then searches the rest, at every byte offset since the damaged
+// length cannot be trusted, for an intact record (a length that fits and a
+// matching CRC).
+//
+//   - None: a torn tail, all that a crash during an unacknowledged append
+//     can leave. Open saves the rest of the file as path.broken, truncates
+//     the file at the damage and syncs it (logged at Warn).
+//   - One: damage followed by valid records, which may have been
+//     acknowledged (bit rot, a bad disk, an outside write). Open leaves the
+//     file as it is (it is its own copy of the damaged tail), logs it at
+//     Error, serves the records before the damage, and refuses Append and
+//     Seal with ErrDamaged, on every open, so that no index a possibly
+//     acknowledged record had is given to a new one. What to do is the
+//     operator's decision (for floe, floe cluster recover-segment). A rest
+//     longer than 256 MiB counts as this case without a search: a crash
+//     tears at most one group commit.
+//
+// A crash can, rarely, leave the second pattern within the last,
+// unacknowledged group commit (pages written back out of order); it is
+// then taken for damage too: the error is on the side of never reusing an
+// acknowledged index. OpenSealed, for a file known to be complete, treats
+// any damage as an error wrapping ErrCorrupt and changes nothing. A file
+// whose header is not a segment header is never modified.
+//
+// # Open files
+//
+// A Store is the one owner of open segment files. Callers hold references
+// (Create, Acquire, Release); a segment is closed only when no reference
+// is held: unsealed ones by Remove or Close, sealed ones once more than
+// Options.MaxIdleSealed (8) are idle, least recently released first. A
+// removed segment still held is read from its unlinked file until its last
+// Release.
 //
 // Inspect is the same decoder in a mode that keeps going past a damaged
 // record where it can, reporting each record's offset, length and CRC

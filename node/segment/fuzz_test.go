@@ -88,9 +88,10 @@ func FuzzDecode(f *testing.F) {
 }
 
 // FuzzOpen writes arbitrary bytes as a segment file and opens it. Open
-// must refuse it or repair it to a prefix of itself holding only intact
-// records, with the rest saved in .broken; OpenSealed must accept only an
-// intact file.
+// must refuse it, or repair it to a prefix of itself holding only intact
+// records, with the rest saved in .broken, or (damage followed by intact
+// records) leave it unchanged and refuse appends with ErrDamaged while its
+// intact prefix reads back; OpenSealed must accept only an intact file.
 func FuzzOpen(f *testing.F) {
 	for _, s := range fuzzSeeds() {
 		f.Add(s)
@@ -126,7 +127,15 @@ func FuzzOpen(f *testing.F) {
 			t.Fatal(err)
 		}
 		end := HeaderSize + s.Bytes()
-		if int64(len(got)) != end {
+		if derr := s.Damaged(); derr != nil {
+			if !errors.Is(derr, ErrDamaged) || !bytes.Equal(got, data) || end >= int64(len(data)) || serr == nil {
+				t.Fatalf("damaged (%v): file changed %v, prefix %d of %d bytes, OpenSealed err %v", derr, !bytes.Equal(got, data), end, len(data), serr)
+			}
+			if _, err := s.Append([]byte("x")); !errors.Is(err, ErrDamaged) {
+				t.Fatalf("Append to a damaged segment: %v, want ErrDamaged", err)
+			}
+			got = got[:end]
+		} else if int64(len(got)) != end {
 			t.Fatalf("file is %d bytes after Open, segment says %d", len(got), end)
 		}
 		if len(data) >= HeaderSize && !bytes.Equal(got, data[:end]) {
@@ -135,7 +144,7 @@ func FuzzOpen(f *testing.F) {
 		if (serr == nil) != (len(data) >= HeaderSize && int64(len(data)) == end) {
 			t.Fatalf("OpenSealed err %v, but Open kept %d of %d bytes", serr, end, len(data))
 		}
-		if len(data) > HeaderSize && int64(len(data)) > end {
+		if len(data) > HeaderSize && int64(len(data)) > end && s.Damaged() == nil {
 			broken, err := os.ReadFile(path + ".broken")
 			if err != nil || !bytes.Equal(broken, data[end:]) {
 				t.Fatalf(".broken: err %v, %d bytes; want the %d cut bytes", err, len(broken), int64(len(data))-end)

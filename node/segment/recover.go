@@ -1,6 +1,7 @@
 package segment
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -71,11 +72,70 @@ func (s *Segment) recover(sealed bool) error {
 	if sealed {
 		return fmt.Errorf("segment: cannot open sealed segment %q: record %d: %w", s.path, len(s.offsets), bad.Err)
 	}
-	if err := s.cutTail(*bad, size); err != nil {
-		return err
+	at, err := s.intactAfter(bad.Offset, size)
+	if err != nil {
+		return fmt.Errorf("segment: cannot open %q: looking past the damaged record at offset %d: %w", s.path, bad.Offset, err)
 	}
-	s.end = bad.Offset
-	return nil
+	s.end = bad.Offset // readers see the records before the damage
+	if at != 0 {
+		s.damaged = damagedError(s.path, len(s.offsets), *bad, at)
+		s.log.Error("segment: damaged record followed by intact ones: records after the damage may have been acknowledged; the file is left as it is, appends and seal are refused",
+			"records_before", len(s.offsets), "offset", bad.Offset, "intact_at", at, "size", size, "reason", bad.Err)
+		return nil
+	}
+	return s.cutTail(*bad, size)
+}
+
+func damagedError(path string, index int, bad RecordInfo, at int64) error {
+	next := fmt.Sprintf("an intact record starts at offset %d", at)
+	if at < 0 {
+		next = "the rest is too long to be one torn write"
+	}
+	return fmt.Errorf("%w: %q: record %d at offset %d is damaged (%v) and %s", ErrDamaged, path, index, bad.Offset, bad.Err, next)
+}
+
+// Bounds of the search for intact records after a damaged one (intactAfter).
+// A crash tears at most the last group commit, which is MaxBatchBytes or one
+// append long, so a longer rest is never taken for a torn tail.
+const (
+	maxResyncBytes = 256 << 20
+	maxResyncCRC   = 1 << 30 // payload bytes checksummed while searching
+)
+
+// intactAfter tells a torn tail from damage followed by valid records: it
+// returns the offset of the first intact record (a length of 1 to
+// MaxPayload that fits in the file and a matching CRC) that starts at any
+// byte after from, the offset of the damaged record; 0 if there is none;
+// -1 if the rest of the file is too long to search (it then counts as
+// followed by valid records). The search does not trust the damaged
+// record's length, which may be the damaged part.
+func (s *Segment) intactAfter(from, size int64) (int64, error) {
+	rest := size - from
+	if rest <= RecordHeaderSize+1 {
+		return 0, nil
+	}
+	if rest > maxResyncBytes {
+		return -1, nil
+	}
+	buf := make([]byte, rest)
+	if _, err := s.f.ReadAt(buf, from); err != nil {
+		return 0, err
+	}
+	budget := int64(maxResyncCRC)
+	for p := 1; p+RecordHeaderSize < len(buf); p++ {
+		length := binary.LittleEndian.Uint32(buf[p:])
+		if length == 0 || length > MaxPayload || int64(p)+RecordHeaderSize+int64(length) > rest {
+			continue
+		}
+		if budget -= int64(length); budget < 0 {
+			return -1, nil
+		}
+		payload := buf[p+RecordHeaderSize : p+RecordHeaderSize+int(length)]
+		if crc32.Checksum(payload, castagnoli) == binary.LittleEndian.Uint32(buf[p+4:]) {
+			return from + int64(p), nil
+		}
+	}
+	return 0, nil
 }
 
 // initFile writes the header of a new (or torn-at-creation) file, syncs it
@@ -97,27 +157,11 @@ func (s *Segment) initFile(size int64) error {
 	return nil
 }
 
-// cutTail repairs the file after the damaged record bad: it saves the bytes
-// from bad.Offset to size as a durable .broken file, then truncates the
-// file at bad.Offset and syncs it.
+// cutTail repairs a torn tail, the damaged record bad with no intact record
+// after it: it saves the bytes from bad.Offset to size as a durable .broken
+// file, then truncates the file at bad.Offset and syncs it.
 func (s *Segment) cutTail(bad RecordInfo, size int64) error {
 	cut := bad.Offset
-	// Records that still decode after the damage mean damage in the middle
-	// of the file rather than a torn write: worth an operator's look.
-	intactAfter := 0
-	if next := cut + bad.Size; next < size {
-		w := newWalker(s.f, next, size)
-		for {
-			info, _, err := w.next()
-			if err != nil {
-				break
-			}
-			if info.Err == nil {
-				intactAfter++
-			}
-		}
-	}
-
 	broken, err := s.saveBroken(cut, size)
 	if err != nil {
 		return fmt.Errorf("segment: cannot repair %q: keep the %d bytes from offset %d: %w", s.path, size-cut, cut, err)
@@ -128,15 +172,8 @@ func (s *Segment) cutTail(bad RecordInfo, size int64) error {
 	if err := s.f.Sync(); err != nil {
 		return fmt.Errorf("segment: cannot repair %q: sync after truncating to %d: %w", s.path, cut, err)
 	}
-	attrs := []any{
-		"records", len(s.offsets), "offset", cut, "cut_bytes", size - cut,
-		"intact_records_after", intactAfter, "broken", broken, "reason", bad.Err,
-	}
-	if intactAfter > 0 {
-		s.log.Error("segment: damaged record followed by intact ones; truncated at the damage, the rest is kept in the .broken file", attrs...)
-	} else {
-		s.log.Warn("segment: truncated a torn or damaged tail", attrs...)
-	}
+	s.log.Warn("segment: truncated a torn tail", "records", len(s.offsets), "offset", cut,
+		"cut_bytes", size-cut, "broken", broken, "reason", bad.Err)
 	return nil
 }
 

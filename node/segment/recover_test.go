@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -127,41 +129,76 @@ func TestOpenDamagedTail(t *testing.T) {
 	}
 }
 
-// TestOpenDamageInTheMiddle flips a bit in a record followed by intact
-// ones: Open cuts there, keeps the rest in .broken and logs it at Error.
+// TestOpenDamageInTheMiddle damages a record followed by intact ones, in
+// its payload (a CRC mismatch) or in its length (which then cannot be
+// trusted to find the next record): records after the damage may have been
+// acknowledged, so Open changes nothing, logs it at Error, serves the
+// records before the damage and refuses appends and Seal with ErrDamaged,
+// again on every reopen: no index of a lost record is ever reused.
 func TestOpenDamageInTheMiddle(t *testing.T) {
 	var payloads [][]byte
 	for i := range 10 {
 		payloads = append(payloads, payload(i))
 	}
-	path, data, offsets := buildFile(t, payloads)
-	data[offsets[4]+RecordHeaderSize+2] ^= 0x10
-	writeFile(t, path, data)
-
-	logs := &logCapture{}
-	s, err := Open(path, Options{Logger: slog.New(logs)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	checkTotals(t, s, payloads[:4])
-	if got := readFile(t, path+".broken"); !bytes.Equal(got, data[offsets[4]:]) {
-		t.Errorf(".broken is %d bytes, want the %d from offset %d", len(got), len(data)-int(offsets[4]), offsets[4])
-	}
-	var rec slog.Record
-	for _, r := range logs.recs {
-		if r.Level == slog.LevelError {
-			rec = r
-		}
-	}
-	if rec.Level != slog.LevelError {
-		t.Fatalf("repair of damage in the middle not logged at Error; logged %d records", len(logs.recs))
-	}
-	if v, ok := attr(rec, "intact_records_after"); !ok || v.Int64() != 5 {
-		t.Errorf("intact_records_after = %v, want 5", v)
-	}
-	if v, ok := attr(rec, "offset"); !ok || v.Int64() != offsets[4] {
-		t.Errorf("offset = %v, want %d", v, offsets[4])
+	for _, tt := range []struct {
+		name string
+		at   func(offsets []int64) int64
+		mask byte
+	}{
+		{"payload bit flip", func(o []int64) int64 { return o[4] + RecordHeaderSize + 2 }, 0x10},
+		{"length too large", func(o []int64) int64 { return o[4] + 3 }, 0x40},
+		{"length zeroed", func(o []int64) int64 { return o[4] }, 0xff},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			path, data, offsets := buildFile(t, payloads)
+			if tt.mask == 0xff {
+				copy(data[offsets[4]:], make([]byte, 4))
+			} else {
+				data[tt.at(offsets)] ^= tt.mask
+			}
+			writeFile(t, path, data)
+			for open := 1; open <= 2; open++ {
+				logs := &logCapture{}
+				s, err := Open(path, Options{Logger: slog.New(logs)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := readAll(t, s); !reflect.DeepEqual(got, payloads[:4]) {
+					t.Errorf("open %d: read %d records, want the 4 before the damage", open, len(got))
+				}
+				if s.Bytes() != offsets[4]-HeaderSize {
+					t.Errorf("open %d: Bytes() = %d, want %d", open, s.Bytes(), offsets[4]-HeaderSize)
+				}
+				if err := s.Damaged(); !errors.Is(err, ErrDamaged) {
+					t.Errorf("open %d: Damaged() = %v, want ErrDamaged", open, err)
+				}
+				if _, err := s.Append([]byte("new")); !errors.Is(err, ErrDamaged) {
+					t.Errorf("open %d: Append = %v, want ErrDamaged", open, err)
+				}
+				if _, _, _, err := s.Seal(); !errors.Is(err, ErrDamaged) || s.Sealed() {
+					t.Errorf("open %d: Seal = %v, sealed %v; want ErrDamaged, not sealed", open, err, s.Sealed())
+				}
+				s.Close()
+				if got := readFile(t, path); !bytes.Equal(got, data) {
+					t.Errorf("open %d changed the file: %d bytes, want the %d written", open, len(got), len(data))
+				}
+				if _, err := os.Stat(path + ".broken"); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("open %d: .broken: %v, want none (nothing cut)", open, err)
+				}
+				var rec slog.Record
+				for _, r := range logs.recs {
+					if r.Level == slog.LevelError {
+						rec = r
+					}
+				}
+				if rec.Level != slog.LevelError {
+					t.Fatalf("open %d: damage in the middle not logged at Error; logged %d records", open, len(logs.recs))
+				}
+				if v, ok := attr(rec, "intact_at"); !ok || v.Int64() != offsets[5] {
+					t.Errorf("open %d: intact_at = %v, want %d", open, v, offsets[5])
+				}
+			}
+		})
 	}
 }
 

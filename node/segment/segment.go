@@ -36,6 +36,12 @@ var (
 	// back to its last durable size. Reads of acknowledged records still
 	// work; appends fail until the file is reopened (Open repairs it).
 	ErrBroken = errors.New("segment: broken")
+	// ErrDamaged: Open found a damaged record followed by intact ones, so
+	// records after the damage may have been acknowledged. The file is left
+	// as it is; the records before the damage are readable, and Append and
+	// Seal are refused, so that no index a lost record had is given to a
+	// new one. Moving writes off the segment is the operator's decision.
+	ErrDamaged = errors.New("segment: damaged before intact records")
 	// ErrInvalidTopic: a topic name outside the rules of DESIGN section 2.
 	ErrInvalidTopic = errors.New("segment: invalid topic name")
 )
@@ -67,6 +73,10 @@ type Options struct {
 	// larger than this is still accepted, alone. Zero means
 	// DefaultMaxBatchBytes.
 	MaxBatchBytes int
+	// MaxIdleSealed is used by OpenStore only: the most sealed segments the
+	// Store keeps open while no caller holds a reference to them. Zero means
+	// DefaultMaxIdleSealed.
+	MaxIdleSealed int
 	// OnFlush, if set, is called after every group commit (write and
 	// fdatasync) with its outcome, for metrics. It runs on the segment's
 	// flusher goroutine and must return quickly.
@@ -94,6 +104,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxBatchBytes <= 0 {
 		o.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if o.MaxIdleSealed <= 0 {
+		o.MaxIdleSealed = DefaultMaxIdleSealed
 	}
 	return o
 }
@@ -131,6 +144,7 @@ type Segment struct {
 	room      sync.Cond
 	state     state
 	broken    error
+	damaged   error // set by open only: see ErrDamaged
 	pending   *batch
 	spareBuf  []byte
 	spareLens []uint32
@@ -153,6 +167,9 @@ type Segment struct {
 
 	// onClose is set by Store to forget the segment when it is closed.
 	onClose func()
+	// owner is the Store's entry of the segment (its references), nil for a
+	// segment opened outside a Store.
+	owner *storeEntry
 }
 
 // batch is one group commit: the records of every append queued while the
@@ -372,6 +389,8 @@ func (s *Segment) acceptingLocked() error {
 		return fmt.Errorf("segment: cannot append to %q: %w", s.path, ErrSealed)
 	case s.broken != nil:
 		return s.broken
+	case s.damaged != nil:
+		return s.damaged
 	}
 	return nil
 }
@@ -585,12 +604,20 @@ func (s *Segment) totals() (uint64, int64, uint32) {
 // failed, and returns the final Count, Bytes and CRC. Reads keep working.
 // Seal is idempotent: later calls return the same totals. On a closed
 // segment it fails with ErrClosed; on a broken one it returns the totals of
-// the acknowledged records together with the ErrBroken error.
+// the acknowledged records together with the ErrBroken error. A damaged
+// segment (ErrDamaged) is not sealed: Seal returns the totals of the records
+// before the damage with an error wrapping ErrDamaged, since those totals
+// may not cover every acknowledged record.
 func (s *Segment) Seal() (count uint64, bytes int64, crc uint32, err error) {
 	s.mu.Lock()
 	if s.state == stateClosed {
 		s.mu.Unlock()
 		return 0, 0, 0, fmt.Errorf("segment: cannot seal %q: %w", s.path, ErrClosed)
+	}
+	if s.damaged != nil {
+		s.mu.Unlock()
+		count, bytes, crc = s.totals()
+		return count, bytes, crc, fmt.Errorf("segment: cannot seal: %w", s.damaged)
 	}
 	s.state = stateSealed
 	broken := s.broken
@@ -607,6 +634,14 @@ func (s *Segment) Seal() (count uint64, bytes int64, crc uint32, err error) {
 		s.mu.Unlock()
 	}
 	return count, bytes, crc, broken
+}
+
+// Damaged returns nil, or the error wrapping ErrDamaged that Open found:
+// it names the file, the damaged record and the intact record after it.
+func (s *Segment) Damaged() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.damaged
 }
 
 // Sealed reports whether Seal has been called (and Close has not).

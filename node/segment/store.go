@@ -1,6 +1,7 @@
 package segment
 
 import (
+	"container/list"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -22,9 +23,20 @@ const idDigits = 20
 //
 //	<dir>/<topic>/<segment id, zero-padded to 20 digits>.wal
 //
-// It keeps at most one open Segment per file and hands the same *Segment to
-// every caller. All methods are safe for concurrent use, but a caller must
-// not Remove a segment while it opens the same segment.
+// It is the one owner of open segment files. It keeps at most one open
+// Segment per file and hands the same *Segment to every caller, each time
+// with a reference: Create and Acquire take one, and the caller gives it
+// back with Release once it no longer uses the Segment. A Segment is never
+// closed while a reference is held (only Store.Close does that), so a
+// caller never sees ErrClosed because of another caller or of the bound:
+//
+//   - an unsealed segment stays open until Remove or Close;
+//   - a sealed segment nobody holds is idle: the Store keeps at most
+//     Options.MaxIdleSealed idle segments open and closes the least recently
+//     released beyond that. Open sealed segments therefore number at most
+//     MaxIdleSealed plus those held at the moment.
+//
+// All methods are safe for concurrent use.
 type Store struct {
 	dir  string
 	fs   FS
@@ -33,6 +45,7 @@ type Store struct {
 	mu     sync.Mutex
 	closed bool
 	segs   map[segKey]*storeEntry
+	idle   *list.List // of *storeEntry: sealed, open, unreferenced; most recently released first
 }
 
 type segKey struct {
@@ -42,12 +55,22 @@ type segKey struct {
 
 // storeEntry is an open segment, or one being opened: ready is closed once
 // seg or err is set, so concurrent openers of one file wait for one
-// recovery instead of holding the Store lock through it.
+// recovery instead of holding the Store lock through it. refs, idle and
+// removed are guarded by Store.mu.
 type storeEntry struct {
+	key   segKey
 	ready chan struct{}
 	seg   *Segment
 	err   error
+	refs  int           // references handed out and not released
+	idle  *list.Element // in Store.idle, or nil
+	// removed: Remove deleted the file while references were held; the
+	// segment is closed on the last Release.
+	removed bool
 }
+
+// DefaultMaxIdleSealed is the default of Options.MaxIdleSealed.
+const DefaultMaxIdleSealed = 8
 
 // OpenStore opens the store rooted at dir, creating dir if needed (and
 // fsyncing its parent directory). It opens
@@ -65,7 +88,7 @@ func OpenStore(dir string, opts Options) (*Store, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("segment: cannot open store directory %q: %w", dir, err)
 	}
-	return &Store{dir: dir, fs: o.FS, opts: o, segs: make(map[segKey]*storeEntry)}, nil
+	return &Store{dir: dir, fs: o.FS, opts: o, segs: make(map[segKey]*storeEntry), idle: list.New()}, nil
 }
 
 // Dir returns the directory of the store.
@@ -110,16 +133,20 @@ func ValidateTopic(topic string) error {
 	return nil
 }
 
-// Create returns segment id of topic open for appending: the Segment
-// already open, else the file on disk opened with Open (recovering it),
-// else a new file (its topic directory and directory entries fsynced).
-// A segment already open sealed is returned as it is.
+// Create returns segment id of topic open for appending, with a reference
+// the caller must Release: the Segment already open, else the file on disk
+// opened with Open (recovering it), else a new file (its topic directory
+// and directory entries fsynced). A segment already open sealed is returned
+// as it is.
 func (st *Store) Create(topic string, id uint64) (*Segment, error) {
 	return st.open(topic, id, true, false)
 }
 
-// Get returns segment id of topic if it is open in the store. It never
-// touches the disk and never waits for a segment being opened.
+// Get returns segment id of topic if it is open in the store, without a
+// reference: the Segment may be closed at any time, so the caller may only
+// look at its totals (Count, Bytes, CRC, Sealed, Damaged), which stay valid
+// after Close. Get never touches the disk and never waits for a segment
+// being opened. To read records, use Acquire.
 func (st *Store) Get(topic string, id uint64) (*Segment, bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -135,12 +162,96 @@ func (st *Store) Get(topic string, id uint64) (*Segment, bool) {
 	}
 }
 
-// OpenExisting returns segment id of topic: the Segment already open (as it
-// is, sealed or not), else the file on disk opened with OpenSealed if
-// sealed, Open otherwise. If there is no such file the error wraps
-// fs.ErrNotExist and nothing is created.
-func (st *Store) OpenExisting(topic string, id uint64, sealed bool) (*Segment, error) {
+// Acquire returns segment id of topic with a reference the caller must
+// Release: the Segment already open (as it is, sealed or not), else the
+// file on disk opened with OpenSealed if sealed, Open otherwise. If there is
+// no such file the error wraps fs.ErrNotExist and nothing is created. The
+// Segment stays open, and readable, until the reference is released.
+func (st *Store) Acquire(topic string, id uint64, sealed bool) (*Segment, error) {
 	return st.open(topic, id, false, sealed)
+}
+
+// Release gives back a reference taken by Create or Acquire. The caller
+// must not use seg afterwards. Releasing the last reference of a removed
+// segment closes it; of a sealed one makes it idle, and may close the least
+// recently released idle segments beyond Options.MaxIdleSealed. Releasing
+// more references than were taken panics.
+func (st *Store) Release(seg *Segment) {
+	e := seg.owner
+	if e == nil {
+		panic(fmt.Sprintf("segment: Release of %q, which no Store opened", seg.path))
+	}
+	var toClose []*Segment
+	st.mu.Lock()
+	if e.refs <= 0 {
+		st.mu.Unlock()
+		panic(fmt.Sprintf("segment: Release of %q without a reference", seg.path))
+	}
+	e.refs--
+	switch {
+	case e.refs > 0:
+	case e.removed:
+		toClose = append(toClose, seg)
+	case st.closed: // Close closed it
+	case seg.Sealed():
+		e.idle = st.idle.PushFront(e)
+		for st.idle.Len() > st.opts.MaxIdleSealed {
+			old := st.idle.Remove(st.idle.Back()).(*storeEntry)
+			old.idle = nil
+			delete(st.segs, old.key)
+			toClose = append(toClose, old.seg)
+		}
+	}
+	st.mu.Unlock()
+	for _, s := range toClose {
+		if err := s.Close(); err != nil {
+			st.opts.Logger.Warn("segment: cannot close an idle segment", "err", err)
+		}
+	}
+}
+
+// Exists reports whether the file of segment id of topic exists, without
+// opening it.
+func (st *Store) Exists(topic string, id uint64) (bool, error) {
+	if err := ValidateTopic(topic); err != nil {
+		return false, fmt.Errorf("segment: cannot look for segment %d: %w", id, err)
+	}
+	path := st.Path(topic, id)
+	_, err := st.fs.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("segment: cannot look for %q: %w", path, err)
+	}
+	return true, nil
+}
+
+// OpenIdle returns how many sealed segments are open with no reference
+// held (at most Options.MaxIdleSealed) and how many segments are open in
+// all.
+func (st *Store) OpenIdle() (idle, open int) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.idle.Len(), len(st.segs)
+}
+
+// Damaged returns the open segments whose Damaged error is set, as
+// "<topic>/<id>", in no particular order.
+func (st *Store) Damaged() []string {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	var out []string
+	for k, e := range st.segs {
+		select {
+		case <-e.ready:
+			if e.seg != nil && e.seg.Damaged() != nil {
+				out = append(out, fmt.Sprintf("%s/%d", k.topic, k.id))
+			}
+		default:
+		}
+	}
+	return out
 }
 
 func (st *Store) open(topic string, id uint64, create, sealed bool) (*Segment, error) {
@@ -154,16 +265,24 @@ func (st *Store) open(topic string, id uint64, create, sealed bool) (*Segment, e
 		return nil, fmt.Errorf("segment: cannot open segment %d of %q: store %q: %w", id, topic, st.dir, ErrClosed)
 	}
 	if e, ok := st.segs[k]; ok {
+		// The reference is taken before the open completes, so the segment
+		// cannot become idle and be closed in between.
+		e.refs++
+		if e.idle != nil {
+			st.idle.Remove(e.idle)
+			e.idle = nil
+		}
 		st.mu.Unlock()
 		<-e.ready
 		return e.seg, e.err
 	}
-	e := &storeEntry{ready: make(chan struct{})}
+	e := &storeEntry{key: k, ready: make(chan struct{}), refs: 1}
 	st.segs[k] = e
 	st.mu.Unlock()
 
 	seg, err := st.openFile(k, create, sealed)
 	if seg != nil {
+		seg.owner = e
 		seg.onClose = func() { st.forget(k, seg) }
 	}
 	st.mu.Lock()
@@ -226,6 +345,10 @@ func (st *Store) forget(k segKey, seg *Segment) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if e, ok := st.segs[k]; ok && e.seg == seg {
+		if e.idle != nil {
+			st.idle.Remove(e.idle)
+			e.idle = nil
+		}
 		delete(st.segs, k)
 	}
 }
@@ -268,27 +391,56 @@ func (st *Store) List() (map[string][]uint64, error) {
 	return out, nil
 }
 
-// Remove closes segment id of topic if it is open and deletes its file,
-// durably (the directory is fsynced). Removing a segment that does not
-// exist is not an error. .broken copies are left for the operator.
+// Remove deletes the file of segment id of topic, durably (the directory is
+// fsynced), and drops the segment from the store. If no reference to it is
+// held it is closed first; otherwise it is sealed (appends already queued
+// are committed to the file, later ones fail with ErrSealed), its holders
+// keep reading the deleted file, and it is closed on the last Release. A
+// later Create or Acquire of the same id finds no file; a caller must not
+// Remove a segment while it opens the same segment. Removing a segment that
+// does not exist is not an error. .broken copies are left for the operator.
 func (st *Store) Remove(topic string, id uint64) error {
 	if err := ValidateTopic(topic); err != nil {
 		return fmt.Errorf("segment: cannot remove segment %d: %w", id, err)
 	}
-	st.mu.Lock()
-	e, ok := st.segs[segKey{topic, id}]
-	closed := st.closed
-	st.mu.Unlock()
-	if closed {
-		return fmt.Errorf("segment: cannot remove segment %d of %q: store %q: %w", id, topic, st.dir, ErrClosed)
-	}
-	if ok {
-		<-e.ready
-		if e.seg != nil {
-			if err := e.seg.Close(); err != nil {
-				return err
-			}
+	k := segKey{topic, id}
+	for {
+		st.mu.Lock()
+		if st.closed {
+			st.mu.Unlock()
+			return fmt.Errorf("segment: cannot remove segment %d of %q: store %q: %w", id, topic, st.dir, ErrClosed)
 		}
+		e, ok := st.segs[k]
+		if !ok {
+			st.mu.Unlock()
+			break
+		}
+		select {
+		case <-e.ready:
+		default:
+			st.mu.Unlock()
+			<-e.ready // being opened: wait, then look again
+			continue
+		}
+		delete(st.segs, k)
+		if e.idle != nil {
+			st.idle.Remove(e.idle)
+			e.idle = nil
+		}
+		held := e.refs > 0
+		e.removed = held
+		st.mu.Unlock()
+		if e.seg == nil {
+			break
+		}
+		if held {
+			if _, _, _, err := e.seg.Seal(); err != nil && !errors.Is(err, ErrClosed) {
+				st.opts.Logger.Warn("segment: removing a segment that could not be sealed", "path", e.seg.path, "err", err)
+			}
+		} else if err := e.seg.Close(); err != nil {
+			return err
+		}
+		break
 	}
 	path := st.Path(topic, id)
 	if err := st.fs.Remove(path); err != nil {
@@ -303,8 +455,8 @@ func (st *Store) Remove(topic string, id uint64) error {
 	return nil
 }
 
-// Close closes every open segment (committing appends already queued) and
-// the store; later calls to its methods fail with ErrClosed, except Close,
+// Close closes every open segment, held or not (committing appends already
+// queued), and the store; later calls to its methods fail with ErrClosed, except Close,
 // which returns nil.
 func (st *Store) Close() error {
 	st.mu.Lock()
@@ -318,6 +470,7 @@ func (st *Store) Close() error {
 		entries = append(entries, e)
 	}
 	clear(st.segs)
+	st.idle.Init()
 	st.mu.Unlock()
 	var errs []error
 	for _, e := range entries {

@@ -45,8 +45,8 @@ func TestStoreLifecycle(t *testing.T) {
 	if got, ok := st.Get("orders", 1); !ok || got != s1 {
 		t.Errorf("Get = %p, %v; want %p", got, ok, s1)
 	}
-	if got, err := st.OpenExisting("orders", 1, true); err != nil || got != s1 {
-		t.Errorf("OpenExisting of an open segment = %p, %v; want %p", got, err, s1)
+	if got, err := st.Acquire("orders", 1, true); err != nil || got != s1 {
+		t.Errorf("Acquire of an open segment = %p, %v; want %p", got, err, s1)
 	}
 	for _, id := range []uint64{2, 10, 18446744073709551615} {
 		if _, err := st.Create("orders", id); err != nil {
@@ -68,42 +68,47 @@ func TestStoreLifecycle(t *testing.T) {
 		t.Fatalf("List = %v, %v; want %v", got, err, want)
 	}
 
-	// Closing a segment forgets it; OpenExisting reopens it from disk.
+	// Closing a segment forgets it; Acquire reopens it from disk.
 	if err := s1.Close(); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := st.Get("orders", 1); ok {
 		t.Error("Get found a closed segment")
 	}
-	s1b, err := st.OpenExisting("orders", 1, true)
+	s1b, err := st.Acquire("orders", 1, true)
 	if err != nil {
-		t.Fatalf("OpenExisting sealed: %v", err)
+		t.Fatalf("Acquire sealed: %v", err)
 	}
 	if s1b == s1 || s1b.Count() != 1 {
-		t.Errorf("OpenExisting returned %p with %d records; want a new segment with 1", s1b, s1b.Count())
+		t.Errorf("Acquire returned %p with %d records; want a new segment with 1", s1b, s1b.Count())
 	}
 	if _, err := s1b.Append([]byte("x")); !errors.Is(err, ErrSealed) {
 		t.Errorf("Append to a segment opened sealed: err = %v, want ErrSealed", err)
 	}
 
-	// Remove closes and deletes; removing again is fine.
+	// Remove deletes; the holder of a reference keeps reading until it releases
+	// it, which closes the segment. Removing again is fine.
 	if err := st.Remove("orders", 1); err != nil {
 		t.Fatalf("Remove: %v", err)
 	}
+	if _, err := s1b.Read(0, 1, 0); err != nil {
+		t.Errorf("Read of a removed segment still held: %v", err)
+	}
+	st.Release(s1b)
 	if _, err := s1b.Read(0, 1, 0); !errors.Is(err, ErrClosed) {
-		t.Errorf("Read of a removed segment: err = %v, want ErrClosed", err)
+		t.Errorf("Read of a removed segment released: err = %v, want ErrClosed", err)
 	}
 	if err := st.Remove("orders", 1); err != nil {
 		t.Errorf("second Remove: %v", err)
 	}
-	if _, err := st.OpenExisting("orders", 1, false); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("OpenExisting of a removed segment: err = %v, want fs.ErrNotExist", err)
+	if _, err := st.Acquire("orders", 1, false); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Acquire of a removed segment: err = %v, want fs.ErrNotExist", err)
 	}
 	if _, err := os.Stat(st.Path("orders", 1)); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("OpenExisting created the file it did not find (stat err %v)", err)
+		t.Errorf("Acquire created the file it did not find (stat err %v)", err)
 	}
-	if _, err := st.OpenExisting("nosuchtopic", 1, true); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("OpenExisting in a missing topic: err = %v, want fs.ErrNotExist", err)
+	if _, err := st.Acquire("nosuchtopic", 1, true); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Acquire in a missing topic: err = %v, want fs.ErrNotExist", err)
 	}
 
 	// Close closes every open segment; the store refuses work afterwards.
@@ -191,8 +196,8 @@ func TestStoreRejectsBadTopics(t *testing.T) {
 		if _, err := st.Create(topic, 1); !errors.Is(err, ErrInvalidTopic) {
 			t.Errorf("Create(%q): err = %v, want ErrInvalidTopic", topic, err)
 		}
-		if _, err := st.OpenExisting(topic, 1, false); !errors.Is(err, ErrInvalidTopic) {
-			t.Errorf("OpenExisting(%q): err = %v, want ErrInvalidTopic", topic, err)
+		if _, err := st.Acquire(topic, 1, false); !errors.Is(err, ErrInvalidTopic) {
+			t.Errorf("Acquire(%q): err = %v, want ErrInvalidTopic", topic, err)
 		}
 		if err := st.Remove(topic, 1); !errors.Is(err, ErrInvalidTopic) {
 			t.Errorf("Remove(%q): err = %v, want ErrInvalidTopic", topic, err)
