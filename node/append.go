@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -69,9 +70,13 @@ type appender struct {
 
 	seg     *segment.Segment // the open active segment, nil until needed
 	segMeta meta.Segment     // its replicated record
-	firstAt time.Time        // when its first entry was written (for the age limit)
-	// firstMS mirrors firstAt (Unix ms, 0 = none) for the RPO gauge, read by others.
-	firstMS  atomic.Int64
+	// firstAt is when seg's first entry was written (zero: none), for the age limit:
+	// the time of that write on this node, or after a restart (which does not know it)
+	// the segment's replicated creation time, which is never later.
+	firstAt time.Time
+	// first mirrors firstAt for the RPO gauges, read by others: nil while seg is
+	// empty or closed.
+	first    atomic.Pointer[firstEntry]
 	sealing  bool      // seg is sealed locally; the Seal command is not applied yet
 	sealedAt [3]uint64 // count, bytes, crc of the local seal while sealing
 
@@ -83,6 +88,12 @@ type appender struct {
 	// within one segment on one leader (the sender orders across segments), so they
 	// start afresh with each segment.
 	streamsSeg uint64
+}
+
+// firstEntry is when the first entry of an active segment was written.
+type firstEntry struct {
+	segment uint64
+	unixMS  int64
 }
 
 // maxStreams bounds the streams an appender tracks; past it, it forgets them all (a
@@ -149,6 +160,7 @@ func (a *appender) enqueue(r *appendReq) {
 func (a *appender) run() {
 	tick := time.NewTicker(ageCheckPeriod)
 	defer tick.Stop()
+	a.checkAge()
 	batch := make([]*appendReq, 0, 64)
 	for {
 		select {
@@ -232,7 +244,9 @@ func (a *appender) current() (*meta.Topic, error) {
 		a.n.reportDamaged(a.topic, act, seg)
 		a.seg, a.segMeta = seg, *act
 		if seg.Count() > 0 {
-			a.setFirst(time.Now()) // restart: the age counts from now
+			// Entries written before a restart: the age counts from the segment's
+			// creation, durable in the metadata, so that restarts never reset it.
+			a.setFirst(createdAt(act))
 		}
 	}
 	return t, nil
@@ -404,12 +418,18 @@ func (a *appender) fail(batch []*appendReq, err error) {
 	}
 }
 
+// checkAge rolls the active segment over once its first entry is older than the age
+// limit. It runs every ageCheckPeriod whether or not writes come, also for a non-empty
+// segment this node leads but has not written to since it started (a restart).
 func (a *appender) checkAge() {
-	if a.seg == nil || a.firstAt.IsZero() || !a.n.hasLease() {
+	if a.seg == nil && a.n.nonEmptyActive(a.topic) == nil {
+		return
+	}
+	if (a.seg != nil && a.firstAt.IsZero()) || !a.n.hasLease() {
 		return
 	}
 	t, err := a.current()
-	if err != nil || a.seg == nil || a.seg.Damaged() != nil {
+	if err != nil || a.seg == nil || a.firstAt.IsZero() || a.seg.Damaged() != nil {
 		return // a damaged segment is never sealed (reportDamaged)
 	}
 	_, _, maxAge := a.limits(t)
@@ -457,24 +477,66 @@ func (a *appender) finishRoll(t *meta.Topic) error {
 func (a *appender) setFirst(t time.Time) {
 	a.firstAt = t
 	if t.IsZero() {
-		a.firstMS.Store(0)
+		a.first.Store(nil)
 	} else {
-		a.firstMS.Store(t.UnixMilli())
+		a.first.Store(&firstEntry{segment: a.segMeta.ID, unixMS: t.UnixMilli()})
 	}
 }
 
-// oldestLocalOnly returns the time of the oldest entry this node holds on its disk
-// only: the first entry of an active segment it leads, or the creation of a sealed
-// segment it leads that is not archived yet. Zero if none.
-func (n *Node) oldestLocalOnly() time.Time {
+// createdAt is when segment s became active, by the replicated metadata: a durable
+// lower bound of the time of its first entry (up to the clock skew between the node
+// that proposed it and this one).
+func createdAt(s *meta.Segment) time.Time {
+	if s.CreatedUnixMS <= 0 {
+		return time.Now() // metadata without the field: the best this node knows
+	}
+	return time.UnixMilli(s.CreatedUnixMS)
+}
+
+// nonEmptyActive returns the topic's active segment if this node leads it and holds
+// entries of it in its open file; nil otherwise.
+func (n *Node) nonEmptyActive(topic string) *meta.Segment {
+	act, _, ok := n.fsm.ActiveOf(topic)
+	if !ok || act.Leader != n.cfg.NodeID {
+		return nil
+	}
+	if seg, open := n.store.Get(topic, act.ID); !open || seg.Count() == 0 {
+		return nil
+	}
+	return &act
+}
+
+// oldestUnsealedMS returns the time (Unix ms, 0 if none) of the oldest entry in an
+// active segment this node leads: the time its appender wrote the segment's first
+// entry, or the segment's creation time when this process has not written to it (it
+// restarted since), which is never later.
+func (n *Node) oldestUnsealedMS() int64 {
 	var oldest int64
-	n.mu.Lock()
-	for _, a := range n.appenders {
-		if ms := a.firstMS.Load(); ms != 0 && (oldest == 0 || ms < oldest) {
+	for _, name := range n.fsm.TopicNames() {
+		act := n.nonEmptyActive(name)
+		if act == nil {
+			continue
+		}
+		ms := createdAt(act).UnixMilli()
+		if a := n.existingAppender(name); a != nil {
+			if f := a.first.Load(); f != nil && f.segment == act.ID {
+				ms = f.unixMS
+			}
+		}
+		if oldest == 0 || ms < oldest {
 			oldest = ms
 		}
 	}
-	n.mu.Unlock()
+	return oldest
+}
+
+// oldestLocalOnly returns the time of the oldest entry this node holds on its disk
+// only, zero if none: the first entry of an active segment it leads (oldestUnsealedMS)
+// and, with an archive, the creation of a sealed segment it led that is not archived
+// yet. Without an archive sealed segments are never uploaded; only the unsealed
+// entries, which --max-segment-age bounds, count.
+func (n *Node) oldestLocalOnly() time.Time {
+	oldest := n.oldestUnsealedMS()
 	if n.uploader != nil {
 		if t := n.uploader.OldestUnarchived(); !t.IsZero() && (oldest == 0 || t.UnixMilli() < oldest) {
 			oldest = t.UnixMilli()
@@ -486,25 +548,72 @@ func (n *Node) oldestLocalOnly() time.Time {
 	return time.UnixMilli(oldest)
 }
 
-// clusterOldestUnarchived returns the creation time of the oldest sealed segment of
-// any node that is not archived yet (zero if none), from the replicated metadata.
-func (n *Node) clusterOldestUnarchived() time.Time {
+// clusterOldestLocalOnly returns the time of the oldest entry that any node holds on
+// its disk only, zero if none. It counts every topic's active segment: by the oldest
+// unsealed entry its leader reports (opUnsealed), or, for a leader that does not
+// answer within a short timeout, from the segment's creation time, since what a node
+// that is down holds is unknown (it may hold entries). With an archive it also counts
+// every sealed segment not archived yet, from its creation time (the metadata).
+func (n *Node) clusterOldestLocalOnly() time.Time {
 	var oldest int64
+	keep := func(ms int64) {
+		if ms > 0 && (oldest == 0 || ms < oldest) {
+			oldest = ms
+		}
+	}
+	leaders := map[uint64]int64{} // leader of active segments -> oldest creation
 	for _, name := range n.fsm.TopicNames() {
 		t, ok := n.fsm.Topic(name)
 		if !ok {
 			continue
 		}
 		for _, s := range t.Segments {
-			if s.State == meta.Sealed && s.Count > 0 && (oldest == 0 || s.CreatedUnixMS < oldest) {
-				oldest = s.CreatedUnixMS
+			switch {
+			case s.State == meta.Sealed && s.Count > 0 && n.bucket != nil:
+				keep(s.CreatedUnixMS)
+			case s.State == meta.Active && s.Leader != n.cfg.NodeID:
+				if ms, ok := leaders[s.Leader]; !ok || createdAt(s).UnixMilli() < ms {
+					leaders[s.Leader] = createdAt(s).UnixMilli()
+				}
 			}
 		}
 	}
+	keep(n.oldestUnsealedMS())
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for id, created := range leaders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ms, err := n.peerOldestUnsealed(id)
+			if err != nil {
+				ms = created
+			}
+			mu.Lock()
+			keep(int64(ms))
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
 	if oldest == 0 {
 		return time.Time{}
 	}
 	return time.UnixMilli(oldest)
+}
+
+// peerOldestUnsealed asks node id for its oldestUnsealedMS.
+func (n *Node) peerOldestUnsealed(id uint64) (int64, error) {
+	p, err := n.nodePeer(id)
+	if err != nil {
+		return 0, err
+	}
+	body, err := p.call(opUnsealed, nil, 500*time.Millisecond)
+	if err != nil {
+		return 0, err
+	}
+	d := decoder{b: body}
+	ms := d.u64()
+	return int64(ms), d.err
 }
 
 // nextLeader picks the leader of the next segment: the voter after current in id order
@@ -694,7 +803,9 @@ func retryable(err error) bool {
 }
 
 // ownershipLoop opens, at start and after every metadata change, the active segments
-// this node leads, so that a restarted leader recovers its WAL before the first write.
+// this node leads, so that a restarted leader recovers its WAL before the first write,
+// and starts the appender of each that holds entries, so that its age limit is checked
+// although no write may ever come.
 func (n *Node) ownershipLoop() {
 	for {
 		ch := n.fsm.Changed()
@@ -710,6 +821,9 @@ func (n *Node) ownershipLoop() {
 					n.reportDamaged(name, &act, seg)
 					n.store.Release(seg) // unsealed: stays open for the appender
 				}
+			}
+			if n.nonEmptyActive(name) != nil {
+				n.appenderFor(name)
 			}
 		}
 		select {

@@ -337,6 +337,7 @@ func Start(cfg Config) (*Node, error) {
 	if err := n.startTiering(); err != nil {
 		return nil, err
 	}
+	n.metrics.reg.MustRegister(n.rpoGauges()...)
 	n.goLoop(func() { n.syncLoop() })
 	n.goLoop(func() { n.registerLoop() })
 	n.goLoop(func() { n.ownershipLoop() })

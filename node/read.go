@@ -452,6 +452,12 @@ func (n *Node) handleRPC(c *rpcConn, id uint64, op byte, body []byte) {
 			e.u64(n.raft.AppliedIndex())
 			c.reply(id, e.b, nil)
 		}()
+	case opUnsealed:
+		go func() {
+			var e encoder
+			e.u64(uint64(n.oldestUnsealedMS()))
+			c.reply(id, e.b, nil)
+		}()
 	case opCount:
 		topic, segID := d.str(), d.u64()
 		go func() {

@@ -29,6 +29,9 @@ const (
 	opStatus byte = 5 // -> applied index, state
 	opCount  byte = 6 // topic, segment -> durable count of a local segment
 	opSync   byte = 7 // (at the Raft leader) barrier -> applied index
+	// opUnsealed -> Unix ms of the oldest entry in an active segment the node leads
+	// (0: none), for floe_cluster_rpo_seconds.
+	opUnsealed byte = 8
 
 	statusOK  byte = 0
 	statusErr byte = 1

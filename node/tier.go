@@ -87,14 +87,6 @@ func (n *Node) startTiering() error {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "floe_cache_limit_bytes", Help: "Bound of the remote-read frame cache (--cache-bytes).",
 		}, func() float64 { return float64(cacheBytes) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "floe_rpo_seconds",
-			Help: "Live RPO of this node: age of the oldest entry it holds on its disk only (not yet archived).",
-		}, func() float64 { return ageSeconds(n.oldestLocalOnly()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "floe_cluster_rpo_seconds",
-			Help: "Age of the oldest sealed segment of any node that is not archived yet (active segments are counted by each node's floe_rpo_seconds).",
-		}, func() float64 { return ageSeconds(n.clusterOldestUnarchived()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "floe_cache_hits_total", Help: "Remote reads served from the frame cache.",
 		}, func() float64 { return float64(cache.Stats().Hits) }),
@@ -105,6 +97,23 @@ func (n *Node) startTiering() error {
 	n.log.Info("tiered storage on", "archive", n.cfg.Archive, "cache_bytes", cacheBytes,
 		"local_retention_bytes", n.cfg.LocalRetentionBytes)
 	return nil
+}
+
+// rpoGauges are the live RPO gauges, with or without --archive. They read the
+// uploader, so they are registered once startTiering has returned.
+func (n *Node) rpoGauges() []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "floe_rpo_seconds",
+			Help: "Live RPO of this node: age of the oldest entry it holds on its disk only, in an active segment it leads " +
+				"or (with --archive) a sealed segment it has not uploaded yet; 0 if none.",
+		}, func() float64 { return ageSeconds(n.oldestLocalOnly()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "floe_cluster_rpo_seconds",
+			Help: "Live RPO of the cluster: age of the oldest entry on one disk only, on any node: in any active segment " +
+				"(counted from its creation if its leader does not answer) or (with --archive) any sealed segment not archived yet; 0 if none.",
+		}, func() float64 { return ageSeconds(n.clusterOldestLocalOnly()) }),
+	}
 }
 
 // ScanSegment implements tiering.Local: it calls fn with every record of a local
