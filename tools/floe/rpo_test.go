@@ -22,6 +22,16 @@ func TestAgeRollOverSurvivesCrashLoop(t *testing.T) {
 	runCrashLoop(t, clusterOpts{}, nil)
 }
 
+// TestAgeRollOverSurvivesCrashLoopArchived is TestAgeRollOverSurvivesCrashLoop with a
+// MinIO archive: the segment is also archived once sealed, and only then do the
+// gauges (which with an archive count sealed segments not uploaded yet) read 0.
+func TestAgeRollOverSurvivesCrashLoopArchived(t *testing.T) {
+	_, o := startMinIOArchive(t)
+	runCrashLoop(t, with(o, "--upload-max-backoff", "500ms"), func(c *cluster, topic string, seg uint64) {
+		c.waitTiers(c.anyRunning(), topic, 1, "both", 60*time.Second)
+	})
+}
+
 // runCrashLoop is TestAgeRollOverSurvivesCrashLoop on a cluster started with o;
 // afterSeal, if set, runs once the segment is sealed.
 func runCrashLoop(t *testing.T, o clusterOpts, afterSeal func(c *cluster, topic string, seg uint64)) {
@@ -42,6 +52,7 @@ func runCrashLoop(t *testing.T, o clusterOpts, afterSeal func(c *cluster, topic 
 	}
 
 	mustOK(t, c.conn(f).Put(topic, []byte("only")), "PUT %s through node %d", topic, f)
+	written := time.Now()
 	seg := c.state(f, topic).CurrentSegment
 	c.waitFor(10*time.Second, "floe_rpo_seconds > 0 on the segment's leader", func() bool {
 		m, err := c.scrape(f)
@@ -53,19 +64,21 @@ func runCrashLoop(t *testing.T, o clusterOpts, afterSeal func(c *cluster, topic 
 		}
 	}
 
-	// active reports whether seg is still the active segment in node via's metadata.
-	active := func(via int) (bool, error) {
+	// stateOf returns seg's state in STATE through node via: "active" or "sealing" while
+	// its Seal is not committed, "sealed" or "archived" after.
+	stateOf := func(via int) (string, error) {
 		st, err := c.tryState(via, topic)
 		if err != nil {
-			return false, err
+			return "", err
 		}
 		for _, s := range st.Segments {
 			if s.ID == seg {
-				return s.State == "active", nil
+				return s.State, nil
 			}
 		}
-		return false, fmt.Errorf("STATE of %s through node %d has no segment %d: %s", topic, via, seg, st.Raw)
+		return "", fmt.Errorf("STATE of %s through node %d has no segment %d: %s", topic, via, seg, st.Raw)
 	}
+	committed := func(state string) bool { return state == "sealed" || state == "archived" }
 
 	c.kill(f)
 	sealed := false
@@ -75,7 +88,7 @@ func runCrashLoop(t *testing.T, o clusterOpts, afterSeal func(c *cluster, topic 
 		}
 		// While its leader is down, the segment can change state only by its leader's
 		// hand: the cluster gauge must count it.
-		if act, err := active(r); err == nil && act {
+		if state, err := stateOf(r); err == nil && !committed(state) {
 			if v := c.mustScrape(r)["floe_cluster_rpo_seconds"]; v <= 0 {
 				t.Errorf("node %d: floe_cluster_rpo_seconds = %v while node %d, leader of non-empty segment %d, is down; want > 0", r, v, f, seg)
 			}
@@ -94,17 +107,20 @@ func runCrashLoop(t *testing.T, o clusterOpts, afterSeal func(c *cluster, topic 
 			}
 			// The gauge is read before the state, so the segment active after means active
 			// when the gauge was computed.
-			act, err := active(f)
-			if err == nil && act && m["floe_rpo_seconds"] <= 0 {
-				t.Errorf("life %d of node %d: floe_rpo_seconds = %v with non-empty segment %d active, want > 0", life, f, m["floe_rpo_seconds"], seg)
+			state, err := stateOf(f)
+			if err == nil && !committed(state) && m["floe_rpo_seconds"] <= 0 {
+				t.Errorf("life %d of node %d: floe_rpo_seconds = %v with non-empty segment %d %s, want > 0", life, f, m["floe_rpo_seconds"], seg, state)
 			}
-			sealed = err == nil && !act
+			sealed = err == nil && committed(state)
 			time.Sleep(50 * time.Millisecond) // poll interval of a condition wait
 		}
 		if !sealed {
 			c.kill(f)
 		}
 		t.Logf("life %d of node %d: segment %d sealed: %v", life, f, seg, sealed)
+		if sealed {
+			t.Logf("segment %d sealed after %v", seg, time.Since(written))
+		}
 	}
 
 	st := c.state(r, topic)
@@ -121,7 +137,8 @@ func runCrashLoop(t *testing.T, o clusterOpts, afterSeal func(c *cluster, topic 
 		afterSeal(c, topic, seg)
 	}
 	// Nothing is single-copy any more (without an archive, a sealed segment counts as
-	// settled: it is what --max-segment-age bounds): every gauge is back to 0.
+	// settled: the unsealed entries are what --max-segment-age bounds): every gauge is
+	// back to 0.
 	c.waitFor(30*time.Second, "floe_rpo_seconds and floe_cluster_rpo_seconds 0 on every node", func() bool {
 		for id := 1; id <= 3; id++ {
 			m, err := c.scrape(id)
@@ -131,4 +148,31 @@ func runCrashLoop(t *testing.T, o clusterOpts, afterSeal func(c *cluster, topic 
 		}
 		return true
 	})
+}
+
+// TestRestartedLeaderTakesWritesArchived: with --archive, a leader restarted with a
+// non-empty active segment takes writes to it again. Local retention asks at start
+// whether the node holds each segment it led; that question must not open the active
+// segment's file read-only (as if sealed) before the node reopens it for appending,
+// which left the segment "sealing" and every write to it failing.
+func TestRestartedLeaderTakesWritesArchived(t *testing.T) {
+	_, o := startMinIOArchive(t)
+	c := startCluster(t, with(o, "--max-segment-age", "1h"))
+	r := c.raftLeader()
+	f := r%3 + 1
+	topic := c.topicLedBy(r, "restarted", f)
+	mustOK(t, c.conn(f).Put(topic, []byte("before")), "PUT %s through node %d", topic, f)
+	for life := 1; life <= 3; life++ {
+		c.kill(f)
+		c.start(f)
+		c.waitFor(30*time.Second, fmt.Sprintf("node %d to hold the write lease", f), func() bool {
+			m, err := c.scrape(f)
+			return err == nil && m["floe_write_lease"] == 1
+		})
+		mustOK(t, c.conn(f).Put(topic, []byte(fmt.Sprintf("after-%d", life))), "PUT %s through node %d after restart %d", topic, f, life)
+	}
+	st := c.state(r, topic)
+	if len(st.Segments) != 1 || st.EndOffset == nil || *st.EndOffset != 4 {
+		t.Fatalf("STATE of %s = %s, want one active segment of 4 entries", topic, st.Raw)
+	}
 }
