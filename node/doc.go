@@ -18,4 +18,7 @@
 //
 //	raft/                       Raft log, stable store and snapshots (package meta)
 //	segments/<topic>/<id>.wal   one WAL file per segment this node led (package node/segment)
+//	abandoned/<topic>/          salvage copies of segments abandoned by recover-segment
+//	cache/                      archive frames read (bounded by --cache-bytes; emptied at start)
+//	upload/                     objects being encoded for upload (emptied at start)
 package node

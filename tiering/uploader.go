@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -54,7 +55,8 @@ type UploaderConfig struct {
 	FSM     *meta.FSM
 	Local   Local
 	Propose Proposer
-	// TempDir holds objects while they are encoded (created if missing).
+	// TempDir holds objects while they are encoded (created if missing). It belongs to
+	// this uploader alone: NewUploader removes what a crash left there (upload-*.seg).
 	TempDir string
 	Logger  *slog.Logger
 	// Registerer receives the upload metrics (nil: none).
@@ -101,6 +103,7 @@ func NewUploader(cfg UploaderConfig) *Uploader {
 	if cfg.MaxBackoff == 0 {
 		cfg.MaxBackoff = 30 * time.Second
 	}
+	removeStaleTemps(cfg.TempDir, cfg.Logger)
 	u := &Uploader{
 		cfg: cfg, log: cfg.Logger.With("component", "uploader"), unconfirmed: map[segRef]bool{}, differs: map[segRef]error{},
 		uploads: prometheus.NewCounter(prometheus.CounterOpts{
@@ -488,4 +491,21 @@ func (u *Uploader) verifyExisting(ctx context.Context, key, topic string, s *met
 		return nil, fmt.Errorf("%w: %q: %v", ErrConflict, key, err)
 	}
 	return body, nil
+}
+
+// removeStaleTemps deletes the objects a crash left half-encoded in dir. Nothing else
+// writes there, and the uploader that will is not running yet.
+func removeStaleTemps(dir string, log *slog.Logger) {
+	if dir == "" {
+		return
+	}
+	stale, _ := filepath.Glob(filepath.Join(dir, "upload-*.seg"))
+	for _, f := range stale {
+		if err := os.Remove(f); err != nil {
+			log.Warn("cannot remove a stale upload file", "file", f, "err", err)
+		}
+	}
+	if len(stale) > 0 {
+		log.Info("removed upload files left by a crash", "dir", dir, "files", len(stale))
+	}
 }
