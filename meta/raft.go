@@ -296,8 +296,15 @@ func Seed(dir string, nodeID uint64, advertise string, state []byte, index uint6
 	if has {
 		return fmt.Errorf("meta: %q already holds Raft state; seed only an empty data dir", dir)
 	}
-	if err := json.Unmarshal(state, &State{}); err != nil {
+	st := &State{}
+	if err := json.Unmarshal(state, st); err != nil {
 		return fmt.Errorf("meta: the state to seed does not decode: %w", err)
+	}
+	// The snapshot names its applied index: a member that joins gets this snapshot from
+	// the leader and restores it through FSM.Restore, which does not know Raft's index.
+	state, err = json.Marshal(snapshotJSON{State: st, AppliedIndex: index})
+	if err != nil {
+		return fmt.Errorf("meta: cannot encode the state to seed: %w", err)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("meta: cannot create %q: %w", dir, err)

@@ -181,6 +181,26 @@ func (n *Node) tryClaim(ctx context.Context, id string) error {
 	return err
 }
 
+// checkOwnClaim returns nil unless the archive's claim names another cluster (or is
+// not a floe claim, or cannot be read). The bootstrap check keeps a new cluster off a
+// prefix that holds data, but one started with --force-new-cluster while this cluster
+// had written nothing yet takes the claim: from then on this cluster's metadata knows
+// nothing of that cluster's objects, and must not delete them as orphans. A missing
+// claim (a cluster from before claims; claimLoop writes it) is no objection.
+func (n *Node) checkOwnClaim(ctx context.Context) error {
+	c, err := readClaim(ctx, n.bucket)
+	switch {
+	case archive.IsNotFound(err):
+		return nil
+	case err != nil:
+		return err
+	case c.ClusterID != n.fsm.ClusterID():
+		n.metrics.claimedByOther.Set(1)
+		return claimedError(c)
+	}
+	return nil
+}
+
 // claimLoop keeps the claim fresh while this node is the Raft leader, and writes it
 // if it is missing (a cluster that predates claims, or an emptied bucket). A claim
 // naming another cluster is reported, never overwritten.

@@ -155,6 +155,11 @@ func (n *Node) Sweep(ctx context.Context, dryRun bool) (*tiering.SweepReport, er
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
+	if !dryRun {
+		if err := n.checkOwnClaim(ctx); err != nil {
+			return nil, fmt.Errorf("the orphan sweeper deletes nothing: %w", err)
+		}
+	}
 	rep, err := n.sweeper.Sweep(ctx, dryRun)
 	if err == nil && len(rep.Orphans) > 0 {
 		n.log.Info("orphan sweep", "dry_run", dryRun, "scanned", rep.Scanned, "orphans", len(rep.Orphans),

@@ -179,7 +179,7 @@ func rebuildTopic(ctx context.Context, b archive.Bucket, t *meta.Topic, objs map
 			switch {
 			case i == len(missing)-1:
 				count = base - at
-			case m.State == meta.Sealed && m.Count > 0 && at+m.Count <= base: // from the snapshot
+			case (m.State == meta.Sealed || m.State == meta.Archived) && m.Count > 0 && at+m.Count <= base: // from the snapshot
 				count = m.Count
 			}
 			bytes, crc := m.Bytes, m.CRC
