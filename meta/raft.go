@@ -262,6 +262,14 @@ func (m *Raft) Members() ([]Member, error) {
 	return out, nil
 }
 
+// HasConfiguration reports whether this member knows any Raft configuration (from a
+// bootstrap, a seed, or a member that added it). A member opened on state of its own
+// that knows none was never added to a cluster: it must still join one.
+func (m *Raft) HasConfiguration() bool {
+	f := m.r.GetConfiguration()
+	return f.Error() == nil && len(f.Configuration().Servers) > 0
+}
+
 // Close shuts raft down and closes its stores.
 func (m *Raft) Close() error {
 	err := m.r.Shutdown().Error()

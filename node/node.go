@@ -305,6 +305,11 @@ func Start(cfg Config) (*Node, error) {
 	close(n.rpcReady)
 
 	switch {
+	case hasState && cfg.Join != "" && !n.raft.HasConfiguration():
+		// Killed during its first join: its Raft state exists, but no member's
+		// configuration has reached it. Nothing else would ever add it.
+		n.log.Info("restarting with raft state but no membership: the first join did not finish; joining cluster", "via", cfg.Join)
+		n.goLoop(func() { n.joinLoop() })
 	case hasState:
 		n.log.Info("restarting with existing raft state", "dir", raftDir)
 	case cfg.Join == "":

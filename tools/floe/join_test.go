@@ -129,6 +129,26 @@ func TestJoin(t *testing.T) {
 	checkMembers(fmt.Sprintf("after restarting node %d", n4), 4)
 }
 
+// TestJoinKilledDuringJoin: a new node killed during its first --join (it has opened
+// its Raft state, but no member has added it yet) finishes joining when restarted with
+// the same flags, instead of waiting forever as a member of nothing.
+func TestJoinKilledDuringJoin(t *testing.T) {
+	c := startCluster(t, clusterOpts{})
+	via := c.raftLeader()%3 + 1 // a follower, frozen: the join request waits unanswered
+	c.pause(via)
+	n4 := c.addNode(via)
+	c.waitFor(10*time.Second, fmt.Sprintf("node %d to start joining", n4), func() bool {
+		return strings.Contains(readFile(t, c.node(n4).logPath), "joining cluster")
+	})
+	c.kill(n4)
+	c.resume(via)
+	c.waitMembers(3, 30*time.Second)
+
+	c.start(n4)
+	c.waitMembers(4, 30*time.Second)
+	c.waitReady(30 * time.Second)
+}
+
 // metricsClusterID reads floe's cluster_id from a METRICS reply.
 func metricsClusterID(m *client.Metrics) string {
 	var v struct {
