@@ -14,7 +14,7 @@ import (
 // RecoverSegment moves a topic's writes off its active segment's leader while that
 // node is down (DESIGN section 7, floe cluster recover-segment): the segment is sealed
 // empty and abandoned through Raft, and the next one starts at its base on node to (0:
-// the next live voter). What the old leader wrote into it and had not archived (its
+// the next live voter; any other node must be a voter, else ErrBadRequest). What the old leader wrote into it and had not archived (its
 // active segment is never archived) is no longer part of the topic; when the node
 // returns, it sets the file aside under <data-dir>/abandoned/. Unless force, a leader
 // that answers is not recovered from: its segment is not lost.
@@ -24,6 +24,11 @@ func (n *Node) RecoverSegment(ctx context.Context, topic string, to uint64, forc
 		return nil, err
 	}
 	act := *t.Active()
+	if to != 0 {
+		if err := n.checkVoter(to); err != nil {
+			return nil, err
+		}
+	}
 	if !force && n.peerAnswers(ctx, act.Leader) {
 		return nil, fmt.Errorf("%w: node %d, leader of segment %d of %q, answers (a status probe within --lease-timeout %v, or it leads Raft) and may still acknowledge writes; recovering would abandon what it holds (force it if that node must go)",
 			ErrBadRequest, act.Leader, act.ID, topic, n.cfg.LeaseTimeout)
@@ -45,6 +50,25 @@ func (n *Node) RecoverSegment(ctx context.Context, topic string, to uint64, forc
 	}
 	next := *t.Active()
 	return &next, nil
+}
+
+// checkVoter returns ErrBadRequest unless node id is a voter of the Raft
+// configuration: a segment led by any other node would take no writes.
+func (n *Node) checkVoter(id uint64) error {
+	members, err := n.raft.Members()
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	var voters []uint64
+	for _, m := range members {
+		if m.ID == id && m.Voter {
+			return nil
+		}
+		if m.Voter {
+			voters = append(voters, m.ID)
+		}
+	}
+	return fmt.Errorf("%w: node %d is not a voter of the cluster (voters: %v); a segment must be led by one", ErrBadRequest, id, voters)
 }
 
 // peerAnswers reports whether node id may be alive and hold its write lease: it is

@@ -33,6 +33,15 @@ func TestRecoverSegment(t *testing.T) {
 	}
 
 	c.kill(x)
+	// --to must name a voter: a segment led by a node that is not a member would
+	// take no writes until an operator noticed.
+	out, err = runFloe(t, "cluster", "recover-segment", topic, "--to", "9", "--http", httpOf(y))
+	if err == nil || !strings.Contains(out, "node 9 is not a voter") {
+		t.Fatalf("recover-segment --to 9 (not a member): %v\n%s, want an error naming node 9 as no voter", err, out)
+	}
+	if st := c.state(y, topic); len(st.Segments) != 1 || int(st.Segments[0].Leader) != x {
+		t.Fatalf("STATE after a refused recover-segment: %s, want segment 1 still on node %d", st.Raw, x)
+	}
 	out, err = runFloe(t, "cluster", "recover-segment", topic, "--http", httpOf(y))
 	if err != nil || !strings.Contains(out, "from offset 0") {
 		t.Fatalf("recover-segment with node %d down: %v\n%s", x, err, out)
