@@ -231,11 +231,8 @@ func (m *Raft) LastIndex() uint64 { return m.r.LastIndex() }
 // AppliedIndex is the last index applied to the FSM.
 func (m *Raft) AppliedIndex() uint64 { return m.r.AppliedIndex() }
 
-// Term returns the current term as raft reports it.
-func (m *Raft) Term() uint64 {
-	t, _ := strconv.ParseUint(m.r.Stats()["term"], 10, 64)
-	return t
-}
+// Term returns the current term as raft reports it (cheap: an atomic load).
+func (m *Raft) Term() uint64 { return m.r.CurrentTerm() }
 
 // Member is one entry of the Raft configuration.
 type Member struct {

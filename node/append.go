@@ -237,6 +237,10 @@ func (a *appender) current() (*meta.Topic, error) {
 		return t, fmt.Errorf("%w: segment %d of %q is led by node %d", ErrNotLeader, act.ID, a.topic, act.Leader)
 	}
 	if a.seg == nil {
+		// Neither create nor open the file before the metadata has caught up.
+		if !a.n.hasLease() {
+			return t, a.noLease()
+		}
 		seg, err := a.n.store.Create(a.topic, act.ID)
 		if err != nil {
 			return t, fmt.Errorf("%w: cannot open segment %d of %q: %v", ErrUnavailable, act.ID, a.topic, err)
@@ -269,8 +273,20 @@ func (a *appender) process(batch []*appendReq) {
 				seen = map[uint64]bool{}
 			}
 			if res, ok := a.done[id]; ok {
-				r.done(res)
-				continue
+				// The original outcome stands only as long as this node may still
+				// acknowledge writes, and only if its segment is still part of the
+				// topic: what went into a segment abandoned since is not, so the
+				// request is taken as new (and refused with ErrNotLeader, which sends
+				// it to the segment that replaced it).
+				if !a.n.hasLease() {
+					r.done(appendResult{err: a.noLease()})
+					continue
+				}
+				if s, ok := a.n.fsm.SegmentOf(a.topic, res.segment); !ok || !s.Abandoned {
+					r.done(res)
+					continue
+				}
+				delete(a.done, id)
 			}
 			if seen[id] {
 				retries = append(retries, r)
@@ -310,6 +326,11 @@ func (a *appender) process(batch []*appendReq) {
 	}
 }
 
+// noLease is the error of an append this node may not acknowledge now.
+func (a *appender) noLease() error {
+	return fmt.Errorf("%w: node %d has no write lease (cut off from the raft leader, or its metadata not caught up yet)", ErrUnavailable, a.n.cfg.NodeID)
+}
+
 // write appends a batch of distinct requests, rolling over as limits are reached.
 func (a *appender) write(batch []*appendReq) {
 	for len(batch) > 0 {
@@ -321,7 +342,7 @@ func (a *appender) write(batch []*appendReq) {
 		// Without the lease, fail at once: neither write nor try to seal (a node cut
 		// off from the quorum must answer quickly, not wait for a Raft commit).
 		if !a.n.hasLease() {
-			a.fail(batch, fmt.Errorf("%w: node %d has no quorum lease (cut off from the raft leader)", ErrUnavailable, a.n.cfg.NodeID))
+			a.fail(batch, a.noLease())
 			return
 		}
 		if a.sealing {
@@ -802,34 +823,44 @@ func retryable(err error) bool {
 		errors.Is(err, meta.ErrNotLeader) || errors.Is(err, meta.ErrStaleSegment)
 }
 
-// ownershipLoop opens, at start and after every metadata change, the active segments
-// this node leads, so that a restarted leader recovers its WAL before the first write,
-// and starts the appender of each that holds entries, so that its age limit is checked
-// although no write may ever come.
+// ownershipLoop, once the metadata has caught up after start and after every
+// metadata change, opens the active segments this node leads, so that a restarted
+// leader recovers its WAL before the first write, and starts the appender of each that
+// holds entries, so that its age limit is checked although no write may ever come. It
+// creates no file while the metadata may be stale: a node returning from a partition
+// or a restart may still see itself as the leader of a segment that was sealed or
+// abandoned meanwhile.
 func (n *Node) ownershipLoop() {
 	for {
-		ch := n.fsm.Changed()
-		for _, name := range n.fsm.TopicNames() {
-			act, _, ok := n.fsm.ActiveOf(name)
-			if !ok || act.Leader != n.cfg.NodeID {
-				continue
-			}
-			if _, open := n.store.Get(name, act.ID); !open {
-				if seg, err := n.store.Create(name, act.ID); err != nil {
-					n.log.Error("cannot open active segment", "topic", name, "segment", act.ID, "err", err)
-				} else {
-					n.reportDamaged(name, &act, seg)
-					n.store.Release(seg) // unsealed: stays open for the appender
-				}
-			}
-			if n.nonEmptyActive(name) != nil {
-				n.appenderFor(name)
-			}
+		ch, synced := n.fsm.Changed(), n.syncedChanged()
+		if n.synced.Load() {
+			n.openLedSegments()
 		}
 		select {
 		case <-ch:
+		case <-synced:
 		case <-n.ctx.Done():
 			return
+		}
+	}
+}
+
+func (n *Node) openLedSegments() {
+	for _, name := range n.fsm.TopicNames() {
+		act, _, ok := n.fsm.ActiveOf(name)
+		if !ok || act.Leader != n.cfg.NodeID {
+			continue
+		}
+		if _, open := n.store.Get(name, act.ID); !open {
+			if seg, err := n.store.Create(name, act.ID); err != nil {
+				n.log.Error("cannot open active segment", "topic", name, "segment", act.ID, "err", err)
+			} else {
+				n.reportDamaged(name, &act, seg)
+				n.store.Release(seg) // unsealed: stays open for the appender
+			}
+		}
+		if n.nonEmptyActive(name) != nil {
+			n.appenderFor(name)
 		}
 	}
 }

@@ -205,9 +205,12 @@ type Node struct {
 
 	reqIDs atomic.Uint64 // request ids of appends (random start)
 	bootID uint64        // random per process: tells a restarted node from its former self
-	// synced is set once this node's metadata caught up with the Raft leader's after
-	// start; until then it holds no write lease.
-	synced atomic.Bool
+	// synced is set once this node's metadata has caught up with the Raft leader's
+	// since its lease last lapsed (or since start); until then it holds no write lease
+	// and creates no segment file. leaseMu orders its changes with the lease checks.
+	synced  atomic.Bool
+	leaseMu sync.Mutex
+	lease   leaseState
 
 	// applyFault, set by tests only, runs on the Raft leader after it applied a
 	// forwarded command; an error it returns is sent instead of the result, as if the
@@ -343,7 +346,9 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.metrics.reg.MustRegister(n.rpoGauges()...)
-	n.goLoop(func() { n.syncLoop() })
+	kick := make(chan struct{}, 1)
+	n.goLoop(func() { n.leaseLoop(kick) })
+	n.goLoop(func() { n.catchUpLoop(kick) })
 	n.goLoop(func() { n.registerLoop() })
 	n.goLoop(func() { n.ownershipLoop() })
 	n.goLoop(func() { n.retentionLoop() })
@@ -459,25 +464,91 @@ func (n *Node) nodePeer(id uint64) (*peer, error) {
 	return n.peer(info.RaftAddr), nil
 }
 
-// hasLease reports whether this node may acknowledge writes now: its metadata has
-// caught up with the leader's since it started (a restarted node must not write to a
-// segment that was sealed while it was down), and it is the Raft leader
-// (which steps down within LeaderLeaseTimeout without a quorum), or a follower that
-// heard from the leader recently enough that, even if that leader has lost its quorum,
-// --lease-timeout has not run out since. DESIGN section 5.2.
-func (n *Node) hasLease() bool {
-	if !n.synced.Load() {
-		return false
-	}
-	if n.raft.IsLeader() {
-		return true
-	}
+// hasLease reports whether this node may acknowledge writes now (DESIGN section 5.2):
+//   - it is the Raft leader (which steps down within LeaderLeaseTimeout without a
+//     quorum), or a follower that heard from the leader recently enough that, even if
+//     that leader has lost its quorum, --lease-timeout has not run out since; and
+//   - its metadata has caught up with the leader's since the lease last lapsed: its
+//     applied index reached the leader's commit index, asked for after the lapse.
+//     Raft's last contact comes back with the first message after a partition heals,
+//     before the entries that sealed, abandoned or moved a segment are applied here.
+//
+// Every check notes a lapse it sees (see checkLease), so a lapse cannot go unnoticed
+// between two checks; leaseLoop checks often, and catchUpLoop catches the metadata up
+// after one.
+func (n *Node) hasLease() bool { return n.checkLease(time.Now()) }
+
+// leaseState is what checkLease remembers between checks (under Node.leaseMu).
+type leaseState struct {
+	lapses    uint64    // lapses seen; a catch-up started before the latest one does not count
+	wasLeader bool      // Raft leader at the last check
+	term      uint64    // Raft term at the last check
+	contact   time.Time // Raft's last contact seen at the last check (now, while leader)
+	changed   chan struct{}
+}
+
+// leaseWindow is how long after the last contact with the Raft leader a follower
+// still holds its lease.
+func (n *Node) leaseWindow() time.Duration { return n.cfg.LeaseTimeout - 2*n.cfg.leaderLease() }
+
+// checkLease reports whether this node holds its write lease at now, and clears
+// synced if the lease has lapsed since the last check: no contact within the window
+// now, none between the contact the last check saw and now (a lapse healed in
+// between), or a change of Raft leadership or term (a new leader's metadata may lag
+// what its predecessor committed; a deposed one's certainly does). A check that finds
+// nothing wrong but runs more than a window after the last one's contact counts as a
+// lapse too: it cannot prove there was none.
+func (n *Node) checkLease(now time.Time) bool {
+	term := n.raft.Term()
+	leader := n.raft.IsLeader()
 	lc := n.raft.LastContact()
-	if lc.IsZero() {
+	window := n.leaseWindow()
+	n.leaseMu.Lock()
+	defer n.leaseMu.Unlock()
+	l := &n.lease
+	held := leader || (!lc.IsZero() && now.Sub(lc) < window)
+	lapsed := !held || leader != l.wasLeader || term != l.term ||
+		(!leader && (l.contact.IsZero() || now.Sub(l.contact) >= window))
+	if lapsed {
+		l.lapses++
+		if n.synced.Swap(false) {
+			n.log.Warn("write lease lapsed: no writes until the metadata catches up with the raft leader's",
+				"raft_leader", leader, "was_raft_leader", l.wasLeader, "last_contact", lc)
+		}
+	}
+	l.wasLeader, l.term = leader, term
+	if leader {
+		l.contact = now
+	} else {
+		l.contact = lc
+	}
+	return held && !lapsed && n.synced.Load()
+}
+
+// leaseSynced sets synced after a catch-up that started when lapses lapses had been
+// seen, unless another lapse came since. It reports whether it did.
+func (n *Node) leaseSynced(lapses uint64) bool {
+	n.leaseMu.Lock()
+	defer n.leaseMu.Unlock()
+	if n.lease.lapses != lapses {
 		return false
 	}
-	window := n.cfg.LeaseTimeout - 2*n.cfg.leaderLease()
-	return time.Since(lc) < window
+	n.synced.Store(true)
+	if n.lease.changed != nil {
+		close(n.lease.changed)
+		n.lease.changed = nil
+	}
+	return true
+}
+
+// syncedChanged returns a channel closed the next time synced is set.
+func (n *Node) syncedChanged() <-chan struct{} {
+	n.leaseMu.Lock()
+	defer n.leaseMu.Unlock()
+	if n.lease.changed == nil {
+		n.lease.changed = make(chan struct{})
+	}
+	return n.lease.changed
 }
 
 // backoff sleeps for the attempt's delay or until ctx ends or the FSM changes.
@@ -704,20 +775,55 @@ func (n *Node) syncMeta(ctx context.Context) error {
 	return n.waitApplied(ctx, applied)
 }
 
-// syncLoop catches this node's metadata up with the leader's after start, then lets it
-// take write leases.
-func (n *Node) syncLoop() {
-	for attempt := 0; n.ctx.Err() == nil; attempt++ {
-		ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
-		err := n.syncMeta(ctx)
-		cancel()
-		if err == nil {
-			n.synced.Store(true)
-			n.log.Debug("metadata caught up", "applied", n.fsm.AppliedIndex())
+// leaseLoop checks the write lease a few times per lease window, so that a lapse is
+// seen even while no write comes, and wakes catchUpLoop while the node is not synced.
+func (n *Node) leaseLoop(kick chan<- struct{}) {
+	tick := time.NewTicker(max(n.leaseWindow()/4, 10*time.Millisecond))
+	defer tick.Stop()
+	for {
+		n.checkLease(time.Now())
+		if !n.synced.Load() {
+			select {
+			case kick <- struct{}{}:
+			default:
+			}
+		}
+		select {
+		case <-tick.C:
+		case <-n.ctx.Done():
 			return
 		}
-		n.log.Debug("metadata not caught up yet", "err", err)
-		n.backoff(n.ctx, attempt+2, nil)
+	}
+}
+
+// catchUpLoop catches the metadata up with the Raft leader's after start and after
+// every lapse of the lease, which lets the node take writes again. A catch-up that a
+// lapse overtook is done again.
+func (n *Node) catchUpLoop(kick <-chan struct{}) {
+	for attempt := 0; ; {
+		select {
+		case <-kick:
+		case <-n.ctx.Done():
+			return
+		}
+		for !n.synced.Load() && n.ctx.Err() == nil {
+			n.leaseMu.Lock()
+			lapses := n.lease.lapses
+			n.leaseMu.Unlock()
+			ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+			err := n.syncMeta(ctx)
+			cancel()
+			if err != nil {
+				n.log.Debug("metadata not caught up yet", "err", err)
+				attempt++
+				n.backoff(n.ctx, attempt+2, nil)
+				continue
+			}
+			if n.leaseSynced(lapses) {
+				n.log.Debug("metadata caught up", "applied", n.fsm.AppliedIndex())
+				attempt = 0
+			}
+		}
 	}
 }
 

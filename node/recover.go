@@ -2,8 +2,10 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -120,8 +122,17 @@ func probeAnswers(ctx context.Context, p *peer, window time.Duration) bool {
 }
 
 // setAsideAbandoned moves this node's files of abandoned segments it led out of the
-// segment store, to <data-dir>/abandoned/<topic>/, for salvage with floe wal dump.
+// segment store, to <data-dir>/abandoned/<topic>/, for salvage with floe wal dump. It
+// acts only on metadata caught up with the Raft leader's (a stale view could not name
+// an abandoned segment wrongly, but the store must be the one the metadata describes).
+// A copy never replaces a file there: it gets a name of its own (see salvageCopy),
+// and the segment's file is removed only once the copy and its directory are fsynced.
+// done (segments already handled) lives in memory: after a restart, a file already set
+// aside is simply not in the store any more.
 func (n *Node) setAsideAbandoned(done map[segKey]bool) {
+	if !n.synced.Load() {
+		return
+	}
 	for _, name := range n.fsm.TopicNames() {
 		var ids []uint64
 		n.fsm.View(name, func(t *meta.Topic) {
@@ -141,8 +152,8 @@ func (n *Node) setAsideAbandoned(done map[segKey]bool) {
 				count = seg.Count()
 			}
 			src := n.store.Path(name, id)
-			dst := filepath.Join(n.cfg.DataDir, "abandoned", name, filepath.Base(src))
-			if err := copyFile(src, dst); err != nil {
+			dst, err := salvageCopy(src, filepath.Join(n.cfg.DataDir, "abandoned"), name)
+			if err != nil {
 				n.log.Error("cannot set aside the file of an abandoned segment", "topic", name, "segment", id, "err", err)
 				continue
 			}
@@ -157,26 +168,67 @@ func (n *Node) setAsideAbandoned(done map[segKey]bool) {
 	}
 }
 
-func copyFile(src, dst string) error {
+// salvageCopy copies the file src into <root>/<topic>/ under a name no file there has
+// (src's base name, else that name with .1, .2, ... appended) and returns its path.
+// The copy is written under a temporary name and fsynced, then linked to its final
+// name, which fails rather than replace a file; the directories are fsynced, so the
+// copy is durable when it returns. It never writes to an existing file.
+func salvageCopy(src, root, topic string) (string, error) {
+	dir := filepath.Join(root, topic)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	for _, d := range []string{filepath.Dir(root), root, dir} { // the new entries, if any
+		if err := syncDir(d); err != nil {
+			return "", err
+		}
+	}
 	in, err := os.Open(src)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer in.Close()
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
+	tmp, err := os.CreateTemp(dir, ".salvage-*")
+	if err != nil {
+		return "", err
 	}
-	out, err := os.Create(dst)
+	defer os.Remove(tmp.Name())
+	if _, err := io.Copy(tmp, in); err != nil {
+		tmp.Close()
+		return "", fmt.Errorf("cannot copy %q: %w", src, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return "", err
+	}
+	if err := tmp.Close(); err != nil {
+		return "", err
+	}
+	base := filepath.Base(src)
+	for i := 0; ; i++ {
+		dst := filepath.Join(dir, base)
+		if i > 0 {
+			dst = fmt.Sprintf("%s.%d", dst, i)
+		}
+		err := os.Link(tmp.Name(), dst)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		return dst, syncDir(dir)
+	}
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("cannot fsync directory %q: %w", dir, err)
 	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
+	return nil
 }

@@ -71,3 +71,152 @@ func TestRecoverSegment(t *testing.T) {
 	})
 	checkEntries(t, "READ through the returned node", c.readAll(x, topic), func(i int) string { return fmt.Sprintf("new-%d", i) }, 5)
 }
+
+// TestRecoverSegmentHealedLeader: node X, leader of a topic's active segment, is cut
+// off (frozen) while the rest of the cluster commits a long backlog of metadata and
+// recovers the segment; PUTs sent to X meanwhile wait in its socket.
+//   - When X thaws, Raft contact comes back before its metadata has caught up (the
+//     backlog reaches it in batches): X must not acknowledge those PUTs into the
+//     abandoned segment. Every PUT it acknowledges is in the topic.
+//   - X sets its file of the abandoned segment aside with the entries it held. After
+//     a restart, replaying its Raft log, X leads that segment again for a moment: it
+//     must neither create the file anew nor touch the salvage copy.
+func TestRecoverSegmentHealedLeader(t *testing.T) {
+	c := startCluster(t, clusterOpts{})
+	httpOf := func(id int) string { return "127.0.0.1:" + strconv.Itoa(c.node(id).httpPort) }
+	r := c.raftLeader()
+	x := r%3 + 1 // a follower leads the topic's active segment
+	y := 6 - r - x
+	topic := c.topicLedBy(r, "heal", x)
+	wx := c.conn(x)
+	for i := 0; i < 3; i++ {
+		mustOK(t, wx.Put(topic, []byte(fmt.Sprintf("old-%d", i))), "PUT old-%d through node %d", i, x)
+	}
+
+	c.pause(x)
+	bulkRegister(t, c, y, "zbacklog", 1000)
+	out, err := runFloe(t, "cluster", "recover-segment", topic, "--http", httpOf(y))
+	if err != nil || !strings.Contains(out, "from offset 0") {
+		t.Fatalf("recover-segment with node %d frozen: %v\n%s", x, err, out)
+	}
+	q, err := c.dial(x, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	const queued = 20
+	for i := 0; i < queued; i++ {
+		mustOK(t, q.Send([]byte(fmt.Sprintf("PUT %s healed-%d", topic, i))), "queue PUT %d at node %d", i, x)
+	}
+	mustOK(t, q.Flush(), "queue PUTs at node %d", x)
+	c.resume(x)
+	acked := map[string]bool{}
+	for i := 0; i < queued; i++ {
+		reply, err := q.Recv()
+		if err != nil {
+			t.Fatalf("reply %d of node %d to a queued PUT: %v", i, x, err)
+		}
+		if string(reply) == "OK" {
+			acked[fmt.Sprintf("healed-%d", i)] = true
+		}
+	}
+	t.Logf("node %d acknowledged %d of the %d PUTs queued while it was frozen", x, len(acked), queued)
+	c.waitMembers(3, 30*time.Second)
+	c.waitReady(30 * time.Second)
+	got := map[string]int{}
+	for _, e := range c.readAll(y, topic) {
+		got[string(e.Payload)]++
+	}
+	for p := range acked {
+		if got[p] != 1 {
+			t.Errorf("PUT %q acknowledged by node %d after it thawed is in the topic %d times, want 1", p, x, got[p])
+		}
+	}
+
+	aside := filepath.Join(c.node(x).dataDir, "abandoned", topic)
+	segs := filepath.Join(c.node(x).dataDir, "segments", topic)
+	var kept os.DirEntry
+	var keptSize int64
+	c.waitFor(30*time.Second, fmt.Sprintf("node %d to set the abandoned segment's file aside", x), func() bool {
+		files, _ := os.ReadDir(aside)
+		if len(files) != 1 {
+			return false
+		}
+		if _, err := os.Stat(filepath.Join(segs, files[0].Name())); err == nil {
+			return false
+		}
+		kept = files[0]
+		info, err := kept.Info()
+		keptSize = info.Size()
+		return err == nil
+	})
+	if out, err := runFloe(t, "wal", "dump", filepath.Join(aside, kept.Name())); err != nil || strings.Count(out, "\tok\n") != 3 {
+		t.Errorf("the salvage copy of the abandoned segment does not hold the 3 old entries: %v\n%s", err, out)
+	}
+
+	c.kill(x)
+	c.start(x)
+	c.waitMembers(3, 30*time.Second)
+	c.waitReady(30 * time.Second)
+	c.waitFor(20*time.Second, fmt.Sprintf("node %d to keep the salvage copy alone after a restart", x), func() bool {
+		files, _ := os.ReadDir(aside)
+		if len(files) != 1 || files[0].Name() != kept.Name() {
+			return false
+		}
+		info, err := files[0].Info()
+		if err != nil || info.Size() != keptSize {
+			return false
+		}
+		_, err = os.Stat(filepath.Join(segs, kept.Name()))
+		return os.IsNotExist(err)
+	})
+	if out, err := runFloe(t, "wal", "dump", filepath.Join(aside, kept.Name())); err != nil || strings.Count(out, "\tok\n") != 3 {
+		t.Fatalf("after a restart, the salvage copy of the abandoned segment does not hold the 3 old entries: %v\n%s", err, out)
+	}
+}
+
+// bulkRegister registers n topics prefix-0 .. prefix-(n-1) through node via, over a
+// few pipelined connections: a backlog of metadata commands.
+func bulkRegister(t *testing.T, c *cluster, via int, prefix string, n int) {
+	t.Helper()
+	const conns = 4
+	errs := make(chan error, conns)
+	for k := 0; k < conns; k++ {
+		go func() {
+			conn, err := c.dial(via, time.Minute)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer conn.Close()
+			sent := 0
+			for i := k; i < n; i += conns {
+				if err := conn.Send([]byte(fmt.Sprintf("REGISTER %s-%d", prefix, i))); err != nil {
+					errs <- err
+					return
+				}
+				sent++
+			}
+			if err := conn.Flush(); err != nil {
+				errs <- err
+				return
+			}
+			for ; sent > 0; sent-- {
+				reply, err := conn.Recv()
+				if err == nil && string(reply) != "OK" {
+					err = fmt.Errorf("REGISTER through node %d: %s", via, reply)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for k := 0; k < conns; k++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
