@@ -494,10 +494,10 @@ func (n *Node) leaseWindow() time.Duration { return n.cfg.LeaseTimeout - 2*n.cfg
 // checkLease reports whether this node holds its write lease at now, and clears
 // synced if the lease has lapsed since the last check: no contact within the window
 // now, none between the contact the last check saw and now (a lapse healed in
-// between), or a change of Raft leadership or term (a new leader's metadata may lag
-// what its predecessor committed; a deposed one's certainly does). A check that finds
-// nothing wrong but runs more than a window after the last one's contact counts as a
-// lapse too: it cannot prove there was none.
+// between, or a leader that stalled), or a change of Raft leadership or term (a new
+// leader's metadata may lag what its predecessor committed; a deposed one's certainly
+// does). A check that finds nothing wrong but runs more than a window after the last
+// one's contact counts as a lapse too: it cannot prove there was none.
 func (n *Node) checkLease(now time.Time) bool {
 	term := n.raft.Term()
 	leader := n.raft.IsLeader()
@@ -507,8 +507,11 @@ func (n *Node) checkLease(now time.Time) bool {
 	defer n.leaseMu.Unlock()
 	l := &n.lease
 	held := leader || (!lc.IsZero() && now.Sub(lc) < window)
+	// While leader, contact is the time of the last check: a leader that did not
+	// run for a window (a stall, SIGSTOP) may have been deposed meanwhile and not
+	// know it yet.
 	lapsed := !held || leader != l.wasLeader || term != l.term ||
-		(!leader && (l.contact.IsZero() || now.Sub(l.contact) >= window))
+		l.contact.IsZero() || now.Sub(l.contact) >= window
 	if lapsed {
 		l.lapses++
 		if n.synced.Swap(false) {
@@ -751,8 +754,8 @@ func (n *Node) serveRPC(conn net.Conn) {
 	}
 }
 
-// syncMeta is a read barrier: it waits until this node has applied every metadata
-// command the Raft leader had applied when asked.
+// syncMeta is a read barrier: it waits until this node's FSM has applied every
+// metadata command the Raft leader's had applied when asked.
 func (n *Node) syncMeta(ctx context.Context) error {
 	if n.raft.IsLeader() {
 		return n.raft.Barrier(5 * time.Second)
@@ -772,7 +775,27 @@ func (n *Node) syncMeta(ctx context.Context) error {
 	if d.err != nil {
 		return fmt.Errorf("%w: bad sync reply from %s", ErrUnavailable, addr)
 	}
-	return n.waitApplied(ctx, applied)
+	return n.waitFSMApplied(ctx, applied)
+}
+
+// waitFSMApplied waits until this node's FSM has applied the metadata command at index
+// (the leader's FSM applied index). Unlike waitApplied it does not go by Raft's own
+// applied index, which runs ahead of the FSM: Raft counts entries handed to the FSM's
+// goroutine as applied before that goroutine has applied them.
+func (n *Node) waitFSMApplied(ctx context.Context, index uint64) error {
+	for {
+		ch := n.fsm.Changed()
+		if n.fsm.AppliedIndex() >= index {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: waiting for the metadata at index %d: %v", ErrUnavailable, index, ctx.Err())
+		case <-n.ctx.Done():
+			return ErrClosed
+		}
+	}
 }
 
 // leaseLoop checks the write lease a few times per lease window, so that a lapse is

@@ -449,7 +449,7 @@ func (n *Node) handleRPC(c *rpcConn, id uint64, op byte, body []byte) {
 				return
 			}
 			var e encoder
-			e.u64(n.raft.AppliedIndex())
+			e.u64(n.fsm.AppliedIndex()) // the FSM's: Raft's own runs ahead of it
 			c.reply(id, e.b, nil)
 		}()
 	case opUnsealed:

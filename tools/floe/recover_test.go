@@ -81,13 +81,23 @@ func TestRecoverSegment(t *testing.T) {
 //   - X sets its file of the abandoned segment aside with the entries it held. After
 //     a restart, replaying its Raft log, X leads that segment again for a moment: it
 //     must neither create the file anew nor touch the salvage copy.
+//
+// It runs with X a Raft follower, and with X the Raft leader (which thaws still
+// believing it leads).
 func TestRecoverSegmentHealedLeader(t *testing.T) {
+	t.Run("follower", func(t *testing.T) { healedLeaderCase(t, false) })
+	t.Run("raft leader", func(t *testing.T) { healedLeaderCase(t, true) })
+}
+
+func healedLeaderCase(t *testing.T, raftLeader bool) {
 	c := startCluster(t, clusterOpts{})
 	httpOf := func(id int) string { return "127.0.0.1:" + strconv.Itoa(c.node(id).httpPort) }
 	r := c.raftLeader()
-	x := r%3 + 1 // a follower leads the topic's active segment
-	y := 6 - r - x
-	topic := c.topicLedBy(r, "heal", x)
+	x, y := r%3+1, 6-r-(r%3+1) // a follower leads the topic's active segment
+	if raftLeader {
+		x, y = r, r%3+1
+	}
+	topic := c.topicLedBy(y, "heal", x)
 	wx := c.conn(x)
 	for i := 0; i < 3; i++ {
 		mustOK(t, wx.Put(topic, []byte(fmt.Sprintf("old-%d", i))), "PUT old-%d through node %d", i, x)
