@@ -65,7 +65,7 @@ func TestRecoverSegment(t *testing.T) {
 	c.start(x)
 	c.waitMembers(3, 30*time.Second)
 	c.waitFor(30*time.Second, "node "+strconv.Itoa(x)+" to set the abandoned segment's file aside", func() bool {
-		aside, _ := os.ReadDir(filepath.Join(c.node(x).dataDir, "abandoned", topic))
+		aside := salvageFiles(filepath.Join(c.node(x).dataDir, "abandoned", topic))
 		left, _ := os.ReadDir(filepath.Join(c.node(x).dataDir, "segments", topic))
 		return len(aside) == 1 && len(left) == 0
 	})
@@ -148,7 +148,7 @@ func healedLeaderCase(t *testing.T, raftLeader bool) {
 	var kept os.DirEntry
 	var keptSize int64
 	c.waitFor(30*time.Second, fmt.Sprintf("node %d to set the abandoned segment's file aside", x), func() bool {
-		files, _ := os.ReadDir(aside)
+		files := salvageFiles(aside)
 		if len(files) != 1 {
 			return false
 		}
@@ -169,7 +169,7 @@ func healedLeaderCase(t *testing.T, raftLeader bool) {
 	c.waitMembers(3, 30*time.Second)
 	c.waitReady(30 * time.Second)
 	c.waitFor(20*time.Second, fmt.Sprintf("node %d to keep the salvage copy alone after a restart", x), func() bool {
-		files, _ := os.ReadDir(aside)
+		files := salvageFiles(aside)
 		if len(files) != 1 || files[0].Name() != kept.Name() {
 			return false
 		}
@@ -183,6 +183,19 @@ func healedLeaderCase(t *testing.T, raftLeader bool) {
 	if out, err := runFloe(t, "wal", "dump", filepath.Join(aside, kept.Name())); err != nil || strings.Count(out, "\tok\n") != 3 {
 		t.Fatalf("after a restart, the salvage copy of the abandoned segment does not hold the 3 old entries: %v\n%s", err, out)
 	}
+}
+
+// salvageFiles lists the salvage copies in dir, without the temporary files of a copy
+// being made (".salvage-*").
+func salvageFiles(dir string) []os.DirEntry {
+	entries, _ := os.ReadDir(dir)
+	var out []os.DirEntry
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), ".") {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // bulkRegister registers n topics prefix-0 .. prefix-(n-1) through node via, over a
