@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"floe/meta"
@@ -21,6 +22,7 @@ const retentionPeriod = 5 * time.Second
 func (n *Node) retentionLoop() {
 	gone := map[segKey]bool{}     // expired segments whose files this node has removed
 	setAside := map[segKey]bool{} // abandoned segments whose files it has set aside
+	removeSalvageTemps(filepath.Join(n.cfg.DataDir, "abandoned"), n.log)
 	t := time.NewTicker(retentionPeriod)
 	defer t.Stop()
 	for {

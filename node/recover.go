@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"floe/meta"
@@ -147,9 +149,12 @@ func (n *Node) setAsideAbandoned(done map[segKey]bool) {
 				done[segKey{name, id}] = true
 				continue
 			}
-			count := uint64(0)
-			if seg, ok := n.store.Get(name, id); ok {
-				count = seg.Count()
+			// The count for the log line; the file is opened as sealed so that
+			// nothing (not even a torn tail) is changed before it is copied.
+			count := "unknown (the file is damaged: see floe wal dump)"
+			if seg, err := n.store.Acquire(name, id, true); err == nil {
+				count = strconv.FormatUint(seg.Count(), 10)
+				n.store.Release(seg)
 			}
 			src := n.store.Path(name, id)
 			dst, err := salvageCopy(src, filepath.Join(n.cfg.DataDir, "abandoned"), name)
@@ -164,6 +169,20 @@ func (n *Node) setAsideAbandoned(done map[segKey]bool) {
 			done[segKey{name, id}] = true
 			n.log.Error("segment was abandoned while this node was down (floe cluster recover-segment): its entries are not part of the topic; file kept for salvage",
 				"topic", name, "segment", id, "entries", count, "file", dst)
+		}
+	}
+}
+
+// removeSalvageTemps deletes the temporary files of salvage copies that a crash
+// interrupted (<root>/<topic>/.salvage-*): the segment file they were copied from is
+// still in the store (it is removed only after a copy is complete), so the next pass
+// copies it again. Only the goroutine that makes salvage copies may call it, before
+// its first copy.
+func removeSalvageTemps(root string, log *slog.Logger) {
+	temps, _ := filepath.Glob(filepath.Join(root, "*", ".salvage-*"))
+	for _, f := range temps {
+		if err := os.Remove(f); err != nil {
+			log.Warn("cannot remove the temporary file of an interrupted salvage copy", "file", f, "err", err)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -39,5 +40,29 @@ func TestSalvageCopyNeverOverwrites(t *testing.T) {
 	}
 	if files, _ := os.ReadDir(filepath.Join(root, "t")); len(files) != 2 {
 		t.Errorf("%d files set aside, want 2 (no temporary files left)", len(files))
+	}
+}
+
+// TestRemoveSalvageTemps: the temporary file of a copy a crash interrupted goes; the
+// salvage copies stay.
+func TestRemoveSalvageTemps(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "abandoned")
+	dir := filepath.Join(root, "t")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	temp := filepath.Join(dir, ".salvage-123")
+	kept := filepath.Join(dir, "00000000000000000007.wal")
+	for _, f := range []string{temp, kept} {
+		if err := os.WriteFile(f, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	removeSalvageTemps(root, slog.Default())
+	if _, err := os.Stat(temp); !os.IsNotExist(err) {
+		t.Errorf("temporary file of an interrupted copy: Stat = %v, want it removed", err)
+	}
+	if _, err := os.Stat(kept); err != nil {
+		t.Errorf("salvage copy: %v, want it kept", err)
 	}
 }

@@ -69,6 +69,10 @@ func TestRecoverSegment(t *testing.T) {
 		left, _ := os.ReadDir(filepath.Join(c.node(x).dataDir, "segments", topic))
 		return len(aside) == 1 && len(left) == 0
 	})
+	// The log line names what the file held, though the restarted node never opened it.
+	if log, _ := os.ReadFile(c.node(x).logPath); !strings.Contains(string(log), "file kept for salvage") || !strings.Contains(string(log), "entries=10 ") {
+		t.Errorf("node %d's log does not say that the file it set aside held 10 entries:\n%s", x, tail(c.node(x).logPath, 30))
+	}
 	checkEntries(t, "READ through the returned node", c.readAll(x, topic), func(i int) string { return fmt.Sprintf("new-%d", i) }, 5)
 }
 
