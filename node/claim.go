@@ -9,6 +9,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"floe/archive"
@@ -24,9 +25,6 @@ import (
 // claimKey is the claim's object, under the archive's prefix.
 const claimKey = "meta/cluster.json"
 
-// claimInterval is how often the Raft leader refreshes the claim's seen_unix_ms.
-const claimInterval = time.Minute
-
 // ErrBucketClaimed: the bucket belongs to another cluster.
 var ErrBucketClaimed = errors.New("node: the archive belongs to another cluster")
 
@@ -39,14 +37,25 @@ type clusterClaim struct {
 	SeenUnixMS int64  `json:"seen_unix_ms"`
 	Node       uint64 `json:"node"`      // the node that wrote it last
 	Advertise  string `json:"advertise"` // that node's cluster address
+	// TookOver is set when the claim was not made on a prefix nobody had claimed: the
+	// id of the cluster whose claim --force-new-cluster replaced, or tookOverUnknown
+	// when a Raft leader wrote a claim that had gone missing (deleted to give the
+	// prefix back to this cluster, or a cluster from before claims). Another cluster
+	// may then have archived here until shortly after CreatedUnixMS, and the sweeper
+	// deletes nothing older than that (claimSettle). Kept when the claim is refreshed.
+	TookOver string `json:"took_over,omitempty"`
 }
 
-func (n *Node) newClaim(id string, created int64) *clusterClaim {
+// tookOverUnknown is clusterClaim.TookOver of a claim a Raft leader wrote because it
+// was missing.
+const tookOverUnknown = "unknown"
+
+func (n *Node) newClaim(id string, created int64, tookOver string) *clusterClaim {
 	now := time.Now().UnixMilli()
 	if created == 0 {
 		created = now
 	}
-	return &clusterClaim{ClusterID: id, CreatedUnixMS: created, SeenUnixMS: now, Node: n.cfg.NodeID, Advertise: n.advertise}
+	return &clusterClaim{ClusterID: id, CreatedUnixMS: created, SeenUnixMS: now, Node: n.cfg.NodeID, Advertise: n.advertise, TookOver: tookOver}
 }
 
 func readClaim(ctx context.Context, b archive.Bucket) (*clusterClaim, error) {
@@ -167,7 +176,14 @@ func (n *Node) tryClaim(ctx context.Context, id string) error {
 	if err := checkArchiveUnused(ctx, n.bucket); err != nil {
 		return err
 	}
-	err = writeClaim(ctx, n.bucket, n.newClaim(id, 0), !n.cfg.ForceNewCluster)
+	tookOver := ""
+	switch {
+	case c != nil:
+		tookOver = c.ClusterID
+	case err != nil && !archive.IsNotFound(err): // a claim that is not a floe claim
+		tookOver = tookOverUnknown
+	}
+	err = writeClaim(ctx, n.bucket, n.newClaim(id, 0, tookOver), !n.cfg.ForceNewCluster)
 	if archive.IsExists(err) { // another node bootstraps on this archive right now
 		c, err := readClaim(ctx, n.bucket)
 		if err != nil {
@@ -181,35 +197,190 @@ func (n *Node) tryClaim(ctx context.Context, id string) error {
 	return err
 }
 
-// checkOwnClaim returns nil unless the archive's claim names another cluster (or is
-// not a floe claim, or cannot be read). The bootstrap check keeps a new cluster off a
-// prefix that holds data, but one started with --force-new-cluster while this cluster
-// had written nothing yet takes the claim: from then on this cluster's metadata knows
-// nothing of that cluster's objects, and must not delete them as orphans. A missing
-// claim (a cluster from before claims; claimLoop writes it) is no objection.
-func (n *Node) checkOwnClaim(ctx context.Context) error {
+// The claim gates every write this cluster makes to the archive (uploads, put-backs
+// of vanished objects, metadata snapshots, deletes of expired objects, sweeps): a
+// cluster writes only while the claim names its own cluster id. A cluster started
+// with --force-new-cluster while this one had archived nothing yet takes the claim;
+// from then on this cluster must neither add objects the other's metadata does not
+// know (its sweeper would delete them as orphans) nor delete any. Each node keeps its
+// own view of the claim: claimLoop re-reads it every ClaimInterval on every node (the
+// Raft leader rewrites it too), and a write asks archiveWritable, which answers from
+// that view while it is younger than ClaimInterval and reads the claim again (one
+// GET) otherwise. So no write follows a read that showed another cluster's claim, and
+// a node goes on writing for at most ClaimInterval after another cluster took the
+// claim; once it sees the claim, it also confirms no archived object, so local
+// retention keeps every local copy (see claimSettle for the other cluster's side).
+
+// MaxClaimInterval bounds --claim-interval: another cluster's sweeper counts on no
+// node trusting a read of the claim for longer (claimSettle).
+const MaxClaimInterval = time.Minute
+
+// claimSettle is how long after a claim's created time the sweeper of the cluster it
+// names deletes nothing last modified earlier. A cluster that lost the claim goes on
+// writing for at most MaxClaimInterval after it was taken (its view of the claim is
+// that old at most), and drops a local copy only after confirming its object under a
+// view that showed its own claim: so every object of the losing cluster whose local
+// copy it may have dropped was last modified before the claim's created time plus
+// MaxClaimInterval. The other minute covers clock skew between the nodes and the
+// store, and the requests in flight.
+const claimSettle = MaxClaimInterval + time.Minute
+
+// claimRecheck is how often a node that found another cluster's claim reads it again
+// on demand (claimLoop reads it every ClaimInterval regardless).
+const claimRecheck = time.Second
+
+// claimView is a node's latest read of the archive's claim.
+type claimView struct {
+	mu     sync.Mutex
+	readAt time.Time // when it was read (monotonic); zero: never
+	// foreign is the claimedError while the claim names another cluster (or is not
+	// a floe claim); nil while it names this cluster or is missing.
+	foreign error
+	// created is the claim's created time when it names this cluster (zero if
+	// missing); tookOver its TookOver.
+	created  time.Time
+	tookOver string
+	// logged is when the ERROR about another cluster's claim was last logged.
+	logged time.Time
+
+	read sync.Mutex // one read of the claim at a time
+}
+
+// archiveWritable returns nil if this node may write to the archive now: its view of
+// the claim, at most ClaimInterval old, names this cluster (or no claim exists: the
+// Raft leader writes one). Otherwise an error wrapping ErrBucketClaimed, or the
+// error that kept it from reading the claim. It costs no request while the view is
+// fresh; safe for concurrent use.
+func (n *Node) archiveWritable(ctx context.Context) error {
+	v := &n.claim
+	fresh := func() (error, bool) {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		age := time.Since(v.readAt)
+		switch {
+		case v.readAt.IsZero():
+			return nil, false
+		case v.foreign == nil && age < n.claimInterval():
+			return nil, true
+		case v.foreign != nil && age < claimRecheck:
+			return v.foreign, true
+		}
+		return nil, false
+	}
+	if err, ok := fresh(); ok {
+		return err
+	}
+	v.read.Lock()
+	defer v.read.Unlock()
+	if err, ok := fresh(); ok { // another caller read it meanwhile
+		return err
+	}
+	_, err := n.observeClaim(ctx)
+	return err
+}
+
+// observeClaim reads the claim now and records what it found in the node's view:
+// it returns the claim (nil if missing) and nil if it names this cluster or is
+// missing, an error wrapping ErrBucketClaimed if it names another cluster or is not a
+// floe claim, and the read's error otherwise (the view then stays as it was).
+func (n *Node) observeClaim(ctx context.Context) (*clusterClaim, error) {
+	id := n.fsm.ClusterID()
+	if id == "" {
+		return nil, errors.New("node: this node does not know its cluster id yet (its metadata has not caught up): it writes nothing to the archive")
+	}
 	c, err := readClaim(ctx, n.bucket)
 	switch {
 	case archive.IsNotFound(err):
-		return nil
+		n.setClaimView(nil, nil)
+		return nil, nil
+	case errors.Is(err, ErrBucketClaimed): // not a floe claim
+		n.setClaimView(nil, err)
+		return nil, err
 	case err != nil:
-		return err
-	case c.ClusterID != n.fsm.ClusterID():
-		n.metrics.claimedByOther.Set(1)
-		return claimedError(c)
+		return nil, fmt.Errorf("node: cannot read the archive's cluster claim, so this node writes nothing to the archive for now: %w", err)
+	case c.ClusterID != id:
+		err = claimedError(c)
+		n.setClaimView(c, err)
+		return c, err
 	}
-	return nil
+	n.setClaimView(c, nil)
+	return c, nil
 }
 
-// claimLoop keeps the claim fresh while this node is the Raft leader, and writes it
-// if it is missing (a cluster that predates claims, or an emptied bucket). A claim
-// naming another cluster is reported, never overwritten.
+// setClaimView records a read of the claim (c nil: missing or unreadable; foreign
+// non-nil: another cluster's), sets floe_archive_claimed_by_other_cluster, and logs:
+// an ERROR that says what stopped and what to do when the claim turns out to be
+// another cluster's (again every minute while it is), an INFO when this cluster has
+// it back.
+func (n *Node) setClaimView(c *clusterClaim, foreign error) {
+	v := &n.claim
+	v.mu.Lock()
+	was := v.foreign
+	first := v.readAt.IsZero()
+	v.readAt, v.foreign, v.created, v.tookOver = time.Now(), foreign, time.Time{}, ""
+	if c != nil && foreign == nil {
+		v.created, v.tookOver = time.UnixMilli(c.CreatedUnixMS), c.TookOver
+	}
+	logErr := foreign != nil && time.Since(v.logged) >= time.Minute
+	if logErr {
+		v.logged = time.Now()
+	} else if foreign == nil {
+		v.logged = time.Time{}
+	}
+	v.mu.Unlock()
+	if foreign != nil {
+		n.metrics.claimedByOther.Set(1)
+	} else {
+		n.metrics.claimedByOther.Set(0)
+	}
+	switch {
+	case logErr:
+		n.log.Error("the archive belongs to another cluster: this node writes nothing to it until the claim names this cluster again. "+
+			"Uploads, put-backs of vanished objects, metadata snapshots, deletes of expired objects and orphan sweeps are paused; "+
+			"sealed segments stay local (local retention evicts nothing) and the upload backlog and floe_rpo_seconds grow. "+
+			"Decide which cluster keeps this archive prefix (README: \"the archive belongs to another cluster\"): "+
+			"to keep it for this one, stop the other cluster and delete meta/cluster.json under the prefix; this cluster's Raft leader then claims it again",
+			"cluster", n.fsm.ClusterID(), "err", foreign)
+	case foreign == nil && was != nil && !first:
+		n.log.Info("the archive's claim names this cluster again: archive writes resume", "cluster", n.fsm.ClusterID())
+	}
+}
+
+func (n *Node) claimInterval() time.Duration {
+	if n.cfg.ClaimInterval > 0 {
+		return n.cfg.ClaimInterval
+	}
+	return MaxClaimInterval
+}
+
+// checkOwnClaim reads the claim now (not from the node's view) and returns nil
+// unless it names another cluster (or is not a floe claim, or cannot be read): a
+// sweep deletes many objects, and asks the store first. A missing claim (a cluster
+// from before claims; claimLoop writes it) is no objection.
+func (n *Node) checkOwnClaim(ctx context.Context) error {
+	_, err := n.observeClaim(ctx)
+	return err
+}
+
+// claimLoop reads the claim every ClaimInterval on every node, so that each node's
+// view (and floe_archive_claimed_by_other_cluster) follows it; on the Raft leader it
+// also keeps the claim fresh, and writes it if it is missing (a cluster that predates
+// claims, or a claim deleted by an operator to give the prefix back to this cluster).
+// A claim naming another cluster is reported, never overwritten.
 func (n *Node) claimLoop() {
-	t := time.NewTicker(claimInterval)
+	t := time.NewTicker(n.claimInterval())
 	defer t.Stop()
 	for {
-		if n.raft.IsLeader() && n.fsm.ClusterID() != "" {
-			n.refreshClaim()
+		if n.fsm.ClusterID() != "" {
+			if n.raft.IsLeader() {
+				n.refreshClaim()
+			} else {
+				ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
+				if _, err := n.observeClaim(ctx); err != nil && !errors.Is(err, ErrBucketClaimed) {
+					n.log.Warn("cannot read the archive's cluster claim", "err", err)
+				}
+				cancel()
+			}
 		}
 		select {
 		case <-n.ctx.Done():
@@ -219,26 +390,59 @@ func (n *Node) claimLoop() {
 	}
 }
 
+// refreshClaim rewrites this cluster's claim with a new seen_unix_ms (and the same
+// created time), or writes it if missing with If-None-Match (a new created time:
+// whoever recreates a deleted claim takes the prefix from then on), and records what
+// it found in the node's view.
 func (n *Node) refreshClaim() {
 	ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
 	defer cancel()
 	id := n.fsm.ClusterID()
-	c, err := readClaim(ctx, n.bucket)
+	c, err := n.observeClaim(ctx)
 	switch {
-	case archive.IsNotFound(err):
-		err = writeClaim(ctx, n.bucket, n.newClaim(id, 0), true)
-	case err == nil && c.ClusterID == id:
-		err = writeClaim(ctx, n.bucket, n.newClaim(id, c.CreatedUnixMS), false)
-	case err == nil:
-		err = claimedError(c)
+	case errors.Is(err, ErrBucketClaimed):
+		return // observeClaim logged it
+	case err != nil:
+		n.log.Warn("cannot refresh the archive's cluster claim", "err", err)
+		return
+	case c == nil:
+		c = n.newClaim(id, 0, tookOverUnknown)
+		err = writeClaim(ctx, n.bucket, c, true)
+	default:
+		c = n.newClaim(id, c.CreatedUnixMS, c.TookOver)
+		err = writeClaim(ctx, n.bucket, c, false)
 	}
-	n.metrics.claimedByOther.Set(0)
-	if errors.Is(err, ErrBucketClaimed) {
-		n.metrics.claimedByOther.Set(1)
-		n.log.Error("the archive belongs to another cluster; this cluster's uploads may collide with its objects", "cluster", id, "err", err)
+	if err != nil {
+		if !archive.IsExists(err) {
+			n.log.Warn("cannot refresh the archive's cluster claim", "err", err)
+		}
+		n.expireClaimView() // read it again before the next write
 		return
 	}
-	if err != nil && !archive.IsExists(err) {
-		n.log.Warn("cannot refresh the archive's cluster claim", "err", err)
+	n.setClaimView(c, nil)
+}
+
+// expireClaimView makes the next archiveWritable read the claim again.
+func (n *Node) expireClaimView() {
+	n.claim.mu.Lock()
+	defer n.claim.mu.Unlock()
+	n.claim.readAt = time.Time{}
+}
+
+// sweepHoldBefore is the sweeper's HoldBefore. When this cluster took the claim over
+// (TookOver), nothing last modified before the claim's created time plus claimSettle
+// is deleted: the objects of the cluster that archived here before, whose local copies
+// it may have dropped, are older than that. Without a view of this cluster's claim
+// (missing: the Raft leader writes it), nothing at all is deleted.
+func (n *Node) sweepHoldBefore() time.Time {
+	n.claim.mu.Lock()
+	created, tookOver := n.claim.created, n.claim.tookOver
+	n.claim.mu.Unlock()
+	switch {
+	case created.IsZero():
+		return time.Now().Add(claimSettle)
+	case tookOver != "":
+		return created.Add(claimSettle)
 	}
+	return time.Time{}
 }

@@ -74,7 +74,10 @@ func (n *Node) expireSegments() {
 			n.log.Info("segment expired", "topic", name, "segment", s.ID, "base", s.Base, "count", s.Count,
 				"bytes", s.Bytes, "by", map[bool]string{true: "retention_bytes", false: "retention_ms"}[tooMany])
 			if s.ArchiveKey != "" && n.bucket != nil {
-				if err := n.bucket.Delete(ctx, s.ArchiveKey); err != nil {
+				if err := n.archiveWritable(ctx); err != nil {
+					n.log.Warn("the object of an expired segment is kept for now; the orphan sweeper deletes it once the archive's claim names this cluster",
+						"key", s.ArchiveKey, "err", err)
+				} else if err := n.bucket.Delete(ctx, s.ArchiveKey); err != nil {
 					n.log.Warn("cannot delete the object of an expired segment; the orphan sweeper will", "key", s.ArchiveKey, "err", err)
 				}
 			}

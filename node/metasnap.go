@@ -53,6 +53,9 @@ func (n *Node) writeMetaSnapshot(ctx context.Context, clusters map[string]string
 	}
 	key := tiering.MetaSnapshotKey(index)
 	id := n.fsm.ClusterID()
+	if err := n.archiveWritable(ctx); err != nil {
+		return 0, fmt.Errorf("no metadata snapshot written: %w", err)
+	}
 	err = n.bucket.Put(ctx, key, bytes.NewReader(body), int64(len(body)), archive.PutOptions{IfNoneMatch: true, ContentType: "application/json"})
 	if archive.IsExists(err) { // another leader of this cluster wrote this index already, or another cluster did
 		owner, cerr := tiering.MetaSnapshotCluster(ctx, n.bucket, key)

@@ -95,6 +95,10 @@ type Config struct {
 	// cluster (DESIGN section 9); without it, such a node refuses to start. It never
 	// lets a node start on a prefix that holds segment objects or metadata snapshots.
 	ForceNewCluster bool
+	// ClaimInterval is how often every node reads the archive's cluster claim (and
+	// the Raft leader rewrites it), and how long a node trusts its last read before
+	// it writes to the archive (default and at most MaxClaimInterval).
+	ClaimInterval time.Duration
 
 	Logger       *slog.Logger
 	RaftLogLevel string
@@ -153,6 +157,12 @@ func (c *Config) setDefaults() error {
 	if c.MaxConnections == 0 {
 		c.MaxConnections = DefaultMaxConnections
 	}
+	if c.ClaimInterval < 0 || c.ClaimInterval > MaxClaimInterval {
+		return fmt.Errorf("node: --claim-interval %v: want more than 0 and at most %v (another cluster's orphan sweeper counts on no node trusting a read of the claim for longer)", c.ClaimInterval, MaxClaimInterval)
+	}
+	if c.ClaimInterval == 0 {
+		c.ClaimInterval = MaxClaimInterval
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -185,6 +195,7 @@ type Node struct {
 	remote   *tiering.Remote
 	uploader *tiering.Uploader
 	sweeper  *tiering.Sweeper
+	claim    claimView // this node's view of the archive's claim (claim.go)
 
 	cluster    *clusterListener
 	clientLn   net.Listener

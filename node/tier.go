@@ -49,7 +49,8 @@ func (n *Node) startTiering() error {
 	if grace <= 0 {
 		grace = time.Hour
 	}
-	n.sweeper = tiering.NewSweeper(tiering.SweeperConfig{Bucket: n.bucket, FSM: n.fsm, Grace: grace, Logger: n.log, Registerer: n.metrics.reg})
+	n.sweeper = tiering.NewSweeper(tiering.SweeperConfig{Bucket: n.bucket, FSM: n.fsm, Grace: grace, Logger: n.log, Registerer: n.metrics.reg,
+		HoldBefore: n.sweepHoldBefore})
 	n.goLoop(func() { n.sweepLoop() })
 	n.goLoop(func() { n.metaSnapshotLoop() })
 	cacheBytes := n.cfg.CacheBytes
@@ -68,7 +69,7 @@ func (n *Node) startTiering() error {
 	n.uploader = tiering.NewUploader(tiering.UploaderConfig{
 		NodeID: n.cfg.NodeID, Bucket: n.bucket, FSM: n.fsm, Local: n, Propose: propose,
 		TempDir: filepath.Join(n.cfg.DataDir, "upload"), Logger: n.log, Registerer: n.metrics.reg,
-		MaxBackoff: n.cfg.UploadMaxBackoff,
+		MaxBackoff: n.cfg.UploadMaxBackoff, Gate: n.archiveWritable,
 	})
 	limit := n.cfg.LocalRetentionBytes
 	if limit <= 0 {

@@ -2,6 +2,7 @@ package tiering
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sort"
 	"time"
@@ -155,7 +156,9 @@ func sortOldestFirst(cs []candidate) {
 // goes on with the next candidate), and ok false if the command could not be
 // committed (the pass stops; the next one retries).
 func (r *Retention) evict(ctx context.Context, c candidate) (evicted, ok bool) {
-	if err := r.cfg.Confirm.ConfirmArchived(ctx, c.topic, &c.seg); err != nil {
+	if err := r.cfg.Confirm.ConfirmArchived(ctx, c.topic, &c.seg); errors.Is(err, ErrPaused) {
+		return false, false // nothing is evicted while archive writes are paused; the uploader says why
+	} else if err != nil {
 		r.log.Warn("archived object not confirmed; local copy kept", "topic", c.topic, "segment", c.seg.ID, "key", c.seg.ArchiveKey, "err", err)
 		return false, true
 	}

@@ -26,6 +26,10 @@ type SweeperConfig struct {
 	Now func() time.Time
 	// Registerer gets the sweeper's metrics (nil: none).
 	Registerer prometheus.Registerer
+	// HoldBefore, if set, is asked once per pass: no object last modified before the
+	// time it returns is deleted, whatever the metadata says (another cluster may have
+	// written it; see node/claim.go claimSettle). Such orphans are reported with Held.
+	HoldBefore func() time.Time
 }
 
 // Sweeper deletes the segment objects that no metadata references nor can still
@@ -51,9 +55,11 @@ type Orphan struct {
 	// Reason: "expired" (its segment expired), "unreferenced" (no segment names it).
 	Reason string `json:"reason"`
 	// Deletable: expired, or unreferenced for longer than the grace period.
-	Deletable bool   `json:"deletable"`
-	Deleted   bool   `json:"deleted,omitempty"`
-	Error     string `json:"error,omitempty"`
+	Deletable bool `json:"deletable"`
+	// Held: last modified before SweeperConfig.HoldBefore, so kept (not Deletable).
+	Held    bool   `json:"held,omitempty"`
+	Deleted bool   `json:"deleted,omitempty"`
+	Error   string `json:"error,omitempty"`
 }
 
 // SweepReport is what one pass found and did.
@@ -105,6 +111,10 @@ func NewSweeper(cfg SweeperConfig) *Sweeper {
 func (s *Sweeper) Sweep(ctx context.Context, dryRun bool) (*SweepReport, error) {
 	rep := &SweepReport{DryRun: dryRun, Grace: s.cfg.Grace.String(), Orphans: []Orphan{}}
 	now := s.cfg.Now()
+	var hold time.Time
+	if s.cfg.HoldBefore != nil {
+		hold = s.cfg.HoldBefore()
+	}
 	err := s.cfg.Bucket.List(ctx, "topics/", func(o archive.ObjectInfo) error {
 		topic, id, term, ok := ParseObjectKey(o.Key)
 		if !ok {
@@ -119,6 +129,9 @@ func (s *Sweeper) Sweep(ctx context.Context, dryRun bool) (*SweepReport, error) 
 			or.Reason, or.Deletable = "expired", true
 		default:
 			or.Reason, or.Deletable = "unreferenced", now.Sub(o.LastModified) > s.cfg.Grace
+		}
+		if o.LastModified.Before(hold) {
+			or.Deletable, or.Held = false, true
 		}
 		rep.Orphans = append(rep.Orphans, or)
 		rep.OrphanBytes += o.Size

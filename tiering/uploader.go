@@ -31,6 +31,8 @@ var (
 	// ErrObjectMissing: the object an archived segment names is not in the store (or
 	// not with the recorded size), and could not be put back.
 	ErrObjectMissing = errors.New("tiering: archived object missing")
+	// ErrPaused: the uploader's Gate holds archive writes back for now.
+	ErrPaused = errors.New("tiering: archive writes paused")
 )
 
 // Local is what the tiering layer needs of the node's own segment files.
@@ -66,6 +68,11 @@ type UploaderConfig struct {
 	MinBackoff, MaxBackoff time.Duration
 	// FrameSize of the objects' frames (0: the seekable default, 1 MiB).
 	FrameSize int
+	// Gate, if set, is asked before each write to the store (an upload, a put-back)
+	// and by ConfirmArchived: while it returns an error the uploader writes nothing
+	// and confirms nothing (so local retention keeps every local copy), and Run asks
+	// again every few seconds. It is called once per write, so it must be cheap.
+	Gate func(ctx context.Context) error
 }
 
 // Uploader archives the sealed segments this node leads, oldest first, one at a time.
@@ -214,9 +221,22 @@ func (u *Uploader) setBacklog(p []pendingSegment) {
 	u.mu.Unlock()
 }
 
+// gate asks cfg.Gate whether the uploader may write to the store now; its refusal
+// is wrapped in ErrPaused.
+func (u *Uploader) gate(ctx context.Context) error {
+	if u.cfg.Gate == nil {
+		return nil
+	}
+	if err := u.cfg.Gate(ctx); err != nil {
+		return fmt.Errorf("%w: %w", ErrPaused, err)
+	}
+	return nil
+}
+
 // Run uploads until ctx ends.
 func (u *Uploader) Run(ctx context.Context) {
 	failures := 0
+	paused := false
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
 	for {
@@ -224,6 +244,22 @@ func (u *Uploader) Run(ctx context.Context) {
 		p := u.pending()
 		u.setBacklog(p)
 		if len(p) > 0 {
+			if err := u.gate(ctx); err != nil { // the backlog stays, and grows
+				if !paused {
+					u.log.Warn("uploads paused", "backlog_segments", len(p), "err", err)
+				}
+				paused = true
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+				continue
+			}
+			if paused {
+				u.log.Info("uploads resumed", "backlog_segments", len(p))
+				paused = false
+			}
 			start := time.Now()
 			var err error
 			if p[0].seg.ArchiveKey == "" {
@@ -311,6 +347,9 @@ func (u *Uploader) ConfirmArchived(ctx context.Context, topic string, s *meta.Se
 	if s.ArchiveKey == "" {
 		return fmt.Errorf("%w: segment %d of %q", ErrNotArchived, s.ID, topic)
 	}
+	if err := u.gate(ctx); err != nil {
+		return err
+	}
 	err := u.present(ctx, s)
 	if archive.IsNotFound(err) {
 		err = u.reupload(ctx, topic, s)
@@ -369,6 +408,9 @@ func (u *Uploader) reupload(ctx context.Context, topic string, s *meta.Segment) 
 // putBack writes tmp (the committed bytes of s's object) under s.ArchiveKey with
 // If-None-Match (another putBack may have won), then checks the object is there.
 func (u *Uploader) putBack(ctx context.Context, topic string, s *meta.Segment, tmp *os.File) error {
+	if err := u.gate(ctx); err != nil {
+		return err
+	}
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
@@ -437,6 +479,9 @@ func discard(f *os.File) {
 // got there first), and wrote is then false; tmp then holds that object's bytes. It
 // returns the size and CRC32C of the object under key.
 func (u *Uploader) put(ctx context.Context, key, topic string, s *meta.Segment, tmp *os.File, sum seekable.Summary) (size int64, checksum uint32, wrote bool, err error) {
+	if err := u.gate(ctx); err != nil {
+		return 0, 0, false, err
+	}
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 		return 0, 0, false, err
 	}

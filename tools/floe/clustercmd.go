@@ -214,6 +214,8 @@ func clusterCmd() *cobra.Command {
 					action = "delete failed: " + o.Error
 				case o.Deletable && rep.DryRun:
 					action = "would delete"
+				case o.Held:
+					action = "kept (older than this cluster's takeover of the archive claim settled; may be another cluster's)"
 				}
 				fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\n", o.Key, o.Size, o.LastModified.UTC().Format(time.RFC3339), o.Reason, action)
 			}
