@@ -83,14 +83,20 @@ func writeClaim(ctx context.Context, b archive.Bucket, c *clusterClaim, create b
 	return b.Put(ctx, claimKey, bytes.NewReader(body), int64(len(body)), archive.PutOptions{IfNoneMatch: create, ContentType: "application/json"})
 }
 
-// claimedError describes the cluster that holds the bucket.
-func claimedError(c *clusterClaim) error {
+// claimDesc describes the cluster a claim names.
+func claimDesc(c *clusterClaim) string {
 	seen := time.Since(time.UnixMilli(c.SeenUnixMS)).Round(time.Second)
-	return fmt.Errorf("%w: %s names cluster %s (created %s by node %d at %s, its raft leader last seen %v ago). "+
+	return fmt.Sprintf("%s names cluster %s (created %s by node %d at %s, its raft leader last seen %v ago)",
+		claimKey, c.ClusterID, time.UnixMilli(c.CreatedUnixMS).UTC().Format(time.RFC3339), c.Node, c.Advertise, seen)
+}
+
+// claimedError describes the cluster that holds the bucket, to a node that bootstraps.
+func claimedError(c *clusterClaim) error {
+	return fmt.Errorf("%w: %s. "+
 		"A node that lost its data dir must rejoin with --join <host:raftport of a member>; "+
 		"if that cluster is gone, restore it from the archive with floe restore --cluster, or start a new cluster on a fresh archive prefix; "+
 		"--force-new-cluster replaces the claim only while the prefix holds none of its segment objects or metadata snapshots",
-		ErrBucketClaimed, claimKey, c.ClusterID, time.UnixMilli(c.CreatedUnixMS).UTC().Format(time.RFC3339), c.Node, c.Advertise, seen)
+		ErrBucketClaimed, claimDesc(c))
 }
 
 // ErrArchiveInUse: the archive prefix holds another cluster's segment objects or
@@ -232,8 +238,8 @@ const claimRecheck = time.Second
 // claimView is a node's latest read of the archive's claim.
 type claimView struct {
 	mu     sync.Mutex
-	readAt time.Time // when it was read (monotonic); zero: never
-	// foreign is the claimedError while the claim names another cluster (or is not
+	readAt time.Time // when the read that found it was sent (monotonic); zero: never
+	// foreign is an ErrBucketClaimed error while the claim names another cluster (or is not
 	// a floe claim); nil while it names this cluster or is missing.
 	foreign error
 	// created is the claim's created time when it names this cluster (zero if
@@ -253,26 +259,26 @@ type claimView struct {
 // fresh; safe for concurrent use.
 func (n *Node) archiveWritable(ctx context.Context) error {
 	v := &n.claim
-	fresh := func() (error, bool) {
+	fresh := func() (bool, error) {
 		v.mu.Lock()
 		defer v.mu.Unlock()
 		age := time.Since(v.readAt)
 		switch {
 		case v.readAt.IsZero():
-			return nil, false
+			return false, nil
 		case v.foreign == nil && age < n.claimInterval():
-			return nil, true
+			return true, nil
 		case v.foreign != nil && age < claimRecheck:
-			return v.foreign, true
+			return true, v.foreign
 		}
-		return nil, false
+		return false, nil
 	}
-	if err, ok := fresh(); ok {
+	if ok, err := fresh(); ok {
 		return err
 	}
 	v.read.Lock()
 	defer v.read.Unlock()
-	if err, ok := fresh(); ok { // another caller read it meanwhile
+	if ok, err := fresh(); ok { // another caller read it meanwhile
 		return err
 	}
 	_, err := n.observeClaim(ctx)
@@ -288,36 +294,37 @@ func (n *Node) observeClaim(ctx context.Context) (*clusterClaim, error) {
 	if id == "" {
 		return nil, errors.New("node: this node does not know its cluster id yet (its metadata has not caught up): it writes nothing to the archive")
 	}
+	at := time.Now()
 	c, err := readClaim(ctx, n.bucket)
 	switch {
 	case archive.IsNotFound(err):
-		n.setClaimView(nil, nil)
+		n.setClaimView(nil, nil, at)
 		return nil, nil
 	case errors.Is(err, ErrBucketClaimed): // not a floe claim
-		n.setClaimView(nil, err)
+		n.setClaimView(nil, err, at)
 		return nil, err
 	case err != nil:
 		return nil, fmt.Errorf("node: cannot read the archive's cluster claim, so this node writes nothing to the archive for now: %w", err)
 	case c.ClusterID != id:
-		err = claimedError(c)
-		n.setClaimView(c, err)
+		err = fmt.Errorf("%w: %s, this is cluster %s", ErrBucketClaimed, claimDesc(c), id)
+		n.setClaimView(c, err, at)
 		return c, err
 	}
-	n.setClaimView(c, nil)
+	n.setClaimView(c, nil, at)
 	return c, nil
 }
 
-// setClaimView records a read of the claim (c nil: missing or unreadable; foreign
-// non-nil: another cluster's), sets floe_archive_claimed_by_other_cluster, and logs:
+// setClaimView records a read of the claim sent at time at (c nil: missing or not a
+// floe claim; foreign non-nil: another cluster's), sets floe_archive_claimed_by_other_cluster, and logs:
 // an ERROR that says what stopped and what to do when the claim turns out to be
 // another cluster's (again every minute while it is), an INFO when this cluster has
 // it back.
-func (n *Node) setClaimView(c *clusterClaim, foreign error) {
+func (n *Node) setClaimView(c *clusterClaim, foreign error, at time.Time) {
 	v := &n.claim
 	v.mu.Lock()
 	was := v.foreign
 	first := v.readAt.IsZero()
-	v.readAt, v.foreign, v.created, v.tookOver = time.Now(), foreign, time.Time{}, ""
+	v.readAt, v.foreign, v.created, v.tookOver = at, foreign, time.Time{}, ""
 	if c != nil && foreign == nil {
 		v.created, v.tookOver = time.UnixMilli(c.CreatedUnixMS), c.TookOver
 	}
@@ -406,20 +413,20 @@ func (n *Node) refreshClaim() {
 		n.log.Warn("cannot refresh the archive's cluster claim", "err", err)
 		return
 	case c == nil:
+		at := time.Now()
 		c = n.newClaim(id, 0, tookOverUnknown)
-		err = writeClaim(ctx, n.bucket, c, true)
+		if err = writeClaim(ctx, n.bucket, c, true); err == nil {
+			n.setClaimView(c, nil, at) // the view now knows the created time
+		}
 	default:
-		c = n.newClaim(id, c.CreatedUnixMS, c.TookOver)
-		err = writeClaim(ctx, n.bucket, c, false)
+		err = writeClaim(ctx, n.bucket, n.newClaim(id, c.CreatedUnixMS, c.TookOver), false)
 	}
 	if err != nil {
 		if !archive.IsExists(err) {
 			n.log.Warn("cannot refresh the archive's cluster claim", "err", err)
 		}
 		n.expireClaimView() // read it again before the next write
-		return
 	}
-	n.setClaimView(c, nil)
 }
 
 // expireClaimView makes the next archiveWritable read the claim again.

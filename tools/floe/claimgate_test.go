@@ -191,9 +191,6 @@ func TestLosingClusterStopsArchiving(t *testing.T) {
 		t.Fatalf("the claim after the prefix was given back: %+v, want cluster %s with took_over unknown", claim, ours.ClusterID)
 	}
 	checkEntries(t, "READ after archiving resumed", c.readAll(2, topic), tierPayload, 10)
-	for id := 1; id <= 3; id++ {
-		t.Logf("node %d log:\n%s", id, tail(c.node(id).logPath, 40))
-	}
 }
 
 // TestTakeoverHoldsEarlierObjects: a cluster started with --force-new-cluster over
