@@ -61,9 +61,10 @@ func TestMetaSnapshotInArchive(t *testing.T) {
 			return ok
 		})
 	}
-	if n := len(snapshots()); n > 10 {
-		t.Fatalf("%d metadata snapshots in the archive, want the newest 10 at most: %v", n, snapshots())
-	}
+	// The leader prunes right after each Put: wait for the prune of the last one.
+	c.waitFor(20*time.Second, "the newest 10 metadata snapshots at most in the archive", func() bool {
+		return len(snapshots()) <= 10
+	})
 	mustOK(t, w.Put("snap-03", []byte("x")), "PUT")
 	out, err := runFloe(t, "archive", "meta", "--archive", "file://"+dir)
 	t.Logf("floe archive meta:\n%s", out)
@@ -106,16 +107,23 @@ func TestMetaSnapshotsOfAnotherCluster(t *testing.T) {
 			return err == nil && strings.Contains(string(snap.State), `"`+topic+`"`)
 		})
 	}
-	snaps, err := tiering.ListMetaSnapshots(ctx, b, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The leader prunes right after each Put: wait for the prune of the last one.
+	var snaps []tiering.MetaSnapshotInfo
 	var mine int
-	for _, s := range snaps {
-		if s.ClusterID == own {
-			mine++
+	c.waitFor(20*time.Second, "the newest 10 snapshots of this cluster in the archive", func() bool {
+		var err error
+		snaps, err = tiering.ListMetaSnapshots(ctx, b, nil)
+		if err != nil {
+			return false
 		}
-	}
+		mine = 0
+		for _, s := range snaps {
+			if s.ClusterID == own {
+				mine++
+			}
+		}
+		return mine <= 10
+	})
 	for _, key := range foreign {
 		if _, err := b.Stat(ctx, key); err != nil {
 			t.Fatalf("the other cluster's snapshot %s: %v; the leader must never prune it", key, err)
