@@ -174,6 +174,10 @@ func (n *Node) claimBucket(id string) error {
 func (n *Node) tryClaim(ctx context.Context, id string) error {
 	c, err := readClaim(ctx, n.bucket)
 	switch {
+	case err == nil && c.ClusterID == id:
+		// This node's own claim, from a start that died before its Raft state was
+		// made: the bootstrap goes on, over a prefix that must still be unused.
+		return checkArchiveUnused(ctx, n.bucket)
 	case err == nil && !n.cfg.ForceNewCluster:
 		return claimedError(c)
 	case err != nil && !archive.IsNotFound(err) && !(n.cfg.ForceNewCluster && errors.Is(err, ErrBucketClaimed)):

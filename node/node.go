@@ -298,14 +298,26 @@ func Start(cfg Config) (*Node, error) {
 	if err := n.openArchive(); err != nil {
 		return nil, err
 	}
-	var clusterID string
+	clusterID, err := readBootstrapID(cfg.DataDir) // "" unless a bootstrap did not finish
+	if err != nil {
+		return nil, err
+	}
 	if !hasState && cfg.Join == "" {
-		clusterID = newClusterID()
+		if clusterID == "" {
+			clusterID = newClusterID()
+			if err := writeBootstrapID(cfg.DataDir, clusterID); err != nil {
+				return nil, fmt.Errorf("node: cannot record the id of the new cluster: %w", err)
+			}
+		}
 		if n.bucket != nil {
 			if err := n.claimBucket(clusterID); err != nil {
+				if rerr := removeBootstrapID(cfg.DataDir); rerr != nil {
+					n.log.Warn("cannot remove the id of a refused bootstrap", "err", rerr)
+				}
 				return nil, err
 			}
 		}
+		failpoint("bootstrap-after-claim")
 	}
 	n.raft, err = meta.Open(meta.Config{
 		NodeID: cfg.NodeID, Dir: raftDir, Advertise: n.advertise, Stream: n.cluster,
@@ -324,13 +336,29 @@ func Start(cfg Config) (*Node, error) {
 		// configuration has reached it. Nothing else would ever add it.
 		n.log.Info("restarting with raft state but no membership: the first join did not finish; joining cluster", "via", cfg.Join)
 		n.goLoop(func() { n.joinLoop() })
-	case hasState:
-		n.log.Info("restarting with existing raft state", "dir", raftDir)
-	case cfg.Join == "":
-		n.log.Info("bootstrapping a new cluster", "advertise", n.advertise, "cluster", clusterID)
+	case hasState && cfg.Join == "" && !n.raft.HasConfiguration():
+		// Killed between creating its Raft state and bootstrapping: finish it, as
+		// the cluster the archive was claimed for.
+		if clusterID == "" {
+			return nil, fmt.Errorf("node: %s holds Raft state but no membership and no unfinished bootstrap: start it with --join <member> to join a cluster, or empty the data dir to bootstrap a new one", raftDir)
+		}
+		n.log.Info("restarting with raft state but no membership: the bootstrap did not finish; bootstrapping", "cluster", clusterID)
 		if err := n.raft.Bootstrap(); err != nil {
 			return nil, err
 		}
+		n.goLoop(func() { n.initCluster(clusterID) })
+	case hasState:
+		n.log.Info("restarting with existing raft state", "dir", raftDir)
+		if clusterID != "" { // killed before the metadata recorded the cluster's id
+			n.goLoop(func() { n.initCluster(clusterID) })
+		}
+	case cfg.Join == "":
+		n.log.Info("bootstrapping a new cluster", "advertise", n.advertise, "cluster", clusterID)
+		failpoint("bootstrap-before-raft")
+		if err := n.raft.Bootstrap(); err != nil {
+			return nil, err
+		}
+		failpoint("bootstrap-before-init")
 		n.goLoop(func() { n.initCluster(clusterID) })
 	default:
 		n.log.Info("joining cluster", "via", cfg.Join)
@@ -681,15 +709,29 @@ func newClusterID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// initCluster records the cluster id once this bootstrap node leads.
+// initCluster commits the id of the cluster this node bootstrapped to the metadata
+// (init_cluster sets it only if none is set, so a repeat is harmless), retrying until
+// it is there, then forgets the unfinished bootstrap.
 func (n *Node) initCluster(id string) {
-	if n.fsm.ClusterID() != "" {
-		return
+	for attempt := 0; n.fsm.ClusterID() == ""; attempt++ {
+		ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
+		_, err := n.propose(ctx, &meta.Command{Op: meta.OpInitCluster, ClusterID: id})
+		cancel()
+		if n.ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			n.log.Warn("cannot record the cluster id yet", "cluster", id, "err", err)
+			if n.backoff(n.ctx, attempt+3, nil) != nil {
+				return
+			}
+		}
 	}
-	ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
-	defer cancel()
-	if _, err := n.propose(ctx, &meta.Command{Op: meta.OpInitCluster, ClusterID: id}); err != nil && n.ctx.Err() == nil {
-		n.log.Warn("cannot record cluster id", "err", err)
+	if got := n.fsm.ClusterID(); got != id {
+		n.log.Warn("the metadata names another cluster id than the one this node bootstrapped", "bootstrapped", id, "metadata", got)
+	}
+	if err := removeBootstrapID(n.cfg.DataDir); err != nil {
+		n.log.Warn("cannot remove the id of a finished bootstrap", "err", err)
 	}
 }
 

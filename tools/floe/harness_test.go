@@ -115,6 +115,18 @@ var fastArgs = []string{"--raft-heartbeat-timeout", "500ms", "--lease-timeout", 
 // waits until every node sees all voters and a leader.
 func startCluster(t *testing.T, o clusterOpts) *cluster {
 	t.Helper()
+	c := newCluster(t, o)
+	for i := range c.nodes {
+		c.start(i + 1)
+	}
+	c.waitMembers(len(c.nodes), 30*time.Second)
+	c.waitReady(30 * time.Second)
+	return c
+}
+
+// newCluster sets up the nodes of a cluster (ports, data dirs, logs) and starts none.
+func newCluster(t *testing.T, o clusterOpts) *cluster {
+	t.Helper()
 	if o.nodes == 0 {
 		o.nodes = 3
 	}
@@ -128,11 +140,6 @@ func startCluster(t *testing.T, o clusterOpts) *cluster {
 		})
 	}
 	t.Cleanup(c.shutdown)
-	for i := range c.nodes {
-		c.start(i + 1)
-	}
-	c.waitMembers(o.nodes, 30*time.Second)
-	c.waitReady(30 * time.Second)
 	return c
 }
 
@@ -161,11 +168,8 @@ func (c *cluster) waitReady(within time.Duration) {
 
 func (c *cluster) node(id int) *proc { return c.nodes[id-1] }
 
-// start launches node id (joining through node 1, or the node addNode named, unless
-// it is node 1). Like an operator's unit file, the flags are the same on every start:
-// a node that already has Raft state gets --join too and must just restart.
-func (c *cluster) start(id int) {
-	c.t.Helper()
+// agentArgs are the flags node id is started with (start adds nothing else).
+func (c *cluster) agentArgs(id int) []string {
 	p := c.node(id)
 	args := []string{"agent",
 		"--node-id", strconv.Itoa(id), "--data-dir", p.dataDir,
@@ -177,7 +181,16 @@ func (c *cluster) start(id int) {
 	} else if id != 1 {
 		args = append(args, "--join", c.node(1).raftAddr())
 	}
-	args = append(args, c.args...)
+	return append(args, c.args...)
+}
+
+// start launches node id (joining through node 1, or the node addNode named, unless
+// it is node 1). Like an operator's unit file, the flags are the same on every start:
+// a node that already has Raft state gets --join too and must just restart.
+func (c *cluster) start(id int) {
+	c.t.Helper()
+	p := c.node(id)
+	args := c.agentArgs(id)
 	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		c.t.Fatal(err)
