@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"github.com/hashicorp/raft"
+
+	"floe/topicname"
 )
 
 // Command is one replicated metadata change. A command that carries a RequestID is
@@ -181,7 +183,7 @@ func (f *FSM) apply(c *Command, index uint64) *Result {
 		}
 		return &Result{}
 	case OpCreateTopic:
-		if err := ValidateTopic(c.Topic); err != nil {
+		if err := topicname.Validate(c.Topic); err != nil {
 			return &Result{Err: err}
 		}
 		if _, ok := st.Topics[c.Topic]; ok {

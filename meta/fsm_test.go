@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/hashicorp/raft"
+
+	"floe/topicname"
 )
 
 // applyCmd applies c at index on f and returns the result.
@@ -19,25 +21,6 @@ func applyCmd(t *testing.T, f *FSM, index uint64, c *Command) *Result {
 		t.Fatalf("apply %s: no *Result", c.Op)
 	}
 	return res
-}
-
-func TestValidateTopic(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		ok   bool
-	}{
-		{"a", true}, {"orders.v1_eu-west", true}, {strings.Repeat("x", 249), true},
-		{"", false}, {".", false}, {"..", false}, {"../x", false}, {"a/b", false}, {"a b", false},
-		{strings.Repeat("x", 250), false}, {"é", false}, {"a\x00", false},
-	} {
-		err := ValidateTopic(tc.name)
-		if (err == nil) != tc.ok {
-			t.Errorf("ValidateTopic(%q) = %v, want ok=%v", tc.name, err, tc.ok)
-		}
-		if err != nil && !errors.Is(err, ErrBadTopic) {
-			t.Errorf("ValidateTopic(%q) error %v does not wrap ErrBadTopic", tc.name, err)
-		}
-	}
 }
 
 func TestCreateTopicIsIdempotent(t *testing.T) {
@@ -55,8 +38,8 @@ func TestCreateTopicIsIdempotent(t *testing.T) {
 	if s := top.Active(); s.ID != 1 || s.Leader != 2 || s.Base != 0 || s.State != Active || s.LeaderIndex != 1 {
 		t.Fatalf("first segment = %+v, want id 1 leader 2 base 0 active leader_index 1", s)
 	}
-	if r := applyCmd(t, f, 3, &Command{Op: OpCreateTopic, Topic: "../x"}); !errors.Is(r.Err, ErrBadTopic) {
-		t.Fatalf("create ../x: %v, want ErrBadTopic", r.Err)
+	if r := applyCmd(t, f, 3, &Command{Op: OpCreateTopic, Topic: "../x"}); !errors.Is(r.Err, topicname.ErrInvalid) {
+		t.Fatalf("create ../x: %v, want ErrInvalid", r.Err)
 	}
 }
 

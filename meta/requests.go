@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"floe/topicname"
 )
 
 // MaxRememberedRequests bounds the request table: the results of this many most recent
@@ -46,7 +48,7 @@ var resultCodes = []struct {
 	code string
 	err  error
 }{
-	{"no_topic", ErrNoTopic}, {"bad_topic", ErrBadTopic}, {"bad_config", ErrBadConfig},
+	{"no_topic", ErrNoTopic}, {"bad_topic", topicname.ErrInvalid}, {"bad_config", ErrBadConfig},
 	{"stale_segment", ErrStaleSegment}, {"cursor_moved", ErrCursorMoved},
 	{"not_leader", ErrNotLeader}, {"bad_command", ErrBadCommand}, {"outcome_unknown", ErrOutcomeUnknown},
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/hashicorp/raft"
+
+	"floe/topicname"
 )
 
 // exportState returns the FSM's replicated state as JSON (what Export hands out).
@@ -73,7 +75,7 @@ func retryCases() []retryCase {
 			between: []*Command{{Op: OpRegisterNode, Node: node(2, "h2")}}},
 		{name: "create_topic", cmd: &Command{Op: OpCreateTopic, Topic: "t", Leader: 1, Config: &TopicConfig{MaxSegmentEntries: 5}},
 			between: []*Command{seal(1, 5)}},
-		{name: "create_topic/bad name", cmd: &Command{Op: OpCreateTopic, Topic: "../x", Leader: 1}, wantErr: ErrBadTopic,
+		{name: "create_topic/bad name", cmd: &Command{Op: OpCreateTopic, Topic: "../x", Leader: 1}, wantErr: topicname.ErrInvalid,
 			between: []*Command{topic}},
 		{name: "seal", setup: []*Command{topic}, cmd: seal(1, 10),
 			between: []*Command{seal(2, 3), {Op: OpRecover, Topic: "t", Segment: 3, NextLeader: 2}}},

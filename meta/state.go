@@ -10,8 +10,6 @@ import (
 var (
 	// ErrNoTopic: the topic is not registered.
 	ErrNoTopic = errors.New("meta: no such topic")
-	// ErrBadTopic: the topic name breaks the naming rule of DESIGN section 2.
-	ErrBadTopic = errors.New("meta: invalid topic name")
 	// ErrBadConfig: a topic config holds an invalid value.
 	ErrBadConfig = errors.New("meta: invalid topic config")
 	// ErrStaleSegment: a command names a segment that is no longer in the state it expects
@@ -28,32 +26,6 @@ var (
 	// retry was not applied. Final: applying it could do the change twice.
 	ErrOutcomeUnknown = errors.New("meta: outcome of the first attempt unknown")
 )
-
-// MaxTopicLen is the longest topic name accepted.
-const MaxTopicLen = 249
-
-// ValidateTopic reports whether name is a valid topic name: 1-249 characters of
-// [A-Za-z0-9._-], never "." or "..".
-func ValidateTopic(name string) error {
-	if name == "" {
-		return fmt.Errorf("%w: empty", ErrBadTopic)
-	}
-	if len(name) > MaxTopicLen {
-		return fmt.Errorf("%w: %d characters, at most %d", ErrBadTopic, len(name), MaxTopicLen)
-	}
-	if name == "." || name == ".." {
-		return fmt.Errorf("%w: %q", ErrBadTopic, name)
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
-		default:
-			return fmt.Errorf("%w: %q (allowed: A-Z a-z 0-9 . _ -)", ErrBadTopic, name)
-		}
-	}
-	return nil
-}
 
 // SegmentState is the life-cycle state of a segment.
 type SegmentState string

@@ -15,6 +15,7 @@ import (
 	"floe/archive"
 	"floe/meta"
 	"floe/tiering"
+	"floe/topicname"
 )
 
 // maxEntryBytes is the largest record the HTTP API takes, and so the largest entry a
@@ -131,7 +132,7 @@ func (n *Node) httpHandler() http.Handler {
 		}
 		prefix := "topics/"
 		if t := r.URL.Query().Get("topic"); t != "" {
-			if err := meta.ValidateTopic(t); err != nil {
+			if err := topicname.Validate(t); err != nil {
 				httpErr(w, err)
 				return
 			}
@@ -324,7 +325,7 @@ func httpErr(w http.ResponseWriter, err error) {
 		code = http.StatusNotFound
 	case errors.Is(err, ErrExpired):
 		code = http.StatusGone
-	case errors.Is(err, meta.ErrBadTopic), errors.Is(err, meta.ErrBadConfig), errors.Is(err, ErrBadRequest):
+	case errors.Is(err, topicname.ErrInvalid), errors.Is(err, meta.ErrBadConfig), errors.Is(err, ErrBadRequest):
 		code = http.StatusBadRequest
 	case retryable(err):
 		code = http.StatusServiceUnavailable

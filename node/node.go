@@ -21,6 +21,7 @@ import (
 	"floe/meta"
 	"floe/node/segment"
 	"floe/tiering"
+	"floe/topicname"
 )
 
 // Sentinel errors of the node. Retryable ones (ErrNotLeader, ErrUnavailable) are retried
@@ -936,7 +937,7 @@ func (n *Node) topic(ctx context.Context, name string) (*meta.Topic, error) {
 	if t, ok := n.fsm.Topic(name); ok {
 		return t, nil
 	}
-	if err := meta.ValidateTopic(name); err != nil {
+	if err := topicname.Validate(name); err != nil {
 		return nil, err
 	}
 	if _, ok := ctx.Deadline(); !ok {

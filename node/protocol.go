@@ -9,7 +9,7 @@ import (
 	"unicode/utf8"
 
 	"floe/client"
-	"floe/meta"
+	"floe/topicname"
 )
 
 // ErrBadRequest: a client request does not follow the protocol. The reply is
@@ -56,7 +56,7 @@ func ParseRequest(frame []byte) (Request, error) {
 			return Request{}, badf("invalid utf-8")
 		}
 		topic := string(bytes.TrimRight(head[len("PUTBATCH "):], " \t\r"))
-		if err := meta.ValidateTopic(topic); err != nil {
+		if err := topicname.Validate(topic); err != nil {
 			return Request{}, err
 		}
 		payloads, err := client.DecodeBatchBody(frame[nl+1:])
@@ -79,7 +79,7 @@ func ParseRequest(frame []byte) (Request, error) {
 		if topic == "" {
 			return Request{}, badf("%s needs a topic and a payload", cmd)
 		}
-		if err := meta.ValidateTopic(topic); err != nil {
+		if err := topicname.Validate(topic); err != nil {
 			return Request{}, err
 		}
 		if !ok || payload == "" {
@@ -91,7 +91,7 @@ func ParseRequest(frame []byte) (Request, error) {
 		if len(args) != 1 {
 			return Request{}, badf("%s takes a topic: %s <topic>", cmd, cmd)
 		}
-		if err := meta.ValidateTopic(args[0]); err != nil {
+		if err := topicname.Validate(args[0]); err != nil {
 			return Request{}, err
 		}
 		return Request{Cmd: cmd, Topic: args[0]}, nil
@@ -109,7 +109,7 @@ func ParseRequest(frame []byte) (Request, error) {
 		if len(args) < 2 || len(args) > maxArgs {
 			return Request{}, badf("usage: READ <topic> <offset> [max] | TAIL <topic> <offset> [max] [wait_ms]")
 		}
-		if err := meta.ValidateTopic(args[0]); err != nil {
+		if err := topicname.Validate(args[0]); err != nil {
 			return Request{}, err
 		}
 		r := Request{Cmd: cmd, Topic: args[0], Max: DefaultReadMax}

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"floe/client"
-	"floe/meta"
+	"floe/topicname"
 )
 
 func TestParseRequest(t *testing.T) {
@@ -36,10 +36,10 @@ func TestParseRequest(t *testing.T) {
 		{"register nothing", "REGISTER", Request{}, ErrBadRequest},
 		{"register two words", "REGISTER a b", Request{}, ErrBadRequest},
 		{"double space", "REGISTER  logs", Request{}, ErrBadTopicOrRequest},
-		{"bad topic dots", "REGISTER ../x", Request{}, meta.ErrBadTopic},
-		{"bad topic dot", "REGISTER .", Request{}, meta.ErrBadTopic},
-		{"bad topic slash", "PUT a/b x", Request{}, meta.ErrBadTopic},
-		{"long topic", "REGISTER " + strings.Repeat("t", 250), Request{}, meta.ErrBadTopic},
+		{"bad topic dots", "REGISTER ../x", Request{}, topicname.ErrInvalid},
+		{"bad topic dot", "REGISTER .", Request{}, topicname.ErrInvalid},
+		{"bad topic slash", "PUT a/b x", Request{}, topicname.ErrInvalid},
+		{"long topic", "REGISTER " + strings.Repeat("t", 250), Request{}, topicname.ErrInvalid},
 		{"metrics args", "METRICS now", Request{}, ErrBadRequest},
 		{"read bad offset", "READ logs -1", Request{}, ErrBadRequest},
 		{"read zero max", "READ logs 0 0", Request{}, ErrBadRequest},
@@ -52,7 +52,7 @@ func TestParseRequest(t *testing.T) {
 			got, err := ParseRequest([]byte(tc.in))
 			if tc.wantErr != nil {
 				if tc.wantErr == ErrBadTopicOrRequest {
-					if !errors.Is(err, ErrBadRequest) && !errors.Is(err, meta.ErrBadTopic) {
+					if !errors.Is(err, ErrBadRequest) && !errors.Is(err, topicname.ErrInvalid) {
 						t.Fatalf("got %v, want a bad request or bad topic", err)
 					}
 					return
@@ -125,7 +125,7 @@ func FuzzParseRequest(f *testing.F) {
 		// Whatever parses is well-formed: a valid topic (but for METRICS) and payloads
 		// that are non-empty.
 		if r.Cmd != "METRICS" {
-			if err := meta.ValidateTopic(r.Topic); err != nil {
+			if err := topicname.Validate(r.Topic); err != nil {
 				t.Fatalf("parsed %q with invalid topic %q", b, r.Topic)
 			}
 		}

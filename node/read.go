@@ -10,6 +10,7 @@ import (
 	"floe/client"
 	"floe/meta"
 	"floe/node/segment"
+	"floe/topicname"
 )
 
 // Read limits.
@@ -268,7 +269,7 @@ func (n *Node) Get(ctx context.Context, topic string) (payload []byte, ok bool, 
 // Register creates the topic if it does not exist (idempotent). The first segment's
 // leader is picked round-robin by the number of topics, so topics spread over nodes.
 func (n *Node) Register(ctx context.Context, topic string, cfg *meta.TopicConfig) error {
-	if err := meta.ValidateTopic(topic); err != nil {
+	if err := topicname.Validate(topic); err != nil {
 		return err
 	}
 	if cfg != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"floe/meta"
+	"floe/topicname"
 )
 
 // Node-to-node RPC, on the cluster port after the muxRPC byte. Each message is a frame
@@ -63,7 +64,7 @@ var codeErrs = map[byte]error{
 	codeCorrupt:        ErrCorrupt,
 	codeCursorMoved:    meta.ErrCursorMoved,
 	codeStaleSegment:   meta.ErrStaleSegment,
-	codeBadTopic:       meta.ErrBadTopic,
+	codeBadTopic:       topicname.ErrInvalid,
 	codeRaftNotLeader:  meta.ErrNotLeader,
 	codeNotFound:       ErrSegmentNotFound,
 	codeOutcomeUnknown: ErrOutcomeUnknown,

@@ -42,8 +42,6 @@ var (
 	// Seal are refused, so that no index a lost record had is given to a
 	// new one. Moving writes off the segment is the operator's decision.
 	ErrDamaged = errors.New("segment: damaged before intact records")
-	// ErrInvalidTopic: a topic name outside the rules of DESIGN section 2.
-	ErrInvalidTopic = errors.New("segment: invalid topic name")
 )
 
 // Defaults of Options.

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"floe/topicname"
 )
 
 // fileExt ends the name of every segment file.
@@ -114,25 +116,6 @@ func parseFileName(name string) (uint64, bool) {
 	return id, err == nil
 }
 
-// ValidateTopic checks a topic name against DESIGN section 2: 1 to 249
-// characters of [A-Za-z0-9._-], and neither "." nor "..". The error wraps
-// ErrInvalidTopic.
-func ValidateTopic(topic string) error {
-	if len(topic) == 0 || len(topic) > 249 {
-		return fmt.Errorf("%w: %q: length %d, want 1 to 249", ErrInvalidTopic, topic, len(topic))
-	}
-	if topic == "." || topic == ".." {
-		return fmt.Errorf("%w: %q", ErrInvalidTopic, topic)
-	}
-	for i := 0; i < len(topic); i++ {
-		c := topic[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("%w: %q: character %q at %d, want [A-Za-z0-9._-]", ErrInvalidTopic, topic, c, i)
-		}
-	}
-	return nil
-}
-
 // Create returns segment id of topic open for appending, with a reference
 // the caller must Release: the Segment already open, else the file on disk
 // opened with Open (recovering it), else a new file (its topic directory
@@ -213,7 +196,7 @@ func (st *Store) Release(seg *Segment) {
 // Exists reports whether the file of segment id of topic exists, without
 // opening it.
 func (st *Store) Exists(topic string, id uint64) (bool, error) {
-	if err := ValidateTopic(topic); err != nil {
+	if err := topicname.Validate(topic); err != nil {
 		return false, fmt.Errorf("segment: cannot look for segment %d: %w", id, err)
 	}
 	path := st.Path(topic, id)
@@ -255,7 +238,7 @@ func (st *Store) Damaged() []string {
 }
 
 func (st *Store) open(topic string, id uint64, create, sealed bool) (*Segment, error) {
-	if err := ValidateTopic(topic); err != nil {
+	if err := topicname.Validate(topic); err != nil {
 		return nil, fmt.Errorf("segment: cannot open segment %d: %w", id, err)
 	}
 	k := segKey{topic, id}
@@ -370,7 +353,7 @@ func (st *Store) List() (map[string][]uint64, error) {
 		return nil, fmt.Errorf("segment: cannot list store %q: %w", st.dir, err)
 	}
 	for _, t := range topics {
-		if !t.IsDir() || ValidateTopic(t.Name()) != nil {
+		if !t.IsDir() || topicname.Validate(t.Name()) != nil {
 			continue
 		}
 		files, err := st.fs.ReadDir(filepath.Join(st.dir, t.Name()))
@@ -400,7 +383,7 @@ func (st *Store) List() (map[string][]uint64, error) {
 // Remove a segment while it opens the same segment. Removing a segment that
 // does not exist is not an error. .broken copies are left for the operator.
 func (st *Store) Remove(topic string, id uint64) error {
-	if err := ValidateTopic(topic); err != nil {
+	if err := topicname.Validate(topic); err != nil {
 		return fmt.Errorf("segment: cannot remove segment %d: %w", id, err)
 	}
 	k := segKey{topic, id}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"floe/topicname"
 )
 
 func openStoreT(t *testing.T, dir string) *Store {
@@ -193,19 +195,14 @@ func TestStoreRejectsBadTopics(t *testing.T) {
 	st := openStoreT(t, t.TempDir())
 	bad := []string{"", ".", "..", "a/b", "../escape", "sp ace", "ünï", strings.Repeat("x", 250), "a\x00b"}
 	for _, topic := range bad {
-		if _, err := st.Create(topic, 1); !errors.Is(err, ErrInvalidTopic) {
-			t.Errorf("Create(%q): err = %v, want ErrInvalidTopic", topic, err)
+		if _, err := st.Create(topic, 1); !errors.Is(err, topicname.ErrInvalid) {
+			t.Errorf("Create(%q): err = %v, want ErrInvalid", topic, err)
 		}
-		if _, err := st.Acquire(topic, 1, false); !errors.Is(err, ErrInvalidTopic) {
-			t.Errorf("Acquire(%q): err = %v, want ErrInvalidTopic", topic, err)
+		if _, err := st.Acquire(topic, 1, false); !errors.Is(err, topicname.ErrInvalid) {
+			t.Errorf("Acquire(%q): err = %v, want ErrInvalid", topic, err)
 		}
-		if err := st.Remove(topic, 1); !errors.Is(err, ErrInvalidTopic) {
-			t.Errorf("Remove(%q): err = %v, want ErrInvalidTopic", topic, err)
-		}
-	}
-	for _, topic := range []string{"a", "A-b_c.d", "...", strings.Repeat("x", 249)} {
-		if err := ValidateTopic(topic); err != nil {
-			t.Errorf("ValidateTopic(%q) = %v, want nil", topic, err)
+		if err := st.Remove(topic, 1); !errors.Is(err, topicname.ErrInvalid) {
+			t.Errorf("Remove(%q): err = %v, want ErrInvalid", topic, err)
 		}
 	}
 }
