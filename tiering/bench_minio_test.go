@@ -36,7 +36,7 @@ import (
 	"floe/archive/seekable"
 	"floe/archive/seekable/seekabletest"
 	"floe/meta"
-	"floe/node/segment"
+	"floe/record"
 )
 
 // benchSegmentBytes is the raw size of the benchmarks' sealed segment (records as the
@@ -51,7 +51,7 @@ func benchRecords() (recs [][]byte, raw int64, crc uint32) {
 	var rec []byte
 	for i := 0; raw < benchSegmentBytes; i++ {
 		p := seekabletest.JSONEntry(rng, i)
-		rec = segment.AppendRecord(rec[:0], p)
+		rec = record.Append(rec[:0], p)
 		if raw+int64(len(rec)) > benchSegmentBytes {
 			break
 		}
@@ -388,7 +388,7 @@ func BenchmarkUpload(b *testing.B) {
 	recs, raw, crc := benchRecords()
 	var wal []byte
 	for _, r := range recs {
-		wal = segment.AppendRecord(wal, r)
+		wal = record.Append(wal, r)
 	}
 	if int64(len(wal)) != raw {
 		b.Fatalf("WAL bytes %d, want %d", len(wal), raw)

@@ -21,7 +21,7 @@ import (
 	"floe/archive/miniotest"
 	"floe/archive/seekable"
 	"floe/meta"
-	"floe/node/segment"
+	"floe/record"
 )
 
 // cluster is a one-node stand-in for the metadata layer: commands are applied to a real
@@ -99,7 +99,7 @@ func sealSegment(t *testing.T, c *cluster, l *local, topic string, n int, size i
 		p := bytes.Repeat([]byte{byte('a' + (int(act.Base)+i)%26)}, size)
 		p = append(p, fmt.Sprintf(`{"offset":%d}`, int(act.Base)+i)...)
 		recs = append(recs, p)
-		raw = segment.AppendRecord(raw, p)
+		raw = record.Append(raw, p)
 	}
 	l.mu.Lock()
 	if l.segs == nil {

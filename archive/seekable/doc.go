@@ -23,7 +23,8 @@
 // A data frame is one zstd frame (magic 0xFD2FB528) with its
 // Frame_Content_Size and the zstd content checksum, no dictionary,
 // compressed independently of every other frame. It holds whole records,
-// back to back, encoded as in the WAL (node/segment):
+// back to back, encoded by package record exactly as in the WAL
+// (node/segment):
 //
 //	+-------------+-------------+---------------------------+
 //	| length  u32 | crc32c  u32 | payload (length bytes)    |

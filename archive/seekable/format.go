@@ -7,6 +7,8 @@ import (
 	"hash/crc32"
 
 	"github.com/cespare/xxhash/v2"
+
+	"floe/record"
 )
 
 // Errors returned by this package, always wrapped with the facts (frame
@@ -42,13 +44,12 @@ const (
 	Version = 1
 
 	// RecordHeaderSize is the size of the header before every payload
-	// inside a data frame: u32 payload length and u32 CRC32C of the
-	// payload, little-endian; the same record encoding as the WAL
-	// (node/segment).
-	RecordHeaderSize = 8
-	// MaxPayload is the largest payload a record may carry (64 MiB, the
-	// WAL's limit).
-	MaxPayload = 64 << 20
+	// inside a data frame. Records are encoded by package record, as in
+	// the WAL (node/segment).
+	RecordHeaderSize = record.HeaderSize
+	// MaxPayload is the largest payload a record may carry (64 MiB,
+	// package record's limit, the WAL's too).
+	MaxPayload = record.MaxPayload
 
 	// DefaultFrameSize is the default target of uncompressed record bytes
 	// per data frame.
@@ -115,7 +116,8 @@ const (
 	minObject = minMetaFrame + skippableHeaderSize + seekEntrySize + seekFooterSize
 )
 
-// castagnoli is the CRC32C table of every CRC in an object.
+// castagnoli is the CRC32C table of the object's own CRCs (metadata frame,
+// seek-table entries); record CRCs are package record's.
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // emptyChecksum is the seek-table checksum of a frame that decompresses

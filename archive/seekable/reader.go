@@ -11,6 +11,8 @@ import (
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
+
+	"floe/record"
 )
 
 // Source is what a Reader reads an object through: ranged reads of an
@@ -317,26 +319,18 @@ func (r *Reader) records(i int, raw []byte, inspect bool) ([][]byte, []error) {
 	pos := 0
 	for pos < len(raw) {
 		offset := f.first + uint64(len(recs))
-		if len(raw)-pos < RecordHeaderSize+1 {
-			problems = append(problems, fmt.Errorf("%w: %s: record at offset %d: %d bytes left in the frame, less than a record", ErrCorrupt, r.where(i), offset, len(raw)-pos))
-			break
-		}
-		n := binary.LittleEndian.Uint32(raw[pos:])
-		stored := binary.LittleEndian.Uint32(raw[pos+4:])
-		if n == 0 || n > MaxPayload || uint64(n) > uint64(len(raw)-pos-RecordHeaderSize) {
-			problems = append(problems, fmt.Errorf("%w: %s: record at offset %d: length %d, %d bytes left in the frame", ErrCorrupt, r.where(i), offset, n, len(raw)-pos-RecordHeaderSize))
-			break
-		}
-		end := pos + RecordHeaderSize + int(n)
-		payload := raw[pos+RecordHeaderSize : end : end]
-		if computed := crc32.Checksum(payload, castagnoli); computed != stored {
-			problems = append(problems, fmt.Errorf("%w: %s: record at offset %d: crc32c mismatch: stored %#08x, computed %#08x", ErrCorrupt, r.where(i), offset, stored, computed))
-			if !inspect {
+		payload, n, err := record.Decode(raw[pos:])
+		if err != nil {
+			problems = append(problems, fmt.Errorf("%w: %s: record at offset %d: %w", ErrCorrupt, r.where(i), offset, err))
+			if !inspect || !errors.Is(err, record.ErrChecksum) {
 				break
 			}
+			// The length still frames the next record: the damaged payload
+			// keeps its place, so the offsets after it stay right.
+			payload = raw[pos+RecordHeaderSize : pos+n : pos+n]
 		}
 		recs = append(recs, payload)
-		pos = end
+		pos += n
 	}
 	if len(problems) == 0 && uint64(len(recs)) != f.count {
 		problems = append(problems, fmt.Errorf("%w: %s: frame holds %d records, index says %d", ErrCorrupt, r.where(i), len(recs), f.count))

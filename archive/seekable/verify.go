@@ -4,7 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/crc32"
+
+	"floe/record"
 )
 
 // FrameReport is what Verify found in one data frame.
@@ -60,7 +61,7 @@ func Verify(ctx context.Context, src Source, fn func(FrameReport)) (Meta, error)
 			if err == nil {
 				recs, problems := r.records(i, raw, true)
 				err = errors.Join(problems...)
-				crc = crc32.Update(crc, castagnoli, raw)
+				crc = record.UpdateCRC(crc, raw)
 				count += uint64(len(recs))
 			}
 		} else if !errors.Is(err, ErrCorrupt) && fetchEr == nil {

@@ -1,7 +1,6 @@
 package seekable
 
 import (
-	"encoding/binary"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -9,6 +8,8 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/klauspost/compress/zstd"
+
+	"floe/record"
 )
 
 // WriterOptions tunes a Writer. The zero value is the default.
@@ -144,10 +145,8 @@ func (w *Writer) Append(payload []byte) error {
 		w.firsts = append(w.firsts, w.count)
 	}
 	start := len(w.raw)
-	w.raw = binary.LittleEndian.AppendUint32(w.raw, uint32(len(payload)))
-	w.raw = binary.LittleEndian.AppendUint32(w.raw, crc32.Checksum(payload, castagnoli))
-	w.raw = append(w.raw, payload...)
-	w.recordCRC = crc32.Update(w.recordCRC, castagnoli, w.raw[start:])
+	w.raw = record.Append(w.raw, payload)
+	w.recordCRC = record.UpdateCRC(w.recordCRC, w.raw[start:])
 	w.rawBytes += int64(rec)
 	w.count++
 	if len(w.raw) >= w.frameSize {

@@ -18,7 +18,8 @@
 //	+------------------------+----------+----------+-----+----------+
 //	 7 bytes      1 byte
 //
-//	record:
+//	record (encoded and decoded by package record, which the archive's
+//	object format, archive/seekable, uses as well):
 //	+-------------+-------------+---------------------------+
 //	| length  u32 | crc32c  u32 | payload (length bytes)    |
 //	+-------------+-------------+---------------------------+

@@ -4,16 +4,17 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"hash/crc32"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"floe/record"
 )
 
 // fuzzSeeds are valid records and files, and a few damaged ones.
 func fuzzSeeds() [][]byte {
-	one := AppendRecord(nil, []byte("hello"))
-	two := AppendRecord(AppendRecord(nil, []byte("a")), bytes.Repeat([]byte("xyz"), 100))
+	one := record.Append(nil, []byte("hello"))
+	two := record.Append(record.Append(nil, []byte("a")), bytes.Repeat([]byte("xyz"), 100))
 	file := append(fileHeader(), two...)
 	flipped := bytes.Clone(file)
 	flipped[HeaderSize+RecordHeaderSize] ^= 1
@@ -40,7 +41,7 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b := data
 		for len(b) > 0 {
-			p, n, err := DecodeRecord(b)
+			p, n, err := decodeRecord(b)
 			if err != nil {
 				if !errors.Is(err, ErrCorrupt) {
 					t.Fatalf("DecodeRecord error %v does not wrap ErrCorrupt", err)
@@ -53,7 +54,7 @@ func FuzzDecode(f *testing.F) {
 			if binary.LittleEndian.Uint32(b[0:4]) != uint32(len(p)) {
 				t.Fatalf("payload length %d differs from the stored %d", len(p), binary.LittleEndian.Uint32(b[0:4]))
 			}
-			if got, stored := crc32.Checksum(p, castagnoli), binary.LittleEndian.Uint32(b[4:8]); got != stored {
+			if got, stored := record.CRC(p), binary.LittleEndian.Uint32(b[4:8]); got != stored {
 				t.Fatalf("DecodeRecord returned a payload with crc %#x, stored %#x", got, stored)
 			}
 			b = b[n:]
@@ -69,8 +70,8 @@ func FuzzDecode(f *testing.F) {
 			}
 			if ri.Intact() {
 				p := data[ri.Offset+RecordHeaderSize : ri.Offset+ri.Size]
-				if int64(ri.Length) != int64(len(p)) || crc32.Checksum(p, castagnoli) != ri.StoredCRC || ri.StoredCRC != ri.ComputedCRC {
-					t.Fatalf("intact record at %d: length %d, stored crc %#x, computed %#x, actual %#x", ri.Offset, ri.Length, ri.StoredCRC, ri.ComputedCRC, crc32.Checksum(p, castagnoli))
+				if int64(ri.Length) != int64(len(p)) || record.CRC(p) != ri.StoredCRC || ri.StoredCRC != ri.ComputedCRC {
+					t.Fatalf("intact record at %d: length %d, stored crc %#x, computed %#x, actual %#x", ri.Offset, ri.Length, ri.StoredCRC, ri.ComputedCRC, record.CRC(p))
 				}
 			} else if !errors.Is(ri.Err, ErrCorrupt) {
 				t.Fatalf("damaged entry at %d: %v does not wrap ErrCorrupt", ri.Offset, ri.Err)
@@ -157,9 +158,9 @@ func FuzzOpen(f *testing.F) {
 			}
 			var enc []byte
 			for _, p := range recs {
-				enc = AppendRecord(enc, p)
+				enc = record.Append(enc, p)
 			}
-			if !bytes.Equal(enc, got[HeaderSize:]) || crc32.Checksum(enc, castagnoli) != s.CRC() {
+			if !bytes.Equal(enc, got[HeaderSize:]) || record.CRC(enc) != s.CRC() {
 				t.Fatal("records read back do not re-encode to the file, or CRC() differs")
 			}
 		}

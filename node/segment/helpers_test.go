@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"hash/crc32"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"floe/record"
 )
 
 // quiet returns Options whose logger discards everything.
@@ -131,7 +132,7 @@ func checkTotals(t *testing.T, s *Segment, want [][]byte) {
 	t.Helper()
 	var enc []byte
 	for _, p := range want {
-		enc = AppendRecord(enc, p)
+		enc = record.Append(enc, p)
 	}
 	if got := s.Count(); got != uint64(len(want)) {
 		t.Errorf("Count() = %d, want %d", got, len(want))
@@ -139,7 +140,7 @@ func checkTotals(t *testing.T, s *Segment, want [][]byte) {
 	if got := s.Bytes(); got != int64(len(enc)) {
 		t.Errorf("Bytes() = %d, want %d", got, len(enc))
 	}
-	if got, w := s.CRC(), crc32.Checksum(enc, castagnoli); got != w {
+	if got, w := s.CRC(), record.CRC(enc); got != w {
 		t.Errorf("CRC() = %#x, want %#x", got, w)
 	}
 	file, err := os.ReadFile(s.Path())
@@ -159,7 +160,7 @@ func buildFile(t *testing.T, payloads [][]byte) (path string, data []byte, offse
 	data = fileHeader()
 	for _, p := range payloads {
 		offsets = append(offsets, int64(len(data)))
-		data = AppendRecord(data, p)
+		data = record.Append(data, p)
 	}
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)

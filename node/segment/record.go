@@ -3,11 +3,11 @@ package segment
 import (
 	"bufio"
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
+
+	"floe/record"
 )
 
 const (
@@ -17,21 +17,17 @@ const (
 	// Version is the segment file format version this package writes and
 	// reads.
 	Version = 1
-	// RecordHeaderSize is the size of the header before every payload:
-	// u32 payload length and u32 CRC32C of the payload, both little-endian.
-	RecordHeaderSize = 8
-	// MaxPayload is the largest payload a record may carry (64 MiB). It
-	// bounds the memory a reader allocates for one record, so a damaged
-	// length field can never make a decoder allocate gigabytes. Larger
-	// appends fail with ErrTooLarge; a larger length on disk is damage.
-	MaxPayload = 64 << 20
+	// RecordHeaderSize is the size of the header before every payload
+	// (package record: u32 payload length and u32 CRC32C of the payload).
+	RecordHeaderSize = record.HeaderSize
+	// MaxPayload is the largest payload a record may carry (64 MiB, package
+	// record's limit). Larger appends fail with ErrTooLarge; a larger length
+	// on disk is damage.
+	MaxPayload = record.MaxPayload
 )
 
 // magic starts every segment file; the byte after it is the version.
 const magic = "FLOEWAL"
-
-// castagnoli is the CRC32C table used for every checksum in a segment.
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // fileHeader returns the header of a new segment file.
 func fileHeader() []byte {
@@ -53,52 +49,14 @@ func checkHeader(h []byte) error {
 	return nil
 }
 
-// AppendRecord appends the encoding of one record carrying payload to dst
-// and returns the extended slice. The payload must be 1 to MaxPayload bytes
-// long (Append checks this; AppendRecord does not).
-func AppendRecord(dst, payload []byte) []byte {
-	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(payload)))
-	dst = binary.LittleEndian.AppendUint32(dst, crc32.Checksum(payload, castagnoli))
-	return append(dst, payload...)
-}
-
-// DecodeRecord decodes the record at the start of b. It returns the payload
-// (a sub-slice of b, not a copy) and the number of bytes the record takes,
-// RecordHeaderSize+len(payload). A record is returned only if its CRC32C
-// matches. Otherwise err wraps ErrCorrupt, and also io.ErrUnexpectedEOF
-// when b ends before the record does (a torn record, or a short buffer).
-func DecodeRecord(b []byte) (payload []byte, n int, err error) {
-	if len(b) < RecordHeaderSize {
-		return nil, 0, fmt.Errorf("%w: record header needs %d bytes, have %d: %w", ErrCorrupt, RecordHeaderSize, len(b), io.ErrUnexpectedEOF)
-	}
-	length := binary.LittleEndian.Uint32(b[0:4])
-	stored := binary.LittleEndian.Uint32(b[4:8])
-	if err := checkLength(length); err != nil {
-		return nil, 0, err
-	}
-	n = RecordHeaderSize + int(length)
-	if len(b) < n {
-		return nil, 0, fmt.Errorf("%w: record of %d bytes, have %d: %w", ErrCorrupt, n, len(b), io.ErrUnexpectedEOF)
-	}
-	payload = b[RecordHeaderSize:n]
-	if got := crc32.Checksum(payload, castagnoli); got != stored {
-		return nil, 0, crcError(stored, got)
+// decodeRecord is record.Decode with its errors wrapping ErrCorrupt, and n
+// 0 on every error.
+func decodeRecord(b []byte) (payload []byte, n int, err error) {
+	payload, n, err = record.Decode(b)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	return payload, n, nil
-}
-
-func checkLength(length uint32) error {
-	if length == 0 {
-		return fmt.Errorf("%w: zero record length", ErrCorrupt)
-	}
-	if length > MaxPayload {
-		return fmt.Errorf("%w: record length %d over MaxPayload %d", ErrCorrupt, length, MaxPayload)
-	}
-	return nil
-}
-
-func crcError(stored, computed uint32) error {
-	return fmt.Errorf("%w: crc32c mismatch: stored %#08x, computed %#08x", ErrCorrupt, stored, computed)
 }
 
 // RecordInfo describes one record, or one damaged stretch, of a segment file
@@ -211,11 +169,10 @@ func (w *walker) next() (RecordInfo, []byte, error) {
 	if _, err := io.ReadFull(w.br, hdr[:]); err != nil {
 		return info, nil, w.ioError(err)
 	}
-	info.Length = binary.LittleEndian.Uint32(hdr[0:4])
-	info.StoredCRC = binary.LittleEndian.Uint32(hdr[4:8])
-	if err := checkLength(info.Length); err != nil {
+	info.Length, info.StoredCRC = record.ParseHeader(hdr[:])
+	if err := record.CheckLength(info.Length); err != nil {
 		info.Size = left
-		info.Err = fmt.Errorf("at offset %d: %w", w.off, err)
+		info.Err = fmt.Errorf("%w: at offset %d: %w", ErrCorrupt, w.off, err)
 		w.off = w.end
 		return info, nil, nil
 	}
@@ -233,9 +190,9 @@ func (w *walker) next() (RecordInfo, []byte, error) {
 	if _, err := io.ReadFull(w.br, payload); err != nil {
 		return info, nil, w.ioError(err)
 	}
-	info.ComputedCRC = crc32.Checksum(payload, castagnoli)
+	info.ComputedCRC = record.CRC(payload)
 	if info.ComputedCRC != info.StoredCRC {
-		info.Err = fmt.Errorf("record at offset %d: %w", w.off, crcError(info.StoredCRC, info.ComputedCRC))
+		info.Err = fmt.Errorf("%w: record at offset %d: %w", ErrCorrupt, w.off, record.ChecksumError(info.StoredCRC, info.ComputedCRC))
 		payload = nil
 	}
 	w.off += info.Size
@@ -247,14 +204,6 @@ func (w *walker) ioError(err error) error {
 		return fmt.Errorf("segment: file shorter than %d bytes while reading offset %d: %w", w.end, w.off, io.ErrUnexpectedEOF)
 	}
 	return fmt.Errorf("segment: cannot read at offset %d: %w", w.off, err)
-}
-
-// recordHeader returns the header bytes of a record, for the running CRC.
-func recordHeader(length, crc uint32) [RecordHeaderSize]byte {
-	var h [RecordHeaderSize]byte
-	binary.LittleEndian.PutUint32(h[0:4], length)
-	binary.LittleEndian.PutUint32(h[4:8], crc)
-	return h
 }
 
 // isHeaderPrefix reports whether b is a (possibly empty) prefix of a valid

@@ -1,15 +1,15 @@
 package segment
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
+
+	"floe/record"
 )
 
 // recover reads the file header and every record, rebuilding offsets, end
@@ -60,9 +60,9 @@ func (s *Segment) recover(sealed bool) error {
 			break
 		}
 		s.offsets = append(s.offsets, info.Offset)
-		rh := recordHeader(info.Length, info.StoredCRC)
-		crc = crc32.Update(crc, castagnoli, rh[:])
-		crc = crc32.Update(crc, castagnoli, payload)
+		var rh [RecordHeaderSize]byte
+		crc = record.UpdateCRC(crc, record.AppendHeader(rh[:0], info.Length, info.StoredCRC))
+		crc = record.UpdateCRC(crc, payload)
 	}
 	s.crc = crc
 	s.end = size
@@ -123,15 +123,15 @@ func (s *Segment) intactAfter(from, size int64) (int64, error) {
 	}
 	budget := int64(maxResyncCRC)
 	for p := 1; p+RecordHeaderSize < len(buf); p++ {
-		length := binary.LittleEndian.Uint32(buf[p:])
-		if length == 0 || length > MaxPayload || int64(p)+RecordHeaderSize+int64(length) > rest {
+		length, stored := record.ParseHeader(buf[p:])
+		if record.CheckLength(length) != nil || int64(p)+RecordHeaderSize+int64(length) > rest {
 			continue
 		}
 		if budget -= int64(length); budget < 0 {
 			return -1, nil
 		}
 		payload := buf[p+RecordHeaderSize : p+RecordHeaderSize+int(length)]
-		if crc32.Checksum(payload, castagnoli) == binary.LittleEndian.Uint32(buf[p+4:]) {
+		if record.CRC(payload) == stored {
 			return from + int64(p), nil
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -13,6 +12,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"floe/record"
 )
 
 // repaired checks that Open of the file at path (holding data) keeps
@@ -95,7 +96,7 @@ func TestOpenTornHeader(t *testing.T) {
 
 func TestOpenDamagedTail(t *testing.T) {
 	good := [][]byte{[]byte("one"), []byte("two"), []byte("three")}
-	validRecord := AppendRecord(nil, []byte("four"))
+	validRecord := record.Append(nil, []byte("four"))
 	badCRC := bytes.Clone(validRecord)
 	badCRC[RecordHeaderSize] ^= 0x01
 	tests := []struct {
@@ -397,7 +398,7 @@ func TestInspect(t *testing.T) {
 			t.Errorf("entry %d has Index %d", i, ri.Index)
 		}
 	}
-	if ri := infos[1]; ri.StoredCRC == ri.ComputedCRC || ri.ComputedCRC != crc32.Checksum(data[offsets[1]+RecordHeaderSize:offsets[2]], castagnoli) {
+	if ri := infos[1]; ri.StoredCRC == ri.ComputedCRC || ri.ComputedCRC != record.CRC(data[offsets[1]+RecordHeaderSize:offsets[2]]) {
 		t.Errorf("record 1: stored %#x, computed %#x; want a mismatch", ri.StoredCRC, ri.ComputedCRC)
 	}
 
@@ -457,7 +458,7 @@ func (r *failingReader) ReadAt(p []byte, off int64) (int, error) {
 }
 
 func TestDecodeRecord(t *testing.T) {
-	rec := AppendRecord(nil, []byte("payload"))
+	rec := record.Append(nil, []byte("payload"))
 	tests := []struct {
 		name    string
 		in      []byte
@@ -476,7 +477,7 @@ func TestDecodeRecord(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, n, err := DecodeRecord(tt.in)
+			p, n, err := decodeRecord(tt.in)
 			if tt.want != "" {
 				if err != nil || string(p) != tt.want || n != tt.n {
 					t.Fatalf("DecodeRecord = %q, %d, %v; want %q, %d, nil", p, n, err, tt.want, tt.n)

@@ -3,13 +3,14 @@ package segment
 import (
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"log/slog"
 	"os"
 	"runtime"
 	"sync"
 	"time"
+
+	"floe/record"
 )
 
 // Errors returned by this package, always wrapped with the facts (path,
@@ -344,7 +345,7 @@ func (s *Segment) enqueue(payloads [][]byte) (*batch, int, error) {
 		if len(p) > MaxPayload {
 			return nil, 0, fmt.Errorf("segment: cannot append payload %d of %d to %q: %d bytes, max %d: %w", i, len(payloads), s.path, len(p), MaxPayload, ErrTooLarge)
 		}
-		crcs = append(crcs, crc32.Checksum(p, castagnoli))
+		crcs = append(crcs, record.CRC(p))
 		size += RecordHeaderSize + len(p)
 	}
 
@@ -367,8 +368,7 @@ func (s *Segment) enqueue(payloads [][]byte) (*batch, int, error) {
 	}
 	pos := len(b.lens)
 	for i, p := range payloads {
-		h := recordHeader(uint32(len(p)), crcs[i])
-		b.buf = append(b.buf, h[:]...)
+		b.buf = record.AppendHeader(b.buf, uint32(len(p)), crcs[i])
 		b.buf = append(b.buf, p...)
 		b.lens = append(b.lens, uint32(len(p)))
 	}
@@ -453,7 +453,7 @@ func (s *Segment) commit(b *batch) {
 		b.err = fmt.Errorf("segment: cannot append %d records to %q at offset %d: %w", len(b.lens), s.path, start, err)
 		s.rollback(start, err)
 	} else {
-		crc := crc32.Update(s.crc, castagnoli, b.buf)
+		crc := record.UpdateCRC(s.crc, b.buf)
 		s.idxMu.Lock()
 		b.first = uint64(len(s.offsets))
 		off := start
@@ -552,7 +552,7 @@ func (s *Segment) Read(index uint64, max int, maxBytes int) ([][]byte, error) {
 	pos := int64(0)
 	for i := index; i < index+uint64(n); i++ {
 		want := recEnd(i) - offsets[i]
-		p, m, err := DecodeRecord(buf[pos : pos+want])
+		p, m, err := decodeRecord(buf[pos : pos+want])
 		if err == nil && int64(m) != want {
 			err = fmt.Errorf("%w: record length %d, index says %d", ErrCorrupt, m-RecordHeaderSize, want-RecordHeaderSize)
 		}
