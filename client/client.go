@@ -1,6 +1,7 @@
 // Package client is the Go client of floe's Walrus-compatible protocol: length-prefixed
-// text frames (DESIGN section 4) plus floe's binary-safe extensions. It knows only the
-// wire protocol; any node of a cluster accepts any request.
+// text frames plus floe's binary-safe extensions, encoded and decoded by package wire
+// (whose doc states the protocol). It knows only the protocol; any node of a cluster
+// accepts any request.
 package client
 
 import (
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"floe/wire"
 )
 
 // Conn is one connection to a node. Calls are serialised by a lock; for pipelining use
@@ -63,13 +66,13 @@ func (c *Conn) Close() error { return c.conn.Close() }
 func (c *Conn) RemoteAddr() string { return c.conn.RemoteAddr().String() }
 
 // Send buffers one request frame (pipelining; call Flush, then Recv once per Send).
-func (c *Conn) Send(req []byte) error { return WriteFrame(c.w, req) }
+func (c *Conn) Send(req []byte) error { return wire.WriteFrame(c.w, req) }
 
 // Flush writes buffered requests.
 func (c *Conn) Flush() error { return c.w.Flush() }
 
 // Recv reads the next reply.
-func (c *Conn) Recv() ([]byte, error) { return ReadFrame(c.r, MaxReply) }
+func (c *Conn) Recv() ([]byte, error) { return wire.ReadFrame(c.r, wire.MaxReply) }
 
 // Do sends one raw request and returns the raw reply.
 func (c *Conn) Do(req []byte) ([]byte, error) {
@@ -94,14 +97,14 @@ func (c *Conn) ok(req string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := replyErr(reply); err != nil {
+	if err := wire.ReplyError(reply); err != nil {
 		return "", err
 	}
 	if bytes.Equal(reply, []byte("OK")) {
 		return "", nil
 	}
 	if !bytes.HasPrefix(reply, []byte("OK ")) {
-		return "", fmt.Errorf("%w: %q", ErrBadReply, truncate(reply))
+		return "", fmt.Errorf("%w: %q", wire.ErrBadReply, truncate(reply))
 	}
 	return string(reply[3:]), nil
 }
@@ -132,7 +135,7 @@ func (c *Conn) PutOffset(topic string, payload []byte) (uint64, error) {
 // PutBatch appends payloads (any bytes, each non-empty) as one contiguous run and
 // returns the offset of the first.
 func (c *Conn) PutBatch(topic string, payloads [][]byte) (uint64, error) {
-	reply, err := c.Do(EncodeBatch(topic, payloads))
+	reply, err := c.Do(wire.EncodeBatch(topic, payloads))
 	if err != nil {
 		return 0, err
 	}
@@ -141,11 +144,11 @@ func (c *Conn) PutBatch(topic string, payloads [][]byte) (uint64, error) {
 
 // ParseOffsetReply parses "OK <offset>".
 func ParseOffsetReply(reply []byte) (uint64, error) {
-	if err := replyErr(reply); err != nil {
+	if err := wire.ReplyError(reply); err != nil {
 		return 0, err
 	}
 	if !bytes.HasPrefix(reply, []byte("OK ")) {
-		return 0, fmt.Errorf("%w: %q", ErrBadReply, truncate(reply))
+		return 0, fmt.Errorf("%w: %q", wire.ErrBadReply, truncate(reply))
 	}
 	return strconv.ParseUint(string(reply[3:]), 10, 64)
 }
@@ -156,14 +159,14 @@ func (c *Conn) Get(topic string) (payload []byte, ok bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
-	if err := replyErr(reply); err != nil {
+	if err := wire.ReplyError(reply); err != nil {
 		return nil, false, err
 	}
 	if bytes.Equal(reply, []byte("EMPTY")) {
 		return nil, false, nil
 	}
 	if !bytes.HasPrefix(reply, []byte("OK ")) {
-		return nil, false, fmt.Errorf("%w: %q", ErrBadReply, truncate(reply))
+		return nil, false, fmt.Errorf("%w: %q", wire.ErrBadReply, truncate(reply))
 	}
 	return reply[3:], true, nil
 }
@@ -174,7 +177,7 @@ func (c *Conn) Read(topic string, offset uint64, max int) ([]Entry, uint64, erro
 	if err != nil {
 		return nil, offset, err
 	}
-	return DecodeEntries(reply)
+	return wire.DecodeEntries(reply)
 }
 
 // Tail is Read that waits up to wait for at least one entry.
@@ -183,7 +186,7 @@ func (c *Conn) Tail(topic string, offset uint64, max int, wait time.Duration) ([
 	if err != nil {
 		return nil, offset, err
 	}
-	return DecodeEntries(reply)
+	return wire.DecodeEntries(reply)
 }
 
 // State returns the STATE reply of a topic, decoded.
@@ -213,14 +216,21 @@ func (c *Conn) jsonCall(req string, v any) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := replyErr(reply); err != nil {
+	if err := wire.ReplyError(reply); err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal(reply, v); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadReply, err)
+		return nil, fmt.Errorf("%w: %v", wire.ErrBadReply, err)
 	}
 	return reply, nil
 }
+
+// Entry is one entry of a topic with its offset (wire.Entry).
+type Entry = wire.Entry
+
+// ServerError is an "ERR <reason>" reply (wire.ServerError); test with
+// errors.As.
+type ServerError = wire.ServerError
 
 // SegmentInfo is one element of STATE's segments list.
 type SegmentInfo struct {

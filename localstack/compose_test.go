@@ -14,6 +14,7 @@ import (
 	"floe/archive"
 	"floe/archive/open"
 	"floe/client"
+	"floe/wire"
 )
 
 // Settings of the test stack (environment of docker-compose.yml).
@@ -126,7 +127,7 @@ func pipelinePuts(addr, topic string, from, n int) error {
 	nc.SetDeadline(time.Now().Add(2 * time.Minute))
 	w := bufio.NewWriter(nc)
 	for j := 0; j < n; j++ {
-		if err := client.WriteFrame(w, []byte("PUT "+topic+" "+entry(from+j))); err != nil {
+		if err := wire.WriteFrame(w, []byte("PUT "+topic+" "+entry(from+j))); err != nil {
 			return err
 		}
 	}
@@ -135,7 +136,7 @@ func pipelinePuts(addr, topic string, from, n int) error {
 	}
 	r := bufio.NewReader(nc)
 	for j := 0; j < n; j++ {
-		reply, err := client.ReadFrame(r, client.MaxReply)
+		reply, err := wire.ReadFrame(r, wire.MaxReply)
 		if err != nil {
 			return err
 		}

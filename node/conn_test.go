@@ -2,6 +2,7 @@ package node
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -13,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"floe/client"
 	"floe/meta"
+	"floe/wire"
 )
 
 // startNode starts a one-node cluster in this process on free loopback ports and
@@ -201,14 +202,14 @@ func TestReplyBound(t *testing.T) {
 	big := make([]byte, maxEntryBytes)
 	// The largest READ reply: just under maxReadBytes of payload (a READ then goes on
 	// into the next segment), passed by one entry of the largest size.
-	entries := []client.Entry{{Offset: 1, Payload: big[:maxReadBytes-1]}, {Offset: 2, Payload: big}}
-	if got, bound := len(client.EncodeEntries(entries, 3)), replyBound(Request{Cmd: "READ", Max: 2}); int64(got) > bound {
+	entries := []wire.Entry{{Offset: 1, Payload: big[:maxReadBytes-1]}, {Offset: 2, Payload: big}}
+	if got, bound := len(wire.EncodeEntries(entries, 3)), replyBound(wire.Request{Cmd: "READ", Max: 2}); int64(got) > bound {
 		t.Fatalf("READ reply of %d bytes, bound %d", got, bound)
 	}
-	if got, bound := len("OK ")+maxEntryBytes, replyBound(Request{Cmd: "GET"}); int64(got) > bound {
+	if got, bound := len("OK ")+maxEntryBytes, replyBound(wire.Request{Cmd: "GET"}); int64(got) > bound {
 		t.Fatalf("GET reply of %d bytes, bound %d", got, bound)
 	}
-	if bound := replyBound(Request{Cmd: "READ", Max: MaxReadMax}); bound > maxConnBytes {
+	if bound := replyBound(wire.Request{Cmd: "READ", Max: wire.MaxReadMax}); bound > maxConnBytes {
 		t.Fatalf("one READ's bound %d is over the connection's budget %d", bound, maxConnBytes)
 	}
 }
@@ -314,11 +315,11 @@ func TestClientWriteTimeout(t *testing.T) {
 	}
 	defer conn.Close()
 	conn.(*net.TCPConn).SetReadBuffer(4 << 10)
-	var reqs []byte
+	var reqs bytes.Buffer
 	for i := 0; i < 16; i++ { // 120 MiB of replies, never read
-		reqs = client.AppendFrame(reqs, []byte("READ big 0 10000"))
+		wire.WriteFrame(&reqs, []byte("READ big 0 10000"))
 	}
-	if _, err := conn.Write(reqs); err != nil {
+	if _, err := conn.Write(reqs.Bytes()); err != nil {
 		t.Fatal(err)
 	}
 	waitCond(t, 10*time.Second, "the node to serve the client", func() bool { return n.clients.Load() == 1 })

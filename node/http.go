@@ -16,6 +16,7 @@ import (
 	"floe/meta"
 	"floe/tiering"
 	"floe/topicname"
+	"floe/wire"
 )
 
 // maxEntryBytes is the largest record the HTTP API takes, and so the largest entry a
@@ -264,15 +265,15 @@ func (n *Node) httpHandler() http.Handler {
 			http.Error(w, "offset must be a number", http.StatusBadRequest)
 			return
 		}
-		limit := DefaultReadMax
+		limit := wire.DefaultReadMax
 		if s := q.Get("max"); s != "" {
-			if limit, err = strconv.Atoi(s); err != nil || limit < 1 || limit > MaxReadMax {
+			if limit, err = strconv.Atoi(s); err != nil || limit < 1 || limit > wire.MaxReadMax {
 				http.Error(w, "max must be 1-10000", http.StatusBadRequest)
 				return
 			}
 		}
 		wait, _ := strconv.Atoi(q.Get("wait_ms"))
-		wait = min(max(wait, 0), MaxTailWaitMS)
+		wait = min(max(wait, 0), wire.MaxTailWaitMS)
 		// The long poll, then a read that may take the request timeout, then the reply.
 		extendWrite(w, time.Duration(wait)*time.Millisecond+n.cfg.RequestTimeout+n.cfg.httpTimeouts().write)
 		entries, next, err := n.Tail(r.Context(), r.PathValue("topic"), offset, limit, time.Duration(wait)*time.Millisecond)

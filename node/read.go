@@ -7,10 +7,10 @@ import (
 	"io/fs"
 	"time"
 
-	"floe/client"
 	"floe/meta"
 	"floe/node/segment"
 	"floe/topicname"
+	"floe/wire"
 )
 
 // Read limits.
@@ -36,7 +36,7 @@ func (n *Node) localSegment(topic string, s *meta.Segment) (*segment.Segment, er
 }
 
 // readLocal reads entries of one segment from this node's disk.
-func (n *Node) readLocal(topic string, s *meta.Segment, offset uint64, max, maxBytes int) ([]client.Entry, error) {
+func (n *Node) readLocal(topic string, s *meta.Segment, offset uint64, max, maxBytes int) ([]wire.Entry, error) {
 	seg, err := n.localSegment(topic, s)
 	if errors.Is(err, ErrSegmentNotFound) && s.State == meta.Active && s.Leader == n.cfg.NodeID {
 		return nil, nil // our active segment, not created yet: empty
@@ -69,9 +69,9 @@ func (n *Node) readLocal(topic string, s *meta.Segment, offset uint64, max, maxB
 	if err != nil {
 		return nil, fmt.Errorf("%w: segment %d of %q at offset %d: %v", ErrCorrupt, s.ID, topic, offset, err)
 	}
-	out := make([]client.Entry, len(payloads))
+	out := make([]wire.Entry, len(payloads))
 	for i, p := range payloads {
-		out[i] = client.Entry{Offset: offset + uint64(i), Payload: p}
+		out[i] = wire.Entry{Offset: offset + uint64(i), Payload: p}
 	}
 	return out, nil
 }
@@ -80,7 +80,7 @@ func (n *Node) readLocal(topic string, s *meta.Segment, offset uint64, max, maxB
 // this node's disk, else the owning node if it is up and still has the segment, else
 // the archive. Only a segment that is both unarchived and on a node that cannot be
 // reached is unreadable, and the error says so.
-func (n *Node) readSegment(ctx context.Context, topic string, s *meta.Segment, offset uint64, max, maxBytes int) ([]client.Entry, error) {
+func (n *Node) readSegment(ctx context.Context, topic string, s *meta.Segment, offset uint64, max, maxBytes int) ([]wire.Entry, error) {
 	archived := s.ArchiveKey != ""
 	if !s.LocalEvicted {
 		entries, err := n.readLocal(topic, s, offset, max, maxBytes)
@@ -114,7 +114,7 @@ func (n *Node) readSegment(ctx context.Context, topic string, s *meta.Segment, o
 
 // readOwner reads a segment from the node that led it. A node that failed recently is
 // not asked again for a few seconds (reads go to the archive meanwhile).
-func (n *Node) readOwner(topic string, s *meta.Segment, offset uint64, max, maxBytes int) ([]client.Entry, error) {
+func (n *Node) readOwner(topic string, s *meta.Segment, offset uint64, max, maxBytes int) ([]wire.Entry, error) {
 	p, err := n.nodePeer(s.Leader)
 	if err != nil {
 		return nil, err
@@ -137,9 +137,9 @@ func (n *Node) readOwner(topic string, s *meta.Segment, offset uint64, max, maxB
 	if count > uint64(max) {
 		return nil, fmt.Errorf("%w: node %d returned %d entries, asked %d", ErrUnavailable, s.Leader, count, max)
 	}
-	out := make([]client.Entry, 0, count)
+	out := make([]wire.Entry, 0, count)
 	for i := uint64(0); i < count; i++ {
-		out = append(out, client.Entry{Offset: offset + i, Payload: d.bytes()})
+		out = append(out, wire.Entry{Offset: offset + i, Payload: d.bytes()})
 	}
 	if d.err != nil {
 		return nil, fmt.Errorf("%w: bad read reply from node %d", ErrUnavailable, s.Leader)
@@ -149,10 +149,10 @@ func (n *Node) readOwner(topic string, s *meta.Segment, offset uint64, max, maxB
 
 // Read returns up to max entries of topic from offset on (crossing segment boundaries),
 // and the offset to continue from. An offset past the end returns no entries.
-func (n *Node) Read(ctx context.Context, topic string, offset uint64, max int) ([]client.Entry, uint64, error) {
+func (n *Node) Read(ctx context.Context, topic string, offset uint64, max int) ([]wire.Entry, uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
-	var out []client.Entry
+	var out []wire.Entry
 	budget := maxReadBytes
 	var lastErr error
 	for attempt := 0; len(out) < max; {
@@ -204,7 +204,7 @@ func (n *Node) Read(ctx context.Context, topic string, offset uint64, max int) (
 }
 
 // Tail is Read that waits up to wait for at least one entry.
-func (n *Node) Tail(ctx context.Context, topic string, offset uint64, max int, wait time.Duration) ([]client.Entry, uint64, error) {
+func (n *Node) Tail(ctx context.Context, topic string, offset uint64, max int, wait time.Duration) ([]wire.Entry, uint64, error) {
 	deadline := time.Now().Add(wait)
 	for {
 		entries, next, err := n.Read(ctx, topic, offset, max)
@@ -378,7 +378,7 @@ func (n *Node) handleRPC(c *rpcConn, id uint64, op byte, body []byte) {
 	case opRead:
 		topic, segID, offset, max, maxBytes := d.str(), d.u64(), d.u64(), d.u64(), d.u64()
 		go func() {
-			if d.err != nil || max == 0 || max > MaxReadMax {
+			if d.err != nil || max == 0 || max > wire.MaxReadMax {
 				c.reply(id, nil, fmt.Errorf("%w: malformed read", ErrBadRequest))
 				return
 			}

@@ -12,8 +12,13 @@ import (
 	"sync"
 	"time"
 
-	"floe/client"
+	"floe/wire"
 )
+
+// ErrBadRequest is wire.ErrBadRequest, for every request the node refuses
+// as malformed or not allowed, from clients, the HTTP API and other nodes:
+// the reply names the reason and nothing changes.
+var ErrBadRequest = wire.ErrBadRequest
 
 // Bounds of one client connection.
 const (
@@ -69,7 +74,7 @@ func (n *Node) refuse(conn net.Conn) {
 		conn.SetDeadline(time.Now().Add(refuseLinger))
 		msg := fmt.Sprintf("ERR too many connections: node %d already serves --max-connections=%d clients; retry later or use another node",
 			n.cfg.NodeID, n.cfg.MaxConnections)
-		if _, err := conn.Write(client.AppendFrame(nil, []byte(msg))); err != nil {
+		if err := wire.WriteFrame(conn, []byte(msg)); err != nil {
 			return
 		}
 		// Half-close, then take what the client sends until it closes: closing with
@@ -78,7 +83,7 @@ func (n *Node) refuse(conn net.Conn) {
 		if tc, ok := conn.(*net.TCPConn); ok {
 			tc.CloseWrite()
 		}
-		io.Copy(io.Discard, io.LimitReader(conn, 4*client.MaxRequest))
+		io.Copy(io.Discard, io.LimitReader(conn, 4*wire.MaxRequest))
 	})
 }
 
@@ -136,7 +141,7 @@ func (b *connBudget) state() (used int64, waiters int) {
 // accounting, not a limit: a larger one is still sent); the rest is a status line.
 // Entries are at most maxEntryBytes (the HTTP API's limit; the Walrus protocol's
 // frames hold less).
-func replyBound(req Request) int64 {
+func replyBound(req wire.Request) int64 {
 	switch req.Cmd {
 	case "READ", "TAIL":
 		return 32 + 12*int64(req.Max) + min(int64(req.Max)*maxEntryBytes, maxReadBytes+maxEntryBytes)
@@ -179,7 +184,7 @@ func (n *Node) serveClient(conn net.Conn) {
 			b := <-p.slot
 			if !failed {
 				conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-				err := client.WriteFrame(w, b)
+				err := wire.WriteFrame(w, b)
 				if err == nil && len(replies) == 0 {
 					err = w.Flush()
 				}
@@ -202,12 +207,12 @@ func (n *Node) serveClient(conn net.Conn) {
 	r := bufio.NewReaderSize(conn, 64<<10)
 	seqs := map[string]*putSeq{} // per topic: keeps this connection's appends in order
 	for {
-		frame, err := client.ReadFrame(r, client.MaxRequest)
+		frame, err := wire.ReadFrame(r, wire.MaxRequest)
 		slot := make(chan []byte, 1)
 		switch {
-		case errors.Is(err, client.ErrEmptyFrame), errors.Is(err, client.ErrFrameTooLarge):
+		case errors.Is(err, wire.ErrEmptyFrame), errors.Is(err, wire.ErrFrameTooLarge):
 			budget.acquire(64)
-			slot <- []byte("ERR invalid frame length: " + reason(err))
+			slot <- wire.ErrorReply("invalid frame length: " + reason(err))
 			replies <- pendingReply{slot: slot, reserved: 64}
 			continue
 		case err != nil:
@@ -216,7 +221,7 @@ func (n *Node) serveClient(conn net.Conn) {
 			}
 			return
 		}
-		req, perr := ParseRequest(frame)
+		req, perr := wire.ParseRequest(frame)
 		cost := int64(len(frame)) + replyBound(req)
 		budget.acquire(cost)
 		replies <- pendingReply{slot: slot, reserved: cost}
@@ -226,21 +231,21 @@ func (n *Node) serveClient(conn net.Conn) {
 
 func reason(err error) string {
 	s := err.Error()
-	return strings.TrimPrefix(s, "client: ")
+	return strings.TrimPrefix(s, "wire: ")
 }
 
 // errReply renders an error as the protocol's "ERR <reason>".
 func errReply(err error) []byte {
 	s := err.Error()
-	for _, p := range []string{"node: ", "meta: ", "segment: ", "client: ", "tiering: ", "archive: "} {
+	for _, p := range []string{"node: ", "meta: ", "segment: ", "wire: ", "tiering: ", "archive: "} {
 		s = strings.ReplaceAll(s, p, "")
 	}
-	return []byte("ERR " + s)
+	return wire.ErrorReply(s)
 }
 
 // request handles one request (err: it did not parse); the reply goes to slot,
 // possibly later.
-func (n *Node) request(req Request, err error, slot chan<- []byte, seqs map[string]*putSeq) {
+func (n *Node) request(req wire.Request, err error, slot chan<- []byte, seqs map[string]*putSeq) {
 	if err != nil {
 		n.metrics.badRequests.Inc()
 		slot <- errReply(err)
@@ -268,7 +273,7 @@ func putReply(cmd string, first uint64) []byte {
 }
 
 // handle serves every request but the appends.
-func (n *Node) handle(ctx context.Context, req Request) []byte {
+func (n *Node) handle(ctx context.Context, req wire.Request) []byte {
 	switch req.Cmd {
 	case "REGISTER":
 		if err := n.Register(ctx, req.Topic, nil); err != nil {
@@ -301,13 +306,13 @@ func (n *Node) handle(ctx context.Context, req Request) []byte {
 		if err != nil {
 			return errReply(err)
 		}
-		return client.EncodeEntries(entries, next)
+		return wire.EncodeEntries(entries, next)
 	case "TAIL":
 		entries, next, err := n.Tail(ctx, req.Topic, req.Offset, req.Max, time.Duration(req.WaitMS)*time.Millisecond)
 		if err != nil {
 			return errReply(err)
 		}
-		return client.EncodeEntries(entries, next)
+		return wire.EncodeEntries(entries, next)
 	}
 	return errReply(errors.New("unknown command " + req.Cmd))
 }

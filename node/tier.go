@@ -12,9 +12,9 @@ import (
 	"floe/archive"
 	"floe/archive/open"
 	"floe/archive/seekable"
-	"floe/client"
 	"floe/meta"
 	"floe/tiering"
+	"floe/wire"
 )
 
 // DefaultCacheBytes bounds the remote-read frame cache.
@@ -159,7 +159,7 @@ func (n *Node) HasLocal(topic string, id uint64) bool {
 }
 
 // readArchive reads entries of an archived segment from the object store.
-func (n *Node) readArchive(ctx context.Context, topic string, s *meta.Segment, offset uint64, max, maxBytes int) ([]client.Entry, error) {
+func (n *Node) readArchive(ctx context.Context, topic string, s *meta.Segment, offset uint64, max, maxBytes int) ([]wire.Entry, error) {
 	if n.remote == nil {
 		return nil, fmt.Errorf("%w: segment %d of %q is archived as %q but this node has no --archive", ErrUnavailable, s.ID, topic, s.ArchiveKey)
 	}
@@ -178,9 +178,9 @@ func (n *Node) readArchive(ctx context.Context, topic string, s *meta.Segment, o
 	}
 	n.metrics.remoteReads.Inc()
 	recs = firstBytes(recs, maxBytes)
-	out := make([]client.Entry, len(recs))
+	out := make([]wire.Entry, len(recs))
 	for i, p := range recs {
-		out[i] = client.Entry{Offset: offset + uint64(i), Payload: p}
+		out[i] = wire.Entry{Offset: offset + uint64(i), Payload: p}
 	}
 	return out, nil
 }

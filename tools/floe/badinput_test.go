@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"floe/client"
+	"floe/wire"
 )
 
 // rawConn is a hand-driven client connection: frames are built byte by byte here, so
@@ -61,7 +62,7 @@ func (c *rawConn) read() []byte {
 		c.t.Fatalf("read reply length: %v (connection closed by the node?)", err)
 	}
 	n := binary.LittleEndian.Uint32(hdr[:])
-	if n == 0 || n > client.MaxReply {
+	if n == 0 || n > wire.MaxReply {
 		c.t.Fatalf("reply frame length %d", n)
 	}
 	b := make([]byte, n)
@@ -87,7 +88,7 @@ func TestBadInput(t *testing.T) {
 	const entries = 3
 	const via = 2 // any node takes any request; node 2 forwards what node 1 leads
 
-	overLimit := append([]byte("PUT good "), bytes.Repeat([]byte("x"), client.MaxRequest+1-len("PUT good "))...)
+	overLimit := append([]byte("PUT good "), bytes.Repeat([]byte("x"), wire.MaxRequest+1-len("PUT good "))...)
 	cases := []struct {
 		name  string
 		frame []byte

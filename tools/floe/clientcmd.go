@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"floe/client"
+	"floe/wire"
 )
 
 const defaultAddrs = "127.0.0.1:9091,127.0.0.1:9092,127.0.0.1:9093"
@@ -186,7 +187,7 @@ func shellCmd() *cobra.Command {
 func runShell(conn *client.Conn, in io.Reader, out io.Writer) error {
 	fmt.Fprintf(out, "connected to %s; type help\n", conn.RemoteAddr())
 	sc := bufio.NewScanner(in)
-	sc.Buffer(nil, client.MaxRequest)
+	sc.Buffer(nil, wire.MaxRequest)
 	for {
 		fmt.Fprint(out, "floe> ")
 		if !sc.Scan() {
@@ -216,7 +217,7 @@ func runShell(conn *client.Conn, in io.Reader, out io.Writer) error {
 			return err
 		}
 		if cmd == "READ" || cmd == "TAIL" {
-			entries, next, err := client.DecodeEntries(reply)
+			entries, next, err := wire.DecodeEntries(reply)
 			if err != nil {
 				fmt.Fprintln(out, err)
 				continue

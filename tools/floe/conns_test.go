@@ -17,6 +17,7 @@ import (
 	"unsafe"
 
 	"floe/client"
+	"floe/wire"
 )
 
 // openFDs counts the open file descriptors of process pid.
@@ -47,10 +48,10 @@ func roundTrip(addr, req string, timeout time.Duration) (string, error) {
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(timeout))
-	if err := client.WriteFrame(conn, []byte(req)); err != nil {
+	if err := wire.WriteFrame(conn, []byte(req)); err != nil {
 		return "", err
 	}
-	b, err := client.ReadFrame(bufio.NewReader(conn), client.MaxReply)
+	b, err := wire.ReadFrame(bufio.NewReader(conn), wire.MaxReply)
 	return string(b), err
 }
 
@@ -169,18 +170,18 @@ func TestMaxConnections(t *testing.T) {
 	}
 	defer refused.Close()
 	refused.SetDeadline(time.Now().Add(10 * time.Second))
-	if err := client.WriteFrame(refused, []byte("REGISTER third")); err != nil {
+	if err := wire.WriteFrame(refused, []byte("REGISTER third")); err != nil {
 		t.Fatalf("write on the refused connection: %v", err)
 	}
 	r := bufio.NewReader(refused)
-	reply, err := client.ReadFrame(r, client.MaxReply)
+	reply, err := wire.ReadFrame(r, wire.MaxReply)
 	if err != nil {
 		t.Fatalf("the refused connection got no reply: %v", err)
 	}
 	if !strings.HasPrefix(string(reply), "ERR ") || !strings.Contains(string(reply), "max-connections") {
 		t.Fatalf("the refused connection got %q, want an ERR naming --max-connections", reply)
 	}
-	if extra, err := client.ReadFrame(r, client.MaxReply); !errors.Is(err, io.EOF) {
+	if extra, err := wire.ReadFrame(r, wire.MaxReply); !errors.Is(err, io.EOF) {
 		t.Fatalf("after the ERR frame the refused connection read %q, %v; want EOF", extra, err)
 	}
 	if err := a.Register("first"); err != nil {

@@ -1,4 +1,4 @@
-package node
+package wire
 
 import (
 	"bytes"
@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"floe/client"
 	"floe/topicname"
 )
 
@@ -90,7 +89,7 @@ func equalPayloads(a, b [][]byte) bool {
 
 func TestParsePutBatchIsBinarySafe(t *testing.T) {
 	payloads := [][]byte{{0, 1, 2, 0xff}, []byte("text with\nnewline "), {0xfe}}
-	got, err := ParseRequest(client.EncodeBatch("bin", payloads))
+	got, err := ParseRequest(EncodeBatch("bin", payloads))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +101,7 @@ func TestParsePutBatchIsBinarySafe(t *testing.T) {
 		"empty batch":    []byte("PUTBATCH bin\n"),
 		"truncated":      append([]byte("PUTBATCH bin\n"), 9, 0, 0, 0, 'x'),
 		"empty record":   append([]byte("PUTBATCH bin\n"), 0, 0, 0, 0),
-		"bad topic":      client.EncodeBatch("../x", payloads),
+		"bad topic":      EncodeBatch("../x", payloads),
 		"bad utf8 topic": append([]byte("PUTBATCH \xff\n"), 1, 0, 0, 0, 'x'),
 	} {
 		if _, err := ParseRequest(in); err == nil {
@@ -116,7 +115,7 @@ func FuzzParseRequest(f *testing.F) {
 		"READ t 0 10", "TAIL t 5 1 100", "PUTOFF t x", "PUT ../x y", "\xff"} {
 		f.Add([]byte(s))
 	}
-	f.Add(client.EncodeBatch("t", [][]byte{{1, 2}, {3}}))
+	f.Add(EncodeBatch("t", [][]byte{{1, 2}, {3}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := ParseRequest(b)
 		if err != nil {

@@ -1,4 +1,4 @@
-package node
+package wire
 
 import (
 	"bytes"
@@ -8,12 +8,12 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"floe/client"
 	"floe/topicname"
 )
 
-// ErrBadRequest: a client request does not follow the protocol. The reply is
-// "ERR <reason>" and nothing changes.
+// ErrBadRequest: a request does not follow the protocol. The reply is
+// "ERR <reason>" and nothing changes. Its text carries no package prefix:
+// clients read it in the reply ("ERR bad request: ...").
 var ErrBadRequest = errors.New("bad request")
 
 // Request is one parsed client request.
@@ -38,7 +38,7 @@ func badf(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrBadRequest}, args...)...)
 }
 
-// ParseRequest parses one request frame following DESIGN section 4: the request is UTF-8
+// ParseRequest parses one request frame (see the package doc): the request is UTF-8
 // text, trailing whitespace is trimmed, words are split on single spaces, and a PUT
 // payload is everything after "PUT <topic> ". PUTBATCH is the one binary-safe request:
 // its first line is text, the rest is [u32 length][payload] records.
@@ -59,7 +59,7 @@ func ParseRequest(frame []byte) (Request, error) {
 		if err := topicname.Validate(topic); err != nil {
 			return Request{}, err
 		}
-		payloads, err := client.DecodeBatchBody(frame[nl+1:])
+		payloads, err := DecodeBatchBody(frame[nl+1:])
 		if err != nil {
 			return Request{}, badf("%v", err)
 		}

@@ -1,4 +1,4 @@
-package client
+package wire
 
 import (
 	"bytes"
@@ -17,16 +17,16 @@ const (
 	MaxReply = 64 << 20
 )
 
-// Sentinel errors of the wire codec.
+// Sentinel errors of the codec.
 var (
 	// ErrFrameTooLarge: a frame's length prefix is over the limit.
-	ErrFrameTooLarge = errors.New("client: frame too large")
+	ErrFrameTooLarge = errors.New("wire: frame too large")
 	// ErrEmptyFrame: a frame's length prefix is 0.
-	ErrEmptyFrame = errors.New("client: empty frame")
+	ErrEmptyFrame = errors.New("wire: empty frame")
 	// ErrBadReply: a reply does not follow the protocol.
-	ErrBadReply = errors.New("client: malformed reply")
+	ErrBadReply = errors.New("wire: malformed reply")
 	// ErrBadBatch: a PUTBATCH body does not follow its encoding.
-	ErrBadBatch = errors.New("client: malformed batch")
+	ErrBadBatch = errors.New("wire: malformed batch")
 )
 
 // WriteFrame writes one frame: a 4-byte little-endian length, then b.
@@ -38,12 +38,6 @@ func WriteFrame(w io.Writer, b []byte) error {
 	}
 	_, err := w.Write(b)
 	return err
-}
-
-// AppendFrame appends one frame to dst and returns the extended slice.
-func AppendFrame(dst, b []byte) []byte {
-	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(b)))
-	return append(dst, b...)
 }
 
 // ReadFrame reads one frame of at most max bytes. A frame of length 0 or over max has
@@ -104,7 +98,7 @@ func EncodeEntries(entries []Entry, next uint64) []byte {
 // DecodeEntries parses a READ or TAIL reply built by EncodeEntries. A reply starting
 // with "ERR " is returned as an error carrying the node's reason.
 func DecodeEntries(reply []byte) ([]Entry, uint64, error) {
-	if err := replyErr(reply); err != nil {
+	if err := ReplyError(reply); err != nil {
 		return nil, 0, err
 	}
 	nl := bytes.IndexByte(reply, '\n')
@@ -182,12 +176,18 @@ func DecodeBatchBody(body []byte) ([][]byte, error) {
 	return out, nil
 }
 
-// ServerError is an "ERR <reason>" reply.
+// ServerError is an "ERR <reason>" reply, as a client sees it.
 type ServerError struct{ Reason string }
 
 func (e *ServerError) Error() string { return "floe: " + e.Reason }
 
-func replyErr(reply []byte) error {
+// ErrorReply builds the reply "ERR <reason>": the request changed nothing,
+// or its outcome is unknown, as reason says.
+func ErrorReply(reason string) []byte { return []byte("ERR " + reason) }
+
+// ReplyError returns the *ServerError of an "ERR <reason>" reply, and nil
+// for any other reply.
+func ReplyError(reply []byte) error {
 	if bytes.HasPrefix(reply, []byte("ERR")) {
 		return &ServerError{Reason: string(bytes.TrimSpace(bytes.TrimPrefix(reply, []byte("ERR"))))}
 	}
