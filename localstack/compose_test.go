@@ -14,6 +14,7 @@ import (
 	"floe/archive"
 	"floe/archive/open"
 	"floe/client"
+	"floe/internal/testenv"
 	"floe/wire"
 )
 
@@ -52,7 +53,7 @@ func (c *cluster) addrs() []string { return []string{c.client[1], c.client[2], c
 func (c *cluster) waitReady(t *testing.T, timeout time.Duration) int {
 	t.Helper()
 	var leader uint64
-	waitFor(t, timeout, "every node ready (/readyz) and one Raft leader with 3 voters", func() bool {
+	testenv.WaitForEvery(t, timeout, composePoll, "every node ready (/readyz) and one Raft leader with 3 voters", func() bool {
 		for n := 1; n <= 3; n++ {
 			if _, err := httpGet(c.http[n] + "/readyz"); err != nil {
 				return false
@@ -218,7 +219,7 @@ func TestComposeStack(t *testing.T) {
 	buildImages(t)
 	t.Logf("images built in %v", time.Since(began).Round(time.Millisecond))
 
-	p := freePorts(t, 8)
+	p := testenv.FreePorts(t, 8)
 	c := &cluster{minio: fmt.Sprintf("http://127.0.0.1:%d", p[6])}
 	env := []string{
 		"FLOE_IMAGE=" + testFloeImage, "FLOE_MINIO_IMAGE=" + testMinioImage,
@@ -277,7 +278,7 @@ func (c *cluster) nodeLoss(t *testing.T) int {
 
 	// Wait until every sealed segment is archived: in MinIO and still local (tier both).
 	var st *client.TopicState
-	waitFor(t, 90*time.Second, "every sealed segment of "+topic+" archived (tier both)", func() bool {
+	testenv.WaitForEvery(t, 90*time.Second, composePoll, "every sealed segment of "+topic+" archived (tier both)", func() bool {
 		st = c.state(t, 1, topic)
 		sealed := 0
 		for _, s := range st.Segments {
@@ -471,11 +472,11 @@ func (c *cluster) partition(t *testing.T) {
 		x, time.Since(cut).Round(time.Millisecond), slowest.Round(time.Millisecond))
 
 	// The majority: elects a leader among itself and goes on.
-	waitFor(t, 60*time.Second, fmt.Sprintf("nodes %d and the other majority node to elect a leader other than %d", m, x), func() bool {
+	testenv.WaitForEvery(t, 60*time.Second, composePoll, fmt.Sprintf("nodes %d and the other majority node to elect a leader other than %d", m, x), func() bool {
 		mm := metrics(c.client[m])
 		return mm != nil && mm.CurrentLeader != nil && int(*mm.CurrentLeader) != x
 	})
-	waitFor(t, 60*time.Second, fmt.Sprintf("PUT %s through node %d while node %d is cut off", majTopic, m, x), func() bool {
+	testenv.WaitForEvery(t, 60*time.Second, composePoll, fmt.Sprintf("PUT %s through node %d while node %d is cut off", majTopic, m, x), func() bool {
 		return putMaj() == nil
 	})
 	for i := 0; i < 20; i++ {
@@ -493,7 +494,7 @@ func (c *cluster) partition(t *testing.T) {
 	docker(t, append(args, network, id)...)
 	healed := time.Now()
 	c.waitReady(t, 2*time.Minute)
-	waitFor(t, 60*time.Second, fmt.Sprintf("node %d takes writes for %s again", x, minTopic), func() bool {
+	testenv.WaitForEvery(t, 60*time.Second, composePoll, fmt.Sprintf("node %d takes writes for %s again", x, minTopic), func() bool {
 		return putMin() == "OK"
 	})
 	xc := c.conn(t, x) // and through its published port

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"floe/internal/testenv"
 )
 
 // TestWalrusDropIn runs Distributed Walrus's own compose layout (walrus/docker-compose.yml:
@@ -46,7 +48,7 @@ func TestWalrusDropIn(t *testing.T) {
 	}
 
 	project := projectName()
-	ports := freePorts(t, 3)
+	ports := testenv.FreePorts(t, 3)
 	text := string(src)
 	edits := 0
 	replace := func(re, repl string) {
@@ -82,7 +84,7 @@ func TestWalrusDropIn(t *testing.T) {
 		addrs[n] = fmt.Sprintf("127.0.0.1:%d", ports[n])
 	}
 	var leader uint64
-	waitFor(t, 2*time.Minute, "the Walrus-layout cluster to form (3 voters, one leader)", func() bool {
+	testenv.WaitForEvery(t, 2*time.Minute, composePoll, "the Walrus-layout cluster to form (3 voters, one leader)", func() bool {
 		l, ok := clusterFormed(addrs)
 		leader = l
 		return ok

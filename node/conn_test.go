@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"floe/internal/testenv"
 	"floe/meta"
 	"floe/wire"
 )
@@ -35,23 +36,11 @@ func startNode(t *testing.T, tweak func(*Config)) *Node {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.Close() })
-	waitCond(t, 20*time.Second, "the node to lead and hold its lease", func() bool {
+	testenv.WaitFor(t, 20*time.Second, "the node to lead and hold its lease", func() bool {
 		_, ok := n.fsm.Node(1)
 		return n.raft.IsLeader() && n.hasLease() && ok
 	})
 	return n
-}
-
-// waitCond polls cond every 10ms until it holds or within passes.
-func waitCond(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval of a condition wait
-	}
 }
 
 // TestStatusAnswersWhileAppendQueueFull: a node whose appender is stuck with a full
@@ -84,7 +73,7 @@ func TestStatusAnswersWhileAppendQueueFull(t *testing.T) {
 		wg.Add(1)
 		go func() { defer wg.Done(); <-ch }()
 	}
-	waitCond(t, 10*time.Second, "the appender's queue to fill", func() bool { return len(stuck.ch) == cap(stuck.ch) })
+	testenv.WaitFor(t, 10*time.Second, "the appender's queue to fill", func() bool { return len(stuck.ch) == cap(stuck.ch) })
 	if _, err := p.call(opStatus, nil, 10*time.Second); err != nil {
 		t.Fatalf("status call behind a full append queue: %v", err)
 	}
@@ -178,7 +167,7 @@ func TestConnBudget(t *testing.T) {
 		b.acquire(30)
 		close(acquired)
 	}()
-	waitCond(t, 5*time.Second, "the third acquire to wait", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "the third acquire to wait", func() bool {
 		_, waiters := b.state()
 		return waiters == 1
 	})
@@ -322,8 +311,8 @@ func TestClientWriteTimeout(t *testing.T) {
 	if _, err := conn.Write(reqs.Bytes()); err != nil {
 		t.Fatal(err)
 	}
-	waitCond(t, 10*time.Second, "the node to serve the client", func() bool { return n.clients.Load() == 1 })
-	waitCond(t, 20*time.Second, "the node to drop the client that reads nothing", func() bool { return n.clients.Load() == 0 })
+	testenv.WaitFor(t, 10*time.Second, "the node to serve the client", func() bool { return n.clients.Load() == 1 })
+	testenv.WaitFor(t, 20*time.Second, "the node to drop the client that reads nothing", func() bool { return n.clients.Load() == 0 })
 }
 
 // TestRPCAppendQueueBounds: a connection's append queue refuses, as unavailable (the

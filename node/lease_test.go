@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"floe/internal/testenv"
 	"floe/meta"
 )
 
@@ -26,7 +27,7 @@ func TestDedupAnswerOfAbandonedSegment(t *testing.T) {
 		t.Fatal("topic d not known after REGISTER")
 	}
 	x := nodes[act.Leader-1]
-	waitFor(t, 10*time.Second, "the segment leader to hold its write lease", x.hasLease)
+	testenv.WaitFor(t, 10*time.Second, "the segment leader to hold its write lease", x.hasLease)
 
 	appendAt := func(id uint64) appendResult {
 		ch := make(chan appendResult, 1)
@@ -43,7 +44,7 @@ func TestDedupAnswerOfAbandonedSegment(t *testing.T) {
 	if _, err := nodes[to-1].RecoverSegment(ctx, "d", to, true); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the segment leader to apply the recovery", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the segment leader to apply the recovery", func() bool {
 		s, ok := x.fsm.SegmentOf("d", act.ID)
 		return ok && s.Abandoned
 	})

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"floe/internal/testenv"
 	"floe/meta"
 )
 
@@ -39,7 +40,7 @@ func startTestCluster(t *testing.T, size int) []*Node {
 		}
 		nodes = append(nodes, n)
 	}
-	waitFor(t, 30*time.Second, "every node registered and a raft leader known", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "every node registered and a raft leader known", func() bool {
 		for _, n := range nodes {
 			if id, _ := n.raft.Leader(); id == 0 || len(n.fsm.Nodes()) != size {
 				return false
@@ -48,18 +49,6 @@ func startTestCluster(t *testing.T, size int) []*Node {
 		return true
 	})
 	return nodes
-}
-
-// waitFor polls cond until it holds, failing the test after within.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval, not synchronisation
-	}
 }
 
 // TestGetSurvivesLeaderChangeAfterCursorCommit (issue 7 item 6): a GET's cursor

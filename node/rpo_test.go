@@ -4,10 +4,10 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"testing"
 	"time"
 
+	"floe/internal/testenv"
 	"floe/meta"
 )
 
@@ -20,29 +20,8 @@ func startSingle(t *testing.T, cfg Config) *Node {
 		t.Fatalf("start node: %v", err)
 	}
 	t.Cleanup(func() { n.Close() })
-	waitUntil(t, 20*time.Second, "the write lease", n.hasLease)
+	testenv.WaitFor(t, 20*time.Second, "the write lease", n.hasLease)
 	return n
-}
-
-func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval of a condition wait
-	}
-}
-
-func freeRaftPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // gauge returns the value of an unlabelled gauge of n's registry, and whether it exists.
@@ -66,7 +45,7 @@ func gauge(t *testing.T, n *Node, name string) (float64, bool) {
 // passed, the segment rolls over with no write at all.
 func TestAgeSurvivesRestart(t *testing.T) {
 	cfg := Config{
-		NodeID: 1, DataDir: t.TempDir(), RaftPort: freeRaftPort(t), HTTPPort: 0,
+		NodeID: 1, DataDir: t.TempDir(), RaftPort: testenv.FreePort(t), HTTPPort: 0,
 		MaxSegmentAge: time.Hour, HeartbeatTimeout: 200 * time.Millisecond, LeaseTimeout: time.Second,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RaftLogLevel: "error",
 	}
@@ -95,7 +74,7 @@ func TestAgeSurvivesRestart(t *testing.T) {
 	n.Close()
 
 	n = startSingle(t, cfg)
-	waitUntil(t, 10*time.Second, "the restarted node to adopt its non-empty segment", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the restarted node to adopt its non-empty segment", func() bool {
 		return n.oldestUnsealedMS() != 0
 	})
 	if got := n.oldestUnsealedMS(); got != act.CreatedUnixMS {
@@ -114,7 +93,7 @@ func TestAgeSurvivesRestart(t *testing.T) {
 	// A limit that has passed since the segment's creation: it rolls with no write.
 	cfg.MaxSegmentAge = max(time.Duration(time.Now().UnixMilli()-act.CreatedUnixMS)*time.Millisecond/2, time.Millisecond)
 	n = startSingle(t, cfg)
-	waitUntil(t, 10*time.Second, "the quiet segment to roll over by age", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the quiet segment to roll over by age", func() bool {
 		a, _, _ := n.fsm.ActiveOf(topic)
 		return a.ID != act.ID
 	})
@@ -122,7 +101,7 @@ func TestAgeSurvivesRestart(t *testing.T) {
 	if s := tp.Segment(act.ID); s == nil || s.State != meta.Sealed || s.Count != 1 {
 		t.Fatalf("segment %d after the age roll-over: %+v, want sealed with 1 entry", act.ID, s)
 	}
-	waitUntil(t, 10*time.Second, "floe_rpo_seconds back to 0", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "floe_rpo_seconds back to 0", func() bool {
 		v, _ := gauge(t, n, "floe_rpo_seconds")
 		return v == 0
 	})

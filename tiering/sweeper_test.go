@@ -17,6 +17,7 @@ import (
 	"floe/archive/mem"
 	archiveminio "floe/archive/minio"
 	"floe/archive/miniotest"
+	"floe/internal/testenv"
 	"floe/meta"
 )
 
@@ -371,7 +372,7 @@ func TestSweeperAgainstUploaderRetries(t *testing.T) {
 		}
 		recs[id] = sealSegment(t, c, l, "t", 20, 50)
 	}
-	waitFor(t, 30*time.Second, "every segment archived", func() bool { segs, _ := u.Backlog(); return archivedAll(c, "t") && segs == 0 })
+	testenv.WaitFor(t, 30*time.Second, "every segment archived", func() bool { segs, _ := u.Backlog(); return archivedAll(c, "t") && segs == 0 })
 	cancel()
 	wg.Wait()
 	for id, want := range recs {

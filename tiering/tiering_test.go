@@ -20,6 +20,7 @@ import (
 	"floe/archive/mem"
 	"floe/archive/miniotest"
 	"floe/archive/seekable"
+	"floe/internal/testenv"
 	"floe/meta"
 	"floe/record"
 )
@@ -117,18 +118,6 @@ func sealSegment(t *testing.T, c *cluster, l *local, topic string, n int, size i
 	return recs
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(5 * time.Millisecond) // poll interval of a condition wait
-	}
-}
-
 // flakyBucket fails every Put while down is set, every ranged read while getDown is
 // set, and counts ranged reads.
 type flakyBucket struct {
@@ -196,7 +185,7 @@ func TestUploaderArchivesSealedSegments(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		want = append(want, sealSegment(t, c, l, "orders", 100+i, 300)...)
 	}
-	waitFor(t, 10*time.Second, "every sealed segment archived", func() bool { return archivedAll(c, "orders") })
+	testenv.WaitFor(t, 10*time.Second, "every sealed segment archived", func() bool { return archivedAll(c, "orders") })
 
 	top, _ := c.fsm.Topic("orders")
 	remote := newRemote(t, b, mustCache(t, 1<<20), nil)
@@ -239,7 +228,7 @@ func TestUploaderBacksOffWhileStoreIsDownThenDrains(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		sealSegment(t, c, l, "t", 50, 100)
 	}
-	waitFor(t, 10*time.Second, "backlog of 3 segments while the store is down", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "backlog of 3 segments while the store is down", func() bool {
 		segs, bytes := u.Backlog()
 		return segs == 3 && bytes > 0 && b.puts.Load() >= 3
 	})
@@ -247,7 +236,7 @@ func TestUploaderBacksOffWhileStoreIsDownThenDrains(t *testing.T) {
 		t.Fatalf("oldest unarchived = %v", u.OldestUnarchived())
 	}
 	b.down.Store(false)
-	waitFor(t, 10*time.Second, "backlog drained", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "backlog drained", func() bool {
 		segs, _ := u.Backlog()
 		return segs == 0 && archivedAll(c, "t")
 	})
@@ -388,7 +377,7 @@ func TestRemoteCollapsesConcurrentMissesAndPrefetches(t *testing.T) {
 	if _, err := r.Read(context.Background(), "obj", size, first, int(count)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "next frame prefetched into the cache", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "next frame prefetched into the cache", func() bool {
 		_, ok := r.cache.Get("obj", i+1)
 		return ok
 	})
@@ -416,7 +405,7 @@ func TestRemotePrefetchesAheadOfASequentialReader(t *testing.T) {
 	// frame 0 (frames 1-4 and 5-8) are fetched before the reader gets there, one ranged
 	// GET each, and nothing further.
 	read(10, 10)
-	waitFor(t, 10*time.Second, "frames 1 to 8 prefetched", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "frames 1 to 8 prefetched", func() bool {
 		for i := 1; i <= 2*spanFrames; i++ {
 			if !r.cache.Has("obj", i) {
 				return false
@@ -477,7 +466,7 @@ func TestRemoteReaderGivingUpLeavesTheFetchToOthers(t *testing.T) {
 		_, err := r.Read(ctx, "obj", size, 700, 5)
 		first <- err
 	}()
-	waitFor(t, 10*time.Second, "the fetch to start", func() bool { return b.ranges.Load() >= 2 })
+	testenv.WaitFor(t, 10*time.Second, "the fetch to start", func() bool { return b.ranges.Load() >= 2 })
 	second := make(chan error, 1)
 	go func() {
 		got, err := r.Read(context.Background(), "obj", size, 701, 1)
@@ -570,7 +559,7 @@ func TestRetentionEvictsOldestArchivedFirst(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		sealSegment(t, c, l, "t", 100, 100)
 	}
-	waitFor(t, 10*time.Second, "archived", func() bool { return archivedAll(c, "t") })
+	testenv.WaitFor(t, 10*time.Second, "archived", func() bool { return archivedAll(c, "t") })
 	top, _ := c.fsm.Topic("t")
 	keep := top.Segments[2].Bytes + top.Segments[3].Bytes // room for the two newest
 	r := NewRetention(RetentionConfig{NodeID: 1, LimitBytes: keep, FSM: c.fsm, Local: l, Propose: c.propose, Confirm: u})
@@ -617,13 +606,13 @@ func TestRetentionPerTopicLimits(t *testing.T) {
 	// that "oldest first" is well defined across topics.
 	for i := 0; i < 4; i++ {
 		start := time.Now()
-		waitFor(t, time.Second, "the clock to move on", func() bool { return time.Since(start) > 2*time.Millisecond })
+		testenv.WaitFor(t, time.Second, "the clock to move on", func() bool { return time.Since(start) > 2*time.Millisecond })
 		for _, name := range []string{"aged", "capped", "plain"} {
 			sealSegment(t, c, l, name, 100, 100)
 		}
 	}
 	for name := range topics {
-		waitFor(t, 10*time.Second, name+" archived", func() bool { return archivedAll(c, name) })
+		testenv.WaitFor(t, 10*time.Second, name+" archived", func() bool { return archivedAll(c, name) })
 	}
 	segs := func(topic string) []*meta.Segment {
 		top, _ := c.fsm.Topic(topic)
@@ -699,7 +688,7 @@ func testRetentionNeverEvictsAVanishedObject(t *testing.T, store archive.Bucket)
 	for i := 0; i < 3; i++ {
 		recs = append(recs, sealSegment(t, c, l, "t", 100, 100))
 	}
-	waitFor(t, 10*time.Second, "archived", func() bool { return archivedAll(c, "t") })
+	testenv.WaitFor(t, 10*time.Second, "archived", func() bool { return archivedAll(c, "t") })
 	// Segment 1: evicted through Raft, the node crashed before removing its file.
 	if err := c.propose(ctx, &meta.Command{Op: meta.OpEvictLocal, Topic: "t", Segment: 1}); err != nil {
 		t.Fatal(err)
@@ -798,11 +787,11 @@ func TestUploaderPutsBackAVanishedObjectOnceTheStoreIsBack(t *testing.T) {
 	go func() { defer close(done); u.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 	recs := sealSegment(t, c, l, "t", 50, 100)
-	waitFor(t, 10*time.Second, "a failed put-back", func() bool { return archivedAll(c, "t") && b.puts.Load() >= 3 })
+	testenv.WaitFor(t, 10*time.Second, "a failed put-back", func() bool { return archivedAll(c, "t") && b.puts.Load() >= 3 })
 	if segs, _ := u.Backlog(); segs != 1 {
 		t.Fatalf("backlog %d segments, want the one whose object is not confirmed", segs)
 	}
 	b.down.Store(false)
-	waitFor(t, 10*time.Second, "the object put back", func() bool { segs, _ := u.Backlog(); return segs == 0 })
+	testenv.WaitFor(t, 10*time.Second, "the object put back", func() bool { segs, _ := u.Backlog(); return segs == 0 })
 	checkArchived(t, c, b, "t", 1, recs)
 }

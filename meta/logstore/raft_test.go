@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"floe/internal/testenv"
 )
 
 // listFSM is a trivial FSM: the list of commands applied, in order.
@@ -120,7 +122,7 @@ func startNode(t *testing.T, dir string, bootstrap bool) *node {
 		t.Fatalf("NewRaft: %v", err)
 	}
 	n := &node{r: r, store: store, fsm: fsm, trans: trans}
-	waitFor(t, 10*time.Second, "leadership", func() bool { return r.State() == raft.Leader })
+	testenv.WaitFor(t, 10*time.Second, "leadership", func() bool { return r.State() == raft.Leader })
 	return n
 }
 
@@ -147,20 +149,6 @@ func (n *node) apply(t *testing.T, from, to int) {
 		if got := f.Response(); got != i {
 			t.Fatalf("Apply(cmd-%d) response = %v, want %d", i, got, i)
 		}
-	}
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		<-tick.C
 	}
 }
 
@@ -200,7 +188,7 @@ func TestRaftEndToEnd(t *testing.T) {
 	n = startNode(t, dir, false)
 	defer n.stop(t)
 	want := wantCmds(beforeSnap + afterSnap)
-	waitFor(t, 10*time.Second, "the FSM to catch up after restart", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the FSM to catch up after restart", func() bool {
 		cmds, _ := n.fsm.state()
 		return len(cmds) >= len(want)
 	})

@@ -13,6 +13,7 @@ import (
 
 	"floe/archive"
 	"floe/archive/open"
+	"floe/internal/testenv"
 	"floe/tiering"
 )
 
@@ -74,7 +75,7 @@ func TestBootstrapRefusesClaimedArchive(t *testing.T) {
 	// --force-new-cluster: the refused node, on the same data dir (the refusal left no
 	// Raft state in it, so it bootstraps) and on ports of its own (so that the survivors
 	// do not mistake it for their node 1), bootstraps and takes the archive.
-	ports := freePorts(t, 3)
+	ports := testenv.FreePorts(t, 3)
 	forced := exec.Command(floeBin, append([]string{"agent", "--node-id", "1", "--data-dir", p.dataDir,
 		"--raft-port", strconv.Itoa(ports[0]), "--client-port", strconv.Itoa(ports[1]),
 		"--http-port", strconv.Itoa(ports[2]), "--force-new-cluster"}, c.args...)...)

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"floe/client"
+	"floe/internal/testenv"
 )
 
 var floeBin string
@@ -39,25 +40,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// freePorts returns n distinct free loopback ports.
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	var lns []net.Listener
-	var ports []int
-	for i := 0; i < n; i++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return ports
 }
 
 // proc is one floe agent process of a test cluster.
@@ -131,7 +113,7 @@ func newCluster(t *testing.T, o clusterOpts) *cluster {
 		o.nodes = 3
 	}
 	c := &cluster{t: t, dir: t.TempDir(), args: append(append([]string{}, fastArgs...), o.args...), env: o.env}
-	ports := freePorts(t, 3*o.nodes)
+	ports := testenv.FreePorts(t, 3*o.nodes)
 	for i := 0; i < o.nodes; i++ {
 		c.nodes = append(c.nodes, &proc{
 			id: i + 1, raftPort: ports[3*i], clientPort: ports[3*i+1], httpPort: ports[3*i+2],
@@ -230,7 +212,7 @@ func (c *cluster) start(id int) {
 // --join pointing at node via, and returns its id. It does not wait for the join.
 func (c *cluster) addNode(via int) int {
 	c.t.Helper()
-	ports := freePorts(c.t, 3)
+	ports := testenv.FreePorts(c.t, 3)
 	id := len(c.nodes) + 1
 	c.nodes = append(c.nodes, &proc{
 		id: id, raftPort: ports[0], clientPort: ports[1], httpPort: ports[2], joinVia: via,
@@ -339,16 +321,11 @@ func tail(path string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// waitFor polls cond every 20ms until it holds or the deadline passes.
+// waitFor checks cond every 20ms (it usually asks the nodes) until it holds, and
+// fails the test after within.
 func (c *cluster) waitFor(within time.Duration, what string, cond func() bool) {
 	c.t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			c.t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval of a condition wait
-	}
+	testenv.WaitForEvery(c.t, within, 20*time.Millisecond, what, cond)
 }
 
 // conn dials node id; the connection is closed at the end of the test.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"floe/client"
+	"floe/internal/testenv"
 )
 
 // TestRollOverByBytesAndAge: a segment rolls over when it reaches --max-segment-bytes,
@@ -177,7 +178,7 @@ func TestShell(t *testing.T) {
 func freeConsecutive(t *testing.T, n int) int {
 	t.Helper()
 	for try := 0; try < 100; try++ {
-		base := freePorts(t, 1)[0]
+		base := testenv.FreePorts(t, 1)[0]
 		var lns []net.Listener
 		ok := true
 		for p := base; p < base+n; p++ {
