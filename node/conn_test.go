@@ -340,3 +340,10 @@ func TestRPCAppendQueueBounds(t *testing.T) {
 		t.Fatalf("after %d appends: refused %v, %d bytes queued; want one ErrUnavailable, %d bytes", rpcAppendQueue+1, refused, c.appendsBytes.Load(), rpcAppendQueue)
 	}
 }
+
+// state returns the bytes reserved and the acquires waiting now.
+func (b *connBudget) state() (used int64, waiters int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.used, b.waiters
+}

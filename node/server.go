@@ -128,13 +128,6 @@ func (b *connBudget) release(n int64) {
 	b.cond.Broadcast()
 }
 
-// state returns the bytes reserved and the acquires waiting now.
-func (b *connBudget) state() (used int64, waiters int) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.used, b.waiters
-}
-
 // replyBound is the most a reply to req can hold: a READ or TAIL stops adding entries
 // at maxReadBytes of payload but may pass it by one entry, and frames each entry with
 // 12 bytes; a GET is one entry; STATE and METRICS are JSON documents (a bound for

@@ -252,20 +252,3 @@ func (c *FrameCache) Stats() CacheStats {
 	defer c.mu.Unlock()
 	return CacheStats{Bytes: c.size, Limit: c.limit, Frames: len(c.items), Hits: c.hits, Misses: c.misses, Evictions: c.evictions}
 }
-
-// DiskBytes sums the sizes of the files in the cache directory (for tests: the bound
-// holds on disk, not only in the accounting).
-func (c *FrameCache) DiskBytes() (int64, error) {
-	var total int64
-	entries, err := os.ReadDir(c.dir)
-	if err != nil {
-		return 0, err
-	}
-	for _, e := range entries {
-		info, err := e.Info()
-		if err == nil && !e.IsDir() {
-			total += info.Size()
-		}
-	}
-	return total, nil
-}

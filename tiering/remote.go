@@ -117,12 +117,6 @@ func NewRemote(bucket archive.Bucket, cache *FrameCache, log *slog.Logger) *Remo
 // starts during Wait may start new background work (sync.WaitGroup rules).
 func (r *Remote) Wait() { r.bg.Wait() }
 
-// Bucket returns the object store the reader reads from.
-func (r *Remote) Bucket() archive.Bucket { return r.bucket }
-
-// Cache returns the frame cache.
-func (r *Remote) Cache() *FrameCache { return r.cache }
-
 // source adapts a bucket object to seekable.Source with ranged GETs.
 type source struct {
 	bucket archive.Bucket
@@ -143,15 +137,6 @@ func (s source) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 		return n, archive.Error("read range of", s.key, "archive", err)
 	}
 	return n, nil
-}
-
-// object returns the opened object (its tail read and validated).
-func (r *Remote) object(ctx context.Context, key string, size int64) (*seekable.Reader, error) {
-	o, err := r.open(ctx, key, size)
-	if err != nil {
-		return nil, err
-	}
-	return o.r, nil
 }
 
 func (r *Remote) open(ctx context.Context, key string, size int64) (*openObject, error) {

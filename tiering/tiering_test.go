@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -371,7 +372,7 @@ func TestRemoteCollapsesConcurrentMissesAndPrefetches(t *testing.T) {
 		t.Fatalf("16 concurrent reads of one frame made %d ranged GETs", n)
 	}
 	// A sequential reader that reaches the end of a frame finds the next one prefetched.
-	rd, _ := r.object(context.Background(), "obj", size)
+	rd, _ := object(r, "obj", size)
 	i, _ := rd.FrameOf(1000)
 	first, count, _, _ := rd.FrameRange(i)
 	if _, err := r.Read(context.Background(), "obj", size, first, int(count)); err != nil {
@@ -427,7 +428,7 @@ func TestRemoteSequentialReaderFetchesSpans(t *testing.T) {
 	b := &flakyBucket{Bucket: mem.New("spans")}
 	size, recs := putObject(t, b, "obj", 3000, 1000) // ~47 frames of 64 KiB
 	r := newRemote(t, b, mustCache(t, 64<<20), nil)
-	rd, err := r.object(context.Background(), "obj", size)
+	rd, err := object(r, "obj", size)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -456,7 +457,7 @@ func TestRemoteReaderGivingUpLeavesTheFetchToOthers(t *testing.T) {
 	b := &flakyBucket{Bucket: mem.New("giveup")}
 	size, recs := putObject(t, b, "obj", 2000, 1000)
 	r := newRemote(t, b, mustCache(t, 64<<20), nil)
-	if _, err := r.object(context.Background(), "obj", size); err != nil {
+	if _, err := object(r, "obj", size); err != nil {
 		t.Fatal(err)
 	}
 	b.gate = make(chan struct{})
@@ -491,7 +492,7 @@ func TestRemoteFailedFetchIsRetriedByTheNextRead(t *testing.T) {
 	b := &flakyBucket{Bucket: mem.New("retry")}
 	size, recs := putObject(t, b, "obj", 2000, 1000)
 	r := newRemote(t, b, mustCache(t, 64<<20), nil)
-	if _, err := r.object(context.Background(), "obj", size); err != nil {
+	if _, err := object(r, "obj", size); err != nil {
 		t.Fatal(err)
 	}
 	b.getDown.Store(true)
@@ -526,7 +527,7 @@ func TestRemoteCacheStaysWithinBound(t *testing.T) {
 			t.Fatalf("cache holds %d bytes, bound %d", st.Bytes, limit)
 		}
 	}
-	disk, err := cache.DiskBytes()
+	disk, err := diskBytes(cache)
 	if err != nil || disk > limit {
 		t.Fatalf("cache dir holds %d bytes (%v), bound %d", disk, err, limit)
 	}
@@ -794,4 +795,30 @@ func TestUploaderPutsBackAVanishedObjectOnceTheStoreIsBack(t *testing.T) {
 	b.down.Store(false)
 	testenv.WaitFor(t, 10*time.Second, "the object put back", func() bool { segs, _ := u.Backlog(); return segs == 0 })
 	checkArchived(t, c, b, "t", 1, recs)
+}
+
+// object returns r's opened object key (its tail read and validated).
+func object(r *Remote, key string, size int64) (*seekable.Reader, error) {
+	o, err := r.open(context.Background(), key, size)
+	if err != nil {
+		return nil, err
+	}
+	return o.r, nil
+}
+
+// diskBytes sums the sizes of the files in c's directory: the cache's bound
+// holds on disk, not only in its accounting.
+func diskBytes(c *FrameCache) (int64, error) {
+	var total int64
+	entries, err := os.ReadDir(c.dir)
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range entries {
+		info, err := e.Info()
+		if err == nil && !e.IsDir() {
+			total += info.Size()
+		}
+	}
+	return total, nil
 }

@@ -86,7 +86,6 @@ type Uploader struct {
 	backlogSegs  int
 	backlogBytes int64
 	oldestMS     int64 // created time of the oldest unarchived sealed segment, 0 if none
-	lastErr      error
 	// unconfirmed: segments whose Archived committed but whose object was
 	// not seen in the store since; Run retries ConfirmArchived on them.
 	unconfirmed map[segRef]bool

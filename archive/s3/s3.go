@@ -124,9 +124,6 @@ func normalizeEndpoint(ep string) string {
 // SDK calls. Use the Bucket methods for everything else.
 func (b *Bucket) Client() *awss3.Client { return b.client }
 
-// BucketName returns the name of the bucket.
-func (b *Bucket) BucketName() string { return b.bucket }
-
 // create makes the bucket, tolerating one that already exists and is ours.
 func (b *Bucket) create(ctx context.Context, region string, opts archive.Options) error {
 	in := &awss3.CreateBucketInput{Bucket: aws.String(b.bucket)}

@@ -125,14 +125,6 @@ func encodeLog(dst []byte, l *raft.Log) {
 	}
 }
 
-func appendLog(dst []byte, l *raft.Log) []byte {
-	n := encodedLen(l)
-	start := len(dst)
-	dst = append(dst, make([]byte, n)...)
-	encodeLog(dst[start:], l)
-	return dst
-}
-
 // decodeLog decodes an entry into l. Data and Extensions alias buf (capacity-limited,
 // so appending to one never overwrites the other): pass a buffer the caller owns.
 // Every field of l is overwritten.

@@ -859,3 +859,12 @@ func FuzzDecodeLog(f *testing.F) {
 		}
 	})
 }
+
+// appendLog appends the encoding of l to dst (encodeLog into a grown slice).
+func appendLog(dst []byte, l *raft.Log) []byte {
+	n := encodedLen(l)
+	start := len(dst)
+	dst = append(dst, make([]byte, n)...)
+	encodeLog(dst[start:], l)
+	return dst
+}
