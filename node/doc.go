@@ -11,8 +11,9 @@
 // When the segment reaches a limit it seals it locally and commits Seal through Raft,
 // naming the next leader round-robin; queued writes then go to the new leader.
 //
-// Ports: the client port speaks the Walrus protocol (protocol.go); the cluster port
-// carries Raft and node RPC, told apart by the first byte of each connection (mux.go).
+// Ports: the client port speaks the Walrus protocol (package wire, served by
+// server.go); the cluster port carries Raft and node RPC, told apart by the first
+// byte of each connection (mux.go).
 //
 // On disk, under --data-dir:
 //

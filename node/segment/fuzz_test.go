@@ -31,7 +31,7 @@ func fuzzSeeds() [][]byte {
 	}
 }
 
-// FuzzDecode feeds arbitrary bytes to DecodeRecord, as a stream of records,
+// FuzzDecode feeds arbitrary bytes to decodeRecord, as a stream of records,
 // and to Inspect, as a segment file. Neither may panic, and neither may
 // ever present a record whose CRC32C does not match its payload.
 func FuzzDecode(f *testing.F) {
@@ -44,18 +44,18 @@ func FuzzDecode(f *testing.F) {
 			p, n, err := decodeRecord(b)
 			if err != nil {
 				if !errors.Is(err, ErrCorrupt) {
-					t.Fatalf("DecodeRecord error %v does not wrap ErrCorrupt", err)
+					t.Fatalf("decodeRecord error %v does not wrap ErrCorrupt", err)
 				}
 				break
 			}
 			if len(p) == 0 || n != RecordHeaderSize+len(p) || n > len(b) {
-				t.Fatalf("DecodeRecord returned %d payload bytes and n=%d from %d bytes", len(p), n, len(b))
+				t.Fatalf("decodeRecord returned %d payload bytes and n=%d from %d bytes", len(p), n, len(b))
 			}
 			if binary.LittleEndian.Uint32(b[0:4]) != uint32(len(p)) {
 				t.Fatalf("payload length %d differs from the stored %d", len(p), binary.LittleEndian.Uint32(b[0:4]))
 			}
 			if got, stored := record.CRC(p), binary.LittleEndian.Uint32(b[4:8]); got != stored {
-				t.Fatalf("DecodeRecord returned a payload with crc %#x, stored %#x", got, stored)
+				t.Fatalf("decodeRecord returned a payload with crc %#x, stored %#x", got, stored)
 			}
 			b = b[n:]
 		}

@@ -480,12 +480,12 @@ func TestDecodeRecord(t *testing.T) {
 			p, n, err := decodeRecord(tt.in)
 			if tt.want != "" {
 				if err != nil || string(p) != tt.want || n != tt.n {
-					t.Fatalf("DecodeRecord = %q, %d, %v; want %q, %d, nil", p, n, err, tt.want, tt.n)
+					t.Fatalf("decodeRecord = %q, %d, %v; want %q, %d, nil", p, n, err, tt.want, tt.n)
 				}
 				return
 			}
 			if !errors.Is(err, ErrCorrupt) || p != nil || n != 0 {
-				t.Fatalf("DecodeRecord = %q, %d, %v; want nil, 0, ErrCorrupt", p, n, err)
+				t.Fatalf("decodeRecord = %q, %d, %v; want nil, 0, ErrCorrupt", p, n, err)
 			}
 			if got := errors.Is(err, io.ErrUnexpectedEOF); got != tt.wantEOF {
 				t.Errorf("errors.Is(err, io.ErrUnexpectedEOF) = %v, want %v (err %v)", got, tt.wantEOF, err)
