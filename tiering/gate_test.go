@@ -12,6 +12,7 @@ import (
 
 	"floe/archive"
 	"floe/archive/mem"
+	"floe/internal/testenv"
 	"floe/meta"
 )
 
@@ -45,7 +46,7 @@ func TestGateHoldsUploadsPutBacksAndEvictions(t *testing.T) {
 	for i := 0; i < 2; i++ {
 		recs = append(recs, sealSegment(t, c, l, "t", 50, 100))
 	}
-	waitFor(t, 10*time.Second, "segments 1 and 2 archived", func() bool { return archivedAll(c, "t") })
+	testenv.WaitFor(t, 10*time.Second, "segments 1 and 2 archived", func() bool { return archivedAll(c, "t") })
 
 	closed.Store(true)
 	s1, _ := c.fsm.SegmentOf("t", 1)
@@ -55,7 +56,7 @@ func TestGateHoldsUploadsPutBacksAndEvictions(t *testing.T) {
 	puts := b.puts.Load()
 	recs = append(recs, sealSegment(t, c, l, "t", 50, 100))
 	before := asked.Load()
-	waitFor(t, 10*time.Second, "segment 3 in the backlog, the gate asked", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "segment 3 in the backlog, the gate asked", func() bool {
 		segs, bytes := u.Backlog()
 		return segs == 1 && bytes > 0 && asked.Load() > before
 	})
@@ -81,7 +82,7 @@ func TestGateHoldsUploadsPutBacksAndEvictions(t *testing.T) {
 	}
 
 	closed.Store(false)
-	waitFor(t, 10*time.Second, "segment 3 archived", func() bool { return archivedAll(c, "t") })
+	testenv.WaitFor(t, 10*time.Second, "segment 3 archived", func() bool { return archivedAll(c, "t") })
 	r.Enforce(ctx)
 	if got, want := state(), "[1:remote,file=false 2:remote,file=false 3:remote,file=false]"; got != want {
 		t.Fatalf("gate open again: %s, want %s", got, want)
