@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 )
 
 // quiet returns Options whose logger discards everything.
@@ -198,5 +199,18 @@ func flipBit(t *testing.T, path string, off int64, bit uint) {
 	b[0] ^= 1 << bit
 	if _, err := f.WriteAt(b, off); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after within (the
+// same helper as node's, tiering's and meta/logstore's tests).
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(time.Millisecond) // polling interval, not synchronisation
 	}
 }
