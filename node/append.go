@@ -60,9 +60,13 @@ type appendTag struct {
 
 // appender is the single writer of one topic's active segment on its leader. Requests
 // are taken in arrival order; everything queued while one batch is being written and
-// fsynced goes out in the next batch (group commit), so the order of a connection's
-// pipelined requests is the order of their entries. The appender also rolls the
-// segment over when it reaches a limit. All its fields belong to its goroutine.
+// fsynced goes out in the next batch, as one segment.AppendBatch: one WriteAt and one
+// fdatasync, made by the appender's goroutine. This is the group commit, the only
+// batching stage on the write path (the segment does none of its own), so the order of
+// a connection's pipelined requests is the order of their entries, and a batch is
+// acknowledged, or failed, as a whole once its fdatasync has returned. The appender
+// also rolls the segment over when it reaches a limit. All its fields belong to its
+// goroutine.
 type appender struct {
 	n     *Node
 	topic string
@@ -389,6 +393,9 @@ func (a *appender) write(batch []*appendReq) {
 		for _, r := range batch[:take] {
 			payloads = append(payloads, r.payloads...)
 		}
+		// The group commit: returns once the fdatasync covering every payload has,
+		// or with the error that failed all of them (the file is then back at its
+		// last durable size).
 		first, err := a.seg.AppendBatch(payloads)
 		if err != nil {
 			if errors.Is(err, segment.ErrSealed) {

@@ -6,8 +6,10 @@
 // Write path (DESIGN section 5). A PUT is routed when it is read: if this node leads the
 // topic's active segment, it goes to the topic's appender; else it is forwarded, on one
 // ordered RPC connection, to the leader's appender. The appender takes everything queued
-// while its previous batch was being written and fsynced and appends it as one batch
-// (group commit), checks the write lease first, and replies only after the fdatasync.
+// while its previous batch was being written and fsynced, checks the write lease, and
+// appends it with one segment.AppendBatch: one WriteAt and one fdatasync on the
+// appender's goroutine (group commit; the segment adds no batching of its own). It
+// replies only after that fdatasync; a failed write or sync fails the whole batch.
 // When the segment reaches a limit it seals it locally and commits Seal through Raft,
 // naming the next leader round-robin; queued writes then go to the new leader.
 //

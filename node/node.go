@@ -109,6 +109,9 @@ type Config struct {
 	httpDeadlines httpTimeouts
 	// clientWriteTimeout replaces defaultClientWriteTimeout (tests shrink it).
 	clientWriteTimeout time.Duration
+	// segmentFS is the file system under the segment files; nil means the OS's
+	// (tests inject faults with a segment.FaultFS).
+	segmentFS segment.FS
 }
 
 // Defaults of DESIGN section 3.
@@ -263,7 +266,7 @@ func Start(cfg Config) (*Node, error) {
 		}
 	}()
 
-	store, err := segment.OpenStore(filepath.Join(cfg.DataDir, "segments"), segment.Options{Logger: n.log})
+	store, err := segment.OpenStore(filepath.Join(cfg.DataDir, "segments"), segment.Options{Logger: n.log, FS: cfg.segmentFS})
 	if err != nil {
 		return nil, err
 	}

@@ -3,32 +3,32 @@ package segment
 import (
 	"fmt"
 	"path/filepath"
-	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 )
 
 // BenchmarkAppend measures acknowledged 1 KiB appends from concurrent
-// goroutines, each waiting for its fdatasync (Append), and from goroutines
-// that pipeline a window of appends each (AppendAsync), like a connection
-// handler with many PUTs in flight. It reports entries/s and the mean
-// entries per fdatasync.
+// goroutines, each appending a batch of records at a time (AppendBatch; 1
+// = Append) and waiting for its fdatasync, as node's appender does with
+// the requests queued while its previous batch was written. Appends take
+// turns, one write and one fdatasync each. It reports entries/s and the
+// mean entries per fdatasync.
 func BenchmarkAppend(b *testing.B) {
 	cases := []struct {
 		writers int // goroutines
-		window  int // appends in flight per goroutine; 1 = Append
+		batch   int // records per append
 		noSync  bool
 	}{
-		{writers: 1, window: 1},
-		{writers: 16, window: 1},
-		{writers: 64, window: 1},
-		{writers: 256, window: 1},
-		{writers: 16, window: 16},
-		{writers: 16, window: 64},
-		{writers: 16, window: 1, noSync: true},
+		{writers: 1, batch: 1},
+		{writers: 16, batch: 1},
+		{writers: 1, batch: 64},
+		{writers: 1, batch: 512},
+		{writers: 4, batch: 128},
+		{writers: 1, batch: 64, noSync: true},
 	}
 	for _, c := range cases {
-		name := fmt.Sprintf("writers=%d/window=%d", c.writers, c.window)
+		name := fmt.Sprintf("writers=%d/batch=%d", c.writers, c.batch)
 		if c.noSync {
 			name += "/nosync"
 		}
@@ -49,45 +49,32 @@ func BenchmarkAppend(b *testing.B) {
 			for i := range payload {
 				payload[i] = byte(i)
 			}
+			batch := make([][]byte, c.batch)
+			for i := range batch {
+				batch[i] = payload
+			}
 			b.SetBytes(int64(len(payload)))
-			b.SetParallelism(max(1, (c.writers+runtime.GOMAXPROCS(0)-1)/runtime.GOMAXPROCS(0)))
 			b.ResetTimer()
-			if c.writers == 1 && c.window == 1 {
-				for range b.N {
-					if _, err := s.Append(payload); err != nil {
-						b.Fatal(err)
-					}
-				}
-			} else {
-				b.RunParallel(func(pb *testing.PB) {
-					if c.window == 1 {
-						for pb.Next() {
-							if _, err := s.Append(payload); err != nil {
-								b.Error(err)
-								return
-							}
+			// b.N counts records: each goroutine appends whole batches
+			// until the records are spent, the last one possibly short.
+			var left atomic.Int64
+			left.Store(int64(b.N))
+			var wg sync.WaitGroup
+			for range c.writers {
+				wg.Go(func() {
+					for {
+						n := min(int64(c.batch), left.Add(-int64(c.batch))+int64(c.batch))
+						if n <= 0 {
+							return
 						}
-						return
-					}
-					ring := make([]Ack, 0, c.window)
-					one := [][]byte{payload}
-					for pb.Next() {
-						if len(ring) == c.window {
-							if _, err := ring[0].Wait(); err != nil {
-								b.Error(err)
-								return
-							}
-							ring = append(ring[:0], ring[1:]...)
-						}
-						ring = append(ring, s.AppendAsync(one))
-					}
-					for _, a := range ring {
-						if _, err := a.Wait(); err != nil {
+						if _, err := s.AppendBatch(batch[:n]); err != nil {
 							b.Error(err)
+							return
 						}
 					}
 				})
 			}
+			wg.Wait()
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "entries/s")
 			if n := syncs.Load(); n > 0 {

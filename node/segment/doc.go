@@ -36,13 +36,17 @@
 //
 // # Durability
 //
-// Append returns only after an fdatasync that covers its record has
-// returned; the segment's flusher goroutine does all writes and syncs, one
-// WriteAt and one fdatasync per batch of everything queued while the
-// previous fdatasync ran (group commit). A failed write or sync fails every
-// append of its batch, and the flusher truncates the file back to its last
-// durable size and syncs that, so a failed append can never surface later.
-// Readers see only synced records. Files and directory entries are created
+// Append and AppendBatch return only after an fdatasync that covers their
+// records has returned. Each is one WriteAt at the durable end of the file
+// and one fdatasync, made by the calling goroutine; concurrent appends take
+// turns. The segment does not batch: the caller's AppendBatch is the group
+// commit (in floe, node's appender hands it everything queued while its
+// previous batch was written, the one batching stage of the write path).
+// A failed write or sync fails every record of its batch, and the file is
+// truncated back to its last durable size and that is synced, before the
+// append returns, so a failed append can never surface later and its
+// indexes are given to the next append. Seal and Close wait for the append
+// in progress. Readers see only synced records and never wait for a sync. Files and directory entries are created
 // durably: a new file's header is synced and then its directory; .broken
 // copies are written to a temporary name, synced, renamed and their
 // directory synced before the segment is truncated.

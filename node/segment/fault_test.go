@@ -55,9 +55,11 @@ func TestAppendFailureIsUndone(t *testing.T) {
 	}
 }
 
-// TestFailedBatchFailsEveryAppendInIt queues two appends behind a held
-// fdatasync, fails the fdatasync of their batch, and checks that both fail
-// while the append before them and the one after succeed.
+// TestFailedBatchFailsEveryAppendInIt holds the fdatasync of one append
+// while a batch of three records waits for its turn behind it, then fails
+// the fdatasync of that batch: the append before it succeeds, every record
+// of the batch fails, none is left in the file or consumes an index, and
+// the append after it succeeds.
 func TestFailedBatchFailsEveryAppendInIt(t *testing.T) {
 	ffs := &FaultFS{}
 	opts := quiet()
@@ -65,21 +67,34 @@ func TestFailedBatchFailsEveryAppendInIt(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "seg.wal")
 	s := openT(t, path, opts)
 
+	type result struct {
+		first uint64
+		err   error
+	}
+	appendAsync := func(payloads ...string) chan result {
+		ps := make([][]byte, len(payloads))
+		for i, p := range payloads {
+			ps[i] = []byte(p)
+		}
+		ch := make(chan result, 1)
+		go func() {
+			first, err := s.AppendBatch(ps)
+			ch <- result{first, err}
+		}()
+		return ch
+	}
 	entered, release := ffs.HoldNextSync()
 	defer release()
-	x := s.AppendAsync([][]byte{[]byte("x")})
+	x := appendAsync("x")
 	<-entered
-	ffs.FailNextSync(errInjected) // the sync of the next batch
-	y := s.AppendAsync([][]byte{[]byte("y")})
-	z := s.AppendAsync([][]byte{[]byte("z1"), []byte("z2")})
+	ffs.FailNextSync(errInjected) // the sync of the next append: the batch's
+	y := appendAsync("y1", "y2", "y3")
 	release()
-	if i, err := x.Wait(); err != nil || i != 0 {
-		t.Fatalf("x: index %d, err %v; want 0, nil", i, err)
+	if r := <-x; r.err != nil || r.first != 0 {
+		t.Fatalf("x: index %d, err %v; want 0, nil", r.first, r.err)
 	}
-	for name, a := range map[string]Ack{"y": y, "z": z} {
-		if _, err := a.Wait(); !errors.Is(err, errInjected) {
-			t.Errorf("%s: err = %v, want the injected fault", name, err)
-		}
+	if r := <-y; !errors.Is(r.err, errInjected) {
+		t.Errorf("batch y: index %d, err %v; want the injected fault", r.first, r.err)
 	}
 	if i := mustAppend(t, s, []byte("w")); i != 1 {
 		t.Errorf("append after the failed batch: index %d, want 1", i)
@@ -177,7 +192,7 @@ func TestFailedUndoBreaksSegment(t *testing.T) {
 	}
 	for _, err := range []error{
 		func() error { _, err := s.Append([]byte("refused")); return err }(),
-		func() error { _, err := s.AppendAsync([][]byte{[]byte("refused")}).Wait(); return err }(),
+		func() error { _, err := s.AppendBatch([][]byte{[]byte("refused")}); return err }(),
 	} {
 		if !errors.Is(err, ErrBroken) {
 			t.Errorf("append on a broken segment: err = %v, want ErrBroken", err)

@@ -95,8 +95,9 @@ func damagedError(path string, index int, bad RecordInfo, at int64) error {
 }
 
 // Bounds of the search for intact records after a damaged one (intactAfter).
-// A crash tears at most the last group commit, which is MaxBatchBytes or one
-// append long, so a longer rest is never taken for a torn tail.
+// A crash tears at most the last append (one AppendBatch, which floe's
+// appender keeps to 8 MiB plus one request), so a longer rest is never
+// taken for a torn tail.
 const (
 	maxResyncBytes = 256 << 20
 	maxResyncCRC   = 1 << 30 // payload bytes checksummed while searching

@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"runtime"
 	"sync"
 	"time"
 
@@ -45,11 +44,8 @@ var (
 	ErrDamaged = errors.New("segment: damaged before intact records")
 )
 
-// Defaults of Options.
-const (
-	DefaultSlowSync      = time.Second
-	DefaultMaxBatchBytes = 8 << 20
-)
+// DefaultSlowSync is the default of Options.SlowSync.
+const DefaultSlowSync = time.Second
 
 // Options configure Open, OpenSealed and OpenStore. The zero value is ready
 // to use.
@@ -67,25 +63,21 @@ type Options struct {
 	// means the data reached the page cache. For benchmarks only. Repairs
 	// on open are still synced.
 	NoSync bool
-	// MaxBatchBytes bounds the bytes queued behind the fsync in progress;
-	// appends beyond it wait (back pressure). A single append or batch
-	// larger than this is still accepted, alone. Zero means
-	// DefaultMaxBatchBytes.
-	MaxBatchBytes int
 	// MaxIdleSealed is used by OpenStore only: the most sealed segments the
 	// Store keeps open while no caller holds a reference to them. Zero means
 	// DefaultMaxIdleSealed.
 	MaxIdleSealed int
-	// OnFlush, if set, is called after every group commit (write and
-	// fdatasync) with its outcome, for metrics. It runs on the segment's
-	// flusher goroutine and must return quickly.
+	// OnFlush, if set, is called after every append's write and fdatasync
+	// with its outcome, for metrics. It runs on the appending goroutine,
+	// with the segment's write lock held, and must return quickly.
 	OnFlush func(FlushInfo)
 }
 
-// FlushInfo describes one group commit, for Options.OnFlush.
+// FlushInfo describes one append (one WriteAt and one fdatasync), for
+// Options.OnFlush.
 type FlushInfo struct {
 	Path    string
-	Records int           // records in the batch
+	Records int           // records in the append
 	Bytes   int           // bytes written, record headers included
 	Sync    time.Duration // time spent in fdatasync
 	Err     error         // nil if the batch is durable
@@ -100,9 +92,6 @@ func (o Options) withDefaults() Options {
 	}
 	if o.SlowSync <= 0 {
 		o.SlowSync = DefaultSlowSync
-	}
-	if o.MaxBatchBytes <= 0 {
-		o.MaxBatchBytes = DefaultMaxBatchBytes
 	}
 	if o.MaxIdleSealed <= 0 {
 		o.MaxIdleSealed = DefaultMaxIdleSealed
@@ -122,12 +111,14 @@ const (
 // acknowledged only once fdatasync has made it durable. All methods are safe
 // for concurrent use.
 //
-// Writes go through one flusher goroutine per open, unsealed segment: each
-// append copies its records into the pending batch and waits; the flusher
-// takes everything pending, writes it with one WriteAt, calls File.Sync once
-// (group commit), publishes the records to readers and wakes the waiters.
-// While one fdatasync runs, the next batch fills. Readers see only records
-// whose fdatasync has returned and never wait for a sync in progress.
+// Appends are synchronous and take turns: each one (Append, or AppendBatch
+// with all its records) encodes its records, writes them with one WriteAt
+// at the durable end of the file, calls File.Sync once, publishes the
+// records to readers and returns. The segment does no batching of its own:
+// batching is the caller's, who hands everything it wants to share an
+// fdatasync to one AppendBatch (floe's appender does: see node/doc.go).
+// Readers see only records whose fdatasync has returned and never wait
+// for a sync in progress.
 type Segment struct {
 	path string
 	fs   FS
@@ -135,26 +126,24 @@ type Segment struct {
 	log  *slog.Logger
 	opts Options
 
-	// mu guards the write side: state, broken, pending and the spare
-	// buffers. work wakes the flusher, room wakes appenders waiting for
-	// the pending batch to drain.
-	mu        sync.Mutex
-	work      sync.Cond
-	room      sync.Cond
-	state     state
-	broken    error
-	damaged   error // set by open only: see ErrDamaged
-	pending   *batch
-	spareBuf  []byte
-	spareLens []uint32
+	// writeMu makes appends take turns: it is held across one append's
+	// check, WriteAt, fdatasync and publication or undo, and Seal and
+	// Close take it to wait for the append in progress. It guards buf, the
+	// encoding buffer kept between appends, and the file's size beyond end
+	// (the bytes of the append in progress).
+	writeMu sync.Mutex
+	buf     []byte
 
-	// flusherDone is closed when the flusher goroutine exits; nil for a
-	// segment opened sealed.
-	flusherDone chan struct{}
+	// mu guards state, broken and damaged. It is never held during I/O, so
+	// Sealed, Damaged and the refusal of appends never wait for a sync.
+	mu      sync.Mutex
+	state   state
+	broken  error
+	damaged error // set by open only: see ErrDamaged
 
-	// idxMu guards what readers see: the durable records. Only the flusher
-	// (and open) write them; end and crc are also read by the flusher
-	// without the lock.
+	// idxMu guards what readers see: the durable records. Only appends
+	// (under writeMu) and open write them; end and crc are also read
+	// under writeMu without idxMu.
 	idxMu   sync.RWMutex
 	offsets []int64 // file offset of every durable record
 	end     int64   // durable file size: HeaderSize + Bytes()
@@ -169,17 +158,6 @@ type Segment struct {
 	// owner is the Store's entry of the segment (its references), nil for a
 	// segment opened outside a Store.
 	owner *storeEntry
-}
-
-// batch is one group commit: the records of every append queued while the
-// previous fdatasync ran. Its first and err are written by the flusher
-// before done is closed and read by the waiters after.
-type batch struct {
-	buf   []byte   // encoded records
-	lens  []uint32 // payload length of each record
-	first uint64   // index of the first record, once durable
-	err   error    // why the batch failed
-	done  chan struct{}
 }
 
 // Open opens the segment file at path for appending, creating it (and
@@ -223,18 +201,13 @@ func open(path string, opts Options, sealed bool) (*Segment, error) {
 		log:  o.Logger.With("path", path),
 		opts: o,
 	}
-	s.work.L = &s.mu
-	s.room.L = &s.mu
 	if err := s.recover(sealed); err != nil {
 		_ = f.Close()
 		return nil, err
 	}
 	if sealed {
 		s.state = stateSealed
-		return s, nil
 	}
-	s.flusherDone = make(chan struct{})
-	go s.flushLoop()
 	return s, nil
 }
 
@@ -243,143 +216,68 @@ func (s *Segment) Path() string { return s.path }
 
 // Append appends one record carrying payload (1 to MaxPayload bytes) and
 // returns its index, 0-based within the segment. It returns only after an
-// fdatasync covering the record has returned. Concurrent appends share
-// fdatasyncs (group commit) and get distinct, contiguous indexes in the
-// order they were queued.
+// fdatasync covering the record has returned. Concurrent appends take turns
+// (each with its own write and fdatasync) and get distinct, contiguous
+// indexes in the order they took their turns.
 //
-// If the write or the sync of its batch fails, every append of that batch
-// fails, the file is truncated back to its last durable size, earlier
-// records are untouched and later appends work again. Append fails with
-// ErrSealed after Seal, ErrClosed after Close, ErrTooLarge or ErrEmpty for
-// a bad payload, and ErrBroken if a failed batch could not be undone.
-// payload is not retained.
+// If the write or the sync fails, the append fails, the file is truncated
+// back to its last durable size, earlier records are untouched and later
+// appends work again. Append fails with ErrSealed after Seal, ErrClosed
+// after Close, ErrTooLarge or ErrEmpty for a bad payload, ErrDamaged on a
+// segment Open found damaged, and ErrBroken if a failed append could not be
+// undone. payload is not retained.
 func (s *Segment) Append(payload []byte) (uint64, error) {
-	b, pos, err := s.enqueue1(payload)
-	if err != nil {
-		return 0, err
-	}
-	<-b.done
-	if b.err != nil {
-		return 0, b.err
-	}
-	return b.first + uint64(pos), nil
+	arr := [1][]byte{payload}
+	return s.AppendBatch(arr[:])
 }
 
-// AppendBatch appends payloads as consecutive records, in order, with the
+// AppendBatch appends payloads as consecutive records, in order, with one
+// WriteAt and one fdatasync (group commit: the caller batches), with the
 // durability of Append, and returns the index of the first. The batch
 // succeeds or fails as a whole: it is never interleaved with other appends,
-// and if it fails none of it is acknowledged or left in the file. As with
-// any unacknowledged append, a crash before it returns may leave a prefix
-// of it in the file. payloads are not retained.
+// and if its write or sync fails, every record of it fails, none of it is
+// acknowledged or left in the file, and no index is consumed. As with any
+// unacknowledged append, a crash before it returns may leave a prefix of
+// it in the file. payloads are not retained.
 func (s *Segment) AppendBatch(payloads [][]byte) (uint64, error) {
-	b, pos, err := s.enqueue(payloads)
-	if err != nil {
-		return 0, err
-	}
-	<-b.done
-	if b.err != nil {
-		return 0, b.err
-	}
-	return b.first + uint64(pos), nil
-}
-
-// Ack is the outcome, available later, of AppendAsync.
-type Ack struct {
-	b   *batch
-	pos int
-}
-
-// AppendAsync queues payloads like AppendBatch but returns at once, without
-// waiting for the fdatasync; the Ack reports the outcome. It lets one
-// goroutine pipeline many appends (acknowledging them in order as their
-// Acks complete). Records are queued in the order of the AppendAsync calls.
-// payloads are copied before AppendAsync returns and may be reused. It may
-// block, without holding any lock a reader needs, while more than
-// MaxBatchBytes are queued.
-func (s *Segment) AppendAsync(payloads [][]byte) Ack {
-	b, pos, err := s.enqueue(payloads)
-	if err != nil {
-		b = &batch{err: err, done: closedChan}
-	}
-	return Ack{b: b, pos: pos}
-}
-
-var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
-
-// Done returns a channel closed once the outcome is known.
-func (a Ack) Done() <-chan struct{} { return a.b.done }
-
-// Wait waits for the outcome and returns the index of the first record, as
-// AppendBatch does. It may be called any number of times.
-func (a Ack) Wait() (uint64, error) {
-	<-a.b.done
-	if a.b.err != nil {
-		return 0, a.b.err
-	}
-	return a.b.first + uint64(a.pos), nil
-}
-
-// enqueue1 is enqueue for one payload, without allocating a slice.
-func (s *Segment) enqueue1(payload []byte) (*batch, int, error) {
-	arr := [1][]byte{payload}
-	return s.enqueue(arr[:])
-}
-
-// enqueue checks payloads, copies them as records into the pending batch
-// and wakes the flusher. It returns the batch and the position of the
-// first record in it.
-func (s *Segment) enqueue(payloads [][]byte) (*batch, int, error) {
 	if len(payloads) == 0 {
-		return nil, 0, fmt.Errorf("segment: cannot append an empty batch to %q: %w", s.path, ErrEmpty)
+		return 0, fmt.Errorf("segment: cannot append an empty batch to %q: %w", s.path, ErrEmpty)
 	}
-	var small [8]uint32
-	crcs := small[:0]
-	if len(payloads) > len(small) {
-		crcs = make([]uint32, 0, len(payloads))
-	}
-	size := 0
 	for i, p := range payloads {
 		if len(p) == 0 {
-			return nil, 0, fmt.Errorf("segment: cannot append payload %d of %d to %q: %w", i, len(payloads), s.path, ErrEmpty)
+			return 0, fmt.Errorf("segment: cannot append payload %d of %d to %q: %w", i, len(payloads), s.path, ErrEmpty)
 		}
 		if len(p) > MaxPayload {
-			return nil, 0, fmt.Errorf("segment: cannot append payload %d of %d to %q: %d bytes, max %d: %w", i, len(payloads), s.path, len(p), MaxPayload, ErrTooLarge)
+			return 0, fmt.Errorf("segment: cannot append payload %d of %d to %q: %d bytes, max %d: %w", i, len(payloads), s.path, len(p), MaxPayload, ErrTooLarge)
 		}
-		crcs = append(crcs, record.CRC(p))
-		size += RecordHeaderSize + len(p)
 	}
-
-	s.mu.Lock()
-	for {
-		if err := s.acceptingLocked(); err != nil {
-			s.mu.Unlock()
-			return nil, 0, err
-		}
-		if s.pending == nil || len(s.pending.lens) == 0 || len(s.pending.buf)+size <= s.opts.MaxBatchBytes {
-			break
-		}
-		s.room.Wait()
+	// Refuse before waiting for the append in progress, and again once it
+	// is done (Seal or Close may have come meanwhile).
+	if err := s.accepting(); err != nil {
+		return 0, err
 	}
-	b := s.pending
-	if b == nil {
-		b = &batch{buf: s.spareBuf, lens: s.spareLens, done: make(chan struct{})}
-		s.spareBuf, s.spareLens = nil, nil
-		s.pending = b
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if err := s.accepting(); err != nil {
+		return 0, err
 	}
-	pos := len(b.lens)
-	for i, p := range payloads {
-		b.buf = record.AppendHeader(b.buf, uint32(len(p)), crcs[i])
-		b.buf = append(b.buf, p...)
-		b.lens = append(b.lens, uint32(len(p)))
+	buf := s.buf[:0]
+	for _, p := range payloads {
+		buf = record.AppendHeader(buf, uint32(len(p)), record.CRC(p))
+		buf = append(buf, p...)
 	}
-	s.mu.Unlock()
-	s.work.Signal()
-	return b, pos, nil
+	first, err := s.commit(buf, payloads)
+	s.buf = nil
+	if cap(buf) <= maxSpareBuffer {
+		s.buf = buf[:0]
+	}
+	return first, err
 }
 
-// acceptingLocked reports why the segment takes no appends, or nil.
-// The caller holds s.mu.
-func (s *Segment) acceptingLocked() error {
+// accepting reports why the segment takes no appends, or nil.
+func (s *Segment) accepting() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	switch {
 	case s.state == stateClosed:
 		return fmt.Errorf("segment: cannot append to %q: %w", s.path, ErrClosed)
@@ -393,86 +291,52 @@ func (s *Segment) acceptingLocked() error {
 	return nil
 }
 
-// maxSpareBuffer is the largest batch buffer a segment keeps for reuse
-// between group commits, so an idle segment holds little memory.
+// maxSpareBuffer is the largest encoding buffer a segment keeps for reuse
+// between appends, so an idle segment holds little memory.
 const maxSpareBuffer = 1 << 20
 
-// flushLoop is the flusher goroutine: it commits pending batches until the
-// segment is sealed or closed and nothing is pending.
-func (s *Segment) flushLoop() {
-	defer close(s.flusherDone)
-	s.mu.Lock()
-	for {
-		for s.pending == nil && s.state == stateOpen {
-			s.work.Wait()
-		}
-		b := s.pending
-		if b == nil {
-			s.mu.Unlock()
-			return
-		}
-		s.pending = nil
-		broken := s.broken
-		s.mu.Unlock()
-		s.room.Broadcast()
-
-		if broken != nil {
-			b.err = broken
-		} else {
-			s.commit(b)
-		}
-		buf, lens := b.buf, b.lens
-		b.buf, b.lens = nil, nil
-		close(b.done)
-		// Let the appenders just woken queue their next records before the
-		// next batch is cut, so batches stay large under closed-loop load.
-		runtime.Gosched()
-
-		s.mu.Lock()
-		if cap(buf) <= maxSpareBuffer && s.spareBuf == nil {
-			s.spareBuf, s.spareLens = buf[:0], lens[:0]
-		}
-	}
-}
-
-// commit writes and syncs one batch and publishes its records, or fails it
-// and undoes its write. Only the flusher calls it.
-func (s *Segment) commit(b *batch) {
+// commit writes and syncs buf, the encoded records of payloads, at the
+// durable end of the file and publishes them, returning the index of the
+// first; or fails them all and undoes the write. The caller holds writeMu.
+func (s *Segment) commit(buf []byte, payloads [][]byte) (uint64, error) {
 	start := s.end
 	var took time.Duration
-	_, err := s.f.WriteAt(b.buf, start)
+	_, err := s.f.WriteAt(buf, start)
 	if err == nil && !s.opts.NoSync {
 		t0 := time.Now()
 		err = s.f.Sync()
 		took = time.Since(t0)
 		if took > s.opts.SlowSync {
-			s.log.Warn("segment: slow fsync", "duration", took, "records", len(b.lens), "bytes", len(b.buf), "err", err)
+			s.log.Warn("segment: slow fsync", "duration", took, "records", len(payloads), "bytes", len(buf), "err", err)
 		}
 	}
+	var first uint64
 	if err != nil {
-		b.err = fmt.Errorf("segment: cannot append %d records to %q at offset %d: %w", len(b.lens), s.path, start, err)
+		err = fmt.Errorf("segment: cannot append %d records to %q at offset %d: %w", len(payloads), s.path, start, err)
 		s.rollback(start, err)
 	} else {
-		crc := record.UpdateCRC(s.crc, b.buf)
+		crc := record.UpdateCRC(s.crc, buf)
 		s.idxMu.Lock()
-		b.first = uint64(len(s.offsets))
+		first = uint64(len(s.offsets))
 		off := start
-		for _, l := range b.lens {
+		for _, p := range payloads {
 			s.offsets = append(s.offsets, off)
-			off += RecordHeaderSize + int64(l)
+			off += RecordHeaderSize + int64(len(p))
 		}
 		s.end = off
 		s.crc = crc
 		s.idxMu.Unlock()
 	}
 	if s.opts.OnFlush != nil {
-		s.opts.OnFlush(FlushInfo{Path: s.path, Records: len(b.lens), Bytes: len(b.buf), Sync: took, Err: b.err})
+		s.opts.OnFlush(FlushInfo{Path: s.path, Records: len(payloads), Bytes: len(buf), Sync: took, Err: err})
 	}
+	return first, err
 }
 
 // rollback truncates the file back to its durable size end after a failed
 // write or sync, and syncs the truncation so the failed records cannot
-// reappear after a crash. If that fails too, the segment is broken.
+// reappear after a crash. If that fails too, the segment is broken. The
+// caller holds writeMu.
 func (s *Segment) rollback(end int64, cause error) {
 	err := s.f.Truncate(end)
 	if err == nil {
@@ -598,7 +462,7 @@ func (s *Segment) totals() (uint64, int64, uint32) {
 }
 
 // Seal stops the segment taking appends (they fail with ErrSealed from
-// now), waits until every append already queued has been committed or
+// now), waits until the append in progress, if any, has been committed or
 // failed, and returns the final Count, Bytes and CRC. Reads keep working.
 // Seal is idempotent: later calls return the same totals. On a closed
 // segment it fails with ErrClosed; on a broken one it returns the totals of
@@ -620,11 +484,7 @@ func (s *Segment) Seal() (count uint64, bytes int64, crc uint32, err error) {
 	s.state = stateSealed
 	broken := s.broken
 	s.mu.Unlock()
-	s.work.Broadcast()
-	s.room.Broadcast()
-	if s.flusherDone != nil {
-		<-s.flusherDone
-	}
+	s.waitAppend()
 	count, bytes, crc = s.totals()
 	if broken == nil {
 		s.mu.Lock()
@@ -649,8 +509,8 @@ func (s *Segment) Sealed() bool {
 	return s.state == stateSealed
 }
 
-// Close commits or fails every append already queued, then closes the
-// file. Appends and reads fail with ErrClosed afterwards. Close is
+// Close waits until the append in progress, if any, has been committed or
+// failed, then closes the file. Appends and reads fail with ErrClosed afterwards. Close is
 // idempotent; later calls return nil.
 func (s *Segment) Close() error {
 	s.mu.Lock()
@@ -660,11 +520,7 @@ func (s *Segment) Close() error {
 	}
 	s.state = stateClosed
 	s.mu.Unlock()
-	s.work.Broadcast()
-	s.room.Broadcast()
-	if s.flusherDone != nil {
-		<-s.flusherDone
-	}
+	s.waitAppend()
 	s.fileMu.Lock()
 	s.fileClosed = true
 	err := s.f.Close()
@@ -676,4 +532,12 @@ func (s *Segment) Close() error {
 		return fmt.Errorf("segment: cannot close %q: %w", s.path, err)
 	}
 	return nil
+}
+
+// waitAppend returns once no append is in progress. Called after the state
+// has left stateOpen, so that no append starts after it: an append checks
+// the state under writeMu before it writes.
+func (s *Segment) waitAppend() {
+	s.writeMu.Lock()
+	s.writeMu.Unlock() // an empty critical section, used as a barrier
 }

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"floe/internal/testenv"
 )
 
 func TestAppendReadRoundTrip(t *testing.T) {
@@ -114,9 +117,6 @@ func TestAppendRejects(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if _, err := s.AppendBatch(tt.payloads); !errors.Is(err, tt.want) {
 				t.Errorf("AppendBatch: err = %v, want %v", err, tt.want)
-			}
-			if _, err := s.AppendAsync(tt.payloads).Wait(); !errors.Is(err, tt.want) {
-				t.Errorf("AppendAsync: err = %v, want %v", err, tt.want)
 			}
 		})
 	}
@@ -230,59 +230,75 @@ func TestAppendBatchIsContiguous(t *testing.T) {
 	}
 }
 
-// TestGroupCommit checks that everything queued while an fdatasync runs is
-// committed by one write and one fdatasync, in queue order.
-func TestGroupCommit(t *testing.T) {
+// TestAppendBatchIsOneWriteAndOneSync checks that a batch is committed by
+// one write and one fdatasync, in order, and acknowledged only once that
+// fdatasync has returned: the group commit of floe's write path is the
+// caller's batch (node's appender), and the segment keeps it whole.
+func TestAppendBatchIsOneWriteAndOneSync(t *testing.T) {
 	ffs := &FaultFS{}
 	opts := quiet()
 	opts.FS = ffs
 	s := openT(t, filepath.Join(t.TempDir(), "seg.wal"), opts)
+	mustAppend(t, s, []byte("first"))
 	writes0, syncs0 := ffs.Writes(), ffs.Syncs()
 
+	const n = 50
+	batch := make([][]byte, n)
+	for i := range batch {
+		batch[i] = payload(i)
+	}
 	entered, release := ffs.HoldNextSync()
 	defer release()
-	first := s.AppendAsync([][]byte{[]byte("first")})
-	<-entered // the flusher is inside the first fdatasync
-	const queued = 50
-	acks := make([]Ack, queued)
-	for i := range acks {
-		acks[i] = s.AppendAsync([][]byte{payload(i)})
+	type result struct {
+		first uint64
+		err   error
 	}
+	done := make(chan result, 1)
+	go func() {
+		first, err := s.AppendBatch(batch)
+		done <- result{first, err}
+	}()
+	<-entered // the batch is inside its fdatasync
 	select {
-	case <-first.Done():
-		t.Fatal("first append acknowledged before its fdatasync returned")
+	case r := <-done:
+		t.Fatalf("batch acknowledged (%+v) before its fdatasync returned", r)
 	default:
 	}
+	if got := s.Count(); got != 1 {
+		t.Errorf("Count() = %d while the batch's fdatasync runs, want 1 (readers see durable records only)", got)
+	}
 	release()
-	if i, err := first.Wait(); err != nil || i != 0 {
-		t.Fatalf("first append: index %d, err %v; want 0, nil", i, err)
+	if r := <-done; r.err != nil || r.first != 1 {
+		t.Fatalf("AppendBatch = %d, %v; want 1, nil", r.first, r.err)
 	}
-	for k, a := range acks {
-		if i, err := a.Wait(); err != nil || i != uint64(k+1) {
-			t.Fatalf("queued append %d: index %d, err %v; want %d, nil", k, i, err, k+1)
-		}
+	if w, sy := ffs.Writes()-writes0, ffs.Syncs()-syncs0; w != 1 || sy != 1 {
+		t.Errorf("a batch of %d records took %d writes and %d syncs, want 1 and 1", n, w, sy)
 	}
-	if w, sy := ffs.Writes()-writes0, ffs.Syncs()-syncs0; w != 2 || sy != 2 {
-		t.Errorf("%d appends took %d writes and %d syncs, want 2 and 2", queued+1, w, sy)
-	}
+	checkTotals(t, s, append([][]byte{[]byte("first")}, batch...))
 }
 
-func TestSealWaitsForQueuedAppends(t *testing.T) {
+// TestSealWaitsForAppendInProgress seals while an append is inside its
+// fdatasync: Seal returns only once that append is committed, with totals
+// that count it, and appends after Seal took effect fail with ErrSealed.
+func TestSealWaitsForAppendInProgress(t *testing.T) {
 	ffs := &FaultFS{}
 	opts := quiet()
 	opts.FS = ffs
-	// The loop below queues appends until Seal takes effect; never let
-	// back pressure block it while the first sync is held.
-	opts.MaxBatchBytes = 1 << 30
 	path := filepath.Join(t.TempDir(), "seg.wal")
 	s := openT(t, path, opts)
 	mustAppend(t, s, []byte("one"))
 
 	entered, release := ffs.HoldNextSync()
 	defer release()
-	inFlight := s.AppendAsync([][]byte{[]byte("two")})
+	inFlight := make(chan error, 1)
+	go func() {
+		i, err := s.AppendBatch([][]byte{[]byte("two"), []byte("three")})
+		if err == nil && i != 1 {
+			err = fmt.Errorf("index %d, want 1", i)
+		}
+		inFlight <- err
+	}()
 	<-entered
-	queued := s.AppendAsync([][]byte{[]byte("three")})
 
 	type totals struct {
 		count uint64
@@ -295,34 +311,25 @@ func TestSealWaitsForQueuedAppends(t *testing.T) {
 		c, b, crc, err := s.Seal()
 		sealed <- totals{c, b, crc, err}
 	}()
-	// Wait, without sleeping, until Seal has taken effect. Appends queued
-	// before that must be committed before Seal returns.
-	acks := []Ack{inFlight, queued}
-	for {
-		a := s.AppendAsync([][]byte{[]byte("late")})
-		select {
-		case <-a.Done():
-			if _, err := a.Wait(); !errors.Is(err, ErrSealed) {
-				t.Fatalf("append while the first sync is held: err = %v, want ErrSealed", err)
-			}
-		default:
-			acks = append(acks, a) // queued before Seal took effect
-			continue
-		}
-		break
+	testenv.WaitFor(t, 10*time.Second, "Seal to take effect", s.Sealed)
+	if _, err := s.Append([]byte("late")); !errors.Is(err, ErrSealed) {
+		t.Fatalf("append while the sync before Seal is held: err = %v, want ErrSealed", err)
+	}
+	select {
+	case got := <-sealed:
+		t.Fatalf("Seal returned %+v while an append was inside its fdatasync", got)
+	default:
 	}
 	release()
+	if err := <-inFlight; err != nil {
+		t.Fatalf("append in progress when Seal came: %v", err)
+	}
 	got := <-sealed
 	if got.err != nil {
 		t.Fatalf("Seal: %v", got.err)
 	}
-	for _, a := range acks {
-		if _, err := a.Wait(); err != nil {
-			t.Fatalf("append queued before Seal: %v", err)
-		}
-	}
-	if got.count != s.Count() || got.count != uint64(1+len(acks)) {
-		t.Fatalf("Seal count = %d, Count() = %d; want %d", got.count, s.Count(), 1+len(acks))
+	if got.count != s.Count() || got.count != 3 {
+		t.Fatalf("Seal count = %d, Count() = %d; want 3", got.count, s.Count())
 	}
 	records := readAll(t, s)
 	checkTotals(t, s, records)
@@ -338,7 +345,6 @@ func TestSealWaitsForQueuedAppends(t *testing.T) {
 	for _, err := range []error{
 		func() error { _, err := s.Append([]byte("x")); return err }(),
 		func() error { _, err := s.AppendBatch([][]byte{[]byte("x")}); return err }(),
-		func() error { _, err := s.AppendAsync([][]byte{[]byte("x")}).Wait(); return err }(),
 	} {
 		if !errors.Is(err, ErrSealed) {
 			t.Errorf("append after Seal: err = %v, want ErrSealed", err)
@@ -377,7 +383,9 @@ func TestClose(t *testing.T) {
 	}
 }
 
-func TestCloseCommitsQueuedAppends(t *testing.T) {
+// TestCloseWaitsForAppendInProgress closes while an append is inside its
+// fdatasync: the append is committed and acknowledged, then the file closes.
+func TestCloseWaitsForAppendInProgress(t *testing.T) {
 	ffs := &FaultFS{}
 	opts := quiet()
 	opts.FS = ffs
@@ -387,51 +395,31 @@ func TestCloseCommitsQueuedAppends(t *testing.T) {
 		t.Fatal(err)
 	}
 	entered, release := ffs.HoldNextSync()
-	a := s.AppendAsync([][]byte{[]byte("a")})
+	defer release()
+	inFlight := make(chan error, 1)
+	go func() {
+		_, err := s.AppendBatch([][]byte{[]byte("a"), []byte("b")})
+		inFlight <- err
+	}()
 	<-entered
-	b := s.AppendAsync([][]byte{[]byte("b")})
 	closed := make(chan error, 1)
 	go func() { closed <- s.Close() }()
+	testenv.WaitFor(t, 10*time.Second, "Close to take effect", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.state == stateClosed
+	})
+	if _, err := s.Append([]byte("late")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("append while the sync before Close is held: err = %v, want ErrClosed", err)
+	}
 	release()
 	if err := <-closed; err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	for _, ack := range []Ack{a, b} {
-		if _, err := ack.Wait(); err != nil {
-			t.Fatalf("append queued before Close: %v", err)
-		}
+	if err := <-inFlight; err != nil {
+		t.Fatalf("append in progress when Close came: %v", err)
 	}
 	wantRecords(t, path, [][]byte{[]byte("a"), []byte("b")})
-}
-
-func TestBackPressure(t *testing.T) {
-	ffs := &FaultFS{}
-	opts := quiet()
-	opts.FS = ffs
-	opts.MaxBatchBytes = 100
-	path := filepath.Join(t.TempDir(), "seg.wal")
-	s := openT(t, path, opts)
-	syncs0 := ffs.Syncs()
-	var want [][]byte
-	var acks []Ack
-	for i := range 20 {
-		p := bytes.Repeat([]byte{byte('a' + i)}, 40) // 48 bytes a record: two per batch
-		want = append(want, p)
-		acks = append(acks, s.AppendAsync([][]byte{p}))
-	}
-	// A batch larger than MaxBatchBytes is accepted alone.
-	big := bytes.Repeat([]byte("B"), 1000)
-	want = append(want, big)
-	acks = append(acks, s.AppendAsync([][]byte{big}))
-	for i, a := range acks {
-		if got, err := a.Wait(); err != nil || got != uint64(i) {
-			t.Fatalf("append %d: index %d, err %v", i, got, err)
-		}
-	}
-	if syncs := ffs.Syncs() - syncs0; syncs < 11 {
-		t.Errorf("%d records of 48 bytes with MaxBatchBytes 100 took %d syncs, want >= 11", len(acks), syncs)
-	}
-	checkTotals(t, s, want)
 }
 
 func TestSlowSyncIsLogged(t *testing.T) {

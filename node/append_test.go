@@ -1,0 +1,87 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"floe/internal/testenv"
+	"floe/node/segment"
+)
+
+// TestFailedGroupCommitFailsWholeBatch: the appender's batch is the one group commit of
+// the write path. While the fdatasync of one request's batch is held, two more requests
+// queue behind it in the appender; the fdatasync of their batch fails. The first
+// request is acknowledged; neither queued one is, nothing of them is left in the WAL,
+// and the next append gets the offset they would have had.
+func TestFailedGroupCommitFailsWholeBatch(t *testing.T) {
+	ffs := &segment.FaultFS{}
+	cfg := Config{
+		NodeID: 1, DataDir: t.TempDir(), RaftPort: testenv.FreePort(t), HTTPPort: 0,
+		HeartbeatTimeout: 200 * time.Millisecond, LeaseTimeout: time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RaftLogLevel: "error",
+		segmentFS: ffs,
+	}
+	ctx := context.Background()
+	const topic = "faults"
+	n := startSingle(t, cfg)
+	if err := n.Register(ctx, topic, nil); err != nil {
+		t.Fatal(err)
+	}
+	if off, err := n.Append(ctx, topic, [][]byte{[]byte("a")}); err != nil || off != 0 {
+		t.Fatalf("first append: offset %d, err %v; want 0, nil", off, err)
+	}
+
+	errInjected := errors.New("injected fdatasync failure")
+	a := n.appenderFor(topic)
+	send := func(payloads ...string) chan appendResult {
+		ch := make(chan appendResult, 1)
+		r := &appendReq{done: func(res appendResult) { ch <- res }}
+		for _, p := range payloads {
+			r.payloads = append(r.payloads, []byte(p))
+			r.bytes += int64(len(p)) + 8
+		}
+		a.enqueue(r)
+		return ch
+	}
+	entered, release := ffs.HoldNextSync()
+	defer release()
+	first := send("b")
+	<-entered // the appender is inside the fdatasync of the batch holding "b"
+	ffs.FailNextSync(errInjected)
+	queued := []chan appendResult{send("c"), send("d1", "d2")}
+	release()
+
+	if r := <-first; r.err != nil || r.first != 1 {
+		t.Fatalf("append in the held batch: offset %d, err %v; want 1, nil", r.first, r.err)
+	}
+	for i, ch := range queued {
+		if r := <-ch; !errors.Is(r.err, errInjected) {
+			t.Errorf("queued append %d: offset %d, err %v; want the injected failure (never acknowledged)", i, r.first, r.err)
+		}
+	}
+	if off, err := n.Append(ctx, topic, [][]byte{[]byte("e")}); err != nil || off != 2 {
+		t.Fatalf("append after the failed batch: offset %d, err %v; want 2, nil", off, err)
+	}
+	act, _, _ := n.fsm.ActiveOf(topic)
+	seg, ok := n.store.Get(topic, act.ID)
+	if !ok {
+		t.Fatalf("segment %d of %q is not open", act.ID, topic)
+	}
+	got, err := seg.Read(0, 10, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"a", "b", "e"}
+	if len(got) != len(want) {
+		t.Fatalf("WAL holds %q, want %q", got, want)
+	}
+	for i := range want {
+		if string(got[i]) != want[i] {
+			t.Fatalf("WAL holds %q, want %q", got, want)
+		}
+	}
+}
