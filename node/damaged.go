@@ -1,6 +1,8 @@
 package node
 
 import (
+	"strconv"
+
 	"floe/meta"
 	"floe/node/segment"
 )
@@ -19,7 +21,7 @@ func (n *Node) reportDamaged(topic string, act *meta.Segment, seg *segment.Segme
 		return
 	}
 	n.log.Error("active segment damaged before intact entries: writes to the topic are refused so that no acknowledged offset is reused; "+
-		"copy the file aside, then run `floe cluster recover-segment --force "+topic+"` to move writes to a new segment at the same base "+
+		"copy the file aside, then run `floe cluster recover-segment --force --segment "+strconv.FormatUint(act.ID, 10)+" "+topic+"` to move writes to a new segment at the same base "+
 		"(every entry of the segment, from base on, leaves the topic; the file is kept under abandoned/ for salvage with floe wal dump)",
 		"topic", topic, "segment", act.ID, "file", seg.Path(), "base", act.Base,
 		"readable_entries", seg.Count(), "first_unreadable_offset", act.Base+seg.Count(), "err", err)

@@ -187,7 +187,7 @@ func (n *Node) httpHandler() http.Handler {
 		v := r.URL.Query().Get("dry_run")
 		return v != "" && v != "0" && v != "false"
 	}))
-	// POST recover-segment[?to=N&force=1]: move the topic's writes off its active
+	// POST recover-segment[?to=N&segment=K&force=1]: move the topic's writes off its active
 	// segment's leader, which must be down (floe cluster recover-segment).
 	mux.HandleFunc("POST /v1/topics/{topic}/recover-segment", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
@@ -196,9 +196,14 @@ func (n *Node) httpHandler() http.Handler {
 			http.Error(w, "to must be a node id", http.StatusBadRequest)
 			return
 		}
+		seg, err := strconv.ParseUint(q.Get("segment"), 10, 64)
+		if err != nil && q.Get("segment") != "" {
+			http.Error(w, "segment must be a segment id", http.StatusBadRequest)
+			return
+		}
 		force := q.Get("force") == "1" || q.Get("force") == "true"
 		extendWrite(w, n.cfg.LeaseTimeout+n.cfg.httpTimeouts().write) // the liveness probes come first
-		next, err := n.RecoverSegment(r.Context(), r.PathValue("topic"), to, force)
+		next, err := n.RecoverSegment(r.Context(), r.PathValue("topic"), to, seg, force)
 		if err != nil {
 			httpErr(w, err)
 			return

@@ -41,7 +41,7 @@ func TestDedupAnswerOfAbandonedSegment(t *testing.T) {
 	}
 
 	to := act.Leader%3 + 1
-	if _, err := nodes[to-1].RecoverSegment(ctx, "d", to, true); err != nil {
+	if _, err := nodes[to-1].RecoverSegment(ctx, "d", to, act.ID, true); err != nil {
 		t.Fatal(err)
 	}
 	testenv.WaitFor(t, 10*time.Second, "the segment leader to apply the recovery", func() bool {

@@ -16,18 +16,36 @@ import (
 )
 
 // RecoverSegment moves a topic's writes off its active segment's leader while that
-// node is down (DESIGN section 7, floe cluster recover-segment): the segment is sealed
-// empty and abandoned through Raft, and the next one starts at its base on node to (0:
-// the next live voter; any other node must be a voter, else ErrBadRequest). What the old leader wrote into it and had not archived (its
-// active segment is never archived) is no longer part of the topic; when the node
-// returns, it sets the file aside under <data-dir>/abandoned/. Unless force, a leader
-// that answers is not recovered from: its segment is not lost.
-func (n *Node) RecoverSegment(ctx context.Context, topic string, to uint64, force bool) (*meta.Segment, error) {
+// node is down (floe cluster recover-segment): the segment is sealed empty and
+// abandoned through Raft, and the next one starts at its base on node to (0: the next
+// live voter; any other node must be a voter, else ErrBadRequest). What the old leader
+// wrote into it and had not archived (its active segment is never archived) is no
+// longer part of the topic; when the node returns, it sets the file aside under
+// <data-dir>/abandoned/. Unless force, a leader that answers is not recovered from:
+// its segment is not lost.
+//
+// segment (0: any) names the active segment the caller means to abandon. If that
+// segment was abandoned already, the call succeeds without changing anything (a
+// repeated command, say after a lost reply, never abandons the segment that replaced
+// it); if it is any other segment, ErrBadRequest. force requires segment.
+func (n *Node) RecoverSegment(ctx context.Context, topic string, to, segment uint64, force bool) (*meta.Segment, error) {
+	if force && segment == 0 {
+		return nil, fmt.Errorf("%w: --force abandons a segment whose leader may be alive: name it with --segment <id> (the active segment in floe state %s), so that a repeated command cannot abandon the next one", ErrBadRequest, topic)
+	}
 	t, err := n.topic(ctx, topic)
 	if err != nil {
 		return nil, err
 	}
 	act := *t.Active()
+	if segment != 0 && segment != act.ID {
+		for _, s := range t.Segments {
+			if s.ID == segment && s.Abandoned {
+				n.log.Info("recover-segment of a segment abandoned already: nothing to do", "topic", topic, "segment", segment, "active", act.ID)
+				return &act, nil
+			}
+		}
+		return nil, fmt.Errorf("%w: segment %d is not the active segment of %q (segment %d is, led by node %d)", ErrBadRequest, segment, topic, act.ID, act.Leader)
+	}
 	if to != 0 {
 		if err := n.checkVoter(to); err != nil {
 			return nil, err

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -103,7 +104,7 @@ func TestRecoverSegmentSurvivesLeaderChangeAfterCommit(t *testing.T) {
 	to := act.Leader%3 + 1
 	leader, reader := raftLeader(t, nodes)
 	crossed := failAfterCommit(t, leader, meta.OpRecover)
-	next, err := reader.RecoverSegment(ctx, "r", to, true)
+	next, err := reader.RecoverSegment(ctx, "r", to, act.ID, true)
 	if err != nil {
 		t.Fatalf("recover-segment: %v", err)
 	}
@@ -111,6 +112,24 @@ func TestRecoverSegmentSurvivesLeaderChangeAfterCommit(t *testing.T) {
 	top, _ := reader.fsm.Topic("r")
 	if next.ID != 2 || next.Leader != to || len(top.Segments) != 2 || !top.Segments[0].Abandoned {
 		t.Fatalf("after one recover-segment: answered %+v, segments %+v; want segment 1 abandoned and 2 active on node %d", next, top.Segments, to)
+	}
+
+	// The operator, who got no answer, runs the same command again, with --force:
+	// segment 1 is abandoned already, so nothing changes (segment 2 stays live).
+	again, err := reader.RecoverSegment(ctx, "r", 0, act.ID, true)
+	if top, _ := reader.fsm.Topic("r"); err != nil || again.ID != 2 || len(top.Segments) != 2 || top.Segments[1].Abandoned {
+		t.Fatalf("recover-segment --force --segment %d repeated: answered %+v, %v; segments %+v; want segment 2 untouched", act.ID, again, err, top.Segments)
+	}
+	// --force without --segment, and a segment that is neither active nor abandoned,
+	// are refused.
+	if _, err := reader.RecoverSegment(ctx, "r", 0, 0, true); !errors.Is(err, ErrBadRequest) {
+		t.Fatalf("recover-segment --force without --segment: %v, want ErrBadRequest", err)
+	}
+	if _, err := reader.RecoverSegment(ctx, "r", 0, 7, false); !errors.Is(err, ErrBadRequest) {
+		t.Fatalf("recover-segment --segment 7 (no such segment): %v, want ErrBadRequest", err)
+	}
+	if top, _ := reader.fsm.Topic("r"); len(top.Segments) != 2 || top.Segments[1].Abandoned {
+		t.Fatalf("after refused recover-segments: segments %+v, want segment 2 untouched", top.Segments)
 	}
 }
 

@@ -227,7 +227,7 @@ func clusterCmd() *cobra.Command {
 	}
 	sweep.Flags().BoolVar(&dryRun, "dry-run", false, "list the orphans, delete nothing")
 
-	var to uint64
+	var to, segment uint64
 	var force bool
 	recoverSeg := &cobra.Command{
 		Use: "recover-segment <topic>",
@@ -244,7 +244,7 @@ func clusterCmd() *cobra.Command {
 			var next struct {
 				Segment, Leader, Base uint64
 			}
-			url := fmt.Sprintf("http://%s/v1/topics/%s/recover-segment?to=%d&force=%v", at, a[0], to, force)
+			url := fmt.Sprintf("http://%s/v1/topics/%s/recover-segment?to=%d&segment=%d&force=%v", at, a[0], to, segment, force)
 			if err := call(ctx, http.MethodPost, url, &next); err != nil {
 				return err
 			}
@@ -253,7 +253,8 @@ func clusterCmd() *cobra.Command {
 		},
 	}
 	recoverSeg.Flags().Uint64Var(&to, "to", 0, "node to lead the next segment (default: the next live voter)")
-	recoverSeg.Flags().BoolVar(&force, "force", false, "recover even though the leader answers (it loses what its active segment holds)")
+	recoverSeg.Flags().Uint64Var(&segment, "segment", 0, "the active segment to abandon (required with --force): if it was abandoned already, nothing is done, so the command is safe to repeat")
+	recoverSeg.Flags().BoolVar(&force, "force", false, "recover even though the leader answers (it loses what its active segment holds); needs --segment")
 	root.AddCommand(status, remove, transfer, sweep, recoverSeg)
 	return root
 }

@@ -62,11 +62,15 @@ func TestDamagedActiveWAL(t *testing.T) {
 		t.Errorf("%s was changed by the restart: %d bytes, want the %d written", path, len(got), len(data))
 	}
 	logText, _ := os.ReadFile(c.node(x).logPath)
-	if !strings.Contains(string(logText), "recover-segment --force "+topic) || !strings.Contains(string(logText), path) {
+	if !strings.Contains(string(logText), "recover-segment --force --segment 1 "+topic) || !strings.Contains(string(logText), path) {
 		t.Errorf("node %d log does not name the file and the operator action:\n%s", x, tail(c.node(x).logPath, 20))
 	}
 
 	out, err := runFloe(t, "cluster", "recover-segment", topic, "--force", "--http", "127.0.0.1:"+strconv.Itoa(c.node(x).httpPort))
+	if err == nil || !strings.Contains(out, "--segment") {
+		t.Fatalf("recover-segment --force without --segment: %v\n%s, want a refusal asking for --segment", err, out)
+	}
+	out, err = runFloe(t, "cluster", "recover-segment", topic, "--force", "--segment", "1", "--http", "127.0.0.1:"+strconv.Itoa(c.node(x).httpPort))
 	if err != nil {
 		t.Fatalf("recover-segment --force: %v\n%s", err, out)
 	}
