@@ -15,6 +15,7 @@ import (
 	"floe/archive/open"
 	"floe/client"
 	"floe/internal/testenv"
+	"floe/tiering"
 	"floe/wire"
 )
 
@@ -312,7 +313,7 @@ func (c *cluster) nodeLoss(t *testing.T) int {
 	}
 	defer bucket.Close()
 	keys := map[string]bool{}
-	if err := bucket.List(ctx, "topics/"+topic+"/", func(o archive.ObjectInfo) error {
+	if err := bucket.List(ctx, tiering.TopicPrefix(topic), func(o archive.ObjectInfo) error {
 		keys[o.Key] = true
 		return nil
 	}); err != nil {
@@ -322,13 +323,13 @@ func (c *cluster) nodeLoss(t *testing.T) int {
 		if s.State == "active" {
 			continue
 		}
-		prefix := fmt.Sprintf("topics/%s/%020d-", topic, s.ID)
 		found := false
 		for k := range keys {
-			found = found || strings.HasPrefix(k, prefix)
+			kt, seg, _, ok := tiering.ParseObjectKey(k)
+			found = found || ok && kt == topic && seg == s.ID
 		}
 		if !found {
-			t.Errorf("no object %s* in MinIO bucket floe/cluster (objects: %v)", prefix, keys)
+			t.Errorf("no object of %s segment %d in MinIO bucket floe/cluster (objects: %v)", topic, s.ID, keys)
 		}
 	}
 

@@ -22,13 +22,10 @@ import (
 // bootstrap a second cluster beside the first one and write into its bucket, and two
 // clusters pointed at one bucket by mistake are caught at the first start.
 
-// claimKey is the claim's object, under the archive's prefix.
-const claimKey = "meta/cluster.json"
-
 // ErrBucketClaimed: the bucket belongs to another cluster.
 var ErrBucketClaimed = errors.New("node: the archive belongs to another cluster")
 
-// clusterClaim is the claim object.
+// clusterClaim is the claim object, at tiering.ClaimKey under the archive's prefix.
 type clusterClaim struct {
 	ClusterID     string `json:"cluster_id"`
 	CreatedUnixMS int64  `json:"created_unix_ms"`
@@ -59,18 +56,18 @@ func (n *Node) newClaim(id string, created int64, tookOver string) *clusterClaim
 }
 
 func readClaim(ctx context.Context, b archive.Bucket) (*clusterClaim, error) {
-	rc, err := b.Get(ctx, claimKey)
+	rc, err := b.Get(ctx, tiering.ClaimKey)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
 	body, err := io.ReadAll(io.LimitReader(rc, 64<<10))
 	if err != nil {
-		return nil, archive.Error("read", claimKey, "archive", err)
+		return nil, archive.Error("read", tiering.ClaimKey, "archive", err)
 	}
 	var c clusterClaim
 	if err := json.Unmarshal(body, &c); err != nil || c.ClusterID == "" {
-		return nil, fmt.Errorf("%w: %s in the archive is not a floe cluster claim (%v)", ErrBucketClaimed, claimKey, err)
+		return nil, fmt.Errorf("%w: %s in the archive is not a floe cluster claim (%v)", ErrBucketClaimed, tiering.ClaimKey, err)
 	}
 	return &c, nil
 }
@@ -80,14 +77,14 @@ func writeClaim(ctx context.Context, b archive.Bucket, c *clusterClaim, create b
 	if err != nil {
 		return err
 	}
-	return b.Put(ctx, claimKey, bytes.NewReader(body), int64(len(body)), archive.PutOptions{IfNoneMatch: create, ContentType: "application/json"})
+	return b.Put(ctx, tiering.ClaimKey, bytes.NewReader(body), int64(len(body)), archive.PutOptions{IfNoneMatch: create, ContentType: "application/json"})
 }
 
 // claimDesc describes the cluster a claim names.
 func claimDesc(c *clusterClaim) string {
 	seen := time.Since(time.UnixMilli(c.SeenUnixMS)).Round(time.Second)
 	return fmt.Sprintf("%s names cluster %s (created %s by node %d at %s, its raft leader last seen %v ago)",
-		claimKey, c.ClusterID, time.UnixMilli(c.CreatedUnixMS).UTC().Format(time.RFC3339), c.Node, c.Advertise, seen)
+		tiering.ClaimKey, c.ClusterID, time.UnixMilli(c.CreatedUnixMS).UTC().Format(time.RFC3339), c.Node, c.Advertise, seen)
 }
 
 // claimedError describes the cluster that holds the bucket, to a node that bootstraps.
@@ -111,7 +108,7 @@ var errStopListing = errors.New("stop listing")
 // their objects as unreferenced. A store that cannot be listed is an error too.
 func checkArchiveUnused(ctx context.Context, b archive.Bucket) error {
 	var object string
-	err := b.List(ctx, "topics/", func(o archive.ObjectInfo) error {
+	err := b.List(ctx, tiering.TopicsPrefix, func(o archive.ObjectInfo) error {
 		if _, _, _, ok := tiering.ParseObjectKey(o.Key); ok {
 			object = o.Key
 			return errStopListing
@@ -350,7 +347,7 @@ func (n *Node) setClaimView(c *clusterClaim, foreign error, at time.Time) {
 			"Uploads, put-backs of vanished objects, metadata snapshots, deletes of expired objects and orphan sweeps are paused; "+
 			"sealed segments stay local (local retention evicts nothing) and the upload backlog and floe_rpo_seconds grow. "+
 			"Decide which cluster keeps this archive prefix (README: \"the archive belongs to another cluster\"): "+
-			"to keep it for this one, stop the other cluster and delete meta/cluster.json under the prefix; this cluster's Raft leader then claims it again",
+			"to keep it for this one, stop the other cluster and delete "+tiering.ClaimKey+" under the prefix; this cluster's Raft leader then claims it again",
 			"cluster", n.fsm.ClusterID(), "err", foreign)
 	case foreign == nil && was != nil && !first:
 		n.log.Info("the archive's claim names this cluster again: archive writes resume", "cluster", n.fsm.ClusterID())

@@ -131,14 +131,14 @@ func (n *Node) httpHandler() http.Handler {
 			http.Error(w, "this node has no --archive", http.StatusNotFound)
 			return
 		}
-		prefix := "topics/"
-		if t := r.URL.Query().Get("topic"); t != "" {
+		t := r.URL.Query().Get("topic")
+		if t != "" {
 			if err := topicname.Validate(t); err != nil {
 				httpErr(w, err)
 				return
 			}
-			prefix += t + "/"
 		}
+		prefix := tiering.TopicPrefix(t) // every topic's, with t empty
 		extendWrite(w, httpAdminWriteTimeout)
 		var objs []archive.ObjectInfo
 		if err := n.bucket.List(r.Context(), prefix, func(o archive.ObjectInfo) error {

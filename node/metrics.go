@@ -3,6 +3,8 @@ package node
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"floe/tiering"
 )
 
 // metrics are the node's Prometheus series, on its own registry (several nodes may
@@ -65,7 +67,7 @@ func newMetrics(n *Node) *metrics {
 			Name: "floe_meta_snapshot_last_unix_seconds", Help: "When this node (as Raft leader) last wrote the metadata snapshot to the archive.",
 		}),
 		claimedByOther: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "floe_archive_claimed_by_other_cluster", Help: "1 if the archive's cluster claim (meta/cluster.json) names another cluster.",
+			Name: "floe_archive_claimed_by_other_cluster", Help: "1 if the archive's cluster claim (" + tiering.ClaimKey + ") names another cluster.",
 		}),
 	}
 	m.reg.MustRegister(m.requests, m.badRequests, m.entries, m.bytes, m.batches, m.forwarded, m.rolls, m.remoteReads, m.claimedByOther, m.metaSnapshot,

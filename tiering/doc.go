@@ -22,19 +22,16 @@
 //   - Sweeper: deletes segment objects no segment records or can still record (a
 //     segment that is neither archived nor expired keeps the key of its leader term).
 //
-// Bucket layout:
-//
-//	<prefix>/topics/<topic>/<segment id, 20 digits>-<leader term, 20 digits>.seg
-//	<prefix>/meta/cluster.json              the claim of the cluster that archives here (package node)
-//	<prefix>/meta/snapshots/<index>.json    metadata snapshots written by the Raft leader (package node)
+// Bucket layout: layout.go draws it and holds every key prefix, builder and parser
+// (segment objects under topics/, the cluster claim and the metadata snapshots under
+// meta/); no other file of floe spells a key. The leader term in a segment object's
+// key is the Raft index of the command that made the node leader of the segment, so a
+// deposed leader's late upload lands under another key and is never read.
 //
 // One prefix belongs to one cluster: a new cluster never starts on a prefix that holds
 // segment objects or metadata snapshots (package node), and every snapshot names its
 // cluster, so readers (RebuildState, floe archive meta) and the pruning leader take
 // only their own cluster's.
-//
-// The leader term is the Raft index of the command that made the node leader of the
-// segment, so a deposed leader's late upload lands under another key and is never read.
 //
 // On disk, under --data-dir:
 //

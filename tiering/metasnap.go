@@ -6,20 +6,18 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 
 	"floe/archive"
 )
 
 // Metadata snapshots in the bucket: the Raft leader writes the whole metadata state
-// under MetaSnapshotPrefix (package node) so that the bucket alone describes the
-// cluster; RebuildState reads the newest back. Every snapshot names its cluster: readers
-// and the pruning leader pick a cluster's own snapshots, never another's.
+// under MetaSnapshotPrefix (package node; the keys are built in layout.go) so that the
+// bucket alone describes the cluster; RebuildState reads the newest back. Every
+// snapshot names its cluster: readers and the pruning leader pick a cluster's own
+// snapshots, never another's.
 
 const (
-	// MetaSnapshotPrefix is where the snapshots are: <prefix><raft index, 20 digits>.json.
-	MetaSnapshotPrefix = "meta/snapshots/"
 	// KeepMetaSnapshots is how many of the newest snapshots the leader keeps.
 	KeepMetaSnapshots = 10
 	// MetaSnapshotFormat is the version of the snapshot object's layout.
@@ -34,21 +32,6 @@ type MetaSnapshot struct {
 	CreatedUnixMS int64           `json:"created_unix_ms"`
 	Node          uint64          `json:"node"` // the leader that wrote it
 	State         json.RawMessage `json:"state"`
-}
-
-// MetaSnapshotKey is the object key of the snapshot at a Raft index.
-func MetaSnapshotKey(index uint64) string {
-	return fmt.Sprintf("%s%020d.json", MetaSnapshotPrefix, index)
-}
-
-// ParseMetaSnapshotKey returns the Raft index of a snapshot key.
-func ParseMetaSnapshotKey(key string) (uint64, bool) {
-	name, ok := strings.CutPrefix(key, MetaSnapshotPrefix)
-	if !ok || len(name) != 25 || !strings.HasSuffix(name, ".json") {
-		return 0, false
-	}
-	i, err := strconv.ParseUint(name[:20], 10, 64)
-	return i, err == nil
 }
 
 // ErrForeignSnapshot: a metadata snapshot in the bucket belongs to another cluster.

@@ -104,7 +104,7 @@ func RebuildState(ctx context.Context, b archive.Bucket, clusterID string, nodeI
 	// Every segment object in the bucket, by topic and segment, newest term first.
 	objects := map[string]map[uint64][]archive.ObjectInfo{}
 	index := snap.RaftIndex
-	if err := b.List(ctx, "topics/", func(o archive.ObjectInfo) error {
+	if err := b.List(ctx, TopicsPrefix, func(o archive.ObjectInfo) error {
 		topic, seg, term, ok := ParseObjectKey(o.Key)
 		if !ok {
 			return nil

@@ -115,7 +115,7 @@ func (s *Sweeper) Sweep(ctx context.Context, dryRun bool) (*SweepReport, error) 
 	if s.cfg.HoldBefore != nil {
 		hold = s.cfg.HoldBefore()
 	}
-	err := s.cfg.Bucket.List(ctx, "topics/", func(o archive.ObjectInfo) error {
+	err := s.cfg.Bucket.List(ctx, TopicsPrefix, func(o archive.ObjectInfo) error {
 		topic, id, term, ok := ParseObjectKey(o.Key)
 		if !ok {
 			return nil // not ours

@@ -45,9 +45,9 @@ func TestSweeperDeletesOnlyOrphans(t *testing.T) {
 		must(&meta.Command{Op: meta.OpArchived, Topic: "t", Segment: id, Key: k, Size: 1})
 		put(k)
 	}
-	put(orphan)                // an upload that never committed
-	put("topics/t/README.txt") // not a segment object
-	put("meta/cluster.json")
+	put(orphan)                          // an upload that never committed
+	put(TopicPrefix("t") + "README.txt") // not a segment object
+	put(ClaimKey)
 	must(&meta.Command{Op: meta.OpExpire, Topic: "t", Segment: 1})
 
 	keys := func() string {
@@ -70,7 +70,7 @@ func TestSweeperDeletesOnlyOrphans(t *testing.T) {
 	if rep, err = s.Sweep(ctx, false); err != nil || rep.Deleted != 1 {
 		t.Fatalf("sweep: %+v, %v", rep, err)
 	}
-	if want := fmt.Sprint([]string{"meta/cluster.json", k2, orphan, "topics/t/README.txt"}); keys() != want {
+	if want := fmt.Sprint([]string{ClaimKey, k2, orphan, TopicPrefix("t") + "README.txt"}); keys() != want {
 		t.Fatalf("after a sweep with 1h grace: %s, want %s (the expired segment's object gone)", keys(), want)
 	}
 	// Past the grace period, the upload that never committed goes too.
@@ -78,7 +78,7 @@ func TestSweeperDeletesOnlyOrphans(t *testing.T) {
 	if err != nil || rep.Deleted != 1 {
 		t.Fatalf("sweep with no grace: %+v, %v", rep, err)
 	}
-	if want := fmt.Sprint([]string{"meta/cluster.json", k2, "topics/t/README.txt"}); keys() != want {
+	if want := fmt.Sprint([]string{ClaimKey, k2, TopicPrefix("t") + "README.txt"}); keys() != want {
 		t.Fatalf("after a sweep with no grace: %s, want %s", keys(), want)
 	}
 }

@@ -654,22 +654,6 @@ func TestRetentionPerTopicLimits(t *testing.T) {
 	}
 }
 
-func TestObjectKeyRoundTrip(t *testing.T) {
-	k := ObjectKey("orders.eu", 12, 345)
-	if k != "topics/orders.eu/00000000000000000012-00000000000000000345.seg" {
-		t.Fatalf("key %q", k)
-	}
-	topic, seg, term, ok := ParseObjectKey(k)
-	if !ok || topic != "orders.eu" || seg != 12 || term != 345 {
-		t.Fatalf("parse = %q %d %d %v", topic, seg, term, ok)
-	}
-	for _, bad := range []string{"", "topics/", "topics/t/1.seg", "meta/x", "topics/t/00000000000000000012-0000000000000000034x.seg"} {
-		if _, _, _, ok := ParseObjectKey(bad); ok {
-			t.Errorf("ParseObjectKey(%q) ok", bad)
-		}
-	}
-}
-
 // Local retention removes a segment's file only after checking (HEAD, size) that the
 // object the metadata names is there; one that vanished after its Archived commit is
 // uploaded again from the local copy first, and while that fails the copy stays. The

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"floe/node"
+	"floe/tiering"
 )
 
 type agentFlags struct {
@@ -54,9 +55,9 @@ func addNodeFlags(c *cobra.Command, f *agentFlags) {
 	fs.DurationVar(&f.cfg.OrphanGrace, "orphan-grace", time.Hour, "age after which a segment object no metadata references is deleted by the sweeper")
 	fs.DurationVar(&f.cfg.SweepInterval, "sweep-interval", 10*time.Minute, "how often the Raft leader sweeps orphaned objects (negative: only on request)")
 	fs.BoolVar(&f.cfg.SweepDryRun, "sweep-dry-run", false, "periodic sweeps only report orphans (metrics, log) and delete nothing")
-	fs.DurationVar(&f.cfg.MetaSnapshotInterval, "meta-snapshot-interval", 5*time.Minute, "how often the Raft leader copies changed metadata into the archive (meta/snapshots/; negative: never)")
-	fs.DurationVar(&f.cfg.ClaimInterval, "claim-interval", node.MaxClaimInterval, "how often every node reads the archive's cluster claim (meta/cluster.json); a node writes to the archive only while its last read, at most this old, names its cluster (at most 1m)")
-	fs.BoolVar(&f.cfg.ForceNewCluster, "force-new-cluster", false, "bootstrap a new cluster even if the archive names another one (meta/cluster.json); refused all the same while the prefix holds segment objects or metadata snapshots")
+	fs.DurationVar(&f.cfg.MetaSnapshotInterval, "meta-snapshot-interval", 5*time.Minute, "how often the Raft leader copies changed metadata into the archive ("+tiering.MetaSnapshotPrefix+"; negative: never)")
+	fs.DurationVar(&f.cfg.ClaimInterval, "claim-interval", node.MaxClaimInterval, "how often every node reads the archive's cluster claim ("+tiering.ClaimKey+"); a node writes to the archive only while its last read, at most this old, names its cluster (at most 1m)")
+	fs.BoolVar(&f.cfg.ForceNewCluster, "force-new-cluster", false, "bootstrap a new cluster even if the archive names another one ("+tiering.ClaimKey+"); refused all the same while the prefix holds segment objects or metadata snapshots")
 }
 
 // applyWalrusEnv honours Distributed Walrus's environment variables.

@@ -7,7 +7,6 @@ import (
 	"maps"
 	"os"
 	"slices"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -56,15 +55,15 @@ func archiveCmd() *cobra.Command {
 				return err
 			}
 			defer b.Close()
-			prefix := "topics/"
+			var only string // a topic, or all of them
 			if len(args) == 1 {
-				prefix += args[0] + "/"
+				only = args[0]
 			}
 			w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "TOPIC\tSEGMENT\tTERM\tBYTES\tMODIFIED\tKEY")
 			var n int
 			var total int64
-			err = b.List(ctx, prefix, func(o archive.ObjectInfo) error {
+			err = b.List(ctx, tiering.TopicPrefix(only), func(o archive.ObjectInfo) error {
 				topic, seg, term, ok := tiering.ParseObjectKey(o.Key)
 				if !ok {
 					fmt.Fprintf(w, "?\t?\t?\t%d\t%s\t%s\n", o.Size, o.LastModified.UTC().Format(time.RFC3339), o.Key)
@@ -100,15 +99,11 @@ if anything is damaged.`,
 				args = []string{""}
 			}
 			for _, a := range args {
-				if strings.HasSuffix(a, ".seg") {
+				if tiering.HasObjectSuffix(a) {
 					keys = append(keys, a)
 					continue
 				}
-				prefix := "topics/"
-				if a != "" {
-					prefix += a + "/"
-				}
-				if err := b.List(ctx, prefix, func(o archive.ObjectInfo) error {
+				if err := b.List(ctx, tiering.TopicPrefix(a), func(o archive.ObjectInfo) error {
 					keys = append(keys, o.Key)
 					return nil
 				}); err != nil {
@@ -133,7 +128,7 @@ if anything is damaged.`,
 	var clusterID string
 	metaCmd := &cobra.Command{
 		Use:   "meta",
-		Short: "Show the newest metadata snapshot in the bucket (meta/snapshots/): the cluster, its members, and each topic's segments, offsets and cursor",
+		Short: "Show the newest metadata snapshot in the bucket (" + tiering.MetaSnapshotPrefix + "): the cluster, its members, and each topic's segments, offsets and cursor",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			ctx := context.Background()

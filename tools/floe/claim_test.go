@@ -127,7 +127,7 @@ func TestForceNewClusterRefusesUsedArchive(t *testing.T) {
 		return err == nil && len(snaps) > 0
 	})
 	claim := func() string {
-		rc, err := b.Get(ctx, "meta/cluster.json")
+		rc, err := b.Get(ctx, tiering.ClaimKey)
 		if err != nil {
 			return ""
 		}
@@ -185,7 +185,7 @@ func TestForceNewClusterRefusesUsedArchive(t *testing.T) {
 
 	// A prefix whose claim is gone (a cluster from before claims, or a deleted claim)
 	// is refused all the same.
-	if err := b.Delete(ctx, "meta/cluster.json"); err != nil {
+	if err := b.Delete(ctx, tiering.ClaimKey); err != nil {
 		t.Fatal(err)
 	}
 	first = ""

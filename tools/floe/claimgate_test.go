@@ -35,7 +35,7 @@ type testClaim struct {
 
 func readTestClaim(b archive.Bucket) (testClaim, bool) {
 	var c testClaim
-	rc, err := b.Get(context.Background(), "meta/cluster.json")
+	rc, err := b.Get(context.Background(), tiering.ClaimKey)
 	if err != nil {
 		return c, false
 	}
@@ -49,7 +49,7 @@ func putForeignClaim(t *testing.T, b archive.Bucket, id string) {
 	t.Helper()
 	now := time.Now().UnixMilli()
 	body, _ := json.Marshal(map[string]any{"cluster_id": id, "created_unix_ms": now, "seen_unix_ms": now, "node": 1, "advertise": "10.0.0.9:6000"})
-	if err := b.Put(context.Background(), "meta/cluster.json", bytes.NewReader(body), int64(len(body)), archive.PutOptions{}); err != nil {
+	if err := b.Put(context.Background(), tiering.ClaimKey, bytes.NewReader(body), int64(len(body)), archive.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -59,7 +59,7 @@ func archiveKeys(t *testing.T, b archive.Bucket) []string {
 	t.Helper()
 	var keys []string
 	err := b.List(context.Background(), "", func(o archive.ObjectInfo) error {
-		if o.Key != "meta/cluster.json" {
+		if o.Key != tiering.ClaimKey {
 			keys = append(keys, o.Key)
 		}
 		return nil
@@ -169,7 +169,7 @@ func TestLosingClusterStopsArchiving(t *testing.T) {
 
 	// The operator gives the prefix back: the other cluster's claim is deleted, the Raft
 	// leader claims the prefix again, and archiving resumes.
-	if err := b.Delete(context.Background(), "meta/cluster.json"); err != nil {
+	if err := b.Delete(context.Background(), tiering.ClaimKey); err != nil {
 		t.Fatal(err)
 	}
 	c.waitFor(30*time.Second, "floe_archive_claimed_by_other_cluster 0 on every node", claimedByOther(0))

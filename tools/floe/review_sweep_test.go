@@ -31,14 +31,14 @@ func TestSweeperLeavesAnotherClustersArchiveAlone(t *testing.T) {
 	}
 	defer b.Close()
 	c.waitFor(30*time.Second, "the archive's cluster claim", func() bool {
-		_, err := b.Stat(ctx, "meta/cluster.json")
+		_, err := b.Stat(ctx, tiering.ClaimKey)
 		return err == nil
 	})
 	// Another cluster bootstraps on the prefix with --force-new-cluster and archives a
 	// segment.
 	claim, _ := json.Marshal(map[string]any{"cluster_id": "0123456789abcdef", "created_unix_ms": time.Now().UnixMilli(),
 		"seen_unix_ms": time.Now().UnixMilli(), "node": 1, "advertise": "10.0.0.9:6000"})
-	if err := b.Put(ctx, "meta/cluster.json", bytes.NewReader(claim), int64(len(claim)), archive.PutOptions{}); err != nil {
+	if err := b.Put(ctx, tiering.ClaimKey, bytes.NewReader(claim), int64(len(claim)), archive.PutOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	theirs := tiering.ObjectKey("theirs", 1, 5)

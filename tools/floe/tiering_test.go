@@ -655,7 +655,7 @@ func TestTieringFileArchive(t *testing.T) {
 	mustOK(t, err, "list %s", topicDir)
 	seen := map[uint64]bool{}
 	for _, f := range files {
-		_, seg, _, ok := tiering.ParseObjectKey("topics/" + topic + "/" + f.Name())
+		_, seg, _, ok := tiering.ParseObjectKey(tiering.TopicPrefix(topic) + f.Name())
 		if !ok {
 			t.Errorf("%s holds %q, not a segment object", topicDir, f.Name())
 			continue
