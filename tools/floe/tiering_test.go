@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -676,5 +677,38 @@ func TestTieringFileArchive(t *testing.T) {
 	}
 	if len(seen) != 3 || !seen[1] || !seen[2] || !seen[3] {
 		t.Errorf("%s holds objects of segments %v, want 1, 2 and 3", topicDir, seen)
+	}
+
+	// GET /v1/archive/objects lists the same objects, of the topic or of every topic
+	// (here the claim and the metadata snapshots are not segment objects), and
+	// refuses an invalid topic name.
+	objects := func(query string) (int, []string) {
+		resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(c.node(1).httpPort) + "/v1/archive/objects" + query)
+		mustOK(t, err, "GET /v1/archive/objects%s", query)
+		defer resp.Body.Close()
+		var body struct{ Objects []struct{ Key string } }
+		if resp.StatusCode == http.StatusOK {
+			mustOK(t, json.NewDecoder(resp.Body).Decode(&body), "decode /v1/archive/objects%s", query)
+		}
+		var keys []string
+		for _, o := range body.Objects {
+			keys = append(keys, o.Key)
+		}
+		return resp.StatusCode, keys
+	}
+	var want []string
+	for _, f := range files {
+		want = append(want, tiering.TopicPrefix(topic)+f.Name())
+	}
+	for _, q := range []string{"?topic=" + topic, ""} {
+		if code, keys := objects(q); code != http.StatusOK || fmt.Sprint(keys) != fmt.Sprint(want) {
+			t.Errorf("GET /v1/archive/objects%s: %d %q, want 200 %q", q, code, keys, want)
+		}
+	}
+	if code, keys := objects("?topic=fil"); code != http.StatusOK || len(keys) != 0 {
+		t.Errorf("GET /v1/archive/objects?topic=fil: %d %q, want 200 and none of topic %s's objects", code, keys, topic)
+	}
+	if code, _ := objects("?topic=a/b"); code != http.StatusBadRequest {
+		t.Errorf("GET /v1/archive/objects?topic=a/b: %d, want 400", code)
 	}
 }
