@@ -157,18 +157,18 @@ func (m *Raft) serverID(id uint64) raft.ServerID {
 // FSM returns the state machine this member applies to.
 func (m *Raft) FSM() *FSM { return m.fsm }
 
-// Apply proposes a command on this member, which must be the leader (else ErrNotLeader),
+// Apply proposes a command on this member, which must be the leader (else ErrNotRaftLeader),
 // and waits for it to be applied here. It returns the FSM's result and the log index.
 // raft.ErrLeadershipLost leaves the outcome unknown: the caller retries the same
 // command, marked Retry, with the same RequestID (see Command).
 func (m *Raft) Apply(c *Command, timeout time.Duration) (*Result, uint64, error) {
 	if m.r.State() != raft.Leader {
-		return nil, 0, ErrNotLeader
+		return nil, 0, ErrNotRaftLeader
 	}
 	f := m.r.Apply(c.Encode(), timeout)
 	if err := f.Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) {
-			return nil, 0, ErrNotLeader
+			return nil, 0, ErrNotRaftLeader
 		}
 		return nil, 0, fmt.Errorf("meta: cannot apply %s: %w", c.Op, err)
 	}
@@ -182,11 +182,11 @@ func (m *Raft) Apply(c *Command, timeout time.Duration) (*Result, uint64, error)
 // AddVoter adds (or re-addresses) a voter; the caller must be the leader.
 func (m *Raft) AddVoter(id uint64, addr string, timeout time.Duration) error {
 	if m.r.State() != raft.Leader {
-		return ErrNotLeader
+		return ErrNotRaftLeader
 	}
 	if err := m.r.AddVoter(m.serverID(id), raft.ServerAddress(addr), 0, timeout).Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) {
-			return ErrNotLeader
+			return ErrNotRaftLeader
 		}
 		return fmt.Errorf("meta: cannot add voter %d at %s: %w", id, addr, err)
 	}
@@ -196,7 +196,7 @@ func (m *Raft) AddVoter(id uint64, addr string, timeout time.Duration) error {
 // RemoveServer removes a member; the caller must be the leader.
 func (m *Raft) RemoveServer(id uint64, timeout time.Duration) error {
 	if m.r.State() != raft.Leader {
-		return ErrNotLeader
+		return ErrNotRaftLeader
 	}
 	if err := m.r.RemoveServer(m.serverID(id), 0, timeout).Error(); err != nil {
 		return fmt.Errorf("meta: cannot remove server %d: %w", id, err)
@@ -282,7 +282,7 @@ func (m *Raft) Close() error {
 func (m *Raft) Barrier(timeout time.Duration) error {
 	if err := m.r.Barrier(timeout).Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) {
-			return ErrNotLeader
+			return ErrNotRaftLeader
 		}
 		return fmt.Errorf("meta: barrier: %w", err)
 	}

@@ -50,7 +50,7 @@ var resultCodes = []struct {
 }{
 	{"no_topic", ErrNoTopic}, {"bad_topic", topicname.ErrInvalid}, {"bad_config", ErrBadConfig},
 	{"stale_segment", ErrStaleSegment}, {"cursor_moved", ErrCursorMoved},
-	{"not_leader", ErrNotLeader}, {"bad_command", ErrBadCommand}, {"outcome_unknown", ErrOutcomeUnknown},
+	{"not_leader", ErrNotRaftLeader}, {"bad_command", ErrBadCommand}, {"outcome_unknown", ErrOutcomeUnknown},
 }
 
 // lookup returns the remembered result of request id.

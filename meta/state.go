@@ -17,8 +17,8 @@ var (
 	ErrStaleSegment = errors.New("meta: stale segment")
 	// ErrCursorMoved: a cursor compare-and-set lost the race against another reader.
 	ErrCursorMoved = errors.New("meta: cursor moved")
-	// ErrNotLeader: this node is not the Raft leader; the command was not proposed.
-	ErrNotLeader = errors.New("meta: not the raft leader")
+	// ErrNotRaftLeader: this node is not the Raft leader; the command was not proposed.
+	ErrNotRaftLeader = errors.New("meta: not the raft leader")
 	// ErrBadCommand: a command could not be decoded.
 	ErrBadCommand = errors.New("meta: bad command")
 	// ErrOutcomeUnknown: a retried command's first attempt may have committed, but the

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"floe/meta"
+	"floe/node/rpc"
 	"floe/node/segment"
 )
 
@@ -220,7 +221,7 @@ func (a *appender) limits(t *meta.Topic) (entries uint64, bytes int64, age time.
 }
 
 // current makes sure the appender holds the topic's active segment if this node leads
-// it, and returns the topic. It returns ErrNotLeader when another node leads it.
+// it, and returns the topic. It returns ErrNotSegmentLeader when another node leads it.
 //
 // The topic it returns holds only the config and the active segment (a cheap view).
 func (a *appender) current() (*meta.Topic, error) {
@@ -238,7 +239,7 @@ func (a *appender) current() (*meta.Topic, error) {
 		a.setFirst(time.Time{})
 	}
 	if act.Leader != a.n.cfg.NodeID {
-		return t, fmt.Errorf("%w: segment %d of %q is led by node %d", ErrNotLeader, act.ID, a.topic, act.Leader)
+		return t, fmt.Errorf("%w: segment %d of %q is led by node %d", ErrNotSegmentLeader, act.ID, a.topic, act.Leader)
 	}
 	if a.seg == nil {
 		// Neither create nor open the file before the metadata has caught up.
@@ -280,7 +281,7 @@ func (a *appender) process(batch []*appendReq) {
 				// The original outcome stands only as long as this node may still
 				// acknowledge writes, and only if its segment is still part of the
 				// topic: what went into a segment abandoned since is not, so the
-				// request is taken as new (and refused with ErrNotLeader, which sends
+				// request is taken as new (and refused with ErrNotSegmentLeader, which sends
 				// it to the segment that replaced it).
 				if !a.n.hasLease() {
 					r.done(appendResult{err: a.noLease()})
@@ -399,7 +400,7 @@ func (a *appender) write(batch []*appendReq) {
 		first, err := a.seg.AppendBatch(payloads)
 		if err != nil {
 			if errors.Is(err, segment.ErrSealed) {
-				err = fmt.Errorf("%w: segment %d of %q is sealing", ErrNotLeader, a.segMeta.ID, a.topic)
+				err = fmt.Errorf("%w: segment %d of %q is sealing", ErrNotSegmentLeader, a.segMeta.ID, a.topic)
 			}
 			a.n.log.Error("append failed", "topic", a.topic, "segment", a.segMeta.ID, "err", err)
 			a.fail(batch, err) // the rest too: a failure is always a suffix
@@ -635,17 +636,18 @@ func (n *Node) peerOldestUnsealed(id uint64) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	body, err := p.call(opUnsealed, nil, 500*time.Millisecond)
+	body, err := p.Call(n.ctx, rpc.OpUnsealed, nil, 500*time.Millisecond)
 	if err != nil {
 		return 0, err
 	}
-	d := decoder{b: body}
-	ms := d.u64()
-	return int64(ms), d.err
+	d := rpc.NewDecoder(body)
+	ms := d.U64()
+	return int64(ms), d.Err
 }
 
 // nextLeader picks the leader of the next segment: the voter after current in id order
-// (round-robin), skipping voters that do not answer a status call.
+// (round-robin), skipping voters that do not answer status calls within
+// nextLeaderProbe.
 func (n *Node) nextLeader(current uint64) uint64 {
 	members, err := n.raft.Members()
 	if err != nil || len(members) == 0 {
@@ -661,22 +663,15 @@ func (n *Node) nextLeader(current uint64) uint64 {
 	start := sort.Search(len(ids), func(i int) bool { return ids[i] > current })
 	for i := 0; i < len(ids); i++ {
 		id := ids[(start+i)%len(ids)]
-		if id == n.cfg.NodeID || n.alive(id) {
+		if n.peerAnswers(n.ctx, id, nextLeaderProbe) {
 			return id
 		}
 	}
 	return n.cfg.NodeID
 }
 
-// alive reports whether a member answers a status call quickly.
-func (n *Node) alive(id uint64) bool {
-	p, err := n.nodePeer(id)
-	if err != nil {
-		return false
-	}
-	_, err = p.call(opStatus, nil, 500*time.Millisecond)
-	return err == nil
-}
+// nextLeaderProbe is how long nextLeader waits for a voter to answer.
+const nextLeaderProbe = 500 * time.Millisecond
 
 // route is where an append goes: the node leading the topic's active segment.
 type route struct {
@@ -718,30 +713,30 @@ func (n *Node) dispatch(topic string, rt route, payloads [][]byte, tag appendTag
 		done(appendResult{err: err, node: rt.node})
 		return
 	}
-	ch, err := p.send(opAppend, encodeAppend(topic, rt.segment, tag, payloads))
-	boot := p.bootID()
+	ch, err := p.Send(rpc.OpAppend, encodeAppend(topic, rt.segment, tag, payloads))
+	boot := p.BootID()
 	if err != nil {
-		done(appendResult{err: err, node: rt.node, ambiguous: !errors.Is(err, errNotSent), boot: boot})
+		done(appendResult{err: err, node: rt.node, ambiguous: !errors.Is(err, rpc.ErrNotSent), boot: boot})
 		return
 	}
 	go func() {
-		var r rpcReply
+		var r rpc.Reply
 		t := time.NewTimer(n.cfg.RequestTimeout)
 		defer t.Stop()
 		select {
 		case r = <-ch:
 		case <-t.C:
-			r.err = fmt.Errorf("%w: node %d did not answer an append within %v", ErrUnavailable, rt.node, n.cfg.RequestTimeout)
+			r.Err = fmt.Errorf("%w: node %d did not answer an append within %v", ErrUnavailable, rt.node, n.cfg.RequestTimeout)
 		}
-		if r.err != nil {
+		if r.Err != nil {
 			// No answer from the node (as opposed to an error it sent): the append may
 			// or may not have been written there.
-			done(appendResult{err: r.err, node: rt.node, ambiguous: !isRemote(r.err), boot: boot})
+			done(appendResult{err: r.Err, node: rt.node, ambiguous: !rpc.IsRemote(r.Err), boot: boot})
 			return
 		}
-		d := decoder{b: r.body}
-		res := appendResult{first: d.u64(), segment: d.u64(), node: rt.node}
-		if d.err != nil {
+		d := rpc.NewDecoder(r.Body)
+		res := appendResult{first: d.U64(), segment: d.U64(), node: rt.node}
+		if d.Err != nil {
 			res = appendResult{err: fmt.Errorf("%w: bad append reply from node %d", ErrUnavailable, rt.node), node: rt.node, ambiguous: true, boot: boot}
 		}
 		n.metrics.forwarded.Inc()
@@ -769,7 +764,7 @@ func (n *Node) Append(ctx context.Context, topic string, payloads [][]byte) (uin
 
 // appendRetry appends with retries. After an ambiguous failure (the request may have
 // been written) it asks the same node again with the same id, until that node answers:
-// with the original outcome (it remembers recent ids), or with ErrNotLeader, which
+// with the original outcome (it remembers recent ids), or with ErrNotSegmentLeader, which
 // proves it never wrote the request; only then does it follow the new route. So a
 // retry never duplicates an entry, except across a restart of the segment leader
 // (which forgets its ids): at-least-once there.
@@ -812,7 +807,7 @@ func (n *Node) appendRetry(ctx context.Context, topic string, payloads [][]byte,
 			if tag.boot == 0 {
 				tag.boot = r.boot
 			}
-		case pin != 0 && errors.Is(r.err, ErrNotLeader):
+		case pin != 0 && errors.Is(r.err, ErrNotSegmentLeader):
 			pin = 0 // the pinned node never wrote it: route afresh
 		}
 		lastErr = r.err
@@ -826,8 +821,8 @@ func (n *Node) appendRetry(ctx context.Context, topic string, payloads [][]byte,
 }
 
 func retryable(err error) bool {
-	return errors.Is(err, ErrNotLeader) || errors.Is(err, ErrUnavailable) ||
-		errors.Is(err, meta.ErrNotLeader) || errors.Is(err, meta.ErrStaleSegment)
+	return errors.Is(err, ErrNotSegmentLeader) || errors.Is(err, ErrUnavailable) ||
+		errors.Is(err, meta.ErrNotRaftLeader) || errors.Is(err, meta.ErrStaleSegment)
 }
 
 // ownershipLoop, once the metadata has caught up after start and after every

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -16,6 +15,7 @@ import (
 
 	"floe/internal/testenv"
 	"floe/meta"
+	"floe/node/rpc"
 	"floe/wire"
 )
 
@@ -60,13 +60,13 @@ func TestStatusAnswersWhileAppendQueueFull(t *testing.T) {
 	n.appenders["stuck"] = stuck
 	n.mu.Unlock()
 
-	p := newPeer(n.RaftAddr())
-	defer p.close()
+	p := rpc.NewPeer(n.RaftAddr())
+	defer p.Close()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer n.Close() // fails the appends still queued, before wg.Wait
 	for i := 0; i < 4; i++ {
-		ch, err := p.send(opAppend, encodeAppend("stuck", 0, appendTag{id: uint64(i + 1)}, [][]byte{[]byte("x")}))
+		ch, err := p.Send(rpc.OpAppend, encodeAppend("stuck", 0, appendTag{id: uint64(i + 1)}, [][]byte{[]byte("x")}))
 		if err != nil {
 			t.Fatalf("append %d: %v", i, err)
 		}
@@ -74,7 +74,7 @@ func TestStatusAnswersWhileAppendQueueFull(t *testing.T) {
 		go func() { defer wg.Done(); <-ch }()
 	}
 	testenv.WaitFor(t, 10*time.Second, "the appender's queue to fill", func() bool { return len(stuck.ch) == cap(stuck.ch) })
-	if _, err := p.call(opStatus, nil, 10*time.Second); err != nil {
+	if _, err := p.Call(ctx, rpc.OpStatus, nil, 10*time.Second); err != nil {
 		t.Fatalf("status call behind a full append queue: %v", err)
 	}
 }
@@ -100,15 +100,15 @@ func fakePeer(t *testing.T, drop int) string {
 			go func() {
 				defer conn.Close()
 				r := bufio.NewReader(conn)
-				if b, err := r.ReadByte(); err != nil || b != muxRPC {
+				if b, err := r.ReadByte(); err != nil || b != rpc.MuxRPC {
 					return
 				}
 				for {
-					id, op, _, err := readMsg(r)
+					id, op, _, err := rpc.ReadFrame(r)
 					if err != nil {
 						return
 					}
-					if op != opStatus {
+					if op != byte(rpc.OpStatus) {
 						continue
 					}
 					mu.Lock()
@@ -119,12 +119,8 @@ func fakePeer(t *testing.T, drop int) string {
 					}
 					mu.Unlock()
 					if answer {
-						var e encoder
-						e.u64(1)
-						e.u64(1)
-						e.str("Follower")
-						e.u64(7)
-						conn.Write(appendMsg(nil, id, statusOK, e.b))
+						st := rpc.Status{Applied: 1, LastIndex: 1, State: "Follower", Boot: 7}
+						conn.Write(rpc.AppendFrame(nil, id, rpc.StatusOK, st.Encode()))
 					}
 				}
 			}()
@@ -147,10 +143,10 @@ func TestRecoverLivenessProbes(t *testing.T) {
 	}
 	register(2, fakePeer(t, 2))
 	register(3, fakePeer(t, -1))
-	if !n.peerAnswers(ctx, 2) {
+	if !n.peerAnswers(ctx, 2, n.cfg.LeaseTimeout) {
 		t.Fatal("a node that answers the third status call was taken for dead")
 	}
-	if n.peerAnswers(ctx, 3) {
+	if n.peerAnswers(ctx, 3, n.cfg.LeaseTimeout) {
 		t.Fatal("a node that answers no status call was taken for alive")
 	}
 }
@@ -313,32 +309,6 @@ func TestClientWriteTimeout(t *testing.T) {
 	}
 	testenv.WaitFor(t, 10*time.Second, "the node to serve the client", func() bool { return n.clients.Load() == 1 })
 	testenv.WaitFor(t, 20*time.Second, "the node to drop the client that reads nothing", func() bool { return n.clients.Load() == 0 })
-}
-
-// TestRPCAppendQueueBounds: a connection's append queue refuses, as unavailable (the
-// sender retries), what would take it past its count or byte bound, and admits an
-// oversized append when it is empty.
-func TestRPCAppendQueueBounds(t *testing.T) {
-	c := newRPCConn(nil)
-	to := &appender{}
-	var refused []error
-	queue := func(bytes int64) {
-		c.queueAppend(to, &appendReq{bytes: bytes, done: func(r appendResult) { refused = append(refused, r.err) }})
-	}
-	queue(rpcAppendQueueBytes + 1) // alone: admitted
-	queue(1)                       // over the byte bound
-	if len(refused) != 1 || !errors.Is(refused[0], ErrUnavailable) {
-		t.Fatalf("after an oversized append and one more: refused %v, want one ErrUnavailable", refused)
-	}
-	<-c.appends
-	c.appendsBytes.Add(-(rpcAppendQueueBytes + 1)) // as runAppends does
-	refused = nil
-	for i := 0; i < rpcAppendQueue+1; i++ {
-		queue(1)
-	}
-	if len(refused) != 1 || !errors.Is(refused[0], ErrUnavailable) || c.appendsBytes.Load() != rpcAppendQueue {
-		t.Fatalf("after %d appends: refused %v, %d bytes queued; want one ErrUnavailable, %d bytes", rpcAppendQueue+1, refused, c.appendsBytes.Load(), rpcAppendQueue)
-	}
 }
 
 // state returns the bytes reserved and the acquires waiting now.

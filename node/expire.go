@@ -156,7 +156,7 @@ func (n *Node) Sweep(ctx context.Context, dryRun bool) (*tiering.SweepReport, er
 		return nil, fmt.Errorf("%w: this node has no --archive", ErrBadRequest)
 	}
 	if !n.raft.IsLeader() {
-		return nil, meta.ErrNotLeader
+		return nil, meta.ErrNotRaftLeader
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()

@@ -102,7 +102,7 @@ func (n *Node) httpHandler() http.Handler {
 	})
 	mux.HandleFunc("POST /v1/cluster/transfer-leadership", func(w http.ResponseWriter, r *http.Request) {
 		if !n.raft.IsLeader() {
-			httpErr(w, meta.ErrNotLeader)
+			httpErr(w, meta.ErrNotRaftLeader)
 			return
 		}
 		if err := n.raft.TransferLeadership(); err != nil {

@@ -13,7 +13,7 @@ import (
 // TestDedupAnswerOfAbandonedSegment: a retry of an append that its segment leader
 // wrote into a segment abandoned since (floe cluster recover-segment) must not get the
 // remembered "written at offset N" answer: the entry is not part of the topic. The
-// leader answers ErrNotLeader instead, which sends the retry to the segment that
+// leader answers ErrNotSegmentLeader instead, which sends the retry to the segment that
 // replaced it.
 func TestDedupAnswerOfAbandonedSegment(t *testing.T) {
 	nodes := startTestCluster(t, 3)
@@ -51,10 +51,10 @@ func TestDedupAnswerOfAbandonedSegment(t *testing.T) {
 
 	r := appendAt(id)
 	if r.err == nil {
-		t.Fatalf("retry after the recovery answered written at offset %d of segment %d, which is abandoned; want ErrNotLeader", r.first, r.segment)
+		t.Fatalf("retry after the recovery answered written at offset %d of segment %d, which is abandoned; want ErrNotSegmentLeader", r.first, r.segment)
 	}
-	if !errors.Is(r.err, ErrNotLeader) {
-		t.Fatalf("retry after the recovery: %v, want ErrNotLeader", r.err)
+	if !errors.Is(r.err, ErrNotSegmentLeader) {
+		t.Fatalf("retry after the recovery: %v, want ErrNotSegmentLeader", r.err)
 	}
 	if s, _ := x.fsm.SegmentOf("d", act.ID+1); s.Leader != to || s.State != meta.Active {
 		t.Fatalf("segment after the recovery: %+v, want active on node %d", s, to)

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -19,28 +18,31 @@ import (
 
 	"floe/archive"
 	"floe/meta"
+	"floe/node/rpc"
 	"floe/node/segment"
 	"floe/tiering"
 	"floe/topicname"
 )
 
-// Sentinel errors of the node. Retryable ones (ErrNotLeader, ErrUnavailable) are retried
-// internally within the request deadline before a client ever sees them.
+// Sentinel errors of the node. Those that cross the wire are package rpc's, which
+// gives each a code; they are re-exported here. Retryable ones (ErrNotSegmentLeader,
+// ErrUnavailable) are retried internally within the request deadline before a client
+// ever sees them.
 var (
-	// ErrNotLeader: this node does not lead the segment the request needs.
-	ErrNotLeader = errors.New("node: not the segment leader")
+	// ErrNotSegmentLeader: this node does not lead the segment the request needs.
+	ErrNotSegmentLeader = rpc.ErrNotSegmentLeader
 	// ErrUnavailable: a node, or the quorum, cannot be reached right now.
-	ErrUnavailable = errors.New("node: unavailable")
+	ErrUnavailable = rpc.ErrUnavailable
 	// ErrCorrupt: stored data failed its checksum; it is never returned as data.
-	ErrCorrupt = errors.New("node: corrupt data")
+	ErrCorrupt = rpc.ErrCorrupt
 	// ErrSegmentNotFound: a node was asked for a segment it does not hold.
-	ErrSegmentNotFound = errors.New("node: segment not on this node")
+	ErrSegmentNotFound = rpc.ErrSegmentNotFound
 	// ErrClosed: the node is shutting down.
 	ErrClosed = errors.New("node: closed")
 	// ErrOutcomeUnknown: an append may or may not have been written, and nothing can
 	// tell any more (the segment leader restarted after the first attempt and forgot
 	// it). Final: retrying could write the entry twice.
-	ErrOutcomeUnknown = errors.New("node: outcome unknown")
+	ErrOutcomeUnknown = rpc.ErrOutcomeUnknown
 	// ErrExpired: the offset was in a segment that topic retention has expired.
 	ErrExpired = errors.New("node: expired")
 )
@@ -201,7 +203,7 @@ type Node struct {
 	sweeper  *tiering.Sweeper
 	claim    claimView // this node's view of the archive's claim (claim.go)
 
-	cluster    *clusterListener
+	cluster    *rpc.Listener
 	clientLn   net.Listener
 	httpLn     net.Listener
 	httpServer *http.Server
@@ -209,8 +211,10 @@ type Node struct {
 
 	mu        sync.Mutex
 	appenders map[string]*appender
-	peers     map[string]*peer
 	conns     map[net.Conn]struct{}
+
+	peers     rpc.Peers   // RPC clients of the other members, by cluster address
+	rpcServer *rpc.Server // this node's handler of each op (rpcserve.go)
 
 	clients  atomic.Int64 // client connections being served
 	refusing atomic.Int64 // refused client connections still being answered
@@ -249,7 +253,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n := &Node{
 		cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID),
-		appenders: map[string]*appender{}, peers: map[string]*peer{}, conns: map[net.Conn]struct{}{},
+		appenders: map[string]*appender{}, conns: map[net.Conn]struct{}{},
 		rpcReady: make(chan struct{}),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
@@ -283,7 +287,8 @@ func Start(cfg Config) (*Node, error) {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	n.advertise = net.JoinHostPort(cfg.RaftAdvertiseHost, strconv.Itoa(port))
-	n.cluster, err = newClusterListener(ln, n.advertise, n.serveRPC, n.log,
+	n.rpcServer = n.newRPCServer()
+	n.cluster, err = rpc.NewListener(ln, n.advertise, n.serveRPC, n.log,
 		n.metrics.acceptErrors.WithLabelValues("cluster").Inc)
 	if err != nil {
 		ln.Close()
@@ -443,12 +448,8 @@ func (n *Node) Close() error {
 	for c := range n.conns {
 		c.Close()
 	}
-	peers := n.peers
-	n.peers = map[string]*peer{}
 	n.mu.Unlock()
-	for _, p := range peers {
-		p.close()
-	}
+	n.peers.Close()
 	n.wg.Wait()
 	var err error
 	if n.raft != nil {
@@ -486,25 +487,13 @@ func (n *Node) trackConn(c net.Conn, add bool) bool {
 	return true
 }
 
-// peer returns the RPC client for a cluster address.
-func (n *Node) peer(addr string) *peer {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	p, ok := n.peers[addr]
-	if !ok {
-		p = newPeer(addr)
-		n.peers[addr] = p
-	}
-	return p
-}
-
 // nodePeer returns the RPC client for a member by id.
-func (n *Node) nodePeer(id uint64) (*peer, error) {
+func (n *Node) nodePeer(id uint64) (*rpc.Peer, error) {
 	info, ok := n.fsm.Node(id)
 	if !ok || info.RaftAddr == "" {
 		return nil, fmt.Errorf("%w: node %d has no known address", ErrUnavailable, id)
 	}
-	return n.peer(info.RaftAddr), nil
+	return n.peers.Get(info.RaftAddr), nil
 }
 
 // hasLease reports whether this node may acknowledge writes now (DESIGN section 5.2):
@@ -615,7 +604,7 @@ func (n *Node) backoff(ctx context.Context, attempt int, changed <-chan struct{}
 }
 
 // propose applies a metadata command through the Raft leader, wherever it is, and
-// returns once the command is applied on this node too. ErrNotLeader and lost
+// returns once the command is applied on this node too. ErrNotSegmentLeader and lost
 // leadership are retried until ctx ends; the command's own error is returned as is.
 // Each call is one request: every attempt carries the same request id, so an attempt
 // that committed although its answer was lost is never applied twice, and a retry
@@ -644,7 +633,7 @@ func (n *Node) propose(ctx context.Context, cmd *meta.Command) (*meta.Result, er
 			res, _, err := n.raft.Apply(&c, 5*time.Second)
 			if err != nil {
 				lastErr = err
-				sent = sent || !errors.Is(err, meta.ErrNotLeader)
+				sent = sent || !errors.Is(err, meta.ErrNotRaftLeader)
 				continue
 			}
 			return res, res.Err
@@ -654,25 +643,21 @@ func (n *Node) propose(ctx context.Context, cmd *meta.Command) (*meta.Result, er
 			lastErr = errors.New("no raft leader")
 			continue
 		}
-		body, err := n.peer(addr).call(opApply, c.Encode(), 10*time.Second)
+		body, err := n.peers.Get(addr).Call(ctx, rpc.OpApply, c.Encode(), 10*time.Second)
 		if err != nil {
 			lastErr = err
-			sent = sent || !errors.Is(err, meta.ErrNotLeader)
+			sent = sent || !errors.Is(err, meta.ErrNotRaftLeader)
 			continue
 		}
-		d := decoder{b: body}
-		index, cursor, code, msg := d.u64(), d.u64(), d.u8(), d.str()
-		if d.err != nil {
-			lastErr, sent = d.err, true
+		reply, err := rpc.DecodeApplyReply(body)
+		if err != nil {
+			lastErr, sent = err, true
 			continue
 		}
-		if err := n.waitApplied(ctx, index); err != nil {
+		if err := n.waitApplied(ctx, reply.Index); err != nil {
 			return nil, err
 		}
-		res := &meta.Result{Cursor: cursor}
-		if code != 255 {
-			res.Err = &remoteError{sentinel: codeErrs[code], msg: msg}
-		}
+		res := &meta.Result{Cursor: reply.Cursor, Err: reply.Err}
 		return res, res.Err
 	}
 }
@@ -741,16 +726,14 @@ func (n *Node) initCluster(id string) {
 
 // joinLoop asks the member at --join to add this node as a voter until it is a member.
 func (n *Node) joinLoop() {
-	var e encoder
-	e.u64(n.cfg.NodeID)
-	e.str(n.advertise)
+	body := encodeJoin(n.cfg.NodeID, n.advertise)
 	for attempt := 0; ; attempt++ {
 		if n.ctx.Err() != nil {
 			return
 		}
-		p := newPeer(n.cfg.Join)
-		_, err := p.call(opJoin, e.b, 30*time.Second)
-		p.close()
+		p := rpc.NewPeer(n.cfg.Join)
+		_, err := p.Call(n.ctx, rpc.OpJoin, body, 30*time.Second)
+		p.Close()
 		if err == nil {
 			n.log.Info("joined cluster", "via", n.cfg.Join)
 			return
@@ -783,34 +766,6 @@ func (n *Node) registerLoop() {
 	}
 }
 
-// serveRPC serves one inbound node-to-node connection (see rpcConn: its reader never
-// waits for a request's work).
-func (n *Node) serveRPC(conn net.Conn) {
-	select {
-	case <-n.rpcReady:
-	case <-n.ctx.Done():
-		conn.Close()
-		return
-	}
-	if !n.trackConn(conn, true) {
-		conn.Close()
-		return
-	}
-	defer n.trackConn(conn, false)
-	defer conn.Close()
-	c := newRPCConn(conn)
-	n.goLoop(c.runAppends)
-	defer close(c.appends)
-	r := bufio.NewReaderSize(conn, 64<<10)
-	for {
-		id, op, body, err := readMsg(r)
-		if err != nil {
-			return
-		}
-		n.handleRPC(c, id, op, body)
-	}
-}
-
 // syncMeta is a read barrier: it waits until this node's FSM has applied every
 // metadata command the Raft leader's had applied when asked.
 func (n *Node) syncMeta(ctx context.Context) error {
@@ -823,13 +778,13 @@ func (n *Node) syncMeta(ctx context.Context) error {
 	}
 	// The leader runs a barrier first: right after an election its applied index may
 	// still lag what was committed before.
-	body, err := n.peer(addr).call(opSync, nil, 6*time.Second)
+	body, err := n.peers.Get(addr).Call(ctx, rpc.OpSync, nil, 6*time.Second)
 	if err != nil {
 		return err
 	}
-	d := decoder{b: body}
-	applied := d.u64()
-	if d.err != nil {
+	d := rpc.NewDecoder(body)
+	applied := d.U64()
+	if d.Err != nil {
 		return fmt.Errorf("%w: bad sync reply from %s", ErrUnavailable, addr)
 	}
 	return n.waitFSMApplied(ctx, applied)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"floe/meta"
+	"floe/node/rpc"
 	"floe/node/segment"
 	"floe/topicname"
 	"floe/wire"
@@ -119,29 +120,29 @@ func (n *Node) readOwner(topic string, s *meta.Segment, offset uint64, max, maxB
 	if err != nil {
 		return nil, err
 	}
-	if p.recentlyDown() && s.ArchiveKey != "" {
+	if p.RecentlyDown() && s.ArchiveKey != "" {
 		return nil, fmt.Errorf("%w: node %d failed recently", ErrUnavailable, s.Leader)
 	}
-	var e encoder
-	e.str(topic)
-	e.u64(s.ID)
-	e.u64(offset)
-	e.u64(uint64(max))
-	e.u64(uint64(maxBytes))
-	body, err := p.call(opRead, e.b, 10*time.Second)
+	var e rpc.Encoder
+	e.Str(topic)
+	e.U64(s.ID)
+	e.U64(offset)
+	e.U64(uint64(max))
+	e.U64(uint64(maxBytes))
+	body, err := p.Call(n.ctx, rpc.OpRead, e.B, 10*time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read segment %d of %q from node %d: %w", s.ID, topic, s.Leader, err)
 	}
-	d := decoder{b: body}
-	count := d.u64()
+	d := rpc.NewDecoder(body)
+	count := d.U64()
 	if count > uint64(max) {
 		return nil, fmt.Errorf("%w: node %d returned %d entries, asked %d", ErrUnavailable, s.Leader, count, max)
 	}
 	out := make([]wire.Entry, 0, count)
 	for i := uint64(0); i < count; i++ {
-		out = append(out, wire.Entry{Offset: offset + i, Payload: d.bytes()})
+		out = append(out, wire.Entry{Offset: offset + i, Payload: d.Bytes()})
 	}
-	if d.err != nil {
+	if d.Err != nil {
 		return nil, fmt.Errorf("%w: bad read reply from node %d", ErrUnavailable, s.Leader)
 	}
 	return out, nil
@@ -316,176 +317,16 @@ func (n *Node) activeCount(topic string, s *meta.Segment) (count uint64, bytes i
 	if err != nil {
 		return 0, 0, false, err
 	}
-	var e encoder
-	e.str(topic)
-	e.u64(s.ID)
-	body, err := p.call(opCount, e.b, time.Second)
+	var e rpc.Encoder
+	e.Str(topic)
+	e.U64(s.ID)
+	body, err := p.Call(n.ctx, rpc.OpCount, e.B, time.Second)
 	if err != nil {
 		return 0, 0, false, err
 	}
-	d := decoder{b: body}
-	c, b, sealed := d.u64(), d.u64(), d.u64()
-	return c, int64(b), sealed == 1, d.err
-}
-
-// handleRPC serves one node-to-node request. Appends are enqueued before it returns
-// (so a connection's appends keep their order); everything else runs on its own
-// goroutine.
-func (n *Node) handleRPC(c *rpcConn, id uint64, op byte, body []byte) {
-	d := decoder{b: body}
-	switch op {
-	case opAppend:
-		topic, segID, tag, payloads, err := decodeAppend(body)
-		if err != nil {
-			c.reply(id, nil, err)
-			return
-		}
-		var size int64
-		for _, p := range payloads {
-			size += int64(len(p)) + 8
-		}
-		if tag.boot != 0 && tag.boot != n.bootID {
-			c.reply(id, nil, fmt.Errorf("%w: node %d restarted after the first attempt of this append", ErrOutcomeUnknown, n.cfg.NodeID))
-			return
-		}
-		act, _, ok := n.fsm.ActiveOf(topic)
-		if !ok {
-			// The sender knows the topic, so this node's metadata is behind.
-			c.reply(id, nil, fmt.Errorf("%w: node %d does not know topic %q yet", ErrUnavailable, n.cfg.NodeID, topic))
-			return
-		}
-		// A node that no longer leads the topic still hands a request to its appender
-		// if it has one, which answers a retry it already wrote with the original
-		// outcome, and anything else with ErrNotLeader.
-		a := n.existingAppender(topic)
-		if act.Leader != n.cfg.NodeID && a == nil {
-			c.reply(id, nil, fmt.Errorf("%w: node %d does not lead %q", ErrNotLeader, n.cfg.NodeID, topic))
-			return
-		}
-		if a == nil {
-			a = n.appenderFor(topic)
-		}
-		c.queueAppend(a, &appendReq{payloads: payloads, bytes: size, segment: segID, tag: tag, done: func(r appendResult) {
-			if r.err != nil {
-				c.reply(id, nil, r.err)
-				return
-			}
-			var e encoder
-			e.u64(r.first)
-			e.u64(r.segment)
-			c.reply(id, e.b, nil)
-		}})
-	case opRead:
-		topic, segID, offset, max, maxBytes := d.str(), d.u64(), d.u64(), d.u64(), d.u64()
-		go func() {
-			if d.err != nil || max == 0 || max > wire.MaxReadMax {
-				c.reply(id, nil, fmt.Errorf("%w: malformed read", ErrBadRequest))
-				return
-			}
-			seg, ok := n.peerSegment(topic, segID)
-			s := &seg
-			if !ok || offset < s.Base {
-				c.reply(id, nil, fmt.Errorf("%w: segment %d of %q at offset %d", ErrSegmentNotFound, segID, topic, offset))
-				return
-			}
-			entries, err := n.readLocal(topic, s, offset, int(max), int(min(maxBytes, maxReadBytes)))
-			if err != nil {
-				c.reply(id, nil, err)
-				return
-			}
-			var e encoder
-			e.u64(uint64(len(entries)))
-			for _, en := range entries {
-				e.bytes(en.Payload)
-			}
-			c.reply(id, e.b, nil)
-		}()
-	case opApply:
-		go func() {
-			cmd, err := meta.DecodeCommand(body)
-			if err != nil {
-				c.reply(id, nil, err)
-				return
-			}
-			res, index, err := n.raft.Apply(cmd, 5*time.Second)
-			if f := n.applyFault.Load(); f != nil && err == nil {
-				err = (*f)(cmd)
-			}
-			if err != nil {
-				c.reply(id, nil, err)
-				return
-			}
-			var e encoder
-			e.u64(index)
-			e.u64(res.Cursor)
-			if res.Err != nil {
-				e.u8(errCode(res.Err))
-				e.str(res.Err.Error())
-			} else {
-				e.u8(255)
-				e.str("")
-			}
-			c.reply(id, e.b, nil)
-		}()
-	case opJoin:
-		nodeID, addr := d.u64(), d.str()
-		go func() {
-			if d.err != nil || nodeID == 0 || addr == "" {
-				c.reply(id, nil, fmt.Errorf("%w: malformed join", ErrBadRequest))
-				return
-			}
-			c.reply(id, nil, n.join(nodeID, addr))
-		}()
-	case opStatus:
-		var e encoder
-		e.u64(n.raft.AppliedIndex())
-		e.u64(n.raft.LastIndex())
-		e.str(n.raft.State())
-		e.u64(n.bootID)
-		go c.reply(id, e.b, nil) // the write may wait behind a large reply
-	case opSync:
-		go func() {
-			if err := n.raft.Barrier(5 * time.Second); err != nil {
-				c.reply(id, nil, err)
-				return
-			}
-			var e encoder
-			e.u64(n.fsm.AppliedIndex()) // the FSM's: Raft's own runs ahead of it
-			c.reply(id, e.b, nil)
-		}()
-	case opUnsealed:
-		go func() {
-			var e encoder
-			e.u64(uint64(n.oldestUnsealedMS()))
-			c.reply(id, e.b, nil)
-		}()
-	case opCount:
-		topic, segID := d.str(), d.u64()
-		go func() {
-			sm, ok := n.peerSegment(topic, segID)
-			if d.err != nil || !ok {
-				c.reply(id, nil, fmt.Errorf("%w: segment %d of %q", ErrSegmentNotFound, segID, topic))
-				return
-			}
-			seg, err := n.localSegment(topic, &sm)
-			if err != nil {
-				c.reply(id, nil, err)
-				return
-			}
-			defer n.store.Release(seg)
-			var e encoder
-			e.u64(seg.Count())
-			e.u64(uint64(seg.Bytes()))
-			sealed := uint64(0)
-			if seg.Sealed() && sm.State == meta.Active {
-				sealed = 1
-			}
-			e.u64(sealed)
-			c.reply(id, e.b, nil)
-		}()
-	default:
-		c.reply(id, nil, fmt.Errorf("%w: unknown rpc op %d", ErrBadRequest, op))
-	}
+	d := rpc.NewDecoder(body)
+	c, b, sealed := d.U64(), d.U64(), d.U64()
+	return c, int64(b), sealed == 1, d.Err
 }
 
 // join adds a node as a voter: here if this node is the Raft leader, else through it.
@@ -497,14 +338,11 @@ func (n *Node) join(id uint64, addr string) error {
 				n.log.Info("added voter", "id", id, "addr", addr)
 				return nil
 			}
-			if !errors.Is(err, meta.ErrNotLeader) {
+			if !errors.Is(err, meta.ErrNotRaftLeader) {
 				return err
 			}
 		} else if _, leaderAddr := n.raft.Leader(); leaderAddr != "" && leaderAddr != n.advertise {
-			var e encoder
-			e.u64(id)
-			e.str(addr)
-			_, err := n.peer(leaderAddr).call(opJoin, e.b, 20*time.Second)
+			_, err := n.peers.Get(leaderAddr).Call(n.ctx, rpc.OpJoin, encodeJoin(id, addr), 20*time.Second)
 			if err == nil || !retryable(err) {
 				return err
 			}
@@ -517,7 +355,7 @@ func (n *Node) join(id uint64, addr string) error {
 }
 
 // RemoveMember removes a member from the Raft configuration and the metadata. It must
-// run on the Raft leader (ErrNotLeader otherwise: ask the leader). Segments the member
+// run on the Raft leader (ErrNotSegmentLeader otherwise: ask the leader). Segments the member
 // leads keep their leader; their active segments take no writes until it returns.
 func (n *Node) RemoveMember(ctx context.Context, id uint64) error {
 	if id == n.cfg.NodeID {

@@ -51,7 +51,7 @@ func (n *Node) RecoverSegment(ctx context.Context, topic string, to, segment uin
 			return nil, err
 		}
 	}
-	if !force && n.peerAnswers(ctx, act.Leader) {
+	if !force && n.peerAnswers(ctx, act.Leader, n.cfg.LeaseTimeout) {
 		return nil, fmt.Errorf("%w: node %d, leader of segment %d of %q, answers (a status probe within --lease-timeout %v, or it leads Raft) and may still acknowledge writes; recovering would abandon what it holds (force it if that node must go)",
 			ErrBadRequest, act.Leader, act.ID, topic, n.cfg.LeaseTimeout)
 	}
@@ -93,13 +93,13 @@ func (n *Node) checkVoter(id uint64) error {
 	return fmt.Errorf("%w: node %d is not a voter of the cluster (voters: %v); a segment must be led by one", ErrBadRequest, id, voters)
 }
 
-// peerAnswers reports whether node id may be alive and hold its write lease: it is
-// this node or the Raft leader, or it answers one of the status probes sent over a
-// whole --lease-timeout (probeAnswers). A node that stayed silent that long has lost
-// any lease it had, unless it still hears from the Raft leader while this node cannot
-// reach it (a one-sided partition), which the probes cannot see. A cancelled ctx
-// counts as an answer: nothing was proven dead.
-func (n *Node) peerAnswers(ctx context.Context, id uint64) bool {
+// peerAnswers reports whether node id may be alive: it is this node or the Raft
+// leader, or it answers one of the status probes sent over a whole window
+// (rpc.Peer.Answers). With window --lease-timeout, a node that stayed silent that long
+// has lost any write lease it had, unless it still hears from the Raft leader while
+// this node cannot reach it (a one-sided partition), which the probes cannot see. A
+// cancelled ctx counts as an answer: nothing was proven dead.
+func (n *Node) peerAnswers(ctx context.Context, id uint64, window time.Duration) bool {
 	if id == n.cfg.NodeID {
 		return true
 	}
@@ -110,35 +110,7 @@ func (n *Node) peerAnswers(ctx context.Context, id uint64) bool {
 	if err != nil {
 		return false
 	}
-	return probeAnswers(ctx, p, n.cfg.LeaseTimeout)
-}
-
-// minProbes is the fewest status probes before a node is taken for dead.
-const minProbes = 3
-
-// probeAnswers sends status calls to p, window/4 apart and each waiting up to window/2
-// (at least 250ms), until one is answered (true), or window has passed since the first
-// and minProbes went unanswered (false). ctx ending also answers true.
-func probeAnswers(ctx context.Context, p *peer, window time.Duration) bool {
-	wait := max(window/2, 250*time.Millisecond)
-	every := window / 4
-	start := time.Now()
-	for probes := 1; ; probes++ {
-		sent := time.Now()
-		if _, err := p.call(opStatus, nil, wait); err == nil {
-			return true
-		}
-		if probes >= minProbes && time.Since(start) >= window {
-			return false
-		}
-		t := time.NewTimer(time.Until(sent.Add(every)))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return true
-		case <-t.C:
-		}
-	}
+	return p.Answers(ctx, window)
 }
 
 // setAsideAbandoned moves this node's files of abandoned segments it led out of the

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"floe/node/rpc"
 	"floe/wire"
 )
 
@@ -39,7 +40,7 @@ const (
 )
 
 func (n *Node) acceptClients() {
-	acceptLoop(n.clientLn, n.ctx.Done(), n.log, "client", n.metrics.acceptErrors.WithLabelValues("client").Inc, func(conn net.Conn) {
+	rpc.AcceptLoop(n.clientLn, n.ctx.Done(), n.log, "client", n.metrics.acceptErrors.WithLabelValues("client").Inc, func(conn net.Conn) {
 		if limit := n.cfg.MaxConnections; limit > 0 && n.clients.Load() >= int64(limit) {
 			n.refuse(conn)
 			return

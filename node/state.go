@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"floe/meta"
+	"floe/node/rpc"
 )
 
 // SegmentView is one element of STATE's "segments" list (DESIGN section 4).
@@ -159,15 +160,13 @@ func (n *Node) replication(members []meta.Member) map[string]*replication {
 		wg.Add(1)
 		go func(mem meta.Member) {
 			defer wg.Done()
-			body, err := n.peer(mem.Address).call(opStatus, nil, 500*time.Millisecond)
+			body, err := n.peers.Get(mem.Address).Call(n.ctx, rpc.OpStatus, nil, 500*time.Millisecond)
 			if err != nil {
 				return
 			}
-			d := decoder{b: body}
-			_, last := d.u64(), d.u64() // applied, last log index
-			if d.err == nil {
+			if st, err := rpc.DecodeStatus(body); err == nil {
 				mu.Lock()
-				out[key] = &replication{Index: last}
+				out[key] = &replication{Index: st.LastIndex}
 				mu.Unlock()
 			}
 		}(mem)

@@ -1,4 +1,4 @@
-package node
+package rpc
 
 import (
 	"errors"
@@ -13,13 +13,14 @@ import (
 // The cluster port carries two protocols: Raft (hashicorp/raft's transport) and the
 // node-to-node RPC. The dialer sends one byte first that says which.
 const (
-	muxRaft byte = 'R'
-	muxRPC  byte = 'N'
+	MuxRaft byte = 'R'
+	MuxRPC  byte = 'N'
 )
 
-// clusterListener accepts on the cluster port and hands each connection to Raft or to
-// the RPC server according to its first byte. It implements raft.StreamLayer.
-type clusterListener struct {
+// Listener accepts on the cluster port and hands each connection to Raft or to the
+// RPC server according to its first byte (read within routeTimeout; anything else is
+// closed). It implements raft.StreamLayer.
+type Listener struct {
 	ln        net.Listener
 	advertise net.Addr
 	raftConns chan net.Conn
@@ -30,18 +31,23 @@ type clusterListener struct {
 	closed    chan struct{}
 }
 
-var _ raft.StreamLayer = (*clusterListener)(nil)
+var _ raft.StreamLayer = (*Listener)(nil)
 
-// newClusterListener serves ln; failed (may be nil) counts accepts that failed.
-func newClusterListener(ln net.Listener, advertise string, rpc func(net.Conn), log *slog.Logger, failed func()) (*clusterListener, error) {
+// routeTimeout bounds the wait for a new connection's first byte.
+const routeTimeout = 10 * time.Second
+
+// NewListener serves ln: Raft connections go to Accept, RPC connections to rpc (on a
+// goroutine of their own); advertise is the routable address Raft records as this
+// node's. failed (may be nil) counts accepts that failed.
+func NewListener(ln net.Listener, advertise string, rpc func(net.Conn), log *slog.Logger, failed func()) (*Listener, error) {
 	adv, err := net.ResolveTCPAddr("tcp", advertise)
 	if err != nil {
 		return nil, err
 	}
 	if adv.IP.IsUnspecified() {
-		return nil, errors.New("node: advertised raft address must be routable, not " + advertise)
+		return nil, errors.New("rpc: advertised raft address must be routable, not " + advertise)
 	}
-	c := &clusterListener{
+	c := &Listener{
 		ln: ln, advertise: adv, raftConns: make(chan net.Conn, 16), rpcConn: rpc, log: log, failed: failed, closed: make(chan struct{}),
 	}
 	go c.serve()
@@ -49,27 +55,27 @@ func newClusterListener(ln net.Listener, advertise string, rpc func(net.Conn), l
 }
 
 // serve accepts until Close; running out of file descriptors only pauses it (see
-// acceptLoop).
-func (c *clusterListener) serve() {
-	acceptLoop(c.ln, c.closed, c.log, "cluster", c.failed, func(conn net.Conn) { go c.route(conn) })
+// AcceptLoop).
+func (c *Listener) serve() {
+	AcceptLoop(c.ln, c.closed, c.log, "cluster", c.failed, func(conn net.Conn) { go c.route(conn) })
 }
 
-func (c *clusterListener) route(conn net.Conn) {
+func (c *Listener) route(conn net.Conn) {
 	var b [1]byte
-	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	conn.SetReadDeadline(time.Now().Add(routeTimeout))
 	if _, err := conn.Read(b[:]); err != nil {
 		conn.Close()
 		return
 	}
 	conn.SetReadDeadline(time.Time{})
 	switch b[0] {
-	case muxRaft:
+	case MuxRaft:
 		select {
 		case c.raftConns <- conn:
 		case <-c.closed:
 			conn.Close()
 		}
-	case muxRPC:
+	case MuxRPC:
 		c.rpcConn(conn)
 	default:
 		conn.Close()
@@ -77,7 +83,7 @@ func (c *clusterListener) route(conn net.Conn) {
 }
 
 // Accept returns the next Raft connection.
-func (c *clusterListener) Accept() (net.Conn, error) {
+func (c *Listener) Accept() (net.Conn, error) {
 	select {
 	case conn := <-c.raftConns:
 		return conn, nil
@@ -87,7 +93,7 @@ func (c *clusterListener) Accept() (net.Conn, error) {
 }
 
 // Close stops accepting on the cluster port.
-func (c *clusterListener) Close() error {
+func (c *Listener) Close() error {
 	c.closeOnce.Do(func() {
 		close(c.closed)
 		c.ln.Close()
@@ -96,14 +102,16 @@ func (c *clusterListener) Close() error {
 }
 
 // Addr is the advertised address (what raft records as ours).
-func (c *clusterListener) Addr() net.Addr { return c.advertise }
+func (c *Listener) Addr() net.Addr { return c.advertise }
 
 // Dial opens a Raft connection to a member.
-func (c *clusterListener) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return dialMux(string(address), muxRaft, timeout)
+func (c *Listener) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return Dial(string(address), MuxRaft, timeout)
 }
 
-func dialMux(addr string, kind byte, timeout time.Duration) (net.Conn, error) {
+// Dial opens a connection to the cluster port at addr for the protocol kind (MuxRaft
+// or MuxRPC), with TCP_NODELAY, within timeout.
+func Dial(addr string, kind byte, timeout time.Duration) (net.Conn, error) {
 	conn, err := net.DialTimeout("tcp", addr, timeout)
 	if err != nil {
 		return nil, err

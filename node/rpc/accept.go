@@ -1,4 +1,4 @@
-package node
+package rpc
 
 import (
 	"errors"
@@ -14,13 +14,13 @@ const (
 	acceptBackoffMax = time.Second
 )
 
-// acceptLoop accepts connections on ln and hands each to handle, until ln is closed or
+// AcceptLoop accepts connections on ln and hands each to handle, until ln is closed or
 // stop is. A failed accept (EMFILE or ENFILE when the process or the system is out of
 // file descriptors, ECONNABORTED, ENOBUFS) never ends the loop: it backs off and accepts
 // again, so a node that ran out of descriptors serves again once some are released.
 // Each failure is counted by failed (may be nil); the first of a run of failures and
-// the recovery are logged.
-func acceptLoop(ln net.Listener, stop <-chan struct{}, log *slog.Logger, what string, failed func(), handle func(net.Conn)) {
+// the recovery are logged. It serves the client port as well as the cluster port.
+func AcceptLoop(ln net.Listener, stop <-chan struct{}, log *slog.Logger, what string, failed func(), handle func(net.Conn)) {
 	var delay time.Duration
 	for {
 		conn, err := ln.Accept()

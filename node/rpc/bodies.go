@@ -1,0 +1,128 @@
+package rpc
+
+import (
+	"fmt"
+
+	"floe/wire"
+)
+
+// Append is the body of an OpAppend call: a run of entries for the active segment of
+// Topic, and the tag the segment leader uses to keep a stream in order and to answer a
+// retry with the first attempt's outcome.
+type Append struct {
+	Topic    string
+	Segment  uint64 // the segment the sender routed to; 0: whichever is active
+	ID       uint64 // request id (0: never retried, remember nothing)
+	Stream   uint64 // the sender's ordered stream (0: none)
+	Seq      uint64 // position in Stream
+	Boot     uint64 // boot id of the node the first attempt went to (0: first attempt)
+	Base     bool   // Seq starts Stream afresh
+	Payloads [][]byte
+}
+
+// Encode returns the body: topic, segment, id, stream, seq, boot, base, then the
+// payload count and each payload.
+func (a *Append) Encode() []byte {
+	var e Encoder
+	e.Str(a.Topic)
+	e.U64(a.Segment)
+	e.U64(a.ID)
+	e.U64(a.Stream)
+	e.U64(a.Seq)
+	e.U64(a.Boot)
+	e.Bool(a.Base)
+	e.U64(uint64(len(a.Payloads)))
+	for _, pl := range a.Payloads {
+		e.Bytes(pl)
+	}
+	return e.B
+}
+
+// DecodeAppend decodes an OpAppend body; anything malformed (short, trailing bytes, no
+// payloads, a count the body cannot hold) is wire.ErrBadRequest. Payloads alias body.
+func DecodeAppend(body []byte) (Append, error) {
+	d := NewDecoder(body)
+	a := Append{Topic: d.Str(), Segment: d.U64(), ID: d.U64(), Stream: d.U64(), Seq: d.U64(), Boot: d.U64(), Base: d.Bool()}
+	count := d.U64()
+	if d.Err != nil || count == 0 || count > uint64(len(d.B)/4) {
+		return Append{}, fmt.Errorf("%w: malformed append", wire.ErrBadRequest)
+	}
+	a.Payloads = make([][]byte, count)
+	for i := range a.Payloads {
+		a.Payloads[i] = d.Bytes()
+	}
+	if d.Err != nil || len(d.B) != 0 {
+		return Append{}, fmt.Errorf("%w: malformed append", wire.ErrBadRequest)
+	}
+	return a, nil
+}
+
+// Status is the reply to OpStatus, also read by the handshake of every new
+// connection (which is how a Peer learns the boot id).
+type Status struct {
+	Applied   uint64 // Raft's applied index
+	LastIndex uint64 // Raft's last log index
+	State     string // Raft state: "Leader", "Follower", ...
+	Boot      uint64 // random per process start: tells a restart from a slow answer
+}
+
+// Encode returns the reply body.
+func (s Status) Encode() []byte {
+	var e Encoder
+	e.U64(s.Applied)
+	e.U64(s.LastIndex)
+	e.Str(s.State)
+	e.U64(s.Boot)
+	return e.B
+}
+
+// DecodeStatus decodes an OpStatus reply.
+func DecodeStatus(body []byte) (Status, error) {
+	d := NewDecoder(body)
+	s := Status{Applied: d.U64(), LastIndex: d.U64(), State: d.Str(), Boot: d.U64()}
+	if d.Err != nil {
+		return Status{}, fmt.Errorf("%w: bad status reply: %v", ErrUnavailable, d.Err)
+	}
+	return s, nil
+}
+
+// noResultErr is the code byte of an apply reply whose command returned no error.
+const noResultErr = 255
+
+// ApplyReply is the reply to OpApply: where the command was committed, and the
+// command's own result (meta.Result's Cursor and Err).
+type ApplyReply struct {
+	Index  uint64
+	Cursor uint64
+	Err    error // on decoding: a *RemoteError, so errors.Is sees the sentinel
+}
+
+// Encode returns the body: index, cursor, then the result error as a code (255: none)
+// and a message.
+func (r ApplyReply) Encode() []byte {
+	var e Encoder
+	e.U64(r.Index)
+	e.U64(r.Cursor)
+	if r.Err != nil {
+		e.U8(byte(CodeOf(r.Err)))
+		e.Str(r.Err.Error())
+	} else {
+		e.U8(noResultErr)
+		e.Str("")
+	}
+	return e.B
+}
+
+// DecodeApplyReply decodes an OpApply reply.
+func DecodeApplyReply(body []byte) (ApplyReply, error) {
+	d := NewDecoder(body)
+	r := ApplyReply{Index: d.U64(), Cursor: d.U64()}
+	code, msg := d.U8(), d.Str()
+	if d.Err != nil {
+		return ApplyReply{}, d.Err
+	}
+	if code != noResultErr {
+		r.Err = &RemoteError{Code: Code(code), Msg: msg}
+	}
+	return r, nil
+}

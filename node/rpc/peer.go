@@ -1,0 +1,285 @@
+package rpc
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+)
+
+// Timeouts of a Peer's connection.
+const (
+	// DialTimeout bounds opening a connection to a peer.
+	DialTimeout = time.Second
+	// handshakeTimeout bounds the status call that opens every connection.
+	handshakeTimeout = 2 * time.Second
+	// sendTimeout bounds writing one request.
+	sendTimeout = 5 * time.Second
+	// DownFor is how long a peer that failed a call counts as RecentlyDown.
+	DownFor = 3 * time.Second
+)
+
+// Reply is the outcome of one call: the reply body, or the error (a *RemoteError if
+// the peer answered with one).
+type Reply struct {
+	Body []byte
+	Err  error
+}
+
+// Peer is this node's client connection to another node's cluster port. One TCP
+// connection carries every concurrent call; it is opened on the first call (with a
+// status handshake that learns the peer's boot id) and again after it fails. Sends are
+// ordered by a lock, so two sends from one goroutine arrive in order. Safe for
+// concurrent use.
+type Peer struct {
+	addr string
+
+	mu      sync.Mutex // guards everything below
+	conn    net.Conn
+	w       *bufio.Writer
+	pending map[uint64]chan Reply
+	nextID  uint64
+
+	downUntil time.Time // after a failed call: RecentlyDown until then
+	boot      uint64    // the peer's boot id, learned when the connection opened
+}
+
+// NewPeer returns a Peer of the cluster address addr; it dials on the first call.
+func NewPeer(addr string) *Peer { return &Peer{addr: addr} }
+
+// Addr is the peer's cluster address.
+func (p *Peer) Addr() string { return p.addr }
+
+// RecentlyDown reports whether a call to the peer failed (unreachable, lost
+// connection, timeout: not an error it answered) less than DownFor ago. Optional calls
+// (reads the archive can serve) skip such a peer.
+func (p *Peer) RecentlyDown() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return time.Now().Before(p.downUntil)
+}
+
+func (p *Peer) markDown() {
+	p.mu.Lock()
+	p.downUntil = time.Now().Add(DownFor)
+	p.mu.Unlock()
+}
+
+// BootID returns the boot id of the peer's current connection (0 if none).
+func (p *Peer) BootID() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.boot
+}
+
+// Send writes one request and returns the channel its one Reply arrives on. It is
+// synchronous up to the write, so two sends from one goroutine arrive in order. A
+// failure to send is an ErrUnavailable; one that wraps ErrNotSent never left this
+// node. The caller bounds its wait for the reply (a lost connection fails it).
+func (p *Peer) Send(op Op, body []byte) (<-chan Reply, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conn == nil {
+		if err := p.dialLocked(); err != nil {
+			return nil, fmt.Errorf("%w: cannot reach %s: %w", ErrUnavailable, p.addr, errors.Join(ErrNotSent, err))
+		}
+	}
+	p.nextID++
+	id := p.nextID
+	ch := make(chan Reply, 1)
+	p.pending[id] = ch
+	p.conn.SetWriteDeadline(time.Now().Add(sendTimeout))
+	var hdr [frameHeader]byte
+	putHeader(&hdr, id, byte(op), len(body))
+	_, err := p.w.Write(hdr[:])
+	if err == nil {
+		_, err = p.w.Write(body)
+	}
+	if err == nil {
+		err = p.w.Flush()
+	}
+	if err != nil {
+		delete(p.pending, id)
+		p.resetLocked(err)
+		return nil, fmt.Errorf("%w: cannot send to %s: %v", ErrUnavailable, p.addr, err)
+	}
+	return ch, nil
+}
+
+// dialLocked opens the connection and learns the peer's boot id.
+func (p *Peer) dialLocked() error {
+	conn, err := Dial(p.addr, MuxRPC, DialTimeout)
+	if err != nil {
+		return err
+	}
+	st, err := handshake(conn)
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	p.conn, p.boot = conn, st.Boot
+	p.w = bufio.NewWriterSize(conn, 64<<10)
+	p.pending = map[uint64]chan Reply{}
+	go p.readLoop(conn, p.pending)
+	return nil
+}
+
+// handshake asks a freshly dialled peer for its status (request id 0).
+func handshake(conn net.Conn) (Status, error) {
+	conn.SetDeadline(time.Now().Add(handshakeTimeout))
+	defer conn.SetDeadline(time.Time{})
+	if _, err := conn.Write(AppendFrame(nil, 0, byte(OpStatus), nil)); err != nil {
+		return Status{}, err
+	}
+	_, status, body, err := ReadFrame(conn)
+	if err != nil {
+		return Status{}, err
+	}
+	if status != StatusOK {
+		return Status{}, DecodeError(body)
+	}
+	return DecodeStatus(body)
+}
+
+// Call sends a request and waits for its reply, for timeout, or for ctx to end. A
+// timeout or a failure to reach the peer marks it RecentlyDown and is an
+// ErrUnavailable; so is ctx ending, which marks nothing (the peer was not proven
+// slow). An error the peer answered with is a *RemoteError.
+func (p *Peer) Call(ctx context.Context, op Op, body []byte, timeout time.Duration) ([]byte, error) {
+	ch, err := p.Send(op, body)
+	if err != nil {
+		p.markDown()
+		return nil, err
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		if r.Err != nil && !IsRemote(r.Err) {
+			p.markDown()
+		}
+		return r.Body, r.Err
+	case <-t.C:
+		p.markDown()
+		return nil, fmt.Errorf("%w: %s did not answer within %v", ErrUnavailable, p.addr, timeout)
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: call to %s: %v", ErrUnavailable, p.addr, ctx.Err())
+	}
+}
+
+// minProbes is the fewest status probes Answers sends before it takes a peer for dead.
+const minProbes = 3
+
+// Answers reports whether the peer answers a status call within window. It sends
+// status calls window/4 apart, each waiting up to window/2 (at least 250ms), until one
+// is answered (true), or window has passed since the first and minProbes went
+// unanswered (false); so a live peer slow to answer the first is not taken for dead.
+// ctx ending also answers true: nothing was proven dead.
+func (p *Peer) Answers(ctx context.Context, window time.Duration) bool {
+	wait := max(window/2, 250*time.Millisecond)
+	every := window / 4
+	start := time.Now()
+	for probes := 1; ; probes++ {
+		sent := time.Now()
+		if _, err := p.Call(ctx, OpStatus, nil, wait); err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return true
+		}
+		if probes >= minProbes && time.Since(start) >= window {
+			return false
+		}
+		t := time.NewTimer(time.Until(sent.Add(every)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return true
+		case <-t.C:
+		}
+	}
+}
+
+func (p *Peer) readLoop(conn net.Conn, pending map[uint64]chan Reply) {
+	r := bufio.NewReaderSize(conn, 64<<10)
+	for {
+		id, status, body, err := ReadFrame(r)
+		if err != nil {
+			p.mu.Lock()
+			if p.conn == conn {
+				p.resetLocked(err)
+			}
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Lock()
+		ch, ok := pending[id]
+		delete(pending, id)
+		p.mu.Unlock()
+		if !ok {
+			continue
+		}
+		if status == StatusOK {
+			ch <- Reply{Body: body}
+		} else {
+			ch <- Reply{Err: DecodeError(body)}
+		}
+	}
+}
+
+// resetLocked drops the connection and fails every call waiting on it.
+func (p *Peer) resetLocked(cause error) {
+	if p.conn == nil {
+		return
+	}
+	p.conn.Close()
+	for id, ch := range p.pending {
+		ch <- Reply{Err: fmt.Errorf("%w: connection to %s lost: %v", ErrUnavailable, p.addr, cause)}
+		delete(p.pending, id)
+	}
+	p.conn, p.w, p.pending = nil, nil, nil
+}
+
+// Close drops the connection, failing the calls waiting on it. A later call dials
+// again.
+func (p *Peer) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.resetLocked(errors.New("closed"))
+}
+
+// Peers is a set of Peers by cluster address, one per address. Safe for concurrent
+// use.
+type Peers struct {
+	mu    sync.Mutex
+	peers map[string]*Peer
+}
+
+// Get returns the Peer of addr, made on first use.
+func (s *Peers) Get(addr string) *Peer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.peers[addr]
+	if !ok {
+		if s.peers == nil {
+			s.peers = map[string]*Peer{}
+		}
+		p = NewPeer(addr)
+		s.peers[addr] = p
+	}
+	return p
+}
+
+// Close closes every Peer and forgets them (a later Get makes a new one).
+func (s *Peers) Close() {
+	s.mu.Lock()
+	peers := s.peers
+	s.peers = nil
+	s.mu.Unlock()
+	for _, p := range peers {
+		p.Close()
+	}
+}

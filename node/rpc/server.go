@@ -1,0 +1,151 @@
+package rpc
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"floe/wire"
+)
+
+// Request is one inbound call. Its handler answers it with Reply, exactly once, from
+// any goroutine.
+type Request struct {
+	ID   uint64
+	Op   Op
+	Body []byte
+	Conn *Conn
+}
+
+// Reply sends the reply to r: body, or an error reply of err (not nil) carrying its
+// Code and message.
+func (r *Request) Reply(body []byte, err error) { r.Conn.reply(r.ID, body, err) }
+
+// Handler serves one request; it answers through r.Reply.
+type Handler func(r *Request)
+
+// Server is the handler table of the RPC side of the cluster port. Fill it with
+// Handle and HandleOrdered before the first ServeConn; it is read-only after.
+type Server struct {
+	handlers [256]Handler
+	ordered  [256]bool
+	// Go starts a goroutine that must end before the owner shuts down (default: go).
+	Go func(func())
+}
+
+// Handle registers h for op. It runs on a goroutine of its own, so one call never
+// waits behind another.
+func (s *Server) Handle(op Op, h Handler) { s.handlers[op] = h }
+
+// HandleOrdered registers h for op, to run on the connection's reader goroutine in
+// arrival order. h must not block: it answers at once or queues the work (Conn.Queue).
+func (s *Server) HandleOrdered(op Op, h Handler) {
+	s.handlers[op] = h
+	s.ordered[op] = true
+}
+
+// ServeConn serves one inbound connection (the mux byte already read) until it fails
+// or closes, then closes it. Requests are dispatched in arrival order; an op without a
+// handler is answered with a wire.ErrBadRequest.
+func (s *Server) ServeConn(conn net.Conn) {
+	defer conn.Close()
+	c := newConn(conn)
+	goFn := s.Go
+	if goFn == nil {
+		goFn = func(f func()) { go f() }
+	}
+	goFn(c.runQueue)
+	defer close(c.queue)
+	r := bufio.NewReaderSize(conn, 64<<10)
+	for {
+		id, op, body, err := ReadFrame(r)
+		if err != nil {
+			return
+		}
+		req := &Request{ID: id, Op: Op(op), Body: body, Conn: c}
+		switch h := s.handlers[op]; {
+		case h == nil:
+			req.Reply(nil, fmt.Errorf("%w: unknown rpc op %d", wire.ErrBadRequest, op))
+		case s.ordered[op]:
+			h(req)
+		default:
+			go h(req)
+		}
+	}
+}
+
+// Conn is one inbound RPC connection. Its reader never waits for a request's work, so
+// that a call is never stuck behind another kind (a status call behind appends to a
+// stuck appender, say): ordered work goes to the connection's queue, which one
+// goroutine runs in arrival order (waiting while the work waits); every other call is
+// answered by a goroutine of its own.
+type Conn struct {
+	conn net.Conn
+	mu   sync.Mutex // guards w
+	w    *bufio.Writer
+
+	queue      chan queued
+	queueBytes atomic.Int64 // bytes of the queued work
+}
+
+type queued struct {
+	run   func()
+	bytes int64
+}
+
+// Bounds of one connection's queue.
+const (
+	QueueLen   = 4096
+	QueueBytes = 64 << 20
+)
+
+// replyTimeout bounds writing one reply.
+const replyTimeout = 10 * time.Second
+
+func newConn(conn net.Conn) *Conn {
+	return &Conn{conn: conn, w: bufio.NewWriterSize(conn, 64<<10), queue: make(chan queued, QueueLen)}
+}
+
+// Queue puts run, which holds bytes of payload, in the connection's queue without
+// waiting; the queue's goroutine calls it after everything queued before. A full queue
+// (QueueLen runs or QueueBytes of payload; one run alone is always admitted) refuses
+// it with an ErrUnavailable, which the sender retries.
+func (c *Conn) Queue(bytes int64, run func()) error {
+	if queued := c.queueBytes.Add(bytes); queued > QueueBytes && queued != bytes {
+		c.queueBytes.Add(-bytes)
+		return fmt.Errorf("%w: node busy: %d bytes of appends queued on this connection", ErrUnavailable, QueueBytes)
+	}
+	select {
+	case c.queue <- queued{run: run, bytes: bytes}:
+		return nil
+	default:
+		c.queueBytes.Add(-bytes)
+		return fmt.Errorf("%w: node busy: %d appends queued on this connection", ErrUnavailable, QueueLen)
+	}
+}
+
+// runQueue runs the queued work in order until the queue is closed and empty.
+func (c *Conn) runQueue() {
+	for q := range c.queue {
+		q.run()
+		c.queueBytes.Add(-q.bytes)
+	}
+}
+
+func (c *Conn) reply(id uint64, body []byte, err error) {
+	var msg []byte
+	if err != nil {
+		msg = AppendFrame(nil, id, StatusErr, EncodeError(err))
+	} else {
+		msg = AppendFrame(nil, id, StatusOK, body)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.conn.SetWriteDeadline(time.Now().Add(replyTimeout))
+	if _, werr := c.w.Write(msg); werr == nil {
+		c.w.Flush()
+	}
+}

@@ -1,0 +1,254 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"floe/wire"
+)
+
+// serve starts a cluster port with s behind it and returns its address.
+func serve(t *testing.T, s *Server) (addr string, l *Listener) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err = NewListener(ln, ln.Addr().String(), s.ServeConn, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return ln.Addr().String(), l
+}
+
+func statusHandler(boot uint64) Handler {
+	return func(r *Request) { r.Reply(Status{State: "Follower", Boot: boot}.Encode(), nil) }
+}
+
+// TestPeerCalls: a call gets its reply, an error reply keeps its sentinel and message
+// across the wire, an op without a handler is a bad request, and the handshake learns
+// the peer's boot id.
+func TestPeerCalls(t *testing.T) {
+	s := &Server{}
+	s.Handle(OpStatus, statusHandler(7))
+	s.Handle(OpRead, func(r *Request) { r.Reply(append([]byte("echo "), r.Body...), nil) })
+	s.Handle(OpCount, func(r *Request) {
+		r.Reply(nil, fmt.Errorf("%w: segment 3 of %q", ErrSegmentNotFound, "t"))
+	})
+	addr, _ := serve(t, s)
+	p := NewPeer(addr)
+	defer p.Close()
+	ctx := context.Background()
+
+	body, err := p.Call(ctx, OpRead, []byte("x"), 5*time.Second)
+	if err != nil || string(body) != "echo x" {
+		t.Fatalf("read = %q, %v", body, err)
+	}
+	if p.BootID() != 7 {
+		t.Fatalf("BootID = %d, want 7", p.BootID())
+	}
+	_, err = p.Call(ctx, OpCount, nil, 5*time.Second)
+	if !errors.Is(err, ErrSegmentNotFound) || !IsRemote(err) || err.Error() != `node: segment not on this node: segment 3 of "t"` {
+		t.Fatalf("count = %v (remote %v), want the peer's ErrSegmentNotFound", err, IsRemote(err))
+	}
+	if _, err = p.Call(ctx, OpJoin, nil, 5*time.Second); !errors.Is(err, wire.ErrBadRequest) || !IsRemote(err) {
+		t.Fatalf("op without a handler: %v, want a remote ErrBadRequest", err)
+	}
+	if p.RecentlyDown() {
+		t.Fatal("errors the peer answered marked it down")
+	}
+}
+
+// TestCallFailures: a call that is not answered in time, and one to a port nobody
+// listens on, are ErrUnavailable and mark the peer down; the second never left this
+// node (ErrNotSent). A call whose ctx ends is ErrUnavailable and marks nothing.
+func TestCallFailures(t *testing.T) {
+	s := &Server{}
+	s.Handle(OpStatus, statusHandler(1))
+	s.Handle(OpSync, func(r *Request) {}) // never answers
+	addr, _ := serve(t, s)
+	ctx := context.Background()
+
+	p := NewPeer(addr)
+	defer p.Close()
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := p.Call(cctx, OpSync, nil, time.Minute); !errors.Is(err, ErrUnavailable) || p.RecentlyDown() {
+		t.Fatalf("cancelled call: %v, down %v; want ErrUnavailable, not down", err, p.RecentlyDown())
+	}
+	_, err := p.Call(ctx, OpSync, nil, 50*time.Millisecond)
+	if !errors.Is(err, ErrUnavailable) || IsRemote(err) || errors.Is(err, ErrNotSent) || !p.RecentlyDown() {
+		t.Fatalf("unanswered call: %v, down %v; want a sent ErrUnavailable, down", err, p.RecentlyDown())
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	q := NewPeer(dead)
+	if _, err := q.Call(ctx, OpStatus, nil, time.Second); !errors.Is(err, ErrUnavailable) || !errors.Is(err, ErrNotSent) || !q.RecentlyDown() {
+		t.Fatalf("call to a closed port: %v, down %v; want ErrUnavailable and ErrNotSent, down", err, q.RecentlyDown())
+	}
+}
+
+// TestOrderedHandler: requests sent in order from one goroutine reach an ordered
+// handler's queued work in that order, while other calls on the same connection are
+// answered although that work is stuck.
+func TestOrderedHandler(t *testing.T) {
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var order []uint64
+	s := &Server{}
+	s.Handle(OpStatus, statusHandler(1))
+	s.HandleOrdered(OpAppend, func(r *Request) {
+		seq := NewDecoder(r.Body).U64()
+		err := r.Conn.Queue(8, func() {
+			<-release
+			mu.Lock()
+			order = append(order, seq)
+			mu.Unlock()
+			r.Reply(nil, nil)
+		})
+		if err != nil {
+			r.Reply(nil, err)
+		}
+	})
+	addr, _ := serve(t, s)
+	p := NewPeer(addr)
+	defer p.Close()
+	const n = 100
+	var replies []<-chan Reply
+	for i := uint64(0); i < n; i++ {
+		var e Encoder
+		e.U64(i)
+		ch, err := p.Send(OpAppend, e.B)
+		if err != nil {
+			t.Fatal(err)
+		}
+		replies = append(replies, ch)
+	}
+	if _, err := p.Call(context.Background(), OpStatus, nil, 10*time.Second); err != nil {
+		t.Fatalf("status behind stuck ordered work: %v", err)
+	}
+	close(release)
+	for i, ch := range replies {
+		if r := <-ch; r.Err != nil {
+			t.Fatalf("append %d: %v", i, r.Err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i, seq := range order {
+		if seq != uint64(i) {
+			t.Fatalf("queued work ran in order %v", order)
+		}
+	}
+}
+
+// TestQueueBounds: a connection's queue refuses, as unavailable (the sender retries),
+// what would take it past its count or byte bound, and admits an oversized run when it
+// is empty.
+func TestQueueBounds(t *testing.T) {
+	c := newConn(nil)
+	run := func() {}
+	if err := c.Queue(QueueBytes+1, run); err != nil {
+		t.Fatalf("an oversized run alone: %v, want admitted", err)
+	}
+	if err := c.Queue(1, run); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("past the byte bound: %v, want ErrUnavailable", err)
+	}
+	<-c.queue
+	c.queueBytes.Add(-(QueueBytes + 1)) // as runQueue does
+	var refused []error
+	for i := 0; i < QueueLen+1; i++ {
+		if err := c.Queue(1, run); err != nil {
+			refused = append(refused, err)
+		}
+	}
+	if len(refused) != 1 || !errors.Is(refused[0], ErrUnavailable) || c.queueBytes.Load() != QueueLen {
+		t.Fatalf("after %d runs: refused %v, %d bytes queued; want one ErrUnavailable, %d bytes", QueueLen+1, refused, c.queueBytes.Load(), QueueLen)
+	}
+}
+
+// TestPeerAnswers: a peer that answers is alive at once; one that never answers is
+// taken for dead only after the window and at least three probes; a cancelled ctx
+// proves nothing dead.
+func TestPeerAnswers(t *testing.T) {
+	s := &Server{}
+	s.Handle(OpStatus, statusHandler(1))
+	addr, _ := serve(t, s)
+	ctx := context.Background()
+	if !NewPeer(addr).Answers(ctx, time.Second) {
+		t.Fatal("a live peer was taken for dead")
+	}
+	silent := &Server{}
+	var mu sync.Mutex
+	probes := 0
+	silent.Handle(OpStatus, func(r *Request) {
+		if r.ID == 0 { // the handshake
+			r.Reply(Status{}.Encode(), nil)
+			return
+		}
+		mu.Lock()
+		probes++
+		mu.Unlock()
+	})
+	saddr, _ := serve(t, silent)
+	start := time.Now()
+	if NewPeer(saddr).Answers(ctx, 200*time.Millisecond) {
+		t.Fatal("a silent peer was taken for alive")
+	}
+	mu.Lock()
+	if probes < minProbes || time.Since(start) < 200*time.Millisecond {
+		t.Errorf("dead after %d probes and %v; want at least %d and the whole window", probes, time.Since(start), minProbes)
+	}
+	mu.Unlock()
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if !NewPeer(saddr).Answers(cctx, time.Minute) {
+		t.Fatal("a cancelled probe took the peer for dead")
+	}
+}
+
+// TestListenerRoutes: a connection that starts with MuxRaft goes to Accept, one with
+// MuxRPC to the RPC server, one with any other byte is closed.
+func TestListenerRoutes(t *testing.T) {
+	s := &Server{}
+	s.Handle(OpStatus, statusHandler(3))
+	addr, l := serve(t, s)
+	raftConn, err := Dial(addr, MuxRaft, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raftConn.Close()
+	got, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.Close()
+	other, err := Dial(addr, 'X', time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	other.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := other.Read(make([]byte, 1)); err == nil {
+		t.Fatal("a connection with an unknown mux byte was served")
+	}
+	if _, err := NewPeer(addr).Call(context.Background(), OpStatus, nil, 5*time.Second); err != nil {
+		t.Fatalf("rpc over the mux: %v", err)
+	}
+	if l.Addr().String() != addr {
+		t.Fatalf("Addr = %v, want %s", l.Addr(), addr)
+	}
+}

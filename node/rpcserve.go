@@ -1,0 +1,216 @@
+package node
+
+import (
+	"fmt"
+	"net"
+	"time"
+
+	"floe/meta"
+	"floe/node/rpc"
+	"floe/wire"
+)
+
+// newRPCServer is this node's handler table of the node-to-node ops (their bodies are
+// drawn in node/rpc/doc.go). Appends are ordered: each is queued on its connection
+// before the next request is read, so a connection's appends keep their order; every
+// other op runs on a goroutine of its own.
+func (n *Node) newRPCServer() *rpc.Server {
+	s := &rpc.Server{Go: n.goLoop}
+	s.HandleOrdered(rpc.OpAppend, n.rpcAppend)
+	s.Handle(rpc.OpRead, n.rpcRead)
+	s.Handle(rpc.OpApply, n.rpcApply)
+	s.Handle(rpc.OpJoin, n.rpcJoin)
+	s.Handle(rpc.OpStatus, n.rpcStatus)
+	s.Handle(rpc.OpSync, n.rpcSync)
+	s.Handle(rpc.OpUnsealed, n.rpcUnsealed)
+	s.Handle(rpc.OpCount, n.rpcCount)
+	return s
+}
+
+// serveRPC serves one inbound node-to-node connection, once Raft and the FSM are set.
+func (n *Node) serveRPC(conn net.Conn) {
+	select {
+	case <-n.rpcReady:
+	case <-n.ctx.Done():
+		conn.Close()
+		return
+	}
+	if !n.trackConn(conn, true) {
+		conn.Close()
+		return
+	}
+	defer n.trackConn(conn, false)
+	n.rpcServer.ServeConn(conn)
+}
+
+// encodeAppend is the body of an OpAppend call.
+func encodeAppend(topic string, segment uint64, tag appendTag, payloads [][]byte) []byte {
+	a := rpc.Append{Topic: topic, Segment: segment, ID: tag.id, Stream: tag.stream, Seq: tag.seq,
+		Boot: tag.boot, Base: tag.base, Payloads: payloads}
+	return a.Encode()
+}
+
+// rpcAppend queues a forwarded append for the topic's appender, on the reader of its
+// connection (see newRPCServer). A node that no longer leads the topic still hands a
+// request to its appender if it has one, which answers a retry it already wrote with
+// the original outcome, and anything else with ErrNotSegmentLeader.
+func (n *Node) rpcAppend(req *rpc.Request) {
+	a, err := rpc.DecodeAppend(req.Body)
+	if err != nil {
+		req.Reply(nil, err)
+		return
+	}
+	tag := appendTag{id: a.ID, stream: a.Stream, seq: a.Seq, boot: a.Boot, base: a.Base}
+	if tag.boot != 0 && tag.boot != n.bootID {
+		req.Reply(nil, fmt.Errorf("%w: node %d restarted after the first attempt of this append", ErrOutcomeUnknown, n.cfg.NodeID))
+		return
+	}
+	act, _, ok := n.fsm.ActiveOf(a.Topic)
+	if !ok {
+		// The sender knows the topic, so this node's metadata is behind.
+		req.Reply(nil, fmt.Errorf("%w: node %d does not know topic %q yet", ErrUnavailable, n.cfg.NodeID, a.Topic))
+		return
+	}
+	to := n.existingAppender(a.Topic)
+	if act.Leader != n.cfg.NodeID && to == nil {
+		req.Reply(nil, fmt.Errorf("%w: node %d does not lead %q", ErrNotSegmentLeader, n.cfg.NodeID, a.Topic))
+		return
+	}
+	if to == nil {
+		to = n.appenderFor(a.Topic)
+	}
+	var size int64
+	for _, p := range a.Payloads {
+		size += int64(len(p)) + 8
+	}
+	r := &appendReq{payloads: a.Payloads, bytes: size, segment: a.Segment, tag: tag, done: func(r appendResult) {
+		if r.err != nil {
+			req.Reply(nil, r.err)
+			return
+		}
+		var e rpc.Encoder
+		e.U64(r.first)
+		e.U64(r.segment)
+		req.Reply(e.B, nil)
+	}}
+	// A refused append makes the ones queued behind it on this connection fail too
+	// (the appender's stream order), so the sender's retries keep their order.
+	if err := req.Conn.Queue(size, func() { to.enqueue(r) }); err != nil {
+		r.done(appendResult{err: err})
+	}
+}
+
+// rpcRead serves entries of a segment this node holds.
+func (n *Node) rpcRead(req *rpc.Request) {
+	d := rpc.NewDecoder(req.Body)
+	topic, segID, offset, max, maxBytes := d.Str(), d.U64(), d.U64(), d.U64(), d.U64()
+	if d.Err != nil || max == 0 || max > wire.MaxReadMax {
+		req.Reply(nil, fmt.Errorf("%w: malformed read", ErrBadRequest))
+		return
+	}
+	seg, ok := n.peerSegment(topic, segID)
+	if !ok || offset < seg.Base {
+		req.Reply(nil, fmt.Errorf("%w: segment %d of %q at offset %d", ErrSegmentNotFound, segID, topic, offset))
+		return
+	}
+	entries, err := n.readLocal(topic, &seg, offset, int(max), int(min(maxBytes, maxReadBytes)))
+	if err != nil {
+		req.Reply(nil, err)
+		return
+	}
+	var e rpc.Encoder
+	e.U64(uint64(len(entries)))
+	for _, en := range entries {
+		e.Bytes(en.Payload)
+	}
+	req.Reply(e.B, nil)
+}
+
+// rpcApply commits a metadata command forwarded to this node as the Raft leader
+// (meta.ErrNotRaftLeader if it is not).
+func (n *Node) rpcApply(req *rpc.Request) {
+	cmd, err := meta.DecodeCommand(req.Body)
+	if err != nil {
+		req.Reply(nil, err)
+		return
+	}
+	res, index, err := n.raft.Apply(cmd, 5*time.Second)
+	if f := n.applyFault.Load(); f != nil && err == nil {
+		err = (*f)(cmd)
+	}
+	if err != nil {
+		req.Reply(nil, err)
+		return
+	}
+	req.Reply(rpc.ApplyReply{Index: index, Cursor: res.Cursor, Err: res.Err}.Encode(), nil)
+}
+
+// encodeJoin is the body of an OpJoin call.
+func encodeJoin(id uint64, raftAddr string) []byte {
+	var e rpc.Encoder
+	e.U64(id)
+	e.Str(raftAddr)
+	return e.B
+}
+
+// rpcJoin adds the asking node as a voter (see join).
+func (n *Node) rpcJoin(req *rpc.Request) {
+	d := rpc.NewDecoder(req.Body)
+	nodeID, addr := d.U64(), d.Str()
+	if d.Err != nil || nodeID == 0 || addr == "" {
+		req.Reply(nil, fmt.Errorf("%w: malformed join", ErrBadRequest))
+		return
+	}
+	req.Reply(nil, n.join(nodeID, addr))
+}
+
+// rpcStatus answers the liveness probe and the handshake of every connection.
+func (n *Node) rpcStatus(req *rpc.Request) {
+	st := rpc.Status{Applied: n.raft.AppliedIndex(), LastIndex: n.raft.LastIndex(), State: n.raft.State(), Boot: n.bootID}
+	req.Reply(st.Encode(), nil)
+}
+
+// rpcSync is the read barrier run at the Raft leader for syncMeta.
+func (n *Node) rpcSync(req *rpc.Request) {
+	if err := n.raft.Barrier(5 * time.Second); err != nil {
+		req.Reply(nil, err)
+		return
+	}
+	var e rpc.Encoder
+	e.U64(n.fsm.AppliedIndex()) // the FSM's: Raft's own runs ahead of it
+	req.Reply(e.B, nil)
+}
+
+// rpcUnsealed answers oldestUnsealedMS, for floe_cluster_rpo_seconds.
+func (n *Node) rpcUnsealed(req *rpc.Request) {
+	var e rpc.Encoder
+	e.U64(uint64(n.oldestUnsealedMS()))
+	req.Reply(e.B, nil)
+}
+
+// rpcCount answers the durable count and bytes of a local segment, and whether it is
+// sealed locally while the metadata still has it active.
+func (n *Node) rpcCount(req *rpc.Request) {
+	d := rpc.NewDecoder(req.Body)
+	topic, segID := d.Str(), d.U64()
+	sm, ok := n.peerSegment(topic, segID)
+	if d.Err != nil || !ok {
+		req.Reply(nil, fmt.Errorf("%w: segment %d of %q", ErrSegmentNotFound, segID, topic))
+		return
+	}
+	seg, err := n.localSegment(topic, &sm)
+	if err != nil {
+		req.Reply(nil, err)
+		return
+	}
+	defer n.store.Release(seg)
+	var e rpc.Encoder
+	e.U64(seg.Count())
+	e.U64(uint64(seg.Bytes()))
+	sealed := uint64(0)
+	if seg.Sealed() && sm.State == meta.Active {
+		sealed = 1
+	}
+	e.U64(sealed)
+	req.Reply(e.B, nil)
+}
