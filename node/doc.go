@@ -1,7 +1,8 @@
 // Package node is one floe node: the Walrus-protocol client listener, the controller
-// that routes, forwards, fences and rolls segments over, the node-to-node RPC, and the
-// HTTP API. The local segment files are kept by package node/segment; the cluster
-// metadata by package meta.
+// that routes, forwards, fences and rolls segments over, the handlers of the
+// node-to-node RPC, and the HTTP API. The local segment files are kept by package
+// node/segment; the cluster metadata by package meta; the node-to-node protocol
+// (frames, peers, error codes) by package node/rpc.
 //
 // Write path (DESIGN section 5). A PUT is routed when it is read: if this node leads the
 // topic's active segment, it goes to the topic's appender; else it is forwarded, on one
@@ -15,7 +16,8 @@
 //
 // Ports: the client port speaks the Walrus protocol (package wire, served by
 // server.go); the cluster port carries Raft and node RPC, told apart by the first
-// byte of each connection (mux.go).
+// byte of each connection (node/rpc's Listener); rpcserve.go registers a handler per
+// op.
 //
 // On disk, under --data-dir:
 //
