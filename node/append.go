@@ -646,7 +646,7 @@ func (n *Node) peerOldestUnsealed(id uint64) (int64, error) {
 }
 
 // nextLeader picks the leader of the next segment: the voter after current in id order
-// (round-robin), skipping voters that do not answer status calls within
+// (round-robin), skipping voters that do not answer a status call within
 // nextLeaderProbe.
 func (n *Node) nextLeader(current uint64) uint64 {
 	members, err := n.raft.Members()
@@ -663,7 +663,7 @@ func (n *Node) nextLeader(current uint64) uint64 {
 	start := sort.Search(len(ids), func(i int) bool { return ids[i] > current })
 	for i := 0; i < len(ids); i++ {
 		id := ids[(start+i)%len(ids)]
-		if n.peerAnswers(n.ctx, id, nextLeaderProbe) {
+		if n.peerAnswers(n.ctx, id, nextLeaderProbe, 1) {
 			return id
 		}
 	}

@@ -143,10 +143,10 @@ func TestRecoverLivenessProbes(t *testing.T) {
 	}
 	register(2, fakePeer(t, 2))
 	register(3, fakePeer(t, -1))
-	if !n.peerAnswers(ctx, 2, n.cfg.LeaseTimeout) {
+	if !n.peerAnswers(ctx, 2, n.cfg.LeaseTimeout, recoverProbes) {
 		t.Fatal("a node that answers the third status call was taken for dead")
 	}
-	if n.peerAnswers(ctx, 3, n.cfg.LeaseTimeout) {
+	if n.peerAnswers(ctx, 3, n.cfg.LeaseTimeout, recoverProbes) {
 		t.Fatal("a node that answers no status call was taken for alive")
 	}
 }

@@ -51,7 +51,7 @@ func (n *Node) RecoverSegment(ctx context.Context, topic string, to, segment uin
 			return nil, err
 		}
 	}
-	if !force && n.peerAnswers(ctx, act.Leader, n.cfg.LeaseTimeout) {
+	if !force && n.peerAnswers(ctx, act.Leader, n.cfg.LeaseTimeout, recoverProbes) {
 		return nil, fmt.Errorf("%w: node %d, leader of segment %d of %q, answers (a status probe within --lease-timeout %v, or it leads Raft) and may still acknowledge writes; recovering would abandon what it holds (force it if that node must go)",
 			ErrBadRequest, act.Leader, act.ID, topic, n.cfg.LeaseTimeout)
 	}
@@ -94,12 +94,13 @@ func (n *Node) checkVoter(id uint64) error {
 }
 
 // peerAnswers reports whether node id may be alive: it is this node or the Raft
-// leader, or it answers one of the status probes sent over a whole window
-// (rpc.Peer.Answers). With window --lease-timeout, a node that stayed silent that long
-// has lost any write lease it had, unless it still hears from the Raft leader while
-// this node cannot reach it (a one-sided partition), which the probes cannot see. A
+// leader, or it answers a status call within window, out of at least probes sent
+// (rpc.Peer.Answers). nextLeader asks for one quick call; recover-segment asks for
+// recoverProbes over a whole --lease-timeout: a node that stayed silent that long has
+// lost any write lease it had, unless it still hears from the Raft leader while this
+// node cannot reach it (a one-sided partition), which the probes cannot see. A
 // cancelled ctx counts as an answer: nothing was proven dead.
-func (n *Node) peerAnswers(ctx context.Context, id uint64, window time.Duration) bool {
+func (n *Node) peerAnswers(ctx context.Context, id uint64, window time.Duration, probes int) bool {
 	if id == n.cfg.NodeID {
 		return true
 	}
@@ -110,8 +111,12 @@ func (n *Node) peerAnswers(ctx context.Context, id uint64, window time.Duration)
 	if err != nil {
 		return false
 	}
-	return p.Answers(ctx, window)
+	return p.Answers(ctx, window, probes)
 }
+
+// recoverProbes is the fewest status probes before recover-segment takes a segment
+// leader for dead.
+const recoverProbes = 3
 
 // setAsideAbandoned moves this node's files of abandoned segments it led out of the
 // segment store, to <data-dir>/abandoned/<topic>/, for salvage with floe wal dump. It

@@ -170,30 +170,30 @@ func (p *Peer) Call(ctx context.Context, op Op, body []byte, timeout time.Durati
 	}
 }
 
-// minProbes is the fewest status probes Answers sends before it takes a peer for dead.
-const minProbes = 3
-
-// Answers reports whether the peer answers a status call within window. It sends
-// status calls window/4 apart, each waiting up to window/2 (at least 250ms), until one
-// is answered (true), or window has passed since the first and minProbes went
-// unanswered (false); so a live peer slow to answer the first is not taken for dead.
-// ctx ending also answers true: nothing was proven dead.
-func (p *Peer) Answers(ctx context.Context, window time.Duration) bool {
+// Answers reports whether the peer answers a status call within window, sending at
+// least probes of them. With probes <= 1 it is one call that waits the whole window (a
+// quick check, which a refused connection fails at once). With more, it sends calls
+// window/4 apart, each waiting up to window/2 (at least 250ms), until one is answered
+// (true), or window has passed since the first and probes went unanswered (false), so
+// that a live peer slow to answer the first is not taken for dead. ctx ending also
+// answers true: nothing was proven dead.
+func (p *Peer) Answers(ctx context.Context, window time.Duration, probes int) bool {
+	if probes <= 1 {
+		_, err := p.Call(ctx, OpStatus, nil, window)
+		return err == nil || ctx.Err() != nil
+	}
 	wait := max(window/2, 250*time.Millisecond)
 	every := window / 4
 	start := time.Now()
-	for probes := 1; ; probes++ {
-		sent := time.Now()
-		if _, err := p.Call(ctx, OpStatus, nil, wait); err == nil {
+	for sent := 1; ; sent++ {
+		at := time.Now()
+		if _, err := p.Call(ctx, OpStatus, nil, wait); err == nil || ctx.Err() != nil {
 			return true
 		}
-		if ctx.Err() != nil {
-			return true
-		}
-		if probes >= minProbes && time.Since(start) >= window {
+		if sent >= probes && time.Since(start) >= window {
 			return false
 		}
-		t := time.NewTimer(time.Until(sent.Add(every)))
+		t := time.NewTimer(time.Until(at.Add(every)))
 		select {
 		case <-ctx.Done():
 			t.Stop()

@@ -180,15 +180,15 @@ func TestQueueBounds(t *testing.T) {
 	}
 }
 
-// TestPeerAnswers: a peer that answers is alive at once; one that never answers is
-// taken for dead only after the window and at least three probes; a cancelled ctx
-// proves nothing dead.
+// TestPeerAnswers: a peer that answers is alive at once; one that never answers fails
+// a quick check, and is taken for dead by a probing one only after the window and the
+// probes asked for; a cancelled ctx proves nothing dead.
 func TestPeerAnswers(t *testing.T) {
 	s := &Server{}
 	s.Handle(OpStatus, statusHandler(1))
 	addr, _ := serve(t, s)
 	ctx := context.Background()
-	if !NewPeer(addr).Answers(ctx, time.Second) {
+	if !NewPeer(addr).Answers(ctx, time.Second, 3) {
 		t.Fatal("a live peer was taken for dead")
 	}
 	silent := &Server{}
@@ -205,17 +205,23 @@ func TestPeerAnswers(t *testing.T) {
 	})
 	saddr, _ := serve(t, silent)
 	start := time.Now()
-	if NewPeer(saddr).Answers(ctx, 200*time.Millisecond) {
+	if NewPeer(saddr).Answers(ctx, 100*time.Millisecond, 1) {
+		t.Fatal("a silent peer answered a quick check")
+	}
+	mu.Lock()
+	probes = 0
+	mu.Unlock()
+	if NewPeer(saddr).Answers(ctx, 200*time.Millisecond, 3) {
 		t.Fatal("a silent peer was taken for alive")
 	}
 	mu.Lock()
-	if probes < minProbes || time.Since(start) < 200*time.Millisecond {
-		t.Errorf("dead after %d probes and %v; want at least %d and the whole window", probes, time.Since(start), minProbes)
+	if probes < 3 || time.Since(start) < 200*time.Millisecond {
+		t.Errorf("dead after %d probes and %v; want at least 3 and the whole window", probes, time.Since(start))
 	}
 	mu.Unlock()
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if !NewPeer(saddr).Answers(cctx, time.Minute) {
+	if !NewPeer(saddr).Answers(cctx, time.Minute, 3) {
 		t.Fatal("a cancelled probe took the peer for dead")
 	}
 }
