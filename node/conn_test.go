@@ -15,6 +15,7 @@ import (
 
 	"floe/internal/testenv"
 	"floe/meta"
+	"floe/node/read"
 	"floe/node/rpc"
 	"floe/wire"
 )
@@ -185,9 +186,9 @@ func TestConnBudget(t *testing.T) {
 // and pipelining the largest READs cannot hold more than the connection's budget.
 func TestReplyBound(t *testing.T) {
 	big := make([]byte, maxEntryBytes)
-	// The largest READ reply: just under maxReadBytes of payload (a READ then goes on
+	// The largest READ reply: just under read.MaxBytes of payload (a READ then goes on
 	// into the next segment), passed by one entry of the largest size.
-	entries := []wire.Entry{{Offset: 1, Payload: big[:maxReadBytes-1]}, {Offset: 2, Payload: big}}
+	entries := []wire.Entry{{Offset: 1, Payload: big[:read.MaxBytes-1]}, {Offset: 2, Payload: big}}
 	if got, bound := len(wire.EncodeEntries(entries, 3)), replyBound(wire.Request{Cmd: "READ", Max: 2}); int64(got) > bound {
 		t.Fatalf("READ reply of %d bytes, bound %d", got, bound)
 	}
@@ -196,34 +197,6 @@ func TestReplyBound(t *testing.T) {
 	}
 	if bound := replyBound(wire.Request{Cmd: "READ", Max: wire.MaxReadMax}); bound > maxConnBytes {
 		t.Fatalf("one READ's bound %d is over the connection's budget %d", bound, maxConnBytes)
-	}
-}
-
-// TestFirstBytes: a read from the archive stops at its byte budget as a local read
-// does, passing it only with its first entry.
-func TestFirstBytes(t *testing.T) {
-	p := func(sizes ...int) [][]byte {
-		var out [][]byte
-		for _, s := range sizes {
-			out = append(out, make([]byte, s))
-		}
-		return out
-	}
-	for _, tc := range []struct {
-		name     string
-		payloads [][]byte
-		maxBytes int
-		want     int
-	}{
-		{"all fit", p(3, 3, 3), 9, 3},
-		{"stops before the budget", p(3, 3, 3), 8, 2},
-		{"first alone over the budget", p(20, 1), 8, 1},
-		{"no budget", p(20, 20), 0, 2},
-		{"empty", nil, 8, 0},
-	} {
-		if got := len(firstBytes(tc.payloads, tc.maxBytes)); got != tc.want {
-			t.Errorf("%s: got %d payloads, want %d", tc.name, got, tc.want)
-		}
 	}
 }
 

@@ -281,7 +281,7 @@ func (n *Node) httpHandler() http.Handler {
 		wait = min(max(wait, 0), wire.MaxTailWaitMS)
 		// The long poll, then a read that may take the request timeout, then the reply.
 		extendWrite(w, time.Duration(wait)*time.Millisecond+n.cfg.RequestTimeout+n.cfg.httpTimeouts().write)
-		entries, next, err := n.Tail(r.Context(), r.PathValue("topic"), offset, limit, time.Duration(wait)*time.Millisecond)
+		entries, next, err := n.reader.Tail(r.Context(), r.PathValue("topic"), offset, limit, time.Duration(wait)*time.Millisecond)
 		if err != nil {
 			httpErr(w, err)
 			return

@@ -18,6 +18,7 @@ import (
 
 	"floe/archive"
 	"floe/meta"
+	"floe/node/read"
 	"floe/node/rpc"
 	"floe/node/segment"
 	"floe/tiering"
@@ -43,8 +44,9 @@ var (
 	// tell any more (the segment leader restarted after the first attempt and forgot
 	// it). Final: retrying could write the entry twice.
 	ErrOutcomeUnknown = rpc.ErrOutcomeUnknown
-	// ErrExpired: the offset was in a segment that topic retention has expired.
-	ErrExpired = errors.New("node: expired")
+	// ErrExpired: the offset was in a segment that topic retention has expired (or
+	// that floe restore --cluster marked lost).
+	ErrExpired = read.ErrExpired
 )
 
 // Config is one node's configuration; the flags of DESIGN section 3 map onto it.
@@ -199,6 +201,7 @@ type Node struct {
 
 	bucket   archive.Bucket // nil without --archive
 	remote   *tiering.Remote
+	reader   *read.Reader // the read path: READ, TAIL, GET and peers' reads (readpath.go)
 	uploader *tiering.Uploader
 	sweeper  *tiering.Sweeper
 	claim    claimView // this node's view of the archive's claim (claim.go)
@@ -337,6 +340,7 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.fsm = n.raft.FSM()
+	n.reader = n.newReader()
 	close(n.rpcReady)
 
 	switch {

@@ -70,12 +70,12 @@ func TestGetSurvivesLeaderChangeAfterCursorCommit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	leader, reader := raftLeader(t, nodes)
+	leader, follower := raftLeader(t, nodes)
 	crossed := failAfterCommit(t, leader, meta.OpAdvanceCursor)
 
 	var got []string
 	for {
-		p, ok, err := reader.Get(ctx, "t")
+		p, ok, err := follower.reader.Get(ctx, "t")
 		if err != nil {
 			t.Fatalf("GET after %q: %v", got, err)
 		}

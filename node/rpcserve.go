@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"floe/meta"
+	"floe/node/read"
 	"floe/node/rpc"
 	"floe/wire"
 )
@@ -113,7 +114,7 @@ func (n *Node) rpcRead(req *rpc.Request) {
 		req.Reply(nil, fmt.Errorf("%w: segment %d of %q at offset %d", ErrSegmentNotFound, segID, topic, offset))
 		return
 	}
-	entries, err := n.readLocal(topic, &seg, offset, int(max), int(min(maxBytes, maxReadBytes)))
+	entries, err := n.reader.ReadLocal(topic, &seg, offset, int(max), int(min(maxBytes, read.MaxBytes)))
 	if err != nil {
 		req.Reply(nil, err)
 		return

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"floe/meta"
+	"floe/node/read"
 	"floe/node/segment"
 )
 
@@ -50,7 +51,7 @@ func TestReadLocalManySegmentsManyReaders(t *testing.T) {
 			for k := 0; k < reads; k++ {
 				s := metas[rng.IntN(segments)]
 				at := rng.IntN(perSeg)
-				entries, err := n.readLocal(topic, &s, s.Base+uint64(at), perSeg, maxReadBytes)
+				entries, err := n.reader.ReadLocal(topic, &s, s.Base+uint64(at), perSeg, read.MaxBytes)
 				if err != nil {
 					errs <- fmt.Errorf("reader %d: read %d of segment %d at %d: %v", r, k, s.ID, at, err)
 					return
@@ -87,14 +88,17 @@ func mustNil(t *testing.T, err error) {
 	}
 }
 
-// newTestNode returns a node with only a segment store, enough for the local read path.
+// newTestNode returns a node with only a segment store and a reader of its files,
+// enough for the local read path.
 func newTestNode(t *testing.T) *Node {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	store, err := segment.OpenStore(t.TempDir(), segment.Options{Logger: log, NoSync: true})
 	mustNil(t, err)
 	t.Cleanup(func() { store.Close() })
-	return &Node{cfg: Config{NodeID: 1}, log: log, store: store}
+	n := &Node{cfg: Config{NodeID: 1}, log: log, store: store}
+	n.reader = read.New(read.Config{NodeID: 1, Local: localFiles{n}, Logger: log})
+	return n
 }
 
 // releaseAfterWrite gives back the appender's reference to a just-sealed segment, as

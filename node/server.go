@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"floe/node/read"
 	"floe/node/rpc"
 	"floe/wire"
 )
@@ -130,7 +131,7 @@ func (b *connBudget) release(n int64) {
 }
 
 // replyBound is the most a reply to req can hold: a READ or TAIL stops adding entries
-// at maxReadBytes of payload but may pass it by one entry, and frames each entry with
+// at read.MaxBytes of payload but may pass it by one entry, and frames each entry with
 // 12 bytes; a GET is one entry; STATE and METRICS are JSON documents (a bound for
 // accounting, not a limit: a larger one is still sent); the rest is a status line.
 // Entries are at most maxEntryBytes (the HTTP API's limit; the Walrus protocol's
@@ -138,7 +139,7 @@ func (b *connBudget) release(n int64) {
 func replyBound(req wire.Request) int64 {
 	switch req.Cmd {
 	case "READ", "TAIL":
-		return 32 + 12*int64(req.Max) + min(int64(req.Max)*maxEntryBytes, maxReadBytes+maxEntryBytes)
+		return 32 + 12*int64(req.Max) + min(int64(req.Max)*maxEntryBytes, read.MaxBytes+maxEntryBytes)
 	case "GET":
 		return 16 + maxEntryBytes
 	case "STATE", "METRICS":
@@ -275,7 +276,7 @@ func (n *Node) handle(ctx context.Context, req wire.Request) []byte {
 		}
 		return []byte("OK")
 	case "GET":
-		p, ok, err := n.Get(ctx, req.Topic)
+		p, ok, err := n.reader.Get(ctx, req.Topic)
 		if err != nil {
 			return errReply(err)
 		}
@@ -296,13 +297,13 @@ func (n *Node) handle(ctx context.Context, req wire.Request) []byte {
 		}
 		return b
 	case "READ":
-		entries, next, err := n.Read(ctx, req.Topic, req.Offset, req.Max)
+		entries, next, err := n.reader.Read(ctx, req.Topic, req.Offset, req.Max)
 		if err != nil {
 			return errReply(err)
 		}
 		return wire.EncodeEntries(entries, next)
 	case "TAIL":
-		entries, next, err := n.Tail(ctx, req.Topic, req.Offset, req.Max, time.Duration(req.WaitMS)*time.Millisecond)
+		entries, next, err := n.reader.Tail(ctx, req.Topic, req.Offset, req.Max, time.Duration(req.WaitMS)*time.Millisecond)
 		if err != nil {
 			return errReply(err)
 		}

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"time"
@@ -11,10 +10,8 @@ import (
 
 	"floe/archive"
 	"floe/archive/open"
-	"floe/archive/seekable"
 	"floe/meta"
 	"floe/tiering"
-	"floe/wire"
 )
 
 // DefaultCacheBytes bounds the remote-read frame cache.
@@ -156,56 +153,6 @@ func (n *Node) RemoveLocal(topic string, id uint64) error { return n.store.Remov
 func (n *Node) HasLocal(topic string, id uint64) bool {
 	ok, err := n.store.Exists(topic, id)
 	return err == nil && ok
-}
-
-// readArchive reads entries of an archived segment from the object store.
-func (n *Node) readArchive(ctx context.Context, topic string, s *meta.Segment, offset uint64, max, maxBytes int) ([]wire.Entry, error) {
-	if n.remote == nil {
-		return nil, fmt.Errorf("%w: segment %d of %q is archived as %q but this node has no --archive", ErrUnavailable, s.ID, topic, s.ArchiveKey)
-	}
-	if max > int(s.End()-offset) {
-		max = int(s.End() - offset)
-	}
-	if max <= 0 {
-		return nil, nil
-	}
-	recs, err := n.remote.Read(ctx, s.ArchiveKey, s.ArchiveSize, offset, max)
-	if err != nil {
-		if corruptObject(err) {
-			return nil, fmt.Errorf("%w: segment %d of %q: archived object %q: %v", ErrCorrupt, s.ID, topic, s.ArchiveKey, err)
-		}
-		return nil, fmt.Errorf("%w: segment %d of %q: cannot read archived object %q: %v", ErrUnavailable, s.ID, topic, s.ArchiveKey, err)
-	}
-	n.metrics.remoteReads.Inc()
-	recs = firstBytes(recs, maxBytes)
-	out := make([]wire.Entry, len(recs))
-	for i, p := range recs {
-		out[i] = wire.Entry{Offset: offset + uint64(i), Payload: p}
-	}
-	return out, nil
-}
-
-// firstBytes returns the leading payloads whose total is at most maxBytes, and at
-// least the first (maxBytes <= 0: all), as segment.Segment.Read takes them.
-func firstBytes(payloads [][]byte, maxBytes int) [][]byte {
-	if maxBytes <= 0 {
-		return payloads
-	}
-	total := 0
-	for i, p := range payloads {
-		if i > 0 && total+len(p) > maxBytes {
-			return payloads[:i]
-		}
-		total += len(p)
-	}
-	return payloads
-}
-
-// corruptObject reports whether an archive read failed on the object's content (as
-// opposed to reaching the store): such an error is final, and never retried into data.
-func corruptObject(err error) bool {
-	return errors.Is(err, seekable.ErrCorrupt) || errors.Is(err, seekable.ErrFormat) ||
-		errors.Is(err, seekable.ErrVersion) || errors.Is(err, seekable.ErrOutOfRange)
 }
 
 func ageSeconds(t time.Time) float64 {

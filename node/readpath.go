@@ -1,0 +1,110 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"floe/meta"
+	"floe/node/read"
+	"floe/node/rpc"
+)
+
+// newReader composes the read path (package node/read) over this node: its metadata,
+// its segment files, its peers and the archive.
+func (n *Node) newReader() *read.Reader {
+	return read.New(read.Config{
+		NodeID:   n.cfg.NodeID,
+		Metadata: readMetadata{n},
+		Local:    localFiles{n},
+		Owner:    peerReads{n},
+		Archive:  archiveReads{n},
+		Propose: func(ctx context.Context, c *meta.Command) error {
+			_, err := n.propose(ctx, c)
+			return err
+		},
+		RequestTimeout: n.cfg.RequestTimeout,
+		Retryable:      retryable,
+		Backoff:        n.backoff,
+		ArchiveReads:   n.metrics.remoteReads,
+		Logger:         n.log,
+	})
+}
+
+// readMetadata is read.Metadata over the node's FSM, with segmentAt's catch-up rule.
+type readMetadata struct{ n *Node }
+
+func (m readMetadata) SegmentAt(ctx context.Context, topic string, offset uint64) (meta.Segment, error) {
+	s, _, err := m.n.segmentAt(ctx, topic, offset, false)
+	return s, err
+}
+
+func (m readMetadata) Cursor(ctx context.Context, topic string) (uint64, error) {
+	_, cursor, err := m.n.segmentAt(ctx, topic, 0, true)
+	return cursor, err
+}
+
+func (m readMetadata) StartOffset(topic string) uint64 {
+	var start uint64
+	m.n.fsm.View(topic, func(t *meta.Topic) { start = t.StartOffset() })
+	return start
+}
+
+func (m readMetadata) Changed() <-chan struct{} { return m.n.fsm.Changed() }
+
+// localFiles is read.Local over the node's segment store.
+type localFiles struct{ n *Node }
+
+func (l localFiles) Open(topic string, s *meta.Segment) (read.Segment, func(), error) {
+	seg, err := l.n.localSegment(topic, s)
+	if err != nil {
+		return nil, nil, err
+	}
+	return seg, func() { l.n.store.Release(seg) }, nil
+}
+
+// peerReads is read.Owner over the node-to-node RPC (opRead, answered by the owner's
+// Reader.ReadLocal).
+type peerReads struct{ n *Node }
+
+func (p peerReads) ReadOwner(ctx context.Context, node uint64, topic string, id, offset uint64, max, maxBytes int) ([][]byte, error) {
+	peer, err := p.n.nodePeer(node)
+	if err != nil {
+		return nil, err
+	}
+	var e rpc.Encoder
+	e.Str(topic)
+	e.U64(id)
+	e.U64(offset)
+	e.U64(uint64(max))
+	e.U64(uint64(maxBytes))
+	body, err := peer.Call(ctx, rpc.OpRead, e.B, 10*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	d := rpc.NewDecoder(body)
+	var out [][]byte
+	for i, count := uint64(0), d.U64(); i < count && d.Err == nil; i++ {
+		out = append(out, d.Bytes())
+	}
+	if d.Err != nil {
+		return nil, fmt.Errorf("%w: bad read reply from node %d", ErrUnavailable, node)
+	}
+	return out, nil
+}
+
+func (p peerReads) RecentlyDown(node uint64) bool {
+	peer, err := p.n.nodePeer(node)
+	return err == nil && peer.RecentlyDown()
+}
+
+// archiveReads is read.Archive over the remote tier (read.ErrNoArchive without
+// --archive).
+type archiveReads struct{ n *Node }
+
+func (a archiveReads) Read(ctx context.Context, key string, size int64, offset uint64, max int) ([][]byte, error) {
+	if a.n.remote == nil {
+		return nil, read.ErrNoArchive
+	}
+	return a.n.remote.Read(ctx, key, size, offset, max)
+}
