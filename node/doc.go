@@ -14,6 +14,10 @@
 // When the segment reaches a limit it seals it locally and commits Seal through Raft,
 // naming the next leader round-robin; queued writes then go to the new leader.
 //
+// Read path: package node/read (Read, Tail, Get, and the local -> owner -> archive
+// decision). The node composes it in readpath.go, implementing its interfaces over the
+// FSM, the segment store, the RPC peers and the archive.
+//
 // Ports: the client port speaks the Walrus protocol (package wire, served by
 // server.go); the cluster port carries Raft and node RPC, told apart by the first
 // byte of each connection (node/rpc's Listener); rpcserve.go registers a handler per
