@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-	"testing"
 	"time"
 
 	"floe/archive/seekable"
@@ -294,7 +293,7 @@ func (w *world) propose(_ context.Context, c *meta.Command) error {
 }
 
 // advanceBy is a racing GET elsewhere: it moves the cursor on by one.
-func (w *world) advanceBy(t *testing.T) {
+func (w *world) advanceBy() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.topic.Cursor++

@@ -301,7 +301,7 @@ func TestGetLostRace(t *testing.T) {
 	w.beforeAdvance = func() {
 		if !raced {
 			raced = true
-			w.advanceBy(t) // the other GET took "a"
+			w.advanceBy() // the other GET took "a"
 		}
 	}
 	p, ok, err := w.reader().Get(context.Background(), "t")
