@@ -1,5 +1,5 @@
 // Package archive is floe's object-store interface: the remote tier that sealed
-// segments are uploaded to (DESIGN §6). It knows nothing of Raft or of segments; it
+// segments are uploaded to (docs/ARCHITECTURE.md, "Tiering"). It knows nothing of Raft or of segments; it
 // stores and returns opaque objects under slash-separated keys.
 //
 // # Packages

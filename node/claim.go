@@ -16,7 +16,7 @@ import (
 	"floe/tiering"
 )
 
-// The bucket names the cluster that archives into it (DESIGN section 9): a node that
+// The bucket names the cluster that archives into it (docs/ARCHITECTURE.md, "Bucket layout and the cluster claim"): a node that
 // bootstraps a new cluster first claims the bucket, and refuses to start if another
 // cluster has claimed it already. So a wiped node 1 restarted without --join cannot
 // bootstrap a second cluster beside the first one and write into its bucket, and two

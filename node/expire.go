@@ -10,7 +10,7 @@ import (
 	"floe/tiering"
 )
 
-// Topic retention (DESIGN section 6): the Raft leader expires a topic's oldest sealed
+// Topic retention (docs/ARCHITECTURE.md, "Topic retention"): the Raft leader expires a topic's oldest sealed
 // segments through Raft while the topic's sealed bytes exceed retention_bytes, or once
 // they were sealed longer ago than retention_ms, then deletes their objects; every
 // node deletes the local files of the expired segments it led. An object whose delete

@@ -69,7 +69,7 @@ func extendWrite(w http.ResponseWriter, d time.Duration) {
 	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d))
 }
 
-// httpHandler serves the HTTP API (DESIGN section 4): health, Prometheus metrics, and
+// httpHandler serves the HTTP API (README, "Protocol"): health, Prometheus metrics, and
 // /v1 resources for topics, records and the cluster.
 func (n *Node) httpHandler() http.Handler {
 	mux := http.NewServeMux()

@@ -14,8 +14,7 @@ import (
 
 // The Raft leader copies the metadata (topics and their configs, every segment's
 // record, shared cursors, members) into the archive every --meta-snapshot-interval
-// when it has changed, so that the bucket alone describes the cluster (DESIGN
-// section 6), under tiering.MetaSnapshotKey (tiering/layout.go). The newest
+// when it has changed, so that the bucket alone describes the cluster, under tiering.MetaSnapshotKey (tiering/layout.go). The newest
 // tiering.KeepMetaSnapshots of this cluster stay; snapshots of any other cluster are
 // never pruned, and a key another cluster wrote is an error, never taken for ours.
 

@@ -11,7 +11,7 @@ import (
 	"floe/node/rpc"
 )
 
-// SegmentView is one element of STATE's "segments" list (DESIGN section 4).
+// SegmentView is one element of STATE's "segments" list (README, "Protocol").
 type SegmentView struct {
 	ID     uint64 `json:"id"`
 	Leader uint64 `json:"leader"`

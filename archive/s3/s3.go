@@ -9,7 +9,7 @@
 // Uploads: an object of up to PartSize bytes is buffered and sent with one PutObject; a
 // larger one goes as a multipart upload of PartSize parts, a few in flight at once, and
 // is aborted on any failure. Every PutObject and UploadPart carries an explicit CRC32C
-// checksum that the service verifies (DESIGN §9: never rely on the SDK's default
+// checksum that the service verifies (never rely on the SDK's default
 // algorithm choice for multipart), and CompleteMultipartUpload carries the expected
 // object size. IfNoneMatch sends If-None-Match: * on PutObject and on
 // CompleteMultipartUpload, the point at which a multipart object becomes visible.

@@ -1,5 +1,5 @@
 // Package seekable is the object format of a sealed segment in the
-// archive (DESIGN section 6): one object per segment, holding its records
+// archive (docs/ARCHITECTURE.md, "Tiering"): one object per segment, holding its records
 // in independent zstd frames of about 1 MiB, then a skippable frame with
 // floe's metadata and entry index, then the seek table of zstd's seekable
 // format (facebook/zstd contrib/seekable_format). An object is therefore

@@ -66,7 +66,7 @@ const (
 	// reads and allocates for a seek table whose footer is damaged.
 	MaxFrames = 1 << 20
 	// MaxTopicLen bounds the topic name stored in the metadata frame
-	// (DESIGN section 2 allows 249 bytes).
+	// (topic names are at most 249 bytes, package topicname).
 	MaxTopicLen = 255
 
 	// TailReadSize is how many bytes at the end of an object Open fetches

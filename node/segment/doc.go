@@ -1,6 +1,6 @@
 // Package segment is the local write-ahead log of floe: one fsynced,
 // append-only file per active segment of the topics a node leads
-// (DESIGN sections 2 and 5), and the Store that keeps those files.
+// (docs/ARCHITECTURE.md, sections 2 and 3), and the Store that keeps those files.
 //
 // # On-disk layout
 //

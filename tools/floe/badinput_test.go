@@ -75,7 +75,7 @@ func (c *rawConn) read() []byte {
 // TestBadInput: each malformed or refused request gets a reply starting "ERR ", the
 // connection stays usable (the next request on it is answered normally), and nothing
 // changes: no entry is appended, no topic is created, and no file appears outside the
-// node's segment directory (DESIGN sections 2 and 4).
+// node's segment directory (README, "Concepts" and "Protocol").
 func TestBadInput(t *testing.T) {
 	c := startCluster(t, clusterOpts{})
 	const good = "good"

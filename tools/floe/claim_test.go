@@ -17,7 +17,7 @@ import (
 	"floe/tiering"
 )
 
-// TestBootstrapRefusesClaimedArchive (DESIGN section 9): the node that bootstraps a
+// TestBootstrapRefusesClaimedArchive (README "Operations": the archive belongs to another cluster): the node that bootstraps a
 // cluster claims the archive for it (meta/cluster.json). Node 1, wiped and restarted
 // without --join as its unit file says, refuses to bootstrap a second cluster on that
 // archive and says how to rejoin; --force-new-cluster overrides the claim.

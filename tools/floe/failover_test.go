@@ -19,7 +19,7 @@ import (
 // (kill -9), each restarted afterwards. Then every node is killed and restarted, and
 // every topic is read in full.
 //
-// What may fail, and why (DESIGN section 7: a node that is down takes its active
+// What may fail, and why (README, "Guarantees": a node that is down takes its active
 // segments' writes down with it until it is back; a healthy cluster never returns an
 // error because of its own routing, it retries internally during roll-overs and
 // elections):

@@ -9,7 +9,7 @@ import (
 	"floe/client"
 )
 
-// Lease fencing (DESIGN section 5.2 and section 7, minority partition): a node writes to
+// Lease fencing (README "Guarantees"; docs/ARCHITECTURE.md, "Write lease and fencing"): a node writes to
 // a segment only while it has heard from a Raft quorum within --lease-timeout, so a
 // node cut off from the quorum stops acknowledging writes within that time. On
 // loopback, without privileges, a node is cut off by freezing the two others with
@@ -138,7 +138,7 @@ func fenceCase(t *testing.T, c *cluster, label string, x int, topic string) {
 // than X's request timeout but shorter than its own lease. X's first forward times out
 // while it still sits in L's socket buffer; X may report an error or try again, but when
 // L wakes up and appends the queued request, the entry must not end up in the log
-// twice (DESIGN section 7: no acknowledged entry is ever lost or duplicated).
+// twice (README, "Guarantees": no acknowledged entry is ever lost or duplicated).
 //
 // The stall has to outlast a timeout of the node under test, which is only observable
 // as elapsed time, so this test waits for time to pass (bounded on both sides by the

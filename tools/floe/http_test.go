@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// TestHTTPTopicsAndRecords drives the HTTP API of DESIGN section 4: a topic created
+// TestHTTPTopicsAndRecords drives the HTTP API (README, "Protocol"): a topic created
 // with a config through one node and described through another; bad configs refused
 // with 400 and no topic created; records appended (one, then NDJSON) and read back by
 // offset.

@@ -12,7 +12,7 @@ import (
 	"floe/client"
 )
 
-// TestJoin covers membership (DESIGN section 3, --join; section 9 on bootstrapping):
+// TestJoin covers membership (README "Running a cluster": --join, and bootstrapping):
 //   - a node restarted with existing Raft state just restarts, with or without --join
 //     (the harness passes --join to nodes 2..n on every start, as a unit file would):
 //     still three voters, no duplicate member, the same cluster id, no second cluster;

@@ -16,7 +16,7 @@ import (
 	"floe/tiering"
 )
 
-// TestMetaSnapshotInArchive (DESIGN section 6): the Raft leader copies changed metadata
+// TestMetaSnapshotInArchive (docs/ARCHITECTURE.md, "Bucket layout and the cluster claim"): the Raft leader copies changed metadata
 // into the archive (meta/snapshots/<index>.json), keeps the newest ten, and
 // floe archive meta reads the newest back from the bucket alone.
 func TestMetaSnapshotInArchive(t *testing.T) {

@@ -117,7 +117,7 @@ func checkStateSane(t *testing.T, st *client.TopicState, topic string, n, segSiz
 // client on every node: a PUT right after it, through the node that acknowledged it or
 // any other, must not fail with "no such topic" because some node (the one the PUT goes
 // through, or the new topic's segment leader it is forwarded to) has not applied the
-// command yet (DESIGN section 4: a healthy cluster never returns an error to a client
+// command yet (README, "Protocol": a healthy cluster never returns an error to a client
 // because of its own routing).
 func TestRegisterVisibleEverywhere(t *testing.T) {
 	c := startCluster(t, clusterOpts{})

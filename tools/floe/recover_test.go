@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// TestRecoverSegment (DESIGN section 7, node down with its active segment): floe
+// TestRecoverSegment (README "Operations": the leader of a topic's active segment dies): floe
 // cluster recover-segment refuses while the segment's leader answers; once it is
 // down, it moves the topic's writes to a live node from the segment's base (what the
 // dead leader held is abandoned), and the returning node sets its file aside instead

@@ -16,7 +16,7 @@ import (
 	"floe/tiering"
 )
 
-// TestRestoreClusterFromArchive (DESIGN section 7, all disks lost), with real MinIO:
+// TestRestoreClusterFromArchive (README "Operations": every disk is lost), with real MinIO:
 // every node's disk is wiped; floe restore --cluster rebuilds the metadata from the
 // newest metadata snapshot in the bucket and the segment objects archived after it;
 // the rebuilt cluster serves every archived entry at its offset, keeps the shared

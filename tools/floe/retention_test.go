@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// TestTopicRetention (DESIGN section 6, remote retention and GC), with real MinIO: a
+// TestTopicRetention (docs/ARCHITECTURE.md, "Topic retention" and "Orphan sweeper"), with real MinIO: a
 // topic whose retention_bytes holds three sealed segments expires the older ones
 // through Raft; their entries are gone (READ says so and names the first offset kept,
 // GET goes on from it), their local files and objects are deleted, and the sweeper

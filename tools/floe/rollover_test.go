@@ -15,7 +15,7 @@ import (
 // through every node returns all entries in order across the segment boundaries, the
 // shared GET cursor hands out every entry exactly once, and a sealed segment is served
 // by the node that led it: with that node down, reading it fails with an error that
-// names the node and the segment (DESIGN section 6 "read path": only a segment that is
+// names the node and the segment (docs/ARCHITECTURE.md, "The read path": only a segment that is
 // both unarchived and on a node that is down is unreadable; tiering does not exist yet,
 // so nothing is archived), and it is readable again once the node is back.
 func TestRollover(t *testing.T) {

@@ -6,7 +6,7 @@ import (
 )
 
 // A segment that its leader has sealed locally, while the Seal command has not
-// committed yet, is "sealing" in STATE (DESIGN section 4); once the command commits it
+// committed yet, is "sealing" in STATE (README, "Protocol"); once the command commits it
 // is "sealed". The commit is held back by freezing the two other nodes while the
 // segment's leader, a follower with a long lease, rolls its segment over by age.
 func TestStateReportsSealing(t *testing.T) {

@@ -14,7 +14,7 @@ import (
 // TestStress: 16 connections spread over the three nodes each pipeline 300 PUTs of 1 KiB
 // (unique payloads) to one topic. Every PUT is acknowledged, READ returns exactly the
 // set written, and each connection's entries appear in the order it sent them
-// (DESIGN section 4: replies come in order; node/server.go routes a connection's
+// (README, "Protocol": replies come in order; node/server.go routes a connection's
 // appends in order).
 func TestStress(t *testing.T) {
 	stressPipelines(t, "stress", 0)

@@ -1,6 +1,6 @@
 package main
 
-// Cluster tests of tiered storage (issue 3, item 7; DESIGN sections 6 and 7): real floe
+// Cluster tests of tiered storage (docs/ARCHITECTURE.md sections 5 and 6; README "Operations"): real floe
 // processes archiving to a real MinIO server (archive/miniotest) or to a file:// archive.
 
 import (
