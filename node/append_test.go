@@ -10,6 +10,7 @@ import (
 
 	"floe/internal/testenv"
 	"floe/node/segment"
+	"floe/node/write"
 )
 
 // TestFailedGroupCommitFailsWholeBatch: the appender's batch is the one group commit of
@@ -36,15 +37,15 @@ func TestFailedGroupCommitFailsWholeBatch(t *testing.T) {
 	}
 
 	errInjected := errors.New("injected fdatasync failure")
-	a := n.appenderFor(topic)
-	send := func(payloads ...string) chan appendResult {
-		ch := make(chan appendResult, 1)
-		r := &appendReq{done: func(res appendResult) { ch <- res }}
+	a := n.writer.Appender(topic)
+	send := func(payloads ...string) chan write.Result {
+		ch := make(chan write.Result, 1)
+		r := &write.Request{Done: func(res write.Result) { ch <- res }}
 		for _, p := range payloads {
-			r.payloads = append(r.payloads, []byte(p))
-			r.bytes += int64(len(p)) + 8
+			r.Payloads = append(r.Payloads, []byte(p))
+			r.Bytes += int64(len(p)) + 8
 		}
-		a.enqueue(r)
+		a.Enqueue(r)
 		return ch
 	}
 	entered, release := ffs.HoldNextSync()
@@ -52,15 +53,15 @@ func TestFailedGroupCommitFailsWholeBatch(t *testing.T) {
 	first := send("b")
 	<-entered // the appender is inside the fdatasync of the batch holding "b"
 	ffs.FailNextSync(errInjected)
-	queued := []chan appendResult{send("c"), send("d1", "d2")}
+	queued := []chan write.Result{send("c"), send("d1", "d2")}
 	release()
 
-	if r := <-first; r.err != nil || r.first != 1 {
-		t.Fatalf("append in the held batch: offset %d, err %v; want 1, nil", r.first, r.err)
+	if r := <-first; r.Err != nil || r.First != 1 {
+		t.Fatalf("append in the held batch: offset %d, err %v; want 1, nil", r.First, r.Err)
 	}
 	for i, ch := range queued {
-		if r := <-ch; !errors.Is(r.err, errInjected) {
-			t.Errorf("queued append %d: offset %d, err %v; want the injected failure (never acknowledged)", i, r.first, r.err)
+		if r := <-ch; !errors.Is(r.Err, errInjected) {
+			t.Errorf("queued append %d: offset %d, err %v; want the injected failure (never acknowledged)", i, r.First, r.Err)
 		}
 	}
 	if off, err := n.Append(ctx, topic, [][]byte{[]byte("e")}); err != nil || off != 2 {

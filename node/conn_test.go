@@ -17,6 +17,7 @@ import (
 	"floe/meta"
 	"floe/node/read"
 	"floe/node/rpc"
+	"floe/node/segment"
 	"floe/wire"
 )
 
@@ -49,32 +50,40 @@ func startNode(t *testing.T, tweak func(*Config)) *Node {
 // appends waiting for it (recover-segment and roll-overs take a node that does not
 // answer for dead).
 func TestStatusAnswersWhileAppendQueueFull(t *testing.T) {
-	n := startNode(t, nil)
+	ffs := &segment.FaultFS{}
+	n := startNode(t, func(c *Config) { c.segmentFS, c.appendQueue = ffs, 1 })
 	ctx := context.Background()
 	if err := n.Register(ctx, "stuck", nil); err != nil {
 		t.Fatal(err)
 	}
-	// An appender that takes one request and then nothing: its goroutine is not
-	// running, as if it were stuck in a slow fsync.
-	stuck := &appender{n: n, topic: "stuck", ch: make(chan *appendReq, 1)}
-	n.mu.Lock()
-	n.appenders["stuck"] = stuck
-	n.mu.Unlock()
+	if _, err := n.Append(ctx, "stuck", [][]byte{[]byte("open")}); err != nil {
+		t.Fatal(err)
+	}
+	// The appender takes one request and is stuck in its fdatasync; its queue holds
+	// one more.
+	entered, release := ffs.HoldNextSync()
 
 	p := rpc.NewPeer(n.RaftAddr())
 	defer p.Close()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer n.Close() // fails the appends still queued, before wg.Wait
+	defer release()
 	for i := 0; i < 4; i++ {
-		ch, err := p.Send(rpc.OpAppend, encodeAppend("stuck", 0, appendTag{id: uint64(i + 1)}, [][]byte{[]byte("x")}))
+		a := rpc.Append{Topic: "stuck", ID: uint64(i + 1), Payloads: [][]byte{[]byte("x")}}
+		ch, err := p.Send(rpc.OpAppend, a.Encode())
 		if err != nil {
 			t.Fatalf("append %d: %v", i, err)
 		}
 		wg.Add(1)
 		go func() { defer wg.Done(); <-ch }()
 	}
-	testenv.WaitFor(t, 10*time.Second, "the appender's queue to fill", func() bool { return len(stuck.ch) == cap(stuck.ch) })
+	<-entered
+	stuck := n.writer.Existing("stuck")
+	testenv.WaitFor(t, 10*time.Second, "the appender's queue to fill", func() bool {
+		queued, capacity := stuck.Queued()
+		return queued == capacity
+	})
 	if _, err := p.Call(ctx, rpc.OpStatus, nil, 10*time.Second); err != nil {
 		t.Fatalf("status call behind a full append queue: %v", err)
 	}

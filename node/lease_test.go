@@ -8,6 +8,7 @@ import (
 
 	"floe/internal/testenv"
 	"floe/meta"
+	"floe/node/write"
 )
 
 // TestDedupAnswerOfAbandonedSegment: a retry of an append that its segment leader
@@ -29,15 +30,15 @@ func TestDedupAnswerOfAbandonedSegment(t *testing.T) {
 	x := nodes[act.Leader-1]
 	testenv.WaitFor(t, 10*time.Second, "the segment leader to hold its write lease", x.hasLease)
 
-	appendAt := func(id uint64) appendResult {
-		ch := make(chan appendResult, 1)
-		x.appenderFor("d").enqueue(&appendReq{payloads: [][]byte{[]byte("once")}, bytes: 12, segment: act.ID,
-			tag: appendTag{id: id}, done: func(r appendResult) { ch <- r }})
+	appendAt := func(id uint64) write.Result {
+		ch := make(chan write.Result, 1)
+		x.writer.Appender("d").Enqueue(&write.Request{Payloads: [][]byte{[]byte("once")}, Bytes: 12, Segment: act.ID,
+			Tag: write.Tag{ID: id}, Done: func(r write.Result) { ch <- r }})
 		return <-ch
 	}
 	const id = 4242
-	if r := appendAt(id); r.err != nil || r.segment != act.ID {
-		t.Fatalf("first append: segment %d, %v; want segment %d", r.segment, r.err, act.ID)
+	if r := appendAt(id); r.Err != nil || r.Segment != act.ID {
+		t.Fatalf("first append: segment %d, %v; want segment %d", r.Segment, r.Err, act.ID)
 	}
 
 	to := act.Leader%3 + 1
@@ -50,11 +51,11 @@ func TestDedupAnswerOfAbandonedSegment(t *testing.T) {
 	})
 
 	r := appendAt(id)
-	if r.err == nil {
-		t.Fatalf("retry after the recovery answered written at offset %d of segment %d, which is abandoned; want ErrNotSegmentLeader", r.first, r.segment)
+	if r.Err == nil {
+		t.Fatalf("retry after the recovery answered written at offset %d of segment %d, which is abandoned; want ErrNotSegmentLeader", r.First, r.Segment)
 	}
-	if !errors.Is(r.err, ErrNotSegmentLeader) {
-		t.Fatalf("retry after the recovery: %v, want ErrNotSegmentLeader", r.err)
+	if !errors.Is(r.Err, ErrNotSegmentLeader) {
+		t.Fatalf("retry after the recovery: %v, want ErrNotSegmentLeader", r.Err)
 	}
 	if s, _ := x.fsm.SegmentOf("d", act.ID+1); s.Leader != to || s.State != meta.Active {
 		t.Fatalf("segment after the recovery: %+v, want active on node %d", s, to)

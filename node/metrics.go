@@ -122,8 +122,13 @@ func newMetrics(n *Node) *metrics {
 	return m
 }
 
-func (m *metrics) appended(entries int, bytes int64) {
+// Appended, Forwarded and Rolled are write.Metrics.
+func (m *metrics) Appended(entries int, bytes int64) {
 	m.entries.Add(float64(entries))
 	m.bytes.Add(float64(bytes))
 	m.batches.Observe(float64(entries))
 }
+
+func (m *metrics) Forwarded() { m.forwarded.Inc() }
+
+func (m *metrics) Rolled() { m.rolls.Inc() }

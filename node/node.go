@@ -21,6 +21,7 @@ import (
 	"floe/node/read"
 	"floe/node/rpc"
 	"floe/node/segment"
+	"floe/node/write"
 	"floe/tiering"
 	"floe/topicname"
 )
@@ -39,7 +40,7 @@ var (
 	// ErrSegmentNotFound: a node was asked for a segment it does not hold.
 	ErrSegmentNotFound = rpc.ErrSegmentNotFound
 	// ErrClosed: the node is shutting down.
-	ErrClosed = errors.New("node: closed")
+	ErrClosed = write.ErrClosed
 	// ErrOutcomeUnknown: an append may or may not have been written, and nothing can
 	// tell any more (the segment leader restarted after the first attempt and forgot
 	// it). Final: retrying could write the entry twice.
@@ -116,6 +117,8 @@ type Config struct {
 	// segmentFS is the file system under the segment files; nil means the OS's
 	// (tests inject faults with a segment.FaultFS).
 	segmentFS segment.FS
+	// appendQueue replaces the appenders' queue length (tests shrink it).
+	appendQueue int
 }
 
 // Defaults of DESIGN section 3.
@@ -212,9 +215,10 @@ type Node struct {
 	httpServer *http.Server
 	advertise  string
 
-	mu        sync.Mutex
-	appenders map[string]*appender
-	conns     map[net.Conn]struct{}
+	writer *write.Writer // the write path: appenders, routing, forwarding (writepath.go)
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
 
 	peers     rpc.Peers   // RPC clients of the other members, by cluster address
 	rpcServer *rpc.Server // this node's handler of each op (rpcserve.go)
@@ -225,8 +229,7 @@ type Node struct {
 	// damagedSeen holds the segKeys of damaged segments already reported (reportDamaged).
 	damagedSeen sync.Map
 
-	reqIDs atomic.Uint64 // request ids of appends (random start)
-	bootID uint64        // random per process: tells a restarted node from its former self
+	bootID uint64 // random per process: tells a restarted node from its former self
 	// synced is set once this node's metadata has caught up with the Raft leader's
 	// since its lease last lapsed (or since start); until then it holds no write lease
 	// and creates no segment file. leaseMu orders its changes with the lease checks.
@@ -256,13 +259,11 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n := &Node{
 		cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID),
-		appenders: map[string]*appender{}, conns: map[net.Conn]struct{}{},
+		conns:    map[net.Conn]struct{}{},
 		rpcReady: make(chan struct{}),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	var seed [8]byte
-	rand.Read(seed[:])
-	n.reqIDs.Store(binary.LittleEndian.Uint64(seed[:]))
 	rand.Read(seed[:])
 	n.bootID = binary.LittleEndian.Uint64(seed[:]) | 1 // never 0
 	n.metrics = newMetrics(n)
@@ -341,6 +342,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n.fsm = n.raft.FSM()
 	n.reader = n.newReader()
+	n.writer = n.newWriter()
 	close(n.rpcReady)
 
 	switch {
@@ -866,18 +868,30 @@ func (n *Node) catchUpLoop(kick <-chan struct{}) {
 	}
 }
 
-// segmentAt returns a copy of the segment holding offset (the active one at or past its
-// base) and the topic's cursor, with topic's catch-up rule; it copies one segment, not
-// the topic.
+// segmentAt returns a copy of the segment holding offset (the active one at or past
+// its base) and the topic's cursor, with topic's catch-up rule; it copies one
+// segment, not the topic. With active, offset is ignored and the segment is the
+// active one (activeSegment; the read path's callers still pass the flag).
 func (n *Node) segmentAt(ctx context.Context, topic string, offset uint64, active bool) (meta.Segment, uint64, error) {
+	if active {
+		return n.activeSegment(ctx, topic)
+	}
+	return n.viewSegment(ctx, topic, func(t *meta.Topic) *meta.Segment { return t.Find(offset) })
+}
+
+// activeSegment returns a copy of the topic's active segment and its cursor, with
+// topic's catch-up rule.
+func (n *Node) activeSegment(ctx context.Context, topic string) (meta.Segment, uint64, error) {
+	return n.viewSegment(ctx, topic, (*meta.Topic).Active)
+}
+
+// viewSegment returns a copy of the segment pick chooses of topic, and the topic's
+// cursor. A topic this node does not know is looked up once at the Raft leader (topic).
+func (n *Node) viewSegment(ctx context.Context, topic string, pick func(*meta.Topic) *meta.Segment) (meta.Segment, uint64, error) {
 	var s meta.Segment
 	var cursor uint64
 	view := func(t *meta.Topic) {
-		if active {
-			s = *t.Active()
-		} else {
-			s = *t.Find(offset)
-		}
+		s = *pick(t)
 		cursor = t.Cursor
 	}
 	if n.fsm.View(topic, view) {

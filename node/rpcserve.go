@@ -8,6 +8,7 @@ import (
 	"floe/meta"
 	"floe/node/read"
 	"floe/node/rpc"
+	"floe/node/write"
 	"floe/wire"
 )
 
@@ -44,60 +45,29 @@ func (n *Node) serveRPC(conn net.Conn) {
 	n.rpcServer.ServeConn(conn)
 }
 
-// encodeAppend is the body of an OpAppend call.
-func encodeAppend(topic string, segment uint64, tag appendTag, payloads [][]byte) []byte {
-	a := rpc.Append{Topic: topic, Segment: segment, ID: tag.id, Stream: tag.stream, Seq: tag.seq,
-		Boot: tag.boot, Base: tag.base, Payloads: payloads}
-	return a.Encode()
-}
-
 // rpcAppend queues a forwarded append for the topic's appender, on the reader of its
-// connection (see newRPCServer). A node that no longer leads the topic still hands a
-// request to its appender if it has one, which answers a retry it already wrote with
-// the original outcome, and anything else with ErrNotSegmentLeader.
+// connection (see newRPCServer and write.Writer.Received).
 func (n *Node) rpcAppend(req *rpc.Request) {
 	a, err := rpc.DecodeAppend(req.Body)
 	if err != nil {
 		req.Reply(nil, err)
 		return
 	}
-	tag := appendTag{id: a.ID, stream: a.Stream, seq: a.Seq, boot: a.Boot, base: a.Base}
-	if tag.boot != 0 && tag.boot != n.bootID {
-		req.Reply(nil, fmt.Errorf("%w: node %d restarted after the first attempt of this append", ErrOutcomeUnknown, n.cfg.NodeID))
-		return
-	}
-	act, _, ok := n.fsm.ActiveOf(a.Topic)
-	if !ok {
-		// The sender knows the topic, so this node's metadata is behind.
-		req.Reply(nil, fmt.Errorf("%w: node %d does not know topic %q yet", ErrUnavailable, n.cfg.NodeID, a.Topic))
-		return
-	}
-	to := n.existingAppender(a.Topic)
-	if act.Leader != n.cfg.NodeID && to == nil {
-		req.Reply(nil, fmt.Errorf("%w: node %d does not lead %q", ErrNotSegmentLeader, n.cfg.NodeID, a.Topic))
-		return
-	}
-	if to == nil {
-		to = n.appenderFor(a.Topic)
-	}
-	var size int64
-	for _, p := range a.Payloads {
-		size += int64(len(p)) + 8
-	}
-	r := &appendReq{payloads: a.Payloads, bytes: size, segment: a.Segment, tag: tag, done: func(r appendResult) {
-		if r.err != nil {
-			req.Reply(nil, r.err)
+	to, r, err := n.writer.Received(&a, func(r write.Result) {
+		if r.Err != nil {
+			req.Reply(nil, r.Err)
 			return
 		}
-		var e rpc.Encoder
-		e.U64(r.first)
-		e.U64(r.segment)
-		req.Reply(e.B, nil)
-	}}
+		req.Reply(write.EncodeReply(r), nil)
+	})
+	if err != nil {
+		req.Reply(nil, err)
+		return
+	}
 	// A refused append makes the ones queued behind it on this connection fail too
 	// (the appender's stream order), so the sender's retries keep their order.
-	if err := req.Conn.Queue(size, func() { to.enqueue(r) }); err != nil {
-		r.done(appendResult{err: err})
+	if err := req.Conn.Queue(r.Bytes, func() { to.Enqueue(r) }); err != nil {
+		r.Done(write.Result{Err: err})
 	}
 }
 
@@ -182,10 +152,10 @@ func (n *Node) rpcSync(req *rpc.Request) {
 	req.Reply(e.B, nil)
 }
 
-// rpcUnsealed answers oldestUnsealedMS, for floe_cluster_rpo_seconds.
+// rpcUnsealed answers write.Writer.OldestUnsealedMS, for floe_cluster_rpo_seconds.
 func (n *Node) rpcUnsealed(req *rpc.Request) {
 	var e rpc.Encoder
-	e.U64(uint64(n.oldestUnsealedMS()))
+	e.U64(uint64(n.writer.OldestUnsealedMS()))
 	req.Reply(e.B, nil)
 }
 

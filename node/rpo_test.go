@@ -65,7 +65,7 @@ func TestAgeSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	act, _, _ := n.fsm.ActiveOf(topic)
-	if ms := n.oldestUnsealedMS(); ms < act.CreatedUnixMS {
+	if ms := n.writer.OldestUnsealedMS(); ms < act.CreatedUnixMS {
 		t.Errorf("oldest unsealed entry at %d ms, before its segment's creation at %d ms", ms, act.CreatedUnixMS)
 	}
 	if v, _ := gauge(t, n, "floe_rpo_seconds"); v < 0 {
@@ -75,12 +75,12 @@ func TestAgeSurvivesRestart(t *testing.T) {
 
 	n = startSingle(t, cfg)
 	testenv.WaitFor(t, 10*time.Second, "the restarted node to adopt its non-empty segment", func() bool {
-		return n.oldestUnsealedMS() != 0
+		return n.writer.OldestUnsealedMS() != 0
 	})
-	if got := n.oldestUnsealedMS(); got != act.CreatedUnixMS {
+	if got := n.writer.OldestUnsealedMS(); got != act.CreatedUnixMS {
 		t.Errorf("after a restart the oldest unsealed entry is at %d ms, want the segment's creation %d ms", got, act.CreatedUnixMS)
 	}
-	if n.existingAppender(topic) == nil {
+	if n.writer.Existing(topic) == nil {
 		t.Errorf("no appender for %q after a restart: its age limit is never checked", topic)
 	}
 	for _, name := range []string{"floe_rpo_seconds", "floe_cluster_rpo_seconds"} {

@@ -14,6 +14,7 @@ import (
 
 	"floe/node/read"
 	"floe/node/rpc"
+	"floe/node/write"
 	"floe/wire"
 )
 
@@ -200,7 +201,7 @@ func (n *Node) serveClient(conn net.Conn) {
 		<-writerDone
 	}()
 	r := bufio.NewReaderSize(conn, 64<<10)
-	seqs := map[string]*putSeq{} // per topic: keeps this connection's appends in order
+	seqs := map[string]*write.Sequence{} // per topic: keeps this connection's appends in order
 	for {
 		frame, err := wire.ReadFrame(r, wire.MaxRequest)
 		slot := make(chan []byte, 1)
@@ -240,7 +241,7 @@ func errReply(err error) []byte {
 
 // request handles one request (err: it did not parse); the reply goes to slot,
 // possibly later.
-func (n *Node) request(req wire.Request, err error, slot chan<- []byte, seqs map[string]*putSeq) {
+func (n *Node) request(req wire.Request, err error, slot chan<- []byte, seqs map[string]*write.Sequence) {
 	if err != nil {
 		n.metrics.badRequests.Inc()
 		slot <- errReply(err)
@@ -251,15 +252,23 @@ func (n *Node) request(req wire.Request, err error, slot chan<- []byte, seqs map
 	case "PUT", "PUTOFF", "PUTBATCH":
 		seq, ok := seqs[req.Topic]
 		if !ok {
-			seq = newPutSeq(n, req.Topic)
+			seq = n.writer.NewSequence(req.Topic)
 			seqs[req.Topic] = seq
 		}
-		seq.submit(&putJob{cmd: req.Cmd, payloads: req.Payloads, slot: slot, id: n.newRequestID()})
+		cmd := req.Cmd
+		seq.Submit(&write.Job{Payloads: req.Payloads, Reply: func(r write.Result) {
+			if r.Err != nil {
+				slot <- errReply(r.Err)
+				return
+			}
+			slot <- putReply(cmd, r.First)
+		}})
 	default:
 		go func() { slot <- n.handle(n.ctx, req) }()
 	}
 }
 
+// putReply is the reply to an acknowledged PUT, PUTOFF or PUTBATCH.
 func putReply(cmd string, first uint64) []byte {
 	if cmd == "PUT" {
 		return []byte("OK")

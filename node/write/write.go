@@ -1,0 +1,333 @@
+package write
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"floe/meta"
+	"floe/node/rpc"
+)
+
+// Sentinel errors of the write path. Those that cross the wire are package rpc's
+// (rpc.ErrNotSegmentLeader, rpc.ErrUnavailable, rpc.ErrOutcomeUnknown); ErrClosed
+// keeps the "node: " prefix the node's errors always had, and package node
+// re-exports it.
+var (
+	// ErrClosed: the node is shutting down; the append was not written.
+	ErrClosed = errors.New("node: closed")
+)
+
+// Metadata is the view of the replicated metadata the write path reads (a *meta.FSM
+// plus the node's catch-up rule).
+type Metadata interface {
+	// ActiveOf returns a copy of the topic's active segment and its config; false if
+	// this node does not know the topic.
+	ActiveOf(topic string) (meta.Segment, meta.TopicConfig, bool)
+	// SegmentOf returns a copy of segment id of topic; false if there is none.
+	SegmentOf(topic string, id uint64) (meta.Segment, bool)
+	// TopicNames returns every topic's name.
+	TopicNames() []string
+	// Changed returns a channel closed at the next metadata change.
+	Changed() <-chan struct{}
+	// ActiveSegment is ActiveOf with the node's catch-up rule: a topic this node
+	// does not know yet is looked up once at the Raft leader before it fails with
+	// meta.ErrNoTopic (or rpc.ErrUnavailable when the leader cannot be asked).
+	ActiveSegment(ctx context.Context, topic string) (meta.Segment, error)
+}
+
+// Lease reports whether this node may acknowledge writes now: it holds its write
+// lease and its metadata has caught up since the lease last lapsed (node.hasLease).
+type Lease func() bool
+
+// Proposer commits a metadata command through Raft, wherever the leader is, and
+// returns once it has applied on this node; one call is one request (its retries
+// carry one request id).
+type Proposer func(ctx context.Context, c *meta.Command) error
+
+// Store is this node's segment files (a *segment.Store behind node's adapter).
+type Store interface {
+	// Open returns the file of active segment s of topic with a reference the caller
+	// gives back with Release: the one already open, else the file on disk (its WAL
+	// recovered), else a new file. It reports a damaged file (Segment.Damaged).
+	Open(topic string, s *meta.Segment) (Segment, error)
+	// Release gives back a reference taken by Open.
+	Release(Segment)
+	// Get returns segment id of topic if it is open, without a reference: only its
+	// totals (Count, Bytes, Damaged) may be looked at.
+	Get(topic string, id uint64) (Segment, bool)
+}
+
+// Segment is one open WAL file (a *segment.Segment).
+type Segment interface {
+	// AppendBatch writes payloads as consecutive records and returns the index of
+	// the first once one fdatasync covers all of them; on error none is written (the
+	// file is back at its last durable size). segment.ErrSealed once sealed.
+	AppendBatch(payloads [][]byte) (uint64, error)
+	// Seal refuses further appends and returns the durable totals.
+	Seal() (count uint64, bytes int64, crc uint32, err error)
+	// Count and Bytes are the durable entries and bytes.
+	Count() uint64
+	Bytes() int64
+	// Damaged is non-nil when the WAL holds a damaged record followed by intact
+	// ones: the segment is then never sealed by the write path.
+	Damaged() error
+}
+
+// Peers reaches the other nodes for forwarding.
+type Peers interface {
+	// Peer returns the connection to node id; an error (rpc.ErrUnavailable) when
+	// its address is not known. Nothing was sent then.
+	Peer(id uint64) (Peer, error)
+}
+
+// Peer is one node's RPC connection (a *rpc.Peer).
+type Peer interface {
+	// Send sends one request and returns the channel of its one reply. An error
+	// wrapping rpc.ErrNotSent never left this node; any other may have.
+	Send(op rpc.Op, body []byte) (<-chan rpc.Reply, error)
+	// BootID is the boot id the node announced on the current connection.
+	BootID() uint64
+}
+
+// Metrics counts what the write path does.
+type Metrics interface {
+	// Appended counts one group commit of entries and bytes.
+	Appended(entries int, bytes int64)
+	// Forwarded counts an append answered by another segment leader.
+	Forwarded()
+	// Rolled counts a segment this node sealed.
+	Rolled()
+}
+
+// Limits are the roll-over limits of an active segment: it is sealed once it holds
+// Entries entries or Bytes bytes (as stored, 8 bytes of header per entry), or once
+// its first entry is Age old.
+type Limits struct {
+	Entries uint64
+	Bytes   int64
+	Age     time.Duration
+}
+
+// of returns the limits for a topic: its own config where set, l elsewhere.
+func (l Limits) of(c meta.TopicConfig) Limits {
+	if c.MaxSegmentEntries > 0 {
+		l.Entries = c.MaxSegmentEntries
+	}
+	if c.MaxSegmentBytes > 0 {
+		l.Bytes = c.MaxSegmentBytes
+	}
+	if c.MaxSegmentAgeMS > 0 {
+		l.Age = time.Duration(c.MaxSegmentAgeMS) * time.Millisecond
+	}
+	return l
+}
+
+// Config configures a Writer. Every interface is required.
+type Config struct {
+	NodeID uint64
+	// BootID is random per process: a retry that names another boot id (the node
+	// restarted since the first attempt) is answered rpc.ErrOutcomeUnknown.
+	BootID   uint64
+	Metadata Metadata
+	Lease    Lease
+	Store    Store
+	Propose  Proposer
+	Peers    Peers
+	Metrics  Metrics
+	// NextLeader picks the leader of the segment after one led by current.
+	NextLeader func(current uint64) uint64
+	// Limits are the node's roll-over limits; a topic's config overrides them.
+	Limits Limits
+	// RequestTimeout bounds one append with its retries, and a forwarded call.
+	RequestTimeout time.Duration
+	// Backoff waits before retry attempt, returning early when changed closes, with
+	// an error once ctx ends or the node closes.
+	Backoff func(ctx context.Context, attempt int, changed <-chan struct{}) error
+	// Go runs an appender's goroutine; the node waits for them at Close.
+	Go func(func())
+	// QueueLen is each appender's queue (default 8192).
+	QueueLen int
+	Logger   *slog.Logger
+}
+
+// Writer is a node's write path: its appenders (one per topic it writes), routing
+// and forwarding, and the retries of Append and of each Sequence. Safe for
+// concurrent use.
+type Writer struct {
+	cfg    Config
+	ctx    context.Context // ends when the node closes
+	reqIDs atomic.Uint64   // request ids of appends (random start)
+
+	mu        sync.Mutex
+	appenders map[string]*Appender
+}
+
+// New returns the write path of a node; ctx ends when the node closes, which fails
+// every queued append with ErrClosed.
+func New(ctx context.Context, cfg Config) *Writer {
+	if cfg.QueueLen <= 0 {
+		cfg.QueueLen = appendQueue
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	w := &Writer{cfg: cfg, ctx: ctx, appenders: map[string]*Appender{}}
+	var seed [8]byte
+	rand.Read(seed[:])
+	w.reqIDs.Store(binary.LittleEndian.Uint64(seed[:]))
+	return w
+}
+
+// NewRequestID returns an id for an append that is unique across the cluster with
+// overwhelming probability (a random 64-bit start per process, then a counter); never 0.
+func (w *Writer) NewRequestID() uint64 {
+	for {
+		if id := w.reqIDs.Add(1); id != 0 {
+			return id
+		}
+	}
+}
+
+// Appender returns the topic's appender, starting it if needed.
+func (w *Writer) Appender(topic string) *Appender {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	a, ok := w.appenders[topic]
+	if !ok {
+		a = newAppender(w, topic)
+		w.appenders[topic] = a
+		w.cfg.Go(a.run)
+	}
+	return a
+}
+
+// Existing returns the topic's appender if this node has one, nil otherwise.
+func (w *Writer) Existing(topic string) *Appender {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.appenders[topic]
+}
+
+// Retryable reports whether an append that failed with err may be tried again
+// (routing, leases, elections); every other error is final.
+func Retryable(err error) bool {
+	return errors.Is(err, rpc.ErrNotSegmentLeader) || errors.Is(err, rpc.ErrUnavailable) ||
+		errors.Is(err, meta.ErrNotRaftLeader) || errors.Is(err, meta.ErrStaleSegment)
+}
+
+// noLease is the error of an append this node may not acknowledge now.
+func (w *Writer) noLease() error {
+	return fmt.Errorf("%w: node %d has no write lease (cut off from the raft leader, or its metadata not caught up yet)", rpc.ErrUnavailable, w.cfg.NodeID)
+}
+
+// Received prepares an append forwarded by a peer for this node's appender and
+// returns the appender to queue it on; done receives its outcome. A node that no
+// longer leads the topic still hands a request to its appender if it has one, which
+// answers a retry it already wrote with the original outcome, and anything else with
+// rpc.ErrNotSegmentLeader. The error (nil Request) is the answer to send at once.
+func (w *Writer) Received(a *rpc.Append, done func(Result)) (*Appender, *Request, error) {
+	tag := Tag{ID: a.ID, Stream: a.Stream, Seq: a.Seq, Boot: a.Boot, Base: a.Base}
+	if tag.Boot != 0 && tag.Boot != w.cfg.BootID {
+		return nil, nil, fmt.Errorf("%w: node %d restarted after the first attempt of this append", rpc.ErrOutcomeUnknown, w.cfg.NodeID)
+	}
+	act, _, ok := w.cfg.Metadata.ActiveOf(a.Topic)
+	if !ok {
+		// The sender knows the topic, so this node's metadata is behind.
+		return nil, nil, fmt.Errorf("%w: node %d does not know topic %q yet", rpc.ErrUnavailable, w.cfg.NodeID, a.Topic)
+	}
+	to := w.Existing(a.Topic)
+	if act.Leader != w.cfg.NodeID && to == nil {
+		return nil, nil, fmt.Errorf("%w: node %d does not lead %q", rpc.ErrNotSegmentLeader, w.cfg.NodeID, a.Topic)
+	}
+	if to == nil {
+		to = w.Appender(a.Topic)
+	}
+	return to, &Request{Payloads: a.Payloads, Bytes: storedBytes(a.Payloads), Segment: a.Segment, Tag: tag, Done: done}, nil
+}
+
+// storedBytes is the size of payloads in a WAL: each with its 8-byte header.
+func storedBytes(payloads [][]byte) int64 {
+	var size int64
+	for _, p := range payloads {
+		size += int64(len(p)) + 8
+	}
+	return size
+}
+
+// OpenLed opens the active segments this node leads (a restarted leader recovers
+// its WAL before the first write) and starts the appender of each that holds
+// entries, so that its age limit is checked although no write may ever come. The
+// caller makes sure the metadata has caught up (a stale view could name this node
+// leader of a segment sealed or abandoned meanwhile).
+func (w *Writer) OpenLed() {
+	for _, name := range w.cfg.Metadata.TopicNames() {
+		act, _, ok := w.cfg.Metadata.ActiveOf(name)
+		if !ok || act.Leader != w.cfg.NodeID {
+			continue
+		}
+		if _, open := w.cfg.Store.Get(name, act.ID); !open {
+			if seg, err := w.cfg.Store.Open(name, &act); err != nil {
+				w.cfg.Logger.Error("cannot open active segment", "topic", name, "segment", act.ID, "err", err)
+			} else {
+				w.cfg.Store.Release(seg) // unsealed: stays open for the appender
+			}
+		}
+		if w.nonEmptyActive(name) != nil {
+			w.Appender(name)
+		}
+	}
+}
+
+// nonEmptyActive returns the topic's active segment if this node leads it and holds
+// entries of it in its open file; nil otherwise.
+func (w *Writer) nonEmptyActive(topic string) *meta.Segment {
+	act, _, ok := w.cfg.Metadata.ActiveOf(topic)
+	if !ok || act.Leader != w.cfg.NodeID {
+		return nil
+	}
+	if seg, open := w.cfg.Store.Get(topic, act.ID); !open || seg.Count() == 0 {
+		return nil
+	}
+	return &act
+}
+
+// OldestUnsealedMS returns the time (Unix ms, 0 if none) of the oldest entry in an
+// active segment this node leads: the time its appender wrote the segment's first
+// entry, or the segment's creation time when this process has not written to it (it
+// restarted since), which is never later.
+func (w *Writer) OldestUnsealedMS() int64 {
+	var oldest int64
+	for _, name := range w.cfg.Metadata.TopicNames() {
+		act := w.nonEmptyActive(name)
+		if act == nil {
+			continue
+		}
+		ms := CreatedAt(act).UnixMilli()
+		if a := w.Existing(name); a != nil {
+			if f := a.first.Load(); f != nil && f.segment == act.ID {
+				ms = f.unixMS
+			}
+		}
+		if oldest == 0 || ms < oldest {
+			oldest = ms
+		}
+	}
+	return oldest
+}
+
+// CreatedAt is when segment s became active, by the replicated metadata: a durable
+// lower bound of the time of its first entry (up to the clock skew between the node
+// that proposed it and this one).
+func CreatedAt(s *meta.Segment) time.Time {
+	if s.CreatedUnixMS <= 0 {
+		return time.Now() // metadata without the field: the best this node knows
+	}
+	return time.UnixMilli(s.CreatedUnixMS)
+}
