@@ -870,12 +870,8 @@ func (n *Node) catchUpLoop(kick <-chan struct{}) {
 
 // segmentAt returns a copy of the segment holding offset (the active one at or past
 // its base) and the topic's cursor, with topic's catch-up rule; it copies one
-// segment, not the topic. With active, offset is ignored and the segment is the
-// active one (activeSegment; the read path's callers still pass the flag).
-func (n *Node) segmentAt(ctx context.Context, topic string, offset uint64, active bool) (meta.Segment, uint64, error) {
-	if active {
-		return n.activeSegment(ctx, topic)
-	}
+// segment, not the topic.
+func (n *Node) segmentAt(ctx context.Context, topic string, offset uint64) (meta.Segment, uint64, error) {
 	return n.viewSegment(ctx, topic, func(t *meta.Topic) *meta.Segment { return t.Find(offset) })
 }
 

@@ -31,16 +31,17 @@ func (n *Node) newReader() *read.Reader {
 	})
 }
 
-// readMetadata is read.Metadata over the node's FSM, with segmentAt's catch-up rule.
+// readMetadata is read.Metadata over the node's FSM, with topic's catch-up rule
+// (segmentAt, activeSegment).
 type readMetadata struct{ n *Node }
 
 func (m readMetadata) SegmentAt(ctx context.Context, topic string, offset uint64) (meta.Segment, error) {
-	s, _, err := m.n.segmentAt(ctx, topic, offset, false)
+	s, _, err := m.n.segmentAt(ctx, topic, offset)
 	return s, err
 }
 
 func (m readMetadata) Cursor(ctx context.Context, topic string) (uint64, error) {
-	_, cursor, err := m.n.segmentAt(ctx, topic, 0, true)
+	_, cursor, err := m.n.activeSegment(ctx, topic)
 	return cursor, err
 }
 
