@@ -344,3 +344,28 @@ func TestAppenderRefusals(t *testing.T) {
 		t.Fatalf("append for segment 2 while 1 is active here: %+v, want ErrUnavailable (metadata behind)", got)
 	}
 }
+
+// TestDedupWindowRememberedAgain: an id forgotten and remembered again keeps its
+// outcome for a whole window from the second time; the slot it held first evicts
+// nothing when its turn comes.
+func TestDedupWindowRememberedAgain(t *testing.T) {
+	d := newDedupWindow(4)
+	d.remember(1, Result{First: 10})
+	d.forget(1)
+	d.remember(1, Result{First: 11})
+	for id := uint64(2); id <= 4; id++ { // the ring wraps to the slot id 1 held first
+		d.remember(id, Result{First: id})
+	}
+	if r, ok := d.lookup(1); !ok || r.First != 11 {
+		t.Fatalf("id 1 after 3 other ids since it was remembered again: %+v, %v; want its second outcome", r, ok)
+	}
+	d.remember(5, Result{First: 5}) // now a whole window has passed since the second time
+	if _, ok := d.lookup(1); ok {
+		t.Fatal("id 1 still remembered after a whole window")
+	}
+	for id := uint64(2); id <= 5; id++ {
+		if r, ok := d.lookup(id); !ok || r.First != id {
+			t.Fatalf("id %d: %+v, %v; want it remembered", id, r, ok)
+		}
+	}
+}

@@ -11,9 +11,16 @@ const DedupWindow = 1 << 15
 // memory at the first id it remembers.
 type dedupWindow struct {
 	size    int
-	results map[uint64]Result // id -> outcome
-	order   []uint64          // ring of the ids in results, oldest overwritten first
-	next    int               // the slot of order the next id takes
+	results map[uint64]remembered // id -> outcome
+	order   []uint64              // ring of the ids in results, oldest overwritten first
+	next    int                   // the slot of order the next id takes
+}
+
+// remembered is an outcome and the slot of the ring its id holds: an id forgotten and
+// remembered again holds a new slot, and only that one evicts it.
+type remembered struct {
+	r    Result
+	slot int
 }
 
 func newDedupWindow(size int) dedupWindow { return dedupWindow{size: size} }
@@ -25,22 +32,25 @@ func (d *dedupWindow) remember(id uint64, r Result) {
 		return
 	}
 	if d.results == nil {
-		d.results = make(map[uint64]Result)
+		d.results = make(map[uint64]remembered)
 		d.order = make([]uint64, d.size)
 	}
 	if old := d.order[d.next]; old != 0 {
-		delete(d.results, old)
+		if e, ok := d.results[old]; ok && e.slot == d.next {
+			delete(d.results, old)
+		}
 	}
 	d.order[d.next] = id
+	d.results[id] = remembered{r: r, slot: d.next}
 	d.next = (d.next + 1) % d.size
-	d.results[id] = r
 }
 
 // lookup returns the remembered outcome of id.
 func (d *dedupWindow) lookup(id uint64) (Result, bool) {
-	r, ok := d.results[id]
-	return r, ok
+	e, ok := d.results[id]
+	return e.r, ok
 }
 
-// forget drops id's outcome (its slot in the ring is reused in turn).
+// forget drops id's outcome (its slot in the ring is reused in turn, and evicts
+// nothing when it is: the id no longer holds it).
 func (d *dedupWindow) forget(id uint64) { delete(d.results, id) }
