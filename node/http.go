@@ -70,9 +70,20 @@ func extendWrite(w http.ResponseWriter, d time.Duration) {
 }
 
 // httpHandler serves the HTTP API (README, "Protocol"): health, Prometheus metrics, and
-// /v1 resources for topics, records and the cluster.
+// /v1 resources for topics, records, the cluster and the archive.
 func (n *Node) httpHandler() http.Handler {
 	mux := http.NewServeMux()
+	n.routeHealth(mux)
+	n.routeTopics(mux)
+	n.routeRecords(mux)
+	n.routeCluster(mux)
+	n.routeArchive(mux)
+	return mux
+}
+
+// routeHealth serves /healthz (the process is up), /readyz (it has a Raft leader, has
+// caught up with its metadata and is a registered member) and /metrics.
+func (n *Node) routeHealth(mux *http.ServeMux) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok\n")
 	})
@@ -92,124 +103,10 @@ func (n *Node) httpHandler() http.Handler {
 		io.WriteString(w, "ready\n")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /v1/cluster", func(w http.ResponseWriter, r *http.Request) {
-		m, err := n.Metrics()
-		if err != nil {
-			httpErr(w, err)
-			return
-		}
-		writeJSON(w, map[string]any{"metrics": m, "nodes": n.fsm.Nodes()})
-	})
-	mux.HandleFunc("POST /v1/cluster/transfer-leadership", func(w http.ResponseWriter, r *http.Request) {
-		if !n.raft.IsLeader() {
-			httpErr(w, meta.ErrNotRaftLeader)
-			return
-		}
-		if err := n.raft.TransferLeadership(); err != nil {
-			httpErr(w, err)
-			return
-		}
-		writeJSON(w, map[string]string{"result": "ok"})
-	})
-	// DELETE a member: removes it from the Raft configuration (on the leader) and from
-	// the metadata. The removed node must be wiped before it may join again.
-	mux.HandleFunc("DELETE /v1/cluster/members/{id}", func(w http.ResponseWriter, r *http.Request) {
-		id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
-		if err != nil || id == 0 {
-			http.Error(w, "member id must be a positive number", http.StatusBadRequest)
-			return
-		}
-		if err := n.RemoveMember(r.Context(), id); err != nil {
-			httpErr(w, err)
-			return
-		}
-		writeJSON(w, map[string]string{"result": "ok"})
-	})
-	// Archive: list the segment objects (optionally of one topic), verify one object.
-	mux.HandleFunc("GET /v1/archive/objects", func(w http.ResponseWriter, r *http.Request) {
-		if n.bucket == nil {
-			http.Error(w, "this node has no --archive", http.StatusNotFound)
-			return
-		}
-		t := r.URL.Query().Get("topic")
-		if t != "" {
-			if err := topicname.Validate(t); err != nil {
-				httpErr(w, err)
-				return
-			}
-		}
-		prefix := tiering.TopicPrefix(t) // every topic's, with t empty
-		extendWrite(w, httpAdminWriteTimeout)
-		var objs []archive.ObjectInfo
-		if err := n.bucket.List(r.Context(), prefix, func(o archive.ObjectInfo) error {
-			objs = append(objs, o)
-			return nil
-		}); err != nil {
-			httpErr(w, err)
-			return
-		}
-		writeJSON(w, map[string]any{"objects": objs})
-	})
-	mux.HandleFunc("POST /v1/archive/verify", func(w http.ResponseWriter, r *http.Request) {
-		if n.bucket == nil {
-			http.Error(w, "this node has no --archive", http.StatusNotFound)
-			return
-		}
-		key := r.URL.Query().Get("key")
-		if err := archive.ValidateKey(key); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		extendWrite(w, httpAdminWriteTimeout) // reads the whole object
-		writeJSON(w, tiering.VerifyObject(r.Context(), n.bucket, key))
-	})
-	// Orphans: GET lists them (a dry-run sweep now); POST sweeps now (?dry_run=1: only
-	// report). Both run on the Raft leader: another node redirects there (307).
-	sweep := func(dryRun func(*http.Request) bool) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			if !n.raft.IsLeader() {
-				if at := n.leaderHTTP(); at != "" {
-					http.Redirect(w, r, "http://"+at+r.URL.RequestURI(), http.StatusTemporaryRedirect)
-					return
-				}
-			}
-			extendWrite(w, httpAdminWriteTimeout) // lists the whole archive
-			rep, err := n.Sweep(r.Context(), dryRun(r))
-			if err != nil {
-				httpErr(w, err)
-				return
-			}
-			writeJSON(w, rep)
-		}
-	}
-	mux.HandleFunc("GET /v1/archive/orphans", sweep(func(*http.Request) bool { return true }))
-	mux.HandleFunc("POST /v1/archive/sweep", sweep(func(r *http.Request) bool {
-		v := r.URL.Query().Get("dry_run")
-		return v != "" && v != "0" && v != "false"
-	}))
-	// POST recover-segment[?to=N&segment=K&force=1]: move the topic's writes off its active
-	// segment's leader, which must be down (floe cluster recover-segment).
-	mux.HandleFunc("POST /v1/topics/{topic}/recover-segment", func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		to, err := strconv.ParseUint(q.Get("to"), 10, 64)
-		if err != nil && q.Get("to") != "" {
-			http.Error(w, "to must be a node id", http.StatusBadRequest)
-			return
-		}
-		seg, err := strconv.ParseUint(q.Get("segment"), 10, 64)
-		if err != nil && q.Get("segment") != "" {
-			http.Error(w, "segment must be a segment id", http.StatusBadRequest)
-			return
-		}
-		force := q.Get("force") == "1" || q.Get("force") == "true"
-		extendWrite(w, n.cfg.LeaseTimeout+n.cfg.httpTimeouts().write) // the liveness probes come first
-		next, err := n.RecoverSegment(r.Context(), r.PathValue("topic"), to, seg, force)
-		if err != nil {
-			httpErr(w, err)
-			return
-		}
-		writeJSON(w, map[string]uint64{"segment": next.ID, "leader": next.Leader, "base": next.Base})
-	})
+}
+
+// routeTopics serves the topic list, and a topic's registration and state.
+func (n *Node) routeTopics(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/topics", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"topics": n.fsm.TopicNames()})
 	})
@@ -232,6 +129,10 @@ func (n *Node) httpHandler() http.Handler {
 	mux.HandleFunc("GET /v1/topics/{topic}", func(w http.ResponseWriter, r *http.Request) {
 		n.writeState(w, r)
 	})
+}
+
+// routeRecords serves a topic's records: appends and (long-poll) reads.
+func (n *Node) routeRecords(mux *http.ServeMux) {
 	// POST records: the body is one record, or with Content-Type application/x-ndjson
 	// one record per line.
 	mux.HandleFunc("POST /v1/topics/{topic}/records", func(w http.ResponseWriter, r *http.Request) {
@@ -296,7 +197,135 @@ func (n *Node) httpHandler() http.Handler {
 		}
 		writeJSON(w, map[string]any{"records": out, "next": next})
 	})
-	return mux
+}
+
+// routeCluster serves the cluster's members and metrics, and the operator's actions
+// on it: moving Raft leadership, removing a member, and recovering a topic's active
+// segment from a leader that is down.
+func (n *Node) routeCluster(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/cluster", func(w http.ResponseWriter, r *http.Request) {
+		m, err := n.Metrics()
+		if err != nil {
+			httpErr(w, err)
+			return
+		}
+		writeJSON(w, map[string]any{"metrics": m, "nodes": n.fsm.Nodes()})
+	})
+	mux.HandleFunc("POST /v1/cluster/transfer-leadership", func(w http.ResponseWriter, r *http.Request) {
+		if !n.raft.IsLeader() {
+			httpErr(w, meta.ErrNotRaftLeader)
+			return
+		}
+		if err := n.raft.TransferLeadership(); err != nil {
+			httpErr(w, err)
+			return
+		}
+		writeJSON(w, map[string]string{"result": "ok"})
+	})
+	// DELETE a member: removes it from the Raft configuration (on the leader) and from
+	// the metadata. The removed node must be wiped before it may join again.
+	mux.HandleFunc("DELETE /v1/cluster/members/{id}", func(w http.ResponseWriter, r *http.Request) {
+		id, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+		if err != nil || id == 0 {
+			http.Error(w, "member id must be a positive number", http.StatusBadRequest)
+			return
+		}
+		if err := n.RemoveMember(r.Context(), id); err != nil {
+			httpErr(w, err)
+			return
+		}
+		writeJSON(w, map[string]string{"result": "ok"})
+	})
+	// POST recover-segment[?to=N&segment=K&force=1]: move the topic's writes off its active
+	// segment's leader, which must be down (floe cluster recover-segment).
+	mux.HandleFunc("POST /v1/topics/{topic}/recover-segment", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		to, err := strconv.ParseUint(q.Get("to"), 10, 64)
+		if err != nil && q.Get("to") != "" {
+			http.Error(w, "to must be a node id", http.StatusBadRequest)
+			return
+		}
+		seg, err := strconv.ParseUint(q.Get("segment"), 10, 64)
+		if err != nil && q.Get("segment") != "" {
+			http.Error(w, "segment must be a segment id", http.StatusBadRequest)
+			return
+		}
+		force := q.Get("force") == "1" || q.Get("force") == "true"
+		extendWrite(w, n.cfg.LeaseTimeout+n.cfg.httpTimeouts().write) // the liveness probes come first
+		next, err := n.RecoverSegment(r.Context(), r.PathValue("topic"), to, seg, force)
+		if err != nil {
+			httpErr(w, err)
+			return
+		}
+		writeJSON(w, map[string]uint64{"segment": next.ID, "leader": next.Leader, "base": next.Base})
+	})
+}
+
+// routeArchive serves the archive's segment objects (listing, verifying one; 404 on a
+// node without --archive) and its orphans (listing, sweeping, on the Raft leader).
+func (n *Node) routeArchive(mux *http.ServeMux) {
+	// Archive: list the segment objects (optionally of one topic), verify one object.
+	mux.HandleFunc("GET /v1/archive/objects", func(w http.ResponseWriter, r *http.Request) {
+		if n.bucket == nil {
+			http.Error(w, "this node has no --archive", http.StatusNotFound)
+			return
+		}
+		t := r.URL.Query().Get("topic")
+		if t != "" {
+			if err := topicname.Validate(t); err != nil {
+				httpErr(w, err)
+				return
+			}
+		}
+		prefix := tiering.TopicPrefix(t) // every topic's, with t empty
+		extendWrite(w, httpAdminWriteTimeout)
+		var objs []archive.ObjectInfo
+		if err := n.bucket.List(r.Context(), prefix, func(o archive.ObjectInfo) error {
+			objs = append(objs, o)
+			return nil
+		}); err != nil {
+			httpErr(w, err)
+			return
+		}
+		writeJSON(w, map[string]any{"objects": objs})
+	})
+	mux.HandleFunc("POST /v1/archive/verify", func(w http.ResponseWriter, r *http.Request) {
+		if n.bucket == nil {
+			http.Error(w, "this node has no --archive", http.StatusNotFound)
+			return
+		}
+		key := r.URL.Query().Get("key")
+		if err := archive.ValidateKey(key); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		extendWrite(w, httpAdminWriteTimeout) // reads the whole object
+		writeJSON(w, tiering.VerifyObject(r.Context(), n.bucket, key))
+	})
+	// Orphans: GET lists them (a dry-run sweep now); POST sweeps now (?dry_run=1: only
+	// report). Both run on the Raft leader: another node redirects there (307).
+	sweep := func(dryRun func(*http.Request) bool) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if !n.raft.IsLeader() {
+				if at := n.leaderHTTP(); at != "" {
+					http.Redirect(w, r, "http://"+at+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+					return
+				}
+			}
+			extendWrite(w, httpAdminWriteTimeout) // lists the whole archive
+			rep, err := n.Sweep(r.Context(), dryRun(r))
+			if err != nil {
+				httpErr(w, err)
+				return
+			}
+			writeJSON(w, rep)
+		}
+	}
+	mux.HandleFunc("GET /v1/archive/orphans", sweep(func(*http.Request) bool { return true }))
+	mux.HandleFunc("POST /v1/archive/sweep", sweep(func(r *http.Request) bool {
+		v := r.URL.Query().Get("dry_run")
+		return v != "" && v != "0" && v != "false"
+	}))
 }
 
 // leaderHTTP returns the Raft leader's HTTP address, if known.

@@ -50,7 +50,8 @@ var (
 	ErrExpired = read.ErrExpired
 )
 
-// Config is one node's configuration; the flags of DESIGN section 3 map onto it.
+// Config is one node's configuration; the command-line flags (README, "Configuration")
+// map onto it.
 type Config struct {
 	NodeID            uint64
 	DataDir           string
@@ -78,7 +79,8 @@ type Config struct {
 	HeartbeatTimeout time.Duration
 	ElectionTimeout  time.Duration
 
-	// Tiered storage (DESIGN section 6). Archive is empty: sealed segments stay local.
+	// Tiered storage (docs/ARCHITECTURE.md, "Tiering"). Archive is empty: sealed
+	// segments stay local.
 	Archive             string
 	S3Endpoint          string
 	S3Region            string
@@ -98,8 +100,9 @@ type Config struct {
 	// the archive (default 5m; negative: never).
 	MetaSnapshotInterval time.Duration
 	// ForceNewCluster lets a bootstrapping node claim an archive that names another
-	// cluster (DESIGN section 9); without it, such a node refuses to start. It never
-	// lets a node start on a prefix that holds segment objects or metadata snapshots.
+	// cluster (docs/ARCHITECTURE.md, "Bucket layout and the cluster claim"); without
+	// it, such a node refuses to start. It never lets a node start on a prefix that
+	// holds segment objects or metadata snapshots.
 	ForceNewCluster bool
 	// ClaimInterval is how often every node reads the archive's cluster claim (and
 	// the Raft leader rewrites it), and how long a node trusts its last read before
@@ -121,7 +124,7 @@ type Config struct {
 	appendQueue int
 }
 
-// Defaults of DESIGN section 3.
+// Defaults of the flags (README, "Configuration").
 const (
 	DefaultMaxSegmentEntries = 1_000_000
 	DefaultMaxSegmentBytes   = 256 << 20
@@ -253,20 +256,12 @@ type Node struct {
 
 // Start opens the node's state, joins or bootstraps its cluster and starts serving.
 // It returns once the listeners are bound; cluster membership settles in the background.
+// On an error, what it had opened is closed again.
 func Start(cfg Config) (*Node, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	n := &Node{
-		cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID),
-		conns:    map[net.Conn]struct{}{},
-		rpcReady: make(chan struct{}),
-	}
-	n.ctx, n.cancel = context.WithCancel(context.Background())
-	var seed [8]byte
-	rand.Read(seed[:])
-	n.bootID = binary.LittleEndian.Uint64(seed[:]) | 1 // never 0
-	n.metrics = newMetrics(n)
+	n := newNode(cfg)
 	ok := false
 	defer func() {
 		if !ok {
@@ -279,87 +274,155 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.store = store
-
 	raftDir := filepath.Join(cfg.DataDir, "raft")
 	hasState, err := meta.HasState(raftDir)
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.RaftHost, strconv.Itoa(cfg.RaftPort)))
-	if err != nil {
-		return nil, fmt.Errorf("node: cannot listen on raft port: %w", err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	n.advertise = net.JoinHostPort(cfg.RaftAdvertiseHost, strconv.Itoa(port))
-	n.rpcServer = n.newRPCServer()
-	n.cluster, err = rpc.NewListener(ln, n.advertise, n.serveRPC, n.log,
-		n.metrics.acceptErrors.WithLabelValues("cluster").Inc)
-	if err != nil {
-		ln.Close()
+	if err := n.listenCluster(); err != nil {
 		return nil, err
-	}
-	hb := cfg.HeartbeatTimeout
-	if hb == 0 {
-		hb = time.Second
-	}
-	el := cfg.ElectionTimeout
-	if el == 0 {
-		el = hb
 	}
 	// A node about to bootstrap claims the archive before it creates any Raft state,
 	// so that a refused start leaves the data dir as empty as it found it.
 	if err := n.openArchive(); err != nil {
 		return nil, err
 	}
-	clusterID, err := readBootstrapID(cfg.DataDir) // "" unless a bootstrap did not finish
+	clusterID, err := n.prepareBootstrap(hasState)
 	if err != nil {
 		return nil, err
 	}
-	if !hasState && cfg.Join == "" {
-		if clusterID == "" {
-			clusterID = newClusterID()
-			if err := writeBootstrapID(cfg.DataDir, clusterID); err != nil {
-				return nil, fmt.Errorf("node: cannot record the id of the new cluster: %w", err)
-			}
-		}
-		if n.bucket != nil {
-			if err := n.claimBucket(clusterID); err != nil {
-				if rerr := removeBootstrapID(cfg.DataDir); rerr != nil {
-					n.log.Warn("cannot remove the id of a refused bootstrap", "err", rerr)
-				}
-				return nil, err
-			}
-		}
-		failpoint("bootstrap-after-claim")
+	if err := n.openRaft(raftDir); err != nil {
+		return nil, err
 	}
+	if err := n.startMembership(raftDir, hasState, clusterID); err != nil {
+		return nil, err
+	}
+	if err := n.listenClients(); err != nil {
+		return nil, err
+	}
+	if err := n.startTiering(); err != nil {
+		return nil, err
+	}
+	n.metrics.reg.MustRegister(n.rpoGauges()...)
+	n.startLoops()
+	n.log.Info("node started", "raft", n.advertise, "client", n.clientLn.Addr().String(), "http", n.HTTPAddr())
+	ok = true
+	return n, nil
+}
+
+// newNode is a node with nothing opened yet: its context, boot id and metrics.
+func newNode(cfg Config) *Node {
+	n := &Node{
+		cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID),
+		conns:    map[net.Conn]struct{}{},
+		rpcReady: make(chan struct{}),
+	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	var seed [8]byte
+	rand.Read(seed[:])
+	n.bootID = binary.LittleEndian.Uint64(seed[:]) | 1 // never 0
+	n.metrics = newMetrics(n)
+	return n
+}
+
+// listenCluster binds the cluster port, which Raft and the node-to-node RPC share,
+// and sets the address other members dial. It must be bound before Raft opens; RPCs
+// that arrive before then wait for rpcReady.
+func (n *Node) listenCluster() error {
+	ln, err := net.Listen("tcp", net.JoinHostPort(n.cfg.RaftHost, strconv.Itoa(n.cfg.RaftPort)))
+	if err != nil {
+		return fmt.Errorf("node: cannot listen on raft port: %w", err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	n.advertise = net.JoinHostPort(n.cfg.RaftAdvertiseHost, strconv.Itoa(port))
+	n.rpcServer = n.newRPCServer()
+	n.cluster, err = rpc.NewListener(ln, n.advertise, n.serveRPC, n.log,
+		n.metrics.acceptErrors.WithLabelValues("cluster").Inc)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	return nil
+}
+
+// prepareBootstrap returns the id of the cluster this node bootstraps: the one an
+// unfinished bootstrap recorded in the data dir, or, for a node without Raft state
+// and without --join, a new one, which it records and then claims the archive for
+// (the archive must be open). It returns "" for a node that joins or restarts with no
+// unfinished bootstrap. A refused claim removes the recorded id again.
+func (n *Node) prepareBootstrap(hasState bool) (string, error) {
+	clusterID, err := readBootstrapID(n.cfg.DataDir) // "" unless a bootstrap did not finish
+	if err != nil {
+		return "", err
+	}
+	if hasState || n.cfg.Join != "" {
+		return clusterID, nil
+	}
+	if clusterID == "" {
+		clusterID = newClusterID()
+		if err := writeBootstrapID(n.cfg.DataDir, clusterID); err != nil {
+			return "", fmt.Errorf("node: cannot record the id of the new cluster: %w", err)
+		}
+	}
+	if n.bucket != nil {
+		if err := n.claimBucket(clusterID); err != nil {
+			if rerr := removeBootstrapID(n.cfg.DataDir); rerr != nil {
+				n.log.Warn("cannot remove the id of a refused bootstrap", "err", rerr)
+			}
+			return "", err
+		}
+	}
+	failpoint("bootstrap-after-claim")
+	return clusterID, nil
+}
+
+// openRaft opens the Raft state in raftDir, and with it the metadata FSM and the
+// read and write paths over it; then it lets waiting node-to-node RPCs through.
+func (n *Node) openRaft(raftDir string) error {
+	hb := n.cfg.HeartbeatTimeout
+	if hb == 0 {
+		hb = time.Second
+	}
+	el := n.cfg.ElectionTimeout
+	if el == 0 {
+		el = hb
+	}
+	var err error
 	n.raft, err = meta.Open(meta.Config{
-		NodeID: cfg.NodeID, Dir: raftDir, Advertise: n.advertise, Stream: n.cluster,
-		Logger: n.log, RaftLogLevel: cfg.RaftLogLevel, RaftLogJSON: cfg.RaftLogJSON,
-		HeartbeatTimeout: hb, ElectionTimeout: el, LeaderLeaseTimeout: min(cfg.leaderLease(), hb),
+		NodeID: n.cfg.NodeID, Dir: raftDir, Advertise: n.advertise, Stream: n.cluster,
+		Logger: n.log, RaftLogLevel: n.cfg.RaftLogLevel, RaftLogJSON: n.cfg.RaftLogJSON,
+		HeartbeatTimeout: hb, ElectionTimeout: el, LeaderLeaseTimeout: min(n.cfg.leaderLease(), hb),
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	n.fsm = n.raft.FSM()
 	n.reader = n.newReader()
 	n.writer = n.newWriter()
 	close(n.rpcReady)
+	return nil
+}
 
+// startMembership joins, bootstraps or restarts into the cluster, from what the data
+// dir holds (hasState: Raft state; clusterID: prepareBootstrap's): it bootstraps Raft
+// here, and leaves the join and the cluster's initial metadata to background loops.
+// A node killed during its first join or bootstrap finishes it.
+func (n *Node) startMembership(raftDir string, hasState bool, clusterID string) error {
 	switch {
-	case hasState && cfg.Join != "" && !n.raft.HasConfiguration():
+	case hasState && n.cfg.Join != "" && !n.raft.HasConfiguration():
 		// Killed during its first join: its Raft state exists, but no member's
 		// configuration has reached it. Nothing else would ever add it.
-		n.log.Info("restarting with raft state but no membership: the first join did not finish; joining cluster", "via", cfg.Join)
+		n.log.Info("restarting with raft state but no membership: the first join did not finish; joining cluster", "via", n.cfg.Join)
 		n.goLoop(func() { n.joinLoop() })
-	case hasState && cfg.Join == "" && !n.raft.HasConfiguration():
+	case hasState && n.cfg.Join == "" && !n.raft.HasConfiguration():
 		// Killed between creating its Raft state and bootstrapping: finish it, as
 		// the cluster the archive was claimed for.
 		if clusterID == "" {
-			return nil, fmt.Errorf("node: %s holds Raft state but no membership and no unfinished bootstrap: start it with --join <member> to join a cluster, or empty the data dir to bootstrap a new one", raftDir)
+			return fmt.Errorf("node: %s holds Raft state but no membership and no unfinished bootstrap: start it with --join <member> to join a cluster, or empty the data dir to bootstrap a new one", raftDir)
 		}
 		n.log.Info("restarting with raft state but no membership: the bootstrap did not finish; bootstrapping", "cluster", clusterID)
 		if err := n.raft.Bootstrap(); err != nil {
-			return nil, err
+			return err
 		}
 		n.goLoop(func() { n.initCluster(clusterID) })
 	case hasState:
@@ -367,39 +430,46 @@ func Start(cfg Config) (*Node, error) {
 		if clusterID != "" { // killed before the metadata recorded the cluster's id
 			n.goLoop(func() { n.initCluster(clusterID) })
 		}
-	case cfg.Join == "":
+	case n.cfg.Join == "":
 		n.log.Info("bootstrapping a new cluster", "advertise", n.advertise, "cluster", clusterID)
 		failpoint("bootstrap-before-raft")
 		if err := n.raft.Bootstrap(); err != nil {
-			return nil, err
+			return err
 		}
 		failpoint("bootstrap-before-init")
 		n.goLoop(func() { n.initCluster(clusterID) })
 	default:
-		n.log.Info("joining cluster", "via", cfg.Join)
+		n.log.Info("joining cluster", "via", n.cfg.Join)
 		n.goLoop(func() { n.joinLoop() })
 	}
+	return nil
+}
 
-	n.clientLn, err = net.Listen("tcp", net.JoinHostPort(cfg.ClientHost, strconv.Itoa(cfg.ClientPort)))
+// listenClients binds the client (Walrus-protocol) port, and the HTTP port unless it
+// is off, and starts serving HTTP; acceptClients, started by startLoops, serves the
+// client port.
+func (n *Node) listenClients() error {
+	var err error
+	n.clientLn, err = net.Listen("tcp", net.JoinHostPort(n.cfg.ClientHost, strconv.Itoa(n.cfg.ClientPort)))
 	if err != nil {
-		return nil, fmt.Errorf("node: cannot listen on client port: %w", err)
+		return fmt.Errorf("node: cannot listen on client port: %w", err)
 	}
-	if cfg.HTTPPort != 0 {
-		hp := cfg.HTTPPort
-		if hp < 0 {
-			hp = 0
-		}
-		n.httpLn, err = net.Listen("tcp", net.JoinHostPort(cfg.HTTPHost, strconv.Itoa(hp)))
-		if err != nil {
-			return nil, fmt.Errorf("node: cannot listen on http port: %w", err)
-		}
-		n.httpServer = n.newHTTPServer()
-		n.goLoop(func() { n.httpServer.Serve(n.httpLn) })
+	if n.cfg.HTTPPort == 0 {
+		return nil
 	}
-	if err := n.startTiering(); err != nil {
-		return nil, err
+	hp := max(n.cfg.HTTPPort, 0) // -1: a free port
+	n.httpLn, err = net.Listen("tcp", net.JoinHostPort(n.cfg.HTTPHost, strconv.Itoa(hp)))
+	if err != nil {
+		return fmt.Errorf("node: cannot listen on http port: %w", err)
 	}
-	n.metrics.reg.MustRegister(n.rpoGauges()...)
+	n.httpServer = n.newHTTPServer()
+	n.goLoop(func() { n.httpServer.Serve(n.httpLn) })
+	return nil
+}
+
+// startLoops starts the node's background loops (each stops when the node's context
+// ends) and the client listener's accept loop.
+func (n *Node) startLoops() {
 	kick := make(chan struct{}, 1)
 	n.goLoop(func() { n.leaseLoop(kick) })
 	n.goLoop(func() { n.catchUpLoop(kick) })
@@ -407,9 +477,6 @@ func Start(cfg Config) (*Node, error) {
 	n.goLoop(func() { n.ownershipLoop() })
 	n.goLoop(func() { n.retentionLoop() })
 	n.goLoop(func() { n.acceptClients() })
-	n.log.Info("node started", "raft", n.advertise, "client", n.clientLn.Addr().String(), "http", n.HTTPAddr())
-	ok = true
-	return n, nil
 }
 
 func (n *Node) goLoop(f func()) {
@@ -502,7 +569,8 @@ func (n *Node) nodePeer(id uint64) (*rpc.Peer, error) {
 	return n.peers.Get(info.RaftAddr), nil
 }
 
-// hasLease reports whether this node may acknowledge writes now (DESIGN section 5.2):
+// hasLease reports whether this node may acknowledge writes now (docs/ARCHITECTURE.md,
+// "Write lease and fencing"):
 //   - it is the Raft leader (which steps down within LeaderLeaseTimeout without a
 //     quorum), or a follower that heard from the leader recently enough that, even if
 //     that leader has lost its quorum, --lease-timeout has not run out since; and
