@@ -19,7 +19,11 @@ import (
 // retentionPeriod is how often retention is checked.
 const retentionPeriod = 5 * time.Second
 
-func (n *Node) retentionLoop() {
+// segmentFilesLoop keeps the segment files of this node in step with the metadata,
+// every retentionPeriod: on the Raft leader it first runs topic retention; then every
+// node removes its files of expired segments and sets aside (abandoned/) its files of
+// segments that recover-segment abandoned.
+func (n *Node) segmentFilesLoop() {
 	gone := map[segKey]bool{}     // expired segments whose files this node has removed
 	setAside := map[segKey]bool{} // abandoned segments whose files it has set aside
 	removeSalvageTemps(filepath.Join(n.cfg.DataDir, "abandoned"), n.log)
