@@ -162,6 +162,9 @@ func (f *FSM) notify(index uint64) {
 	f.changed = make(chan struct{})
 }
 
+// apply applies one committed command at Raft log index to the state: the small ops
+// here, each larger one in its own apply<Op> below. A refused command changes nothing
+// and returns its error in the Result.
 func (f *FSM) apply(c *Command, index uint64) *Result {
 	st := f.st
 	switch c.Op {
@@ -183,72 +186,11 @@ func (f *FSM) apply(c *Command, index uint64) *Result {
 		}
 		return &Result{}
 	case OpCreateTopic:
-		if err := topicname.Validate(c.Topic); err != nil {
-			return &Result{Err: err}
-		}
-		if _, ok := st.Topics[c.Topic]; ok {
-			return &Result{} // idempotent: REGISTER of an existing topic
-		}
-		t := &Topic{Name: c.Topic}
-		if c.Config != nil {
-			t.Config = *c.Config
-		}
-		t.Segments = []*Segment{{
-			ID: 1, Leader: c.Leader, Base: 0, State: Active,
-			LeaderIndex: index, CreatedUnixMS: c.UnixMS,
-		}}
-		st.Topics[c.Topic] = t
-		return &Result{}
+		return f.applyCreateTopic(c, index)
 	case OpSeal:
-		t, ok := st.Topics[c.Topic]
-		if !ok {
-			return &Result{Err: fmt.Errorf("%w: %q", ErrNoTopic, c.Topic)}
-		}
-		s := t.Segment(c.Segment)
-		if s == nil {
-			return &Result{Err: fmt.Errorf("%w: topic %q has no segment %d", ErrStaleSegment, c.Topic, c.Segment)}
-		}
-		if s.State != Active {
-			// Already sealed: a retried Seal. Same totals means the same command.
-			if s.Count == c.Count && s.CRC == c.CRC {
-				return &Result{}
-			}
-			return &Result{Err: fmt.Errorf("%w: segment %d of %q is %s with %d entries, seal says %d",
-				ErrStaleSegment, s.ID, c.Topic, s.State, s.Count, c.Count)}
-		}
-		s.State = Sealed
-		s.Count, s.Bytes, s.CRC, s.SealedUnixMS = c.Count, c.Bytes, c.CRC, c.UnixMS
-		next := c.NextLeader
-		if next == 0 {
-			next = s.Leader
-		}
-		t.Segments = append(t.Segments, &Segment{
-			ID: s.ID + 1, Leader: next, Base: s.End(), State: Active,
-			LeaderIndex: index, CreatedUnixMS: c.UnixMS,
-		})
-		return &Result{}
+		return f.applySeal(c, index)
 	case OpArchived:
-		t, s, res := f.sealedSegment(c)
-		if res != nil {
-			return res
-		}
-		if s.State == Expired {
-			// Expired while it was being uploaded: the object is an orphan, for the
-			// sweeper.
-			return &Result{Err: fmt.Errorf("%w: segment %d of %q has expired", ErrStaleSegment, s.ID, t.Name)}
-		}
-		if c.Key == "" || c.Size <= 0 {
-			return &Result{Err: fmt.Errorf("%w: archived without key or size", ErrBadCommand)}
-		}
-		if s.ArchiveKey != "" {
-			if s.ArchiveKey == c.Key && s.ArchiveChecksum == c.Checksum {
-				return &Result{} // a retried Archived
-			}
-			return &Result{Err: fmt.Errorf("%w: segment %d of %q is already archived as %q", ErrStaleSegment, s.ID, t.Name, s.ArchiveKey)}
-		}
-		s.State = Archived
-		s.ArchiveKey, s.ArchiveSize, s.ArchiveChecksum, s.ArchivedUnixMS = c.Key, c.Size, c.Checksum, c.UnixMS
-		return &Result{}
+		return f.applyArchived(c)
 	case OpEvictLocal:
 		t, s, res := f.sealedSegment(c)
 		if res != nil {
@@ -260,58 +202,151 @@ func (f *FSM) apply(c *Command, index uint64) *Result {
 		s.LocalEvicted = true
 		return &Result{}
 	case OpExpire:
-		// Retention drops a topic's oldest sealed segments, in order: the retained
-		// entries stay one contiguous range, from StartOffset to the end. The shared
-		// cursor moves past what expired.
-		t, s, res := f.sealedSegment(c)
-		if res != nil {
-			return res
-		}
-		if s.State == Expired {
-			return &Result{} // a retried Expire
-		}
-		if i := t.index(s.ID); i > 0 && t.Segments[i-1].State != Expired {
-			return &Result{Err: fmt.Errorf("%w: segment %d of %q cannot expire before segment %d", ErrStaleSegment, s.ID, t.Name, t.Segments[i-1].ID)}
-		}
-		s.State, s.ExpiredUnixMS = Expired, c.UnixMS
-		t.Cursor = max(t.Cursor, s.End())
-		return &Result{}
+		return f.applyExpire(c)
 	case OpRecover:
-		// The active segment's leader is down and an operator moves writes on: the
-		// segment is sealed empty and abandoned, and the next one, led by NextLeader,
-		// starts at its base. Entries the old leader holds are not part of the topic
-		// (the exposure --max-segment-age bounds); the cursor comes back to the base.
-		t, ok := st.Topics[c.Topic]
-		if !ok {
-			return &Result{Err: fmt.Errorf("%w: %q", ErrNoTopic, c.Topic)}
-		}
-		s := t.Active()
-		if s.ID != c.Segment {
-			return &Result{Err: fmt.Errorf("%w: segment %d of %q is not active", ErrStaleSegment, c.Segment, c.Topic)}
-		}
-		if c.NextLeader == 0 || c.NextLeader == s.Leader {
-			return &Result{Err: fmt.Errorf("%w: recover segment %d of %q to node %d, its leader is %d", ErrBadCommand, s.ID, c.Topic, c.NextLeader, s.Leader)}
-		}
-		s.State, s.Count, s.Bytes, s.CRC, s.SealedUnixMS, s.Abandoned = Sealed, 0, 0, 0, c.UnixMS, true
-		t.Segments = append(t.Segments, &Segment{
-			ID: s.ID + 1, Leader: c.NextLeader, Base: s.Base, State: Active,
-			LeaderIndex: index, CreatedUnixMS: c.UnixMS,
-		})
-		t.Cursor = min(t.Cursor, s.Base)
-		return &Result{}
+		return f.applyRecover(c, index)
 	case OpAdvanceCursor:
-		t, ok := st.Topics[c.Topic]
-		if !ok {
-			return &Result{Err: fmt.Errorf("%w: %q", ErrNoTopic, c.Topic)}
-		}
-		if t.Cursor != c.From {
-			return &Result{Err: ErrCursorMoved, Cursor: t.Cursor}
-		}
-		t.Cursor = c.To
-		return &Result{Cursor: t.Cursor}
+		return f.applyAdvanceCursor(c)
 	default:
 		return &Result{Err: fmt.Errorf("%w: unknown op %q", ErrBadCommand, c.Op)}
 	}
+}
+
+// applyCreateTopic creates a topic with its first active segment, led by c.Leader;
+// an existing topic is left as it is.
+func (f *FSM) applyCreateTopic(c *Command, index uint64) *Result {
+	if err := topicname.Validate(c.Topic); err != nil {
+		return &Result{Err: err}
+	}
+	if _, ok := f.st.Topics[c.Topic]; ok {
+		return &Result{} // idempotent: REGISTER of an existing topic
+	}
+	t := &Topic{Name: c.Topic}
+	if c.Config != nil {
+		t.Config = *c.Config
+	}
+	t.Segments = []*Segment{{
+		ID: 1, Leader: c.Leader, Base: 0, State: Active,
+		LeaderIndex: index, CreatedUnixMS: c.UnixMS,
+	}}
+	f.st.Topics[c.Topic] = t
+	return &Result{}
+}
+
+// applySeal seals a topic's active segment with its totals and appends the next
+// active segment, led by c.NextLeader (the same leader if 0), at its end.
+func (f *FSM) applySeal(c *Command, index uint64) *Result {
+	t, ok := f.st.Topics[c.Topic]
+	if !ok {
+		return &Result{Err: fmt.Errorf("%w: %q", ErrNoTopic, c.Topic)}
+	}
+	s := t.Segment(c.Segment)
+	if s == nil {
+		return &Result{Err: fmt.Errorf("%w: topic %q has no segment %d", ErrStaleSegment, c.Topic, c.Segment)}
+	}
+	if s.State != Active {
+		// Already sealed: a retried Seal. Same totals means the same command.
+		if s.Count == c.Count && s.CRC == c.CRC {
+			return &Result{}
+		}
+		return &Result{Err: fmt.Errorf("%w: segment %d of %q is %s with %d entries, seal says %d",
+			ErrStaleSegment, s.ID, c.Topic, s.State, s.Count, c.Count)}
+	}
+	s.State = Sealed
+	s.Count, s.Bytes, s.CRC, s.SealedUnixMS = c.Count, c.Bytes, c.CRC, c.UnixMS
+	next := c.NextLeader
+	if next == 0 {
+		next = s.Leader
+	}
+	t.Segments = append(t.Segments, &Segment{
+		ID: s.ID + 1, Leader: next, Base: s.End(), State: Active,
+		LeaderIndex: index, CreatedUnixMS: c.UnixMS,
+	})
+	return &Result{}
+}
+
+// applyArchived records a sealed segment's archive object; a retry with the same
+// key and checksum is a no-op.
+func (f *FSM) applyArchived(c *Command) *Result {
+	t, s, res := f.sealedSegment(c)
+	if res != nil {
+		return res
+	}
+	if s.State == Expired {
+		// Expired while it was being uploaded: the object is an orphan, for the
+		// sweeper.
+		return &Result{Err: fmt.Errorf("%w: segment %d of %q has expired", ErrStaleSegment, s.ID, t.Name)}
+	}
+	if c.Key == "" || c.Size <= 0 {
+		return &Result{Err: fmt.Errorf("%w: archived without key or size", ErrBadCommand)}
+	}
+	if s.ArchiveKey != "" {
+		if s.ArchiveKey == c.Key && s.ArchiveChecksum == c.Checksum {
+			return &Result{} // a retried Archived
+		}
+		return &Result{Err: fmt.Errorf("%w: segment %d of %q is already archived as %q", ErrStaleSegment, s.ID, t.Name, s.ArchiveKey)}
+	}
+	s.State = Archived
+	s.ArchiveKey, s.ArchiveSize, s.ArchiveChecksum, s.ArchivedUnixMS = c.Key, c.Size, c.Checksum, c.UnixMS
+	return &Result{}
+}
+
+// applyExpire expires a sealed segment. Retention drops a topic's oldest sealed
+// segments, in order: the retained entries stay one contiguous range, from
+// StartOffset to the end. The shared cursor moves past what expired.
+func (f *FSM) applyExpire(c *Command) *Result {
+	t, s, res := f.sealedSegment(c)
+	if res != nil {
+		return res
+	}
+	if s.State == Expired {
+		return &Result{} // a retried Expire
+	}
+	if i := t.index(s.ID); i > 0 && t.Segments[i-1].State != Expired {
+		return &Result{Err: fmt.Errorf("%w: segment %d of %q cannot expire before segment %d", ErrStaleSegment, s.ID, t.Name, t.Segments[i-1].ID)}
+	}
+	s.State, s.ExpiredUnixMS = Expired, c.UnixMS
+	t.Cursor = max(t.Cursor, s.End())
+	return &Result{}
+}
+
+// applyRecover moves a topic's writes off its active segment, whose leader is down,
+// on an operator's request: the segment is sealed empty and abandoned, and the next one, led by NextLeader,
+// starts at its base. Entries the old leader holds are not part of the topic
+// (the exposure --max-segment-age bounds); the cursor comes back to the base.
+func (f *FSM) applyRecover(c *Command, index uint64) *Result {
+	t, ok := f.st.Topics[c.Topic]
+	if !ok {
+		return &Result{Err: fmt.Errorf("%w: %q", ErrNoTopic, c.Topic)}
+	}
+	s := t.Active()
+	if s.ID != c.Segment {
+		return &Result{Err: fmt.Errorf("%w: segment %d of %q is not active", ErrStaleSegment, c.Segment, c.Topic)}
+	}
+	if c.NextLeader == 0 || c.NextLeader == s.Leader {
+		return &Result{Err: fmt.Errorf("%w: recover segment %d of %q to node %d, its leader is %d", ErrBadCommand, s.ID, c.Topic, c.NextLeader, s.Leader)}
+	}
+	s.State, s.Count, s.Bytes, s.CRC, s.SealedUnixMS, s.Abandoned = Sealed, 0, 0, 0, c.UnixMS, true
+	t.Segments = append(t.Segments, &Segment{
+		ID: s.ID + 1, Leader: c.NextLeader, Base: s.Base, State: Active,
+		LeaderIndex: index, CreatedUnixMS: c.UnixMS,
+	})
+	t.Cursor = min(t.Cursor, s.Base)
+	return &Result{}
+}
+
+// applyAdvanceCursor moves a topic's shared cursor from c.From to c.To, if it is
+// still at c.From.
+func (f *FSM) applyAdvanceCursor(c *Command) *Result {
+	t, ok := f.st.Topics[c.Topic]
+	if !ok {
+		return &Result{Err: fmt.Errorf("%w: %q", ErrNoTopic, c.Topic)}
+	}
+	if t.Cursor != c.From {
+		return &Result{Err: ErrCursorMoved, Cursor: t.Cursor}
+	}
+	t.Cursor = c.To
+	return &Result{Cursor: t.Cursor}
 }
 
 // sealedSegment finds the segment a command names and checks it is no longer active.

@@ -156,6 +156,11 @@ func RebuildState(ctx context.Context, b archive.Bucket, clusterID string, nodeI
 
 // rebuildTopic replaces t's segments by what the bucket holds, then a new active one.
 // Segment ids stay 1, 2, 3, ... (meta.Topic.Segment indexes by id).
+//
+// It is long on purpose: it is one walk over the segment ids, and its two helpers
+// (settle, find) read and change the walk's state (the rebuilt list, the run of
+// missing segments, the end of the last known one, whether data was kept before the
+// run); kept together, the order in which that state changes can be read in one place.
 func rebuildTopic(ctx context.Context, b archive.Bucket, t *meta.Topic, objs map[uint64][]archive.ObjectInfo, nodeID, index uint64, now time.Time) (RestoredTopic, error) {
 	rt := RestoredTopic{Name: t.Name}
 	skip := func(id uint64, key, reason string) {

@@ -40,11 +40,19 @@ func (f *archiveFlags) open(ctx context.Context, c *cobra.Command) (archive.Buck
 	return open.Open(ctx, f.url, archive.Options{Endpoint: f.endpoint, Region: f.region})
 }
 
+// archiveCmd reads a bucket directly (no node needed): its segment objects and its
+// metadata snapshots.
 func archiveCmd() *cobra.Command {
 	f := &archiveFlags{}
 	root := &cobra.Command{Use: "archive", Short: "List and check the segment objects of a bucket, and show its metadata snapshot"}
 	f.add(root)
-	ls := &cobra.Command{
+	root.AddCommand(archiveLsCmd(f), archiveVerifyCmd(f), archiveMetaCmd(f))
+	return root
+}
+
+// archiveLsCmd is floe archive ls.
+func archiveLsCmd(f *archiveFlags) *cobra.Command {
+	return &cobra.Command{
 		Use:   "ls [topic]",
 		Short: "List segment objects (all topics, or one)",
 		Args:  cobra.MaximumNArgs(1),
@@ -79,6 +87,10 @@ func archiveCmd() *cobra.Command {
 			return err
 		},
 	}
+}
+
+// archiveVerifyCmd is floe archive verify.
+func archiveVerifyCmd(f *archiveFlags) *cobra.Command {
 	var quiet bool
 	verify := &cobra.Command{
 		Use:   "verify [key|topic]...",
@@ -124,6 +136,11 @@ if anything is damaged.`,
 		},
 	}
 	verify.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only damaged objects")
+	return verify
+}
+
+// archiveMetaCmd is floe archive meta.
+func archiveMetaCmd(f *archiveFlags) *cobra.Command {
 	var raw bool
 	var clusterID string
 	metaCmd := &cobra.Command{
@@ -176,8 +193,7 @@ if anything is damaged.`,
 	}
 	metaCmd.Flags().BoolVar(&raw, "json", false, "print the snapshot's state as JSON")
 	metaCmd.Flags().StringVar(&clusterID, "cluster-id", "", "show this cluster's newest snapshot (needed only if the prefix holds snapshots of several clusters)")
-	root.AddCommand(ls, verify, metaCmd)
-	return root
+	return metaCmd
 }
 
 func verifyObject(ctx context.Context, b archive.Bucket, key string, quiet bool) bool {

@@ -154,6 +154,14 @@ func runBench(o benchOpts) error {
 	if len(lat) == 0 {
 		return fmt.Errorf("no PUT was acknowledged (%d errors, first: %v)", errCount.Load(), firstErr.Load())
 	}
+	printBench(o, first, lat, elapsed, errCount.Load(), firstErr.Load(), peaks)
+	return nil
+}
+
+// printBench prints a run's report: throughput and latency percentiles over the
+// latencies lat (not empty) of the entries acknowledged within elapsed, the errors
+// (their count and the first), and each node's peak RSS.
+func printBench(o benchOpts, first string, lat []time.Duration, elapsed time.Duration, errs int64, firstErr any, peaks []rssPeak) {
 	slices.Sort(lat)
 	pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(float64(len(lat))*p))] }
 	n := float64(len(lat))
@@ -162,13 +170,12 @@ func runBench(o benchOpts) error {
 	fmt.Printf("  throughput    %.0f entries/s, %.1f MB/s\n", n/elapsed.Seconds(), n*float64(o.size)/elapsed.Seconds()/1e6)
 	fmt.Printf("  latency       p50 %v  p99 %v  p999 %v  max %v\n", pct(0.50).Round(time.Microsecond),
 		pct(0.99).Round(time.Microsecond), pct(0.999).Round(time.Microsecond), lat[len(lat)-1].Round(time.Microsecond))
-	if e := errCount.Load(); e > 0 {
-		fmt.Printf("  errors        %d (first: %v)\n", e, firstErr.Load())
+	if errs > 0 {
+		fmt.Printf("  errors        %d (first: %v)\n", errs, firstErr)
 	}
 	for _, p := range peaks {
 		fmt.Printf("  peak RSS      %s: %.1f MiB\n", p.addr, float64(p.bytes)/(1<<20))
 	}
-	return nil
 }
 
 type rssPeak struct {

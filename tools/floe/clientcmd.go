@@ -88,36 +88,7 @@ func clientCmds() []*cobra.Command {
 					return fmt.Errorf("offset %q: %w", a[1], err)
 				}
 			}
-			w := bufio.NewWriter(os.Stdout)
-			defer w.Flush()
-			printed := 0
-			for max <= 0 || printed < max {
-				n := 1000
-				if max > 0 {
-					n = min(n, max-printed)
-				}
-				var entries []client.Entry
-				var next uint64
-				var err error
-				if follow {
-					entries, next, err = c.Tail(a[0], off, n, 10*time.Second)
-				} else {
-					entries, next, err = c.Read(a[0], off, n)
-				}
-				if err != nil {
-					return err
-				}
-				for _, e := range entries {
-					fmt.Fprintf(w, "%d\t%s\n", e.Offset, e.Payload)
-				}
-				printed += len(entries)
-				off = next
-				if len(entries) == 0 && !follow {
-					return nil
-				}
-				w.Flush()
-			}
-			return nil
+			return printEntries(c, a[0], off, max, follow)
 		}),
 	}
 	read.Flags().BoolVarP(&follow, "follow", "f", false, "keep waiting for new entries")
@@ -147,6 +118,42 @@ func clientCmds() []*cobra.Command {
 		addrFlag(c, &addr)
 	}
 	return cmds
+}
+
+// printEntries prints topic's entries with their offsets from off, at most limit of
+// them (limit <= 0: all); with follow it waits for new ones instead of stopping at the
+// end.
+func printEntries(c *client.Conn, topic string, off uint64, limit int, follow bool) error {
+	w := bufio.NewWriter(os.Stdout)
+	defer w.Flush()
+	printed := 0
+	for limit <= 0 || printed < limit {
+		n := 1000
+		if limit > 0 {
+			n = min(n, limit-printed)
+		}
+		var entries []client.Entry
+		var next uint64
+		var err error
+		if follow {
+			entries, next, err = c.Tail(topic, off, n, 10*time.Second)
+		} else {
+			entries, next, err = c.Read(topic, off, n)
+		}
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			fmt.Fprintf(w, "%d\t%s\n", e.Offset, e.Payload)
+		}
+		printed += len(entries)
+		off = next
+		if len(entries) == 0 && !follow {
+			return nil
+		}
+		w.Flush()
+	}
+	return nil
 }
 
 func printJSON(reply []byte) error {

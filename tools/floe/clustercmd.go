@@ -30,8 +30,7 @@ type clusterView struct {
 // Changes (removing a member, moving leadership) go to the Raft leader, found through
 // whichever node --http names.
 func clusterCmd() *cobra.Command {
-	var addr string
-	var timeout time.Duration
+	c := &clusterAPI{}
 	root := &cobra.Command{
 		Use:   "cluster",
 		Short: "Show the members and leader, remove a member, move Raft leadership, sweep orphaned objects, move writes off a dead segment leader (through any node's HTTP API)",
@@ -40,85 +39,102 @@ func clusterCmd() *cobra.Command {
 	if def == "" {
 		def = "127.0.0.1:9181,127.0.0.1:9182,127.0.0.1:9183,127.0.0.1:9080" // floe dev and compose, then the agent's default
 	}
-	root.PersistentFlags().StringVar(&addr, "http", def, "HTTP address(es) (host:port) of nodes, comma-separated; the first that answers is used (env FLOE_HTTP)")
-	root.PersistentFlags().DurationVar(&timeout, "timeout", 20*time.Second, "give up after this long")
+	root.PersistentFlags().StringVar(&c.addr, "http", def, "HTTP address(es) (host:port) of nodes, comma-separated; the first that answers is used (env FLOE_HTTP)")
+	root.PersistentFlags().DurationVar(&c.timeout, "timeout", 20*time.Second, "give up after this long")
+	root.AddCommand(clusterStatusCmd(c), clusterRemoveCmd(c), clusterTransferCmd(c), clusterSweepCmd(c), clusterRecoverSegmentCmd(c))
+	return root
+}
 
-	call := func(ctx context.Context, method, url string, out any) error {
-		req, err := http.NewRequestWithContext(ctx, method, url, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-		if err != nil {
-			return err
-		}
-		if resp.StatusCode/100 != 2 {
-			return fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, strings.TrimSpace(string(body)))
-		}
-		if out != nil {
-			return json.Unmarshal(body, out)
-		}
-		return nil
-	}
-	view := func(ctx context.Context, at string) (*clusterView, error) {
-		var v clusterView
-		if err := call(ctx, http.MethodGet, "http://"+at+"/v1/cluster", &v); err != nil {
-			return nil, err
-		}
-		return &v, nil
-	}
-	// anyView asks the nodes of --http in turn; it returns the first answer and the
-	// address that gave it.
-	anyView := func(ctx context.Context) (*clusterView, string, error) {
-		var errs []string
-		for _, at := range strings.Split(addr, ",") {
-			if at = strings.TrimSpace(at); at == "" {
-				continue
-			}
-			v, err := view(ctx, at)
-			if err == nil {
-				return v, at, nil
-			}
-			errs = append(errs, err.Error())
-		}
-		return nil, "", fmt.Errorf("no node answers at %s: %s", addr, strings.Join(errs, "; "))
-	}
-	// leaderHTTP returns the HTTP address of the Raft leader, as the first node of
-	// --http that answers sees it.
-	leaderHTTP := func(ctx context.Context) (string, *clusterView, error) {
-		v, at, err := anyView(ctx)
-		if err != nil {
-			return "", nil, err
-		}
-		if v.Metrics.CurrentLeader == nil {
-			return "", v, fmt.Errorf("node %d at %s knows no Raft leader (no quorum?)", v.Metrics.ID, at)
-		}
-		for _, n := range v.Nodes {
-			if n.ID == *v.Metrics.CurrentLeader && n.HTTPAddr != "" {
-				return n.HTTPAddr, v, nil
-			}
-		}
-		return "", v, fmt.Errorf("the HTTP address of leader %d is unknown (it has not registered yet)", *v.Metrics.CurrentLeader)
-	}
+// clusterAPI reaches the cluster through the HTTP API of the nodes of --http.
+type clusterAPI struct {
+	addr    string        // --http: comma-separated node addresses
+	timeout time.Duration // --timeout
+}
 
+// call sends one request and decodes a 2xx reply's JSON into out (unless out is nil);
+// another status is an error that carries the reply's text.
+func (c *clusterAPI) call(ctx context.Context, method, url string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, strings.TrimSpace(string(body)))
+	}
+	if out != nil {
+		return json.Unmarshal(body, out)
+	}
+	return nil
+}
+
+// view is the cluster as the node at at sees it.
+func (c *clusterAPI) view(ctx context.Context, at string) (*clusterView, error) {
+	var v clusterView
+	if err := c.call(ctx, http.MethodGet, "http://"+at+"/v1/cluster", &v); err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
+// anyView asks the nodes of --http in turn; it returns the first answer and the
+// address that gave it.
+func (c *clusterAPI) anyView(ctx context.Context) (*clusterView, string, error) {
+	var errs []string
+	for _, at := range strings.Split(c.addr, ",") {
+		if at = strings.TrimSpace(at); at == "" {
+			continue
+		}
+		v, err := c.view(ctx, at)
+		if err == nil {
+			return v, at, nil
+		}
+		errs = append(errs, err.Error())
+	}
+	return nil, "", fmt.Errorf("no node answers at %s: %s", c.addr, strings.Join(errs, "; "))
+}
+
+// leaderHTTP returns the HTTP address of the Raft leader, as the first node of
+// --http that answers sees it.
+func (c *clusterAPI) leaderHTTP(ctx context.Context) (string, *clusterView, error) {
+	v, at, err := c.anyView(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	if v.Metrics.CurrentLeader == nil {
+		return "", v, fmt.Errorf("node %d at %s knows no Raft leader (no quorum?)", v.Metrics.ID, at)
+	}
+	for _, n := range v.Nodes {
+		if n.ID == *v.Metrics.CurrentLeader && n.HTTPAddr != "" {
+			return n.HTTPAddr, v, nil
+		}
+	}
+	return "", v, fmt.Errorf("the HTTP address of leader %d is unknown (it has not registered yet)", *v.Metrics.CurrentLeader)
+}
+
+// clusterStatusCmd is floe cluster status.
+func clusterStatusCmd(c *clusterAPI) *cobra.Command {
 	var asJSON bool
 	status := &cobra.Command{
 		Use: "status", Short: "Members (id, role, addresses, log index) and the Raft leader", Args: cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
-			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 			defer cancel()
-			v, _, err := anyView(ctx)
+			v, _, err := c.anyView(ctx)
 			if err != nil {
 				return err
 			}
 			// The leader knows every member's log index; ask it when it is not this node.
-			if at, lv, err := leaderHTTP(ctx); err == nil && lv.Metrics.State != "Leader" {
-				if l, err := view(ctx, at); err == nil {
+			if at, lv, err := c.leaderHTTP(ctx); err == nil && lv.Metrics.State != "Leader" {
+				if l, err := c.view(ctx, at); err == nil {
 					v.Metrics.Replication = l.Metrics.Replication
 				}
 			}
@@ -132,8 +148,12 @@ func clusterCmd() *cobra.Command {
 		},
 	}
 	status.Flags().BoolVar(&asJSON, "json", false, "print the raw JSON")
+	return status
+}
 
-	remove := &cobra.Command{
+// clusterRemoveCmd is floe cluster remove-node.
+func clusterRemoveCmd(c *clusterAPI) *cobra.Command {
+	return &cobra.Command{
 		Use:   "remove-node <id>",
 		Short: "Remove a member from the Raft group and the metadata (wipe its data dir before it joins again)",
 		Args:  cobra.ExactArgs(1),
@@ -142,91 +162,108 @@ func clusterCmd() *cobra.Command {
 			if err != nil || id == 0 {
 				return fmt.Errorf("node id must be a positive number, not %q", a[0])
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 			defer cancel()
-			at, v, err := leaderHTTP(ctx)
+			at, v, err := c.leaderHTTP(ctx)
 			if err != nil {
 				return err
 			}
 			if id == *v.Metrics.CurrentLeader {
 				return fmt.Errorf("node %d is the Raft leader: run floe cluster transfer-leadership first", id)
 			}
-			if err := call(ctx, http.MethodDelete, fmt.Sprintf("http://%s/v1/cluster/members/%d", at, id), nil); err != nil {
+			if err := c.call(ctx, http.MethodDelete, fmt.Sprintf("http://%s/v1/cluster/members/%d", at, id), nil); err != nil {
 				return err
 			}
 			fmt.Printf("node %d removed\n", id)
 			return nil
 		},
 	}
+}
 
-	transfer := &cobra.Command{
+// clusterTransferCmd is floe cluster transfer-leadership.
+func clusterTransferCmd(c *clusterAPI) *cobra.Command {
+	return &cobra.Command{
 		Use:   "transfer-leadership",
 		Short: "Hand Raft leadership to another voter (before maintenance of the leader); waits for the new leader",
 		Args:  cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
-			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 			defer cancel()
-			at, v, err := leaderHTTP(ctx)
+			at, v, err := c.leaderHTTP(ctx)
 			if err != nil {
 				return err
 			}
 			old := *v.Metrics.CurrentLeader
-			if err := call(ctx, http.MethodPost, "http://"+at+"/v1/cluster/transfer-leadership", nil); err != nil {
+			if err := c.call(ctx, http.MethodPost, "http://"+at+"/v1/cluster/transfer-leadership", nil); err != nil {
 				return err
 			}
 			for {
-				if v, _, err := anyView(ctx); err == nil && v.Metrics.CurrentLeader != nil && *v.Metrics.CurrentLeader != old {
+				if v, _, err := c.anyView(ctx); err == nil && v.Metrics.CurrentLeader != nil && *v.Metrics.CurrentLeader != old {
 					fmt.Printf("leader: node %d (was node %d)\n", *v.Metrics.CurrentLeader, old)
 					return nil
 				}
 				select {
 				case <-ctx.Done():
-					return fmt.Errorf("leadership left node %d, but no new leader was seen within %v", old, timeout)
+					return fmt.Errorf("leadership left node %d, but no new leader was seen within %v", old, c.timeout)
 				case <-time.After(100 * time.Millisecond):
 				}
 			}
 		},
 	}
+}
+
+// clusterSweepCmd is floe cluster sweep.
+func clusterSweepCmd(c *clusterAPI) *cobra.Command {
 	var dryRun bool
 	sweep := &cobra.Command{
 		Use:   "sweep",
 		Short: "Delete the archive objects no segment references (expired segments' objects, uploads that never committed and are older than --orphan-grace); --dry-run only lists them",
 		Args:  cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
-			ctx, cancel := context.WithTimeout(context.Background(), max(timeout, 10*time.Minute))
+			ctx, cancel := context.WithTimeout(context.Background(), max(c.timeout, 10*time.Minute))
 			defer cancel()
-			at, _, err := leaderHTTP(ctx)
+			at, _, err := c.leaderHTTP(ctx)
 			if err != nil {
 				return err
 			}
 			var rep tiering.SweepReport
-			if err := call(ctx, http.MethodPost, fmt.Sprintf("http://%s/v1/archive/sweep?dry_run=%v", at, dryRun), &rep); err != nil {
+			if err := c.call(ctx, http.MethodPost, fmt.Sprintf("http://%s/v1/archive/sweep?dry_run=%v", at, dryRun), &rep); err != nil {
 				return err
 			}
-			w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "KEY\tBYTES\tMODIFIED\tREASON\tACTION")
-			for _, o := range rep.Orphans {
-				action := "kept (younger than the grace period)"
-				switch {
-				case o.Deleted:
-					action = "deleted"
-				case o.Error != "":
-					action = "delete failed: " + o.Error
-				case o.Deletable && rep.DryRun:
-					action = "would delete"
-				case o.Held:
-					action = "kept (older than this cluster's takeover of the archive claim settled; may be another cluster's)"
-				}
-				fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\n", o.Key, o.Size, o.LastModified.UTC().Format(time.RFC3339), o.Reason, action)
-			}
-			w.Flush()
-			fmt.Printf("%d segment objects scanned, %d orphans (%d bytes), %d deleted (grace %s)\n",
-				rep.Scanned, len(rep.Orphans), rep.OrphanBytes, rep.Deleted, rep.Grace)
+			printSweep(&rep)
 			return nil
 		},
 	}
 	sweep.Flags().BoolVar(&dryRun, "dry-run", false, "list the orphans, delete nothing")
+	return sweep
+}
 
+// printSweep prints a sweep's report: one line per orphan with what was done to it,
+// then the totals.
+func printSweep(rep *tiering.SweepReport) {
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "KEY\tBYTES\tMODIFIED\tREASON\tACTION")
+	for _, o := range rep.Orphans {
+		action := "kept (younger than the grace period)"
+		switch {
+		case o.Deleted:
+			action = "deleted"
+		case o.Error != "":
+			action = "delete failed: " + o.Error
+		case o.Deletable && rep.DryRun:
+			action = "would delete"
+		case o.Held:
+			action = "kept (older than this cluster's takeover of the archive claim settled; may be another cluster's)"
+		}
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\n", o.Key, o.Size, o.LastModified.UTC().Format(time.RFC3339), o.Reason, action)
+	}
+	w.Flush()
+	fmt.Printf("%d segment objects scanned, %d orphans (%d bytes), %d deleted (grace %s)\n",
+		rep.Scanned, len(rep.Orphans), rep.OrphanBytes, rep.Deleted, rep.Grace)
+}
+
+// clusterRecoverSegmentCmd is floe cluster recover-segment.
+func clusterRecoverSegmentCmd(c *clusterAPI) *cobra.Command {
 	var to, segment uint64
 	var force bool
 	recoverSeg := &cobra.Command{
@@ -235,9 +272,9 @@ func clusterCmd() *cobra.Command {
 			"(what that node wrote into it and had not archived leaves the topic) and the next one starts at its base on a live node",
 		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, a []string) error {
-			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 			defer cancel()
-			_, at, err := anyView(ctx)
+			_, at, err := c.anyView(ctx)
 			if err != nil {
 				return err
 			}
@@ -245,7 +282,7 @@ func clusterCmd() *cobra.Command {
 				Segment, Leader, Base uint64
 			}
 			url := fmt.Sprintf("http://%s/v1/topics/%s/recover-segment?to=%d&segment=%d&force=%v", at, a[0], to, segment, force)
-			if err := call(ctx, http.MethodPost, url, &next); err != nil {
+			if err := c.call(ctx, http.MethodPost, url, &next); err != nil {
 				return err
 			}
 			fmt.Printf("%s: writes go to segment %d on node %d, from offset %d\n", a[0], next.Segment, next.Leader, next.Base)
@@ -255,8 +292,7 @@ func clusterCmd() *cobra.Command {
 	recoverSeg.Flags().Uint64Var(&to, "to", 0, "node to lead the next segment (default: the next live voter)")
 	recoverSeg.Flags().Uint64Var(&segment, "segment", 0, "the active segment to abandon (required with --force): if it was abandoned already, nothing is done, so the command is safe to repeat")
 	recoverSeg.Flags().BoolVar(&force, "force", false, "recover even though the leader answers (it loses what its active segment holds); needs --segment")
-	root.AddCommand(status, remove, transfer, sweep, recoverSeg)
-	return root
+	return recoverSeg
 }
 
 func printCluster(v *clusterView) {
