@@ -2,7 +2,6 @@ package tiering
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -17,22 +16,8 @@ func TestRebuildStateKeepsEachExtentOfAMissingRun(t *testing.T) {
 	ctx := context.Background()
 	b := newMinioBucket(t)
 	c := newCluster()
-	must := func(cmd *meta.Command) {
-		t.Helper()
-		if err := c.propose(ctx, cmd); err != nil {
-			t.Fatal(err)
-		}
-	}
-	keys := map[string]string{}
-	archived := func(topic string, id, n uint64) {
-		t.Helper()
-		tp, _ := c.fsm.Topic(topic)
-		base := tp.Segment(id).Base
-		must(&meta.Command{Op: meta.OpSeal, Topic: topic, Segment: id, Count: n, NextLeader: 2})
-		k := putSegmentObject(t, b, topic, id, base, id, int(n))
-		must(&meta.Command{Op: meta.OpArchived, Topic: topic, Segment: id, Key: k, Size: 1})
-		keys[fmt.Sprint(topic, id)] = k
-	}
+	f := newRestoreFixture(t, c, b)
+	must, archived, keys := f.must, f.archived, f.keys
 	week := &meta.TopicConfig{RetentionMS: 7 * 24 * 3600 * 1000}
 	// "ret": 1-4 archived; after the snapshot retention expires 1 and 2.
 	must(&meta.Command{Op: meta.OpCreateTopic, Topic: "ret", Leader: 2, Config: week})

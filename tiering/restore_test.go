@@ -77,22 +77,8 @@ func TestRebuildState(t *testing.T) {
 		t.Fatal("RebuildState of a bucket without a metadata snapshot succeeded")
 	}
 	c := newCluster()
-	must := func(cmd *meta.Command) {
-		t.Helper()
-		if err := c.propose(ctx, cmd); err != nil {
-			t.Fatal(err)
-		}
-	}
-	keys := map[string]string{}
-	archived := func(topic string, id, n uint64) { // seal segment id with n entries, archive it
-		t.Helper()
-		tp, _ := c.fsm.Topic(topic)
-		base := tp.Segment(id).Base
-		must(&meta.Command{Op: meta.OpSeal, Topic: topic, Segment: id, Count: n, NextLeader: 2})
-		k := putSegmentObject(t, b, topic, id, base, id, int(n))
-		must(&meta.Command{Op: meta.OpArchived, Topic: topic, Segment: id, Key: k, Size: 1})
-		keys[fmt.Sprint(topic, id)] = k
-	}
+	f := newRestoreFixture(t, c, b)
+	must, archived, keys := f.must, f.archived, f.keys
 	week := &meta.TopicConfig{RetentionMS: 7 * 24 * 3600 * 1000}
 	// "retained": 1-4 archived; after the snapshot retention expires 1 and deletes its
 	// object (the reproduction). The cursor was at 5, inside segment 1.
@@ -250,4 +236,37 @@ func TestRebuildState(t *testing.T) {
 	if key, snap, err := NewestMetaSnapshot(ctx, b, "def"); err != nil || snap.ClusterID != "def" || key != MetaSnapshotKey(1001) {
 		t.Fatalf("NewestMetaSnapshot(def) = %s %+v %v", key, snap, err)
 	}
+}
+
+// restoreFixture builds the metadata and the objects a restore starts from: commands
+// committed to a one-node FSM, sealed segments archived into a bucket.
+type restoreFixture struct {
+	t    *testing.T
+	c    *cluster
+	b    archive.Bucket
+	keys map[string]string // fmt.Sprint(topic, id) -> object key
+}
+
+func newRestoreFixture(t *testing.T, c *cluster, b archive.Bucket) *restoreFixture {
+	return &restoreFixture{t: t, c: c, b: b, keys: map[string]string{}}
+}
+
+// must commits cmd, failing the test if it fails.
+func (f *restoreFixture) must(cmd *meta.Command) {
+	f.t.Helper()
+	if err := f.c.propose(context.Background(), cmd); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// archived seals segment id of topic with n entries and archives it (its object key
+// goes to keys).
+func (f *restoreFixture) archived(topic string, id, n uint64) {
+	f.t.Helper()
+	tp, _ := f.c.fsm.Topic(topic)
+	base := tp.Segment(id).Base
+	f.must(&meta.Command{Op: meta.OpSeal, Topic: topic, Segment: id, Count: n, NextLeader: 2})
+	k := putSegmentObject(f.t, f.b, topic, id, base, id, int(n))
+	f.must(&meta.Command{Op: meta.OpArchived, Topic: topic, Segment: id, Key: k, Size: 1})
+	f.keys[fmt.Sprint(topic, id)] = k
 }
