@@ -62,7 +62,10 @@ type Config struct {
 	ClientPort        int
 	HTTPHost          string
 	HTTPPort          int // 0 disables the HTTP API; -1 picks a free port
-	Join              string
+	// Pprof serves Go's profiler under /debug/pprof/ on the HTTP API port. Off by
+	// default: a profile shows memory contents and costs CPU while it runs.
+	Pprof bool
+	Join  string
 
 	MaxSegmentEntries uint64
 	MaxSegmentBytes   int64

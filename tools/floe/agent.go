@@ -35,6 +35,7 @@ func addNodeFlags(c *cobra.Command, f *agentFlags) {
 	fs.IntVar(&f.port, "port", 0, "alias of --client-port (newer Distributed Walrus compose files)")
 	fs.StringVar(&f.cfg.HTTPHost, "http-host", "", "HTTP API host (default: --client-host)")
 	fs.IntVar(&f.cfg.HTTPPort, "http-port", 9080, "HTTP API port (0 disables it)")
+	fs.BoolVar(&f.cfg.Pprof, "pprof", false, "serve Go's profiler under /debug/pprof/ on the HTTP API port")
 	fs.StringVar(&f.cfg.Join, "join", "", "host:raftport of any member: join that cluster as a voter")
 	fs.Uint64Var(&f.cfg.MaxSegmentEntries, "max-segment-entries", node.DefaultMaxSegmentEntries, "roll a segment over at this many entries")
 	fs.Int64Var(&f.cfg.MaxSegmentBytes, "max-segment-bytes", node.DefaultMaxSegmentBytes, "roll a segment over at this many bytes")
