@@ -232,46 +232,18 @@ type Entry = wire.Entry
 // errors.As.
 type ServerError = wire.ServerError
 
-// SegmentInfo is one element of STATE's segments list.
-type SegmentInfo struct {
-	ID     uint64 `json:"id"`
-	Leader uint64 `json:"leader"`
-	Base   uint64 `json:"base"`
-	Count  uint64 `json:"count"`
-	Bytes  int64  `json:"bytes"`
-	State  string `json:"state"`
-	Tier   string `json:"tier"`
-}
+// SegmentInfo is one element of STATE's segments list (wire.SegmentInfo).
+type SegmentInfo = wire.SegmentInfo
 
-// TopicState is the decoded STATE reply.
+// TopicState is the decoded STATE reply, and the reply as received.
 type TopicState struct {
-	CurrentSegment        uint64            `json:"current_segment"`
-	LeaderNode            uint64            `json:"leader_node"`
-	LastSealedEntryOffset uint64            `json:"last_sealed_entry_offset"`
-	SealedSegments        map[string]uint64 `json:"sealed_segments"`
-	SegmentLeaders        map[string]uint64 `json:"segment_leaders"`
-	Segments              []SegmentInfo     `json:"segments"`
-	Cursor                uint64            `json:"cursor"`
-	StartOffset           uint64            `json:"start_offset"`
-	EndOffset             *uint64           `json:"end_offset"`
-	Raw                   []byte            `json:"-"`
+	wire.TopicState
+	Raw []byte `json:"-"`
 }
 
-// Metrics is the decoded METRICS reply.
+// Metrics is the decoded METRICS reply, and the reply as received.
 type Metrics struct {
-	ID               uint64  `json:"id"`
-	State            string  `json:"state"`
-	CurrentLeader    *uint64 `json:"current_leader"`
-	LastLogIndex     uint64  `json:"last_log_index"`
-	MembershipConfig struct {
-		Membership struct {
-			Configs [][]uint64        `json:"configs"`
-			Nodes   map[string]string `json:"nodes"`
-		} `json:"membership"`
-	} `json:"membership_config"`
-	Replication map[string]*struct {
-		Index uint64 `json:"index"`
-	} `json:"replication"`
+	wire.ClusterMetrics
 	Raw []byte `json:"-"`
 }
 

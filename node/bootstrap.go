@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"floe/internal/fsutil"
 )
 
 // A node that bootstraps a cluster first writes the new cluster's id to
@@ -61,7 +63,7 @@ func writeBootstrapID(dataDir, id string) error {
 	if err := os.Rename(tmp.Name(), filepath.Join(dataDir, bootstrapIDFile)); err != nil {
 		return err
 	}
-	return syncDir(dataDir)
+	return fsutil.SyncDir(dataDir)
 }
 
 // removeBootstrapID forgets a finished (or refused) bootstrap.
@@ -70,7 +72,7 @@ func removeBootstrapID(dataDir string) error {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	return syncDir(dataDir)
+	return fsutil.SyncDir(dataDir)
 }
 
 // failpoint ends the process when FLOE_FAILPOINT names point: tests use it to crash a

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"floe/internal/fsutil"
 	"floe/meta"
 )
 
@@ -193,7 +194,7 @@ func salvageCopy(src, root, topic string) (string, error) {
 		return "", err
 	}
 	for _, d := range []string{filepath.Dir(root), root, dir} { // the new entries, if any
-		if err := syncDir(d); err != nil {
+		if err := fsutil.SyncDir(d); err != nil {
 			return "", err
 		}
 	}
@@ -231,18 +232,6 @@ func salvageCopy(src, root, topic string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		return dst, syncDir(dir)
+		return dst, fsutil.SyncDir(dir)
 	}
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("cannot fsync directory %q: %w", dir, err)
-	}
-	return nil
 }

@@ -9,40 +9,11 @@ import (
 
 	"floe/meta"
 	"floe/node/rpc"
+	"floe/wire"
 )
 
-// SegmentView is one element of STATE's "segments" list (README, "Protocol").
-type SegmentView struct {
-	ID     uint64 `json:"id"`
-	Leader uint64 `json:"leader"`
-	Base   uint64 `json:"base"`
-	Count  uint64 `json:"count"`
-	Bytes  int64  `json:"bytes"`
-	State  string `json:"state"`
-	Tier   string `json:"tier"`
-	// Abandoned: floe cluster recover-segment moved writes off it (sealed empty).
-	Abandoned bool `json:"abandoned,omitempty"`
-	// Lost: floe restore --cluster found no copy of its entries (state expired).
-	Lost bool `json:"lost,omitempty"`
-}
-
-// TopicState is the STATE reply: Walrus's fields, then floe's.
-type TopicState struct {
-	CurrentSegment        uint64            `json:"current_segment"`
-	LeaderNode            uint64            `json:"leader_node"`
-	LastSealedEntryOffset uint64            `json:"last_sealed_entry_offset"`
-	SealedSegments        map[string]uint64 `json:"sealed_segments"`
-	SegmentLeaders        map[string]uint64 `json:"segment_leaders"`
-
-	Topic    string        `json:"topic"`
-	Segments []SegmentView `json:"segments"`
-	Cursor   uint64        `json:"cursor"`
-	// StartOffset is the first offset retention has kept (0 until a segment expires).
-	StartOffset uint64           `json:"start_offset"`
-	Config      meta.TopicConfig `json:"config"`
-	// EndOffset is one past the last durable entry, when the active leader answered.
-	EndOffset *uint64 `json:"end_offset,omitempty"`
-}
+// TopicState is the STATE reply.
+type TopicState = wire.TopicState
 
 // State describes a topic: its segments with state and tier, and its cursor.
 func (n *Node) State(ctx context.Context, topic string) (*TopicState, error) {
@@ -54,12 +25,15 @@ func (n *Node) State(ctx context.Context, topic string) (*TopicState, error) {
 	st := &TopicState{
 		CurrentSegment: act.ID, LeaderNode: act.Leader, LastSealedEntryOffset: t.SealedEnd(),
 		SealedSegments: map[string]uint64{}, SegmentLeaders: map[string]uint64{},
-		Topic: topic, Cursor: t.Cursor, Config: t.Config, StartOffset: t.StartOffset(),
+		Topic: topic, Cursor: t.Cursor, StartOffset: t.StartOffset(),
+	}
+	if st.Config, err = json.Marshal(t.Config); err != nil {
+		return nil, err
 	}
 	for _, s := range t.Segments {
 		id := strconv.FormatUint(s.ID, 10)
 		st.SegmentLeaders[id] = s.Leader
-		v := SegmentView{ID: s.ID, Leader: s.Leader, Base: s.Base, Count: s.Count, Bytes: s.Bytes, State: string(s.State), Tier: s.Tier(), Abandoned: s.Abandoned, Lost: s.Lost}
+		v := wire.SegmentInfo{ID: s.ID, Leader: s.Leader, Base: s.Base, Count: s.Count, Bytes: s.Bytes, State: string(s.State), Tier: s.Tier(), Abandoned: s.Abandoned, Lost: s.Lost}
 		if s.State == meta.Expired {
 			// Gone: not listed among Walrus's readable sealed segments.
 		} else if s.State != meta.Active {
@@ -86,34 +60,8 @@ func (n *Node) StateJSON(ctx context.Context, topic string) ([]byte, error) {
 	return json.Marshal(st)
 }
 
-// ClusterMetrics is the METRICS reply: the openraft-style fields Walrus clients read,
-// plus floe's.
-type ClusterMetrics struct {
-	ID               uint64                  `json:"id"`
-	State            string                  `json:"state"`
-	CurrentTerm      uint64                  `json:"current_term"`
-	CurrentLeader    *uint64                 `json:"current_leader"`
-	LastLogIndex     uint64                  `json:"last_log_index"`
-	LastApplied      uint64                  `json:"last_applied"`
-	MembershipConfig membershipConfig        `json:"membership_config"`
-	Replication      map[string]*replication `json:"replication"`
-	ClusterID        string                  `json:"cluster_id,omitempty"`
-	Topics           int                     `json:"topics"`
-	HasLease         bool                    `json:"has_lease"`
-}
-
-type membershipConfig struct {
-	Membership membership `json:"membership"`
-}
-
-type membership struct {
-	Configs [][]uint64        `json:"configs"`
-	Nodes   map[string]string `json:"nodes"`
-}
-
-type replication struct {
-	Index uint64 `json:"index"`
-}
+// ClusterMetrics is the METRICS reply.
+type ClusterMetrics = wire.ClusterMetrics
 
 // Metrics reports this node's view of the Raft group.
 func (n *Node) Metrics() (*ClusterMetrics, error) {
@@ -146,14 +94,14 @@ func (n *Node) Metrics() (*ClusterMetrics, error) {
 
 // replication asks every member for its applied index (the leader's view of
 // replication progress; hashicorp/raft does not expose match indexes).
-func (n *Node) replication(members []meta.Member) map[string]*replication {
-	out := map[string]*replication{}
+func (n *Node) replication(members []meta.Member) map[string]*wire.Replication {
+	out := map[string]*wire.Replication{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, mem := range members {
 		key := strconv.FormatUint(mem.ID, 10)
 		if mem.ID == n.cfg.NodeID {
-			out[key] = &replication{Index: n.raft.LastIndex()}
+			out[key] = &wire.Replication{Index: n.raft.LastIndex()}
 			continue
 		}
 		out[key] = nil // unreachable members show as null, as in openraft
@@ -166,7 +114,7 @@ func (n *Node) replication(members []meta.Member) map[string]*replication {
 			}
 			if st, err := rpc.DecodeStatus(body); err == nil {
 				mu.Lock()
-				out[key] = &replication{Index: st.LastIndex}
+				out[key] = &wire.Replication{Index: st.LastIndex}
 				mu.Unlock()
 			}
 		}(mem)

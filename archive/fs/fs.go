@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"floe/archive"
+	"floe/internal/fsutil"
 )
 
 // tmpDir is the directory, under the root, of uploads in progress.
@@ -193,7 +194,7 @@ func (b *Bucket) put(ctx context.Context, p string, r io.Reader, size int64, ifN
 		}
 		break
 	}
-	return syncDir(dir)
+	return fsutil.SyncDir(dir)
 }
 
 // ctxReader stops a long copy when ctx ends.
@@ -426,7 +427,7 @@ func (b *Bucket) Delete(ctx context.Context, key string) error {
 		return archive.Error("delete", key, b.loc, err)
 	}
 	dir := filepath.Dir(p)
-	if err := syncDir(dir); err != nil {
+	if err := fsutil.SyncDir(dir); err != nil {
 		return archive.Error("delete", key, b.loc, err)
 	}
 	// Remove empty parents; a failure (not empty, a concurrent Put) just stops it.
@@ -464,17 +465,5 @@ func mkdirAll(dir string) error {
 	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, iofs.ErrExist) {
 		return err
 	}
-	return syncDir(parent)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
+	return fsutil.SyncDir(parent)
 }
