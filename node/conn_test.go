@@ -299,3 +299,47 @@ func (b *connBudget) state() (used int64, waiters int) {
 	defer b.mu.Unlock()
 	return b.used, b.waiters
 }
+
+// TestReadyReplyNotHeldBehindPendingOne: a reply that is ready reaches the client
+// even while the next reply on the connection waits for its group commit; the node
+// does not keep it in its write buffer until a later one is ready too.
+func TestReadyReplyNotHeldBehindPendingOne(t *testing.T) {
+	ffs := &segment.FaultFS{}
+	n := startNode(t, func(c *Config) { c.segmentFS = ffs })
+	ctx := context.Background()
+	if err := n.Register(ctx, "t", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Append(ctx, "t", [][]byte{[]byte("open")}); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", n.ClientAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	put := func(p string) {
+		t.Helper()
+		if err := wire.WriteFrame(conn, []byte("PUT t "+p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	entered1, release1 := ffs.HoldNextSync()
+	defer release1()
+	put("first")
+	<-entered1 // the first PUT's group commit is in its fdatasync
+	put("second")
+	testenv.WaitFor(t, 10*time.Second, "the second PUT to wait behind the first", func() bool {
+		q, _ := n.writer.Appender("t").Queued()
+		return q == 1
+	})
+	entered2, release2 := ffs.HoldNextSync() // the second PUT's fdatasync
+	defer release2()
+	release1()
+	<-entered2
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	reply, err := wire.ReadFrame(bufio.NewReader(conn), wire.MaxReply)
+	if err != nil || string(reply) != "OK" {
+		t.Fatalf("reply to the first PUT while the second waits for its fdatasync: %q, %v", reply, err)
+	}
+}

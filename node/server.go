@@ -176,20 +176,41 @@ func (n *Node) serveClient(conn net.Conn) {
 		defer close(writerDone)
 		w := bufio.NewWriterSize(conn, 64<<10)
 		failed := false
+		// Replies that are ready one after the other are written together: the
+		// buffer is flushed only when the next reply in order is not ready yet (or
+		// none is pending), so the replies one group commit completes leave in one
+		// write, and none waits in the buffer for a later one.
+		flush := func() {
+			if failed || w.Buffered() == 0 {
+				return
+			}
+			conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+			if err := w.Flush(); err != nil {
+				failed = true
+				conn.Close()
+			}
+		}
 		for p := range replies {
-			b := <-p.slot
+			var b []byte
+			select {
+			case b = <-p.slot:
+			default:
+				flush()
+				b = <-p.slot
+			}
 			if !failed {
-				conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-				err := wire.WriteFrame(w, b)
-				if err == nil && len(replies) == 0 {
-					err = w.Flush()
+				if len(b)+4 > w.Available() { // the buffer writes through: bound the write
+					conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 				}
-				if err != nil {
+				if err := wire.WriteFrame(w, b); err != nil {
 					failed = true
 					conn.Close()
 				}
 			}
 			budget.release(p.reserved)
+			if len(replies) == 0 {
+				flush()
+			}
 		}
 		if !failed {
 			conn.SetWriteDeadline(time.Now().Add(writeTimeout))
