@@ -41,7 +41,8 @@ func badf(format string, args ...any) error {
 // ParseRequest parses one request frame (see the package doc): the request is UTF-8
 // text, trailing whitespace is trimmed, words are split on single spaces, and a PUT
 // payload is everything after "PUT <topic> ". PUTBATCH is the one binary-safe request:
-// its first line is text, the rest is [u32 length][payload] records.
+// its first line is text, the rest is [u32 length][payload] records. The payloads
+// may share frame's memory: the caller hands frame over and must not reuse it.
 func ParseRequest(frame []byte) (Request, error) {
 	if len(frame) == 0 {
 		return Request{}, badf("empty request")
@@ -68,6 +69,14 @@ func ParseRequest(frame []byte) (Request, error) {
 	if !utf8.Valid(frame) {
 		return Request{}, badf("invalid utf-8")
 	}
+	if r, ok, err := parsePut(frame); ok {
+		return r, err
+	}
+	return parseText(frame)
+}
+
+// parseText parses a text request (valid UTF-8), PUT and PUTOFF included.
+func parseText(frame []byte) (Request, error) {
 	line := string(bytes.TrimRight(frame, " \t\r\n\v\f"))
 	if line == "" {
 		return Request{}, badf("empty request")
@@ -139,6 +148,34 @@ func ParseRequest(frame []byte) (Request, error) {
 	default:
 		return Request{}, badf("unknown command %q", truncate(cmd, 32))
 	}
+}
+
+// parsePut parses a PUT or PUTOFF request (ok is false for any other), the one
+// request on the hot path: its payload is a slice of frame, not a copy (the caller
+// hands over frame), and only the topic name is copied. frame is valid UTF-8.
+func parsePut(frame []byte) (r Request, ok bool, err error) {
+	var cmd string
+	switch {
+	case bytes.HasPrefix(frame, []byte("PUT ")):
+		cmd = "PUT"
+	case bytes.HasPrefix(frame, []byte("PUTOFF ")):
+		cmd = "PUTOFF"
+	default:
+		return Request{}, false, nil
+	}
+	rest := bytes.TrimRight(frame[len(cmd)+1:], " \t\r\n\v\f")
+	topic, payload, found := bytes.Cut(rest, []byte(" "))
+	if len(topic) == 0 {
+		return Request{}, true, badf("%s needs a topic and a payload", cmd)
+	}
+	name := string(topic)
+	if err := topicname.Validate(name); err != nil {
+		return Request{}, true, err
+	}
+	if !found || len(payload) == 0 {
+		return Request{}, true, badf("%s needs a payload", cmd)
+	}
+	return Request{Cmd: cmd, Topic: name, Payloads: [][]byte{payload[:len(payload):len(payload)]}}, true, nil
 }
 
 // cut splits s at the first single space.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"floe/topicname"
 )
@@ -135,6 +136,31 @@ func FuzzParseRequest(f *testing.F) {
 		}
 		if (r.Cmd == "READ" || r.Cmd == "TAIL") && (r.Max < 1 || r.Max > MaxReadMax) {
 			t.Fatalf("parsed %q with max %d", b, r.Max)
+		}
+	})
+}
+
+// FuzzParsePutMatchesText pins the PUT fast path (a slice of the frame, no copy) to
+// the general text parser: the same request, or an error from both.
+func FuzzParsePutMatchesText(f *testing.F) {
+	for _, s := range []string{"PUT t x", "PUT t  a b ", "PUTOFF t x\n", "PUT  t x", "PUT t", "PUT ", "PUT t \t", "PUT ../x y"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if !utf8.Valid(b) {
+			return
+		}
+		fast, ok, ferr := parsePut(b)
+		if !ok {
+			return
+		}
+		slow, serr := parseText(b)
+		if (ferr == nil) != (serr == nil) || (ferr != nil && ferr.Error() != serr.Error()) {
+			t.Fatalf("%q: fast path error %v, text parser error %v", b, ferr, serr)
+		}
+		if ferr == nil && (fast.Cmd != slow.Cmd || fast.Topic != slow.Topic || len(fast.Payloads) != 1 ||
+			len(slow.Payloads) != 1 || !bytes.Equal(fast.Payloads[0], slow.Payloads[0])) {
+			t.Fatalf("%q: fast path %+v, text parser %+v", b, fast, slow)
 		}
 	})
 }
