@@ -1,6 +1,8 @@
 package node
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -16,6 +18,10 @@ type metrics struct {
 	entries     prometheus.Counter
 	bytes       prometheus.Counter
 	batches     prometheus.Histogram
+	// commitTime is each group commit's write and fdatasync; commitWaits counts
+	// the group commits that waited for expected appends, by outcome.
+	commitTime  prometheus.Histogram
+	commitWaits *prometheus.CounterVec
 	forwarded   prometheus.Counter
 	rolls       prometheus.Counter
 	remoteReads prometheus.Counter
@@ -48,6 +54,13 @@ func newMetrics(n *Node) *metrics {
 			Name: "floe_append_batch_entries", Help: "Entries per group-commit batch.",
 			Buckets: prometheus.ExponentialBuckets(1, 4, 8),
 		}),
+		commitTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "floe_group_commit_seconds", Help: "Write and fdatasync time of each group commit on this node as segment leader.",
+			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 12),
+		}),
+		commitWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "floe_group_commit_waits_total", Help: "Group commits that waited for the appends expected to join them (--group-commit-wait), by outcome: filled (they came) or ran_out (the wait ended first).",
+		}, []string{"outcome"}),
 		forwarded: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "floe_forwarded_appends_total", Help: "Appends this node forwarded to another segment leader.",
 		}),
@@ -70,7 +83,7 @@ func newMetrics(n *Node) *metrics {
 			Name: "floe_archive_claimed_by_other_cluster", Help: "1 if the archive's cluster claim (" + tiering.ClaimKey + ") names another cluster.",
 		}),
 	}
-	m.reg.MustRegister(m.requests, m.badRequests, m.entries, m.bytes, m.batches, m.forwarded, m.rolls, m.remoteReads, m.claimedByOther, m.metaSnapshot,
+	m.reg.MustRegister(m.requests, m.badRequests, m.entries, m.bytes, m.batches, m.commitTime, m.commitWaits, m.forwarded, m.rolls, m.remoteReads, m.claimedByOther, m.metaSnapshot,
 		m.acceptErrors, m.refusedConns,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -130,5 +143,15 @@ func (m *metrics) Appended(entries int, bytes int64) {
 }
 
 func (m *metrics) Forwarded() { m.forwarded.Inc() }
+
+func (m *metrics) Committed(took time.Duration) { m.commitTime.Observe(took.Seconds()) }
+
+func (m *metrics) Waited(filled bool) {
+	if filled {
+		m.commitWaits.WithLabelValues("filled").Inc()
+	} else {
+		m.commitWaits.WithLabelValues("ran_out").Inc()
+	}
+}
 
 func (m *metrics) Rolled() { m.rolls.Inc() }

@@ -73,6 +73,10 @@ type Config struct {
 	LeaseTimeout      time.Duration
 	// RequestTimeout bounds the internal retries of one client request.
 	RequestTimeout time.Duration
+	// GroupCommitWait bounds how long a segment leader's group commit waits for the
+	// appends expected to join it (at most half the recent commit time; see
+	// write.Appender). 0: DefaultGroupCommitWait; negative: it never waits.
+	GroupCommitWait time.Duration
 	// MaxConnections bounds the client (Walrus-protocol) connections served at once;
 	// one more is answered "ERR ..." and closed. 0: DefaultMaxConnections; negative:
 	// no bound.
@@ -135,6 +139,7 @@ const (
 	DefaultLeaseTimeout      = 2 * time.Second
 	DefaultRequestTimeout    = 15 * time.Second
 	DefaultMaxConnections    = 10000
+	DefaultGroupCommitWait   = time.Millisecond
 )
 
 func (c *Config) setDefaults() error {
@@ -173,6 +178,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxConnections == 0 {
 		c.MaxConnections = DefaultMaxConnections
+	}
+	if c.GroupCommitWait == 0 {
+		c.GroupCommitWait = DefaultGroupCommitWait
 	}
 	if c.ClaimInterval < 0 || c.ClaimInterval > MaxClaimInterval {
 		return fmt.Errorf("node: --claim-interval %v: want more than 0 and at most %v (another cluster's orphan sweeper counts on no node trusting a read of the claim for longer)", c.ClaimInterval, MaxClaimInterval)

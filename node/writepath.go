@@ -33,6 +33,7 @@ func (n *Node) newWriter() *write.Writer {
 		RequestTimeout: n.cfg.RequestTimeout,
 		Backoff:        n.backoff,
 		Go:             n.goLoop,
+		CommitWait:     n.cfg.GroupCommitWait,
 		QueueLen:       n.cfg.appendQueue,
 		Logger:         n.log,
 	})

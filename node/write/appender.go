@@ -96,6 +96,11 @@ type Appender struct {
 	// empty or closed.
 	first atomic.Pointer[firstEntry]
 
+	// expect is how many requests the next batch should carry (gather), commitAvg
+	// the moving average of a group commit's duration.
+	expect    int
+	commitAvg time.Duration
+
 	dedup dedupWindow
 	// lastSeq maps a stream to the Seq of its last written (or finally failed)
 	// append in segment seqSegment: sequencing holds within one segment on one
@@ -137,6 +142,8 @@ func (a *Appender) Queued() (n, capacity int) { return len(a.ch), cap(a.ch) }
 func (a *Appender) run() {
 	tick := time.NewTicker(ageCheckPeriod)
 	defer tick.Stop()
+	wait := time.NewTimer(time.Hour)
+	wait.Stop()
 	a.checkAge()
 	batch := make([]*Request, 0, 64)
 	for {
@@ -148,22 +155,77 @@ func (a *Appender) run() {
 			a.checkAge()
 			continue
 		case r := <-a.ch:
-			batch = append(batch[:0], r)
-		}
-		size := batch[0].Bytes
-	more:
-		for len(batch) < maxBatchReqs && size < maxBatchBytes {
-			select {
-			case r := <-a.ch:
-				batch = append(batch, r)
-				size += r.Bytes
-			default:
-				break more
-			}
+			batch = a.gather(append(batch[:0], r), wait)
 		}
 		a.process(batch)
+		// The requests this batch answered are the ones likely to come back next
+		// (their clients send again on the reply), and the queue holds the rest.
+		a.expect = min(len(batch)+len(a.ch), maxBatchReqs)
 		clear(batch)
 	}
+}
+
+// gather completes a batch that starts with one request: it takes what is queued
+// behind it and then, if fewer requests came than a.expect (the last batch plus what
+// was queued behind it), waits for the missing ones, at most commitWait. Without the
+// wait, clients that each keep one request in flight split into two groups that take
+// turns: one group's requests arrive while the other's commit runs, so each commit
+// carries half of them and every request waits for two fdatasyncs. The wait is
+// bounded by half the recent commit time (and Config.CommitWait), so a request
+// waits at most that much longer than it would have; a lone client, expecting
+// itself only, never waits.
+func (a *Appender) gather(batch []*Request, wait *time.Timer) []*Request {
+	size := batch[0].Bytes
+	full := func() bool { return len(batch) >= maxBatchReqs || size >= maxBatchBytes }
+	for !full() {
+		select {
+		case r := <-a.ch:
+			batch = append(batch, r)
+			size += r.Bytes
+			continue
+		default:
+		}
+		break
+	}
+	if len(batch) >= a.expect || full() {
+		return batch
+	}
+	d := a.commitWait()
+	if d <= 0 {
+		return batch
+	}
+	wait.Reset(d)
+	defer wait.Stop()
+	for len(batch) < a.expect && !full() {
+		select {
+		case r := <-a.ch:
+			batch = append(batch, r)
+			size += r.Bytes
+		case <-wait.C:
+			a.w.cfg.Metrics.Waited(false)
+			return batch
+		case <-a.w.ctx.Done():
+			return batch
+		}
+	}
+	a.w.cfg.Metrics.Waited(true)
+	return batch
+}
+
+// commitWait is how long gather may wait for expected requests: half the recent
+// group-commit time, at most Config.CommitWait.
+func (a *Appender) commitWait() time.Duration {
+	return min(a.commitAvg/2, a.w.cfg.CommitWait)
+}
+
+// timed records how long one group commit's write and fdatasync took, in a moving
+// average over about the last eight.
+func (a *Appender) timed(d time.Duration) {
+	if a.commitAvg == 0 {
+		a.commitAvg = d
+		return
+	}
+	a.commitAvg += (d - a.commitAvg) / 8
 }
 
 func (a *Appender) drain(err error) {
@@ -415,7 +477,11 @@ func (a *Appender) commit(reqs []*Request) error {
 	for _, r := range reqs {
 		payloads = append(payloads, r.Payloads...)
 	}
+	start := time.Now()
 	first, err := a.seg.AppendBatch(payloads)
+	took := time.Since(start)
+	a.timed(took)
+	a.w.cfg.Metrics.Committed(took)
 	if err != nil {
 		if errors.Is(err, segment.ErrSealed) {
 			err = fmt.Errorf("%w: segment %d of %q is sealing", rpc.ErrNotSegmentLeader, a.segMeta.ID, a.topic)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"floe/internal/testenv"
 	"floe/meta"
 	"floe/node/rpc"
 )
@@ -368,4 +369,85 @@ func TestDedupWindowRememberedAgain(t *testing.T) {
 			t.Fatalf("id %d: %+v, %v; want it remembered", id, r, ok)
 		}
 	}
+}
+
+// TestGatherWaitsForExpectedRequests: a batch that has fewer requests than the
+// last one carried waits for the missing ones (clients that keep one request in
+// flight come back on their reply), so that they share one fdatasync instead of
+// taking turns; the wait is bounded, and never happens without an expectation.
+func TestGatherWaitsForExpectedRequests(t *testing.T) {
+	gather := func(a *Appender, first *Request) []*Request {
+		timer := time.NewTimer(time.Hour)
+		timer.Stop()
+		return a.gather([]*Request{first}, timer)
+	}
+	t.Run("waits for the missing ones", func(t *testing.T) {
+		h := newHarness(t, Limits{})
+		h.w.cfg.CommitWait = time.Hour
+		a := h.appender("g")
+		a.expect, a.commitAvg = 3, 2*time.Hour // the bound never runs out here
+		r1, _ := req(Tag{}, "1")
+		r2, _ := req(Tag{}, "2")
+		r3, _ := req(Tag{}, "3")
+		a.ch <- r2
+		late := make(chan struct{})
+		go func() {
+			defer close(late)
+			// r3 comes after gather has taken r2, the way a client's next request
+			// comes after its reply.
+			testenv.WaitFor(t, 10*time.Second, "gather to take r2", func() bool { return len(a.ch) == 0 })
+			a.ch <- r3
+		}()
+		got := gather(a, r1)
+		<-late
+		if len(got) != 3 || got[0] != r1 || got[1] != r2 || got[2] != r3 {
+			t.Fatalf("batch of %d requests, want r1, r2 and the late r3 in order", len(got))
+		}
+	})
+	t.Run("bounded", func(t *testing.T) {
+		h := newHarness(t, Limits{})
+		h.w.cfg.CommitWait = time.Hour
+		a := h.appender("g")
+		a.expect, a.commitAvg = 16, 2*time.Millisecond // waits at most 1ms
+		r1, _ := req(Tag{}, "1")
+		if got := gather(a, r1); len(got) != 1 {
+			t.Fatalf("batch of %d requests, want r1 alone once the wait ran out", len(got))
+		}
+	})
+	t.Run("disabled", func(t *testing.T) {
+		h := newHarness(t, Limits{})
+		h.w.cfg.CommitWait = -1
+		a := h.appender("g")
+		a.expect, a.commitAvg = 16, 2*time.Hour
+		r1, _ := req(Tag{}, "1")
+		if got := gather(a, r1); len(got) != 1 {
+			t.Fatalf("batch of %d requests, want r1 alone", len(got))
+		}
+	})
+	t.Run("expectation follows the load", func(t *testing.T) {
+		// Through the appender's own loop, after a batch of 16: the first append of
+		// a lone client waits for 15 that never come, once; after that it expects
+		// only itself and never waits again.
+		h := newHarness(t, Limits{})
+		h.w.cfg.CommitWait = time.Hour
+		h.md.register("g", self, meta.TopicConfig{})
+		a := h.appender("g")
+		a.expect, a.commitAvg = 16, 2*time.Millisecond
+		h.w.cfg.Go(a.run)
+		for i := range 5 {
+			r, ch := req(Tag{}, fmt.Sprint(i))
+			a.Enqueue(r)
+			select {
+			case res := <-ch:
+				if res.Err != nil || res.First != uint64(i) {
+					t.Fatalf("append %d: %+v", i, res)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("append %d of a lone client was not answered", i)
+			}
+		}
+		if ran, filled := h.metrics.ranOut.Load(), h.metrics.filled.Load(); ran != 1 || filled != 0 {
+			t.Fatalf("%d waits ran out and %d filled, want the first append's wait to run out and no other wait", ran, filled)
+		}
+	})
 }

@@ -290,11 +290,20 @@ func (s sent) fail(err error) { s.reply <- rpc.Reply{Err: rpc.Remote(err)} }
 
 type fakeMetrics struct {
 	entries, forwarded, rolled atomic.Int64
+	filled, ranOut             atomic.Int64
 }
 
 func (m *fakeMetrics) Appended(entries int, bytes int64) { m.entries.Add(int64(entries)) }
 func (m *fakeMetrics) Forwarded()                        { m.forwarded.Add(1) }
 func (m *fakeMetrics) Rolled()                           { m.rolled.Add(1) }
+func (m *fakeMetrics) Committed(time.Duration)           {}
+func (m *fakeMetrics) Waited(filled bool) {
+	if filled {
+		m.filled.Add(1)
+	} else {
+		m.ranOut.Add(1)
+	}
+}
 
 // harness is a Writer of node 1 over fakes.
 type harness struct {

@@ -100,6 +100,11 @@ type Peer interface {
 type Metrics interface {
 	// Appended counts one group commit of entries and bytes.
 	Appended(entries int, bytes int64)
+	// Committed times one group commit's write and fdatasync.
+	Committed(took time.Duration)
+	// Waited counts a group commit that waited for expected appends: filled if they
+	// all came, not if the wait ran out first.
+	Waited(filled bool)
 	// Forwarded counts an append answered by another segment leader.
 	Forwarded()
 	// Rolled counts a segment this node sealed.
@@ -152,6 +157,9 @@ type Config struct {
 	Backoff func(ctx context.Context, attempt int, changed <-chan struct{}) error
 	// Go runs an appender's goroutine; the node waits for them at Close.
 	Go func(func())
+	// CommitWait bounds how long a group commit waits for the requests expected to
+	// join it (Appender.gather); 0 or negative: it never waits.
+	CommitWait time.Duration
 	// QueueLen is each appender's queue (default 8192).
 	QueueLen int
 	Logger   *slog.Logger
