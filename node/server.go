@@ -149,6 +149,18 @@ func replyBound(req wire.Request) int64 {
 	return 64
 }
 
+// replyBuffers are the connections' reply buffers, lent while replies are pending.
+var replyBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, replyBufferSize) }}
+
+const (
+	// replyBufferSize is a connection's reply buffer: big enough for the replies of
+	// a group commit to leave in one write; a larger reply writes through.
+	replyBufferSize = 64 << 10
+	// requestBufferSize is a connection's read buffer: it holds several pipelined
+	// requests; each frame is copied out of it, so it bounds nothing.
+	requestBufferSize = 16 << 10
+)
+
 // pendingReply is one request's place in the connection's reply order.
 type pendingReply struct {
 	slot     chan []byte
@@ -174,14 +186,16 @@ func (n *Node) serveClient(conn net.Conn) {
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
-		w := bufio.NewWriterSize(conn, 64<<10)
+		// The reply buffer is borrowed while replies are pending and given back
+		// once they are written, so that idle connections hold none.
+		var w *bufio.Writer
 		failed := false
 		// Replies that are ready one after the other are written together: the
 		// buffer is flushed only when the next reply in order is not ready yet (or
 		// none is pending), so the replies one group commit completes leave in one
 		// write, and none waits in the buffer for a later one.
 		flush := func() {
-			if failed || w.Buffered() == 0 {
+			if failed || w == nil || w.Buffered() == 0 {
 				return
 			}
 			conn.SetWriteDeadline(time.Now().Add(writeTimeout))
@@ -190,6 +204,14 @@ func (n *Node) serveClient(conn net.Conn) {
 				conn.Close()
 			}
 		}
+		giveBack := func() {
+			if w != nil {
+				w.Reset(nil)
+				replyBuffers.Put(w)
+				w = nil
+			}
+		}
+		defer giveBack()
 		for p := range replies {
 			var b []byte
 			select {
@@ -199,6 +221,10 @@ func (n *Node) serveClient(conn net.Conn) {
 				b = <-p.slot
 			}
 			if !failed {
+				if w == nil {
+					w = replyBuffers.Get().(*bufio.Writer)
+					w.Reset(conn)
+				}
 				if len(b)+4 > w.Available() { // the buffer writes through: bound the write
 					conn.SetWriteDeadline(time.Now().Add(writeTimeout))
 				}
@@ -210,18 +236,16 @@ func (n *Node) serveClient(conn net.Conn) {
 			budget.release(p.reserved)
 			if len(replies) == 0 {
 				flush()
+				giveBack()
 			}
 		}
-		if !failed {
-			conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-			w.Flush()
-		}
+		flush()
 	}()
 	defer func() {
 		close(replies)
 		<-writerDone
 	}()
-	r := bufio.NewReaderSize(conn, 64<<10)
+	r := bufio.NewReaderSize(conn, requestBufferSize)
 	seqs := map[string]*write.Sequence{} // per topic: keeps this connection's appends in order
 	for {
 		frame, err := wire.ReadFrame(r, wire.MaxRequest)
