@@ -39,7 +39,7 @@ bench: build ## micro-benchmarks, then the 3-process cluster benchmark of the RE
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./node/segment/ ./meta/logstore/ ./archive/seekable/
 	./tools/floe/bench-cluster.sh
 
-bench-cluster: build
+bench-cluster: build ## the cluster benchmark: floe, then JetStream beside it when make nats has run
 	./tools/floe/bench-cluster.sh
 
 fuzz: ## run every fuzz target for FUZZTIME each
@@ -78,4 +78,4 @@ compose-logs: ## follow the compose stack's logs
 	./localstack/stack.sh logs
 
 clean:
-	rm -rf $(BIN)/floe data
+	rm -rf $(BIN)/floe $(BIN)/natsbench data
