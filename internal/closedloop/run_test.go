@@ -106,10 +106,10 @@ func fakes(n int, delay time.Duration) ([]*fakeConn, []Conn) {
 // includes the whole service time (the clock starts before the write), and the report's
 // Little's law check agrees with the configured in-flight count.
 func TestPipelineBoundsInFlight(t *testing.T) {
-	const delay = 5 * time.Millisecond
+	const delay = 10 * time.Millisecond
 	for _, depth := range []int{1, 4, 16} {
 		fs, cs := fakes(3, delay)
-		opts := Options{Pipeline: depth, Warmup: 20 * time.Millisecond, Duration: 300 * time.Millisecond}
+		opts := Options{Pipeline: depth, Warmup: 50 * time.Millisecond, Duration: 500 * time.Millisecond}
 		res, err := Run(cs, opts)
 		if err != nil {
 			t.Fatal(err)

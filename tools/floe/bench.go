@@ -128,9 +128,23 @@ type putConn struct {
 	req []byte
 }
 
+var _ closedloop.Caller = putConn{}
+
 func (p putConn) Send() error  { return p.c.Send(p.req) }
 func (p putConn) Flush() error { return p.c.Flush() }
 func (p putConn) Close() error { return p.c.Close() }
+
+// Call is request/response on one goroutine, for --pipeline 1: no hand-off between
+// reading a reply and writing the next PUT.
+func (p putConn) Call() error {
+	if err := p.c.Send(p.req); err != nil {
+		return err
+	}
+	if err := p.c.Flush(); err != nil {
+		return err
+	}
+	return p.Recv()
+}
 
 func (p putConn) Recv() error {
 	reply, err := p.c.Recv()

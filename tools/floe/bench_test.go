@@ -108,12 +108,12 @@ func (s *fakePutServer) serve(c net.Conn, i int) {
 // is shorter than the node's service time (the clock starts before the write), every
 // acknowledged PUT is counted, and the report's Little's law check holds.
 func TestBenchIsClosedLoop(t *testing.T) {
-	const delay = 5 * time.Millisecond
+	const delay = 20 * time.Millisecond
 	for _, depth := range []int{1, 8} {
 		s := startFakePutServer(t, delay)
 		var out bytes.Buffer
 		o := benchOpts{addr: s.ln.Addr().String(), topic: "t", conns: 4, size: 100, depth: depth,
-			duration: 400 * time.Millisecond, warmup: 50 * time.Millisecond}
+			duration: time.Second, warmup: 100 * time.Millisecond}
 		if err := runBench(&out, o, true); err != nil {
 			t.Fatal(err)
 		}
