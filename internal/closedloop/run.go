@@ -67,8 +67,9 @@ type Result struct {
 	FirstErr error
 }
 
-// Run drives every connection in conns closed-loop as opts says, and returns once each
-// has received the replies to everything it sent (or failed), and closes them.
+// Run drives every connection in conns closed-loop as opts says. It returns once every
+// connection has read the replies to everything it sent, or has failed, and it closes
+// each connection.
 func Run(conns []Conn, opts Options) (*Result, error) {
 	if len(conns) == 0 || opts.Pipeline < 1 || opts.Duration <= 0 || opts.Warmup < 0 {
 		return nil, errors.New("closedloop: need a connection, a positive pipeline and duration, and a warm-up not below zero")
@@ -109,8 +110,8 @@ func Run(conns []Conn, opts Options) (*Result, error) {
 // window is the measured window [start, end); no request is sent at or after end.
 type window struct{ start, end time.Time }
 
-// tally is one connection's count; only its own goroutines touch it, the receiver's
-// writes happening before the sender reads them (the receiver is waited for).
+// tally is one connection's count, kept by one goroutine: a pipelined connection's
+// receiver keeps a tally of its own, merged into the sender's once it has stopped.
 type tally struct {
 	w        window
 	lat      []time.Duration

@@ -93,18 +93,23 @@ start_floe() {
   other=$(( leader % 3 + 1 ))
 }
 
-floe_cpu() { curl -fsS "http://127.0.0.1:$((17200+leader))/metrics" | awk '/^process_cpu_seconds_total /{print $2}'; }
+# floe_cpu NODE: the node's process_cpu_seconds_total.
+floe_cpu() { curl -fsS "http://127.0.0.1:$((17200+$1))/metrics" | awk '/^process_cpu_seconds_total /{print $2}'; }
 
-# floe_run NAME NODE PIPELINE: floe bench through NODE; CPU and RSS are the leader's.
+# floe_run NAME NODE PIPELINE: floe bench through NODE; the row's CPU and RSS are the
+# segment leader's. Through a non-leader, that node's CPU per PUT is printed beside it.
 floe_run() {
-  local json=$DIR/$1.json before after rss
+  local json=$DIR/$1.json before after ebefore eafter rss
   echo "== $1: floe bench, $CONNS x $3 via node $2 (segment leader: node $leader)"
-  before=$(floe_cpu)
+  before=$(floe_cpu "$leader"); ebefore=$(floe_cpu "$2")
   "$FLOE" bench --addr "127.0.0.1:$((17100+$2))" --http "127.0.0.1:$((17200+leader))" --json \
     --connections "$CONNS" --size "$SIZE" --pipeline "$3" --duration "$DURATION" --warmup "$WARMUP" >"$json"
-  after=$(floe_cpu)
+  after=$(floe_cpu "$leader"); eafter=$(floe_cpu "$2")
   rss=$(sed -n 's/^ *"bytes": \([0-9]*\).*/\1/p' "$json" | head -1)
   row "$1" "$json" "$(calc "$after-$before" 3)" "$(calc "${rss:-0}/1048576" 1)"
+  if [ "$2" != "$leader" ]; then
+    echo "   node $2 (forwarding): CPU $(calc "($eafter-$ebefore)*1e6/$(field "$json" acked_total)" 1) us/write"
+  fi
 }
 
 # nats_ticks: nats-server's utime+stime in clock ticks (fields 14 and 15 of its stat,
@@ -162,7 +167,7 @@ else
 fi
 
 echo
-echo "== results (server CPU and peak RSS: the floe segment leader's, or nats-server's)"
+echo "== results (server CPU and peak RSS: the floe segment leader's, also for the forwarded run, or nats-server's)"
 {
   echo "run|entries/s|mean ms|p50 ms|p99 ms|Little ratio|server CPU us/write|server peak RSS MiB|errors"
   cat "$ROWS"
