@@ -149,7 +149,7 @@ func TestBenchIsClosedLoop(t *testing.T) {
 func TestBenchTextReport(t *testing.T) {
 	s := startFakePutServer(t, time.Millisecond)
 	var out bytes.Buffer
-	o := benchOpts{addr: s.ln.Addr().String(), topic: "t", conns: 2, size: 10, depth: 2, duration: 100 * time.Millisecond}
+	o := benchOpts{addr: s.ln.Addr().String(), topic: "t", conns: 2, size: 10, depth: 2, duration: time.Second}
 	if err := runBench(&out, o, false); err != nil {
 		t.Fatal(err)
 	}
