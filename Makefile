@@ -3,11 +3,12 @@ SHELL := /bin/bash
 GO ?= go
 BIN := $(CURDIR)/bin
 MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
+NATS_SERVER_VERSION := v2.15.2
 FUZZTIME ?= 30s
 TEST_TIMEOUT ?= 20m
 COMPOSE_TEST_TIMEOUT ?= 10m
 
-.PHONY: build dev test vet bench bench-cluster fuzz minio clean images compose-up compose-down compose-logs test-compose
+.PHONY: build dev test vet bench bench-cluster fuzz minio nats clean images compose-up compose-down compose-logs test-compose
 
 build: ## build bin/floe (static)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/floe ./tools/floe
@@ -38,7 +39,7 @@ bench: build ## micro-benchmarks, then the 3-process cluster benchmark of the RE
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./node/segment/ ./meta/logstore/ ./archive/seekable/
 	./tools/floe/bench-cluster.sh
 
-bench-cluster: build
+bench-cluster: build ## the cluster benchmark: floe, then JetStream beside it when make nats has run
 	./tools/floe/bench-cluster.sh
 
 fuzz: ## run every fuzz target for FUZZTIME each
@@ -51,6 +52,13 @@ minio: $(BIN)/minio ## install the pinned MinIO server into ./bin (2-3 minutes t
 
 $(BIN)/minio:
 	GOBIN=$(BIN) CGO_ENABLED=0 $(GO) install github.com/minio/minio@$(MINIO_VERSION)
+
+# nats-server is only a point of comparison for the cluster benchmark (JetStream side by side
+# with floe); nothing in the test suite needs it.
+nats: $(BIN)/nats-server ## install the pinned nats-server into ./bin for make bench-cluster
+
+$(BIN)/nats-server:
+	GOBIN=$(BIN) CGO_ENABLED=0 $(GO) install github.com/nats-io/nats-server/v2@$(NATS_SERVER_VERSION)
 
 # MINIO=official: the stack runs the official MinIO image (pulled from a registry) instead
 # of floe-minio:dev, which is then neither built nor needs bin/minio.
@@ -70,4 +78,4 @@ compose-logs: ## follow the compose stack's logs
 	./localstack/stack.sh logs
 
 clean:
-	rm -rf $(BIN)/floe data
+	rm -rf $(BIN)/floe $(BIN)/natsbench data

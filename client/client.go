@@ -20,7 +20,8 @@ import (
 )
 
 // Conn is one connection to a node. Calls are serialised by a lock; for pipelining use
-// Send/Flush/Recv from one goroutine (replies come back in request order).
+// Send and Flush from one goroutine and Recv from one goroutine, the same or another
+// (requests and replies have buffers of their own; replies come back in request order).
 type Conn struct {
 	mu   sync.Mutex
 	conn net.Conn

@@ -1,32 +1,188 @@
 #!/usr/bin/env bash
-# Starts a 3-process floe cluster on loopback, runs `floe bench` against the segment
-# leader of the bench topic and against a non-leader (forwarded), and prints each node's
-# peak RSS. Usage: tools/floe/bench-cluster.sh [extra floe bench flags]
+# The cluster benchmark of the README, floe and NATS JetStream side by side in one run.
+#
+# Starts a 3-process floe cluster on loopback and runs `floe bench` (16 connections, 1 KiB
+# PUTs, every entry fsynced before OK) with one PUT in flight per connection and with 32,
+# against the segment leader of the bench topic, then with one in flight against a
+# non-leader (forwarded). When ./bin/nats-server exists (make nats) it then runs
+# tools/natsbench, the same client pattern, against a fresh single nats-server per run
+# (R1 file stream), with `sync_interval: always` (one fsync per message before the ack)
+# and with the default (no fsync before the ack), and prints a table with the ratios
+# floe/JetStream.
+#
+# Server CPU per acknowledged write: the floe segment leader's process_cpu_seconds_total
+# from its /metrics, nats-server's utime+stime from /proc/<pid>/stat, each read before and
+# after a run and divided by every write acknowledged in the run (warm-up included).
+# Peak RSS: floe bench's sampling of the leader's /metrics during the run; nats-server's
+# VmHWM (it is started afresh for each run).
+#
+# Usage: tools/floe/bench-cluster.sh [--duration 10s] [--warmup 2s] [--connections 16]
+#                                    [--size 1024] [--pipeline 32]
+# FLOE=<binary> runs another floe build (to compare builds); NATS_SERVER=<binary> another
+# nats-server.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 FLOE=${FLOE:-./bin/floe}
+NATS_SERVER=${NATS_SERVER:-./bin/nats-server}
+DURATION=10s WARMUP=2s CONNS=16 SIZE=1024 DEPTH=32
+usage() { echo "usage: $0 [--duration D] [--warmup D] [--connections N] [--size BYTES] [--pipeline N]" >&2; exit 2; }
+while [ $# -gt 0 ]; do
+  [ $# -ge 2 ] || usage
+  case $1 in
+    --duration) DURATION=$2 ;;
+    --warmup) WARMUP=$2 ;;
+    --connections) CONNS=$2 ;;
+    --size) SIZE=$2 ;;
+    --pipeline) DEPTH=$2 ;;
+    *) usage ;;
+  esac
+  shift 2
+done
+
 DIR=$(mktemp -d /tmp/floe-bench.XXXXXX)
 pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$DIR"; }
+nats_pid=
+cleanup() {
+  if [ -n "$nats_pid" ]; then kill "$nats_pid" 2>/dev/null || true; fi
+  if [ ${#pids[@]} -gt 0 ]; then kill "${pids[@]}" 2>/dev/null || true; fi
+  wait 2>/dev/null || true
+  rm -rf "$DIR"
+}
 trap cleanup EXIT
-for i in 1 2 3; do
-  join=(); [ "$i" -gt 1 ] && join=(--join 127.0.0.1:17001)
-  "$FLOE" agent --node-id "$i" --data-dir "$DIR/n$i" --raft-port $((17000+i)) \
-    --client-port $((17100+i)) --http-port $((17200+i)) --log-level warn "${join[@]}" \
-    >"$DIR/n$i.log" 2>&1 &
-  pids+=($!)
-done
-ALL=127.0.0.1:17101,127.0.0.1:17102,127.0.0.1:17103
-HTTP=127.0.0.1:17201,127.0.0.1:17202,127.0.0.1:17203
-for _ in $(seq 1 200); do
-  "$FLOE" metrics --addr 127.0.0.1:17103 2>/dev/null | grep -q '"current_leader": [0-9]' && \
-  "$FLOE" register bench --addr "$ALL" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-leader=$("$FLOE" state bench --addr "$ALL" | sed -n 's/.*"leader_node": \([0-9]*\).*/\1/p')
-other=$(( leader % 3 + 1 ))
+
+# field FILE KEY: a top-level number of a bench's JSON report.
+field() { sed -n "s/^  \"$2\": \([-0-9.e+]*\),\{0,1\}\$/\1/p" "$1"; }
+# table: '|'-separated lines aligned in columns.
+table() { if command -v column >/dev/null; then column -t -s '|'; else tr '|' '\t'; fi; }
+# calc EXPR [DECIMALS]: floating-point arithmetic.
+calc() { awk "BEGIN { printf \"%.${2:-1}f\", $1 }"; }
+
+# Results, one line per run: name, entries/s, mean ms, p50 ms, p99 ms, Little ratio,
+# server CPU us per write, server peak RSS MiB, errors.
+ROWS=$DIR/rows
+: >"$ROWS"
+row() { # row NAME JSON CPU_SECONDS RSS_MIB
+  local n mean
+  n=$(field "$2" acked_total)
+  mean=$(field "$2" mean_us)
+  printf '%s|%s|%s|%s|%s|%s|%s|%s|%s\n' "$1" "$(calc "$(field "$2" throughput_per_second)" 0)" \
+    "$(calc "$mean/1000" 2)" "$(calc "$(field "$2" p50_us)/1000" 2)" "$(calc "$(field "$2" p99_us)/1000" 2)" \
+    "$(calc "$(field "$2" little_ratio)" 3)" "$(calc "$3*1e6/$n" 1)" "$4" "$(field "$2" errors)" >>"$ROWS"
+  printf '   %s entries/s, mean %s ms, p50 %s ms, p99 %s ms, p999 %s ms; Little: in flight %s, throughput x mean %s; server CPU %s us/write; %s errors\n' \
+    "$(calc "$(field "$2" throughput_per_second)" 0)" "$(calc "$mean/1000" 2)" "$(calc "$(field "$2" p50_us)/1000" 2)" \
+    "$(calc "$(field "$2" p99_us)/1000" 2)" "$(calc "$(field "$2" p999_us)/1000" 2)" "$(field "$2" in_flight)" \
+    "$(calc "$(field "$2" little_in_flight)" 1)" "$(calc "$3*1e6/$n" 1)" "$(field "$2" errors)"
+}
+
+start_floe() {
+  for i in 1 2 3; do
+    join=(); [ "$i" -gt 1 ] && join=(--join 127.0.0.1:17001)
+    "$FLOE" agent --node-id "$i" --data-dir "$DIR/n$i" --raft-port $((17000+i)) \
+      --client-port $((17100+i)) --http-port $((17200+i)) --log-level warn "${join[@]}" \
+      >"$DIR/n$i.log" 2>&1 &
+    pids+=($!)
+  done
+  local all=127.0.0.1:17101,127.0.0.1:17102,127.0.0.1:17103
+  for _ in $(seq 1 200); do
+    "$FLOE" metrics --addr 127.0.0.1:17103 2>/dev/null | grep -q '"current_leader": [0-9]' && \
+    "$FLOE" register bench --addr "$all" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  leader=$("$FLOE" state bench --addr "$all" | sed -n 's/.*"leader_node": \([0-9]*\).*/\1/p')
+  [ -n "$leader" ] || { echo "no segment leader for topic bench; node logs in $DIR" >&2; exit 1; }
+  other=$(( leader % 3 + 1 ))
+}
+
+# floe_cpu NODE: the node's process_cpu_seconds_total.
+floe_cpu() { curl -fsS "http://127.0.0.1:$((17200+$1))/metrics" | awk '/^process_cpu_seconds_total /{print $2}'; }
+
+# floe_run NAME NODE PIPELINE: floe bench through NODE; the row's CPU and RSS are the
+# segment leader's. Through a non-leader, that node's CPU per PUT is printed beside it.
+floe_run() {
+  local json=$DIR/$1.json before after ebefore eafter rss
+  echo "== $1: floe bench, $CONNS x $3 via node $2 (segment leader: node $leader)"
+  before=$(floe_cpu "$leader"); ebefore=$(floe_cpu "$2")
+  "$FLOE" bench --addr "127.0.0.1:$((17100+$2))" --http "127.0.0.1:$((17200+leader))" --json \
+    --connections "$CONNS" --size "$SIZE" --pipeline "$3" --duration "$DURATION" --warmup "$WARMUP" >"$json"
+  after=$(floe_cpu "$leader"); eafter=$(floe_cpu "$2")
+  rss=$(sed -n 's/^ *"bytes": \([0-9]*\).*/\1/p' "$json" | head -1)
+  row "$1" "$json" "$(calc "$after-$before" 3)" "$(calc "${rss:-0}/1048576" 1)"
+  if [ "$2" != "$leader" ]; then
+    echo "   node $2 (forwarding): CPU $(calc "($eafter-$ebefore)*1e6/$(field "$json" acked_total)" 1) us/write"
+  fi
+}
+
+# nats_ticks: nats-server's utime+stime in clock ticks (fields 14 and 15 of its stat,
+# counted after the parenthesised command name).
+nats_ticks() { sed 's/^.*) //' "/proc/$nats_pid/stat" | awk '{print $12 + $13}'; }
+
+# nats_run NAME SYNC PIPELINE: a fresh nats-server (SYNC: always or default) and one run.
+nats_run() {
+  local json=$DIR/$1.json conf=$DIR/$1.conf store=$DIR/$1.js before after rss sync= up=
+  [ "$2" = always ] && sync="sync_interval: always"
+  printf 'listen: 127.0.0.1:17401\nhttp: 127.0.0.1:17402\njetstream {\n  store_dir: "%s"\n  %s\n}\n' "$store" "$sync" >"$conf"
+  "$NATS_SERVER" -c "$conf" >"$DIR/$1.log" 2>&1 &
+  nats_pid=$!
+  for _ in $(seq 1 100); do
+    curl -fsS http://127.0.0.1:17402/healthz >/dev/null 2>&1 && { up=1; break; }
+    sleep 0.1
+  done
+  [ -n "$up" ] || { echo "nats-server did not start:" >&2; cat "$DIR/$1.log" >&2; exit 1; }
+  # The server's own word on whether it fsyncs each message before the ack.
+  local always
+  always=$(curl -fsS http://127.0.0.1:17402/varz | sed -n 's/.*"sync_always": \(true\).*/\1/p')
+  echo "== $1: natsbench, $CONNS x $3, nats-server $("$NATS_SERVER" --version | cut -d' ' -f2), sync_always=${always:-false}"
+  before=$(nats_ticks)
+  ./bin/natsbench -url nats://127.0.0.1:17401 -json -note "sync $2" \
+    -connections "$CONNS" -size "$SIZE" -pipeline "$3" -duration "$DURATION" -warmup "$WARMUP" >"$json"
+  after=$(nats_ticks)
+  rss=$(awk '/^VmHWM:/{print $2}' "/proc/$nats_pid/status")
+  kill "$nats_pid"; wait "$nats_pid" 2>/dev/null || true; nats_pid=
+  rm -rf "$store"
+  row "$1" "$json" "$(calc "($after-$before)/$(getconf CLK_TCK)" 3)" "$(calc "$rss/1024" 1)"
+}
+
 echo "== machine: $(nproc) cores, $(grep MemTotal /proc/meminfo | awk '{printf "%.0f GiB", $2/1048576}'), $(uname -sr), $(go version | cut -d' ' -f3)"
-echo "== client on the segment leader (node $leader)"
-"$FLOE" bench --addr 127.0.0.1:$((17100+leader)) --http "$HTTP" "$@"
-echo "== client on a non-leader (node $other, forwarded to node $leader)"
-"$FLOE" bench --addr 127.0.0.1:$((17100+other)) --http "$HTTP" "$@"
+echo "== $CONNS connections, $SIZE-byte payloads, $WARMUP warm-up, $DURATION measured per run; floe: $FLOE"
+start_floe
+floe_run "floe-leader-${CONNS}x1" "$leader" 1
+floe_run "floe-leader-${CONNS}x$DEPTH" "$leader" "$DEPTH"
+floe_run "floe-forwarded-${CONNS}x1" "$other" 1
+
+nats=
+if [ -x "$NATS_SERVER" ]; then
+  if go build -C tools/natsbench -o ../../bin/natsbench . 2>"$DIR/natsbench-build.log"; then
+    nats=1
+    # The floe nodes stop first, so that JetStream has the machine floe had.
+    kill "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; pids=()
+    for sync in always default; do
+      nats_run "jetstream-$sync-${CONNS}x1" "$sync" 1
+      nats_run "jetstream-$sync-${CONNS}x$DEPTH" "$sync" "$DEPTH"
+    done
+  else
+    echo "== JetStream skipped: tools/natsbench does not build:"; cat "$DIR/natsbench-build.log"
+  fi
+else
+  echo "== JetStream skipped: no $NATS_SERVER (make nats installs it)"
+fi
+
+echo
+echo "== results (server CPU and peak RSS: the floe segment leader's, also for the forwarded run, or nats-server's)"
+{
+  echo "run|entries/s|mean ms|p50 ms|p99 ms|Little ratio|server CPU us/write|server peak RSS MiB|errors"
+  cat "$ROWS"
+} | table
+if [ -n "$nats" ]; then
+  get() { awk -F'|' -v n="$1" -v c="$2" '$1 == n { print $c }' "$ROWS"; }
+  echo
+  echo "== floe / JetStream (entries/s: above 1 is floe faster; CPU per write: below 1 is floe cheaper)"
+  {
+    echo "floe run|JetStream run|entries/s ratio|CPU per write ratio"
+    for sync in always default; do
+      for shape in "${CONNS}x1" "${CONNS}x$DEPTH"; do
+        f=floe-leader-$shape j=jetstream-$sync-$shape
+        echo "$f|$j|$(calc "$(get "$f" 2)/$(get "$j" 2)" 2)|$(calc "$(get "$f" 7)/$(get "$j" 7)" 2)"
+      done
+    done
+  } | table
+fi

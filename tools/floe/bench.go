@@ -3,52 +3,51 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"floe/client"
+	"floe/internal/closedloop"
 )
 
 func benchCmd() *cobra.Command {
 	var (
-		addr     string
-		topic    string
-		conns    int
-		size     int
-		depth    int
-		duration time.Duration
-		warmup   time.Duration
-		httpAddr string
+		o       benchOpts
+		jsonOut bool
 	)
 	c := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure PUT throughput and latency (every entry fsynced before OK)",
-		Long: `bench opens --connections connections to --addr, each keeping --pipeline PUTs in
-flight, for --duration, and reports entries/s, MB/s and latency percentiles of the
-acknowledged PUTs. With --http it also samples each node's resident memory.`,
+		Long: `bench opens --connections connections to --addr, each with at most --pipeline PUTs
+unanswered (1 = request/response: write, read the reply, repeat), runs them for
+--warmup and then --duration, and reports entries/s, MB/s and the latency of the PUTs
+acknowledged in that window, from before each request is written to after its reply is
+read. The report checks itself with Little's law: connections x pipeline against
+throughput x mean latency. With --http it also samples each node's resident memory;
+--json prints the report as one JSON object instead of text.`,
 		Args: cobra.NoArgs,
-		RunE: func(_ *cobra.Command, _ []string) error {
-			return runBench(benchOpts{addr, topic, conns, size, depth, duration, warmup, httpAddr})
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runBench(cmd.OutOrStdout(), o, jsonOut)
 		},
 	}
 	fs := c.Flags()
-	addrFlag(c, &addr)
-	fs.StringVar(&topic, "topic", "bench", "topic to write (registered if missing)")
-	fs.IntVar(&conns, "connections", 16, "concurrent connections")
-	fs.IntVar(&size, "size", 1024, "payload bytes")
-	fs.IntVar(&depth, "pipeline", 32, "PUTs in flight per connection (1 = request/response)")
-	fs.DurationVar(&duration, "duration", 10*time.Second, "measured run time")
-	fs.DurationVar(&warmup, "warmup", 2*time.Second, "unmeasured run time before it")
-	fs.StringVar(&httpAddr, "http", "", "comma-separated node HTTP addresses to sample RSS from /metrics")
+	addrFlag(c, &o.addr)
+	fs.StringVar(&o.topic, "topic", "bench", "topic to write (registered if missing)")
+	fs.IntVar(&o.conns, "connections", 16, "concurrent connections")
+	fs.IntVar(&o.size, "size", 1024, "payload bytes")
+	fs.IntVar(&o.depth, "pipeline", 32, "most PUTs unanswered per connection (1 = request/response)")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured run time")
+	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured run time before it")
+	fs.StringVar(&o.httpAddr, "http", "", "comma-separated node HTTP addresses to sample RSS from /metrics")
+	fs.BoolVar(&jsonOut, "json", false, "print the report as JSON")
 	return c
 }
 
@@ -63,7 +62,13 @@ type benchOpts struct {
 	httpAddr string
 }
 
-func runBench(o benchOpts) error {
+// benchReport is floe bench's JSON report: the closed-loop report and each node's peak RSS.
+type benchReport struct {
+	*closedloop.Report
+	PeakRSS []rssPeak `json:"peak_rss,omitempty"`
+}
+
+func runBench(out io.Writer, o benchOpts, jsonOut bool) error {
 	if o.conns < 1 || o.size < 1 || o.depth < 1 {
 		return errors.New("--connections, --size and --pipeline must be positive")
 	}
@@ -72,115 +77,89 @@ func runBench(o benchOpts) error {
 	if err != nil {
 		return err
 	}
-	if err := c.Register(o.topic); err != nil {
+	err = c.Register(o.topic)
+	c.Close()
+	if err != nil {
 		return err
 	}
-	c.Close()
-	payload := bytes.Repeat([]byte("x"), o.size)
-	req := []byte("PUT " + o.topic + " " + string(payload))
-
-	var measuring, stop atomic.Bool
-	var mu sync.Mutex
-	var lat []time.Duration
-	var errCount atomic.Int64
-	var firstErr atomic.Value
-	var wg sync.WaitGroup
-	for i := 0; i < o.conns; i++ {
+	req := []byte("PUT " + o.topic + " " + strings.Repeat("x", o.size))
+	conns := make([]closedloop.Conn, 0, o.conns)
+	for range o.conns {
 		conn, err := client.Dial(first)
+		if err != nil {
+			for _, c := range conns {
+				c.Close()
+			}
+			return err
+		}
+		conns = append(conns, putConn{conn, req})
+	}
+	opts := closedloop.Options{Pipeline: o.depth, Warmup: o.warmup, Duration: o.duration}
+	rss := startRSSSampler(o.httpAddr)
+	res, err := closedloop.Run(conns, opts)
+	peaks := rss.stop()
+	if err != nil {
+		return err
+	}
+	title := fmt.Sprintf("floe bench, topic %q via %s", o.topic, first)
+	r, err := closedloop.NewReport(title, o.conns, o.size, opts, res)
+	if err != nil {
+		return err
+	}
+	if jsonOut {
+		b, err := json.MarshalIndent(benchReport{r, peaks}, "", "  ")
 		if err != nil {
 			return err
 		}
-		defer conn.Close()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sent := make(chan time.Time, o.depth)
-			local := make([]time.Duration, 0, 1<<16)
-			done := make(chan struct{})
-			go func() { // receiver
-				defer close(done)
-				for t := range sent {
-					reply, err := conn.Recv()
-					if err != nil {
-						firstErr.CompareAndSwap(nil, err)
-						errCount.Add(1)
-						return
-					}
-					if !bytes.Equal(reply, []byte("OK")) {
-						firstErr.CompareAndSwap(nil, fmt.Errorf("%s", reply))
-						errCount.Add(1)
-						continue
-					}
-					if measuring.Load() {
-						local = append(local, time.Since(t))
-					}
-				}
-			}()
-			for !stop.Load() {
-				if err := conn.Send(req); err != nil {
-					break
-				}
-				// Flush when the pipeline is about to fill or nothing else is queued.
-				if len(sent) >= o.depth-1 || len(sent) == 0 {
-					if err := conn.Flush(); err != nil {
-						break
-					}
-				}
-				select {
-				case sent <- time.Now():
-				case <-done:
-					stop.Store(true)
-				}
-			}
-			conn.Flush()
-			close(sent)
-			<-done
-			mu.Lock()
-			lat = append(lat, local...)
-			mu.Unlock()
-		}()
+		_, err = fmt.Fprintf(out, "%s\n", b)
+		return err
 	}
-	rss := startRSSSampler(o.httpAddr)
-	time.Sleep(o.warmup) // warm-up period of a benchmark, not synchronisation
-	measuring.Store(true)
-	start := time.Now()
-	time.Sleep(o.duration) // measured period
-	measuring.Store(false)
-	elapsed := time.Since(start)
-	stop.Store(true)
-	wg.Wait()
-	peaks := rss.stop()
-
-	if len(lat) == 0 {
-		return fmt.Errorf("no PUT was acknowledged (%d errors, first: %v)", errCount.Load(), firstErr.Load())
+	r.Print(out)
+	for _, p := range peaks {
+		fmt.Fprintf(out, "  peak RSS      %s: %.1f MiB\n", p.Addr, float64(p.Bytes)/(1<<20))
 	}
-	printBench(o, first, lat, elapsed, errCount.Load(), firstErr.Load(), peaks)
 	return nil
 }
 
-// printBench prints a run's report: throughput and latency percentiles over the
-// latencies lat (not empty) of the entries acknowledged within elapsed, the errors
-// (their count and the first), and each node's peak RSS.
-func printBench(o benchOpts, first string, lat []time.Duration, elapsed time.Duration, errs int64, firstErr any, peaks []rssPeak) {
-	slices.Sort(lat)
-	pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(float64(len(lat))*p))] }
-	n := float64(len(lat))
-	fmt.Printf("floe bench: %d connections x %d in flight, %d-byte payloads, topic %q via %s\n", o.conns, o.depth, o.size, o.topic, first)
-	fmt.Printf("  acknowledged  %d entries in %.1fs\n", len(lat), elapsed.Seconds())
-	fmt.Printf("  throughput    %.0f entries/s, %.1f MB/s\n", n/elapsed.Seconds(), n*float64(o.size)/elapsed.Seconds()/1e6)
-	fmt.Printf("  latency       p50 %v  p99 %v  p999 %v  max %v\n", pct(0.50).Round(time.Microsecond),
-		pct(0.99).Round(time.Microsecond), pct(0.999).Round(time.Microsecond), lat[len(lat)-1].Round(time.Microsecond))
-	if errs > 0 {
-		fmt.Printf("  errors        %d (first: %v)\n", errs, firstErr)
+// putConn is one bench connection: every request is the same PUT, and any reply but OK
+// refuses it.
+type putConn struct {
+	c   *client.Conn
+	req []byte
+}
+
+var _ closedloop.Caller = putConn{}
+
+func (p putConn) Send() error  { return p.c.Send(p.req) }
+func (p putConn) Flush() error { return p.c.Flush() }
+func (p putConn) Close() error { return p.c.Close() }
+
+// Call is request/response on one goroutine, for --pipeline 1: no hand-off between
+// reading a reply and writing the next PUT.
+func (p putConn) Call() error {
+	if err := p.c.Send(p.req); err != nil {
+		return err
 	}
-	for _, p := range peaks {
-		fmt.Printf("  peak RSS      %s: %.1f MiB\n", p.addr, float64(p.bytes)/(1<<20))
+	if err := p.c.Flush(); err != nil {
+		return err
 	}
+	return p.Recv()
+}
+
+func (p putConn) Recv() error {
+	reply, err := p.c.Recv()
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(reply, []byte("OK")) {
+		return closedloop.Refused(fmt.Errorf("%.200s", reply))
+	}
+	return nil
 }
 
 type rssPeak struct {
-	addr  string
-	bytes int64
+	Addr  string `json:"addr"`
+	Bytes int64  `json:"bytes"`
 }
 
 type rssSampler struct {
@@ -194,7 +173,7 @@ func startRSSSampler(addrs string) *rssSampler {
 	s := &rssSampler{stopCh: make(chan struct{}), done: make(chan struct{})}
 	for _, a := range strings.Split(addrs, ",") {
 		if a = strings.TrimSpace(a); a != "" {
-			s.peaks = append(s.peaks, rssPeak{addr: a})
+			s.peaks = append(s.peaks, rssPeak{Addr: a})
 		}
 	}
 	go func() {
@@ -203,8 +182,8 @@ func startRSSSampler(addrs string) *rssSampler {
 		defer t.Stop()
 		for {
 			for i := range s.peaks {
-				if v, err := scrapeRSS(s.peaks[i].addr); err == nil && v > s.peaks[i].bytes {
-					s.peaks[i].bytes = v
+				if v, err := scrapeRSS(s.peaks[i].Addr); err == nil && v > s.peaks[i].Bytes {
+					s.peaks[i].Bytes = v
 				}
 			}
 			select {
