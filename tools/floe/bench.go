@@ -31,8 +31,17 @@ unanswered (1 = request/response: write, read the reply, repeat), runs them for
 --warmup and then --duration, and reports entries/s, MB/s and the latency of the PUTs
 acknowledged in that window, from before each request is written to after its reply is
 read. The report checks itself with Little's law: connections x pipeline against
-throughput x mean latency. With --http it also samples each node's resident memory;
---json prints the report as one JSON object instead of text.`,
+throughput x mean latency. With --http it also samples each node's resident memory and
+reads its CPU seconds before and after the run; --json prints the report as one JSON
+object instead of text.
+
+--topics N spreads the PUTs round-robin over the topics <topic>-0 .. <topic>-<N-1>, each
+connection starting at a different one, so that every topic has an active segment on the
+node. --idle-connections N opens N more connections that each register the topic once and
+then stay open and silent until the run ends: what many quiet clients cost a busy node.
+
+--read-offsets O1,O2,... writes nothing: it times --reads READs of one entry at each offset
+of --topic over one connection and prints their median and max.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runBench(cmd.OutOrStdout(), o, jsonOut)
@@ -46,7 +55,11 @@ throughput x mean latency. With --http it also samples each node's resident memo
 	fs.IntVar(&o.depth, "pipeline", 32, "most PUTs unanswered per connection (1 = request/response)")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured run time")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured run time before it")
-	fs.StringVar(&o.httpAddr, "http", "", "comma-separated node HTTP addresses to sample RSS from /metrics")
+	fs.StringVar(&o.httpAddr, "http", "", "comma-separated node HTTP addresses to sample RSS and CPU from /metrics")
+	fs.IntVar(&o.topics, "topics", 1, "write round-robin over this many topics <topic>-0.. (0 or 1: just --topic)")
+	fs.IntVar(&o.idle, "idle-connections", 0, "extra connections held open and silent during the run")
+	fs.StringVar(&o.readOffsets, "read-offsets", "", "comma-separated offsets of --topic: time READs of them instead of writing")
+	fs.IntVar(&o.reads, "reads", 20, "READs of each --read-offsets offset")
 	fs.BoolVar(&jsonOut, "json", false, "print the report as JSON")
 	return c
 }
@@ -60,54 +73,64 @@ type benchOpts struct {
 	duration time.Duration
 	warmup   time.Duration
 	httpAddr string
+	topics   int
+	idle     int
+
+	readOffsets string
+	reads       int
 }
 
-// benchReport is floe bench's JSON report: the closed-loop report and each node's peak RSS.
+// benchReport is floe bench's JSON report: the closed-loop report, what else the node
+// carried during the run, and each node's peak RSS and CPU seconds over it.
 type benchReport struct {
 	*closedloop.Report
-	PeakRSS []rssPeak `json:"peak_rss,omitempty"`
+	Topics          int       `json:"topics"`
+	IdleConnections int       `json:"idle_connections"`
+	PeakRSS         []rssPeak `json:"peak_rss,omitempty"`
+	CPU             []nodeCPU `json:"cpu,omitempty"`
 }
 
 func runBench(out io.Writer, o benchOpts, jsonOut bool) error {
-	if o.conns < 1 || o.size < 1 || o.depth < 1 {
-		return errors.New("--connections, --size and --pipeline must be positive")
+	if o.conns < 1 || o.size < 1 || o.depth < 1 || o.topics < 0 || o.idle < 0 {
+		return errors.New("--connections, --size and --pipeline must be positive, --topics and --idle-connections not negative")
 	}
 	first := strings.Split(o.addr, ",")[0]
-	c, err := client.Dial(first)
+	if o.readOffsets != "" {
+		return runReadBench(out, first, o, jsonOut)
+	}
+	topics := benchTopics(o.topic, max(o.topics, 1)) // 0 as 1: just --topic
+	if err := registerTopics(first, topics); err != nil {
+		return err
+	}
+	idle, err := openIdle(first, topics, o.idle)
+	defer closeIdle(idle)
 	if err != nil {
 		return err
 	}
-	err = c.Register(o.topic)
-	c.Close()
+	conns, err := dialPutConns(first, topics, o)
 	if err != nil {
 		return err
-	}
-	req := []byte("PUT " + o.topic + " " + strings.Repeat("x", o.size))
-	conns := make([]closedloop.Conn, 0, o.conns)
-	for range o.conns {
-		conn, err := client.Dial(first)
-		if err != nil {
-			for _, c := range conns {
-				c.Close()
-			}
-			return err
-		}
-		conns = append(conns, putConn{conn, req})
 	}
 	opts := closedloop.Options{Pipeline: o.depth, Warmup: o.warmup, Duration: o.duration}
+	cpu := startCPU(o.httpAddr)
 	rss := startRSSSampler(o.httpAddr)
 	res, err := closedloop.Run(conns, opts)
 	peaks := rss.stop()
+	cpus := cpu.stop()
 	if err != nil {
 		return err
 	}
 	title := fmt.Sprintf("floe bench, topic %q via %s", o.topic, first)
+	if len(topics) > 1 {
+		title = fmt.Sprintf("floe bench, %d topics %s..%s via %s", len(topics), topics[0], topics[len(topics)-1], first)
+	}
 	r, err := closedloop.NewReport(title, o.conns, o.size, opts, res)
 	if err != nil {
 		return err
 	}
+	rep := benchReport{r, len(topics), o.idle, peaks, cpus}
 	if jsonOut {
-		b, err := json.MarshalIndent(benchReport{r, peaks}, "", "  ")
+		b, err := json.MarshalIndent(rep, "", "  ")
 		if err != nil {
 			return err
 		}
@@ -115,29 +138,62 @@ func runBench(out io.Writer, o benchOpts, jsonOut bool) error {
 		return err
 	}
 	r.Print(out)
+	fmt.Fprintf(out, "  topics        %d\n  idle conns    %d\n", rep.Topics, rep.IdleConnections)
 	for _, p := range peaks {
 		fmt.Fprintf(out, "  peak RSS      %s: %.1f MiB\n", p.Addr, float64(p.Bytes)/(1<<20))
+	}
+	for _, c := range cpus {
+		fmt.Fprintf(out, "  CPU           %s: %.2f s, %.1f us per acknowledged PUT\n", c.Addr, c.Seconds, c.Seconds*1e6/float64(r.AckedTotal))
 	}
 	return nil
 }
 
-// putConn is one bench connection: every request is the same PUT, and any reply but OK
-// refuses it.
-type putConn struct {
-	c   *client.Conn
-	req []byte
+// dialPutConns opens the bench connections. They share one PUT request per topic, and
+// connection i starts at topic i, so that with fewer connections than topics each still
+// writes every topic and with more, every topic is written from the first round on.
+func dialPutConns(addr string, topics []string, o benchOpts) ([]closedloop.Conn, error) {
+	payload := strings.Repeat("x", o.size)
+	reqs := make([][]byte, len(topics))
+	for i, t := range topics {
+		reqs[i] = []byte("PUT " + t + " " + payload)
+	}
+	conns := make([]closedloop.Conn, 0, o.conns)
+	for i := range o.conns {
+		conn, err := client.Dial(addr)
+		if err != nil {
+			for _, c := range conns {
+				c.Close()
+			}
+			return nil, err
+		}
+		conns = append(conns, &putConn{c: conn, reqs: reqs, next: i % len(reqs)})
+	}
+	return conns, nil
 }
 
-var _ closedloop.Caller = putConn{}
+// putConn is one bench connection: its requests are PUTs to each topic in turn, and any
+// reply but OK refuses one. Only the sending goroutine touches next.
+type putConn struct {
+	c    *client.Conn
+	reqs [][]byte
+	next int
+}
 
-func (p putConn) Send() error  { return p.c.Send(p.req) }
-func (p putConn) Flush() error { return p.c.Flush() }
-func (p putConn) Close() error { return p.c.Close() }
+var _ closedloop.Caller = (*putConn)(nil)
+
+func (p *putConn) Send() error {
+	req := p.reqs[p.next]
+	p.next = (p.next + 1) % len(p.reqs)
+	return p.c.Send(req)
+}
+
+func (p *putConn) Flush() error { return p.c.Flush() }
+func (p *putConn) Close() error { return p.c.Close() }
 
 // Call is request/response on one goroutine, for --pipeline 1: no hand-off between
 // reading a reply and writing the next PUT.
-func (p putConn) Call() error {
-	if err := p.c.Send(p.req); err != nil {
+func (p *putConn) Call() error {
+	if err := p.Send(); err != nil {
 		return err
 	}
 	if err := p.c.Flush(); err != nil {
@@ -146,7 +202,7 @@ func (p putConn) Call() error {
 	return p.Recv()
 }
 
-func (p putConn) Recv() error {
+func (p *putConn) Recv() error {
 	reply, err := p.c.Recv()
 	if err != nil {
 		return err
@@ -203,6 +259,12 @@ func (s *rssSampler) stop() []rssPeak {
 }
 
 func scrapeRSS(addr string) (int64, error) {
+	v, err := scrapeMetric(addr, "process_resident_memory_bytes")
+	return int64(v), err
+}
+
+// scrapeMetric reads one unlabelled sample from a node's /metrics.
+func scrapeMetric(addr, name string) (float64, error) {
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		return 0, err
@@ -210,10 +272,9 @@ func scrapeRSS(addr string) (int64, error) {
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "process_resident_memory_bytes "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			return int64(f), err
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			return strconv.ParseFloat(v, 64)
 		}
 	}
-	return 0, fmt.Errorf("no process_resident_memory_bytes at %s", addr)
+	return 0, fmt.Errorf("no %s at %s", name, addr)
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,15 +16,19 @@ import (
 
 // fakePutServer speaks floe's framing on loopback: REGISTER is answered at once, each
 // PUT with OK delay after it was read, in order. It records, per connection, the most
-// PUTs read and not yet answered: what a node would see of the client's pipeline.
+// PUTs read and not yet answered: what a node would see of the client's pipeline; and
+// the topics PUT to, and the fewest connections it had open while reading a PUT.
 type fakePutServer struct {
 	ln    net.Listener
 	delay time.Duration
 
-	mu       sync.Mutex
-	maxOpen  []int // per connection, in accept order
-	answered int
-	wg       sync.WaitGroup
+	mu        sync.Mutex
+	maxOpen   []int // per connection, in accept order
+	answered  int
+	putTopics map[string]int
+	conns     int // open now
+	minConns  int // the fewest open when a PUT was read; 0 before any
+	wg        sync.WaitGroup
 }
 
 func startFakePutServer(t *testing.T, delay time.Duration) *fakePutServer {
@@ -32,7 +37,7 @@ func startFakePutServer(t *testing.T, delay time.Duration) *fakePutServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &fakePutServer{ln: ln, delay: delay}
+	s := &fakePutServer{ln: ln, delay: delay, putTopics: map[string]int{}}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -44,6 +49,7 @@ func startFakePutServer(t *testing.T, delay time.Duration) *fakePutServer {
 			s.mu.Lock()
 			s.maxOpen = append(s.maxOpen, 0)
 			i := len(s.maxOpen) - 1
+			s.conns++
 			s.mu.Unlock()
 			s.wg.Add(1)
 			go func() {
@@ -59,7 +65,12 @@ func startFakePutServer(t *testing.T, delay time.Duration) *fakePutServer {
 // serve reads requests on c and hands each PUT's reply time to a writer that answers
 // them in order; open counts the PUTs read and not yet answered.
 func (s *fakePutServer) serve(c net.Conn, i int) {
-	defer c.Close()
+	defer func() {
+		c.Close()
+		s.mu.Lock()
+		s.conns--
+		s.mu.Unlock()
+	}()
 	due := make(chan time.Time, 1<<16)
 	var open int
 	done := make(chan struct{})
@@ -92,9 +103,14 @@ func (s *fakePutServer) serve(c net.Conn, i int) {
 			due <- time.Time{}
 			continue
 		}
+		topic, _, _ := strings.Cut(string(req[len("PUT "):]), " ")
 		s.mu.Lock()
 		open++
 		s.maxOpen[i] = max(s.maxOpen[i], open)
+		s.putTopics[topic]++
+		if s.minConns == 0 || s.conns < s.minConns {
+			s.minConns = s.conns
+		}
 		s.mu.Unlock()
 		due <- time.Now().Add(s.delay)
 	}
@@ -153,9 +169,56 @@ func TestBenchTextReport(t *testing.T) {
 	if err := runBench(&out, o, false); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"2 connections x 2 in flight", "entries/s", "p50", "p90", "p99", "p999", "max", "mean", "Little's law  in flight 4"} {
+	for _, want := range []string{"2 connections x 2 in flight", "entries/s", "p50", "p90", "p99", "p999", "max", "mean", "Little's law  in flight 4", "topics        1", "idle conns    0"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// TestBenchTopicsAndIdleConnections: --topics 5 writes every one of the 5 topics (each
+// connection starts at a different one), and --idle-connections 20 keeps 20 connections
+// open beside the 4 writing ones for as long as PUTs arrive, then closes them.
+func TestBenchTopicsAndIdleConnections(t *testing.T) {
+	s := startFakePutServer(t, time.Millisecond)
+	var out bytes.Buffer
+	o := benchOpts{addr: s.ln.Addr().String(), topic: "t", conns: 4, size: 10, depth: 2,
+		duration: time.Second, topics: 5, idle: 20, reads: 1}
+	if err := runBench(&out, o, true); err != nil {
+		t.Fatal(err)
+	}
+	var r benchReport
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatalf("%v in %s", err, out.String())
+	}
+	if r.Topics != 5 || r.IdleConnections != 20 {
+		t.Errorf("report: %d topics, %d idle connections; want 5 and 20", r.Topics, r.IdleConnections)
+	}
+	s.mu.Lock()
+	topics, minConns := s.putTopics, s.minConns
+	s.mu.Unlock()
+	for i := range 5 {
+		if n := topics["t-"+strconv.Itoa(i)]; n == 0 {
+			t.Errorf("no PUT to t-%d; PUTs per topic: %v", i, topics)
+		}
+	}
+	if len(topics) != 5 {
+		t.Errorf("PUTs to %d topics, want 5: %v", len(topics), topics)
+	}
+	if minConns < 4+20 {
+		t.Errorf("as few as %d connections open while PUTs arrived, want the 4 writing and the 20 idle", minConns)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s.mu.Lock()
+		n := s.conns
+		s.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections still open 10 s after the run", n)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
