@@ -37,7 +37,9 @@ object instead of text.
 
 --topics N spreads the PUTs round-robin over the topics <topic>-0 .. <topic>-<N-1>, each
 connection starting at a different one, so that every topic has an active segment on the
-node. --idle-connections N opens N more connections that each register the topic once and
+node. Topics are placed round-robin over the nodes, so a third of them on each of three;
+--local-topics registers more names until N of them have their active segment on the
+node at --addr, and writes those, so that no PUT is forwarded. --idle-connections N opens N more connections that each register the topic once and
 then stay open and silent until the run ends: what many quiet clients cost a busy node.
 
 --read-offsets O1,O2,... writes nothing: it times --reads READs of one entry at each offset
@@ -57,6 +59,7 @@ of --topic over one connection and prints their median and max.`,
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured run time before it")
 	fs.StringVar(&o.httpAddr, "http", "", "comma-separated node HTTP addresses to sample RSS and CPU from /metrics")
 	fs.IntVar(&o.topics, "topics", 1, "write round-robin over this many topics <topic>-0.. (0 or 1: just --topic)")
+	fs.BoolVar(&o.localTopics, "local-topics", false, "with --topics: write only topics whose active segment the --addr node leads (registering more until there are enough)")
 	fs.IntVar(&o.idle, "idle-connections", 0, "extra connections held open and silent during the run")
 	fs.StringVar(&o.readOffsets, "read-offsets", "", "comma-separated offsets of --topic: time READs of them instead of writing")
 	fs.IntVar(&o.reads, "reads", 20, "READs of each --read-offsets offset")
@@ -75,6 +78,8 @@ type benchOpts struct {
 	httpAddr string
 	topics   int
 	idle     int
+	// localTopics picks the --topics topics among those the node at --addr leads.
+	localTopics bool
 
 	readOffsets string
 	reads       int
@@ -99,7 +104,13 @@ func runBench(out io.Writer, o benchOpts, jsonOut bool) error {
 		return runReadBench(out, first, o, jsonOut)
 	}
 	topics := benchTopics(o.topic, max(o.topics, 1)) // 0 as 1: just --topic
-	if err := registerTopics(first, topics); err != nil {
+	var err error
+	if o.localTopics && len(topics) > 1 {
+		topics, err = localTopics(first, o.topic, len(topics))
+	} else {
+		err = registerTopics(first, topics)
+	}
+	if err != nil {
 		return err
 	}
 	idle, err := openIdle(first, topics, o.idle)

@@ -92,6 +92,42 @@ func registerTopics(addr string, topics []string) error {
 	})
 }
 
+// localTopics registers <prefix>-0, <prefix>-1, ... until n of them have their active
+// segment led by the node at addr, and returns those n. The node places a new topic
+// round-robin over the voters, so about a third of the names on each of three nodes.
+func localTopics(addr, prefix string, n int) ([]string, error) {
+	c, err := client.Dial(addr)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	m, err := c.Metrics()
+	if err != nil {
+		return nil, err
+	}
+	var local []string
+	for next := 0; len(local) < n; {
+		if next > 100*n {
+			return nil, fmt.Errorf("%d topics registered and only %d led by node %d at %s", next, len(local), m.ID, addr)
+		}
+		batch := benchTopics(prefix, next+max(3*(n-len(local)), setupWorkers))[next:]
+		next += len(batch)
+		if err := registerTopics(addr, batch); err != nil {
+			return nil, err
+		}
+		for _, t := range batch {
+			st, err := c.State(t)
+			if err != nil {
+				return nil, fmt.Errorf("state %s: %w", t, err)
+			}
+			if st.LeaderNode == m.ID && len(local) < n {
+				local = append(local, t)
+			}
+		}
+	}
+	return local, nil
+}
+
 // openIdle opens n connections that each register one of the topics (so the node has
 // read from the connection and answered on it, as for any client that spoke once) and
 // then stay silent. They are bare sockets rather than client.Conns: a client.Conn's
