@@ -8,7 +8,7 @@ FUZZTIME ?= 30s
 TEST_TIMEOUT ?= 20m
 COMPOSE_TEST_TIMEOUT ?= 10m
 
-.PHONY: build dev test vet bench bench-cluster fuzz minio nats clean images compose-up compose-down compose-logs test-compose
+.PHONY: build dev test vet bench bench-cluster bench-scale fuzz minio nats clean images compose-up compose-down compose-logs test-compose
 
 build: ## build bin/floe (static)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/floe ./tools/floe
@@ -41,6 +41,9 @@ bench: build ## micro-benchmarks, then the 3-process cluster benchmark of the RE
 
 bench-cluster: build ## the cluster benchmark: floe, then JetStream beside it when make nats has run
 	./tools/floe/bench-cluster.sh
+
+bench-scale: build ## how cost grows: 1,000 topics, 5,000 idle connections, a 10-million-entry topic (BENCH_SCALE_ARGS=...)
+	./tools/floe/bench-scale.sh $(BENCH_SCALE_ARGS)
 
 fuzz: ## run every fuzz target for FUZZTIME each
 	@set -e; for spec in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs grep -H -o '^func Fuzz[A-Za-z0-9_]*' | sed 's/:func /:/'); do \

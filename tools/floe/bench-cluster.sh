@@ -50,12 +50,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# field FILE KEY: a top-level number of a bench's JSON report.
-field() { sed -n "s/^  \"$2\": \([-0-9.e+]*\),\{0,1\}\$/\1/p" "$1"; }
-# table: '|'-separated lines aligned in columns.
-table() { if command -v column >/dev/null; then column -t -s '|'; else tr '|' '\t'; fi; }
-# calc EXPR [DECIMALS]: floating-point arithmetic.
-calc() { awk "BEGIN { printf \"%.${2:-1}f\", $1 }"; }
+. tools/floe/bench-lib.sh
 
 # Results, one line per run: name, entries/s, mean ms, p50 ms, p99 ms, Little ratio,
 # server CPU us per write, server peak RSS MiB, errors.
@@ -73,28 +68,6 @@ row() { # row NAME JSON CPU_SECONDS RSS_MIB
     "$(calc "$(field "$2" p99_us)/1000" 2)" "$(calc "$(field "$2" p999_us)/1000" 2)" "$(field "$2" in_flight)" \
     "$(calc "$(field "$2" little_in_flight)" 1)" "$(calc "$3*1e6/$n" 1)" "$(field "$2" errors)"
 }
-
-start_floe() {
-  for i in 1 2 3; do
-    join=(); [ "$i" -gt 1 ] && join=(--join 127.0.0.1:17001)
-    "$FLOE" agent --node-id "$i" --data-dir "$DIR/n$i" --raft-port $((17000+i)) \
-      --client-port $((17100+i)) --http-port $((17200+i)) --log-level warn "${join[@]}" \
-      >"$DIR/n$i.log" 2>&1 &
-    pids+=($!)
-  done
-  local all=127.0.0.1:17101,127.0.0.1:17102,127.0.0.1:17103
-  for _ in $(seq 1 200); do
-    "$FLOE" metrics --addr 127.0.0.1:17103 2>/dev/null | grep -q '"current_leader": [0-9]' && \
-    "$FLOE" register bench --addr "$all" >/dev/null 2>&1 && break
-    sleep 0.1
-  done
-  leader=$("$FLOE" state bench --addr "$all" | sed -n 's/.*"leader_node": \([0-9]*\).*/\1/p')
-  [ -n "$leader" ] || { echo "no segment leader for topic bench; node logs in $DIR" >&2; exit 1; }
-  other=$(( leader % 3 + 1 ))
-}
-
-# floe_cpu NODE: the node's process_cpu_seconds_total.
-floe_cpu() { curl -fsS "http://127.0.0.1:$((17200+$1))/metrics" | awk '/^process_cpu_seconds_total /{print $2}'; }
 
 # floe_run NAME NODE PIPELINE: floe bench through NODE; the row's CPU and RSS are the
 # segment leader's. Through a non-leader, that node's CPU per PUT is printed beside it.
@@ -154,7 +127,7 @@ if [ -x "$NATS_SERVER" ]; then
   if go build -C tools/natsbench -o ../../bin/natsbench . 2>"$DIR/natsbench-build.log"; then
     nats=1
     # The floe nodes stop first, so that JetStream has the machine floe had.
-    kill "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; pids=()
+    stop_floe
     for sync in always default; do
       nats_run "jetstream-$sync-${CONNS}x1" "$sync" 1
       nats_run "jetstream-$sync-${CONNS}x$DEPTH" "$sync" "$DEPTH"
