@@ -81,7 +81,7 @@ func (n *Node) RecoverSegment(ctx context.Context, topic string, to, segment uin
 func (n *Node) checkVoter(id uint64) error {
 	members, err := n.raft.Members()
 	if err != nil {
-		return rpc.Unavailable("cannot read the raft configuration", err)
+		return rpc.Unavailable(fmt.Sprintf("cannot check that node %d is a voter", id), err)
 	}
 	var voters []uint64
 	for _, m := range members {
