@@ -279,7 +279,7 @@ func (r *Reader) readSegment(ctx context.Context, topic string, s *meta.Segment,
 				return nil, fmt.Errorf("segment %d of %q is only on node %d (not archived yet): %w", s.ID, topic, s.Leader, err)
 			}
 			if !errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrSegmentNotFound) {
-				return nil, err
+				return nil, fmt.Errorf("cannot read segment %d of %q from node %d: %w", s.ID, topic, s.Leader, err)
 			}
 		}
 	}
@@ -331,17 +331,18 @@ func (r *Reader) ReadLocal(topic string, s *meta.Segment, offset uint64, max, ma
 }
 
 // readOwner reads a segment from the node that led it. A node that failed recently is
-// not asked again for a few seconds while the archive holds the segment.
+// not asked again for a few seconds while the archive holds the segment. Its errors
+// do not name the segment and node: readSegment, which says what it does next, does.
 func (r *Reader) readOwner(ctx context.Context, topic string, s *meta.Segment, offset uint64, max, maxBytes int) ([]wire.Entry, error) {
 	if s.ArchiveKey != "" && r.cfg.Owner.RecentlyDown(s.Leader) {
-		return nil, rpc.Unavailable(fmt.Sprintf("node %d failed recently", s.Leader), nil)
+		return nil, rpc.Unavailable("it failed recently", nil)
 	}
 	payloads, err := r.cfg.Owner.ReadOwner(ctx, s.Leader, topic, s.ID, offset, max, maxBytes)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read segment %d of %q from node %d: %w", s.ID, topic, s.Leader, err)
+		return nil, err
 	}
 	if len(payloads) > max {
-		return nil, rpc.Unavailable(fmt.Sprintf("node %d returned %d entries, asked %d", s.Leader, len(payloads), max), nil)
+		return nil, rpc.Unavailable(fmt.Sprintf("it returned %d entries, asked %d", len(payloads), max), nil)
 	}
 	return entries(offset, payloads), nil
 }

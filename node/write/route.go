@@ -57,7 +57,8 @@ func (w *Writer) forward(topic string, rt route, payloads [][]byte, tag Tag, don
 	ch, err := p.Send(rpc.OpAppend, a.Encode())
 	boot := p.BootID()
 	if err != nil {
-		done(Result{Err: err, Node: rt.node, Ambiguous: !errors.Is(err, rpc.ErrNotSent), Boot: boot})
+		// The peer knows only its address: name the node too.
+		done(Result{Err: rpc.Unavailable(fmt.Sprintf("node %d", rt.node), err), Node: rt.node, Ambiguous: !errors.Is(err, rpc.ErrNotSent), Boot: boot})
 		return
 	}
 	go func() {
