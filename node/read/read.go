@@ -226,8 +226,9 @@ func (r *Reader) expired(topic string, s *meta.Segment, offset uint64) error {
 		return fmt.Errorf("%w: offsets [%d, %d) of %q (segment %d) were lost: no copy of them survived (floe restore --cluster); the next offset kept is %d",
 			ErrExpired, s.Base, s.End(), topic, s.ID, s.End())
 	}
-	return fmt.Errorf("%w: offset %d of %q (segment %d) has expired by retention; the earliest offset kept is %d",
-		ErrExpired, offset, topic, s.ID, r.cfg.Metadata.StartOffset(topic))
+	// The sentinel's text is the verb of the sentence, so that "expired" is said once.
+	return fmt.Errorf("offset %d of %q (segment %d) has %w by retention; the earliest offset kept is %d",
+		offset, topic, s.ID, ErrExpired, r.cfg.Metadata.StartOffset(topic))
 }
 
 // Tail is Read that waits up to wait for at least one entry: it reads again at every
