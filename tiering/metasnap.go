@@ -35,6 +35,8 @@ type MetaSnapshot struct {
 }
 
 // ErrForeignSnapshot: a metadata snapshot in the bucket belongs to another cluster.
+// Its text reaches operators verbatim (floe restore, a refused start), so it carries
+// no package prefix.
 var ErrForeignSnapshot = errors.New("metadata snapshot of another cluster")
 
 // MetaSnapshotCluster returns the cluster id of the snapshot at key. It decodes only
