@@ -76,22 +76,23 @@ type ObjectInfo struct {
 }
 
 // Errors returned by every backend, wrapped with the key and location (see Error);
-// test them with errors.Is.
+// test them with errors.Is. Their texts reach clients verbatim (a read served from
+// the archive that fails answers with its error), so they carry no package prefix.
 var (
 	// ErrNotFound: the object does not exist.
-	ErrNotFound = errors.New("archive: object not found")
+	ErrNotFound = errors.New("object not found")
 	// ErrExists: Put with IfNoneMatch found the key already present.
-	ErrExists = errors.New("archive: object already exists")
+	ErrExists = errors.New("object already exists")
 	// ErrInvalidRange: GetRange asked for bytes outside the object, or an empty range.
-	ErrInvalidRange = errors.New("archive: invalid range")
+	ErrInvalidRange = errors.New("invalid range")
 	// ErrBadURL: Open could not parse or does not support the archive URL.
-	ErrBadURL = errors.New("archive: bad archive URL")
+	ErrBadURL = errors.New("bad archive URL")
 	// ErrInvalidKey: the key breaks the rules of ValidateKey.
-	ErrInvalidKey = errors.New("archive: invalid key")
+	ErrInvalidKey = errors.New("invalid key")
 	// ErrSizeMismatch: the bytes sent or received differ from the size announced.
-	ErrSizeMismatch = errors.New("archive: size mismatch")
+	ErrSizeMismatch = errors.New("size mismatch")
 	// ErrBucketNotFound: the bucket (or the fs root directory) does not exist.
-	ErrBucketNotFound = errors.New("archive: bucket not found")
+	ErrBucketNotFound = errors.New("bucket not found")
 )
 
 // IsNotFound reports whether err says the object does not exist.

@@ -160,7 +160,9 @@ func (m *Raft) FSM() *FSM { return m.fsm }
 // Apply proposes a command on this member, which must be the leader (else ErrNotRaftLeader),
 // and waits for it to be applied here. It returns the FSM's result and the log index.
 // raft.ErrLeadershipLost leaves the outcome unknown: the caller retries the same
-// command, marked Retry, with the same RequestID (see Command).
+// command, marked Retry, with the same RequestID (see Command). Its errors, like those
+// of AddVoter, RemoveServer, Members and Barrier, carry no package prefix: a client's
+// reply may quote them verbatim (the start-up errors of this file keep theirs).
 func (m *Raft) Apply(c *Command, timeout time.Duration) (*Result, uint64, error) {
 	if m.r.State() != raft.Leader {
 		return nil, 0, ErrNotRaftLeader
@@ -170,7 +172,7 @@ func (m *Raft) Apply(c *Command, timeout time.Duration) (*Result, uint64, error)
 		if errors.Is(err, raft.ErrNotLeader) {
 			return nil, 0, ErrNotRaftLeader
 		}
-		return nil, 0, fmt.Errorf("meta: cannot apply %s: %w", c.Op, err)
+		return nil, 0, fmt.Errorf("cannot apply %s: %w", c.Op, err)
 	}
 	res, _ := f.Response().(*Result)
 	if res == nil {
@@ -188,7 +190,7 @@ func (m *Raft) AddVoter(id uint64, addr string, timeout time.Duration) error {
 		if errors.Is(err, raft.ErrNotLeader) {
 			return ErrNotRaftLeader
 		}
-		return fmt.Errorf("meta: cannot add voter %d at %s: %w", id, addr, err)
+		return fmt.Errorf("cannot add voter %d at %s: %w", id, addr, err)
 	}
 	return nil
 }
@@ -199,7 +201,7 @@ func (m *Raft) RemoveServer(id uint64, timeout time.Duration) error {
 		return ErrNotRaftLeader
 	}
 	if err := m.r.RemoveServer(m.serverID(id), 0, timeout).Error(); err != nil {
-		return fmt.Errorf("meta: cannot remove server %d: %w", id, err)
+		return fmt.Errorf("cannot remove server %d: %w", id, err)
 	}
 	return nil
 }
@@ -245,7 +247,7 @@ type Member struct {
 func (m *Raft) Members() ([]Member, error) {
 	f := m.r.GetConfiguration()
 	if err := f.Error(); err != nil {
-		return nil, fmt.Errorf("meta: cannot read configuration: %w", err)
+		return nil, fmt.Errorf("cannot read the raft configuration: %w", err)
 	}
 	var out []Member
 	for _, s := range f.Configuration().Servers {
@@ -284,7 +286,7 @@ func (m *Raft) Barrier(timeout time.Duration) error {
 		if errors.Is(err, raft.ErrNotLeader) {
 			return ErrNotRaftLeader
 		}
-		return fmt.Errorf("meta: barrier: %w", err)
+		return fmt.Errorf("raft barrier: %w", err)
 	}
 	return nil
 }

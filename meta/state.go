@@ -6,25 +6,27 @@ import (
 	"sort"
 )
 
-// Sentinel errors of the metadata layer. Callers use errors.Is.
+// Sentinel errors of the metadata layer. Callers use errors.Is. Their texts are part
+// of the client protocol (a client reads them verbatim in its ERR reply, or in an HTTP
+// error), so they carry no package prefix.
 var (
 	// ErrNoTopic: the topic is not registered.
-	ErrNoTopic = errors.New("meta: no such topic")
+	ErrNoTopic = errors.New("no such topic")
 	// ErrBadConfig: a topic config holds an invalid value.
-	ErrBadConfig = errors.New("meta: invalid topic config")
+	ErrBadConfig = errors.New("invalid topic config")
 	// ErrStaleSegment: a command names a segment that is no longer in the state it expects
 	// (a roll-over already happened). Retrying with fresh metadata is safe.
-	ErrStaleSegment = errors.New("meta: stale segment")
+	ErrStaleSegment = errors.New("stale segment")
 	// ErrCursorMoved: a cursor compare-and-set lost the race against another reader.
-	ErrCursorMoved = errors.New("meta: cursor moved")
+	ErrCursorMoved = errors.New("cursor moved")
 	// ErrNotRaftLeader: this node is not the Raft leader; the command was not proposed.
-	ErrNotRaftLeader = errors.New("meta: not the raft leader")
+	ErrNotRaftLeader = errors.New("not the raft leader")
 	// ErrBadCommand: a command could not be decoded.
-	ErrBadCommand = errors.New("meta: bad command")
+	ErrBadCommand = errors.New("bad command")
 	// ErrOutcomeUnknown: a retried command's first attempt may have committed, but the
 	// FSM no longer remembers its request id (too many commands applied since), so the
 	// retry was not applied. Final: applying it could do the change twice.
-	ErrOutcomeUnknown = errors.New("meta: outcome of the first attempt unknown")
+	ErrOutcomeUnknown = errors.New("outcome of the first attempt unknown")
 )
 
 // SegmentState is the life-cycle state of a segment.

@@ -22,8 +22,10 @@ import (
 // bootstrap a second cluster beside the first one and write into its bucket, and two
 // clusters pointed at one bucket by mistake are caught at the first start.
 
-// ErrBucketClaimed: the bucket belongs to another cluster.
-var ErrBucketClaimed = errors.New("node: the archive belongs to another cluster")
+// ErrBucketClaimed: the bucket belongs to another cluster. Like ErrArchiveInUse, its
+// text reaches operators verbatim (a refused start, an HTTP error), so it carries no
+// package prefix.
+var ErrBucketClaimed = errors.New("the archive belongs to another cluster")
 
 // clusterClaim is the claim object, at tiering.ClaimKey under the archive's prefix.
 type clusterClaim struct {
@@ -98,7 +100,7 @@ func claimedError(c *clusterClaim) error {
 
 // ErrArchiveInUse: the archive prefix holds another cluster's segment objects or
 // metadata snapshots, so a new cluster may not start on it.
-var ErrArchiveInUse = errors.New("node: the archive prefix holds another cluster's data")
+var ErrArchiveInUse = errors.New("the archive prefix holds another cluster's data")
 
 var errStopListing = errors.New("stop listing")
 
@@ -293,7 +295,7 @@ func (n *Node) archiveWritable(ctx context.Context) error {
 func (n *Node) observeClaim(ctx context.Context) (*clusterClaim, error) {
 	id := n.fsm.ClusterID()
 	if id == "" {
-		return nil, errors.New("node: this node does not know its cluster id yet (its metadata has not caught up): it writes nothing to the archive")
+		return nil, errors.New("this node does not know its cluster id yet (its metadata has not caught up): it writes nothing to the archive")
 	}
 	at := time.Now()
 	c, err := readClaim(ctx, n.bucket)
@@ -305,7 +307,7 @@ func (n *Node) observeClaim(ctx context.Context) (*clusterClaim, error) {
 		n.setClaimView(nil, err, at)
 		return nil, err
 	case err != nil:
-		return nil, fmt.Errorf("node: cannot read the archive's cluster claim, so this node writes nothing to the archive for now: %w", err)
+		return nil, fmt.Errorf("cannot read the archive's cluster claim, so this node writes nothing to the archive for now: %w", err)
 	case c.ClusterID != id:
 		err = fmt.Errorf("%w: %s, this is cluster %s", ErrBucketClaimed, claimDesc(c), id)
 		n.setClaimView(c, err, at)

@@ -17,7 +17,7 @@ import (
 // leader answers ErrNotSegmentLeader instead, which sends the retry to the segment that
 // replaced it.
 func TestDedupAnswerOfAbandonedSegment(t *testing.T) {
-	nodes := startTestCluster(t, 3)
+	nodes := startTestCluster(t, 3, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := nodes[0].Register(ctx, "d", nil); err != nil {

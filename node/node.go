@@ -575,7 +575,7 @@ func (n *Node) trackConn(c net.Conn, add bool) bool {
 func (n *Node) nodePeer(id uint64) (*rpc.Peer, error) {
 	info, ok := n.fsm.Node(id)
 	if !ok || info.RaftAddr == "" {
-		return nil, fmt.Errorf("%w: node %d has no known address", ErrUnavailable, id)
+		return nil, rpc.Unavailable(fmt.Sprintf("node %d has no known address", id), nil)
 	}
 	return n.peers.Get(info.RaftAddr), nil
 }
@@ -708,7 +708,7 @@ func (n *Node) propose(ctx context.Context, cmd *meta.Command) (*meta.Result, er
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			if err := n.backoff(ctx, attempt, nil); err != nil {
-				return nil, fmt.Errorf("%w: cannot commit %s: %v (last: %v)", ErrUnavailable, c.Op, err, lastErr)
+				return nil, rpc.Unavailable(fmt.Sprintf("cannot commit %s (%v)", c.Op, err), lastErr)
 			}
 		}
 		if sent {
@@ -763,7 +763,7 @@ func (n *Node) waitApplied(ctx context.Context, index uint64) error {
 		case <-ch:
 		case <-tick.C:
 		case <-ctx.Done():
-			return fmt.Errorf("%w: waiting for index %d: %v", ErrUnavailable, index, ctx.Err())
+			return rpc.Unavailable(fmt.Sprintf("waiting for index %d", index), ctx.Err())
 		case <-n.ctx.Done():
 			return ErrClosed
 		}
@@ -859,7 +859,7 @@ func (n *Node) syncMeta(ctx context.Context) error {
 	}
 	_, addr := n.raft.Leader()
 	if addr == "" {
-		return fmt.Errorf("%w: no raft leader", ErrUnavailable)
+		return rpc.Unavailable("no raft leader", nil)
 	}
 	// The leader runs a barrier first: right after an election its applied index may
 	// still lag what was committed before.
@@ -870,7 +870,7 @@ func (n *Node) syncMeta(ctx context.Context) error {
 	d := rpc.NewDecoder(body)
 	applied := d.U64()
 	if d.Err != nil {
-		return fmt.Errorf("%w: bad sync reply from %s", ErrUnavailable, addr)
+		return rpc.Unavailable("bad sync reply from "+addr, nil)
 	}
 	return n.waitFSMApplied(ctx, applied)
 }
@@ -888,7 +888,7 @@ func (n *Node) waitFSMApplied(ctx context.Context, index uint64) error {
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return fmt.Errorf("%w: waiting for the metadata at index %d: %v", ErrUnavailable, index, ctx.Err())
+			return rpc.Unavailable(fmt.Sprintf("waiting for the metadata at index %d", index), ctx.Err())
 		case <-n.ctx.Done():
 			return ErrClosed
 		}
@@ -997,7 +997,7 @@ func (n *Node) topic(ctx context.Context, name string) (*meta.Topic, error) {
 		defer cancel()
 	}
 	if err := n.syncMeta(ctx); err != nil {
-		return nil, fmt.Errorf("%w: cannot check topic %q with the raft leader: %v", ErrUnavailable, name, err)
+		return nil, rpc.Unavailable(fmt.Sprintf("cannot check topic %q with the raft leader", name), err)
 	}
 	if t, ok := n.fsm.Topic(name); ok {
 		return t, nil

@@ -114,7 +114,7 @@ func (n *Node) join(id uint64, addr string) error {
 			return err
 		}
 	}
-	return fmt.Errorf("%w: no raft leader to add node %d", ErrUnavailable, id)
+	return rpc.Unavailable(fmt.Sprintf("no raft leader to add node %d", id), nil)
 }
 
 // RemoveMember removes a member from the Raft configuration and the metadata. It must

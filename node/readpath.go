@@ -89,7 +89,7 @@ func (p peerReads) ReadOwner(ctx context.Context, node uint64, topic string, id,
 		out = append(out, d.Bytes())
 	}
 	if d.Err != nil {
-		return nil, fmt.Errorf("%w: bad read reply from node %d", ErrUnavailable, node)
+		return nil, rpc.Unavailable(fmt.Sprintf("bad read reply from node %d", node), nil)
 	}
 	return out, nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"floe/internal/fsutil"
 	"floe/meta"
+	"floe/node/rpc"
 )
 
 // RecoverSegment moves a topic's writes off its active segment's leader while that
@@ -60,7 +61,7 @@ func (n *Node) RecoverSegment(ctx context.Context, topic string, to, segment uin
 		to = n.nextLeader(act.Leader)
 	}
 	if to == act.Leader {
-		return nil, fmt.Errorf("%w: no live voter besides node %d to move segment %d of %q to", ErrUnavailable, act.Leader, act.ID, topic)
+		return nil, rpc.Unavailable(fmt.Sprintf("no live voter besides node %d to move segment %d of %q to", act.Leader, act.ID, topic), nil)
 	}
 	if _, err := n.propose(ctx, &meta.Command{Op: meta.OpRecover, Topic: topic, Segment: act.ID, NextLeader: to}); err != nil {
 		return nil, err
@@ -80,7 +81,7 @@ func (n *Node) RecoverSegment(ctx context.Context, topic string, to, segment uin
 func (n *Node) checkVoter(id uint64) error {
 	members, err := n.raft.Members()
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return rpc.Unavailable(fmt.Sprintf("cannot check that node %d is a voter", id), err)
 	}
 	var voters []uint64
 	for _, m := range members {

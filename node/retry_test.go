@@ -17,7 +17,8 @@ import (
 
 // startTestCluster starts n in-process nodes on loopback (node 1 bootstraps, the
 // others join it) and waits until every node knows all members and a Raft leader.
-func startTestCluster(t *testing.T, size int) []*Node {
+// tweak (may be nil) edits each node's config first.
+func startTestCluster(t *testing.T, size int, tweak func(*Config)) []*Node {
 	t.Helper()
 	dir := t.TempDir()
 	var nodes []*Node
@@ -34,6 +35,9 @@ func startTestCluster(t *testing.T, size int) []*Node {
 		}
 		if i > 1 {
 			cfg.Join = nodes[0].RaftAddr()
+		}
+		if tweak != nil {
+			tweak(&cfg)
 		}
 		n, err := Start(cfg)
 		if err != nil {
@@ -59,7 +63,7 @@ func startTestCluster(t *testing.T, size int) []*Node {
 // reader. Now the retry gets the first attempt's result and every entry is handed
 // out exactly once, in order.
 func TestGetSurvivesLeaderChangeAfterCursorCommit(t *testing.T) {
-	nodes := startTestCluster(t, 3)
+	nodes := startTestCluster(t, 3, nil)
 	ctx := context.Background()
 	if err := nodes[0].Register(ctx, "t", nil); err != nil {
 		t.Fatal(err)
@@ -95,7 +99,7 @@ func TestGetSurvivesLeaderChangeAfterCursorCommit(t *testing.T) {
 // retry answers success with the new active segment; before request ids it answered
 // ErrStaleSegment, which invites an operator to re-run it with --force.
 func TestRecoverSegmentSurvivesLeaderChangeAfterCommit(t *testing.T) {
-	nodes := startTestCluster(t, 3)
+	nodes := startTestCluster(t, 3, nil)
 	ctx := context.Background()
 	if err := nodes[0].Register(ctx, "r", nil); err != nil {
 		t.Fatal(err)

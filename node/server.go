@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -253,7 +252,7 @@ func (n *Node) serveClient(conn net.Conn) {
 		switch {
 		case errors.Is(err, wire.ErrEmptyFrame), errors.Is(err, wire.ErrFrameTooLarge):
 			budget.acquire(64)
-			slot <- wire.ErrorReply("invalid frame length: " + reason(err))
+			slot <- errReply(err)
 			replies <- pendingReply{slot: slot, reserved: 64}
 			continue
 		case err != nil:
@@ -270,19 +269,10 @@ func (n *Node) serveClient(conn net.Conn) {
 	}
 }
 
-func reason(err error) string {
-	s := err.Error()
-	return strings.TrimPrefix(s, "wire: ")
-}
-
-// errReply renders an error as the protocol's "ERR <reason>".
-func errReply(err error) []byte {
-	s := err.Error()
-	for _, p := range []string{"node: ", "meta: ", "segment: ", "wire: ", "tiering: ", "archive: "} {
-		s = strings.ReplaceAll(s, p, "")
-	}
-	return wire.ErrorReply(s)
-}
+// errReply renders an error as the protocol's "ERR <reason>": the error's text
+// verbatim. The errors a client can meet carry no package prefix and say each thing
+// once (rpc.Unavailable), so nothing is rewritten here.
+func errReply(err error) []byte { return wire.ErrorReply(err.Error()) }
 
 // request handles one request (err: it did not parse); the reply goes to slot,
 // possibly later.

@@ -34,16 +34,18 @@ const (
 	MaxPayload = 64 << 20
 )
 
-// Errors of Decode and CheckLength; test with errors.Is.
+// Errors of Decode and CheckLength; test with errors.Is. Their texts reach
+// clients verbatim (inside the error of a read that met a damaged record), so
+// they carry no package prefix.
 var (
 	// ErrTruncated: the bytes end before the record does (a torn write or
 	// a short buffer). Always wrapped together with io.ErrUnexpectedEOF.
-	ErrTruncated = errors.New("record: truncated")
+	ErrTruncated = errors.New("truncated record")
 	// ErrLength: the length field is 0 or over MaxPayload: never written
 	// by Append, so the header is damaged.
-	ErrLength = errors.New("record: bad length")
+	ErrLength = errors.New("bad record length")
 	// ErrChecksum: the payload's CRC32C differs from the stored one.
-	ErrChecksum = errors.New("record: crc32c mismatch")
+	ErrChecksum = errors.New("record crc32c mismatch")
 )
 
 // castagnoli is the CRC32C table of every record checksum.

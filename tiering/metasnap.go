@@ -35,7 +35,9 @@ type MetaSnapshot struct {
 }
 
 // ErrForeignSnapshot: a metadata snapshot in the bucket belongs to another cluster.
-var ErrForeignSnapshot = errors.New("tiering: metadata snapshot of another cluster")
+// Its text reaches operators verbatim (floe restore, a refused start), so it carries
+// no package prefix.
+var ErrForeignSnapshot = errors.New("metadata snapshot of another cluster")
 
 // MetaSnapshotCluster returns the cluster id of the snapshot at key. It decodes only
 // the snapshot's leading fields (the state, which follows them, is not read).

@@ -22,17 +22,18 @@ import (
 	"floe/meta"
 )
 
-// Sentinel errors of the tiering package.
+// Sentinel errors of the tiering package. Their texts reach clients and operators
+// verbatim (inside an ERR reply or an HTTP error), so they carry no package prefix.
 var (
 	// ErrConflict: an object already exists under a segment's key and is not that segment.
-	ErrConflict = errors.New("tiering: object exists with other content")
+	ErrConflict = errors.New("object exists with other content")
 	// ErrNotArchived: the segment has no object in the archive.
-	ErrNotArchived = errors.New("tiering: segment not archived")
+	ErrNotArchived = errors.New("segment not archived")
 	// ErrObjectMissing: the object an archived segment names is not in the store (or
 	// not with the recorded size), and could not be put back.
-	ErrObjectMissing = errors.New("tiering: archived object missing")
+	ErrObjectMissing = errors.New("archived object missing")
 	// ErrPaused: the uploader's Gate holds archive writes back for now.
-	ErrPaused = errors.New("tiering: archive writes paused")
+	ErrPaused = errors.New("archive writes paused")
 )
 
 // Local is what the tiering layer needs of the node's own segment files.

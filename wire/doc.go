@@ -16,7 +16,8 @@
 //
 // A request frame is 1 to MaxRequest bytes, a reply 1 to MaxReply. A
 // frame of length 0 or over the limit has its body skipped, so the stream
-// stays in step, and is answered "ERR invalid frame length: ...".
+// stays in step, and is answered "ERR empty frame" or "ERR frame too large: ..."
+// (ErrEmptyFrame, ErrFrameTooLarge).
 //
 // # Requests
 //

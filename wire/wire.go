@@ -17,16 +17,17 @@ const (
 	MaxReply = 64 << 20
 )
 
-// Sentinel errors of the codec.
+// Sentinel errors of the codec. Their texts are part of the protocol (a node answers
+// a bad frame with the error's text verbatim), so they carry no package prefix.
 var (
 	// ErrFrameTooLarge: a frame's length prefix is over the limit.
-	ErrFrameTooLarge = errors.New("wire: frame too large")
+	ErrFrameTooLarge = errors.New("frame too large")
 	// ErrEmptyFrame: a frame's length prefix is 0.
-	ErrEmptyFrame = errors.New("wire: empty frame")
+	ErrEmptyFrame = errors.New("empty frame")
 	// ErrBadReply: a reply does not follow the protocol.
-	ErrBadReply = errors.New("wire: malformed reply")
+	ErrBadReply = errors.New("malformed reply")
 	// ErrBadBatch: a PUTBATCH body does not follow its encoding.
-	ErrBadBatch = errors.New("wire: malformed batch")
+	ErrBadBatch = errors.New("malformed batch")
 )
 
 // WriteFrame writes one frame: a 4-byte little-endian length, then b.

@@ -13,29 +13,30 @@ import (
 
 // Errors returned by this package, always wrapped with the facts (frame
 // number, entry offsets, object byte range, stored and computed values);
-// test with errors.Is.
+// test with errors.Is. Their texts reach clients verbatim (a read of a
+// damaged object answers with its error), so they carry no package prefix.
 var (
 	// ErrCorrupt: bytes that must be intact are not: a CRC or checksum
 	// mismatch, a size that does not add up, a zstd frame that does not
 	// decode, a truncated object. Damaged bytes are never returned as
 	// data.
-	ErrCorrupt = errors.New("seekable: corrupt")
+	ErrCorrupt = errors.New("corrupt segment object")
 	// ErrFormat: the object is not a floe segment object at all: it does
 	// not end with the seekable-format footer, its seek table uses
 	// features this package does not write (no checksums, reserved bits),
 	// or its last frame is not a floe metadata frame.
-	ErrFormat = errors.New("seekable: not a floe segment object")
+	ErrFormat = errors.New("not a floe segment object")
 	// ErrVersion: a floe segment object of a format version this package
 	// cannot read (written by a newer floe).
-	ErrVersion = errors.New("seekable: unsupported format version")
+	ErrVersion = errors.New("unsupported segment object format version")
 	// ErrOutOfRange: an offset outside [Base, Base+Count) or a frame number
 	// outside [0, NumFrames()).
-	ErrOutOfRange = errors.New("seekable: out of range")
+	ErrOutOfRange = errors.New("out of range of the segment object")
 	// ErrInvalid: a Writer misuse: bad Meta or options, an empty or
 	// oversized payload, more or fewer records than Meta.Count, a record
 	// CRC or byte count other than the one promised in Meta, or a call
 	// after Close or after an error.
-	ErrInvalid = errors.New("seekable: invalid use")
+	ErrInvalid = errors.New("invalid use of the segment object writer")
 )
 
 const (

@@ -289,7 +289,7 @@ func (r *Reader) inflate(i int, compressed []byte) ([]byte, error) {
 	}
 	dec, err := decoder()
 	if err != nil {
-		return nil, fmt.Errorf("seekable: zstd decoder: %w", err)
+		return nil, fmt.Errorf("zstd decoder: %w", err)
 	}
 	raw, err := dec.DecodeAll(compressed, make([]byte, 0, f.dsize))
 	if err != nil {
@@ -351,5 +351,5 @@ func readFull(ctx context.Context, src Source, p []byte, off int64) error {
 	if err == nil || errors.Is(err, io.EOF) {
 		return fmt.Errorf("%w: object bytes %d+%d: read %d bytes: %w", ErrCorrupt, off, len(p), n, io.ErrUnexpectedEOF)
 	}
-	return fmt.Errorf("seekable: cannot read object bytes %d+%d: %w", off, len(p), err)
+	return fmt.Errorf("cannot read object bytes %d+%d: %w", off, len(p), err)
 }

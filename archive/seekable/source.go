@@ -15,7 +15,7 @@ var _ Source = BytesSource(nil)
 // fewer than len(p) bytes are left.
 func (b BytesSource) ReadAt(_ context.Context, p []byte, off int64) (int, error) {
 	if off < 0 {
-		return 0, fmt.Errorf("seekable: read at negative offset %d", off)
+		return 0, fmt.Errorf("read at negative offset %d", off)
 	}
 	if off >= int64(len(b)) {
 		return 0, io.EOF

@@ -285,7 +285,7 @@ func (w *Writer) write(b []byte, what string) error {
 		err = io.ErrShortWrite
 	}
 	if err != nil {
-		w.err = fmt.Errorf("seekable: cannot write %s of segment %d of %q at object byte %d: %w", what, w.meta.Segment, w.meta.Topic, w.size, err)
+		w.err = fmt.Errorf("cannot write %s of segment %d of %q at object byte %d: %w", what, w.meta.Segment, w.meta.Topic, w.size, err)
 		return w.err
 	}
 	w.objCRC = crc32.Update(w.objCRC, castagnoli, b)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"floe/meta"
+	"floe/node/rpc"
 )
 
 // Get hands out the entry at the topic's shared cursor and moves the cursor past it,
@@ -48,7 +49,7 @@ func (r *Reader) Get(ctx context.Context, topic string) (payload []byte, ok bool
 			return nil, false, err
 		}
 		if ctx.Err() != nil {
-			return nil, false, fmt.Errorf("%w: GET of %q: %v", ErrUnavailable, topic, ctx.Err())
+			return nil, false, rpc.Unavailable(fmt.Sprintf("GET of %q", topic), ctx.Err())
 		}
 	}
 }

@@ -181,7 +181,7 @@ func (s fakeSegment) Read(index uint64, max, maxBytes int) ([][]byte, error) {
 		return nil, segment.ErrOutOfRange
 	}
 	if s.corrupt {
-		return nil, fmt.Errorf("segment: cannot read index %d: %w", index, segment.ErrCorrupt)
+		return nil, fmt.Errorf("cannot read index %d: %w", index, segment.ErrCorrupt)
 	}
 	return firstBytes(s.recs[index:min(uint64(len(s.recs)), index+uint64(max))], maxBytes), nil
 }
@@ -244,7 +244,7 @@ func (w *world) Read(_ context.Context, key string, _ int64, offset uint64, max 
 	}
 	recs, ok := w.objects[key]
 	if !ok {
-		return nil, errors.New("archive: not found")
+		return nil, errors.New("object not found")
 	}
 	var s *meta.Segment
 	for _, x := range w.topic.Segments {

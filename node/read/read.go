@@ -23,15 +23,16 @@ const MaxBytes = 16 << 20
 // Sentinel errors of the read path. ErrExpired and ErrNoArchive are this package's;
 // the others are the node's errors that cross the wire, owned by package node/rpc
 // (which gives each a code), so that a peer's answer and a local failure are the same
-// sentinel. Messages keep the "node: " prefix: it is what logs show and what a client
-// reads with the prefix left out. Package node re-exports them all.
+// sentinel. Their texts are part of the client protocol (a client reads them verbatim
+// in its ERR reply), so they carry no package prefix. Package node re-exports them
+// all.
 var (
 	// ErrExpired: the offset was in a segment that topic retention has expired, or
 	// that floe restore --cluster marked lost. The message names the first offset
 	// kept.
-	ErrExpired = errors.New("node: expired")
+	ErrExpired = errors.New("expired")
 	// ErrNoArchive: Archive.Read's answer on a node started without --archive.
-	ErrNoArchive = errors.New("node: no archive")
+	ErrNoArchive = errors.New("this node has no --archive")
 
 	// ErrUnavailable: a node, or the archive, cannot be reached right now.
 	ErrUnavailable = rpc.ErrUnavailable
@@ -225,8 +226,9 @@ func (r *Reader) expired(topic string, s *meta.Segment, offset uint64) error {
 		return fmt.Errorf("%w: offsets [%d, %d) of %q (segment %d) were lost: no copy of them survived (floe restore --cluster); the next offset kept is %d",
 			ErrExpired, s.Base, s.End(), topic, s.ID, s.End())
 	}
-	return fmt.Errorf("%w: offset %d of %q (segment %d) has expired by retention; the earliest offset kept is %d",
-		ErrExpired, offset, topic, s.ID, r.cfg.Metadata.StartOffset(topic))
+	// The sentinel's text is the verb of the sentence, so that "expired" is said once.
+	return fmt.Errorf("offset %d of %q (segment %d) has %w by retention; the earliest offset kept is %d",
+		offset, topic, s.ID, ErrExpired, r.cfg.Metadata.StartOffset(topic))
 }
 
 // Tail is Read that waits up to wait for at least one entry: it reads again at every
@@ -278,7 +280,7 @@ func (r *Reader) readSegment(ctx context.Context, topic string, s *meta.Segment,
 				return nil, fmt.Errorf("segment %d of %q is only on node %d (not archived yet): %w", s.ID, topic, s.Leader, err)
 			}
 			if !errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrSegmentNotFound) {
-				return nil, err
+				return nil, fmt.Errorf("cannot read segment %d of %q from node %d: %w", s.ID, topic, s.Leader, err)
 			}
 		}
 	}
@@ -330,17 +332,18 @@ func (r *Reader) ReadLocal(topic string, s *meta.Segment, offset uint64, max, ma
 }
 
 // readOwner reads a segment from the node that led it. A node that failed recently is
-// not asked again for a few seconds while the archive holds the segment.
+// not asked again for a few seconds while the archive holds the segment. Its errors
+// do not name the segment and node: readSegment, which says what it does next, does.
 func (r *Reader) readOwner(ctx context.Context, topic string, s *meta.Segment, offset uint64, max, maxBytes int) ([]wire.Entry, error) {
 	if s.ArchiveKey != "" && r.cfg.Owner.RecentlyDown(s.Leader) {
-		return nil, fmt.Errorf("%w: node %d failed recently", ErrUnavailable, s.Leader)
+		return nil, rpc.Unavailable("it failed recently", nil)
 	}
 	payloads, err := r.cfg.Owner.ReadOwner(ctx, s.Leader, topic, s.ID, offset, max, maxBytes)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read segment %d of %q from node %d: %w", s.ID, topic, s.Leader, err)
+		return nil, err
 	}
 	if len(payloads) > max {
-		return nil, fmt.Errorf("%w: node %d returned %d entries, asked %d", ErrUnavailable, s.Leader, len(payloads), max)
+		return nil, rpc.Unavailable(fmt.Sprintf("it returned %d entries, asked %d", len(payloads), max), nil)
 	}
 	return entries(offset, payloads), nil
 }
@@ -357,11 +360,11 @@ func (r *Reader) readArchive(ctx context.Context, topic string, s *meta.Segment,
 	recs, err := r.cfg.Archive.Read(ctx, s.ArchiveKey, s.ArchiveSize, offset, max)
 	switch {
 	case errors.Is(err, ErrNoArchive):
-		return nil, fmt.Errorf("%w: segment %d of %q is archived as %q but this node has no --archive", ErrUnavailable, s.ID, topic, s.ArchiveKey)
+		return nil, rpc.Unavailable(fmt.Sprintf("segment %d of %q is archived as %q", s.ID, topic, s.ArchiveKey), err)
 	case err != nil && corruptObject(err):
 		return nil, fmt.Errorf("%w: segment %d of %q: archived object %q: %v", ErrCorrupt, s.ID, topic, s.ArchiveKey, err)
 	case err != nil:
-		return nil, fmt.Errorf("%w: segment %d of %q: cannot read archived object %q: %v", ErrUnavailable, s.ID, topic, s.ArchiveKey, err)
+		return nil, rpc.Unavailable(fmt.Sprintf("segment %d of %q: cannot read archived object %q", s.ID, topic, s.ArchiveKey), err)
 	}
 	if r.cfg.ArchiveReads != nil {
 		r.cfg.ArchiveReads.Inc()

@@ -81,7 +81,7 @@ func DecodeStatus(body []byte) (Status, error) {
 	d := NewDecoder(body)
 	s := Status{Applied: d.U64(), LastIndex: d.U64(), State: d.Str(), Boot: d.U64()}
 	if d.Err != nil {
-		return Status{}, fmt.Errorf("%w: bad status reply: %v", ErrUnavailable, d.Err)
+		return Status{}, Unavailable("bad status reply", d.Err)
 	}
 	return s, nil
 }

@@ -6,7 +6,7 @@ import (
 )
 
 // ErrShort is the error of a Decoder that ran out of bytes.
-var ErrShort = errors.New("rpc: body truncated")
+var ErrShort = errors.New("truncated rpc body")
 
 // Encoder builds a message body: fixed-width little-endian integers and byte strings
 // prefixed with their u32 length. The zero Encoder is ready; B is the body so far.
@@ -70,7 +70,7 @@ func (d *Decoder) Bool() bool {
 	case 1:
 		return true
 	}
-	d.fail(errors.New("rpc: bool is neither 0 nor 1"))
+	d.fail(errors.New("rpc bool is neither 0 nor 1"))
 	return false
 }
 

@@ -100,5 +100,7 @@
 //
 // Codes are never renumbered; a code this node does not know decodes as "other".
 // Failures to reach a peer (dial, send, lost connection, timeout) are ErrUnavailable
-// from this side, never a *RemoteError.
+// from this side, never a *RemoteError. Every ErrUnavailable is built by Unavailable,
+// which says "unavailable" once however many failures it chains, since the message may
+// end up verbatim in a client's ERR reply.
 package rpc

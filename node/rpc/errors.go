@@ -10,30 +10,83 @@ import (
 )
 
 // The node's errors that cross the wire. They live here because an error reply names
-// each by a code (see Code); package node re-exports them. Their messages keep the
-// "node: " prefix they always had: it is what logs show, and what a client reads with
-// the prefix left out. Retryable ones (ErrNotSegmentLeader, ErrUnavailable) are retried
+// each by a code (see Code); package node re-exports them. Their texts are part of the
+// client protocol: a client's ERR reply is the error's text verbatim, so they carry no
+// package prefix and read as what a user is told ("not the segment leader",
+// "unavailable"). Retryable ones (ErrNotSegmentLeader, ErrUnavailable) are retried
 // within the request deadline before a client ever sees them.
 var (
 	// ErrNotSegmentLeader: this node does not lead the segment the request needs
 	// (the Raft leader's counterpart is meta.ErrNotRaftLeader).
-	ErrNotSegmentLeader = errors.New("node: not the segment leader")
+	ErrNotSegmentLeader = errors.New("not the segment leader")
 	// ErrUnavailable: a node, or the quorum, cannot be reached right now. Every
-	// failure of a call to reach its peer wraps it.
-	ErrUnavailable = errors.New("node: unavailable")
+	// failure of a call to reach its peer wraps it. Build one with Unavailable, which
+	// says "unavailable" once however many failures it chains.
+	ErrUnavailable = errors.New("unavailable")
 	// ErrCorrupt: stored data failed its checksum; it is never returned as data.
-	ErrCorrupt = errors.New("node: corrupt data")
+	ErrCorrupt = errors.New("corrupt data")
 	// ErrSegmentNotFound: a node was asked for a segment it does not hold.
-	ErrSegmentNotFound = errors.New("node: segment not on this node")
+	ErrSegmentNotFound = errors.New("segment not on this node")
 	// ErrOutcomeUnknown: an append may or may not have been written, and nothing can
 	// tell any more (the segment leader restarted after the first attempt and forgot
 	// it). Final: retrying could write the entry twice.
-	ErrOutcomeUnknown = errors.New("node: outcome unknown")
+	ErrOutcomeUnknown = errors.New("outcome unknown")
 )
 
 // ErrNotSent marks, inside an ErrUnavailable, a call that never left this node (the
 // peer could not be dialled): its request was certainly not served.
 var ErrNotSent = errors.New("not sent")
+
+// unavailableError is an ErrUnavailable built by Unavailable. It keeps what it says
+// after the word apart (detail), so that an Unavailable wrapping it names the word once.
+// said: the detail already holds the word (a cause that says it itself).
+type unavailableError struct {
+	detail  string
+	said    bool
+	notSent bool // the call never left this node: it also wraps ErrNotSent
+}
+
+func (e *unavailableError) Error() string {
+	if e.said {
+		return e.detail
+	}
+	return ErrUnavailable.Error() + ": " + e.detail
+}
+
+// Unwrap returns ErrUnavailable, and ErrNotSent for a call that never left this node.
+// The cause of an Unavailable is in its text only, as with %v: its own sentinels (a
+// peer's ErrNotSegmentLeader, say) must not change what the error is.
+func (e *unavailableError) Unwrap() []error {
+	if e.notSent {
+		return []error{ErrUnavailable, ErrNotSent}
+	}
+	return []error{ErrUnavailable}
+}
+
+// Unavailable returns an ErrUnavailable that reads "unavailable: <msg>: <cause>",
+// saying "unavailable" once: when cause is itself an Unavailable its detail follows
+// msg ("unavailable: append to "t": node 2 did not answer ..."), and when cause
+// otherwise says it (a peer's answer, or a wrapped one) the word is left to the cause
+// ("read of "t": unavailable: ..."). cause may be nil.
+func Unavailable(msg string, cause error) error {
+	e := &unavailableError{detail: msg}
+	if cause == nil {
+		return e
+	}
+	if u, ok := cause.(*unavailableError); ok && !u.said {
+		e.detail = msg + ": " + u.detail
+		return e
+	}
+	e.detail = msg + ": " + cause.Error()
+	e.said = errors.Is(cause, ErrUnavailable)
+	return e
+}
+
+// notSent is the ErrUnavailable of a call that could not be sent: cause says why (a
+// dial error, on one line).
+func notSent(addr string, cause error) error {
+	return &unavailableError{detail: fmt.Sprintf("cannot reach %s, not sent: %v", addr, cause), notSent: true}
+}
 
 // Code names a sentinel error in an error reply, so that the caller's errors.Is sees
 // the sentinel the peer returned. The numbers are the protocol: never renumber one.
@@ -140,7 +193,7 @@ func DecodeError(body []byte) error {
 	code := Code(d.U8())
 	msg := d.Str()
 	if d.Err != nil {
-		return fmt.Errorf("%w: undecodable error reply", ErrUnavailable)
+		return Unavailable("undecodable error reply", nil)
 	}
 	return &RemoteError{Code: code, Msg: msg}
 }

@@ -1,9 +1,13 @@
 package rpc
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strings"
 	"testing"
+	"time"
 
 	"floe/meta"
 	"floe/topicname"
@@ -90,5 +94,64 @@ func TestApplyReplyRoundTrip(t *testing.T) {
 	}
 	if _, err := DecodeApplyReply([]byte{1}); err == nil {
 		t.Fatal("a cut apply reply decoded")
+	}
+}
+
+// TestUnavailableSaysItOnce: an ErrUnavailable says "unavailable" once however many
+// failures it chains (its own, a local one, a peer's answer, a wrapped one), on one
+// line, and stays an ErrUnavailable, never the sentinels of its cause. A call to a
+// port nobody listens on is one line too, and says it was not sent.
+func TestUnavailableSaysItOnce(t *testing.T) {
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := closed.Addr().String()
+	closed.Close()
+	p := NewPeer(deadAddr)
+	defer p.Close()
+	_, dialErr := p.Call(context.Background(), OpStatus, nil, 5*time.Second)
+	if !errors.Is(dialErr, ErrNotSent) {
+		t.Fatalf("call to a closed port: %v, want ErrNotSent", dialErr)
+	}
+
+	local := Unavailable("node 2 did not answer", nil)
+	peer := DecodeError(EncodeError(Unavailable("node busy", nil)))
+	notLeader := DecodeError(EncodeError(fmt.Errorf("%w: segment 3", ErrNotSegmentLeader)))
+	for _, tc := range []struct {
+		name string
+		err  error
+		want string // "" to check only the invariants
+	}{
+		{"alone", local, "unavailable: node 2 did not answer"},
+		{"plain cause", Unavailable("call to x", context.DeadlineExceeded), "unavailable: call to x: context deadline exceeded"},
+		{"local cause", Unavailable(`append to "t"`, local), `unavailable: append to "t": node 2 did not answer`},
+		{"local cause twice", Unavailable("a", Unavailable("b", local)), "unavailable: a: b: node 2 did not answer"},
+		{"peer's answer", Unavailable("read from node 2", peer), "read from node 2: unavailable: node busy"},
+		{"peer's answer twice", Unavailable("a", Unavailable("b", peer)), "a: b: unavailable: node busy"},
+		{"wrapped cause", Unavailable("a", fmt.Errorf("gave up: %w", local)), "a: gave up: unavailable: node 2 did not answer"},
+		{"a peer's other sentinel", Unavailable("a", notLeader), "unavailable: a: not the segment leader: segment 3"},
+		{"dial failure", dialErr, ""},
+		{"dial failure as a cause", Unavailable(`append to "t" not sent`, dialErr), ""},
+		{"undecodable reply", DecodeError([]byte{2, 9}), "unavailable: undecodable error reply"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			msg := tc.err.Error()
+			if tc.want != "" && msg != tc.want {
+				t.Errorf("text %q, want %q", msg, tc.want)
+			}
+			if n := strings.Count(msg, "unavailable"); n != 1 {
+				t.Errorf("%q says unavailable %d times, want once", msg, n)
+			}
+			if strings.Contains(msg, "\n") {
+				t.Errorf("%q spans lines", msg)
+			}
+			if !errors.Is(tc.err, ErrUnavailable) || CodeOf(tc.err) != CodeUnavailable {
+				t.Errorf("%q is not an ErrUnavailable (code %d)", msg, CodeOf(tc.err))
+			}
+			if r := DecodeError(EncodeError(tc.err)); r.Error() != msg || !errors.Is(r, ErrUnavailable) {
+				t.Errorf("across the wire: %q (unavailable %v), want %q", r, errors.Is(r, ErrUnavailable), msg)
+			}
+		})
 	}
 }

@@ -43,7 +43,7 @@ func ReadFrame(r io.Reader) (id uint64, kind byte, body []byte, err error) {
 	}
 	n := binary.LittleEndian.Uint32(hdr[:])
 	if n < 9 || n > MaxFrame {
-		return 0, 0, nil, fmt.Errorf("rpc: frame of %d bytes", n)
+		return 0, 0, nil, fmt.Errorf("rpc frame of %d bytes", n)
 	}
 	buf := make([]byte, n)
 	if _, err = io.ReadFull(r, buf); err != nil {

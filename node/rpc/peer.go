@@ -84,7 +84,7 @@ func (p *Peer) Send(op Op, body []byte) (<-chan Reply, error) {
 	defer p.mu.Unlock()
 	if p.conn == nil {
 		if err := p.dialLocked(); err != nil {
-			return nil, fmt.Errorf("%w: cannot reach %s: %w", ErrUnavailable, p.addr, errors.Join(ErrNotSent, err))
+			return nil, notSent(p.addr, err)
 		}
 	}
 	p.nextID++
@@ -104,7 +104,7 @@ func (p *Peer) Send(op Op, body []byte) (<-chan Reply, error) {
 	if err != nil {
 		delete(p.pending, id)
 		p.resetLocked(err)
-		return nil, fmt.Errorf("%w: cannot send to %s: %v", ErrUnavailable, p.addr, err)
+		return nil, Unavailable("cannot send to "+p.addr, err)
 	}
 	return ch, nil
 }
@@ -164,9 +164,9 @@ func (p *Peer) Call(ctx context.Context, op Op, body []byte, timeout time.Durati
 		return r.Body, r.Err
 	case <-t.C:
 		p.markDown()
-		return nil, fmt.Errorf("%w: %s did not answer within %v", ErrUnavailable, p.addr, timeout)
+		return nil, Unavailable(fmt.Sprintf("%s did not answer within %v", p.addr, timeout), nil)
 	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: call to %s: %v", ErrUnavailable, p.addr, ctx.Err())
+		return nil, Unavailable("call to "+p.addr, ctx.Err())
 	}
 }
 
@@ -237,7 +237,7 @@ func (p *Peer) resetLocked(cause error) {
 	}
 	p.conn.Close()
 	for id, ch := range p.pending {
-		ch <- Reply{Err: fmt.Errorf("%w: connection to %s lost: %v", ErrUnavailable, p.addr, cause)}
+		ch <- Reply{Err: Unavailable(fmt.Sprintf("connection to %s lost", p.addr), cause)}
 		delete(p.pending, id)
 	}
 	p.conn, p.w, p.pending = nil, nil, nil

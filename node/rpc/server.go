@@ -116,14 +116,14 @@ func newConn(conn net.Conn) *Conn {
 func (c *Conn) Queue(bytes int64, run func()) error {
 	if queued := c.queueBytes.Add(bytes); queued > QueueBytes && queued != bytes {
 		c.queueBytes.Add(-bytes)
-		return fmt.Errorf("%w: node busy: %d bytes of appends queued on this connection", ErrUnavailable, QueueBytes)
+		return Unavailable(fmt.Sprintf("node busy: %d bytes of appends queued on this connection", QueueBytes), nil)
 	}
 	select {
 	case c.queue <- queued{run: run, bytes: bytes}:
 		return nil
 	default:
 		c.queueBytes.Add(-bytes)
-		return fmt.Errorf("%w: node busy: %d appends queued on this connection", ErrUnavailable, QueueLen)
+		return Unavailable(fmt.Sprintf("node busy: %d appends queued on this connection", QueueLen), nil)
 	}
 }
 

@@ -56,7 +56,7 @@ func TestPeerCalls(t *testing.T) {
 		t.Fatalf("BootID = %d, want 7", p.BootID())
 	}
 	_, err = p.Call(ctx, OpCount, nil, 5*time.Second)
-	if !errors.Is(err, ErrSegmentNotFound) || !IsRemote(err) || err.Error() != `node: segment not on this node: segment 3 of "t"` {
+	if !errors.Is(err, ErrSegmentNotFound) || !IsRemote(err) || err.Error() != `segment not on this node: segment 3 of "t"` {
 		t.Fatalf("count = %v (remote %v), want the peer's ErrSegmentNotFound", err, IsRemote(err))
 	}
 	if _, err = p.Call(ctx, OpJoin, nil, 5*time.Second); !errors.Is(err, wire.ErrBadRequest) || !IsRemote(err) {

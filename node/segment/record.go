@@ -102,13 +102,13 @@ func Inspect(r io.ReaderAt, size int64, fn func(RecordInfo) bool) error {
 	if size < HeaderSize {
 		h := make([]byte, max(size, 0))
 		if _, err := r.ReadAt(h, 0); err != nil && !errors.Is(err, io.EOF) {
-			return fmt.Errorf("segment: cannot read file header: %w", err)
+			return fmt.Errorf("cannot read file header: %w", err)
 		}
 		return checkHeader(h)
 	}
 	h := make([]byte, HeaderSize)
 	if _, err := r.ReadAt(h, 0); err != nil {
-		return fmt.Errorf("segment: cannot read file header: %w", err)
+		return fmt.Errorf("cannot read file header: %w", err)
 	}
 	hdrErr = checkHeader(h)
 
@@ -201,9 +201,9 @@ func (w *walker) next() (RecordInfo, []byte, error) {
 
 func (w *walker) ioError(err error) error {
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return fmt.Errorf("segment: file shorter than %d bytes while reading offset %d: %w", w.end, w.off, io.ErrUnexpectedEOF)
+		return fmt.Errorf("file shorter than %d bytes while reading offset %d: %w", w.end, w.off, io.ErrUnexpectedEOF)
 	}
-	return fmt.Errorf("segment: cannot read at offset %d: %w", w.off, err)
+	return fmt.Errorf("cannot read at offset %d: %w", w.off, err)
 }
 
 // isHeaderPrefix reports whether b is a (possibly empty) prefix of a valid

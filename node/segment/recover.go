@@ -23,25 +23,25 @@ func (s *Segment) recover(sealed bool) error {
 	}
 	size, err := s.f.Size()
 	if err != nil {
-		return fmt.Errorf("segment: cannot open %s %q: size: %w", what, s.path, err)
+		return fmt.Errorf("cannot open %s %q: size: %w", what, s.path, err)
 	}
 	if size < HeaderSize {
 		h := make([]byte, size)
 		if _, err := s.f.ReadAt(h, 0); err != nil {
-			return fmt.Errorf("segment: cannot open %s %q: read header: %w", what, s.path, err)
+			return fmt.Errorf("cannot open %s %q: read header: %w", what, s.path, err)
 		}
 		if sealed || !isHeaderPrefix(h) {
-			return fmt.Errorf("segment: cannot open %s %q: %w", what, s.path, checkHeader(h))
+			return fmt.Errorf("cannot open %s %q: %w", what, s.path, checkHeader(h))
 		}
 		return s.initFile(size)
 	}
 
 	h := make([]byte, HeaderSize)
 	if _, err := s.f.ReadAt(h, 0); err != nil {
-		return fmt.Errorf("segment: cannot open %s %q: read header: %w", what, s.path, err)
+		return fmt.Errorf("cannot open %s %q: read header: %w", what, s.path, err)
 	}
 	if err := checkHeader(h); err != nil {
-		return fmt.Errorf("segment: cannot open %s %q: %w", what, s.path, err)
+		return fmt.Errorf("cannot open %s %q: %w", what, s.path, err)
 	}
 
 	w := newWalker(s.f, HeaderSize, size)
@@ -53,7 +53,7 @@ func (s *Segment) recover(sealed bool) error {
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("segment: cannot open %s %q: %w", what, s.path, err)
+			return fmt.Errorf("cannot open %s %q: %w", what, s.path, err)
 		}
 		if info.Err != nil {
 			bad = &info
@@ -70,11 +70,11 @@ func (s *Segment) recover(sealed bool) error {
 		return nil
 	}
 	if sealed {
-		return fmt.Errorf("segment: cannot open sealed segment %q: record %d: %w", s.path, len(s.offsets), bad.Err)
+		return fmt.Errorf("cannot open sealed segment %q: record %d: %w", s.path, len(s.offsets), bad.Err)
 	}
 	at, err := s.intactAfter(bad.Offset, size)
 	if err != nil {
-		return fmt.Errorf("segment: cannot open %q: looking past the damaged record at offset %d: %w", s.path, bad.Offset, err)
+		return fmt.Errorf("cannot open %q: looking past the damaged record at offset %d: %w", s.path, bad.Offset, err)
 	}
 	s.end = bad.Offset // readers see the records before the damage
 	if at != 0 {
@@ -146,13 +146,13 @@ func (s *Segment) initFile(size int64) error {
 		s.log.Warn("segment: completing a file header torn at creation", "size", size)
 	}
 	if _, err := s.f.WriteAt(fileHeader(), 0); err != nil {
-		return fmt.Errorf("segment: cannot write header of %q: %w", s.path, err)
+		return fmt.Errorf("cannot write header of %q: %w", s.path, err)
 	}
 	if err := s.f.Sync(); err != nil {
-		return fmt.Errorf("segment: cannot sync header of %q: %w", s.path, err)
+		return fmt.Errorf("cannot sync header of %q: %w", s.path, err)
 	}
 	if err := s.fs.SyncDir(filepath.Dir(s.path)); err != nil {
-		return fmt.Errorf("segment: cannot sync directory of %q: %w", s.path, err)
+		return fmt.Errorf("cannot sync directory of %q: %w", s.path, err)
 	}
 	s.end = HeaderSize
 	return nil
@@ -165,13 +165,13 @@ func (s *Segment) cutTail(bad RecordInfo, size int64) error {
 	cut := bad.Offset
 	broken, err := s.saveBroken(cut, size)
 	if err != nil {
-		return fmt.Errorf("segment: cannot repair %q: keep the %d bytes from offset %d: %w", s.path, size-cut, cut, err)
+		return fmt.Errorf("cannot repair %q: keep the %d bytes from offset %d: %w", s.path, size-cut, cut, err)
 	}
 	if err := s.f.Truncate(cut); err != nil {
-		return fmt.Errorf("segment: cannot repair %q: truncate to %d: %w", s.path, cut, err)
+		return fmt.Errorf("cannot repair %q: truncate to %d: %w", s.path, cut, err)
 	}
 	if err := s.f.Sync(); err != nil {
-		return fmt.Errorf("segment: cannot repair %q: sync after truncating to %d: %w", s.path, cut, err)
+		return fmt.Errorf("cannot repair %q: sync after truncating to %d: %w", s.path, cut, err)
 	}
 	s.log.Warn("segment: truncated a torn tail", "records", len(s.offsets), "offset", cut,
 		"cut_bytes", size-cut, "broken", broken, "reason", bad.Err)

@@ -13,35 +13,38 @@ import (
 )
 
 // Errors returned by this package, always wrapped with the facts (path,
-// index, offset, stored and computed values); test with errors.Is.
+// index, offset, stored and computed values); test with errors.Is. Their
+// texts, and the messages that wrap them, are part of the client protocol:
+// an append or a read that fails on a segment file answers the client with
+// the error's text verbatim, so none carries a package prefix.
 var (
 	// ErrSealed: the segment no longer takes appends, because Seal was
 	// called or it was opened with OpenSealed.
-	ErrSealed = errors.New("segment: sealed")
+	ErrSealed = errors.New("segment sealed")
 	// ErrCorrupt: data that must be intact is not (a CRC mismatch, an
 	// impossible length, a bad file header, a file shorter than its index).
 	// Damaged bytes are never returned as data.
-	ErrCorrupt = errors.New("segment: corrupt")
+	ErrCorrupt = errors.New("segment corrupt")
 	// ErrOutOfRange: a read at an index >= Count().
-	ErrOutOfRange = errors.New("segment: index out of range")
+	ErrOutOfRange = errors.New("segment index out of range")
 	// ErrClosed: the Segment or Store was closed.
-	ErrClosed = errors.New("segment: closed")
+	ErrClosed = errors.New("segment closed")
 	// ErrTooLarge: a payload over MaxPayload bytes.
-	ErrTooLarge = errors.New("segment: payload too large")
+	ErrTooLarge = errors.New("payload too large")
 	// ErrEmpty: a zero-length payload, or an AppendBatch of no payloads.
 	// Records are never empty, so that zero bytes on disk (a torn or
 	// preallocated tail) can never decode as records.
-	ErrEmpty = errors.New("segment: empty payload")
+	ErrEmpty = errors.New("empty payload")
 	// ErrBroken: an append failed and the segment could not be truncated
 	// back to its last durable size. Reads of acknowledged records still
 	// work; appends fail until the file is reopened (Open repairs it).
-	ErrBroken = errors.New("segment: broken")
+	ErrBroken = errors.New("segment broken")
 	// ErrDamaged: Open found a damaged record followed by intact ones, so
 	// records after the damage may have been acknowledged. The file is left
 	// as it is; the records before the damage are readable, and Append and
 	// Seal are refused, so that no index a lost record had is given to a
 	// new one. Moving writes off the segment is the operator's decision.
-	ErrDamaged = errors.New("segment: damaged before intact records")
+	ErrDamaged = errors.New("segment damaged before intact records")
 )
 
 // DefaultSlowSync is the default of Options.SlowSync.
@@ -192,7 +195,7 @@ func open(path string, opts Options, sealed bool) (*Segment, error) {
 	}
 	f, err := o.FS.OpenFile(path, flag, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("segment: cannot open %q: %w", path, err)
+		return nil, fmt.Errorf("cannot open %q: %w", path, err)
 	}
 	s := &Segment{
 		path: path,
@@ -241,14 +244,14 @@ func (s *Segment) Append(payload []byte) (uint64, error) {
 // it in the file. payloads are not retained.
 func (s *Segment) AppendBatch(payloads [][]byte) (uint64, error) {
 	if len(payloads) == 0 {
-		return 0, fmt.Errorf("segment: cannot append an empty batch to %q: %w", s.path, ErrEmpty)
+		return 0, fmt.Errorf("cannot append an empty batch to %q: %w", s.path, ErrEmpty)
 	}
 	for i, p := range payloads {
 		if len(p) == 0 {
-			return 0, fmt.Errorf("segment: cannot append payload %d of %d to %q: %w", i, len(payloads), s.path, ErrEmpty)
+			return 0, fmt.Errorf("cannot append payload %d of %d to %q: %w", i, len(payloads), s.path, ErrEmpty)
 		}
 		if len(p) > MaxPayload {
-			return 0, fmt.Errorf("segment: cannot append payload %d of %d to %q: %d bytes, max %d: %w", i, len(payloads), s.path, len(p), MaxPayload, ErrTooLarge)
+			return 0, fmt.Errorf("cannot append payload %d of %d to %q: %d bytes, max %d: %w", i, len(payloads), s.path, len(p), MaxPayload, ErrTooLarge)
 		}
 	}
 	// Refuse before waiting for the append in progress, and again once it
@@ -280,9 +283,9 @@ func (s *Segment) accepting() error {
 	defer s.mu.Unlock()
 	switch {
 	case s.state == stateClosed:
-		return fmt.Errorf("segment: cannot append to %q: %w", s.path, ErrClosed)
+		return fmt.Errorf("cannot append to %q: %w", s.path, ErrClosed)
 	case s.state == stateSealed:
-		return fmt.Errorf("segment: cannot append to %q: %w", s.path, ErrSealed)
+		return fmt.Errorf("cannot append to %q: %w", s.path, ErrSealed)
 	case s.broken != nil:
 		return s.broken
 	case s.damaged != nil:
@@ -312,7 +315,7 @@ func (s *Segment) commit(buf []byte, payloads [][]byte) (uint64, error) {
 	}
 	var first uint64
 	if err != nil {
-		err = fmt.Errorf("segment: cannot append %d records to %q at offset %d: %w", len(payloads), s.path, start, err)
+		err = fmt.Errorf("cannot append %d records to %q at offset %d: %w", len(payloads), s.path, start, err)
 		s.rollback(start, err)
 	} else {
 		crc := record.UpdateCRC(s.crc, buf)
@@ -369,7 +372,7 @@ func (s *Segment) Read(index uint64, max int, maxBytes int) ([][]byte, error) {
 	s.idxMu.RUnlock()
 	count := uint64(len(offsets))
 	if index >= count {
-		return nil, fmt.Errorf("segment: cannot read index %d of %q, count %d: %w", index, s.path, count, ErrOutOfRange)
+		return nil, fmt.Errorf("cannot read index %d of %q, count %d: %w", index, s.path, count, ErrOutOfRange)
 	}
 	recEnd := func(i uint64) int64 {
 		if i+1 < count {
@@ -401,7 +404,7 @@ func (s *Segment) Read(index uint64, max int, maxBytes int) ([][]byte, error) {
 	s.fileMu.RLock()
 	if s.fileClosed {
 		s.fileMu.RUnlock()
-		return nil, fmt.Errorf("segment: cannot read index %d of %q: %w", index, s.path, ErrClosed)
+		return nil, fmt.Errorf("cannot read index %d of %q: %w", index, s.path, ErrClosed)
 	}
 	_, err := s.f.ReadAt(buf, start)
 	s.fileMu.RUnlock()
@@ -409,7 +412,7 @@ func (s *Segment) Read(index uint64, max int, maxBytes int) ([][]byte, error) {
 		if errors.Is(err, io.EOF) {
 			err = fmt.Errorf("%w: file ends before offset %d: %w", ErrCorrupt, stop, err)
 		}
-		return nil, fmt.Errorf("segment: cannot read %d records from index %d of %q at offset %d: %w", n, index, s.path, start, err)
+		return nil, fmt.Errorf("cannot read %d records from index %d of %q at offset %d: %w", n, index, s.path, start, err)
 	}
 
 	out := make([][]byte, 0, n)
@@ -421,7 +424,7 @@ func (s *Segment) Read(index uint64, max int, maxBytes int) ([][]byte, error) {
 			err = fmt.Errorf("%w: record length %d, index says %d", ErrCorrupt, m-RecordHeaderSize, want-RecordHeaderSize)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("segment: cannot read index %d of %q at offset %d: %w", i, s.path, offsets[i], err)
+			return nil, fmt.Errorf("cannot read index %d of %q at offset %d: %w", i, s.path, offsets[i], err)
 		}
 		out = append(out, p)
 		pos += want
@@ -474,12 +477,12 @@ func (s *Segment) Seal() (count uint64, bytes int64, crc uint32, err error) {
 	s.mu.Lock()
 	if s.state == stateClosed {
 		s.mu.Unlock()
-		return 0, 0, 0, fmt.Errorf("segment: cannot seal %q: %w", s.path, ErrClosed)
+		return 0, 0, 0, fmt.Errorf("cannot seal %q: %w", s.path, ErrClosed)
 	}
 	if s.damaged != nil {
 		s.mu.Unlock()
 		count, bytes, crc = s.totals()
-		return count, bytes, crc, fmt.Errorf("segment: cannot seal: %w", s.damaged)
+		return count, bytes, crc, fmt.Errorf("cannot seal: %w", s.damaged)
 	}
 	s.state = stateSealed
 	broken := s.broken
@@ -529,7 +532,7 @@ func (s *Segment) Close() error {
 		s.onClose()
 	}
 	if err != nil {
-		return fmt.Errorf("segment: cannot close %q: %w", s.path, err)
+		return fmt.Errorf("cannot close %q: %w", s.path, err)
 	}
 	return nil
 }

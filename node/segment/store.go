@@ -82,13 +82,13 @@ func OpenStore(dir string, opts Options) (*Store, error) {
 	o := opts.withDefaults()
 	if _, err := o.FS.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		if err := o.FS.MkdirAll(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("segment: cannot create store directory %q: %w", dir, err)
+			return nil, fmt.Errorf("cannot create store directory %q: %w", dir, err)
 		}
 		if err := o.FS.SyncDir(filepath.Dir(dir)); err != nil {
-			return nil, fmt.Errorf("segment: cannot sync the parent of store directory %q: %w", dir, err)
+			return nil, fmt.Errorf("cannot sync the parent of store directory %q: %w", dir, err)
 		}
 	} else if err != nil {
-		return nil, fmt.Errorf("segment: cannot open store directory %q: %w", dir, err)
+		return nil, fmt.Errorf("cannot open store directory %q: %w", dir, err)
 	}
 	return &Store{dir: dir, fs: o.FS, opts: o, segs: make(map[segKey]*storeEntry), idle: list.New()}, nil
 }
@@ -197,7 +197,7 @@ func (st *Store) Release(seg *Segment) {
 // opening it.
 func (st *Store) Exists(topic string, id uint64) (bool, error) {
 	if err := topicname.Validate(topic); err != nil {
-		return false, fmt.Errorf("segment: cannot look for segment %d: %w", id, err)
+		return false, fmt.Errorf("cannot look for segment %d: %w", id, err)
 	}
 	path := st.Path(topic, id)
 	_, err := st.fs.Stat(path)
@@ -205,7 +205,7 @@ func (st *Store) Exists(topic string, id uint64) (bool, error) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("segment: cannot look for %q: %w", path, err)
+		return false, fmt.Errorf("cannot look for %q: %w", path, err)
 	}
 	return true, nil
 }
@@ -239,13 +239,13 @@ func (st *Store) Damaged() []string {
 
 func (st *Store) open(topic string, id uint64, create, sealed bool) (*Segment, error) {
 	if err := topicname.Validate(topic); err != nil {
-		return nil, fmt.Errorf("segment: cannot open segment %d: %w", id, err)
+		return nil, fmt.Errorf("cannot open segment %d: %w", id, err)
 	}
 	k := segKey{topic, id}
 	st.mu.Lock()
 	if st.closed {
 		st.mu.Unlock()
-		return nil, fmt.Errorf("segment: cannot open segment %d of %q: store %q: %w", id, topic, st.dir, ErrClosed)
+		return nil, fmt.Errorf("cannot open segment %d of %q: store %q: %w", id, topic, st.dir, ErrClosed)
 	}
 	if e, ok := st.segs[k]; ok {
 		// The reference is taken before the open completes, so the segment
@@ -270,7 +270,7 @@ func (st *Store) open(topic string, id uint64, create, sealed bool) (*Segment, e
 	}
 	st.mu.Lock()
 	if err == nil && st.closed {
-		err = fmt.Errorf("segment: cannot open segment %d of %q: store %q: %w", id, topic, st.dir, ErrClosed)
+		err = fmt.Errorf("cannot open segment %d of %q: store %q: %w", id, topic, st.dir, ErrClosed)
 	}
 	if err != nil {
 		delete(st.segs, k)
@@ -292,7 +292,7 @@ func (st *Store) openFile(k segKey, create, sealed bool) (*Segment, error) {
 	path := st.Path(k.topic, k.id)
 	if !create {
 		if _, err := st.fs.Stat(path); err != nil {
-			return nil, fmt.Errorf("segment: cannot open %q: %w", path, err)
+			return nil, fmt.Errorf("cannot open %q: %w", path, err)
 		}
 		if sealed {
 			return OpenSealed(path, st.opts)
@@ -302,13 +302,13 @@ func (st *Store) openFile(k segKey, create, sealed bool) (*Segment, error) {
 	dir := filepath.Dir(path)
 	if _, err := st.fs.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		if err := st.fs.MkdirAll(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("segment: cannot create topic directory %q: %w", dir, err)
+			return nil, fmt.Errorf("cannot create topic directory %q: %w", dir, err)
 		}
 		if err := st.fs.SyncDir(st.dir); err != nil {
-			return nil, fmt.Errorf("segment: cannot sync store directory %q: %w", st.dir, err)
+			return nil, fmt.Errorf("cannot sync store directory %q: %w", st.dir, err)
 		}
 	} else if err != nil {
-		return nil, fmt.Errorf("segment: cannot stat topic directory %q: %w", dir, err)
+		return nil, fmt.Errorf("cannot stat topic directory %q: %w", dir, err)
 	}
 	return Open(path, st.opts)
 }
@@ -317,7 +317,7 @@ func (st *Store) checkOpen() error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.closed {
-		return fmt.Errorf("segment: store %q: %w", st.dir, ErrClosed)
+		return fmt.Errorf("store %q: %w", st.dir, ErrClosed)
 	}
 	return nil
 }
@@ -350,7 +350,7 @@ func (st *Store) List() (map[string][]uint64, error) {
 		return out, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("segment: cannot list store %q: %w", st.dir, err)
+		return nil, fmt.Errorf("cannot list store %q: %w", st.dir, err)
 	}
 	for _, t := range topics {
 		if !t.IsDir() || topicname.Validate(t.Name()) != nil {
@@ -358,7 +358,7 @@ func (st *Store) List() (map[string][]uint64, error) {
 		}
 		files, err := st.fs.ReadDir(filepath.Join(st.dir, t.Name()))
 		if err != nil {
-			return nil, fmt.Errorf("segment: cannot list topic %q in %q: %w", t.Name(), st.dir, err)
+			return nil, fmt.Errorf("cannot list topic %q in %q: %w", t.Name(), st.dir, err)
 		}
 		var ids []uint64
 		for _, f := range files {
@@ -384,14 +384,14 @@ func (st *Store) List() (map[string][]uint64, error) {
 // does not exist is not an error. .broken copies are left for the operator.
 func (st *Store) Remove(topic string, id uint64) error {
 	if err := topicname.Validate(topic); err != nil {
-		return fmt.Errorf("segment: cannot remove segment %d: %w", id, err)
+		return fmt.Errorf("cannot remove segment %d: %w", id, err)
 	}
 	k := segKey{topic, id}
 	for {
 		st.mu.Lock()
 		if st.closed {
 			st.mu.Unlock()
-			return fmt.Errorf("segment: cannot remove segment %d of %q: store %q: %w", id, topic, st.dir, ErrClosed)
+			return fmt.Errorf("cannot remove segment %d of %q: store %q: %w", id, topic, st.dir, ErrClosed)
 		}
 		e, ok := st.segs[k]
 		if !ok {
@@ -430,10 +430,10 @@ func (st *Store) Remove(topic string, id uint64) error {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}
-		return fmt.Errorf("segment: cannot remove %q: %w", path, err)
+		return fmt.Errorf("cannot remove %q: %w", path, err)
 	}
 	if err := st.fs.SyncDir(filepath.Dir(path)); err != nil {
-		return fmt.Errorf("segment: cannot sync directory after removing %q: %w", path, err)
+		return fmt.Errorf("cannot sync directory after removing %q: %w", path, err)
 	}
 	return nil
 }

@@ -264,7 +264,7 @@ func (a *Appender) current() (meta.Segment, Limits, error) {
 		}
 		seg, err := a.w.cfg.Store.Open(a.topic, &act)
 		if err != nil {
-			return act, limits, fmt.Errorf("%w: cannot open segment %d of %q: %v", rpc.ErrUnavailable, act.ID, a.topic, err)
+			return act, limits, rpc.Unavailable(fmt.Sprintf("cannot open segment %d of %q", act.ID, a.topic), err)
 		}
 		a.seg, a.segMeta = seg, act
 		if seg.Count() > 0 {
@@ -361,13 +361,13 @@ func (a *Appender) inSequence(r *Request, next map[uint64]uint64) bool {
 	switch {
 	case r.Tag.Base:
 	case !ok:
-		r.Done(Result{Err: fmt.Errorf("%w: append %d of its connection came first here, but an earlier one is unsettled",
-			rpc.ErrUnavailable, r.Tag.Seq), Node: a.w.cfg.NodeID})
+		r.Done(Result{Err: rpc.Unavailable(fmt.Sprintf("append %d of its connection came first here, but an earlier one is unsettled",
+			r.Tag.Seq), nil), Node: a.w.cfg.NodeID})
 		next[st] = r.Tag.Seq // later ones of the stream fail too
 		return false
 	case r.Tag.Seq != want:
-		r.Done(Result{Err: fmt.Errorf("%w: append %d of its connection is out of sequence (next is %d, an earlier one failed)",
-			rpc.ErrUnavailable, r.Tag.Seq, want), Node: a.w.cfg.NodeID})
+		r.Done(Result{Err: rpc.Unavailable(fmt.Sprintf("append %d of its connection is out of sequence (next is %d, an earlier one failed)",
+			r.Tag.Seq, want), nil), Node: a.w.cfg.NodeID})
 		next[st] = want // later ones of the stream fail too
 		return false
 	}
@@ -413,8 +413,8 @@ func (a *Appender) write(batch []*Request) {
 		// An older expectation is fine: the client asked for a topic append.
 		// It fails the rest of the batch too: a failure is always a suffix.
 		if r := batch[0]; r.Segment > a.segMeta.ID {
-			a.fail(batch, fmt.Errorf("%w: node %d has segment %d of %q active, sender expects %d (metadata behind)",
-				rpc.ErrUnavailable, a.w.cfg.NodeID, a.segMeta.ID, a.topic, r.Segment))
+			a.fail(batch, rpc.Unavailable(fmt.Sprintf("node %d has segment %d of %q active, sender expects %d (metadata behind)",
+				a.w.cfg.NodeID, a.segMeta.ID, a.topic, r.Segment), nil))
 			return
 		}
 		take := a.fitting(batch, limits)
@@ -543,7 +543,7 @@ func (a *Appender) roll(act meta.Segment) error {
 	if a.sealed == nil {
 		count, bytes, crc, err := a.seg.Seal()
 		if err != nil {
-			return fmt.Errorf("%w: cannot seal segment %d of %q: %v", rpc.ErrUnavailable, a.segMeta.ID, a.topic, err)
+			return rpc.Unavailable(fmt.Sprintf("cannot seal segment %d of %q", a.segMeta.ID, a.topic), err)
 		}
 		a.sealed = &sealTotals{count: count, bytes: bytes, crc: crc}
 	}
@@ -561,7 +561,7 @@ func (a *Appender) commitSeal(act meta.Segment) error {
 		Count: a.sealed.count, Bytes: a.sealed.bytes, CRC: a.sealed.crc, NextLeader: next,
 	}
 	if err := a.w.cfg.Propose(ctx, cmd); err != nil {
-		return fmt.Errorf("%w: cannot commit seal of segment %d of %q: %v", rpc.ErrUnavailable, a.segMeta.ID, a.topic, err)
+		return rpc.Unavailable(fmt.Sprintf("cannot commit seal of segment %d of %q", a.segMeta.ID, a.topic), err)
 	}
 	a.w.cfg.Logger.Info("segment sealed", "topic", a.topic, "segment", a.segMeta.ID,
 		"count", cmd.Count, "bytes", cmd.Bytes, "next_leader", next)

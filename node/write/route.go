@@ -57,7 +57,8 @@ func (w *Writer) forward(topic string, rt route, payloads [][]byte, tag Tag, don
 	ch, err := p.Send(rpc.OpAppend, a.Encode())
 	boot := p.BootID()
 	if err != nil {
-		done(Result{Err: err, Node: rt.node, Ambiguous: !errors.Is(err, rpc.ErrNotSent), Boot: boot})
+		// The peer knows only its address: name the node too.
+		done(Result{Err: rpc.Unavailable(fmt.Sprintf("node %d", rt.node), err), Node: rt.node, Ambiguous: !errors.Is(err, rpc.ErrNotSent), Boot: boot})
 		return
 	}
 	go func() {
@@ -67,7 +68,7 @@ func (w *Writer) forward(topic string, rt route, payloads [][]byte, tag Tag, don
 		select {
 		case r = <-ch:
 		case <-t.C:
-			r.Err = fmt.Errorf("%w: node %d did not answer an append within %v", rpc.ErrUnavailable, rt.node, w.cfg.RequestTimeout)
+			r.Err = rpc.Unavailable(fmt.Sprintf("node %d did not answer an append within %v", rt.node, w.cfg.RequestTimeout), nil)
 		}
 		if r.Err != nil {
 			// No answer from the node (as opposed to an error it sent): the append may
@@ -78,7 +79,7 @@ func (w *Writer) forward(topic string, rt route, payloads [][]byte, tag Tag, don
 		d := rpc.NewDecoder(r.Body)
 		res := Result{First: d.U64(), Segment: d.U64(), Node: rt.node}
 		if d.Err != nil {
-			res = Result{Err: fmt.Errorf("%w: bad append reply from node %d", rpc.ErrUnavailable, rt.node), Node: rt.node, Ambiguous: true, Boot: boot}
+			res = Result{Err: rpc.Unavailable(fmt.Sprintf("bad append reply from node %d", rt.node), nil), Node: rt.node, Ambiguous: true, Boot: boot}
 		}
 		w.cfg.Metrics.Forwarded()
 		done(res)
@@ -98,7 +99,7 @@ func EncodeReply(r Result) []byte {
 // leader change, election) are retried until the request timeout, without
 // duplicates: see retry.
 func (w *Writer) Append(ctx context.Context, topic string, payloads [][]byte) (uint64, error) {
-	return w.retry(ctx, topic, payloads, Tag{ID: w.NewRequestID()}, 0)
+	return w.retry(ctx, topic, payloads, Tag{ID: w.NewRequestID()}, 0, nil)
 }
 
 // retry appends with retries, within one request timeout. After an ambiguous failure
@@ -108,18 +109,20 @@ func (w *Writer) Append(ctx context.Context, topic string, payloads [][]byte) (u
 // it follow the new route. So a retry never duplicates an entry, except across a
 // restart of the segment leader (which forgets its ids and answers
 // rpc.ErrOutcomeUnknown when the retry names its old boot id): at-least-once there.
-func (w *Writer) retry(ctx context.Context, topic string, payloads [][]byte, tag Tag, pin uint64) (uint64, error) {
+// prior is the failure of an attempt made before the call (nil if none): the error
+// names it when the deadline passes before another attempt fails.
+func (w *Writer) retry(ctx context.Context, topic string, payloads [][]byte, tag Tag, pin uint64, prior error) (uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.RequestTimeout)
 	defer cancel()
-	var lastErr error
+	lastErr := prior
 	for attempt := 0; ; attempt++ {
 		if ctx.Err() != nil {
 			// Never hand off an append whose caller has given up: its outcome would
 			// be unknown.
 			if lastErr == nil {
-				lastErr = ctx.Err()
+				return 0, rpc.Unavailable(fmt.Sprintf("append to %q not sent", topic), ctx.Err())
 			}
-			return 0, fmt.Errorf("%w: append to %q not sent: %v", rpc.ErrUnavailable, topic, lastErr)
+			return 0, rpc.Unavailable(fmt.Sprintf("append to %q not sent again within the request timeout", topic), lastErr)
 		}
 		changed := w.cfg.Metadata.Changed()
 		rt, err := w.routeFor(ctx, topic, pin)
@@ -132,7 +135,10 @@ func (w *Writer) retry(ctx context.Context, topic string, payloads [][]byte, tag
 			select {
 			case r = <-ch:
 			case <-ctx.Done():
-				return 0, fmt.Errorf("%w: append to %q: %v", rpc.ErrUnavailable, topic, ctx.Err())
+				if lastErr == nil {
+					return 0, rpc.Unavailable(fmt.Sprintf("append to %q", topic), ctx.Err())
+				}
+				return 0, rpc.Unavailable(fmt.Sprintf("append to %q unanswered within the request timeout after a failed attempt", topic), lastErr)
 			}
 		}
 		if r.Err == nil {
@@ -153,7 +159,7 @@ func (w *Writer) retry(ctx context.Context, topic string, payloads [][]byte, tag
 		lastErr = r.Err
 		if err := w.cfg.Backoff(ctx, attempt, changed); err != nil {
 			if pin != 0 {
-				return 0, fmt.Errorf("%w: append to %q: outcome unknown, node %d did not answer: %v", rpc.ErrUnavailable, topic, pin, lastErr)
+				return 0, rpc.Unavailable(fmt.Sprintf("append to %q: outcome unknown at node %d", topic, pin), lastErr)
 			}
 			return 0, fmt.Errorf("append to %q gave up: %w", topic, lastErr)
 		}

@@ -2,7 +2,6 @@ package write
 
 import (
 	"context"
-	"fmt"
 	"sync"
 )
 
@@ -179,7 +178,7 @@ func (s *Sequence) drain() {
 			tag := s.tag(j, true) // drain sends one at a time: the ones before it have settled
 			s.mu.Unlock()
 			// Route errors (unknown topic, no leader) get the retrying path.
-			first, err := s.w.retry(s.w.ctx, s.topic, j.Payloads, tag, 0)
+			first, err := s.w.retry(s.w.ctx, s.topic, j.Payloads, tag, 0, nil)
 			if err != nil {
 				s.mu.Lock()
 				s.rotate(nil)
@@ -222,14 +221,13 @@ func (s *Sequence) retryFailed(failed []*Job) {
 		if j.res.Ambiguous {
 			tag.Boot = j.res.Boot
 		}
-		first, err := s.w.retry(ctx, s.topic, j.Payloads, tag, pin)
+		// The first failure goes along: a retry that the shared deadline stops
+		// before it fails on its own reports it.
+		first, err := s.w.retry(ctx, s.topic, j.Payloads, tag, pin, j.res.Err)
 		if err != nil {
 			s.mu.Lock()
 			s.rotate(failed[i+1:])
 			s.mu.Unlock()
-			if ctx.Err() != nil && j.res.Err != nil {
-				err = fmt.Errorf("%w (first failure: %v)", err, j.res.Err)
-			}
 		}
 		j.Reply(Result{First: first, Err: err})
 	}

@@ -16,12 +16,13 @@ import (
 )
 
 // Sentinel errors of the write path. Those that cross the wire are package rpc's
-// (rpc.ErrNotSegmentLeader, rpc.ErrUnavailable, rpc.ErrOutcomeUnknown); ErrClosed
-// keeps the "node: " prefix the node's errors always had, and package node
-// re-exports it.
+// (rpc.ErrNotSegmentLeader, rpc.ErrUnavailable, rpc.ErrOutcomeUnknown); ErrClosed is
+// this package's, and package node re-exports it. Their texts are part of the client
+// protocol (a client reads them verbatim in its ERR reply), so they carry no package
+// prefix.
 var (
 	// ErrClosed: the node is shutting down; the append was not written.
-	ErrClosed = errors.New("node: closed")
+	ErrClosed = errors.New("node shutting down")
 )
 
 // Metadata is the view of the replicated metadata the write path reads (a *meta.FSM
@@ -232,7 +233,7 @@ func Retryable(err error) bool {
 
 // noLease is the error of an append this node may not acknowledge now.
 func (w *Writer) noLease() error {
-	return fmt.Errorf("%w: node %d has no write lease (cut off from the raft leader, or its metadata not caught up yet)", rpc.ErrUnavailable, w.cfg.NodeID)
+	return rpc.Unavailable(fmt.Sprintf("node %d has no write lease (cut off from the raft leader, or its metadata not caught up yet)", w.cfg.NodeID), nil)
 }
 
 // Received prepares an append forwarded by a peer for this node's appender and
@@ -248,7 +249,7 @@ func (w *Writer) Received(a *rpc.Append, done func(Result)) (*Appender, *Request
 	act, _, ok := w.cfg.Metadata.ActiveOf(a.Topic)
 	if !ok {
 		// The sender knows the topic, so this node's metadata is behind.
-		return nil, nil, fmt.Errorf("%w: node %d does not know topic %q yet", rpc.ErrUnavailable, w.cfg.NodeID, a.Topic)
+		return nil, nil, rpc.Unavailable(fmt.Sprintf("node %d does not know topic %q yet", w.cfg.NodeID, a.Topic), nil)
 	}
 	to := w.Existing(a.Topic)
 	if act.Leader != w.cfg.NodeID && to == nil {
