@@ -100,6 +100,9 @@ type Appender struct {
 	// the moving average of a group commit's duration.
 	expect    int
 	commitAvg time.Duration
+	// behind is how many requests were queued when the last group commit of a
+	// batch was durable, before its replies went out.
+	behind int
 
 	dedup dedupWindow
 	// lastSeq maps a stream to the Seq of its last written (or finally failed)
@@ -157,17 +160,20 @@ func (a *Appender) run() {
 		case r := <-a.ch:
 			batch = a.gather(append(batch[:0], r), wait)
 		}
+		a.behind = 0
 		a.process(batch)
 		// The requests this batch answered are the ones likely to come back next
-		// (their clients send again on the reply), and the queue holds the rest.
-		a.expect = min(len(batch)+len(a.ch), maxBatchReqs)
+		// (their clients send again on the reply), and the ones queued behind it
+		// before it answered are the rest. (Counting the queue after the replies
+		// would count a client that already came back twice.)
+		a.expect = min(len(batch)+a.behind, maxBatchReqs)
 		clear(batch)
 	}
 }
 
 // gather completes a batch that starts with one request: it takes what is queued
 // behind it and then, if fewer requests came than a.expect (the last batch plus what
-// was queued behind it), waits for the missing ones, at most commitWait. Without the
+// was queued behind it when it was durable), waits for the missing ones, at most commitWait. Without the
 // wait, clients that each keep one request in flight split into two groups that take
 // turns: one group's requests arrive while the other's commit runs, so each commit
 // carries half of them and every request waits for two fdatasyncs. The wait is
@@ -493,6 +499,7 @@ func (a *Appender) commit(reqs []*Request) error {
 		a.setFirst(time.Now())
 	}
 	a.w.cfg.Metrics.Appended(len(payloads), nbytes)
+	a.behind = len(a.ch)
 	off := a.segMeta.Base + first
 	for _, r := range reqs {
 		res := Result{First: off, Segment: a.segMeta.ID, Node: a.w.cfg.NodeID}
