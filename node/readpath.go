@@ -24,6 +24,7 @@ func (n *Node) newReader() *read.Reader {
 			return err
 		},
 		RequestTimeout: n.cfg.RequestTimeout,
+		Context:        n.ctx,
 		Retryable:      retryable,
 		Backoff:        n.backoff,
 		ArchiveReads:   n.metrics.remoteReads,

@@ -114,8 +114,12 @@ type Config struct {
 	Owner    Owner
 	Archive  Archive
 	Propose  Proposer
-	// RequestTimeout bounds one Read or Get, its internal retries included.
+	// RequestTimeout bounds one Read, its internal retries included, and one batch of
+	// GETs (a GET waits at most this long for a batch to take it, then for the batch).
 	RequestTimeout time.Duration
+	// Context is the node's lifetime: a batch of GETs stops when it ends (default:
+	// never).
+	Context context.Context
 	// Retryable says which errors Read and Get retry within the request deadline
 	// (default: those wrapping ErrUnavailable).
 	Retryable func(error) bool
@@ -132,7 +136,8 @@ type Config struct {
 // cursor, and ReadLocal, which answers the peers' reads. It is safe for concurrent
 // use.
 type Reader struct {
-	cfg Config
+	cfg  Config
+	gets cursorGets
 }
 
 // New returns a Reader over cfg.
@@ -149,7 +154,10 @@ func New(cfg Config) *Reader {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 10 * time.Second
 	}
-	return &Reader{cfg: cfg}
+	if cfg.Context == nil {
+		cfg.Context = context.Background()
+	}
+	return &Reader{cfg: cfg, gets: cursorGets{topics: map[string][]*getWaiter{}}}
 }
 
 func backoff(ctx context.Context, attempt int, changed <-chan struct{}) error {
