@@ -328,7 +328,7 @@ func (n *Node) handle(ctx context.Context, req wire.Request) []byte {
 		}
 		return []byte("OK")
 	case "GET":
-		entries, err := n.reader.Get(ctx, req.Topic, max(req.Max, 1))
+		entries, err := n.Get(ctx, req.Topic, req.Max)
 		return getReply(req, entries, err)
 	case "STATE":
 		b, err := n.StateJSON(ctx, req.Topic)
