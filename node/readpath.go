@@ -28,6 +28,7 @@ func (n *Node) newReader() *read.Reader {
 		Retryable:      retryable,
 		Backoff:        n.backoff,
 		ArchiveReads:   n.metrics.remoteReads,
+		GetBatches:     n.metrics.getBatches,
 		Logger:         n.log,
 	})
 }

@@ -110,7 +110,10 @@ func (g *cursorGets) next(topic string, again []*getWaiter) []*getWaiter {
 	return q[:n:n]
 }
 
-// serveGets runs the topic's batches one after the other until no GET waits.
+// serveGets runs the topic's batches one after the other until no GET waits. One
+// advance is in flight at a time: a second one, reading from where the first leaves
+// the cursor, was tried and measured no faster on a 3-node cluster: the GETs spread
+// over more, smaller advances, and the rate of the Raft log's fsyncs bounds both.
 func (r *Reader) serveGets(topic string) {
 	var again []*getWaiter
 	for {
@@ -149,6 +152,9 @@ func (r *Reader) serveBatch(topic string, batch []*getWaiter) (again []*getWaite
 		n := min(w.max, len(entries))
 		w.reply <- getResult{entries: entries[:n:n]}
 		entries = entries[n:]
+	}
+	if r.cfg.GetBatches != nil {
+		r.cfg.GetBatches.Observe(float64(len(batch) - len(again)))
 	}
 	return again
 }

@@ -154,6 +154,8 @@ func TestGetBatchSharesOneAdvance(t *testing.T) {
 	w := newWorld(seg{leader: self, payloads: []string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"}}, seg{leader: self})
 	started, release := heldAdvances(w)
 	r := w.reader()
+	served := &observed{}
+	r.cfg.GetBatches = served
 	first := startGet(context.Background(), r, 1)
 	<-started // its advance is in flight
 	limits := []int{2, 3, 1, 5, 1}
@@ -175,6 +177,27 @@ func TestGetBatchSharesOneAdvance(t *testing.T) {
 	if w.proposals != 2 || w.cursor() != 10 {
 		t.Fatalf("%d advances, cursor %d; want 2 (one per batch) and 10", w.proposals, w.cursor())
 	}
+	if got := fmt.Sprint(served.values()); got != "[1 4]" {
+		t.Fatalf("GETs served per advance observed as %s, want [1 4]", got)
+	}
+}
+
+// observed is a prometheus.Observer that keeps what it observes.
+type observed struct {
+	mu sync.Mutex
+	v  []float64
+}
+
+func (o *observed) Observe(v float64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.v = append(o.v, v)
+}
+
+func (o *observed) values() []float64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]float64(nil), o.v...)
 }
 
 // TestGetProposalErrorFailsBatch: an advance that fails with anything but

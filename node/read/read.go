@@ -129,7 +129,9 @@ type Config struct {
 	Backoff func(ctx context.Context, attempt int, changed <-chan struct{}) error
 	// ArchiveReads counts reads served from the archive (nil: none).
 	ArchiveReads prometheus.Counter
-	Logger       *slog.Logger
+	// GetBatches observes how many GETs each cursor advance served (nil: none).
+	GetBatches prometheus.Observer
+	Logger     *slog.Logger
 }
 
 // Reader is a node's read path: Read and Tail by offset, Get through the shared
