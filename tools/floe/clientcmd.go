@@ -226,7 +226,7 @@ func runShell(conn *client.Conn, in io.Reader, out io.Writer) error {
 		case "EXIT", "QUIT":
 			return nil
 		case "HELP":
-			fmt.Fprintln(out, "REGISTER <topic> | PUT <topic> <payload> | PUTOFF <topic> <payload> | GET <topic>\n"+
+			fmt.Fprintln(out, "REGISTER <topic> | PUT <topic> <payload> | PUTOFF <topic> <payload> | GET <topic> [max]\n"+
 				"STATE <topic> | METRICS | READ <topic> <offset> [max] | TAIL <topic> <offset> [max] [wait_ms] | EXIT")
 			continue
 		}
@@ -238,7 +238,8 @@ func runShell(conn *client.Conn, in io.Reader, out io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if cmd == "READ" || cmd == "TAIL" {
+		batchGet := cmd == "GET" && strings.Contains(rest, " ") // GET <topic> <max>
+		if (cmd == "READ" || cmd == "TAIL" || batchGet) && string(reply) != "EMPTY" {
 			entries, next, err := wire.DecodeEntries(reply)
 			if err != nil {
 				fmt.Fprintln(out, err)
