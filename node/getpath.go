@@ -49,14 +49,11 @@ func (n *Node) Get(ctx context.Context, topic string, limit int) ([]wire.Entry, 
 	}
 }
 
-// forwardGet asks the Raft leader at addr to serve a GET (rpcGet), waiting for it as
-// long as ctx allows.
+// forwardGet asks the Raft leader at addr to serve a GET (rpcGet). The call is bounded
+// by ctx (Get's --request-timeout): its own timeout is longer, so that running out of
+// ctx does not mark the leader as down.
 func (n *Node) forwardGet(ctx context.Context, addr, topic string, limit int) ([]wire.Entry, error) {
-	wait := n.cfg.RequestTimeout
-	if d, ok := ctx.Deadline(); ok {
-		wait = time.Until(d)
-	}
-	body, err := n.peers.Get(addr).Call(ctx, rpc.OpGet, rpc.Get{Topic: topic, Max: limit}.Encode(), wait)
+	body, err := n.peers.Get(addr).Call(ctx, rpc.OpGet, rpc.Get{Topic: topic, Max: limit}.Encode(), n.cfg.RequestTimeout+time.Second)
 	if err != nil {
 		return nil, err
 	}

@@ -15,17 +15,18 @@ import (
 // the cursor is at the end of the topic.
 //
 // GETs are group-committed: the GETs of one topic that wait together form one batch,
-// which reads the cursor once, reads up to the sum of their max entries from it, and
+// which reads the cursor once, reads up to the sum of their limits from it, and
 // proposes one cursor advance (a compare-and-set From -> To through Raft) for all of
 // them; once it commits, the entries are handed out in the order the GETs arrived,
-// each entry to one GET and at most its limit to each. While a batch's advance is in flight
-// the GETs that arrive wait for the next batch. A lost race (meta.ErrCursorMoved)
-// reads the new cursor and tries again; a retried advance whose first attempt
-// committed gets that attempt's success from the Proposer (one request id), so its
-// entries are handed out, not skipped. Any other failure fails the batch's GETs (the
-// entries of an advance that may have committed are then consumed: at most once).
+// each entry to one GET and at most its limit to each. While a batch's advance is in
+// flight, the GETs that arrive wait for the next batch. A lost race
+// (meta.ErrCursorMoved) reads the new cursor and tries again; a retried advance whose
+// first attempt committed gets that attempt's success from the Proposer (one request
+// id), so its entries are handed out, not skipped. Any other failure fails the
+// batch's GETs (the entries of an advance that may have committed are then consumed:
+// at most once).
 //
-// A GET whose ctx ends while it waits for a batch leaves it. Once its batch has taken
+// A GET whose ctx ends while it waits in the queue leaves it. Once a batch has taken
 // it, it waits for the batch's outcome (bounded by RequestTimeout), so that the
 // entries the batch hands it are never dropped here.
 func (r *Reader) Get(ctx context.Context, topic string, limit int) ([]wire.Entry, error) {
