@@ -172,6 +172,21 @@ func (c *Conn) Get(topic string) (payload []byte, ok bool, err error) {
 	return reply[3:], true, nil
 }
 
+// GetBatch takes up to max entries (1 to 10000) of the topic's shared cursor in one
+// cursor advance (floe's "GET <topic> <max>"), with their offsets; none when the
+// cursor is at the end. Each entry goes to one GET caller in the cluster.
+func (c *Conn) GetBatch(topic string, max int) ([]Entry, error) {
+	reply, err := c.Do([]byte("GET " + topic + " " + strconv.Itoa(max)))
+	if err != nil {
+		return nil, err
+	}
+	if bytes.Equal(reply, []byte("EMPTY")) {
+		return nil, nil
+	}
+	entries, _, err := wire.DecodeEntries(reply)
+	return entries, err
+}
+
 // Read returns up to max entries from offset on, and the offset to continue from.
 func (c *Conn) Read(topic string, offset uint64, max int) ([]Entry, uint64, error) {
 	reply, err := c.Do([]byte(fmt.Sprintf("READ %s %d %d", topic, offset, max)))

@@ -25,6 +25,9 @@ type metrics struct {
 	forwarded   prometheus.Counter
 	rolls       prometheus.Counter
 	remoteReads prometheus.Counter
+	// getBatches observes the GETs each cursor advance of this node (as Raft leader)
+	// served: the shared cursor's group commit.
+	getBatches prometheus.Histogram
 	// acceptErrors counts failed accepts by listener (client, cluster); refusedConns
 	// the client connections turned away at --max-connections.
 	acceptErrors *prometheus.CounterVec
@@ -70,6 +73,10 @@ func newMetrics(n *Node) *metrics {
 		remoteReads: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "floe_remote_reads_total", Help: "Reads served from the archive (remote tier).",
 		}),
+		getBatches: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "floe_get_batch_gets", Help: "GETs served by one advance of a shared cursor (its group commit).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
+		}),
 		acceptErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "floe_accept_errors_total", Help: "Failed accepts by listener (client, cluster): usually the fd limit; the listener backs off and retries.",
 		}, []string{"listener"}),
@@ -83,7 +90,7 @@ func newMetrics(n *Node) *metrics {
 			Name: "floe_archive_claimed_by_other_cluster", Help: "1 if the archive's cluster claim (" + tiering.ClaimKey + ") names another cluster.",
 		}),
 	}
-	m.reg.MustRegister(m.requests, m.badRequests, m.entries, m.bytes, m.batches, m.commitTime, m.commitWaits, m.forwarded, m.rolls, m.remoteReads, m.claimedByOther, m.metaSnapshot,
+	m.reg.MustRegister(m.requests, m.badRequests, m.entries, m.bytes, m.batches, m.commitTime, m.commitWaits, m.forwarded, m.rolls, m.remoteReads, m.getBatches, m.claimedByOther, m.metaSnapshot,
 		m.acceptErrors, m.refusedConns,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{

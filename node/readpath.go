@@ -24,9 +24,11 @@ func (n *Node) newReader() *read.Reader {
 			return err
 		},
 		RequestTimeout: n.cfg.RequestTimeout,
+		Context:        n.ctx,
 		Retryable:      retryable,
 		Backoff:        n.backoff,
 		ArchiveReads:   n.metrics.remoteReads,
+		GetBatches:     n.metrics.getBatches,
 		Logger:         n.log,
 	})
 }

@@ -79,14 +79,14 @@ func TestGetSurvivesLeaderChangeAfterCursorCommit(t *testing.T) {
 
 	var got []string
 	for {
-		p, ok, err := follower.reader.Get(ctx, "t")
+		es, err := follower.reader.Get(ctx, "t", 1)
 		if err != nil {
 			t.Fatalf("GET after %q: %v", got, err)
 		}
-		if !ok {
+		if len(es) == 0 {
 			break
 		}
-		got = append(got, string(p))
+		got = append(got, string(es[0].Payload))
 	}
 	crossed()
 	if fmt.Sprint(got) != fmt.Sprint(want) {

@@ -26,6 +26,7 @@ func (n *Node) newRPCServer() *rpc.Server {
 	s.Handle(rpc.OpSync, n.rpcSync)
 	s.Handle(rpc.OpUnsealed, n.rpcUnsealed)
 	s.Handle(rpc.OpCount, n.rpcCount)
+	s.Handle(rpc.OpGet, n.rpcGet)
 	return s
 }
 

@@ -132,15 +132,18 @@ func (b *connBudget) release(n int64) {
 
 // replyBound is the most a reply to req can hold: a READ or TAIL stops adding entries
 // at read.MaxBytes of payload but may pass it by one entry, and frames each entry with
-// 12 bytes; a GET is one entry; STATE and METRICS are JSON documents (a bound for
+// 12 bytes; a GET is one entry, or with a max as a READ of max; STATE and METRICS are JSON documents (a bound for
 // accounting, not a limit: a larger one is still sent); the rest is a status line.
 // Entries are at most maxEntryBytes (the HTTP API's limit; the Walrus protocol's
 // frames hold less).
 func replyBound(req wire.Request) int64 {
 	switch req.Cmd {
 	case "READ", "TAIL":
-		return 32 + 12*int64(req.Max) + min(int64(req.Max)*maxEntryBytes, read.MaxBytes+maxEntryBytes)
+		return entriesBound(req.Max)
 	case "GET":
+		if req.Max > 0 {
+			return entriesBound(req.Max)
+		}
 		return 16 + maxEntryBytes
 	case "STATE", "METRICS":
 		return 1 << 20
@@ -159,6 +162,11 @@ const (
 	// requests; each frame is copied out of it, so it bounds nothing.
 	requestBufferSize = 16 << 10
 )
+
+// entriesBound is the most a reply of up to max entries in READ's format can hold.
+func entriesBound(max int) int64 {
+	return 32 + 12*int64(max) + min(int64(max)*maxEntryBytes, read.MaxBytes+maxEntryBytes)
+}
 
 // pendingReply is one request's place in the connection's reply order.
 type pendingReply struct {
@@ -303,6 +311,20 @@ func (n *Node) request(req wire.Request, err error, slot chan<- []byte, seqs map
 	}
 }
 
+// getReply is the reply to a GET that took entries (none: "EMPTY"): Walrus's
+// "OK <payload>" for the plain form, READ's format for floe's "GET <topic> <max>".
+func getReply(req wire.Request, entries []wire.Entry, err error) []byte {
+	switch {
+	case err != nil:
+		return errReply(err)
+	case len(entries) == 0:
+		return []byte("EMPTY")
+	case req.Max == 0:
+		return append([]byte("OK "), entries[0].Payload...)
+	}
+	return wire.EncodeEntries(entries, entries[len(entries)-1].Offset+1)
+}
+
 // putReply is the reply to an acknowledged PUT, PUTOFF or PUTBATCH.
 func putReply(cmd string, first uint64) []byte {
 	if cmd == "PUT" {
@@ -320,14 +342,8 @@ func (n *Node) handle(ctx context.Context, req wire.Request) []byte {
 		}
 		return []byte("OK")
 	case "GET":
-		p, ok, err := n.reader.Get(ctx, req.Topic)
-		if err != nil {
-			return errReply(err)
-		}
-		if !ok {
-			return []byte("EMPTY")
-		}
-		return append([]byte("OK "), p...)
+		entries, err := n.Get(ctx, req.Topic, req.Max)
+		return getReply(req, entries, err)
 	case "STATE":
 		b, err := n.StateJSON(ctx, req.Topic)
 		if err != nil {

@@ -28,7 +28,7 @@
 //	REGISTER <topic>
 //	PUT <topic> <payload>
 //	PUTOFF <topic> <payload>
-//	GET <topic>
+//	GET <topic> [max]                      max 1 to MaxReadMax: floe's batch form
 //	STATE <topic>
 //	METRICS
 //	READ <topic> <offset> [max]            max 1 to MaxReadMax, default DefaultReadMax
@@ -42,10 +42,12 @@
 //
 // "OK", "OK <text>" (an offset, a payload), "EMPTY" (GET with no entry),
 // JSON (STATE, METRICS), "ERR <reason>" (ErrorReply, ReplyError), or, for
-// READ and TAIL, the binary-safe form of EncodeEntries:
+// READ, TAIL and GET with a max, the binary-safe form of EncodeEntries:
 //
 //	"OK <count> <next>\n" then count records of [u64 offset][u32 length][payload]
 //
-// where next is the offset to read from next. A request that fails to
+// where next is the offset to read from next (for GET: the offset after the
+// last entry it took). GET with a max takes up to max entries from the
+// shared cursor in one advance, and answers "EMPTY" when there are none. A request that fails to
 // parse changes nothing and leaves the connection usable.
 package wire

@@ -23,8 +23,11 @@ type Request struct {
 	// Payloads: one for PUT and PUTOFF, one or more for PUTBATCH.
 	Payloads [][]byte
 	Offset   uint64 // READ, TAIL
-	Max      int    // READ, TAIL; 0 = default
-	WaitMS   int    // TAIL
+	// Max: READ and TAIL, at most this many entries (1-MaxReadMax); GET, 0 for the
+	// Walrus form (one entry, "OK <payload>") and 1-MaxReadMax for floe's batch form
+	// (up to Max entries in READ's reply format).
+	Max    int
+	WaitMS int // TAIL
 }
 
 // Read limits.
@@ -95,7 +98,9 @@ func parseText(frame []byte) (Request, error) {
 			return Request{}, badf("%s needs a payload", cmd)
 		}
 		return Request{Cmd: cmd, Topic: topic, Payloads: [][]byte{[]byte(payload)}}, nil
-	case "REGISTER", "GET", "STATE":
+	case "GET":
+		return parseGet(rest)
+	case "REGISTER", "STATE":
 		args := split(rest)
 		if len(args) != 1 {
 			return Request{}, badf("%s takes a topic: %s <topic>", cmd, cmd)
@@ -148,6 +153,27 @@ func parseText(frame []byte) (Request, error) {
 	default:
 		return Request{}, badf("unknown command %q", truncate(cmd, 32))
 	}
+}
+
+// parseGet parses the arguments of GET: "<topic>" (Walrus's form) or "<topic> <max>"
+// (floe's batch form).
+func parseGet(rest string) (Request, error) {
+	args := split(rest)
+	if len(args) < 1 || len(args) > 2 {
+		return Request{}, badf("usage: GET <topic> [max]")
+	}
+	if err := topicname.Validate(args[0]); err != nil {
+		return Request{}, err
+	}
+	r := Request{Cmd: "GET", Topic: args[0]}
+	if len(args) == 2 {
+		m, err := strconv.Atoi(args[1])
+		if err != nil || m < 1 || m > MaxReadMax {
+			return Request{}, badf("max %q must be 1-%d", args[1], MaxReadMax)
+		}
+		r.Max = m
+	}
+	return r, nil
 }
 
 // parsePut parses a PUT or PUTOFF request (ok is false for any other), the one

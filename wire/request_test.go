@@ -23,6 +23,16 @@ func TestParseRequest(t *testing.T) {
 		{"put trims trailing", "PUT logs x  ", Request{Cmd: "PUT", Topic: "logs", Payloads: [][]byte{[]byte("x")}}, nil},
 		{"putoff", "PUTOFF logs {\"a\": 1}", Request{Cmd: "PUTOFF", Topic: "logs", Payloads: [][]byte{[]byte(`{"a": 1}`)}}, nil},
 		{"get", "GET logs", Request{Cmd: "GET", Topic: "logs"}, nil},
+		{"get max", "GET logs 50", Request{Cmd: "GET", Topic: "logs", Max: 50}, nil},
+		{"get max 1", "GET logs 1", Request{Cmd: "GET", Topic: "logs", Max: 1}, nil},
+		{"get max trailing space", "GET logs 7 \r\n", Request{Cmd: "GET", Topic: "logs", Max: 7}, nil},
+		{"get nothing", "GET", Request{}, ErrBadRequest},
+		{"get zero max", "GET logs 0", Request{}, ErrBadRequest},
+		{"get huge max", "GET logs 10001", Request{}, ErrBadRequest},
+		{"get negative max", "GET logs -1", Request{}, ErrBadRequest},
+		{"get max not a number", "GET logs x", Request{}, ErrBadRequest},
+		{"get three words", "GET logs 1 2", Request{}, ErrBadRequest},
+		{"get bad topic", "GET ../x 3", Request{}, topicname.ErrInvalid},
 		{"state", "STATE logs", Request{Cmd: "STATE", Topic: "logs"}, nil},
 		{"metrics", "METRICS", Request{Cmd: "METRICS"}, nil},
 		{"read default max", "READ logs 7", Request{Cmd: "READ", Topic: "logs", Offset: 7, Max: DefaultReadMax}, nil},
@@ -112,7 +122,7 @@ func TestParsePutBatchIsBinarySafe(t *testing.T) {
 }
 
 func FuzzParseRequest(f *testing.F) {
-	for _, s := range []string{"REGISTER t", "PUT t hello world", "GET t", "STATE t", "METRICS",
+	for _, s := range []string{"REGISTER t", "PUT t hello world", "GET t", "GET t 10000", "GET t 0", "GET t 1 ", "STATE t", "METRICS",
 		"READ t 0 10", "TAIL t 5 1 100", "PUTOFF t x", "PUT ../x y", "\xff"} {
 		f.Add([]byte(s))
 	}
@@ -135,6 +145,9 @@ func FuzzParseRequest(f *testing.F) {
 			}
 		}
 		if (r.Cmd == "READ" || r.Cmd == "TAIL") && (r.Max < 1 || r.Max > MaxReadMax) {
+			t.Fatalf("parsed %q with max %d", b, r.Max)
+		}
+		if r.Cmd == "GET" && (r.Max < 0 || r.Max > MaxReadMax) {
 			t.Fatalf("parsed %q with max %d", b, r.Max)
 		}
 	})

@@ -46,13 +46,20 @@
 // # The shared cursor
 //
 // GET hands out each offset at most once across the cluster: the cursor moves by a
-// compare-and-set (advance From -> To) through Raft, and only the GET whose advance
-// commits returns the entry; one that loses the race (meta.ErrCursorMoved) reads the
-// new cursor and tries again. The Proposer gives every attempt of one advance the same
-// request id, so an attempt that committed although its answer was lost is not applied
-// again: the retry returns its success and the GET returns the entry, which is thus
-// neither handed out twice nor skipped. (An entry can still be lost to a client whose
-// connection drops after the commit: at most once, not exactly once.) The cursor moves
-// past what retention expired (the Expire command does it), past segments marked lost
-// (GET does it), and past segments abandoned by recover-segment (they hold no offsets).
+// compare-and-set (advance From -> To) through Raft, and only the GETs whose advance
+// commits get the entries; a batch that loses the race (meta.ErrCursorMoved) reads the
+// new cursor and tries again. GETs are group-committed per topic: the GETs waiting
+// together share one read at the cursor and one advance past everything they take,
+// and the entries are handed out in arrival order, each to one GET, at most its limit
+// to each (cursor.go). A topic has a goroutine only while its GETs wait. The Proposer
+// gives every attempt of one advance the same request id, so an attempt that
+// committed although its answer was lost is not applied again: the retry returns its
+// success and the batch hands its entries out, which are thus neither handed out
+// twice nor skipped. (Entries can still be lost to a client whose connection drops
+// after the commit, or to a failure after the advance may have committed: at most
+// once, not exactly once.) The cursor moves past what retention expired (the Expire
+// command does it), past segments marked lost (GET does it), and past segments
+// abandoned by recover-segment (they hold no offsets). Package node runs the batches
+// on the Raft leader, whose own advances are applied before its next read of the
+// cursor, and forwards GETs there.
 package read

@@ -33,8 +33,11 @@ type world struct {
 	objErr  error               // every archive read fails with it
 
 	ownerReads, archiveReads, proposals int
-	// beforeAdvance, if set, runs before a cursor advance applies (a racing GET).
+	// beforeAdvance, if set, runs before a cursor advance applies (a racing GET, or
+	// a hold on the advance in flight).
 	beforeAdvance func()
+	// failAdvance, if set, is the answer of the next advance, which changes nothing.
+	failAdvance error
 	// loseAnswer: the first attempt of each advance commits but its answer is lost,
 	// and the proposer retries it with the same request id.
 	loseAnswer bool
@@ -271,6 +274,10 @@ func (w *world) propose(_ context.Context, c *meta.Command) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.proposals++
+	if err := w.failAdvance; err != nil {
+		w.failAdvance = nil
+		return err
+	}
 	id := fmt.Sprintf("req-%d", w.proposals)
 	apply := func() error {
 		if res, ok := w.done[id]; ok {
@@ -292,9 +299,11 @@ func (w *world) propose(_ context.Context, c *meta.Command) error {
 	return res
 }
 
-// advanceBy is a racing GET elsewhere: it moves the cursor on by one.
-func (w *world) advanceBy() {
+// advanceBy is a racing GET elsewhere: it moves the cursor on by one and returns the
+// offset it took.
+func (w *world) advanceBy() uint64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.topic.Cursor++
+	return w.topic.Cursor - 1
 }

@@ -115,8 +115,12 @@ type Config struct {
 	Owner    Owner
 	Archive  Archive
 	Propose  Proposer
-	// RequestTimeout bounds one Read or Get, its internal retries included.
+	// RequestTimeout bounds one Read, its internal retries included, and one batch of
+	// GETs (a GET waits at most this long for a batch to take it, then for the batch).
 	RequestTimeout time.Duration
+	// Context is the node's lifetime: a batch of GETs stops when it ends (default:
+	// never).
+	Context context.Context
 	// Retryable says which errors Read and Get retry within the request deadline
 	// (default: those wrapping ErrUnavailable).
 	Retryable func(error) bool
@@ -126,14 +130,17 @@ type Config struct {
 	Backoff func(ctx context.Context, attempt int, changed <-chan struct{}) error
 	// ArchiveReads counts reads served from the archive (nil: none).
 	ArchiveReads prometheus.Counter
-	Logger       *slog.Logger
+	// GetBatches observes how many GETs each cursor advance served (nil: none).
+	GetBatches prometheus.Observer
+	Logger     *slog.Logger
 }
 
 // Reader is a node's read path: Read and Tail by offset, Get through the shared
 // cursor, and ReadLocal, which answers the peers' reads. It is safe for concurrent
 // use.
 type Reader struct {
-	cfg Config
+	cfg  Config
+	gets cursorGets
 }
 
 // New returns a Reader over cfg.
@@ -150,7 +157,10 @@ func New(cfg Config) *Reader {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 10 * time.Second
 	}
-	return &Reader{cfg: cfg}
+	if cfg.Context == nil {
+		cfg.Context = context.Background()
+	}
+	return &Reader{cfg: cfg, gets: cursorGets{topics: map[string][]*getWaiter{}}}
 }
 
 func backoff(ctx context.Context, attempt int, changed <-chan struct{}) error {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -238,113 +237,6 @@ func TestTail(t *testing.T) {
 	cancel()
 	if got, next, err := r.Tail(ctx, "t", 1, 10, time.Minute); len(got) != 0 || next != 1 {
 		t.Fatalf("tail with its context ended: %q next %d, %v; want nothing", payloads(got), next, err)
-	}
-}
-
-// TestGet: GET hands out each entry once, in order, moving past lost segments (after
-// kept ones), abandoned ones and expired ones, and reports the end.
-func TestGet(t *testing.T) {
-	w := newWorld(
-		seg{leader: self, payloads: []string{"x"}, state: meta.Expired},
-		seg{leader: self, payloads: []string{"a"}},
-		seg{leader: 2, payloads: []string{"lost1", "lost2"}, lost: true},
-		seg{leader: 2, payloads: []string{"b"}, archived: true},
-		seg{leader: 2, abandon: true},
-		seg{leader: self, payloads: []string{"c"}},
-	)
-	w.local[1] = nil
-	w.topic.Cursor = 1 // retention moved it past segment 1
-	r := w.reader()
-	var got []string
-	for {
-		p, ok, err := r.Get(context.Background(), "t")
-		if err != nil {
-			t.Fatalf("GET after %q: %v", got, err)
-		}
-		if !ok {
-			break
-		}
-		got = append(got, string(p))
-	}
-	if fmt.Sprint(got) != "[a b c]" || w.cursor() != 6 {
-		t.Fatalf("GETs returned %q, cursor %d; want [a b c], cursor 6", got, w.cursor())
-	}
-	if _, _, err := r.Get(context.Background(), "nope"); !errors.Is(err, meta.ErrNoTopic) {
-		t.Fatalf("GET of an unknown topic: %v; want meta.ErrNoTopic", err)
-	}
-}
-
-// TestGetRetriedAdvance: the advance commits but its answer is lost, and the retry
-// (same request id) answers success: GET returns the entry, which is neither handed
-// out again nor skipped.
-func TestGetRetriedAdvance(t *testing.T) {
-	w := newWorld(seg{leader: self, payloads: []string{"a", "b"}}, seg{leader: self})
-	w.loseAnswer = true
-	r := w.reader()
-	for _, want := range []string{"a", "b"} {
-		p, ok, err := r.Get(context.Background(), "t")
-		if err != nil || !ok || string(p) != want {
-			t.Fatalf("GET: %q %v %v; want %q", p, ok, err, want)
-		}
-	}
-	if w.proposals != 2 || w.cursor() != 2 {
-		t.Fatalf("%d advances, cursor %d; want 2 and 2", w.proposals, w.cursor())
-	}
-}
-
-// TestGetLostRace: another GET moves the cursor between this GET's read and its
-// advance: the advance fails the compare-and-set, and this GET hands out the next
-// entry instead, never the one the other GET took.
-func TestGetLostRace(t *testing.T) {
-	w := newWorld(seg{leader: self, payloads: []string{"a", "b", "c"}}, seg{leader: self})
-	raced := false
-	w.beforeAdvance = func() {
-		if !raced {
-			raced = true
-			w.advanceBy() // the other GET took "a"
-		}
-	}
-	p, ok, err := w.reader().Get(context.Background(), "t")
-	if err != nil || !ok || string(p) != "b" || w.cursor() != 2 {
-		t.Fatalf("GET: %q %v %v, cursor %d; want \"b\", cursor 2", p, ok, err, w.cursor())
-	}
-}
-
-// TestGetConcurrent: GETs racing on one topic hand out every entry exactly once.
-func TestGetConcurrent(t *testing.T) {
-	var all []string
-	for i := 0; i < 200; i++ {
-		all = append(all, fmt.Sprint(i))
-	}
-	w := newWorld(seg{leader: self, payloads: all[:120]}, seg{leader: 2, payloads: all[120:]}, seg{leader: self})
-	r := w.reader()
-	var mu sync.Mutex
-	seen := map[string]int{}
-	var wg sync.WaitGroup
-	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				p, ok, err := r.Get(context.Background(), "t")
-				if err != nil {
-					t.Errorf("GET: %v", err)
-					return
-				}
-				if !ok {
-					return
-				}
-				mu.Lock()
-				seen[string(p)]++
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	for _, p := range all {
-		if seen[p] != 1 {
-			t.Errorf("entry %s handed out %d times, want once", p, seen[p])
-		}
 	}
 }
 

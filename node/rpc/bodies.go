@@ -57,6 +57,67 @@ func DecodeAppend(body []byte) (Append, error) {
 	return a, nil
 }
 
+// Get is the body of an OpGet call: a client's GET, forwarded whole to the Raft
+// leader, which takes up to Max entries from the topic's shared cursor.
+type Get struct {
+	Topic string
+	Max   int // 1 to wire.MaxReadMax
+}
+
+// Encode returns the body: topic, max.
+func (g Get) Encode() []byte {
+	var e Encoder
+	e.Str(g.Topic)
+	e.U64(uint64(g.Max))
+	return e.B
+}
+
+// DecodeGet decodes an OpGet body; anything malformed (short, trailing bytes, a max
+// out of range) is wire.ErrBadRequest.
+func DecodeGet(body []byte) (Get, error) {
+	d := NewDecoder(body)
+	topic, max := d.Str(), d.U64()
+	if d.Err != nil || len(d.B) != 0 || max < 1 || max > wire.MaxReadMax {
+		return Get{}, fmt.Errorf("%w: malformed get", wire.ErrBadRequest)
+	}
+	return Get{Topic: topic, Max: int(max)}, nil
+}
+
+// EncodeEntries is the reply to OpGet: the count, then each entry as its offset and
+// its payload.
+func EncodeEntries(entries []wire.Entry) []byte {
+	size := 8
+	for _, en := range entries {
+		size += 12 + len(en.Payload)
+	}
+	e := Encoder{B: make([]byte, 0, size)}
+	e.U64(uint64(len(entries)))
+	for _, en := range entries {
+		e.U64(en.Offset)
+		e.Bytes(en.Payload)
+	}
+	return e.B
+}
+
+// DecodeEntries decodes an OpGet reply; a malformed one (short, trailing bytes, a
+// count the body cannot hold) is an ErrUnavailable: the peer's answer is lost.
+// Payloads alias body.
+func DecodeEntries(body []byte) ([]wire.Entry, error) {
+	d := NewDecoder(body)
+	count := d.U64()
+	if d.Err != nil || count > uint64(len(d.B)/12) {
+		return nil, fmt.Errorf("%w: malformed entries reply", ErrUnavailable)
+	}
+	entries := make([]wire.Entry, count)
+	for i := range entries {
+		entries[i] = wire.Entry{Offset: d.U64(), Payload: d.Bytes()}
+	}
+	if d.Err != nil || len(d.B) != 0 {
+		return nil, fmt.Errorf("%w: malformed entries reply", ErrUnavailable)
+	}
+	return entries, nil
+}
+
 // Status is the reply to OpStatus, also read by the handshake of every new
 // connection (which is how a Peer learns the boot id).
 type Status struct {

@@ -49,6 +49,7 @@
 //	7 sync        empty                                 the FSM's applied index
 //	8 unsealed    empty                                 Unix ms of the oldest unsealed
 //	                                                    entry this node leads (0: none)
+//	9 get         topic, max u64                        n u64, n of [offset u64][payload]
 //
 // # Ordering
 //
@@ -74,10 +75,14 @@
 // is idempotent (adding a voter that is one changes nothing). apply carries the
 // command's request id and append its request id (and boot id on a retry): the
 // receiver answers a repeat with the first attempt's outcome, or, for an append whose
-// first attempt went to a node that restarted since, with ErrOutcomeUnknown. A call
-// that failed with an error wrapping ErrNotSent never left this node; any other
-// failure that is not a *RemoteError (timeout, lost connection) leaves the outcome
-// unknown.
+// first attempt went to a node that restarted since, with ErrOutcomeUnknown. get is
+// answered only by the Raft leader, which takes the entries from the shared cursor in
+// its batch of GETs (elsewhere it is ErrNotRaftLeader, before anything changes); a
+// repeat takes further entries, so the entries of an attempt whose reply was lost
+// after its advance committed are consumed, as for a client whose connection drops
+// after the commit (at most once). A call that failed with an error wrapping
+// ErrNotSent never left this node; any other failure that is not a *RemoteError
+// (timeout, lost connection) leaves the outcome unknown.
 //
 // # Errors
 //

@@ -19,6 +19,7 @@ const (
 	OpCount    Op = 6 // topic, segment -> count, bytes, sealed of a local segment
 	OpSync     Op = 7 // (at the Raft leader) barrier -> FSM applied index
 	OpUnsealed Op = 8 // -> Unix ms of the oldest entry in an active segment led (0: none)
+	OpGet      Op = 9 // topic, max -> entries taken from the shared cursor (at the Raft leader)
 )
 
 // The status byte of a response.

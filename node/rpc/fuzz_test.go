@@ -28,6 +28,51 @@ func FuzzDecodeAppend(f *testing.F) {
 	})
 }
 
+// FuzzDecodeGet: the forwarded GET decoder never panics, accepts only a max of 1 to
+// wire.MaxReadMax, and whatever it accepts encodes back to the same bytes.
+func FuzzDecodeGet(f *testing.F) {
+	f.Add(Get{Topic: "t", Max: 1}.Encode())
+	f.Add(Get{Topic: "orders.eu", Max: wire.MaxReadMax}.Encode())
+	f.Add(Get{Topic: "t", Max: 0}.Encode())
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		g, err := DecodeGet(body)
+		if err != nil {
+			if !errors.Is(err, wire.ErrBadRequest) {
+				t.Fatalf("error %v is not ErrBadRequest", err)
+			}
+			return
+		}
+		if g.Max < 1 || g.Max > wire.MaxReadMax {
+			t.Fatalf("accepted max %d", g.Max)
+		}
+		if again := g.Encode(); !bytes.Equal(again, body) {
+			t.Fatalf("re-encoding differs:\n%x\n%x", again, body)
+		}
+	})
+}
+
+// FuzzDecodeEntries: the reply of a forwarded GET decodes without panicking or
+// allocating past what its body holds, and whatever decodes encodes back to the same
+// bytes; anything else is ErrUnavailable.
+func FuzzDecodeEntries(f *testing.F) {
+	f.Add(EncodeEntries(nil))
+	f.Add(EncodeEntries([]wire.Entry{{Offset: 7, Payload: []byte("a")}, {Offset: 8, Payload: []byte("bb")}}))
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		entries, err := DecodeEntries(body)
+		if err != nil {
+			if !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("error %v is not ErrUnavailable", err)
+			}
+			return
+		}
+		if again := EncodeEntries(entries); !bytes.Equal(again, body) {
+			t.Fatalf("re-encoding differs:\n%x\n%x", again, body)
+		}
+	})
+}
+
 // FuzzReadFrame: the RPC frame reader never panics or allocates past its bound, and a
 // frame it accepts is exactly what AppendFrame writes for its parts.
 func FuzzReadFrame(f *testing.F) {

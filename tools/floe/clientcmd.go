@@ -61,9 +61,23 @@ func clientCmds() []*cobra.Command {
 			return nil
 		}),
 	}
+	var getMax int
 	get := &cobra.Command{
 		Use: "get <topic>", Short: "Take the next entry of the topic's shared cursor", Args: cobra.ExactArgs(1),
 		RunE: withConn(func(c *client.Conn, a []string) error {
+			if getMax > 0 {
+				entries, err := c.GetBatch(a[0], getMax)
+				if err != nil {
+					return err
+				}
+				if len(entries) == 0 {
+					fmt.Println("EMPTY")
+				}
+				for _, e := range entries {
+					fmt.Printf("%d\t%s\n", e.Offset, e.Payload)
+				}
+				return nil
+			}
 			p, ok, err := c.Get(a[0])
 			if err != nil {
 				return err
@@ -76,6 +90,7 @@ func clientCmds() []*cobra.Command {
 			return nil
 		}),
 	}
+	get.Flags().IntVarP(&getMax, "max", "n", 0, "take up to this many entries in one cursor advance and print them with their offsets (GET <topic> <max>)")
 	var follow bool
 	var max int
 	read := &cobra.Command{
@@ -211,7 +226,7 @@ func runShell(conn *client.Conn, in io.Reader, out io.Writer) error {
 		case "EXIT", "QUIT":
 			return nil
 		case "HELP":
-			fmt.Fprintln(out, "REGISTER <topic> | PUT <topic> <payload> | PUTOFF <topic> <payload> | GET <topic>\n"+
+			fmt.Fprintln(out, "REGISTER <topic> | PUT <topic> <payload> | PUTOFF <topic> <payload> | GET <topic> [max]\n"+
 				"STATE <topic> | METRICS | READ <topic> <offset> [max] | TAIL <topic> <offset> [max] [wait_ms] | EXIT")
 			continue
 		}
@@ -223,7 +238,8 @@ func runShell(conn *client.Conn, in io.Reader, out io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if cmd == "READ" || cmd == "TAIL" {
+		batchGet := cmd == "GET" && strings.Contains(rest, " ") // GET <topic> <max>
+		if (cmd == "READ" || cmd == "TAIL" || batchGet) && string(reply) != "EMPTY" {
 			entries, next, err := wire.DecodeEntries(reply)
 			if err != nil {
 				fmt.Fprintln(out, err)

@@ -158,16 +158,19 @@ func TestDevCluster(t *testing.T) {
 	}
 }
 
-// TestShell: the interactive shell sends each line as a request and prints the reply.
+// TestShell: the interactive shell sends each line as a request and prints the reply;
+// the binary replies (READ, GET <topic> <max>) as one entry per line with its offset.
 func TestShell(t *testing.T) {
 	c := startCluster(t, clusterOpts{nodes: 1})
 	conn := c.conn(1)
-	in := strings.NewReader("register sh\nPUT sh hello shell\nget sh\nread sh 0\nfrob\nhelp\nexit\n")
+	in := strings.NewReader("register sh\nPUT sh hello shell\nPUT sh second\nPUT sh third\nget sh\nread sh 0\n" +
+		"get sh 5\nget sh 5\nfrob\nhelp\nexit\n")
 	var out bytes.Buffer
 	if err := runShell(conn, in, &out); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"OK", "hello shell", "0\thello shell", "ERR bad request: unknown command", "REGISTER <topic>"} {
+	for _, want := range []string{"OK", "hello shell", "0\thello shell", "1\tsecond\n2\tthird\n(2 entries, next 3)", "EMPTY",
+		"ERR bad request: unknown command", "REGISTER <topic>"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("shell output lacks %q:\n%s", want, out.String())
 		}

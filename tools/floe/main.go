@@ -21,6 +21,7 @@ func main() {
 	}
 	root.AddCommand(agentCmd(), devCmd(), benchCmd(), shellCmd(), walCmd(), archiveCmd(), clusterCmd(), restoreCmd(), healthcheckCmd())
 	root.AddCommand(clientCmds()...)
+	root.AddCommand(benchGetCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "floe:", err)
 		os.Exit(1)
