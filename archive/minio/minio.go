@@ -133,6 +133,15 @@ func classify(err error) error {
 	return err
 }
 
+// classifyPut is classify for the answer to a Put with opts (see archive.S3PutSentinel).
+func classifyPut(err error, opts archive.PutOptions) error {
+	var er mc.ErrorResponse
+	if errors.As(err, &er) {
+		return archive.Classified(archive.S3PutSentinel(er.Code, er.StatusCode, opts), err)
+	}
+	return err
+}
+
 func (b *Bucket) fail(verb, key string, err error) error {
 	return archive.Error(verb, key, b.loc, classify(err))
 }
@@ -171,11 +180,7 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.Reader, size int64, o
 		return archive.Error("put", key, b.loc, body.err)
 	}
 	if err != nil {
-		var er mc.ErrorResponse
-		if errors.As(err, &er) {
-			err = archive.Classified(archive.S3PutSentinel(er.Code, er.StatusCode, opts), err)
-		}
-		return archive.Error("put", key, b.loc, err)
+		return archive.Error("put", key, b.loc, classifyPut(err, opts))
 	}
 	if info.Size != size {
 		return archive.Error("put", key, b.loc, fmt.Errorf("%w: service stored %d of %d bytes", archive.ErrSizeMismatch, info.Size, size))
