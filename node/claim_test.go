@@ -45,8 +45,9 @@ func (b *takeoverBucket) Put(ctx context.Context, key string, r io.Reader, size 
 func TestRefreshClaimKeepsTakeover(t *testing.T) {
 	tb := &takeoverBucket{}
 	n := startNode(t, func(c *Config) {
-		c.Archive = fmt.Sprintf("mem://%s-%d", t.Name(), time.Now().UnixNano()) // a fresh store on every -count
-		c.ClaimInterval = MaxClaimInterval // claimLoop stays out of the way after its first round
+		// A fresh store on every -count; claimLoop stays out of the way after its first round.
+		c.Archive = fmt.Sprintf("mem://%s-%d", t.Name(), time.Now().UnixNano())
+		c.ClaimInterval = MaxClaimInterval
 		c.wrapArchive = func(b archive.Bucket) archive.Bucket { tb.Bucket = b; return tb }
 	})
 	ctx := t.Context()
