@@ -23,7 +23,11 @@ type Bucket interface {
 	// The object becomes visible atomically: readers see the old object (or none) or the
 	// whole new one. With opts.IfNoneMatch, Put fails with ErrExists (errors.Is) when the
 	// key already exists and never overwrites it (S3 If-None-Match: *), also against a
-	// concurrent writer of the same key: exactly one of them succeeds.
+	// concurrent writer of the same key: exactly one of them succeeds. With opts.IfMatch,
+	// Put replaces the object only while its ETag is still opts.IfMatch, and fails with
+	// ErrPreconditionFailed (changing nothing) when the object was replaced or deleted
+	// since (S3 If-Match): of concurrent writers that name the same ETag, at most one
+	// succeeds.
 	Put(ctx context.Context, key string, r io.Reader, size int64, opts PutOptions) error
 
 	// Get returns the whole object. It fails with ErrNotFound when the key does not exist.
@@ -59,6 +63,12 @@ type Bucket interface {
 type PutOptions struct {
 	// IfNoneMatch makes Put fail with ErrExists instead of overwriting an existing object.
 	IfNoneMatch bool
+	// IfMatch, when not empty, is the ETag (as Stat or List report it) that the object
+	// must still have: Put fails with ErrPreconditionFailed instead of overwriting any
+	// other version, or of creating an object that is gone. A compare-and-swap, for
+	// small objects that several writers may replace (the cluster claim). At most one
+	// of IfNoneMatch and IfMatch may be set; "*" is not a wildcard.
+	IfMatch string
 	// ContentType is stored with the object where the backend supports it
 	// (default application/octet-stream).
 	ContentType string
@@ -83,6 +93,9 @@ var (
 	ErrNotFound = errors.New("object not found")
 	// ErrExists: Put with IfNoneMatch found the key already present.
 	ErrExists = errors.New("object already exists")
+	// ErrPreconditionFailed: Put with IfMatch found the object replaced (another ETag)
+	// or gone.
+	ErrPreconditionFailed = errors.New("object changed since it was read")
 	// ErrInvalidRange: GetRange asked for bytes outside the object, or an empty range.
 	ErrInvalidRange = errors.New("invalid range")
 	// ErrBadURL: Open could not parse or does not support the archive URL.
@@ -100,6 +113,30 @@ func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
 
 // IsExists reports whether err says a conditional Put found the object already there.
 func IsExists(err error) bool { return errors.Is(err, ErrExists) }
+
+// IsPreconditionFailed reports whether err says a Put with IfMatch found the object
+// replaced or gone.
+func IsPreconditionFailed(err error) bool { return errors.Is(err, ErrPreconditionFailed) }
+
+// CheckPutOptions refuses options no backend can honour, before any request is made.
+func CheckPutOptions(opts PutOptions) error {
+	if opts.IfNoneMatch && opts.IfMatch != "" {
+		return errors.New("a Put cannot be conditional on both IfNoneMatch and IfMatch")
+	}
+	return nil
+}
+
+// S3PutSentinel is S3Sentinel for the answer to a Put with opts. A Put with IfMatch
+// that S3 refuses with 412 found another ETag, and one that it refuses with 404 (AWS
+// answers NoSuchKey when the object is gone) found none: both are
+// ErrPreconditionFailed, not ErrExists or ErrNotFound.
+func S3PutSentinel(code string, status int, opts PutOptions) error {
+	s := S3Sentinel(code, status)
+	if opts.IfMatch != "" && (s == ErrExists || s == ErrNotFound) {
+		return ErrPreconditionFailed
+	}
+	return s
+}
 
 // S3Sentinel returns the sentinel error that an S3 error code means, or failing that
 // (code unknown or empty) its HTTP status; nil if neither means one. The S3-compatible

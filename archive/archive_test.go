@@ -121,3 +121,29 @@ func TestCheckRange(t *testing.T) {
 		}
 	}
 }
+
+// TestS3PutSentinel: the refusal of a Put with IfMatch is ErrPreconditionFailed, by
+// code or by status, whether the object was replaced (412) or is gone (404, as MinIO
+// and AWS answer); other Puts keep S3Sentinel's answers.
+func TestS3PutSentinel(t *testing.T) {
+	ifMatch := archive.PutOptions{IfMatch: "abc"}
+	for _, tc := range []struct {
+		code   string
+		status int
+		opts   archive.PutOptions
+		want   error
+	}{
+		{"PreconditionFailed", 412, ifMatch, archive.ErrPreconditionFailed},
+		{"", 412, ifMatch, archive.ErrPreconditionFailed},
+		{"NoSuchKey", 404, ifMatch, archive.ErrPreconditionFailed},
+		{"", 404, ifMatch, archive.ErrPreconditionFailed},
+		{"NoSuchBucket", 404, ifMatch, archive.ErrBucketNotFound},
+		{"ConditionalRequestConflict", 409, ifMatch, nil},
+		{"PreconditionFailed", 412, archive.PutOptions{IfNoneMatch: true}, archive.ErrExists},
+		{"NoSuchKey", 404, archive.PutOptions{}, archive.ErrNotFound},
+	} {
+		if got := archive.S3PutSentinel(tc.code, tc.status, tc.opts); got != tc.want {
+			t.Errorf("S3PutSentinel(%q, %d, %+v) = %v; want %v", tc.code, tc.status, tc.opts, got, tc.want)
+		}
+	}
+}

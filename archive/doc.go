@@ -48,6 +48,15 @@
 // duplicate upload cannot replace an archived segment, and treats ErrExists as success
 // once the existing object's checksum matches its own.
 //
+// IfMatch (S3 If-Match: "<etag>"): Put replaces the object only while its ETag is still
+// the one given (as Stat or List reported it), and otherwise fails with
+// ErrPreconditionFailed, also when the object is gone (S3 answers 412 or 404; both are
+// ErrPreconditionFailed). Of concurrent Puts that name the same ETag at most one
+// succeeds. floe's Raft leader refreshes the cluster claim with it, so that a claim
+// another cluster wrote after the leader read it is never overwritten. A Put with
+// IfMatch is not safe to retry blindly: one that succeeded answers
+// ErrPreconditionFailed when repeated, since the ETag changed; the caller reads again.
+//
 // Not found: Stat, Get and GetRange of a missing key fail with ErrNotFound (test with
 // IsNotFound). A missing bucket is ErrBucketNotFound where the service says so (Get,
 // List); S3's HEAD has no body, so a Stat in a missing bucket reports ErrNotFound.

@@ -24,7 +24,7 @@ const (
 //
 //	floe_archive_operations_total{operation}          calls
 //	floe_archive_operation_errors_total{operation,kind}  failed calls; kind is one of
-//	    not_found, exists, invalid_range, canceled, body (a download failed mid-stream), other
+//	    not_found, exists, precondition_failed, invalid_range, canceled, body (a download failed mid-stream), other
 //	floe_archive_bytes_total{operation}              bytes read from the caller's reader
 //	    (put) or delivered to the caller (get, get_range)
 //	floe_archive_operation_duration_seconds{operation}  latency; for get and get_range up
@@ -86,6 +86,8 @@ func errorKind(err error) string {
 		return "not_found"
 	case errors.Is(err, ErrExists):
 		return "exists"
+	case errors.Is(err, ErrPreconditionFailed):
+		return "precondition_failed"
 	case errors.Is(err, ErrInvalidRange):
 		return "invalid_range"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

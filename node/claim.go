@@ -74,12 +74,30 @@ func readClaim(ctx context.Context, b archive.Bucket) (*clusterClaim, error) {
 	return &c, nil
 }
 
-func writeClaim(ctx context.Context, b archive.Bucket, c *clusterClaim, create bool) error {
+// readClaimETag is readClaim that also returns the ETag of the claim it read, for a
+// conditional overwrite. It asks for the ETag first and the body second: if the claim
+// is replaced between the two requests, the body read may be newer than the ETag, and
+// an overwrite conditional on that ETag then fails, which is safe. The other order
+// could pair the body of an old claim with the ETag of a newer one, and overwrite a
+// claim nobody read.
+func readClaimETag(ctx context.Context, b archive.Bucket) (*clusterClaim, string, error) {
+	info, err := b.Stat(ctx, tiering.ClaimKey)
+	if err != nil {
+		return nil, "", err
+	}
+	c, err := readClaim(ctx, b)
+	return c, info.ETag, err
+}
+
+// writeClaim writes c: with create only if no claim exists (If-None-Match), with
+// ifMatch only over the claim of that ETag (If-Match), with neither over any claim.
+func writeClaim(ctx context.Context, b archive.Bucket, c *clusterClaim, create bool, ifMatch string) error {
 	body, err := json.MarshalIndent(c, "", "  ")
 	if err != nil {
 		return err
 	}
-	return b.Put(ctx, tiering.ClaimKey, bytes.NewReader(body), int64(len(body)), archive.PutOptions{IfNoneMatch: create, ContentType: "application/json"})
+	return b.Put(ctx, tiering.ClaimKey, bytes.NewReader(body), int64(len(body)),
+		archive.PutOptions{IfNoneMatch: create, IfMatch: ifMatch, ContentType: "application/json"})
 }
 
 // claimDesc describes the cluster a claim names.
@@ -192,7 +210,7 @@ func (n *Node) tryClaim(ctx context.Context, id string) error {
 	case err != nil && !archive.IsNotFound(err): // a claim that is not a floe claim
 		tookOver = tookOverUnknown
 	}
-	err = writeClaim(ctx, n.bucket, n.newClaim(id, 0, tookOver), !n.cfg.ForceNewCluster)
+	err = writeClaim(ctx, n.bucket, n.newClaim(id, 0, tookOver), !n.cfg.ForceNewCluster, "")
 	if archive.IsExists(err) { // another node bootstraps on this archive right now
 		c, err := readClaim(ctx, n.bucket)
 		if err != nil {
@@ -293,28 +311,42 @@ func (n *Node) archiveWritable(ctx context.Context) error {
 // missing, an error wrapping ErrBucketClaimed if it names another cluster or is not a
 // floe claim, and the read's error otherwise (the view then stays as it was).
 func (n *Node) observeClaim(ctx context.Context) (*clusterClaim, error) {
+	c, _, err := n.observe(ctx, false)
+	return c, err
+}
+
+// observe is observeClaim that, with withETag, also returns the ETag of the claim it
+// read (readClaimETag: one more request), for the Raft leader's conditional refresh.
+func (n *Node) observe(ctx context.Context, withETag bool) (*clusterClaim, string, error) {
 	id := n.fsm.ClusterID()
 	if id == "" {
-		return nil, errors.New("this node does not know its cluster id yet (its metadata has not caught up): it writes nothing to the archive")
+		return nil, "", errors.New("this node does not know its cluster id yet (its metadata has not caught up): it writes nothing to the archive")
 	}
 	at := time.Now()
-	c, err := readClaim(ctx, n.bucket)
+	var c *clusterClaim
+	var etag string
+	var err error
+	if withETag {
+		c, etag, err = readClaimETag(ctx, n.bucket)
+	} else {
+		c, err = readClaim(ctx, n.bucket)
+	}
 	switch {
 	case archive.IsNotFound(err):
 		n.setClaimView(nil, nil, at)
-		return nil, nil
+		return nil, "", nil
 	case errors.Is(err, ErrBucketClaimed): // not a floe claim
 		n.setClaimView(nil, err, at)
-		return nil, err
+		return nil, "", err
 	case err != nil:
-		return nil, fmt.Errorf("cannot read the archive's cluster claim, so this node writes nothing to the archive for now: %w", err)
+		return nil, "", fmt.Errorf("cannot read the archive's cluster claim, so this node writes nothing to the archive for now: %w", err)
 	case c.ClusterID != id:
 		err = fmt.Errorf("%w: %s, this is cluster %s", ErrBucketClaimed, claimDesc(c), id)
 		n.setClaimView(c, err, at)
-		return c, err
+		return c, "", err
 	}
 	n.setClaimView(c, nil, at)
-	return c, nil
+	return c, etag, nil
 }
 
 // setClaimView records a read of the claim sent at time at (c nil: missing or not a
@@ -403,33 +435,41 @@ func (n *Node) claimLoop() {
 // refreshClaim rewrites this cluster's claim with a new seen_unix_ms (and the same
 // created time), or writes it if missing with If-None-Match (a new created time:
 // whoever recreates a deleted claim takes the prefix from then on), and records what
-// it found in the node's view.
+// it found in the node's view. The rewrite is conditional on the ETag of the claim it
+// read (If-Match): another cluster that takes the claim (--force-new-cluster) between
+// this read and this write must not have its claim overwritten, or this cluster would
+// go on archiving and the other would stop. A refused write (the claim changed or is
+// gone) leaves the claim as it is and expires the view, so the next write reads it.
 func (n *Node) refreshClaim() {
 	ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
 	defer cancel()
 	id := n.fsm.ClusterID()
-	c, err := n.observeClaim(ctx)
+	c, etag, err := n.observe(ctx, true)
 	switch {
 	case errors.Is(err, ErrBucketClaimed):
-		return // observeClaim logged it
+		return // observe logged it
 	case err != nil:
 		n.log.Warn("cannot refresh the archive's cluster claim", "err", err)
 		return
 	case c == nil:
 		at := time.Now()
 		c = n.newClaim(id, 0, tookOverUnknown)
-		if err = writeClaim(ctx, n.bucket, c, true); err == nil {
+		if err = writeClaim(ctx, n.bucket, c, true, ""); err == nil {
 			n.setClaimView(c, nil, at) // the view now knows the created time
 		}
 	default:
-		err = writeClaim(ctx, n.bucket, n.newClaim(id, c.CreatedUnixMS, c.TookOver), false)
+		err = writeClaim(ctx, n.bucket, n.newClaim(id, c.CreatedUnixMS, c.TookOver), false, etag)
 	}
-	if err != nil {
-		if !archive.IsExists(err) {
-			n.log.Warn("cannot refresh the archive's cluster claim", "err", err)
-		}
-		n.expireClaimView() // read it again before the next write
+	switch {
+	case err == nil:
+		return
+	case archive.IsPreconditionFailed(err):
+		n.log.Warn("the archive's cluster claim changed while this node refreshed it (another cluster may have taken it); "+
+			"left it as it is, and reads it again before the next archive write", "cluster", id)
+	case !archive.IsExists(err):
+		n.log.Warn("cannot refresh the archive's cluster claim", "err", err)
 	}
+	n.expireClaimView() // read it again before the next write
 }
 
 // expireClaimView makes the next archiveWritable read the claim again.

@@ -129,6 +129,8 @@ type Config struct {
 	segmentFS segment.FS
 	// appendQueue replaces the appenders' queue length (tests shrink it).
 	appendQueue int
+	// wrapArchive, when set, wraps the opened archive (tests inject faults with it).
+	wrapArchive func(archive.Bucket) archive.Bucket
 }
 
 // Defaults of the flags (README, "Configuration").

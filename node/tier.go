@@ -30,6 +30,9 @@ func (n *Node) openArchive() error {
 	if err != nil {
 		return err
 	}
+	if n.cfg.wrapArchive != nil {
+		b = n.cfg.wrapArchive(b)
+	}
 	n.bucket = archive.WithMetrics(b, n.metrics.reg, nil)
 	return nil
 }

@@ -40,6 +40,9 @@ func Run(t *testing.T, newBucket func(t *testing.T) archive.Bucket) {
 		{"IfNoneMatch", testIfNoneMatch},
 		{"IfNoneMatchLarge", testIfNoneMatchLarge},
 		{"ConcurrentIfNoneMatch", testConcurrentIfNoneMatch},
+		{"IfMatch", testIfMatch},
+		{"IfMatchMissing", testIfMatchMissing},
+		{"ConcurrentIfMatch", testConcurrentIfMatch},
 		{"Overwrite", testOverwrite},
 		{"List", testList},
 		{"ListStop", testListStop},
@@ -97,6 +100,15 @@ func get(t *testing.T, b archive.Bucket, key string) []byte {
 		t.Fatalf("Get(%q): read: %v", key, err)
 	}
 	return data
+}
+
+func stat(t *testing.T, b archive.Bucket, key string) archive.ObjectInfo {
+	t.Helper()
+	info, err := b.Stat(ctx(t), key)
+	if err != nil {
+		t.Fatalf("Stat(%q): %v", key, err)
+	}
+	return info
 }
 
 func checkContent(t *testing.T, what string, got, want []byte) {
@@ -294,6 +306,96 @@ func testConcurrentIfNoneMatch(t *testing.T, b archive.Bucket) {
 		t.Fatalf("no writer succeeded: %v", errs)
 	}
 	checkContent(t, fmt.Sprintf("content (winner %d)", winner), get(t, b, "race"), datas[winner])
+}
+
+// testIfMatch: a Put with the current ETag replaces the object; one with an ETag the
+// object no longer has fails with ErrPreconditionFailed and changes nothing.
+func testIfMatch(t *testing.T, b archive.Bucket) {
+	c := ctx(t)
+	first, second, third := []byte("first claim"), []byte("second claim"), []byte("a third, longer claim")
+	put(t, b, "cas", first)
+	old := stat(t, b, "cas")
+	if err := b.Put(c, "cas", bytes.NewReader(second), int64(len(second)), archive.PutOptions{IfMatch: old.ETag}); err != nil {
+		t.Fatalf("Put(IfMatch) with the current ETag: %v", err)
+	}
+	checkContent(t, "content after Put(IfMatch)", get(t, b, "cas"), second)
+	cur := stat(t, b, "cas")
+	if cur.ETag == old.ETag {
+		t.Fatalf("ETag %q did not change when the object was replaced", cur.ETag)
+	}
+	err := b.Put(c, "cas", bytes.NewReader(third), int64(len(third)), archive.PutOptions{IfMatch: old.ETag})
+	if !archive.IsPreconditionFailed(err) {
+		t.Fatalf("Put(IfMatch) with a stale ETag: error %v; want ErrPreconditionFailed", err)
+	}
+	if archive.IsExists(err) || archive.IsNotFound(err) {
+		t.Errorf("ErrPreconditionFailed error also matches ErrExists or ErrNotFound: %v", err)
+	}
+	if !strings.Contains(err.Error(), "cas") {
+		t.Errorf("error %q does not name the key", err)
+	}
+	checkContent(t, "content after refused Put(IfMatch)", get(t, b, "cas"), second)
+	if after := stat(t, b, "cas"); after.ETag != cur.ETag || after.Size != int64(len(second)) {
+		t.Fatalf("Stat after refused Put(IfMatch) = %+v; want ETag %q, size %d", after, cur.ETag, len(second))
+	}
+	if err := b.Put(c, "cas", bytes.NewReader(third), int64(len(third)), archive.PutOptions{IfMatch: cur.ETag, IfNoneMatch: true}); err == nil {
+		t.Fatalf("Put with both IfMatch and IfNoneMatch succeeded")
+	}
+	checkContent(t, "content after Put with both conditions", get(t, b, "cas"), second)
+}
+
+// testIfMatchMissing: a Put with IfMatch never creates an object that is gone.
+func testIfMatchMissing(t *testing.T, b archive.Bucket) {
+	c := ctx(t)
+	data := []byte("resurrected")
+	put(t, b, "gone", []byte("short-lived"))
+	info := stat(t, b, "gone")
+	if err := b.Delete(c, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"gone", "never/there"} {
+		err := b.Put(c, key, bytes.NewReader(data), int64(len(data)), archive.PutOptions{IfMatch: info.ETag})
+		if !archive.IsPreconditionFailed(err) {
+			t.Fatalf("Put(IfMatch) of missing key %q: error %v; want ErrPreconditionFailed", key, err)
+		}
+		wantNotFound(t, b, key)
+	}
+}
+
+// testConcurrentIfMatch: of writers that all name the object's current ETag, exactly
+// one replaces it; the others fail and the object holds the winner's bytes.
+func testConcurrentIfMatch(t *testing.T, b archive.Bucket) {
+	const writers = 8
+	c := ctx(t)
+	put(t, b, "cas-race", []byte("the claim everyone read"))
+	etag := stat(t, b, "cas-race").ETag
+	datas := make([][]byte, writers)
+	errs := make([]error, writers)
+	var start, wg sync.WaitGroup
+	start.Add(1)
+	for i := range writers {
+		datas[i] = content(uint64(200+i), 1<<10) // one size: only the ETag tells them apart
+		wg.Go(func() {
+			start.Wait()
+			errs[i] = b.Put(c, "cas-race", bytes.NewReader(datas[i]), int64(len(datas[i])), archive.PutOptions{IfMatch: etag})
+		})
+	}
+	start.Done()
+	wg.Wait()
+	winner := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && winner >= 0:
+			t.Errorf("writers %d and %d both succeeded", winner, i)
+		case err == nil:
+			winner = i
+		case !archive.IsPreconditionFailed(err):
+			t.Errorf("writer %d: error %v; want ErrPreconditionFailed", i, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatalf("no writer succeeded: %v", errs)
+	}
+	checkContent(t, fmt.Sprintf("content (winner %d)", winner), get(t, b, "cas-race"), datas[winner])
 }
 
 func testOverwrite(t *testing.T, b archive.Bucket) {

@@ -5,8 +5,9 @@
 // On-disk layout (key "topics/t/000001.seg" under root /data/archive):
 //
 //	/data/archive/
-//	├── .floe-tmp/                   uploads in progress (put-*), never listed
-//	│   └── put-2207139470
+//	├── .floe-tmp/                   uploads in progress (put-*) and publish locks
+//	│   ├── put-2207139470           (lock-00 .. lock-ff), never listed
+//	│   └── lock-3a
 //	└── topics/
 //	    └── t/
 //	        └── 000001.seg           one regular file per object, its bytes verbatim
@@ -14,7 +15,14 @@
 // A Put writes a temporary file in .floe-tmp, fsyncs it, then publishes it: rename(2)
 // onto the key's path (last writer wins) or, with IfNoneMatch, link(2) to it, which
 // fails with EEXIST if any writer published first, so no writer ever overwrites; then
-// the key's directory is fsynced. Readers therefore see a whole object or none. Parent
+// the key's directory is fsynced. With IfMatch, the writer compares the current file's
+// ETag and renames only if it matches. For that compare and the rename to be one step,
+// every publish and every Delete of a key holds an exclusive flock(2) on one of 256
+// lock files in .floe-tmp (lock-00 to lock-ff, chosen by a hash of the key; they are
+// never removed): a plain Put or a Delete by another writer or process cannot slip
+// between an IfMatch writer's compare and its rename. The ETag names the file's inode,
+// modification time and size: every Put publishes a new inode, so even two Puts of the
+// same size within one tick of the file system's clock get different ETags. Readers therefore see a whole object or none. Parent
 // directories are created as needed (and their parents fsynced) and removed again by
 // Delete when they become empty.
 //
@@ -28,6 +36,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	iofs "io/fs"
 	"os"
@@ -91,6 +100,9 @@ func (b *Bucket) removeStaleTemps(age time.Duration, opts archive.Options) {
 		return
 	}
 	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), "put-") {
+			continue // a lock file: removing it could let two writers lock different inodes
+		}
 		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > age {
 			if err := os.Remove(filepath.Join(b.tmp, e.Name())); err == nil {
 				opts.Log().Info("archive: removed stale temporary upload", "file", filepath.Join(b.tmp, e.Name()))
@@ -123,13 +135,16 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.Reader, size int64, o
 	if size < 0 {
 		return archive.Error("put", key, b.loc, fmt.Errorf("%w: negative size %d", archive.ErrSizeMismatch, size))
 	}
-	if err := b.put(ctx, p, r, size, opts.IfNoneMatch); err != nil {
+	if err := archive.CheckPutOptions(opts); err != nil {
+		return archive.Error("put", key, b.loc, err)
+	}
+	if err := b.put(ctx, key, p, r, size, opts); err != nil {
 		return archive.Error("put", key, b.loc, err)
 	}
 	return nil
 }
 
-func (b *Bucket) put(ctx context.Context, p string, r io.Reader, size int64, ifNoneMatch bool) (err error) {
+func (b *Bucket) put(ctx context.Context, key, p string, r io.Reader, size int64, opts archive.PutOptions) (err error) {
 	f, err := os.CreateTemp(b.tmp, "put-*")
 	if err != nil {
 		if errors.Is(err, iofs.ErrNotExist) {
@@ -169,13 +184,36 @@ func (b *Bucket) put(ctx context.Context, p string, r io.Reader, size int64, ifN
 		return err
 	}
 
+	unlock, err := b.lock(key)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := b.publish(tmp, p, opts); err != nil {
+		return err
+	}
+	return fsutil.SyncDir(filepath.Dir(p))
+}
+
+// publish puts the finished temporary file tmp in place at p, under the key's lock.
+func (b *Bucket) publish(tmp, p string, opts archive.PutOptions) error {
+	if opts.IfMatch != "" {
+		fi, err := os.Stat(p)
+		if err != nil || !fi.Mode().IsRegular() || etag(fi) != opts.IfMatch {
+			if err != nil && !errors.Is(err, iofs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
+				return err
+			}
+			return archive.ErrPreconditionFailed
+		}
+	}
 	dir := filepath.Dir(p)
 	// A concurrent Delete may remove an empty parent between mkdir and publish; retry.
 	for attempt := 0; ; attempt++ {
 		if err := mkdirAll(dir); err != nil {
 			return err
 		}
-		if ifNoneMatch {
+		var err error
+		if opts.IfNoneMatch {
 			err = os.Link(tmp, p)
 			if errors.Is(err, iofs.ErrExist) {
 				if fi, serr := os.Lstat(p); serr == nil && fi.IsDir() {
@@ -189,12 +227,47 @@ func (b *Bucket) put(ctx context.Context, p string, r io.Reader, size int64, ifN
 		if errors.Is(err, iofs.ErrNotExist) && attempt < 5 {
 			continue
 		}
-		if err != nil {
-			return err
-		}
-		break
+		return err
 	}
-	return fsutil.SyncDir(dir)
+}
+
+// lock takes the key's publish lock (see the package comment) and returns its release.
+func (b *Bucket) lock(key string) (func(), error) {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	name := filepath.Join(b.tmp, fmt.Sprintf("lock-%02x", h.Sum32()&0xff))
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		if errors.Is(err, iofs.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %w", archive.ErrBucketNotFound, err)
+		}
+		return nil, err
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+		if !errors.Is(err, syscall.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", name, err)
+	}
+	return func() { f.Close() }, nil // closing the file releases the lock
+}
+
+// remove removes the object's file under the key's lock, so that it cannot slip
+// between the compare and the rename of a Put with IfMatch.
+func (b *Bucket) remove(key, p string) error {
+	unlock, err := b.lock(key)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := os.Remove(p); err != nil && !errors.Is(err, iofs.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // ctxReader stops a long copy when ctx ends.
@@ -295,13 +368,23 @@ func (b *Bucket) Stat(ctx context.Context, key string) (archive.ObjectInfo, erro
 	return info(key, fi), nil
 }
 
-// info describes a file. The ETag is derived from size and modification time: it
-// changes when the object is replaced but is not a content hash.
+// etag derives a file's ETag from its inode, modification time and size: it changes
+// when the object is replaced (each Put publishes a new inode) but is not a content
+// hash.
+func etag(fi iofs.FileInfo) string {
+	var ino uint64
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		ino = uint64(st.Ino)
+	}
+	return fmt.Sprintf("%x-%x-%x", ino, fi.ModTime().UnixNano(), fi.Size())
+}
+
+// info describes a file.
 func info(key string, fi iofs.FileInfo) archive.ObjectInfo {
 	return archive.ObjectInfo{
 		Key:          key,
 		Size:         fi.Size(),
-		ETag:         fmt.Sprintf("%x-%x", fi.ModTime().UnixNano(), fi.Size()),
+		ETag:         etag(fi),
 		LastModified: fi.ModTime(),
 	}
 }
@@ -423,7 +506,7 @@ func (b *Bucket) Delete(ctx context.Context, key string) error {
 	if err != nil {
 		return archive.Error("delete", key, b.loc, err)
 	}
-	if err := os.Remove(p); err != nil && !errors.Is(err, iofs.ErrNotExist) {
+	if err := b.remove(key, p); err != nil {
 		return archive.Error("delete", key, b.loc, err)
 	}
 	dir := filepath.Dir(p)

@@ -73,6 +73,9 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.Reader, size int64, o
 	if size < 0 {
 		return archive.Error("put", key, b.loc(), fmt.Errorf("%w: negative size %d", archive.ErrSizeMismatch, size))
 	}
+	if err := archive.CheckPutOptions(opts); err != nil {
+		return archive.Error("put", key, b.loc(), err)
+	}
 	var buf bytes.Buffer
 	buf.Grow(int(min(size, 64<<20)))
 	if _, err := io.Copy(&buf, archive.ExactReader(r, size)); err != nil {
@@ -88,8 +91,12 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.Reader, size int64, o
 	if b.objs == nil {
 		return archive.Error("put", key, b.loc(), errClosed)
 	}
-	if _, ok := b.objs[key]; ok && opts.IfNoneMatch {
+	old, ok := b.objs[key]
+	if ok && opts.IfNoneMatch {
 		return archive.Error("put", key, b.loc(), archive.ErrExists)
+	}
+	if opts.IfMatch != "" && (!ok || old.etag != opts.IfMatch) {
+		return archive.Error("put", key, b.loc(), archive.ErrPreconditionFailed)
 	}
 	b.objs[key] = obj
 	return nil

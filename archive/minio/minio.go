@@ -10,12 +10,15 @@
 // objects) with CRC32C checksums that the service verifies. The body is wrapped in
 // archive.ExactReader, so a body that is short or long fails the request before the
 // object is committed. IfNoneMatch sends If-None-Match: * (minio-go sends it on the
-// PUT, and on both the initiation and the completion of a multipart upload).
+// PUT, and on both the initiation and the completion of a multipart upload); IfMatch
+// sends If-Match: "<etag>" the same way (PutObjectOptions.SetMatchETag).
 //
 // Errors are classified by the S3 error code of minio.ErrorResponse, then by HTTP
 // status, never by message text: NoSuchKey and 404 are archive.ErrNotFound;
 // NoSuchBucket is archive.ErrBucketNotFound; PreconditionFailed and 412 are
-// archive.ErrExists; InvalidRange and 416 are archive.ErrInvalidRange. Nothing is
+// archive.ErrExists, except that a Put with IfMatch refused with PreconditionFailed,
+// 412, NoSuchKey or 404 is archive.ErrPreconditionFailed (archive.S3PutSentinel);
+// InvalidRange and 416 are archive.ErrInvalidRange. Nothing is
 // retried here beyond minio-go's own retries.
 package minio
 
@@ -130,6 +133,15 @@ func classify(err error) error {
 	return err
 }
 
+// classifyPut is classify for the answer to a Put with opts (see archive.S3PutSentinel).
+func classifyPut(err error, opts archive.PutOptions) error {
+	var er mc.ErrorResponse
+	if errors.As(err, &er) {
+		return archive.Classified(archive.S3PutSentinel(er.Code, er.StatusCode, opts), err)
+	}
+	return err
+}
+
 func (b *Bucket) fail(verb, key string, err error) error {
 	return archive.Error(verb, key, b.loc, classify(err))
 }
@@ -148,8 +160,14 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.Reader, size int64, o
 	if po.ContentType == "" {
 		po.ContentType = "application/octet-stream"
 	}
+	if err := archive.CheckPutOptions(opts); err != nil {
+		return archive.Error("put", key, b.loc, err)
+	}
 	if opts.IfNoneMatch {
 		po.SetMatchETagExcept("*")
+	}
+	if opts.IfMatch != "" {
+		po.SetMatchETag(opts.IfMatch)
 	}
 	body := &recordingReader{r: archive.ExactReader(r, size)}
 	if size == 0 && body.atEOF() != nil { // minio-go never reads an empty body
@@ -162,7 +180,7 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.Reader, size int64, o
 		return archive.Error("put", key, b.loc, body.err)
 	}
 	if err != nil {
-		return b.fail("put", key, err)
+		return archive.Error("put", key, b.loc, classifyPut(err, opts))
 	}
 	if info.Size != size {
 		return archive.Error("put", key, b.loc, fmt.Errorf("%w: service stored %d of %d bytes", archive.ErrSizeMismatch, info.Size, size))

@@ -82,6 +82,9 @@ func TestClassifyFromMinIO(t *testing.T) {
 	}
 	ifNoneMatch := mc.PutObjectOptions{}
 	ifNoneMatch.SetMatchETagExcept("*")
+	stale := archive.PutOptions{IfMatch: "0123456789abcdef0123456789abcdef"}
+	ifMatch := mc.PutObjectOptions{}
+	ifMatch.SetMatchETag(stale.IfMatch)
 	big := bytes.Repeat([]byte("m"), 17<<20) // over minio-go's 16 MiB single-PUT limit: multipart
 	for _, tc := range []struct {
 		name       string
@@ -89,33 +92,46 @@ func TestClassifyFromMinIO(t *testing.T) {
 		wantCode   string
 		wantStatus int
 		want       error
+		put        archive.PutOptions // the Put's options, for a PutObject
 	}{
 		{"StatObject missing", func() error {
 			_, err := b.client.StatObject(ctx, b.bucket, "missing", mc.StatObjectOptions{})
 			return err
-		}, "NoSuchKey", http.StatusNotFound, archive.ErrNotFound},
+		}, "NoSuchKey", http.StatusNotFound, archive.ErrNotFound, archive.PutOptions{}},
 		{"GetObject missing", func() error {
 			_, _, _, err := b.core.GetObject(ctx, b.bucket, "missing", mc.GetObjectOptions{})
 			return err
-		}, "NoSuchKey", http.StatusNotFound, archive.ErrNotFound},
+		}, "NoSuchKey", http.StatusNotFound, archive.ErrNotFound, archive.PutOptions{}},
 		{"GetObject missing bucket", func() error {
 			_, _, _, err := b.core.GetObject(ctx, "no-such-bucket", "k", mc.GetObjectOptions{})
 			return err
-		}, "NoSuchBucket", http.StatusNotFound, archive.ErrBucketNotFound},
+		}, "NoSuchBucket", http.StatusNotFound, archive.ErrBucketNotFound, archive.PutOptions{}},
 		{"PutObject If-None-Match over existing", func() error {
 			_, err := b.client.PutObject(ctx, b.bucket, "exists", strings.NewReader("z"), 1, ifNoneMatch)
 			return err
-		}, "PreconditionFailed", http.StatusPreconditionFailed, archive.ErrExists},
+		}, "PreconditionFailed", http.StatusPreconditionFailed, archive.ErrExists, archive.PutOptions{IfNoneMatch: true}},
 		{"multipart PutObject If-None-Match over existing", func() error {
 			_, err := b.client.PutObject(ctx, b.bucket, "exists", io.MultiReader(bytes.NewReader(big)), int64(len(big)), ifNoneMatch)
 			return err
-		}, "PreconditionFailed", http.StatusPreconditionFailed, archive.ErrExists},
+		}, "PreconditionFailed", http.StatusPreconditionFailed, archive.ErrExists, archive.PutOptions{IfNoneMatch: true}},
+		{"PutObject If-Match over another version", func() error {
+			_, err := b.client.PutObject(ctx, b.bucket, "exists", strings.NewReader("z"), 1, ifMatch)
+			return err
+		}, "PreconditionFailed", http.StatusPreconditionFailed, archive.ErrPreconditionFailed, stale},
+		{"PutObject If-Match of a missing key", func() error {
+			_, err := b.client.PutObject(ctx, b.bucket, "missing", strings.NewReader("z"), 1, ifMatch)
+			return err
+		}, "NoSuchKey", http.StatusNotFound, archive.ErrPreconditionFailed, stale},
+		{"multipart PutObject If-Match over another version", func() error {
+			_, err := b.client.PutObject(ctx, b.bucket, "exists", io.MultiReader(bytes.NewReader(big)), int64(len(big)), ifMatch)
+			return err
+		}, "PreconditionFailed", http.StatusPreconditionFailed, archive.ErrPreconditionFailed, stale},
 		{"GetObject range past the end", func() error {
 			var o mc.GetObjectOptions
 			o.SetRange(5, 9)
 			_, _, _, err := b.core.GetObject(ctx, b.bucket, "exists", o)
 			return err
-		}, "InvalidRange", http.StatusRequestedRangeNotSatisfiable, archive.ErrInvalidRange},
+		}, "InvalidRange", http.StatusRequestedRangeNotSatisfiable, archive.ErrInvalidRange, archive.PutOptions{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.call()
@@ -127,8 +143,8 @@ func TestClassifyFromMinIO(t *testing.T) {
 			if er.Code != tc.wantCode || er.StatusCode != tc.wantStatus {
 				t.Errorf("MinIO answered %d %s; want %d %s", er.StatusCode, er.Code, tc.wantStatus, tc.wantCode)
 			}
-			if got := classify(err); !errors.Is(got, tc.want) {
-				t.Errorf("classify(%v) = %v; want %v", err, got, tc.want)
+			if got := classifyPut(err, tc.put); !errors.Is(got, tc.want) {
+				t.Errorf("classifyPut(%v, %+v) = %v; want %v", err, tc.put, got, tc.want)
 			}
 		})
 	}

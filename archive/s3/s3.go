@@ -12,12 +12,15 @@
 // checksum that the service verifies (never rely on the SDK's default
 // algorithm choice for multipart), and CompleteMultipartUpload carries the expected
 // object size. IfNoneMatch sends If-None-Match: * on PutObject and on
-// CompleteMultipartUpload, the point at which a multipart object becomes visible.
+// CompleteMultipartUpload, the point at which a multipart object becomes visible;
+// IfMatch sends If-Match: "<etag>" at the same two points.
 //
 // Errors are classified by the service's error code, then by HTTP status, never by
 // message text: NoSuchKey, NotFound and 404 are archive.ErrNotFound; NoSuchBucket is
 // archive.ErrBucketNotFound; PreconditionFailed and 412 are archive.ErrExists (only a
-// conditional Put sends a precondition); InvalidRange and 416 are
+// conditional Put sends a precondition), except that a Put with IfMatch refused with
+// PreconditionFailed, 412, NoSuchKey or 404 is archive.ErrPreconditionFailed
+// (archive.S3PutSentinel); InvalidRange and 416 are
 // archive.ErrInvalidRange. AWS answers 409 ConditionalRequestConflict to a conditional
 // write that races another one in flight; that is left unclassified (a plain error to
 // retry, after which the loser sees 412), since the other write may yet fail. MinIO
@@ -145,8 +148,11 @@ func (b *Bucket) create(ctx context.Context, region string, opts archive.Options
 
 // classify maps an SDK error to the archive sentinels by code, then by HTTP status.
 func classify(err error) error {
-	var code string
-	var status int
+	return archive.Classified(archive.S3Sentinel(errorCode(err)), err)
+}
+
+// errorCode is the S3 error code and HTTP status of an SDK error, where it has them.
+func errorCode(err error) (code string, status int) {
 	var ae smithy.APIError
 	if errors.As(err, &ae) {
 		code = ae.ErrorCode()
@@ -155,7 +161,7 @@ func classify(err error) error {
 	if errors.As(err, &re) {
 		status = re.HTTPStatusCode()
 	}
-	return archive.Classified(archive.S3Sentinel(code, status), err)
+	return code, status
 }
 
 func (b *Bucket) fail(verb, key string, err error) error {
@@ -170,6 +176,9 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.Reader, size int64, o
 	if size < 0 {
 		return archive.Error("put", key, b.loc, fmt.Errorf("%w: negative size %d", archive.ErrSizeMismatch, size))
 	}
+	if err := archive.CheckPutOptions(opts); err != nil {
+		return archive.Error("put", key, b.loc, err)
+	}
 	body := archive.ExactReader(r, size)
 	var err error
 	if size <= b.partSize {
@@ -178,9 +187,15 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.Reader, size int64, o
 		err = b.putMultipart(ctx, key, body, size, opts)
 	}
 	if err != nil {
-		return b.fail("put", key, err)
+		return archive.Error("put", key, b.loc, classifyPut(err, opts))
 	}
 	return nil
+}
+
+// classifyPut is classify for the answer to a Put with opts (see archive.S3PutSentinel).
+func classifyPut(err error, opts archive.PutOptions) error {
+	code, status := errorCode(err)
+	return archive.Classified(archive.S3PutSentinel(code, status, opts), err)
 }
 
 func contentType(opts archive.PutOptions) *string {
@@ -193,6 +208,14 @@ func contentType(opts archive.PutOptions) *string {
 func ifNoneMatch(opts archive.PutOptions) *string {
 	if opts.IfNoneMatch {
 		return aws.String("*")
+	}
+	return nil
+}
+
+// ifMatch quotes the ETag again (ObjectInfo.ETag carries it without quotes).
+func ifMatch(opts archive.PutOptions) *string {
+	if opts.IfMatch != "" {
+		return aws.String(`"` + opts.IfMatch + `"`)
 	}
 	return nil
 }
@@ -223,6 +246,7 @@ func (b *Bucket) putSingle(ctx context.Context, key string, body io.Reader, size
 		ContentType:       contentType(opts),
 		ChecksumAlgorithm: types.ChecksumAlgorithmCrc32c,
 		IfNoneMatch:       ifNoneMatch(opts),
+		IfMatch:           ifMatch(opts),
 	})
 	return err
 }
@@ -319,6 +343,7 @@ func (b *Bucket) putMultipart(ctx context.Context, key string, body io.Reader, s
 		UploadId:        uploadID,
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
 		IfNoneMatch:     ifNoneMatch(opts),
+		IfMatch:         ifMatch(opts),
 		MpuObjectSize:   aws.Int64(size),
 	})
 	return err
