@@ -18,11 +18,12 @@
 #
 # Usage: tools/floe/bench-cluster.sh [--duration 10s] [--warmup 2s] [--connections 16]
 #                                    [--size 1024] [--pipeline 32]
-# FLOE=<binary> runs another floe build (to compare builds); NATS_SERVER=<binary> another
-# nats-server.
+# FLOE=<binary> runs the agents of another floe build (to compare builds; the bench client
+# stays ./bin/floe, or BENCH=<binary>); NATS_SERVER=<binary> another nats-server.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 FLOE=${FLOE:-./bin/floe}
+BENCH=${BENCH:-./bin/floe}
 NATS_SERVER=${NATS_SERVER:-./bin/nats-server}
 DURATION=10s WARMUP=2s CONNS=16 SIZE=1024 DEPTH=32
 usage() { echo "usage: $0 [--duration D] [--warmup D] [--connections N] [--size BYTES] [--pipeline N]" >&2; exit 2; }
@@ -75,7 +76,7 @@ floe_run() {
   local json=$DIR/$1.json before after ebefore eafter rss
   echo "== $1: floe bench, $CONNS x $3 via node $2 (segment leader: node $leader)"
   before=$(floe_cpu "$leader"); ebefore=$(floe_cpu "$2")
-  "$FLOE" bench --addr "127.0.0.1:$((17100+$2))" --http "127.0.0.1:$((17200+leader))" --json \
+  "$BENCH" bench --addr "127.0.0.1:$((17100+$2))" --http "127.0.0.1:$((17200+leader))" --json \
     --connections "$CONNS" --size "$SIZE" --pipeline "$3" --duration "$DURATION" --warmup "$WARMUP" >"$json"
   after=$(floe_cpu "$leader"); eafter=$(floe_cpu "$2")
   rss=$(sed -n 's/^ *"bytes": \([0-9]*\).*/\1/p' "$json" | head -1)
