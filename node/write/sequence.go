@@ -147,15 +147,21 @@ func (s *Sequence) settle(j *Job, r Result) {
 	s.startDrain()
 }
 
-// drain is the slow path: settle, retry failures in order, then send what was held,
-// one route at a time.
+// drain is the slow path: settle, retry failures in order, then send what was held.
+// Held appends that share a route are pipelined as on the fast path; one for a new
+// route waits until every append in flight has settled. Once nothing is held or
+// failed, the fast path resumes, with whatever is still in flight (a failure among it
+// starts the slow path again).
 func (s *Sequence) drain() {
 	s.mu.Lock()
 	for {
-		for s.inflight > 0 {
-			s.cond.Wait()
-		}
 		if len(s.failed) > 0 {
+			// Failures are retried once everything in flight has settled: a failure is
+			// a suffix of what went to its route, so the ones behind it fail too.
+			if s.inflight > 0 {
+				s.cond.Wait()
+				continue
+			}
 			failed := s.failed
 			s.failed = nil
 			s.mu.Unlock()
@@ -172,10 +178,17 @@ func (s *Sequence) drain() {
 		s.mu.Unlock()
 		rt, err := s.w.routeFor(s.w.ctx, s.topic, 0)
 		s.mu.Lock()
+		if s.inflight > 0 && (err != nil || rt != s.cur) {
+			s.cond.Wait() // the old route settles first
+			continue
+		}
+		if len(s.failed) > 0 {
+			continue // something in flight failed meanwhile: its retry goes first
+		}
 		if err != nil {
 			s.held = s.held[1:]
 			s.assignWire(j)
-			tag := s.tag(j, true) // drain sends one at a time: the ones before it have settled
+			tag := s.tag(j, true) // nothing is in flight: the ones before it have settled
 			s.mu.Unlock()
 			// Route errors (unknown topic, no leader) get the retrying path.
 			first, err := s.w.retry(s.w.ctx, s.topic, j.Payloads, tag, 0, nil)
@@ -188,14 +201,12 @@ func (s *Sequence) drain() {
 			s.mu.Lock()
 			continue
 		}
-		if s.inflight > 0 && rt != s.cur {
-			continue // wait for the old route to settle first
-		}
 		s.held = s.held[1:]
 		s.cur = rt
+		base := s.inflight == 0
 		s.inflight++
 		s.assignWire(j)
-		tag := s.tag(j, true) // drain sends one at a time: the ones before it have settled
+		tag := s.tag(j, base)
 		s.mu.Unlock()
 		s.w.dispatch(s.topic, rt, j.Payloads, tag, func(r Result) { s.settle(j, r) })
 		s.mu.Lock()

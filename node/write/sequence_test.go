@@ -79,6 +79,42 @@ func TestSequenceHoldsNewRouteUntilInFlightSettle(t *testing.T) {
 	}
 }
 
+// TestSequencePipelinesAfterRouteChange: appends held while the route changed are
+// pipelined to the new route once the old one has settled, as on the fast path, not
+// sent one at a time. (They were, and a pipelined connection that kept submitting
+// stayed on that serial path for good: after a roll-over moved a topic's segment to
+// another node, 16 connections x 32 in flight ran at one forwarded append per
+// connection per round trip.)
+func TestSequencePipelinesAfterRouteChange(t *testing.T) {
+	h := newHarness(t, Limits{})
+	h.md.register("q", 2, meta.TopicConfig{})
+	s := h.w.NewSequence("q")
+
+	c1 := job(s, "1")
+	s1 := expectSent(t, h.peers, 2, "1", true)
+	h.md.moveTo("q", 3, 1, false) // roll-over: node 3 leads segment 2
+	held := []chan Result{job(s, "2"), job(s, "3"), job(s, "4")}
+	h.peers.none(t, "a new route while append 1 is in flight")
+	s1.ok(0, 1)
+
+	s2 := expectSent(t, h.peers, 3, "2", true)  // everything before it settled
+	s3 := expectSent(t, h.peers, 3, "3", false) // pipelined behind 2, unanswered
+	c5 := job(s, "5")                           // submitted while 2 and 3 are in flight
+	s4 := expectSent(t, h.peers, 3, "4", false)
+	s5 := expectSent(t, h.peers, 3, "5", false)
+	for i, x := range []sent{s2, s3, s4, s5} {
+		x.ok(uint64(1+i), 2)
+	}
+	for i, ch := range append([]chan Result{c1}, append(held, c5)...) {
+		if got := reply(t, ch); got.Err != nil || got.First != uint64(i) {
+			t.Fatalf("append %d: %+v, want offset %d", i+1, got, i)
+		}
+	}
+	if s2.a.Stream != s5.a.Stream || s5.a.Seq != s2.a.Seq+3 {
+		t.Fatalf("appends 2 and 5: stream %d seq %d, stream %d seq %d; want one stream, consecutive", s2.a.Stream, s2.a.Seq, s5.a.Stream, s5.a.Seq)
+	}
+}
+
 // TestSequenceRetriesFailuresInOrder: appends that fail with a retryable error are
 // retried one at a time, in request order, after every in-flight append settled and
 // before anything submitted later is sent; an ambiguous failure is retried on the
