@@ -77,7 +77,7 @@
 //
 // Sequence runs a fast path while routes are stable: every append is routed and
 // handed off at once. When the route changes while appends are in flight, new ones are
-// held until those settle; when an append fails retryably, every in-flight one settles
+// held until those settle, then pipelined to the new route; when an append fails retryably, every in-flight one settles
 // first, then the failed ones are retried one at a time, in request order, before
 // anything submitted later is sent.
 package write
