@@ -38,6 +38,9 @@ type metrics struct {
 	metaSnapshot prometheus.Gauge
 }
 
+// newMetrics declares and registers every series of the node. It stays one function
+// past 100 lines on purpose: one declaration per series, so the whole set reads (and is
+// checked against the README) in one place.
 func newMetrics(n *Node) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),

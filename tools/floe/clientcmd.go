@@ -65,29 +65,7 @@ func clientCmds() []*cobra.Command {
 	get := &cobra.Command{
 		Use: "get <topic>", Short: "Take the next entry of the topic's shared cursor", Args: cobra.ExactArgs(1),
 		RunE: withConn(func(c *client.Conn, a []string) error {
-			if getMax > 0 {
-				entries, err := c.GetBatch(a[0], getMax)
-				if err != nil {
-					return err
-				}
-				if len(entries) == 0 {
-					fmt.Println("EMPTY")
-				}
-				for _, e := range entries {
-					fmt.Printf("%d\t%s\n", e.Offset, e.Payload)
-				}
-				return nil
-			}
-			p, ok, err := c.Get(a[0])
-			if err != nil {
-				return err
-			}
-			if !ok {
-				fmt.Println("EMPTY")
-				return nil
-			}
-			fmt.Printf("%s\n", p)
-			return nil
+			return printGet(c, a[0], getMax)
 		}),
 	}
 	get.Flags().IntVarP(&getMax, "max", "n", 0, "take up to this many entries in one cursor advance and print them with their offsets (GET <topic> <max>)")
@@ -133,6 +111,34 @@ func clientCmds() []*cobra.Command {
 		addrFlag(c, &addr)
 	}
 	return cmds
+}
+
+// printGet takes the next entry of topic's shared cursor and prints it, or with max > 0
+// up to max entries with their offsets (GET <topic> <max>); EMPTY when there is none.
+func printGet(c *client.Conn, topic string, max int) error {
+	if max > 0 {
+		entries, err := c.GetBatch(topic, max)
+		if err != nil {
+			return err
+		}
+		if len(entries) == 0 {
+			fmt.Println("EMPTY")
+		}
+		for _, e := range entries {
+			fmt.Printf("%d\t%s\n", e.Offset, e.Payload)
+		}
+		return nil
+	}
+	p, ok, err := c.Get(topic)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		fmt.Println("EMPTY")
+		return nil
+	}
+	fmt.Printf("%s\n", p)
+	return nil
 }
 
 // printEntries prints topic's entries with their offsets from off, at most limit of
