@@ -279,14 +279,24 @@ func testConcurrentIfNoneMatch(t *testing.T, b archive.Bucket) {
 	const writers = 8
 	c := ctx(t)
 	datas := make([][]byte, writers)
-	errs := make([]error, writers)
-	var start, wg sync.WaitGroup
-	start.Add(1)
 	for i := range writers {
 		datas[i] = content(uint64(100+i), 64<<10+i)
+	}
+	oneWriterWins(t, c, b, "race", datas, archive.PutOptions{IfNoneMatch: true}, archive.IsExists, "ErrExists")
+}
+
+// oneWriterWins puts datas[i] under key from one goroutine each, all at once, with
+// opts, and checks that exactly one Put succeeded, that every other failed with the
+// error lost reports (named want), and that the object holds the winner's bytes.
+func oneWriterWins(t *testing.T, c context.Context, b archive.Bucket, key string, datas [][]byte, opts archive.PutOptions, lost func(error) bool, want string) {
+	t.Helper()
+	errs := make([]error, len(datas))
+	var start, wg sync.WaitGroup
+	start.Add(1)
+	for i := range datas {
 		wg.Go(func() {
 			start.Wait()
-			errs[i] = b.Put(c, "race", bytes.NewReader(datas[i]), int64(len(datas[i])), archive.PutOptions{IfNoneMatch: true})
+			errs[i] = b.Put(c, key, bytes.NewReader(datas[i]), int64(len(datas[i])), opts)
 		})
 	}
 	start.Done()
@@ -298,14 +308,14 @@ func testConcurrentIfNoneMatch(t *testing.T, b archive.Bucket) {
 			t.Errorf("writers %d and %d both succeeded", winner, i)
 		case err == nil:
 			winner = i
-		case !archive.IsExists(err):
-			t.Errorf("writer %d: error %v; want ErrExists", i, err)
+		case !lost(err):
+			t.Errorf("writer %d: error %v; want %s", i, err, want)
 		}
 	}
 	if winner < 0 {
 		t.Fatalf("no writer succeeded: %v", errs)
 	}
-	checkContent(t, fmt.Sprintf("content (winner %d)", winner), get(t, b, "race"), datas[winner])
+	checkContent(t, fmt.Sprintf("content (winner %d)", winner), get(t, b, key), datas[winner])
 }
 
 // testIfMatch: a Put with the current ETag replaces the object; one with an ETag the
@@ -369,33 +379,10 @@ func testConcurrentIfMatch(t *testing.T, b archive.Bucket) {
 	put(t, b, "cas-race", []byte("the claim everyone read"))
 	etag := stat(t, b, "cas-race").ETag
 	datas := make([][]byte, writers)
-	errs := make([]error, writers)
-	var start, wg sync.WaitGroup
-	start.Add(1)
 	for i := range writers {
 		datas[i] = content(uint64(200+i), 1<<10) // one size: only the ETag tells them apart
-		wg.Go(func() {
-			start.Wait()
-			errs[i] = b.Put(c, "cas-race", bytes.NewReader(datas[i]), int64(len(datas[i])), archive.PutOptions{IfMatch: etag})
-		})
 	}
-	start.Done()
-	wg.Wait()
-	winner := -1
-	for i, err := range errs {
-		switch {
-		case err == nil && winner >= 0:
-			t.Errorf("writers %d and %d both succeeded", winner, i)
-		case err == nil:
-			winner = i
-		case !archive.IsPreconditionFailed(err):
-			t.Errorf("writer %d: error %v; want ErrPreconditionFailed", i, err)
-		}
-	}
-	if winner < 0 {
-		t.Fatalf("no writer succeeded: %v", errs)
-	}
-	checkContent(t, fmt.Sprintf("content (winner %d)", winner), get(t, b, "cas-race"), datas[winner])
+	oneWriterWins(t, c, b, "cas-race", datas, archive.PutOptions{IfMatch: etag}, archive.IsPreconditionFailed, "ErrPreconditionFailed")
 }
 
 func testOverwrite(t *testing.T, b archive.Bucket) {
