@@ -25,7 +25,7 @@ var ErrBadRequest = wire.ErrBadRequest
 // Bounds of one client connection.
 const (
 	// maxInflight bounds the pipelined requests of one client connection.
-	maxInflight = 1024
+	maxInflight = 256
 	// maxConnBytes bounds the bytes one client connection holds in flight: see
 	// connBudget and replyBound.
 	maxConnBytes = 64 << 20
