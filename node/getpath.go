@@ -57,7 +57,17 @@ func (n *Node) forwardGet(ctx context.Context, addr, topic string, limit int) ([
 	if err != nil {
 		return nil, err
 	}
-	return rpc.DecodeEntries(body)
+	reply, err := rpc.DecodeGetReply(body)
+	if err != nil {
+		return nil, err
+	}
+	// The entries are this GET's whatever happens next: wait for the advance to apply
+	// here too (a STATE through this node then shows it), but hand them out even if
+	// that wait runs out, rather than consume them unseen.
+	if err := n.waitApplied(ctx, reply.Applied); err != nil {
+		n.log.Debug("forwarded GET: the cursor advance has not applied here yet", "topic", topic, "index", reply.Applied, "err", err)
+	}
+	return reply.Entries, nil
 }
 
 // rpcGet serves a GET another node forwarded to this one as the Raft leader; a node
@@ -78,5 +88,5 @@ func (n *Node) rpcGet(req *rpc.Request) {
 		req.Reply(nil, err)
 		return
 	}
-	req.Reply(rpc.EncodeEntries(entries), nil)
+	req.Reply(rpc.GetReply{Applied: n.raft.AppliedIndex(), Entries: entries}.Encode(), nil)
 }

@@ -83,39 +83,50 @@ func DecodeGet(body []byte) (Get, error) {
 	return Get{Topic: topic, Max: int(max)}, nil
 }
 
-// EncodeEntries is the reply to OpGet: the count, then each entry as its offset and
-// its payload.
-func EncodeEntries(entries []wire.Entry) []byte {
-	size := 8
-	for _, en := range entries {
+// GetReply is the reply to OpGet: the entries the leader's cursor advance handed out,
+// and the leader's applied Raft index once that advance applied, so that the sender
+// waits for its own metadata to reach it before it answers its client (a STATE through
+// the same node then shows the cursor moved, as after a GET the node served itself).
+type GetReply struct {
+	Applied uint64
+	Entries []wire.Entry
+}
+
+// Encode writes the applied index, the count, then each entry as its offset and its
+// payload.
+func (g GetReply) Encode() []byte {
+	size := 16
+	for _, en := range g.Entries {
 		size += 12 + len(en.Payload)
 	}
 	e := Encoder{B: make([]byte, 0, size)}
-	e.U64(uint64(len(entries)))
-	for _, en := range entries {
+	e.U64(g.Applied)
+	e.U64(uint64(len(g.Entries)))
+	for _, en := range g.Entries {
 		e.U64(en.Offset)
 		e.Bytes(en.Payload)
 	}
 	return e.B
 }
 
-// DecodeEntries decodes an OpGet reply; a malformed one (short, trailing bytes, a
+// DecodeGetReply decodes an OpGet reply; a malformed one (short, trailing bytes, a
 // count the body cannot hold) is an ErrUnavailable: the peer's answer is lost.
 // Payloads alias body.
-func DecodeEntries(body []byte) ([]wire.Entry, error) {
+func DecodeGetReply(body []byte) (GetReply, error) {
 	d := NewDecoder(body)
+	applied := d.U64()
 	count := d.U64()
 	if d.Err != nil || count > uint64(len(d.B)/12) {
-		return nil, fmt.Errorf("%w: malformed entries reply", ErrUnavailable)
+		return GetReply{}, fmt.Errorf("%w: malformed get reply", ErrUnavailable)
 	}
 	entries := make([]wire.Entry, count)
 	for i := range entries {
 		entries[i] = wire.Entry{Offset: d.U64(), Payload: d.Bytes()}
 	}
 	if d.Err != nil || len(d.B) != 0 {
-		return nil, fmt.Errorf("%w: malformed entries reply", ErrUnavailable)
+		return GetReply{}, fmt.Errorf("%w: malformed get reply", ErrUnavailable)
 	}
-	return entries, nil
+	return GetReply{Applied: applied, Entries: entries}, nil
 }
 
 // Status is the reply to OpStatus, also read by the handshake of every new
