@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"floe/internal/testenv"
 	"floe/meta"
 	"floe/node/rpc"
 )
@@ -112,6 +113,49 @@ func TestSequencePipelinesAfterRouteChange(t *testing.T) {
 	}
 	if s2.a.Stream != s5.a.Stream || s5.a.Seq != s2.a.Seq+3 {
 		t.Fatalf("appends 2 and 5: stream %d seq %d, stream %d seq %d; want one stream, consecutive", s2.a.Stream, s2.a.Seq, s5.a.Stream, s5.a.Seq)
+	}
+}
+
+// TestSequenceFailureAmongPipelinedHeld: when one of the held appends pipelined to a
+// new route fails, the ones behind it (which fail too) and the ones submitted
+// meanwhile wait; the failures are retried one at a time, in order, and only then is
+// the rest sent.
+func TestSequenceFailureAmongPipelinedHeld(t *testing.T) {
+	h := newHarness(t, Limits{})
+	h.md.register("q", 2, meta.TopicConfig{})
+	s := h.w.NewSequence("q")
+
+	c1 := job(s, "1")
+	s1 := expectSent(t, h.peers, 2, "1", true)
+	h.md.moveTo("q", 3, 1, false)
+	c2, c3 := job(s, "2"), job(s, "3")
+	s1.ok(0, 1)
+	s2 := expectSent(t, h.peers, 3, "2", true)
+	s3 := expectSent(t, h.peers, 3, "3", false)
+
+	s2.fail(fmt.Errorf("%w: not caught up", rpc.ErrNotSegmentLeader))
+	// Once the failure is known (before, append 4 would take the fast path, and fail
+	// behind it at the appender like 3), a new append is held.
+	testenv.WaitFor(t, 10*time.Second, "the failure of 2 to settle", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.failed) == 1
+	})
+	c4 := job(s, "4") // submitted while 3 is still in flight behind the failure
+	h.peers.none(t, "a retry or append 4 while append 3 is in flight")
+	s3.fail(fmt.Errorf("%w: out of sequence", rpc.ErrUnavailable))
+
+	r2 := expectSent(t, h.peers, 3, "2", true)
+	h.peers.none(t, "append 3 or 4 while the retry of 2 is unanswered")
+	r2.ok(1, 2)
+	r3 := expectSent(t, h.peers, 3, "3", true)
+	h.peers.none(t, "append 4 while the retry of 3 is unanswered")
+	r3.ok(2, 2)
+	expectSent(t, h.peers, 3, "4", true).ok(3, 2)
+	for i, ch := range []chan Result{c1, c2, c3, c4} {
+		if got := reply(t, ch); got.Err != nil || got.First != uint64(i) {
+			t.Fatalf("append %d: %+v, want offset %d", i+1, got, i)
+		}
 	}
 }
 
