@@ -88,5 +88,5 @@ func (n *Node) rpcGet(req *rpc.Request) {
 		req.Reply(nil, err)
 		return
 	}
-	req.Reply(rpc.GetReply{Applied: n.raft.AppliedIndex(), Entries: entries}.Encode(), nil)
+	req.Reply(rpc.GetReply{Applied: n.fsm.AppliedIndex(), Entries: entries}.Encode(), nil)
 }

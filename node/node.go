@@ -749,21 +749,19 @@ func (n *Node) propose(ctx context.Context, cmd *meta.Command) (*meta.Result, er
 	}
 }
 
-// waitApplied waits until this node has applied the Raft log up to index. Entries
-// that never reach the FSM (barriers, configuration changes, a new leader's no-op)
-// count too, so it watches raft's applied index, polling every 5 ms besides the FSM's
-// change signal.
+// waitApplied waits until this node's FSM has applied the Raft log up to index, which
+// must be the index of a command (the FSM sees nothing else: barriers, configuration
+// changes and a new leader's no-op never raise its index). Raft's own applied index is
+// no substitute: raft raises it when it hands a batch to the FSM goroutine, before the
+// FSM has applied it, so a STATE right after could still show the state before.
 func (n *Node) waitApplied(ctx context.Context, index uint64) error {
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
 	for {
 		ch := n.fsm.Changed()
-		if n.fsm.AppliedIndex() >= index || n.raft.AppliedIndex() >= index {
+		if n.fsm.AppliedIndex() >= index {
 			return nil
 		}
 		select {
 		case <-ch:
-		case <-tick.C:
 		case <-ctx.Done():
 			return rpc.Unavailable(fmt.Sprintf("waiting for index %d", index), ctx.Err())
 		case <-n.ctx.Done():

@@ -84,7 +84,8 @@ func DecodeGet(body []byte) (Get, error) {
 }
 
 // GetReply is the reply to OpGet: the entries the leader's cursor advance handed out,
-// and the leader's applied Raft index once that advance applied, so that the sender
+// and the index of the last command the leader's FSM had applied once that advance
+// applied (a command index: the sender's FSM reaches it too), so that the sender
 // waits for its own metadata to reach it before it answers its client (a STATE through
 // the same node then shows the cursor moved, as after a GET the node served itself).
 type GetReply struct {

@@ -17,7 +17,7 @@ import (
 // fakePutServer speaks floe's framing on loopback: REGISTER is answered at once, each
 // PUT with OK delay after it was read, in order. It records, per connection, the most
 // PUTs read and not yet answered: what a node would see of the client's pipeline; and
-// the topics PUT to, and the fewest connections it had open while reading a PUT.
+// the topics PUT to, and how many connections it had open when it read the last PUT.
 type fakePutServer struct {
 	ln    net.Listener
 	delay time.Duration
@@ -27,7 +27,7 @@ type fakePutServer struct {
 	answered  int
 	putTopics map[string]int
 	conns     int // open now
-	minConns  int // the fewest open when a PUT was read; 0 before any
+	lastConns int // open when the latest PUT was read; 0 before any
 	wg        sync.WaitGroup
 }
 
@@ -108,9 +108,7 @@ func (s *fakePutServer) serve(c net.Conn, i int) {
 		open++
 		s.maxOpen[i] = max(s.maxOpen[i], open)
 		s.putTopics[topic]++
-		if s.minConns == 0 || s.conns < s.minConns {
-			s.minConns = s.conns
-		}
+		s.lastConns = s.conns
 		s.mu.Unlock()
 		due <- time.Now().Add(s.delay)
 	}
@@ -195,7 +193,7 @@ func TestBenchTopicsAndIdleConnections(t *testing.T) {
 		t.Errorf("report: %d topics, %d idle connections; want 5 and 20", r.Topics, r.IdleConnections)
 	}
 	s.mu.Lock()
-	topics, minConns := s.putTopics, s.minConns
+	topics, lastConns := s.putTopics, s.lastConns
 	s.mu.Unlock()
 	for i := range 5 {
 		if n := topics["t-"+strconv.Itoa(i)]; n == 0 {
@@ -205,8 +203,11 @@ func TestBenchTopicsAndIdleConnections(t *testing.T) {
 	if len(topics) != 5 {
 		t.Errorf("PUTs to %d topics, want 5: %v", len(topics), topics)
 	}
-	if minConns < 4+20 {
-		t.Errorf("as few as %d connections open while PUTs arrived, want the 4 writing and the 20 idle", minConns)
+	// Counted at the last PUT, not as the fewest over the run: the client's dial returns once
+	// the kernel has the connection, and the first PUTs can be read before the server's
+	// Accept has returned for the last writer.
+	if lastConns < 4+20 {
+		t.Errorf("%d connections open when the last PUT arrived, want the 4 writing and the 20 idle", lastConns)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
