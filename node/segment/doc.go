@@ -10,7 +10,8 @@
 //	<data dir>/<topic>/00000000000000000007.wal.broken  bytes cut by a repair
 //
 // A segment file is an 8-byte file header followed by records, back to
-// back, with no padding and no trailer. All integers are little-endian.
+// back, with no padding, then, in an active segment's file, zeros
+// (preallocated space, below). All integers are little-endian.
 //
 //	offset 0                 8
 //	+------------------------+----------+----------+-----+----------+
@@ -38,7 +39,8 @@
 //
 // Append and AppendBatch return only after an fdatasync that covers their
 // records has returned. Each is one WriteAt at the durable end of the file
-// and one fdatasync, made by the calling goroutine; concurrent appends take
+// (now and then followed by one of zeros: Preallocation) and one fdatasync,
+// made by the calling goroutine; concurrent appends take
 // turns. The segment does not batch: the caller's AppendBatch is the group
 // commit (in floe, node's appender hands it everything queued while its
 // previous batch was written, the one batching stage of the write path).
@@ -51,17 +53,34 @@
 // copies are written to a temporary name, synced, renamed and their
 // directory synced before the segment is truncated.
 //
+// # Preallocation
+//
+// An fdatasync that has to make a new file size or new extents durable
+// costs a journal commit; one that only flushes blocks already written does
+// not, and on ext4 on this project's test machine takes about 40% less
+// time and CPU. So an append whose records reach past the zeros already
+// written writes Options.Prealloc bytes of zeros (1 MiB by default) after
+// them, made durable by the same fdatasync, and the appends after it
+// overwrite those zeros. A failed extension (ENOSPC) fails no append. Seal
+// cuts the zeros off, unsynced: a sealed file ends at its last record, or,
+// after a crash, at zeros. The zeros are never mistaken for records, since
+// no record has length zero.
+//
 // # Recovery
 //
 // Open scans the whole file up to the first damaged record (the file ends
 // inside it, its length is zero or over MaxPayload, or its CRC does not
-// match), then searches the rest, at every byte offset since the damaged
-// length cannot be trusted, for an intact record (a length that fits and a
+// match). If only zeros follow, that is the end of the records: the file's
+// preallocated space, or an append torn before any of its bytes reached the
+// disk, and nothing changes. Otherwise it searches the rest, up to its last
+// byte that is not zero, at every byte offset since the damaged length
+// cannot be trusted, for an intact record (a length that fits and a
 // matching CRC).
 //
 //   - None: a torn tail, all that a crash during an unacknowledged append
-//     can leave. Open saves the rest of the file as path.broken, truncates
-//     the file at the damage and syncs it (logged at Warn).
+//     can leave. Open saves the rest of the file, up to its last byte that
+//     is not zero, as path.broken, truncates the file at the damage and
+//     syncs it (logged at Warn).
 //   - One: damage followed by valid records, which may have been
 //     acknowledged (bit rot, a bad disk, an outside write). Open leaves the
 //     file as it is (it is its own copy of the damaged tail), logs it at

@@ -147,9 +147,18 @@ func checkTotals(t *testing.T, s *Segment, want [][]byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(file, append(fileHeader(), enc...)) {
-		t.Errorf("file %q is %d bytes and differs from header+records (%d bytes)", s.Path(), len(file), HeaderSize+len(enc))
+	records := append(fileHeader(), enc...)
+	if len(file) < len(records) || !bytes.Equal(file[:len(records)], records) || !allZero(file[len(records):]) {
+		t.Errorf("file %q is %d bytes and is not header+records (%d bytes) followed by zeros", s.Path(), len(file), HeaderSize+len(enc))
 	}
+	if s.Sealed() && len(file) != len(records) {
+		t.Errorf("sealed file %q is %d bytes; want the %d of header+records, no zeros after them", s.Path(), len(file), len(records))
+	}
+}
+
+// allZero reports whether every byte of b is zero.
+func allZero(b []byte) bool {
+	return len(bytes.TrimLeft(b, "\x00")) == 0
 }
 
 // buildFile writes a clean segment file holding payloads and returns its

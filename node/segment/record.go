@@ -91,7 +91,9 @@ func (ri RecordInfo) Intact() bool { return ri.Err == nil }
 // CRC does not match is reported and skipped by its stored length; a header
 // whose length cannot be right (zero, over MaxPayload, or past the end of
 // the file) is reported as one damaged entry spanning the rest of the file,
-// and the walk ends there.
+// and the walk ends there. Zeros from a record boundary to the end of the
+// file are preallocated space (Options.Prealloc): they end the walk and are
+// not reported.
 //
 // Inspect returns an error only for an I/O error from r, or, after the
 // walk, when the file header is damaged (wrapping ErrCorrupt): the records
@@ -120,6 +122,15 @@ func Inspect(r io.ReaderAt, size int64, fn func(RecordInfo) bool) error {
 		}
 		if err != nil {
 			return err
+		}
+		if info.Err != nil {
+			data, err := dataEnd(r, info.Offset, size)
+			if err != nil {
+				return fmt.Errorf("cannot read past offset %d: %w", info.Offset, err)
+			}
+			if data == info.Offset {
+				break // zeros to the end: preallocated space, not a record
+			}
 		}
 		info.Index = i
 		if !fn(info) {

@@ -65,25 +65,55 @@ func (s *Segment) recover(sealed bool) error {
 		crc = record.UpdateCRC(crc, payload)
 	}
 	s.crc = crc
-	s.end = size
+	s.end, s.alloc = size, size
 	if bad == nil {
 		return nil
+	}
+	s.end = bad.Offset // readers see the records before the damage
+	data, err := dataEnd(s.f, bad.Offset, size)
+	if err != nil {
+		return fmt.Errorf("cannot open %s %q: reading past the last record at offset %d: %w", what, s.path, bad.Offset, err)
+	}
+	if data == bad.Offset {
+		return nil // only zeros after the last record: the file's preallocated space
 	}
 	if sealed {
 		return fmt.Errorf("cannot open sealed segment %q: record %d: %w", s.path, len(s.offsets), bad.Err)
 	}
-	at, err := s.intactAfter(bad.Offset, size)
+	at, err := s.intactAfter(bad.Offset, data)
 	if err != nil {
 		return fmt.Errorf("cannot open %q: looking past the damaged record at offset %d: %w", s.path, bad.Offset, err)
 	}
-	s.end = bad.Offset // readers see the records before the damage
 	if at != 0 {
 		s.damaged = damagedError(s.path, len(s.offsets), *bad, at)
 		s.log.Error("segment: damaged record followed by intact ones: records after the damage may have been acknowledged; the file is left as it is, appends and seal are refused",
 			"records_before", len(s.offsets), "offset", bad.Offset, "intact_at", at, "size", size, "reason", bad.Err)
 		return nil
 	}
-	return s.cutTail(*bad, size)
+	return s.cutTail(*bad, data)
+}
+
+// dataEnd returns the offset just past the last byte in [from, size) of r
+// that is not zero, or from if they all are. Zeros after the last record
+// are the file's preallocated space (Options.Prealloc), or what remains of
+// an append torn before any of its bytes reached the disk: neither holds
+// anything to keep.
+func dataEnd(r io.ReaderAt, from, size int64) (int64, error) {
+	buf := make([]byte, min(size-from, 64<<10))
+	for end := size; end > from; {
+		n := min(int64(len(buf)), end-from)
+		b := buf[:n]
+		if _, err := r.ReadAt(b, end-n); err != nil {
+			return 0, err
+		}
+		for i := len(b) - 1; i >= 0; i-- {
+			if b[i] != 0 {
+				return end - n + int64(i) + 1, nil
+			}
+		}
+		end -= n
+	}
+	return from, nil
 }
 
 func damagedError(path string, index int, bad RecordInfo, at int64) error {
@@ -154,13 +184,14 @@ func (s *Segment) initFile(size int64) error {
 	if err := s.fs.SyncDir(filepath.Dir(s.path)); err != nil {
 		return fmt.Errorf("cannot sync directory of %q: %w", s.path, err)
 	}
-	s.end = HeaderSize
+	s.end, s.alloc = HeaderSize, HeaderSize
 	return nil
 }
 
 // cutTail repairs a torn tail, the damaged record bad with no intact record
-// after it: it saves the bytes from bad.Offset to size as a durable .broken
-// file, then truncates the file at bad.Offset and syncs it.
+// after it: it saves the bytes from bad.Offset to size (the last one that is
+// not zero) as a durable .broken file, then truncates the file at
+// bad.Offset and syncs it.
 func (s *Segment) cutTail(bad RecordInfo, size int64) error {
 	cut := bad.Offset
 	broken, err := s.saveBroken(cut, size)
@@ -170,6 +201,7 @@ func (s *Segment) cutTail(bad RecordInfo, size int64) error {
 	if err := s.f.Truncate(cut); err != nil {
 		return fmt.Errorf("cannot repair %q: truncate to %d: %w", s.path, cut, err)
 	}
+	s.alloc = cut
 	if err := s.f.Sync(); err != nil {
 		return fmt.Errorf("cannot repair %q: sync after truncating to %d: %w", s.path, cut, err)
 	}

@@ -50,6 +50,10 @@ var (
 // DefaultSlowSync is the default of Options.SlowSync.
 const DefaultSlowSync = time.Second
 
+// DefaultPrealloc is the default of Options.Prealloc: 1 MiB of zeros ahead
+// of the records.
+const DefaultPrealloc = 1 << 20
+
 // Options configure Open, OpenSealed and OpenStore. The zero value is ready
 // to use.
 type Options struct {
@@ -70,6 +74,11 @@ type Options struct {
 	// Store keeps open while no caller holds a reference to them. Zero means
 	// DefaultMaxIdleSealed.
 	MaxIdleSealed int
+	// Prealloc is how far ahead of the records, in bytes, an active
+	// segment's file is extended with written zeros (see "Preallocation" in
+	// the package doc). Zero means DefaultPrealloc; negative means none, so
+	// the file ends at its last record.
+	Prealloc int64
 	// OnFlush, if set, is called after every append's write and fdatasync
 	// with its outcome, for metrics. It runs on the appending goroutine,
 	// with the segment's write lock held, and must return quickly.
@@ -98,6 +107,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxIdleSealed <= 0 {
 		o.MaxIdleSealed = DefaultMaxIdleSealed
+	}
+	if o.Prealloc == 0 {
+		o.Prealloc = DefaultPrealloc
 	}
 	return o
 }
@@ -132,10 +144,14 @@ type Segment struct {
 	// writeMu makes appends take turns: it is held across one append's
 	// check, WriteAt, fdatasync and publication or undo, and Seal and
 	// Close take it to wait for the append in progress. It guards buf, the
-	// encoding buffer kept between appends, and the file's size beyond end
-	// (the bytes of the append in progress).
+	// encoding buffer kept between appends, the file's bytes beyond end
+	// (the append in progress), and alloc.
 	writeMu sync.Mutex
 	buf     []byte
+	// alloc is the file's size as far as this segment knows: at least end,
+	// and the bytes in [end, alloc) are zeros written ahead of the records
+	// (Options.Prealloc) or, after a failed extension, possibly missing.
+	alloc int64
 
 	// mu guards state, broken and damaged. It is never held during I/O, so
 	// Sealed, Damaged and the refusal of appends never wait for a sync.
@@ -305,6 +321,9 @@ func (s *Segment) commit(buf []byte, payloads [][]byte) (uint64, error) {
 	start := s.end
 	var took time.Duration
 	_, err := s.f.WriteAt(buf, start)
+	if err == nil {
+		s.extend(start + int64(len(buf)))
+	}
 	if err == nil && !s.opts.NoSync {
 		t0 := time.Now()
 		err = s.f.Sync()
@@ -336,11 +355,42 @@ func (s *Segment) commit(buf []byte, payloads [][]byte) (uint64, error) {
 	return first, err
 }
 
+// zeros is written after the records to extend a file (extend): never
+// modified, so reading it maps no memory.
+var zeros [256 << 10]byte
+
+// extend writes Options.Prealloc bytes of zeros after to, the end of the
+// records an append has just written, if the file's zeroed space does not
+// already reach past to. The append's fdatasync then makes the zeros and
+// the new file size durable together with its records, and the appends
+// after it overwrite written blocks, which an fdatasync flushes without a
+// journal commit for the file's size and extents. A failed extension
+// (ENOSPC, say) fails nothing: the zeros are an optimisation, and alloc
+// is set to to so the next append tries again. The caller holds writeMu.
+func (s *Segment) extend(to int64) {
+	pre := s.opts.Prealloc
+	if pre <= 0 || to <= s.alloc {
+		s.alloc = max(s.alloc, to)
+		return
+	}
+	s.alloc = to
+	for off := to; off < to+pre; {
+		n := min(int64(len(zeros)), to+pre-off)
+		if _, err := s.f.WriteAt(zeros[:n], off); err != nil {
+			s.log.Debug("segment: cannot write zeros ahead of the records", "offset", off, "err", err)
+			return
+		}
+		off += n
+		s.alloc = off
+	}
+}
+
 // rollback truncates the file back to its durable size end after a failed
 // write or sync, and syncs the truncation so the failed records cannot
 // reappear after a crash. If that fails too, the segment is broken. The
 // caller holds writeMu.
 func (s *Segment) rollback(end int64, cause error) {
+	s.alloc = end
 	err := s.f.Truncate(end)
 	if err == nil {
 		err = s.f.Sync()
@@ -487,7 +537,7 @@ func (s *Segment) Seal() (count uint64, bytes int64, crc uint32, err error) {
 	s.state = stateSealed
 	broken := s.broken
 	s.mu.Unlock()
-	s.waitAppend()
+	s.trim()
 	count, bytes, crc = s.totals()
 	if broken == nil {
 		s.mu.Lock()
@@ -535,6 +585,25 @@ func (s *Segment) Close() error {
 		return fmt.Errorf("cannot close %q: %w", s.path, err)
 	}
 	return nil
+}
+
+// trim waits for the append in progress like waitAppend, then cuts the
+// zeros ahead of the records (Options.Prealloc) off the file of a segment
+// that takes no more appends, so that a sealed file ends at its last
+// record. The cut is not synced: the zeros are harmless if a crash brings
+// them back, since Open and OpenSealed take zeros after the last record
+// for the end of the file. A failed cut is logged and changes nothing else.
+func (s *Segment) trim() {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if s.alloc <= s.end {
+		return
+	}
+	if err := s.f.Truncate(s.end); err != nil {
+		s.log.Warn("segment: cannot cut the zeros after the last record of a sealed segment", "size", s.end, "err", err)
+		return
+	}
+	s.alloc = s.end
 }
 
 // waitAppend returns once no append is in progress. Called after the state
