@@ -12,8 +12,11 @@ import (
 // metrics are the node's Prometheus series, on its own registry (several nodes may
 // share one process under `floe dev`).
 type metrics struct {
-	reg         *prometheus.Registry
-	requests    *prometheus.CounterVec
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	// requestsBy holds requests' counter of each command, looked up once: a
+	// request counts itself without hashing its label (read-only after newMetrics).
+	requestsBy  map[string]prometheus.Counter
 	badRequests prometheus.Counter
 	entries     prometheus.Counter
 	bytes       prometheus.Counter
@@ -93,6 +96,10 @@ func newMetrics(n *Node) *metrics {
 			Name: "floe_archive_claimed_by_other_cluster", Help: "1 if the archive's cluster claim (" + tiering.ClaimKey + ") names another cluster.",
 		}),
 	}
+	m.requestsBy = map[string]prometheus.Counter{}
+	for _, cmd := range []string{"REGISTER", "PUT", "PUTOFF", "PUTBATCH", "GET", "READ", "TAIL", "STATE", "METRICS"} {
+		m.requestsBy[cmd] = m.requests.WithLabelValues(cmd)
+	}
 	m.reg.MustRegister(m.requests, m.badRequests, m.entries, m.bytes, m.batches, m.commitTime, m.commitWaits, m.forwarded, m.rolls, m.remoteReads, m.getBatches, m.claimedByOther, m.metaSnapshot,
 		m.acceptErrors, m.refusedConns,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -165,3 +172,12 @@ func (m *metrics) Waited(filled bool) {
 }
 
 func (m *metrics) Rolled() { m.rolls.Inc() }
+
+// request counts one client request of command cmd.
+func (m *metrics) request(cmd string) {
+	if c, ok := m.requestsBy[cmd]; ok {
+		c.Inc()
+		return
+	}
+	m.requests.WithLabelValues(cmd).Inc()
+}

@@ -290,7 +290,7 @@ func (n *Node) request(req wire.Request, err error, slot chan<- []byte, seqs map
 		slot <- errReply(err)
 		return
 	}
-	n.metrics.requests.WithLabelValues(req.Cmd).Inc()
+	n.metrics.request(req.Cmd)
 	switch req.Cmd {
 	case "PUT", "PUTOFF", "PUTBATCH":
 		seq, ok := seqs[req.Topic]

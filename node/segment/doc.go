@@ -59,9 +59,10 @@
 // costs a journal commit; one that only flushes blocks already written does
 // not, and on ext4 on this project's test machine takes about 40% less
 // time and CPU. So an append whose records reach past the zeros already
-// written writes Options.Prealloc bytes of zeros (1 MiB by default) after
-// them, made durable by the same fdatasync, and the appends after it
-// overwrite those zeros. A failed extension (ENOSPC) fails no append. Seal
+// written writes zeros after them, made durable by the same fdatasync, and
+// the appends after it overwrite those zeros: as many bytes as the file's
+// records, at least 64 KiB and at most Options.Prealloc (1 MiB by default),
+// so that a slowly written segment holds few zeros. A failed extension (ENOSPC) fails no append. Seal
 // cuts the zeros off, unsynced: a sealed file ends at its last record, or,
 // after a crash, at zeros. The zeros are never mistaken for records, since
 // no record has length zero.

@@ -182,3 +182,26 @@ func TestFailedPreallocFailsNoAppend(t *testing.T) {
 	s.Close()
 	wantRecords(t, path, want)
 }
+
+// TestPreallocGrowsWithTheRecords: a file's zeros are as many bytes as its
+// records, at least 64 KiB and at most Prealloc, so a slowly written segment
+// holds little more than its records.
+func TestPreallocGrowsWithTheRecords(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "seg.wal")
+	opts := quiet()
+	opts.Prealloc = 1 << 20
+	s := openT(t, path, opts)
+	defer s.Close()
+	mustAppend(t, s, []byte("first"))
+	if size, end := fileSize(t, path), HeaderSize+s.Bytes(); size-end > minPrealloc {
+		t.Errorf("after one small append: %d bytes of zeros, want at most %d", size-end, minPrealloc)
+	}
+	big := bytes.Repeat([]byte("x"), 64<<10)
+	for range 64 { // 4 MiB of records
+		mustAppend(t, s, big)
+		size, end := fileSize(t, path), HeaderSize+s.Bytes()
+		if zeros := size - end; zeros > max(minPrealloc, min(end, opts.Prealloc)) {
+			t.Fatalf("records end at %d: %d bytes of zeros after them, want at most %d", end, zeros, max(minPrealloc, min(end, opts.Prealloc)))
+		}
+	}
+}

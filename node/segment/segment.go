@@ -74,10 +74,10 @@ type Options struct {
 	// Store keeps open while no caller holds a reference to them. Zero means
 	// DefaultMaxIdleSealed.
 	MaxIdleSealed int
-	// Prealloc is how far ahead of the records, in bytes, an active
-	// segment's file is extended with written zeros (see "Preallocation" in
-	// the package doc). Zero means DefaultPrealloc; negative means none, so
-	// the file ends at its last record.
+	// Prealloc is the most, in bytes, an active segment's file is extended
+	// by with written zeros ahead of its records at a time (see
+	// "Preallocation" in the package doc). Zero means DefaultPrealloc;
+	// negative means none, so the file ends at its last record.
 	Prealloc int64
 	// OnFlush, if set, is called after every append's write and fdatasync
 	// with its outcome, for metrics. It runs on the appending goroutine,
@@ -355,20 +355,26 @@ func (s *Segment) commit(buf []byte, payloads [][]byte) (uint64, error) {
 	return first, err
 }
 
+// minPrealloc is the fewest zeros extend writes (64 KiB).
+const minPrealloc = 64 << 10
+
 // zeros is written after the records to extend a file (extend): never
 // modified, so reading it maps no memory.
 var zeros [256 << 10]byte
 
-// extend writes Options.Prealloc bytes of zeros after to, the end of the
-// records an append has just written, if the file's zeroed space does not
-// already reach past to. The append's fdatasync then makes the zeros and
+// extend writes zeros after to, the end of the records an append has just
+// written, if the file's zeroed space does not already reach past to: as
+// many bytes as the records hold, at least minPrealloc and at most
+// Options.Prealloc, so that a segment written slowly (one of a thousand
+// topics, say) holds few zeros, and one written fast extends its file once
+// per Options.Prealloc bytes. The append's fdatasync then makes the zeros and
 // the new file size durable together with its records, and the appends
 // after it overwrite written blocks, which an fdatasync flushes without a
 // journal commit for the file's size and extents. A failed extension
 // (ENOSPC, say) fails nothing: the zeros are an optimisation, and alloc
 // is set to to so the next append tries again. The caller holds writeMu.
 func (s *Segment) extend(to int64) {
-	pre := s.opts.Prealloc
+	pre := min(s.opts.Prealloc, max(minPrealloc, to-HeaderSize))
 	if pre <= 0 || to <= s.alloc {
 		s.alloc = max(s.alloc, to)
 		return
