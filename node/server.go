@@ -158,8 +158,9 @@ const (
 	// replyBufferSize is a connection's reply buffer: big enough for the replies of
 	// a group commit to leave in one write; a larger reply writes through.
 	replyBufferSize = 64 << 10
-	// requestBufferSize is a connection's read buffer: it holds several pipelined
-	// requests; each frame is copied out of it, so it bounds nothing.
+	// requestBufferSize is a connection's read buffer, lent while it has bytes to
+	// read (connReader): it holds several pipelined requests; each frame is copied
+	// out of it, so it bounds nothing.
 	requestBufferSize = 16 << 10
 )
 
@@ -252,10 +253,11 @@ func (n *Node) serveClient(conn net.Conn) {
 		close(replies)
 		<-writerDone
 	}()
-	r := bufio.NewReaderSize(conn, requestBufferSize)
+	r := newConnReader(conn)
+	defer r.release()
 	seqs := map[string]*write.Sequence{} // per topic: keeps this connection's appends in order
 	for {
-		frame, err := wire.ReadFrame(r, wire.MaxRequest)
+		frame, err := r.next(wire.MaxRequest)
 		slot := make(chan []byte, 1)
 		switch {
 		case errors.Is(err, wire.ErrEmptyFrame), errors.Is(err, wire.ErrFrameTooLarge):

@@ -116,7 +116,12 @@ long_part() {
   echo "== READ of one entry at offsets 0 and $last, $READS times each, via node 1"
   "$FLOE" bench --addr "$n1" --topic long --read-offsets "0,$last" --reads "$READS" | tail -n +2
   victim=$("$FLOE" state long --addr "$n1" | sed -n 's/.*"leader_node": \([0-9]*\).*/\1/p')
-  echo "== kill -9 node $victim (leader of the active segment), then restart it"
+  local raft_leader
+  raft_leader=$("$FLOE" metrics --addr "$n1" | sed -n 's/.*"current_leader": \([0-9]*\).*/\1/p')
+  echo "== kill -9 node $victim (leader of the active segment; the Raft leader is node $raft_leader), then restart it"
+  if [ "$victim" = "$raft_leader" ]; then
+    echo "   (the times below include the election of a new Raft leader: --raft-heartbeat-timeout, 1 s, and more)"
+  fi
   kill -9 "${node_pid[$victim]}"
   wait "${node_pid[$victim]}" 2>/dev/null || true
   local join=
