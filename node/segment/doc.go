@@ -39,8 +39,8 @@
 //
 // Append and AppendBatch return only after an fdatasync that covers their
 // records has returned. Each is one WriteAt at the durable end of the file
-// (now and then followed by one of zeros: Preallocation) and one fdatasync,
-// made by the calling goroutine; concurrent appends take
+// (now and then followed by writes of zeros: Preallocation) and one
+// fdatasync, made by the calling goroutine; concurrent appends take
 // turns. The segment does not batch: the caller's AppendBatch is the group
 // commit (in floe, node's appender hands it everything queued while its
 // previous batch was written, the one batching stage of the write path).
@@ -61,8 +61,10 @@
 // time and CPU. So an append whose records reach past the zeros already
 // written writes zeros after them, made durable by the same fdatasync, and
 // the appends after it overwrite those zeros: as many bytes as the file's
-// records, at least 64 KiB and at most Options.Prealloc (1 MiB by default),
-// so that a slowly written segment holds few zeros. A failed extension (ENOSPC) fails no append. Seal
+// records, at least 64 KiB (or Options.Prealloc if smaller) and at most
+// Options.Prealloc (1 MiB by default), so that a slowly written segment
+// holds few zeros. A segment sealed by another path than Seal (opened
+// with OpenSealed after a restart) keeps its zeros until it is removed. A failed extension (ENOSPC) fails no append. Seal
 // cuts the zeros off, unsynced: a sealed file ends at its last record, or,
 // after a crash, at zeros. The zeros are never mistaken for records, since
 // no record has length zero.
@@ -73,15 +75,20 @@
 // inside it, its length is zero or over MaxPayload, or its CRC does not
 // match). If only zeros follow, that is the end of the records: the file's
 // preallocated space, or an append torn before any of its bytes reached the
-// disk, and nothing changes. Otherwise it searches the rest, up to its last
-// byte that is not zero, at every byte offset since the damaged length
-// cannot be trusted, for an intact record (a length that fits and a
-// matching CRC).
+// disk, and nothing changes. Otherwise it searches the rest, at every byte
+// offset since the damaged length cannot be trusted, for an intact record
+// (a length that fits and a matching CRC).
 //
 //   - None: a torn tail, all that a crash during an unacknowledged append
-//     can leave. Open saves the rest of the file, up to its last byte that
-//     is not zero, as path.broken, truncates the file at the damage and
-//     syncs it (logged at Warn).
+//     can leave. Open saves the rest of the file as path.broken, truncates
+//     the file at the damage and syncs it (logged at Warn).
+//   - One, but the damaged record overlaps a sector (512 bytes) that holds
+//     only zeros from the record on, at least a record header's worth, and
+//     what is not zero from the damage on fits in one append
+//     (MaxTornBytes): the last append, torn by a crash while the disk
+//     wrote its sectors out of order over the preallocated zeros (an
+//     acknowledged record's sectors are on disk; a flipped bit zeroes no
+//     sector). Repaired as a torn tail (logged at Warn).
 //   - One: damage followed by valid records, which may have been
 //     acknowledged (bit rot, a bad disk, an outside write). Open leaves the
 //     file as it is (it is its own copy of the damaged tail), logs it at
@@ -92,10 +99,12 @@
 //     longer than 256 MiB counts as this case without a search: a crash
 //     tears at most one group commit.
 //
-// A crash can, rarely, leave the second pattern within the last,
-// unacknowledged group commit (pages written back out of order); it is
-// then taken for damage too: the error is on the side of never reusing an
-// acknowledged index. OpenSealed, for a file known to be complete, treats
+// A crash can still, rarely, leave damage followed by intact records within
+// the last, unacknowledged group commit that this rule does not recognise
+// (a record header split across two sectors, the first not written); it is
+// then taken for damage: the error is on the side of never reusing an
+// acknowledged index. The rule's own risk is a damaged record that
+// legitimately held a sector of zeros, in the last 64 MiB of the file. OpenSealed, for a file known to be complete, treats
 // any damage as an error wrapping ErrCorrupt and changes nothing. A file
 // whose header is not a segment header is never modified.
 //

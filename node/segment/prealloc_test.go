@@ -2,12 +2,16 @@ package segment
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"floe/record"
 )
 
 // fileSize returns the size of the file at path.
@@ -106,8 +110,9 @@ func TestPreallocOff(t *testing.T) {
 
 // TestTornAppendIntoZeros: a crash tears an append written over the
 // preallocated zeros (its header and part of its payload reached the disk).
-// Open cuts the file at the torn record and saves only its bytes that are
-// not zero in .broken; the next append takes the torn record's index.
+// Open cuts the file at the torn record and saves the bytes cut, the torn
+// record and the zeros after it, in .broken; the next append takes the torn
+// record's index.
 func TestTornAppendIntoZeros(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "seg.wal")
 	opts := quiet()
@@ -129,12 +134,13 @@ func TestTornAppendIntoZeros(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
+	sizeBefore := fileSize(t, path)
 
 	s = openT(t, path, opts)
 	defer s.Close()
 	checkTotals(t, s, want)
-	if got := readFile(t, path + ".broken"); !bytes.Equal(got, torn) {
-		t.Errorf(".broken holds %d bytes %q, want the torn record's %d bytes %q", len(got), got, len(torn), torn)
+	if got := readFile(t, path+".broken"); !bytes.HasPrefix(got, torn) || !allZero(got[len(torn):]) || int64(len(got)) != sizeBefore-end {
+		t.Errorf(".broken holds %d bytes, want the %d cut: the torn record's %d bytes, then zeros", len(got), sizeBefore-end, len(torn))
 	}
 	if i := mustAppend(t, s, []byte("three")); i != 2 {
 		t.Errorf("the append after the repair took index %d, want 2", i)
@@ -203,5 +209,155 @@ func TestPreallocGrowsWithTheRecords(t *testing.T) {
 		if zeros := size - end; zeros > max(minPrealloc, min(end, opts.Prealloc)) {
 			t.Fatalf("records end at %d: %d bytes of zeros after them, want at most %d", end, zeros, max(minPrealloc, min(end, opts.Prealloc)))
 		}
+	}
+}
+
+// TestDamageBeforeRecordEndingInZeros: a flipped bit in a record followed by an
+// intact record whose payload ends in zero bytes is damage followed by intact
+// records (ErrDamaged, the file left as it is), not a torn tail: the search for
+// intact records reaches into the zeros after the last byte that is not zero.
+func TestDamageBeforeRecordEndingInZeros(t *testing.T) {
+	for _, pre := range []int64{4096, -1} {
+		path := filepath.Join(t.TempDir(), "seg.wal")
+		opts := quiet()
+		opts.Prealloc = pre
+		s := openT(t, path, opts)
+		mustAppend(t, s, []byte("first"))
+		mustAppend(t, s, []byte("second record"))
+		last := make([]byte, 8)
+		binary.LittleEndian.PutUint64(last, 7) // 07 00 00 00 00 00 00 00
+		mustAppend(t, s, last)
+		second := s.offsets[1]
+		s.Close()
+		before := readFile(t, path)
+		flipBit(t, path, second+RecordHeaderSize+2, 0)
+
+		s, err := Open(path, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Damaged(); !errors.Is(err, ErrDamaged) {
+			t.Errorf("prealloc %d: Damaged() = %v, want ErrDamaged", pre, err)
+		}
+		if i, err := s.Append([]byte("new")); !errors.Is(err, ErrDamaged) {
+			t.Errorf("prealloc %d: Append = %d, %v; want ErrDamaged (index 2 was acknowledged)", pre, i, err)
+		}
+		s.Close()
+		if got := readFile(t, path); len(got) != len(before) {
+			t.Errorf("prealloc %d: the damaged file changed size: %d bytes, were %d", pre, len(got), len(before))
+		}
+	}
+}
+
+// TestTornOverZerosOutOfOrder: a crash during the last, unacknowledged group
+// commit, the disk having written a later sector of it but not an earlier one,
+// leaves a sector of zeros in the batch's first record (its header, or a whole
+// sector inside it) and intact records after it. That is the torn last append:
+// Open cuts it (.broken keeps the bytes) and appends go on at its index.
+func TestTornOverZerosOutOfOrder(t *testing.T) {
+	batch := [][]byte{bytes.Repeat([]byte("a"), 5000), []byte("b"), []byte("c")}
+	var enc []byte
+	for _, p := range batch {
+		enc = record.Append(enc, p)
+	}
+	for _, tc := range []struct {
+		name string
+		hole func(start int64) (from, to int64) // the sectors of the batch not written
+	}{
+		{"first sector", func(start int64) (int64, int64) { return start, (start/sectorSize + 1) * sectorSize }},
+		{"a sector inside the first record", func(start int64) (int64, int64) {
+			s := (start/sectorSize + 3) * sectorSize
+			return s, s + sectorSize
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "seg.wal")
+			s := openT(t, path, quiet())
+			want := [][]byte{[]byte("acked one"), []byte("acked two")}
+			for _, p := range want {
+				mustAppend(t, s, p)
+			}
+			end := HeaderSize + s.Bytes()
+			s.Close()
+			size := fileSize(t, path)
+			written := bytes.Clone(enc)
+			from, to := tc.hole(end)
+			clear(written[from-end : to-end])
+			f, err := os.OpenFile(path, os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.WriteAt(written, end); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+
+			s = openT(t, path, quiet())
+			defer s.Close()
+			if err := s.Damaged(); err != nil {
+				t.Fatalf("a torn last append taken for damage: %v", err)
+			}
+			checkTotals(t, s, want)
+			if got := readFile(t, path+".broken"); int64(len(got)) != size-end || !bytes.Equal(got[:len(written)], written) {
+				t.Errorf(".broken holds %d bytes, want the %d cut from offset %d", len(got), size-end, end)
+			}
+			if i := mustAppend(t, s, []byte("next")); i != 2 {
+				t.Errorf("the append after the repair took index %d, want 2", i)
+			}
+		})
+	}
+}
+
+// TestZeroHoleFarFromTheEndIsDamage: a record header of zeros followed, more than
+// one append (MaxTornBytes) later, by an intact record cannot be a torn last
+// append: it is damage, and appends are refused.
+func TestZeroHoleFarFromTheEndIsDamage(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "seg.wal")
+	s := openT(t, path, quiet())
+	mustAppend(t, s, []byte("acked"))
+	end := HeaderSize + s.Bytes()
+	s.Close()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(record.Append(nil, []byte("far")), end+MaxTornBytes+sectorSize); err != nil { // sparse: zeros between
+		t.Fatal(err)
+	}
+	f.Close()
+	s, err = Open(path, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Damaged(); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("Damaged() = %v, want ErrDamaged", err)
+	}
+}
+
+// TestSealOfOpenSealedLeavesTheFile: Seal of a segment opened read-only with
+// zeros after its records neither tries to cut them nor logs that it could not.
+func TestSealOfOpenSealedLeavesTheFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "seg.wal")
+	s := openT(t, path, quiet())
+	mustAppend(t, s, []byte("one"))
+	s.Close() // the zeros stay
+	size := fileSize(t, path)
+	var lc logCapture
+	opts := quiet()
+	opts.Logger = slog.New(&lc)
+	ro, err := OpenSealed(path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if _, _, _, err := ro.Seal(); err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := lc.find("segment: cannot cut the zeros after the last record of a sealed segment"); ok {
+		t.Errorf("Seal of a read-only segment logged %q", r.Message)
+	}
+	if got := fileSize(t, path); got != size {
+		t.Errorf("file is %d bytes after Seal, was %d", got, size)
 	}
 }

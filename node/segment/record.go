@@ -24,6 +24,13 @@ const (
 	// record's limit). Larger appends fail with ErrTooLarge; a larger length
 	// on disk is damage.
 	MaxPayload = record.MaxPayload
+	// MaxTornBytes is the most an AppendBatch may write, record headers
+	// included (larger batches fail with ErrTooLarge): one record of
+	// MaxPayload. Recovery counts on a crash tearing at most that many bytes
+	// at the end of the records (see "Recovery" in the package doc). floe's
+	// appender keeps its group commits to 8 MiB plus one request of at most
+	// 64 KiB.
+	MaxTornBytes = RecordHeaderSize + MaxPayload
 )
 
 // magic starts every segment file; the byte after it is the version.

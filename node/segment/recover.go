@@ -1,6 +1,7 @@
 package segment
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -80,17 +81,63 @@ func (s *Segment) recover(sealed bool) error {
 	if sealed {
 		return fmt.Errorf("cannot open sealed segment %q: record %d: %w", s.path, len(s.offsets), bad.Err)
 	}
-	at, err := s.intactAfter(bad.Offset, data)
+	// Candidates may start anywhere before data and end in zeros, up to size.
+	at, err := s.intactAfter(bad.Offset, size)
 	if err != nil {
 		return fmt.Errorf("cannot open %q: looking past the damaged record at offset %d: %w", s.path, bad.Offset, err)
 	}
 	if at != 0 {
-		s.damaged = damagedError(s.path, len(s.offsets), *bad, at)
-		s.log.Error("segment: damaged record followed by intact ones: records after the damage may have been acknowledged; the file is left as it is, appends and seal are refused",
-			"records_before", len(s.offsets), "offset", bad.Offset, "intact_at", at, "size", size, "reason", bad.Err)
-		return nil
+		torn, err := s.tornOverZeros(*bad, data)
+		if err != nil {
+			return fmt.Errorf("cannot open %q: reading the damaged record at offset %d: %w", s.path, bad.Offset, err)
+		}
+		if !torn {
+			s.damaged = damagedError(s.path, len(s.offsets), *bad, at)
+			s.log.Error("segment: damaged record followed by intact ones: records after the damage may have been acknowledged; the file is left as it is, appends and seal are refused",
+				"records_before", len(s.offsets), "offset", bad.Offset, "intact_at", at, "size", size, "reason", bad.Err)
+			return nil
+		}
+		s.log.Warn("segment: a sector of zeros in the last records, then intact ones: the last group commit, not acknowledged, torn by a crash while the disk wrote its sectors out of order; cutting it",
+			"offset", bad.Offset, "intact_at", at)
 	}
-	return s.cutTail(*bad, data)
+	return s.cutTail(*bad, size)
+}
+
+// sectorSize is the unit a disk writes atomically, at the least: a crash leaves each
+// sector of a write either whole or as it was.
+const sectorSize = 512
+
+// tornOverZeros reports whether the damaged record bad, followed by intact records
+// (data: the end of the bytes that are not zero), is what a crash during the last
+// group commit leaves when the disk wrote its sectors out of order over the file's
+// preallocated zeros: a sector the record overlaps still holds only zeros from bad's
+// offset, or from the sector's start, to data (at least RecordHeaderSize of them: a
+// sector not written), and everything that is not zero from bad on fits in one append
+// (MaxTornBytes). An acknowledged record cannot look like that, since its fdatasync
+// returned, and a flipped bit or other damage does not zero a sector: it stays damage.
+func (s *Segment) tornOverZeros(bad RecordInfo, data int64) (bool, error) {
+	if data-bad.Offset > MaxTornBytes {
+		return false, nil
+	}
+	recEnd := bad.Offset + RecordHeaderSize
+	if record.CheckLength(bad.Length) == nil {
+		recEnd += int64(bad.Length)
+	}
+	buf := make([]byte, sectorSize)
+	for sec := bad.Offset / sectorSize * sectorSize; sec < min(recEnd, data); sec += sectorSize {
+		from, to := max(sec, bad.Offset), min(sec+sectorSize, data)
+		if to-from < RecordHeaderSize {
+			continue
+		}
+		b := buf[:to-from]
+		if _, err := s.f.ReadAt(b, from); err != nil {
+			return false, err
+		}
+		if len(bytes.TrimLeft(b, "\x00")) == 0 {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // dataEnd returns the offset just past the last byte in [from, size) of r
@@ -154,6 +201,9 @@ func (s *Segment) intactAfter(from, size int64) (int64, error) {
 	}
 	budget := int64(maxResyncCRC)
 	for p := 1; p+RecordHeaderSize < len(buf); p++ {
+		if buf[p]|buf[p+1]|buf[p+2]|buf[p+3] == 0 {
+			continue // a zero length: the common case in preallocated zeros
+		}
 		length, stored := record.ParseHeader(buf[p:])
 		if record.CheckLength(length) != nil || int64(p)+RecordHeaderSize+int64(length) > rest {
 			continue
@@ -188,10 +238,9 @@ func (s *Segment) initFile(size int64) error {
 	return nil
 }
 
-// cutTail repairs a torn tail, the damaged record bad with no intact record
-// after it: it saves the bytes from bad.Offset to size (the last one that is
-// not zero) as a durable .broken file, then truncates the file at
-// bad.Offset and syncs it.
+// cutTail repairs a torn tail, the damaged record bad and what follows it: it
+// saves the bytes from bad.Offset to size as a durable .broken file, then
+// truncates the file at bad.Offset and syncs it.
 func (s *Segment) cutTail(bad RecordInfo, size int64) error {
 	cut := bad.Offset
 	broken, err := s.saveBroken(cut, size)

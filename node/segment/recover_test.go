@@ -17,10 +17,10 @@ import (
 )
 
 // repaired checks that Open of the file at path (holding data) keeps
-// exactly the records want, cutting the file at cut and saving data[cut:],
-// less its trailing zeros, in path+".broken" (nothing if only zeros are
-// cut: they end the records); then that the segment takes an append and
-// holds it after a reopen.
+// exactly the records want, cutting the file at cut and saving data[cut:]
+// in path+".broken" (nothing if only zeros follow the records: they are
+// their end, and stay); then that the segment takes an append and holds it
+// after a reopen.
 func repaired(t *testing.T, path string, data []byte, cut int, want [][]byte) {
 	t.Helper()
 	s, err := Open(path, quiet())
@@ -38,9 +38,9 @@ func repaired(t *testing.T, path string, data []byte, cut int, want [][]byte) {
 	}
 	checkTotals(t, s, want)
 	broken, err := os.ReadFile(path + ".broken")
-	cutBytes := bytes.TrimRight(data[cut:], "\x00")
+	cutBytes := data[cut:]
 	switch {
-	case len(cutBytes) == 0:
+	case allZero(cutBytes):
 		if !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("nothing cut, but %s.broken exists (err %v)", path, err)
 		}

@@ -29,7 +29,8 @@ var (
 	ErrOutOfRange = errors.New("segment index out of range")
 	// ErrClosed: the Segment or Store was closed.
 	ErrClosed = errors.New("segment closed")
-	// ErrTooLarge: a payload over MaxPayload bytes.
+	// ErrTooLarge: a payload over MaxPayload bytes, or a batch over
+	// MaxTornBytes.
 	ErrTooLarge = errors.New("payload too large")
 	// ErrEmpty: a zero-length payload, or an AppendBatch of no payloads.
 	// Records are never empty, so that zero bytes on disk (a torn or
@@ -148,9 +149,10 @@ type Segment struct {
 	// (the append in progress), and alloc.
 	writeMu sync.Mutex
 	buf     []byte
-	// alloc is the file's size as far as this segment knows: at least end,
-	// and the bytes in [end, alloc) are zeros written ahead of the records
-	// (Options.Prealloc) or, after a failed extension, possibly missing.
+	// alloc is how far the zeros written ahead of the records reach
+	// (Options.Prealloc): at least end. The file may be shorter (an
+	// extension failed) or longer (one failed part way, or a read-only file
+	// opened with zeros) than alloc; only appends past alloc extend it.
 	alloc int64
 
 	// mu guards state, broken and damaged. It is never held during I/O, so
@@ -180,12 +182,16 @@ type Segment struct {
 }
 
 // Open opens the segment file at path for appending, creating it (and
-// fsyncing its directory) if it does not exist, and recovers it: it scans
-// every record; at the first damaged one (torn, zero or impossible length,
-// CRC mismatch) it copies the bytes from there to the end into a durable
-// path+".broken" file (".broken.1", ".broken.2", ... if that exists),
-// truncates the file there and fsyncs it, so that the file ends at the last
-// record whose CRC matches. Count, Bytes and CRC are rebuilt from the file.
+// fsyncing its directory) if it does not exist, and recovers it (see
+// "Recovery" in the package doc): it scans every record; zeros after the
+// last one are its end (preallocated space) and stay; at the first damaged
+// record (torn, impossible length, CRC mismatch) with no intact record
+// after it, or only the rest of a torn last append, it copies the bytes
+// from there to the end into a durable path+".broken" file (".broken.1",
+// ".broken.2", ... if that exists), truncates the file there and fsyncs it,
+// so that the file ends at the last record whose CRC matches; damage
+// followed by intact records is left as it is (ErrDamaged). Count, Bytes
+// and CRC are rebuilt from the file.
 // A file whose header is not a floe segment header is refused (ErrCorrupt),
 // never truncated.
 //
@@ -196,9 +202,9 @@ func Open(path string, opts Options) (*Segment, error) {
 }
 
 // OpenSealed opens the segment file at path read-only, as one known to be
-// complete: any damaged record, including a torn tail, fails with an error
-// wrapping ErrCorrupt that names the file and offset, and nothing is
-// truncated. Appends return ErrSealed. The caller must Close the Segment.
+// complete: zeros after the last record are its end, and any damaged
+// record, including a torn tail, fails with an error wrapping ErrCorrupt
+// that names the file and offset. Nothing is truncated, Seal included. Appends return ErrSealed. The caller must Close the Segment.
 func OpenSealed(path string, opts Options) (*Segment, error) {
 	return open(path, opts, true)
 }
@@ -226,6 +232,7 @@ func open(path string, opts Options, sealed bool) (*Segment, error) {
 	}
 	if sealed {
 		s.state = stateSealed
+		s.alloc = s.end // read-only: zeros after the records stay, trim leaves them
 	}
 	return s, nil
 }
@@ -279,6 +286,13 @@ func (s *Segment) AppendBatch(payloads [][]byte) (uint64, error) {
 	defer s.writeMu.Unlock()
 	if err := s.accepting(); err != nil {
 		return 0, err
+	}
+	total := 0
+	for _, p := range payloads {
+		total += RecordHeaderSize + len(p)
+	}
+	if total > MaxTornBytes {
+		return 0, fmt.Errorf("cannot append %d records to %q: %d bytes in one batch, max %d: %w", len(payloads), s.path, total, MaxTornBytes, ErrTooLarge)
 	}
 	buf := s.buf[:0]
 	for _, p := range payloads {
@@ -522,7 +536,9 @@ func (s *Segment) totals() (uint64, int64, uint32) {
 
 // Seal stops the segment taking appends (they fail with ErrSealed from
 // now), waits until the append in progress, if any, has been committed or
-// failed, and returns the final Count, Bytes and CRC. Reads keep working.
+// failed, cuts the zeros after the records off the file (not synced; not
+// for a file opened with OpenSealed) and returns the final Count, Bytes and
+// CRC. Reads keep working.
 // Seal is idempotent: later calls return the same totals. On a closed
 // segment it fails with ErrClosed; on a broken one it returns the totals of
 // the acknowledged records together with the ErrBroken error. A damaged

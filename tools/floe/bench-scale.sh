@@ -23,6 +23,7 @@
 # Usage: tools/floe/bench-scale.sh [--duration 10s] [--warmup 2s] [--connections 16]
 #   [--size 1024] [--pipeline 32] [--topics 1000] [--idle 5000] [--long-entries 10000000]
 #   [--long-size 100] [--long-segment 100000] [--long-chunk 5s] [--reads 20]
+# --long-entries 0 skips part 2.
 # FLOE=<binary> runs another floe build. Needs `ulimit -n` of at least 16384 (raised here).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -165,4 +166,4 @@ echo "== part 1: cost against the work (RSS, CPU: the node written to; ratios: t
   done <"$ROWS"
 } | table
 
-long_part
+if [ "$LONG_ENTRIES" -gt 0 ]; then long_part; fi
