@@ -59,6 +59,9 @@ func (s *Server) ServeConn(conn net.Conn) {
 	}
 	goFn(c.runQueue)
 	defer close(c.queue)
+	writerDone := make(chan struct{})
+	goFn(func() { c.writeReplies(writerDone) })
+	defer close(writerDone)
 	r := bufio.NewReaderSize(conn, 64<<10)
 	for {
 		id, op, body, err := ReadFrame(r)
@@ -84,8 +87,13 @@ func (s *Server) ServeConn(conn net.Conn) {
 // answered by a goroutine of its own.
 type Conn struct {
 	conn net.Conn
-	mu   sync.Mutex // guards w
-	w    *bufio.Writer
+	// Replies are appended to pending (under mu) by whoever answers, and written by
+	// the connection's writer goroutine (writeReplies), which takes all that is
+	// pending at once: the replies of one group commit leave in one write, and an
+	// answering goroutine (an appender) never waits for the socket.
+	mu      sync.Mutex
+	pending []byte
+	kick    chan struct{} // capacity 1: replies are pending
 
 	queue      chan queued
 	queueBytes atomic.Int64 // bytes of the queued work
@@ -106,7 +114,7 @@ const (
 const replyTimeout = 10 * time.Second
 
 func newConn(conn net.Conn) *Conn {
-	return &Conn{conn: conn, w: bufio.NewWriterSize(conn, 64<<10), queue: make(chan queued, QueueLen)}
+	return &Conn{conn: conn, kick: make(chan struct{}, 1), queue: make(chan queued, QueueLen)}
 }
 
 // Queue puts run, which holds bytes of payload, in the connection's queue without
@@ -143,9 +151,43 @@ func (c *Conn) reply(id uint64, body []byte, err error) {
 		msg = AppendFrame(nil, id, StatusOK, body)
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.conn.SetWriteDeadline(time.Now().Add(replyTimeout))
-	if _, werr := c.w.Write(msg); werr == nil {
-		c.w.Flush()
+	c.pending = append(c.pending, msg...)
+	c.mu.Unlock()
+	select {
+	case c.kick <- struct{}{}:
+	default: // the writer has been told already
+	}
+}
+
+// maxSpareReplies is the largest reply buffer the writer keeps between writes.
+const maxSpareReplies = 1 << 20
+
+// writeReplies writes the pending replies, all that are pending in one write, until
+// done is closed. A write that fails (or takes over replyTimeout) closes the
+// connection, which ends ServeConn; the sender retries its calls elsewhere.
+func (c *Conn) writeReplies(done <-chan struct{}) {
+	var spare []byte
+	for {
+		select {
+		case <-c.kick:
+		case <-done:
+			return
+		}
+		c.mu.Lock()
+		buf := c.pending
+		if len(buf) == 0 { // kicked for replies an earlier write took
+			c.mu.Unlock()
+			continue
+		}
+		c.pending, spare = spare, nil // never two owners of one array
+		c.mu.Unlock()
+		c.conn.SetWriteDeadline(time.Now().Add(replyTimeout))
+		if _, err := c.conn.Write(buf); err != nil {
+			c.conn.Close()
+			return
+		}
+		if cap(buf) <= maxSpareReplies {
+			spare = buf[:0]
+		}
 	}
 }

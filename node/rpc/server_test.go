@@ -258,3 +258,43 @@ func TestListenerRoutes(t *testing.T) {
 		t.Fatalf("Addr = %v, want %s", l.Addr(), addr)
 	}
 }
+
+// TestManyConcurrentCalls: 64 goroutines each make 200 calls on one Peer, answered
+// by handlers that reply from many goroutines at once and at random moments (some
+// at once, some after a pause), so replies are written while others are queued and
+// several leave in one write. Every call gets its own reply, whole.
+func TestManyConcurrentCalls(t *testing.T) {
+	s := &Server{}
+	s.Handle(OpStatus, statusHandler(1))
+	s.Handle(OpRead, func(r *Request) {
+		if len(r.Body)%3 == 0 {
+			time.Sleep(time.Duration(len(r.Body)%7) * 100 * time.Microsecond)
+		}
+		r.Reply(append([]byte("echo "), r.Body...), nil)
+	})
+	addr, _ := serve(t, s)
+	p := NewPeer(addr)
+	defer p.Close()
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				req := fmt.Sprintf("g%d-i%d-%s", g, i, make([]byte, (g*i)%300))
+				body, err := p.Call(ctx, OpRead, []byte(req), 10*time.Second)
+				if err != nil || string(body) != "echo "+req {
+					errs <- fmt.Errorf("call %q: %d bytes %q..., %v", req[:min(len(req), 12)], len(body), body[:min(len(body), 16)], err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
