@@ -39,9 +39,13 @@ type Peer struct {
 
 	mu      sync.Mutex // guards everything below
 	conn    net.Conn
-	w       *bufio.Writer
 	pending map[uint64]chan Reply
 	nextID  uint64
+	// out holds the requests sent and not yet written; the connection's writer
+	// (writeLoop) writes all of them at once when kicked, so the calls of many
+	// goroutines (the forwarded appends of many clients) leave in few writes.
+	out  []byte
+	kick chan struct{} // capacity 1; closed when the connection is dropped
 
 	downUntil time.Time // after a failed call: RecentlyDown until then
 	boot      uint64    // the peer's boot id, learned when the connection opened
@@ -75,10 +79,13 @@ func (p *Peer) BootID() uint64 {
 	return p.boot
 }
 
-// Send writes one request and returns the channel its one Reply arrives on. It is
-// synchronous up to the write, so two sends from one goroutine arrive in order. A
-// failure to send is an ErrUnavailable; one that wraps ErrNotSent never left this
-// node. The caller bounds its wait for the reply (a lost connection fails it).
+// Send queues one request for the connection's writer, dialling first if there is
+// no connection, and returns the channel its one Reply arrives on. Requests are
+// written in the order they were sent, so two sends from one goroutine arrive in
+// order. A failure to dial is an ErrUnavailable wrapping ErrNotSent: the request never
+// left this node. Once Send has returned, a lost connection fails the call with an
+// ErrUnavailable (it may have been delivered). The caller bounds its wait for the
+// reply.
 func (p *Peer) Send(op Op, body []byte) (<-chan Reply, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -91,22 +98,46 @@ func (p *Peer) Send(op Op, body []byte) (<-chan Reply, error) {
 	id := p.nextID
 	ch := make(chan Reply, 1)
 	p.pending[id] = ch
-	p.conn.SetWriteDeadline(time.Now().Add(sendTimeout))
 	var hdr [frameHeader]byte
 	putHeader(&hdr, id, byte(op), len(body))
-	_, err := p.w.Write(hdr[:])
-	if err == nil {
-		_, err = p.w.Write(body)
-	}
-	if err == nil {
-		err = p.w.Flush()
-	}
-	if err != nil {
-		delete(p.pending, id)
-		p.resetLocked(err)
-		return nil, Unavailable("cannot send to "+p.addr, err)
+	p.out = append(append(p.out, hdr[:]...), body...)
+	select {
+	case p.kick <- struct{}{}:
+	default: // the writer has been told already
 	}
 	return ch, nil
+}
+
+// maxSpareOut is the largest send buffer a connection's writer keeps between writes.
+const maxSpareOut = 1 << 20
+
+// writeLoop writes the requests sent on conn (p.out), all that are waiting in one
+// write, until the connection is dropped. A write that fails or takes over
+// sendTimeout drops the connection, failing every call waiting on it.
+func (p *Peer) writeLoop(conn net.Conn, kick <-chan struct{}) {
+	var spare []byte
+	for range kick {
+		p.mu.Lock()
+		buf := p.out
+		if p.conn != conn || len(buf) == 0 {
+			p.mu.Unlock()
+			continue
+		}
+		p.out, spare = spare, nil // never two owners of one array
+		p.mu.Unlock()
+		conn.SetWriteDeadline(time.Now().Add(sendTimeout))
+		if _, err := conn.Write(buf); err != nil {
+			p.mu.Lock()
+			if p.conn == conn {
+				p.resetLocked(err)
+			}
+			p.mu.Unlock()
+			return
+		}
+		if cap(buf) <= maxSpareOut {
+			spare = buf[:0]
+		}
+	}
 }
 
 // dialLocked opens the connection and learns the peer's boot id.
@@ -121,9 +152,10 @@ func (p *Peer) dialLocked() error {
 		return err
 	}
 	p.conn, p.boot = conn, st.Boot
-	p.w = bufio.NewWriterSize(conn, 64<<10)
 	p.pending = map[uint64]chan Reply{}
+	p.kick = make(chan struct{}, 1)
 	go p.readLoop(conn, p.pending)
+	go p.writeLoop(conn, p.kick)
 	return nil
 }
 
@@ -240,7 +272,8 @@ func (p *Peer) resetLocked(cause error) {
 		ch <- Reply{Err: Unavailable(fmt.Sprintf("connection to %s lost", p.addr), cause)}
 		delete(p.pending, id)
 	}
-	p.conn, p.w, p.pending = nil, nil, nil
+	close(p.kick)
+	p.conn, p.pending, p.out, p.kick = nil, nil, nil, nil
 }
 
 // Close drops the connection, failing the calls waiting on it. A later call dials
