@@ -53,8 +53,12 @@
 //
 // # Ordering
 //
-// A Peer writes each request whole under a lock, so requests sent in order from one
-// goroutine arrive in that order. The server reads a connection's requests in order
+// A Peer queues each request whole under a lock, and one writer goroutine per
+// connection writes everything queued in one write, so requests sent in order from
+// one goroutine arrive in that order, and the calls of many goroutines leave together.
+// Replies are written the same way: a Conn's writer goroutine takes every reply
+// pending at once, so whoever answers (an appender, for a whole group commit of
+// forwarded appends) never waits for the socket. The server reads a connection's requests in order
 // and never waits for one's work on the reader: an op registered with HandleOrdered
 // (append) runs on the reader and only queues its work on the connection's queue,
 // which one goroutine runs in arrival order, so a connection's appends reach their
@@ -63,8 +67,9 @@
 //
 // # Timeouts
 //
-// Dialling waits DialTimeout (1s), the handshake 2s, writing a request 5s and a reply
-// 10s. Each Call names its own timeout and a context; a timeout, like any failure to
+// Dialling waits DialTimeout (1s), the handshake 2s, a write of requests 5s and of
+// replies 10s; a write that fails or runs out drops the connection, failing the calls
+// waiting on it (only a failed dial is ErrNotSent: anything queued may have left). Each Call names its own timeout and a context; a timeout, like any failure to
 // reach the peer, marks it RecentlyDown for DownFor (3s), which optional calls (reads
 // the archive can serve) use to skip it. Answers is the liveness probe: status calls
 // over a whole window, so that a live but slow node is not taken for dead.
