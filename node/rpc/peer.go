@@ -16,11 +16,13 @@ const (
 	DialTimeout = time.Second
 	// handshakeTimeout bounds the status call that opens every connection.
 	handshakeTimeout = 2 * time.Second
-	// sendTimeout bounds writing one request.
-	sendTimeout = 5 * time.Second
 	// DownFor is how long a peer that failed a call counts as RecentlyDown.
 	DownFor = 3 * time.Second
 )
+
+// sendTimeout bounds how long a write of requests may go without progress (a var
+// for tests).
+var sendTimeout = 5 * time.Second
 
 // Reply is the outcome of one call: the reply body, or the error (a *RemoteError if
 // the peer answered with one).
@@ -111,9 +113,9 @@ func (p *Peer) Send(op Op, body []byte) (<-chan Reply, error) {
 // maxSpareOut is the largest send buffer a connection's writer keeps between writes.
 const maxSpareOut = 1 << 20
 
-// writeLoop writes the requests sent on conn (p.out), all that are waiting in one
-// write, until the connection is dropped. A write that fails or takes over
-// sendTimeout drops the connection, failing every call waiting on it.
+// writeLoop writes the requests sent on conn (p.out), all that are waiting at once,
+// until the connection is dropped. A write that fails, or makes no progress for
+// sendTimeout, drops the connection, failing every call waiting on it.
 func (p *Peer) writeLoop(conn net.Conn, kick <-chan struct{}) {
 	var spare []byte
 	for range kick {
@@ -125,8 +127,7 @@ func (p *Peer) writeLoop(conn net.Conn, kick <-chan struct{}) {
 		}
 		p.out, spare = spare, nil // never two owners of one array
 		p.mu.Unlock()
-		conn.SetWriteDeadline(time.Now().Add(sendTimeout))
-		if _, err := conn.Write(buf); err != nil {
+		if err := writeAll(conn, buf, sendTimeout); err != nil {
 			p.mu.Lock()
 			if p.conn == conn {
 				p.resetLocked(err)

@@ -59,9 +59,11 @@ func (s *Server) ServeConn(conn net.Conn) {
 	}
 	goFn(c.runQueue)
 	defer close(c.queue)
-	writerDone := make(chan struct{})
-	goFn(func() { c.writeReplies(writerDone) })
-	defer close(writerDone)
+	// The writer ends after the reader, with the replies already made written
+	// (those of ops answered on the reader, say), before the connection closes.
+	stopWriter, writerDone := make(chan struct{}), make(chan struct{})
+	goFn(func() { defer close(writerDone); c.writeReplies(stopWriter) })
+	defer func() { close(stopWriter); <-writerDone }()
 	r := bufio.NewReaderSize(conn, 64<<10)
 	for {
 		id, op, body, err := ReadFrame(r)
@@ -110,8 +112,26 @@ const (
 	QueueBytes = 64 << 20
 )
 
-// replyTimeout bounds writing one reply.
-const replyTimeout = 10 * time.Second
+// replyTimeout bounds how long a write of replies may go without progress (a var
+// for tests).
+var replyTimeout = 10 * time.Second
+
+// writeAll writes b to conn, failing only when timeout passes with no byte written:
+// the deadline bounds progress, not the size of b, which grows with the load (a
+// whole group commit's replies, or many forwarded appends).
+func writeAll(conn net.Conn, b []byte, timeout time.Duration) error {
+	for {
+		conn.SetWriteDeadline(time.Now().Add(timeout))
+		n, err := conn.Write(b)
+		b = b[n:]
+		if err == nil || len(b) == 0 {
+			return nil
+		}
+		if ne, ok := err.(net.Error); !ok || !ne.Timeout() || n == 0 {
+			return err
+		}
+	}
+}
 
 func newConn(conn net.Conn) *Conn {
 	return &Conn{conn: conn, kick: make(chan struct{}, 1), queue: make(chan queued, QueueLen)}
@@ -162,16 +182,17 @@ func (c *Conn) reply(id uint64, body []byte, err error) {
 // maxSpareReplies is the largest reply buffer the writer keeps between writes.
 const maxSpareReplies = 1 << 20
 
-// writeReplies writes the pending replies, all that are pending in one write, until
-// done is closed. A write that fails (or takes over replyTimeout) closes the
-// connection, which ends ServeConn; the sender retries its calls elsewhere.
+// writeReplies writes the pending replies, all that are pending at once, until done
+// is closed, and then what is pending by then. A write that fails, or makes no
+// progress for replyTimeout, closes the connection, which ends ServeConn; the sender
+// takes the calls waiting on it as possibly delivered.
 func (c *Conn) writeReplies(done <-chan struct{}) {
 	var spare []byte
-	for {
+	for stop := false; !stop; {
 		select {
 		case <-c.kick:
 		case <-done:
-			return
+			stop = true
 		}
 		c.mu.Lock()
 		buf := c.pending
@@ -181,8 +202,7 @@ func (c *Conn) writeReplies(done <-chan struct{}) {
 		}
 		c.pending, spare = spare, nil // never two owners of one array
 		c.mu.Unlock()
-		c.conn.SetWriteDeadline(time.Now().Add(replyTimeout))
-		if _, err := c.conn.Write(buf); err != nil {
+		if err := writeAll(c.conn, buf, replyTimeout); err != nil {
 			c.conn.Close()
 			return
 		}

@@ -298,3 +298,125 @@ func TestManyConcurrentCalls(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// slowConn reads at most chunk bytes per Read, after a pause: a slow link or a slow
+// reader (about 2 MiB/s with 128 KiB every 64 ms).
+type slowConn struct {
+	net.Conn
+	chunk int
+	every time.Duration
+}
+
+func (c *slowConn) Read(b []byte) (int, error) {
+	time.Sleep(c.every)
+	if len(b) > c.chunk {
+		b = b[:c.chunk]
+	}
+	return c.Conn.Read(b)
+}
+
+// shortWriteTimeouts sets the per-write deadlines of requests and replies to d for
+// the test.
+func shortWriteTimeouts(t *testing.T, d time.Duration) {
+	send, reply := sendTimeout, replyTimeout
+	sendTimeout, replyTimeout = d, d
+	t.Cleanup(func() { sendTimeout, replyTimeout = send, reply })
+}
+
+// TestSendDeadlineBoundsProgress: many large calls queued at once on a Peer whose
+// server reads slowly (about 2 MiB/s): writing the whole batch takes longer than the
+// write deadline, but bytes keep moving, and every call succeeds. (With one deadline
+// for the whole batch the connection was dropped and every call failed.)
+func TestSendDeadlineBoundsProgress(t *testing.T) {
+	shortWriteTimeouts(t, 4*time.Second)
+	s := &Server{}
+	s.Handle(OpStatus, statusHandler(1))
+	s.Handle(OpRead, func(r *Request) { r.Reply(nil, nil) })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewListener(ln, ln.Addr().String(), func(c net.Conn) {
+		c.(*net.TCPConn).SetReadBuffer(64 << 10)
+		s.ServeConn(&slowConn{Conn: c, chunk: 128 << 10, every: 64 * time.Millisecond})
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	p := NewPeer(ln.Addr().String())
+	defer p.Close()
+	if _, err := p.Call(context.Background(), OpStatus, nil, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	body := make([]byte, 1<<20)
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for range 16 { // 16 MiB: about 8 s at the server's pace, most of it past the buffers
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := p.Call(context.Background(), OpRead, body, 60*time.Second); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// TestReplyDeadlineBoundsProgress: large replies pending at once to a client that
+// reads slowly all arrive, though writing them all takes longer than the write
+// deadline.
+func TestReplyDeadlineBoundsProgress(t *testing.T) {
+	shortWriteTimeouts(t, 4*time.Second)
+	s := &Server{}
+	s.Handle(OpRead, func(r *Request) { r.Reply(make([]byte, 1<<20), nil) })
+	addr, _ := serve(t, s)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.(*net.TCPConn).SetReadBuffer(64 << 10)
+	reqs := []byte{MuxRPC}
+	for i := range 16 { // 16 MiB of replies: about 8 s at the client's pace
+		reqs = AppendFrame(reqs, uint64(i+1), byte(OpRead), nil)
+	}
+	if _, err := conn.Write(reqs); err != nil {
+		t.Fatal(err)
+	}
+	r := &slowConn{Conn: conn, chunk: 128 << 10, every: 64 * time.Millisecond}
+	for i := range 16 {
+		if _, _, body, err := ReadFrame(r); err != nil || len(body) != 1<<20 {
+			t.Fatalf("reply %d of 16: %d bytes, %v", i+1, len(body), err)
+		}
+	}
+}
+
+// TestRepliesWrittenBeforeClose: a reply made on the reader goroutine (an op with no
+// handler) reaches a client that half-closed right after its request: the
+// connection's writer writes what is pending before the connection closes.
+func TestRepliesWrittenBeforeClose(t *testing.T) {
+	addr, _ := serve(t, &Server{})
+	lost := 0
+	for range 100 {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.Write(AppendFrame([]byte{MuxRPC}, 1, 200, nil))
+		conn.(*net.TCPConn).CloseWrite()
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, _, _, err := ReadFrame(conn); err != nil {
+			lost++
+		}
+		conn.Close()
+	}
+	if lost > 0 {
+		t.Fatalf("%d of 100 replies lost", lost)
+	}
+}
