@@ -89,11 +89,20 @@ func (p *Peer) BootID() uint64 {
 // ErrUnavailable (it may have been delivered). The caller bounds its wait for the
 // reply.
 func (p *Peer) Send(op Op, body []byte) (<-chan Reply, error) {
+	ch, _, err := p.SendBoot(op, body)
+	return ch, err
+}
+
+// SendBoot is Send that also returns the boot id the peer announced on the connection
+// the request was queued on (0 with an error), read under the same lock: a retry
+// that names it is told apart from one to a process that restarted since, even if the
+// connection is dropped and dialled again right after.
+func (p *Peer) SendBoot(op Op, body []byte) (<-chan Reply, uint64, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.conn == nil {
 		if err := p.dialLocked(); err != nil {
-			return nil, notSent(p.addr, err)
+			return nil, 0, notSent(p.addr, err)
 		}
 	}
 	p.nextID++
@@ -107,7 +116,7 @@ func (p *Peer) Send(op Op, body []byte) (<-chan Reply, error) {
 	case p.kick <- struct{}{}:
 	default: // the writer has been told already
 	}
-	return ch, nil
+	return ch, p.boot, nil
 }
 
 // maxSpareOut is the largest send buffer a connection's writer keeps between writes.

@@ -55,6 +55,9 @@ func TestPeerCalls(t *testing.T) {
 	if p.BootID() != 7 {
 		t.Fatalf("BootID = %d, want 7", p.BootID())
 	}
+	if ch, boot, err := p.SendBoot(OpRead, []byte("y")); err != nil || boot != 7 || string((<-ch).Body) != "echo y" {
+		t.Fatalf("SendBoot: boot %d, %v; want the connection's boot id, 7", boot, err)
+	}
 	_, err = p.Call(ctx, OpCount, nil, 5*time.Second)
 	if !errors.Is(err, ErrSegmentNotFound) || !IsRemote(err) || err.Error() != `segment not on this node: segment 3 of "t"` {
 		t.Fatalf("count = %v (remote %v), want the peer's ErrSegmentNotFound", err, IsRemote(err))

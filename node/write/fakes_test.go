@@ -239,24 +239,22 @@ type fakePeer struct {
 	id uint64
 }
 
-func (f fakePeer) Send(op rpc.Op, body []byte) (<-chan rpc.Reply, error) {
+func (f fakePeer) SendBoot(op rpc.Op, body []byte) (<-chan rpc.Reply, uint64, error) {
 	f.p.mu.Lock()
 	err := f.p.sendErr
 	f.p.sendErr = nil
 	f.p.mu.Unlock()
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	a, err := rpc.DecodeAppend(body)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	ch := make(chan rpc.Reply, 1)
 	f.p.sent <- sent{node: f.id, a: &a, reply: ch}
-	return ch, nil
+	return ch, 100 + f.id, nil
 }
-
-func (f fakePeer) BootID() uint64 { return 100 + f.id }
 
 // next returns the next append sent to a peer.
 func (p *fakePeers) next(t *testing.T) sent {

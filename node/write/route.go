@@ -54,8 +54,7 @@ func (w *Writer) forward(topic string, rt route, payloads [][]byte, tag Tag, don
 	}
 	a := rpc.Append{Topic: topic, Segment: rt.segment, ID: tag.ID, Stream: tag.Stream, Seq: tag.Seq,
 		Boot: tag.Boot, Base: tag.Base, Payloads: payloads}
-	ch, err := p.Send(rpc.OpAppend, a.Encode())
-	boot := p.BootID()
+	ch, boot, err := p.SendBoot(rpc.OpAppend, a.Encode())
 	if err != nil {
 		// The peer knows only its address: name the node too.
 		done(Result{Err: rpc.Unavailable(fmt.Sprintf("node %d", rt.node), err), Node: rt.node, Ambiguous: !errors.Is(err, rpc.ErrNotSent), Boot: boot})

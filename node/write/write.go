@@ -90,11 +90,10 @@ type Peers interface {
 
 // Peer is one node's RPC connection (a *rpc.Peer).
 type Peer interface {
-	// Send sends one request and returns the channel of its one reply. An error
+	// SendBoot sends one request and returns the channel of its one reply and the
+	// boot id the node announced on the connection that carries it. An error
 	// wrapping rpc.ErrNotSent never left this node; any other may have.
-	Send(op rpc.Op, body []byte) (<-chan rpc.Reply, error)
-	// BootID is the boot id the node announced on the current connection.
-	BootID() uint64
+	SendBoot(op rpc.Op, body []byte) (<-chan rpc.Reply, uint64, error)
 }
 
 // Metrics counts what the write path does.
