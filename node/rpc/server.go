@@ -164,14 +164,12 @@ func (c *Conn) runQueue() {
 }
 
 func (c *Conn) reply(id uint64, body []byte, err error) {
-	var msg []byte
+	status := byte(StatusOK)
 	if err != nil {
-		msg = AppendFrame(nil, id, StatusErr, EncodeError(err))
-	} else {
-		msg = AppendFrame(nil, id, StatusOK, body)
+		status, body = StatusErr, EncodeError(err)
 	}
 	c.mu.Lock()
-	c.pending = append(c.pending, msg...)
+	c.pending = AppendFrame(c.pending, id, status, body)
 	c.mu.Unlock()
 	select {
 	case c.kick <- struct{}{}:
