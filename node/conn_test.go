@@ -165,7 +165,7 @@ func TestRecoverLivenessProbes(t *testing.T) {
 // pass the budget, resume as replies are written, and one request always runs when
 // nothing else is in flight, however large its bound.
 func TestConnBudget(t *testing.T) {
-	b := newConnBudget(100)
+	b := newConnBudget(100, 3)
 	b.acquire(60)
 	b.acquire(40) // exactly full
 	acquired := make(chan struct{})
@@ -177,18 +177,37 @@ func TestConnBudget(t *testing.T) {
 		_, waiters := b.state()
 		return waiters == 1
 	})
-	b.release(40) // 60 + 30 fit
+	b.release(40, 1) // 60 + 30 fit
 	<-acquired
 	if used, waiters := b.state(); used != 90 || waiters != 0 {
 		t.Fatalf("after the release: %d bytes reserved, %d waiting; want 90, 0", used, waiters)
 	}
-	b.release(90)
+	b.release(90, 2)
 
 	b.acquire(500) // over the budget, alone
 	if used, _ := b.state(); used != 500 {
 		t.Fatalf("an oversized request alone reserved %d, want 500", used)
 	}
-	b.release(500)
+	b.release(500, 1)
+
+	// At most three requests, however small.
+	for i := 0; i < 3; i++ {
+		b.acquire(1)
+	}
+	fourth := make(chan struct{})
+	go func() {
+		b.acquire(1)
+		close(fourth)
+	}()
+	testenv.WaitFor(t, 5*time.Second, "the fourth request to wait", func() bool {
+		_, waiters := b.state()
+		return waiters == 1
+	})
+	b.release(2, 2)
+	<-fourth
+	if used, _ := b.state(); used != 2 {
+		t.Fatalf("after the fourth: %d bytes reserved, want 2", used)
+	}
 }
 
 // TestReplyBound: the budget a request reserves covers its largest possible reply,

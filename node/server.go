@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -89,45 +88,57 @@ func (n *Node) refuse(conn net.Conn) {
 	})
 }
 
-// connBudget bounds the bytes one client connection holds in flight: requests read
-// and not yet answered, and their replies until written. The reader reserves each
-// request's bound (its frame plus replyBound) before dispatching it and waits while
-// the budget is spent, so a client that pipelines more stops being read (TCP pushes
-// back) instead of growing the node's memory; the writer releases the reservation
-// once the reply is written. When nothing is reserved, one request is admitted
-// whatever its bound, so every request can run. Safe for concurrent use.
+// connBudget bounds what one client connection holds in flight: requests read and
+// not yet answered, and their replies until written, in bytes and in number. The
+// reader reserves each request's bound (its frame plus replyBound) before
+// dispatching it and waits while the budget is spent, so a client that pipelines more
+// stops being read (TCP pushes back) instead of growing the node's memory; the
+// reservation is released once the reply is written. When nothing is reserved, one
+// request is admitted whatever its bound, so every request can run. Safe for
+// concurrent use.
 type connBudget struct {
 	mu      sync.Mutex
 	cond    sync.Cond
-	limit   int64
+	limit   int64 // bytes
+	maxReqs int
 	used    int64
+	reqs    int
 	waiters int // acquires waiting now
 }
 
-func newConnBudget(limit int64) *connBudget {
-	b := &connBudget{limit: limit}
+func newConnBudget(limit int64, maxReqs int) *connBudget {
+	b := &connBudget{limit: limit, maxReqs: maxReqs}
 	b.cond.L = &b.mu
 	return b
 }
 
-// acquire reserves n bytes, waiting until they fit (or nothing is reserved).
+// acquire reserves n bytes for one request, waiting until they fit and fewer than
+// maxReqs requests are in flight (or nothing is reserved).
 func (b *connBudget) acquire(n int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for b.used > 0 && b.used+n > b.limit {
+	for b.reqs > 0 && (b.used+n > b.limit || b.reqs >= b.maxReqs) {
 		b.waiters++
 		b.cond.Wait()
 		b.waiters--
 	}
 	b.used += n
+	b.reqs++
 }
 
-// release returns n bytes reserved by acquire.
-func (b *connBudget) release(n int64) {
+// release returns the n bytes that reqs requests reserved.
+func (b *connBudget) release(n int64, reqs int) {
+	if reqs == 0 {
+		return
+	}
 	b.mu.Lock()
 	b.used -= n
+	b.reqs -= reqs
+	wake := b.waiters > 0
 	b.mu.Unlock()
-	b.cond.Broadcast()
+	if wake {
+		b.cond.Broadcast()
+	}
 }
 
 // replyBound is the most a reply to req can hold: a READ or TAIL stops adding entries
@@ -151,9 +162,6 @@ func replyBound(req wire.Request) int64 {
 	return 64
 }
 
-// replyBuffers are the connections' reply buffers, lent while replies are pending.
-var replyBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, replyBufferSize) }}
-
 const (
 	// replyBufferSize is a connection's reply buffer: big enough for the replies of
 	// a group commit to leave in one write; a larger reply writes through.
@@ -169,15 +177,9 @@ func entriesBound(max int) int64 {
 	return 32 + 12*int64(max) + min(int64(max)*maxEntryBytes, read.MaxBytes+maxEntryBytes)
 }
 
-// pendingReply is one request's place in the connection's reply order.
-type pendingReply struct {
-	slot     chan []byte
-	reserved int64 // bytes of the connection's budget, released once written
-}
-
 // serveClient runs one client connection. Requests are parsed and dispatched in order
 // (appends are routed before the next request is read, so pipelined PUTs keep their
-// order); replies are written in request order by a second goroutine. At most
+// order); replies are written in request order (replyQueue). At most
 // maxInflight requests and maxConnBytes of requests and replies (connBudget) are in
 // flight; every write has the client write timeout (defaultClientWriteTimeout).
 func (n *Node) serveClient(conn net.Conn) {
@@ -189,81 +191,18 @@ func (n *Node) serveClient(conn net.Conn) {
 	if tc, ok := conn.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
-	budget := newConnBudget(maxConnBytes)
-	replies := make(chan pendingReply, maxInflight)
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		// The reply buffer is borrowed while replies are pending and given back
-		// once they are written, so that idle connections hold none.
-		var w *bufio.Writer
-		failed := false
-		// Replies that are ready one after the other are written together: the
-		// buffer is flushed only when the next reply in order is not ready yet (or
-		// none is pending), so the replies one group commit completes leave in one
-		// write, and none waits in the buffer for a later one.
-		flush := func() {
-			if failed || w == nil || w.Buffered() == 0 {
-				return
-			}
-			conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-			if err := w.Flush(); err != nil {
-				failed = true
-				conn.Close()
-			}
-		}
-		giveBack := func() {
-			if w != nil {
-				w.Reset(nil)
-				replyBuffers.Put(w)
-				w = nil
-			}
-		}
-		defer giveBack()
-		for p := range replies {
-			var b []byte
-			select {
-			case b = <-p.slot:
-			default:
-				flush()
-				b = <-p.slot
-			}
-			if !failed {
-				if w == nil {
-					w = replyBuffers.Get().(*bufio.Writer)
-					w.Reset(conn)
-				}
-				if len(b)+4 > w.Available() { // the buffer writes through: bound the write
-					conn.SetWriteDeadline(time.Now().Add(writeTimeout))
-				}
-				if err := wire.WriteFrame(w, b); err != nil {
-					failed = true
-					conn.Close()
-				}
-			}
-			budget.release(p.reserved)
-			if len(replies) == 0 {
-				flush()
-				giveBack()
-			}
-		}
-		flush()
-	}()
-	defer func() {
-		close(replies)
-		<-writerDone
-	}()
+	budget := newConnBudget(maxConnBytes, maxInflight)
+	replies := newReplyQueue(conn, writeTimeout, budget)
+	defer replies.wait()
 	r := newConnReader(conn)
 	defer r.release()
 	seqs := map[string]*write.Sequence{} // per topic: keeps this connection's appends in order
 	for {
 		frame, err := r.next(wire.MaxRequest)
-		slot := make(chan []byte, 1)
 		switch {
 		case errors.Is(err, wire.ErrEmptyFrame), errors.Is(err, wire.ErrFrameTooLarge):
 			budget.acquire(64)
-			slot <- errReply(err)
-			replies <- pendingReply{slot: slot, reserved: 64}
+			replies.done(replies.add(64), errReply(err))
 			continue
 		case err != nil:
 			if !errors.Is(err, io.EOF) && n.ctx.Err() == nil {
@@ -274,8 +213,7 @@ func (n *Node) serveClient(conn net.Conn) {
 		req, perr := wire.ParseRequest(frame)
 		cost := int64(len(frame)) + replyBound(req)
 		budget.acquire(cost)
-		replies <- pendingReply{slot: slot, reserved: cost}
-		n.request(req, perr, slot, seqs)
+		n.request(req, perr, replies, replies.add(cost), seqs)
 	}
 }
 
@@ -284,12 +222,12 @@ func (n *Node) serveClient(conn net.Conn) {
 // once (rpc.Unavailable), so nothing is rewritten here.
 func errReply(err error) []byte { return wire.ErrorReply(err.Error()) }
 
-// request handles one request (err: it did not parse); the reply goes to slot,
-// possibly later.
-func (n *Node) request(req wire.Request, err error, slot chan<- []byte, seqs map[string]*write.Sequence) {
+// request handles one request (err: it did not parse); its reply completes r in
+// replies, possibly later.
+func (n *Node) request(req wire.Request, err error, replies *replyQueue, r *reply, seqs map[string]*write.Sequence) {
 	if err != nil {
 		n.metrics.badRequests.Inc()
-		slot <- errReply(err)
+		replies.done(r, errReply(err))
 		return
 	}
 	n.metrics.request(req.Cmd)
@@ -301,15 +239,15 @@ func (n *Node) request(req wire.Request, err error, slot chan<- []byte, seqs map
 			seqs[req.Topic] = seq
 		}
 		cmd := req.Cmd
-		seq.Submit(&write.Job{Payloads: req.Payloads, Reply: func(r write.Result) {
-			if r.Err != nil {
-				slot <- errReply(r.Err)
+		seq.Submit(&write.Job{Payloads: req.Payloads, Reply: func(res write.Result) {
+			if res.Err != nil {
+				replies.done(r, errReply(res.Err))
 				return
 			}
-			slot <- putReply(cmd, r.First)
+			replies.done(r, putReply(cmd, res.First))
 		}})
 	default:
-		go func() { slot <- n.handle(n.ctx, req) }()
+		go func() { replies.done(r, n.handle(n.ctx, req)) }()
 	}
 }
 

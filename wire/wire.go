@@ -41,6 +41,12 @@ func WriteFrame(w io.Writer, b []byte) error {
 	return err
 }
 
+// AppendFrame appends one frame (WriteFrame's bytes) to dst and returns it.
+func AppendFrame(dst, b []byte) []byte {
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(b)))
+	return append(dst, b...)
+}
+
 // ReadFrame reads one frame of at most max bytes. A frame of length 0 or over max has
 // its body skipped (so the stream stays in step) and returns ErrEmptyFrame or
 // ErrFrameTooLarge; other errors are the reader's.

@@ -123,8 +123,11 @@ nats_run() {
 echo "== machine: $(nproc) cores, $(grep MemTotal /proc/meminfo | awk '{printf "%.0f GiB", $2/1048576}'), $(uname -sr), $(go version | cut -d' ' -f3)"
 echo "== $CONNS connections, $SIZE-byte payloads, $WARMUP warm-up, $DURATION measured per run; floe: $FLOE"
 start_floe
+# The shapes: one in flight per connection, and --pipeline (unless that is 1 too).
+shapes=("${CONNS}x1")
+if [ "$DEPTH" != 1 ]; then shapes+=("${CONNS}x$DEPTH"); fi
 floe_run "floe-leader-${CONNS}x1" "$leader" 1
-floe_run "floe-leader-${CONNS}x$DEPTH" "$leader" "$DEPTH"
+if [ "$DEPTH" != 1 ]; then floe_run "floe-leader-${CONNS}x$DEPTH" "$leader" "$DEPTH"; fi
 floe_run "floe-forwarded-${CONNS}x1" "$other" 1
 
 nats=
@@ -135,7 +138,7 @@ if [ -x "$NATS_SERVER" ]; then
     stop_floe
     for sync in always default; do
       nats_run "jetstream-$sync-${CONNS}x1" "$sync" 1
-      nats_run "jetstream-$sync-${CONNS}x$DEPTH" "$sync" "$DEPTH"
+      if [ "$DEPTH" != 1 ]; then nats_run "jetstream-$sync-${CONNS}x$DEPTH" "$sync" "$DEPTH"; fi
     done
   else
     echo "== JetStream skipped: tools/natsbench does not build:"; cat "$DIR/natsbench-build.log"
@@ -157,7 +160,7 @@ if [ -n "$nats" ]; then
   {
     echo "floe run|JetStream run|entries/s ratio|CPU per write ratio"
     for sync in always default; do
-      for shape in "${CONNS}x1" "${CONNS}x$DEPTH"; do
+      for shape in "${shapes[@]}"; do
         f=floe-leader-$shape j=jetstream-$sync-$shape
         echo "$f|$j|$(calc "$(get "$f" 2)/$(get "$j" 2)" 2)|$(calc "$(get "$f" 7)/$(get "$j" 7)" 2)"
       done

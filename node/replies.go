@@ -1,0 +1,231 @@
+package node
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"floe/wire"
+)
+
+// replyQueue writes one client connection's replies, in request order, without a
+// goroutine of its own. The reader adds a place for each request (add); whoever
+// completes the reply at the head of the queue (done) writes it and every reply ready
+// behind it in one write: for a PUT that is the appender answering its group commit,
+// so a reply costs no goroutine wake-up and the replies a batch completes for one
+// connection leave together. That write is non-blocking: what the socket does not
+// take at once is finished by a goroutine started for it, with the client write
+// timeout, so a slow client never holds up the goroutine that completed its reply
+// (an appender answering a whole batch). A connection that is not a socket (a
+// net.Pipe in tests) always writes on such a goroutine.
+//
+// A write that fails or times out closes the connection; replies completed after
+// that are dropped (the requests' effects stand). Safe for concurrent use.
+type replyQueue struct {
+	conn    net.Conn
+	raw     syscall.RawConn // nil: not a socket, no non-blocking writes
+	timeout time.Duration
+	budget  *connBudget
+
+	mu      sync.Mutex
+	idle    sync.Cond // broadcast when writing stops
+	q       []*reply  // pending replies in request order; q[0] is the next to write
+	writing bool      // a goroutine is writing; it writes whatever becomes ready
+	failed  bool      // a write failed: the connection is closed
+}
+
+// reply is one request's place in the reply order.
+type reply struct {
+	b        []byte
+	ready    bool
+	reserved int64 // bytes of the connection's budget, released once written
+}
+
+func newReplyQueue(conn net.Conn, timeout time.Duration, budget *connBudget) *replyQueue {
+	q := &replyQueue{conn: conn, timeout: timeout, budget: budget}
+	q.idle.L = &q.mu
+	if sc, ok := conn.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			q.raw = raw
+		}
+	}
+	return q
+}
+
+// add returns the place of the next request's reply, which holds reserved bytes of
+// the budget until it is written. Called by the reader, in request order.
+func (q *replyQueue) add(reserved int64) *reply {
+	r := &reply{reserved: reserved}
+	q.mu.Lock()
+	q.q = append(q.q, r)
+	q.mu.Unlock()
+	return r
+}
+
+// done completes r with the reply b and writes what is ready, unless another
+// goroutine is writing (it takes r too). Exactly once per add, on any goroutine.
+func (q *replyQueue) done(r *reply, b []byte) {
+	q.mu.Lock()
+	r.b, r.ready = b, true
+	if q.writing || !q.q[0].ready {
+		q.mu.Unlock()
+		return
+	}
+	q.writing = true
+	if q.raw == nil {
+		q.mu.Unlock()
+		go func() {
+			q.mu.Lock()
+			q.write(true)
+		}()
+		return
+	}
+	q.write(false)
+}
+
+// write writes the ready replies at the head of the queue until none is, then stops
+// writing. q.mu is held and q.writing set; write returns with q.mu released. Without
+// blocking, it hands the rest of a write the socket did not take to a goroutine that
+// goes on blocking.
+func (q *replyQueue) write(blocking bool) {
+	buf := getReplyBuf()
+	for {
+		b, reserved, n := q.takeReady(buf[:0])
+		buf = b[:0]
+		if len(b) == 0 {
+			q.writing = false
+			q.idle.Broadcast()
+			q.mu.Unlock()
+			putReplyBuf(buf)
+			return
+		}
+		q.mu.Unlock()
+		var err error
+		if blocking {
+			err = q.writeBlocking(b)
+		} else if written, werr := q.writeNow(b); werr != nil {
+			err = werr
+		} else if written < len(b) {
+			// The socket is full: a goroutine of its own finishes this write and
+			// goes on with the replies after it.
+			go q.finish(buf, b[written:], reserved, n)
+			return
+		}
+		q.budget.release(reserved, n)
+		q.mu.Lock()
+		q.check(err)
+	}
+}
+
+// finish writes rest (the end of a write the socket did not take, in buf), releases
+// reserved bytes of the budget, and goes on writing what became ready meanwhile,
+// blocking.
+func (q *replyQueue) finish(buf, rest []byte, reserved int64, n int) {
+	err := q.writeBlocking(rest)
+	putReplyBuf(buf)
+	q.budget.release(reserved, n)
+	q.mu.Lock()
+	q.check(err)
+	q.write(true)
+}
+
+// check closes the connection after a failed write; q.mu is held.
+func (q *replyQueue) check(err error) {
+	if err != nil && !q.failed {
+		q.failed = true
+		q.conn.Close()
+	}
+}
+
+// takeReady removes the ready replies at the head of the queue and appends their
+// frames to b; it returns b, the budget bytes they held and their number. q.mu is
+// held. Once the connection failed, the replies are dropped (b stays empty) and their
+// budget is released here.
+func (q *replyQueue) takeReady(b []byte) ([]byte, int64, int) {
+	var reserved int64
+	i := 0
+	for ; i < len(q.q) && q.q[i].ready; i++ {
+		r := q.q[i]
+		if !q.failed {
+			b = wire.AppendFrame(b, r.b)
+		}
+		reserved += r.reserved
+		q.q[i] = nil
+	}
+	if i == 0 {
+		return b, 0, 0
+	}
+	q.q = q.q[i:]
+	if len(q.q) == 0 {
+		q.q = q.q[:0]
+		if cap(q.q) > 64 {
+			q.q = nil // after a burst of pipelined requests, let the array go
+		}
+	}
+	if q.failed {
+		q.budget.release(reserved, i)
+		return b, 0, 0
+	}
+	return b, reserved, i
+}
+
+// writeNow writes b without waiting for the socket: it returns how much the socket
+// took (maybe none).
+func (q *replyQueue) writeNow(b []byte) (int, error) {
+	var n int
+	var werr error
+	err := q.raw.Write(func(fd uintptr) bool {
+		for {
+			n, werr = syscall.Write(int(fd), b)
+			if werr != syscall.EINTR {
+				break
+			}
+		}
+		return true
+	})
+	if n < 0 {
+		n = 0
+	}
+	if errors.Is(werr, syscall.EAGAIN) {
+		werr = nil
+	}
+	if err == nil {
+		err = werr
+	}
+	return n, err
+}
+
+// writeBlocking writes b within the client write timeout.
+func (q *replyQueue) writeBlocking(b []byte) error {
+	q.conn.SetWriteDeadline(time.Now().Add(q.timeout))
+	_, err := q.conn.Write(b)
+	return err
+}
+
+// wait returns once every reply added has been written (or dropped after a failed
+// write): the connection may then be closed.
+func (q *replyQueue) wait() {
+	q.mu.Lock()
+	for q.writing || len(q.q) > 0 {
+		q.idle.Wait()
+	}
+	q.mu.Unlock()
+}
+
+// replyBufs are the buffers replies are framed into for one write; one is lent for
+// the length of a write, so an idle connection holds none. One grown past
+// maxPooledReplyBuf by a large reply is not kept.
+var replyBufs = sync.Pool{New: func() any { b := make([]byte, 0, replyBufferSize); return &b }}
+
+const maxPooledReplyBuf = 4 * replyBufferSize
+
+func getReplyBuf() []byte { return *replyBufs.Get().(*[]byte) }
+
+func putReplyBuf(b []byte) {
+	if cap(b) <= maxPooledReplyBuf {
+		b = b[:0]
+		replyBufs.Put(&b)
+	}
+}
