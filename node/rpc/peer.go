@@ -41,7 +41,7 @@ type Peer struct {
 
 	mu      sync.Mutex // guards everything below
 	conn    net.Conn
-	pending map[uint64]chan Reply
+	pending map[uint64]*call
 	nextID  uint64
 	// out holds the requests sent and not yet written; the connection's writer
 	// (writeLoop) writes all of them at once when kicked, so the calls of many
@@ -98,17 +98,79 @@ func (p *Peer) Send(op Op, body []byte) (<-chan Reply, error) {
 // that names it is told apart from one to a process that restarted since, even if the
 // connection is dropped and dialled again right after.
 func (p *Peer) SendBoot(op Op, body []byte) (<-chan Reply, uint64, error) {
+	ch := make(chan Reply, 1)
+	boot, err := p.send(op, body, &call{ch: ch})
+	if err != nil {
+		return nil, 0, err
+	}
+	return ch, boot, nil
+}
+
+// SendFunc is SendBoot that hands the reply to fn instead of a channel: exactly
+// once, on the connection's reader goroutine when the reply comes (so fn must not
+// block, nor wait for another reply from this peer), or with an ErrUnavailable once
+// timeout has passed without one or the connection is lost. No goroutine waits for
+// the reply: a node forwarding many appends at once keeps none per append.
+func (p *Peer) SendFunc(op Op, body []byte, timeout time.Duration, fn func(Reply)) (uint64, error) {
+	c := &call{fn: fn}
+	boot, err := p.send(op, body, c)
+	if err != nil {
+		return 0, err
+	}
+	p.mu.Lock()
+	if c.id != 0 && p.pending[c.id] == c { // not answered yet
+		c.timer = time.AfterFunc(timeout, func() { p.expire(c, timeout) })
+	}
+	p.mu.Unlock()
+	return boot, nil
+}
+
+// call is one request waiting for its reply: on ch, or handed to fn.
+type call struct {
+	id    uint64
+	ch    chan Reply
+	fn    func(Reply)
+	timer *time.Timer // SendFunc's timeout
+}
+
+// deliver hands r to the call; p.mu is not held.
+func (c *call) deliver(r Reply) {
+	if c.fn != nil {
+		if c.timer != nil {
+			c.timer.Stop()
+		}
+		c.fn(r)
+		return
+	}
+	c.ch <- r
+}
+
+// expire fails c if it is still waiting for its reply.
+func (p *Peer) expire(c *call, timeout time.Duration) {
+	p.mu.Lock()
+	if p.pending[c.id] != c {
+		p.mu.Unlock()
+		return
+	}
+	delete(p.pending, c.id)
+	p.mu.Unlock()
+	c.fn(Reply{Err: Unavailable(fmt.Sprintf("%s did not answer within %v", p.addr, timeout), nil)})
+}
+
+// send queues one request for the connection's writer, dialling first if needed,
+// registers c for its reply and returns the peer's boot id.
+func (p *Peer) send(op Op, body []byte, c *call) (uint64, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.conn == nil {
 		if err := p.dialLocked(); err != nil {
-			return nil, 0, notSent(p.addr, err)
+			return 0, notSent(p.addr, err)
 		}
 	}
 	p.nextID++
 	id := p.nextID
-	ch := make(chan Reply, 1)
-	p.pending[id] = ch
+	c.id = id
+	p.pending[id] = c
 	var hdr [frameHeader]byte
 	putHeader(&hdr, id, byte(op), len(body))
 	p.out = append(append(p.out, hdr[:]...), body...)
@@ -116,7 +178,7 @@ func (p *Peer) SendBoot(op Op, body []byte) (<-chan Reply, uint64, error) {
 	case p.kick <- struct{}{}:
 	default: // the writer has been told already
 	}
-	return ch, p.boot, nil
+	return p.boot, nil
 }
 
 // maxSpareOut is the largest send buffer a connection's writer keeps between writes.
@@ -162,7 +224,7 @@ func (p *Peer) dialLocked() error {
 		return err
 	}
 	p.conn, p.boot = conn, st.Boot
-	p.pending = map[uint64]chan Reply{}
+	p.pending = map[uint64]*call{}
 	p.kick = make(chan struct{}, 1)
 	go p.readLoop(conn, p.pending)
 	go p.writeLoop(conn, p.kick)
@@ -245,7 +307,7 @@ func (p *Peer) Answers(ctx context.Context, window time.Duration, probes int) bo
 	}
 }
 
-func (p *Peer) readLoop(conn net.Conn, pending map[uint64]chan Reply) {
+func (p *Peer) readLoop(conn net.Conn, pending map[uint64]*call) {
 	r := bufio.NewReaderSize(conn, 64<<10)
 	for {
 		id, status, body, err := ReadFrame(r)
@@ -258,16 +320,16 @@ func (p *Peer) readLoop(conn net.Conn, pending map[uint64]chan Reply) {
 			return
 		}
 		p.mu.Lock()
-		ch, ok := pending[id]
+		c, ok := pending[id]
 		delete(pending, id)
 		p.mu.Unlock()
 		if !ok {
 			continue
 		}
 		if status == StatusOK {
-			ch <- Reply{Body: body}
+			c.deliver(Reply{Body: body})
 		} else {
-			ch <- Reply{Err: DecodeError(body)}
+			c.deliver(Reply{Err: DecodeError(body)})
 		}
 	}
 }
@@ -278,8 +340,13 @@ func (p *Peer) resetLocked(cause error) {
 		return
 	}
 	p.conn.Close()
-	for id, ch := range p.pending {
-		ch <- Reply{Err: Unavailable(fmt.Sprintf("connection to %s lost", p.addr), cause)}
+	for id, c := range p.pending {
+		r := Reply{Err: Unavailable(fmt.Sprintf("connection to %s lost", p.addr), cause)}
+		if c.fn != nil {
+			go c.deliver(r) // not under p.mu: fn may send again
+		} else {
+			c.ch <- r
+		}
 		delete(p.pending, id)
 	}
 	close(p.kick)

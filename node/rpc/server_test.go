@@ -423,3 +423,103 @@ func TestRepliesWrittenBeforeClose(t *testing.T) {
 		t.Fatalf("%d of 100 replies lost", lost)
 	}
 }
+
+// TestSendFunc: SendFunc hands the reply to fn exactly once: the reply when it
+// comes; an ErrUnavailable (not remote, not ErrNotSent) when the timeout passes
+// first, a late reply then being dropped; the same when the connection is lost;
+// and fn is never called when the request could not be sent.
+func TestSendFunc(t *testing.T) {
+	release, release2 := make(chan struct{}), make(chan struct{})
+	defer close(release2)
+	s := &Server{}
+	s.Handle(OpStatus, statusHandler(9))
+	s.Handle(OpUnsealed, func(r *Request) { <-release2 }) // never answered
+	s.Handle(OpRead, func(r *Request) { r.Reply(append([]byte("echo "), r.Body...), nil) })
+	s.Handle(OpSync, func(r *Request) { <-release; r.Reply([]byte("late"), nil) })
+	addr, l := serve(t, s)
+	p := NewPeer(addr)
+	defer p.Close()
+
+	type got struct {
+		n int
+		r Reply
+	}
+	var mu sync.Mutex
+	calls := map[string]*got{}
+	fn := func(name string) func(Reply) {
+		mu.Lock()
+		calls[name] = &got{}
+		mu.Unlock()
+		return func(r Reply) {
+			mu.Lock()
+			defer mu.Unlock()
+			calls[name].n++
+			calls[name].r = r
+		}
+	}
+	result := func(name string) got {
+		mu.Lock()
+		defer mu.Unlock()
+		return *calls[name]
+	}
+	answered := func(name string) func() bool { return func() bool { return result(name).n > 0 } }
+
+	if boot, err := p.SendFunc(OpRead, []byte("x"), time.Minute, fn("reply")); err != nil || boot != 9 {
+		t.Fatalf("SendFunc: boot %d, %v", boot, err)
+	}
+	waitFor(t, answered("reply"))
+	if g := result("reply"); g.r.Err != nil || string(g.r.Body) != "echo x" {
+		t.Fatalf("reply: %+v", g.r)
+	}
+
+	if _, err := p.SendFunc(OpSync, nil, 50*time.Millisecond, fn("timeout")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, answered("timeout"))
+	if err := result("timeout").r.Err; !errors.Is(err, ErrUnavailable) || IsRemote(err) || errors.Is(err, ErrNotSent) {
+		t.Fatalf("unanswered: %v, want a sent ErrUnavailable", err)
+	}
+	close(release) // the late reply comes and is dropped
+	if _, err := p.SendFunc(OpRead, []byte("after"), time.Minute, fn("after")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, answered("after")) // replies come in order: the late one came first
+
+	if _, err := p.SendFunc(OpUnsealed, nil, time.Minute, fn("lost")); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	p.Close()
+	waitFor(t, answered("lost"))
+	if err := result("lost").r.Err; !errors.Is(err, ErrUnavailable) || IsRemote(err) {
+		t.Fatalf("connection lost: %v, want ErrUnavailable", err)
+	}
+
+	dead := NewPeer(addr) // the listener is closed
+	if _, err := dead.SendFunc(OpRead, nil, time.Minute, fn("unsent")); !errors.Is(err, ErrNotSent) {
+		t.Fatalf("SendFunc to a closed port: %v, want ErrNotSent", err)
+	}
+	mu.Lock()
+	names := make([]string, 0, len(calls))
+	for name := range calls {
+		names = append(names, name)
+	}
+	mu.Unlock()
+	for _, name := range names {
+		if g := result(name); g.n > 1 || (name == "unsent") != (g.n == 0) {
+			t.Errorf("%s: fn called %d times", name, g.n)
+		}
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after 10 s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

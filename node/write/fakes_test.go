@@ -239,21 +239,31 @@ type fakePeer struct {
 	id uint64
 }
 
-func (f fakePeer) SendBoot(op rpc.Op, body []byte) (<-chan rpc.Reply, uint64, error) {
+// SendFunc hands the append to the test, which answers it on reply; without an
+// answer within timeout, fn gets an rpc.ErrUnavailable, as from an rpc.Peer.
+func (f fakePeer) SendFunc(op rpc.Op, body []byte, timeout time.Duration, fn func(rpc.Reply)) (uint64, error) {
 	f.p.mu.Lock()
 	err := f.p.sendErr
 	f.p.sendErr = nil
 	f.p.mu.Unlock()
 	if err != nil {
-		return nil, 0, err
+		return 0, err
 	}
 	a, err := rpc.DecodeAppend(body)
 	if err != nil {
-		return nil, 0, err
+		return 0, err
 	}
 	ch := make(chan rpc.Reply, 1)
 	f.p.sent <- sent{node: f.id, a: &a, reply: ch}
-	return ch, 100 + f.id, nil
+	go func() {
+		select {
+		case r := <-ch:
+			fn(r)
+		case <-time.After(timeout):
+			fn(rpc.Reply{Err: rpc.Unavailable(fmt.Sprintf("node %d did not answer within %v", f.id, timeout), nil)})
+		}
+	}()
+	return 100 + f.id, nil
 }
 
 // next returns the next append sent to a peer.

@@ -4,8 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
-
+	
 	"floe/node/rpc"
 )
 
@@ -43,9 +42,11 @@ func (w *Writer) dispatch(topic string, rt route, payloads [][]byte, tag Tag, do
 	w.forward(topic, rt, payloads, tag, done)
 }
 
-// forward sends one append to the segment leader rt.node. A failure is ambiguous
-// (the append may have been written there) unless the request never left this node
-// or the leader answered with an error of its own.
+// forward sends one append to the segment leader rt.node; its reply (or the lack of
+// one within the request timeout) is handed to done on the connection's reader, no
+// goroutine waiting for it. A failure is ambiguous (the append may have been written
+// there) unless the request never left this node or the leader answered with an
+// error of its own.
 func (w *Writer) forward(topic string, rt route, payloads [][]byte, tag Tag, done func(Result)) {
 	p, err := w.cfg.Peers.Peer(rt.node)
 	if err != nil {
@@ -54,25 +55,18 @@ func (w *Writer) forward(topic string, rt route, payloads [][]byte, tag Tag, don
 	}
 	a := rpc.Append{Topic: topic, Segment: rt.segment, ID: tag.ID, Stream: tag.Stream, Seq: tag.Seq,
 		Boot: tag.Boot, Base: tag.Base, Payloads: payloads}
-	ch, boot, err := p.SendBoot(rpc.OpAppend, a.Encode())
-	if err != nil {
-		// The peer knows only its address: name the node too.
-		done(Result{Err: rpc.Unavailable(fmt.Sprintf("node %d", rt.node), err), Node: rt.node, Ambiguous: !errors.Is(err, rpc.ErrNotSent), Boot: boot})
-		return
-	}
-	go func() {
-		var r rpc.Reply
-		t := time.NewTimer(w.cfg.RequestTimeout)
-		defer t.Stop()
-		select {
-		case r = <-ch:
-		case <-t.C:
-			r.Err = rpc.Unavailable(fmt.Sprintf("node %d did not answer an append within %v", rt.node, w.cfg.RequestTimeout), nil)
-		}
+	var boot uint64
+	ready := make(chan struct{}) // boot is set
+	boot, err = p.SendFunc(rpc.OpAppend, a.Encode(), w.cfg.RequestTimeout, func(r rpc.Reply) {
+		<-ready
 		if r.Err != nil {
+			if rpc.IsRemote(r.Err) {
+				done(Result{Err: r.Err, Node: rt.node})
+				return
+			}
 			// No answer from the node (as opposed to an error it sent): the append may
 			// or may not have been written there.
-			done(Result{Err: r.Err, Node: rt.node, Ambiguous: !rpc.IsRemote(r.Err), Boot: boot})
+			done(Result{Err: rpc.Unavailable(fmt.Sprintf("node %d", rt.node), r.Err), Node: rt.node, Ambiguous: true, Boot: boot})
 			return
 		}
 		d := rpc.NewDecoder(r.Body)
@@ -82,7 +76,12 @@ func (w *Writer) forward(topic string, rt route, payloads [][]byte, tag Tag, don
 		}
 		w.cfg.Metrics.Forwarded()
 		done(res)
-	}()
+	})
+	close(ready)
+	if err != nil {
+		// The peer knows only its address: name the node too.
+		done(Result{Err: rpc.Unavailable(fmt.Sprintf("node %d", rt.node), err), Node: rt.node, Ambiguous: !errors.Is(err, rpc.ErrNotSent), Boot: boot})
+	}
 }
 
 // EncodeReply is the body of the answer to a forwarded append that succeeded.

@@ -90,10 +90,12 @@ type Peers interface {
 
 // Peer is one node's RPC connection (a *rpc.Peer).
 type Peer interface {
-	// SendBoot sends one request and returns the channel of its one reply and the
-	// boot id the node announced on the connection that carries it. An error
-	// wrapping rpc.ErrNotSent never left this node; any other may have.
-	SendBoot(op rpc.Op, body []byte) (<-chan rpc.Reply, uint64, error)
+	// SendFunc sends one request and hands its one reply to fn (on the
+	// connection's reader: fn must not block), or an error once timeout has passed
+	// without one or the connection is lost; it returns the boot id the node
+	// announced on the connection that carries the request. An error wrapping
+	// rpc.ErrNotSent never left this node (fn is not called); any other may have.
+	SendFunc(op rpc.Op, body []byte, timeout time.Duration, fn func(rpc.Reply)) (uint64, error)
 }
 
 // Metrics counts what the write path does.
