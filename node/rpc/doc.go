@@ -63,7 +63,11 @@
 // (append) runs on the reader and only queues its work on the connection's queue,
 // which one goroutine runs in arrival order, so a connection's appends reach their
 // appenders in the order they were sent; every other op runs on a goroutine of its
-// own. Responses come back in any order and are matched by id.
+// own. Responses come back in any order and are matched by id. A caller gets its
+// reply on a channel (Send, SendBoot, Call) or, with SendFunc, in a callback that the
+// connection's reader runs (a time.AfterFunc timer runs it for a timeout, a new
+// goroutine for a lost connection), so that a node forwarding thousands of appends
+// keeps no goroutine waiting for each.
 //
 // # Timeouts
 //
