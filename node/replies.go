@@ -1,12 +1,14 @@
 package node
 
 import (
+	"encoding/binary"
 	"errors"
 	"net"
 	"sync"
 	"syscall"
 	"time"
 
+	"floe/node/rpc"
 	"floe/wire"
 )
 
@@ -92,7 +94,7 @@ func (q *replyQueue) done(r *reply, b []byte) {
 func (q *replyQueue) write(blocking bool) {
 	buf := getReplyBuf()
 	for {
-		b, reserved, n := q.takeReady(buf[:0])
+		b, large, reserved, n := q.takeReady(buf[:0])
 		buf = b[:0]
 		if len(b) == 0 {
 			q.writing = false
@@ -103,15 +105,23 @@ func (q *replyQueue) write(blocking bool) {
 		}
 		q.mu.Unlock()
 		var err error
-		if blocking {
-			err = q.writeBlocking(b)
-		} else if written, werr := q.writeNow(b); werr != nil {
-			err = werr
-		} else if written < len(b) {
-			// The socket is full: a goroutine of its own finishes this write and
-			// goes on with the replies after it.
-			go q.finish(buf, b[written:], reserved, n)
+		switch {
+		case blocking:
+			if err = q.writeBlocking(b); err == nil && large != nil {
+				err = q.writeBlocking(large)
+			}
+		case large != nil:
+			go q.finish(buf, b, large, reserved, n) // b is large's frame header
 			return
+		default:
+			written, werr := q.writeNow(b)
+			if werr == nil && written < len(b) {
+				// The socket is full: a goroutine of its own finishes this write and
+				// goes on with the replies after it.
+				go q.finish(buf, b[written:], nil, reserved, n)
+				return
+			}
+			err = werr
 		}
 		q.budget.release(reserved, n)
 		q.mu.Lock()
@@ -119,11 +129,15 @@ func (q *replyQueue) write(blocking bool) {
 	}
 }
 
-// finish writes rest (the end of a write the socket did not take, in buf), releases
-// reserved bytes of the budget, and goes on writing what became ready meanwhile,
-// blocking.
-func (q *replyQueue) finish(buf, rest []byte, reserved int64, n int) {
+// finish writes rest (the end of a write the socket did not take, in buf) and
+// large (a large reply's body, after its header in rest; nil if none), releases the
+// budget of the n replies they hold, and goes on writing what became ready
+// meanwhile, blocking.
+func (q *replyQueue) finish(buf, rest, large []byte, reserved int64, n int) {
 	err := q.writeBlocking(rest)
+	if err == nil && large != nil {
+		err = q.writeBlocking(large)
+	}
 	putReplyBuf(buf)
 	q.budget.release(reserved, n)
 	q.mu.Lock()
@@ -140,14 +154,26 @@ func (q *replyQueue) check(err error) {
 }
 
 // takeReady removes the ready replies at the head of the queue and appends their
-// frames to b; it returns b, the budget bytes they held and their number. q.mu is
-// held. Once the connection failed, the replies are dropped (b stays empty) and their
-// budget is released here.
-func (q *replyQueue) takeReady(b []byte) ([]byte, int64, int) {
+// frames to b; it returns b, the budget bytes they held and their number. A reply
+// larger than largeReply is not copied: it is taken alone, b then holds its frame
+// header and large its body. q.mu is held. Once the connection failed, the replies
+// are dropped (b stays empty) and their budget is released here.
+func (q *replyQueue) takeReady(b []byte) (_ []byte, large []byte, _ int64, _ int) {
 	var reserved int64
 	i := 0
 	for ; i < len(q.q) && q.q[i].ready; i++ {
 		r := q.q[i]
+		if !q.failed && len(r.b) > largeReply {
+			if i > 0 {
+				break // the replies before it go first
+			}
+			b = binary.LittleEndian.AppendUint32(b, uint32(len(r.b)))
+			large = r.b
+			reserved += r.reserved
+			q.q[i] = nil
+			i++
+			break
+		}
 		if !q.failed {
 			b = wire.AppendFrame(b, r.b)
 		}
@@ -155,7 +181,7 @@ func (q *replyQueue) takeReady(b []byte) ([]byte, int64, int) {
 		q.q[i] = nil
 	}
 	if i == 0 {
-		return b, 0, 0
+		return b, nil, 0, 0
 	}
 	q.q = q.q[i:]
 	if len(q.q) == 0 {
@@ -166,10 +192,14 @@ func (q *replyQueue) takeReady(b []byte) ([]byte, int64, int) {
 	}
 	if q.failed {
 		q.budget.release(reserved, i)
-		return b, 0, 0
+		return b, nil, 0, 0
 	}
-	return b, reserved, i
+	return b, large, reserved, i
 }
+
+// largeReply is the largest reply copied into the write buffer; a larger one (a
+// READ of many entries) is written from where it is.
+const largeReply = replyBufferSize
 
 // writeNow writes b without waiting for the socket: it returns how much the socket
 // took (maybe none).
@@ -197,10 +227,15 @@ func (q *replyQueue) writeNow(b []byte) (int, error) {
 	return n, err
 }
 
-// writeBlocking writes b within the client write timeout.
+// writeBlocking writes b, failing once the client write timeout passes with no byte
+// taken (a slow but steady reader of a large batch of replies is not cut off), and
+// clears the deadline again: a non-blocking write later would fail at once on a
+// deadline passed meanwhile.
 func (q *replyQueue) writeBlocking(b []byte) error {
-	q.conn.SetWriteDeadline(time.Now().Add(q.timeout))
-	_, err := q.conn.Write(b)
+	err := rpc.WriteAll(q.conn, b, q.timeout)
+	if err == nil {
+		q.conn.SetWriteDeadline(time.Time{})
+	}
 	return err
 }
 

@@ -198,7 +198,7 @@ func (p *Peer) writeLoop(conn net.Conn, kick <-chan struct{}) {
 		}
 		p.out, spare = spare, nil // never two owners of one array
 		p.mu.Unlock()
-		if err := writeAll(conn, buf, sendTimeout); err != nil {
+		if err := WriteAll(conn, buf, sendTimeout); err != nil {
 			p.mu.Lock()
 			if p.conn == conn {
 				p.resetLocked(err)

@@ -116,10 +116,11 @@ const (
 // for tests).
 var replyTimeout = 10 * time.Second
 
-// writeAll writes b to conn, failing only when timeout passes with no byte written:
+// WriteAll writes b to conn, failing only when timeout passes with no byte written:
 // the deadline bounds progress, not the size of b, which grows with the load (a
-// whole group commit's replies, or many forwarded appends).
-func writeAll(conn net.Conn, b []byte, timeout time.Duration) error {
+// whole group commit's replies, or many forwarded appends). It leaves a write
+// deadline set on conn.
+func WriteAll(conn net.Conn, b []byte, timeout time.Duration) error {
 	for {
 		conn.SetWriteDeadline(time.Now().Add(timeout))
 		n, err := conn.Write(b)
@@ -200,7 +201,7 @@ func (c *Conn) writeReplies(done <-chan struct{}) {
 		}
 		c.pending, spare = spare, nil // never two owners of one array
 		c.mu.Unlock()
-		if err := writeAll(c.conn, buf, replyTimeout); err != nil {
+		if err := WriteAll(c.conn, buf, replyTimeout); err != nil {
 			c.conn.Close()
 			return
 		}
