@@ -25,6 +25,9 @@ type connReader struct {
 	conn net.Conn
 	raw  syscall.RawConn // nil: not a socket, keep br
 	br   *bufio.Reader   // nil while idle
+
+	peekFn func(uintptr) bool // c.peek
+	peeked bool               // waitReadable has peeked once
 }
 
 func newConnReader(conn net.Conn) *connReader {
@@ -69,15 +72,20 @@ func (c *connReader) release() {
 // block makes the runtime's poller wait for the socket, and the call after the
 // wait reads nothing. The read deadline, if any, applies.
 func (c *connReader) waitReadable() error {
-	first := true
-	err := c.raw.Read(func(fd uintptr) bool {
-		if !first {
-			return true // woken by the poller: readable, closed or failed
-		}
-		first = false
-		var b [1]byte
-		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		return !errors.Is(err, syscall.EAGAIN)
-	})
-	return err
+	if c.peekFn == nil {
+		c.peekFn = c.peek // made once: a method value allocates
+	}
+	c.peeked = false
+	return c.raw.Read(c.peekFn)
+}
+
+// peek is waitReadable's RawConn.Read function.
+func (c *connReader) peek(fd uintptr) bool {
+	if c.peeked {
+		return true // woken by the poller: readable, closed or failed
+	}
+	c.peeked = true
+	var b [1]byte
+	_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	return !errors.Is(err, syscall.EAGAIN)
 }

@@ -36,6 +36,7 @@ type replyQueue struct {
 	q       []*reply  // pending replies in request order; q[0] is the next to write
 	writing bool      // a goroutine is writing; it writes whatever becomes ready
 	failed  bool      // a write failed: the connection is closed
+	nb      nbWrite   // the writing goroutine's non-blocking write
 }
 
 // reply is one request's place in the reply order.
@@ -48,6 +49,7 @@ type reply struct {
 func newReplyQueue(conn net.Conn, timeout time.Duration, budget *connBudget) *replyQueue {
 	q := &replyQueue{conn: conn, timeout: timeout, budget: budget}
 	q.idle.L = &q.mu
+	q.nb.fn = q.nb.write
 	if sc, ok := conn.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			q.raw = raw
@@ -92,7 +94,8 @@ func (q *replyQueue) done(r *reply, b []byte) {
 // blocking, it hands the rest of a write the socket did not take to a goroutine that
 // goes on blocking.
 func (q *replyQueue) write(blocking bool) {
-	buf := getReplyBuf()
+	bp := getReplyBuf()
+	buf := *bp
 	for {
 		b, large, reserved, n := q.takeReady(buf[:0])
 		buf = b[:0]
@@ -100,7 +103,7 @@ func (q *replyQueue) write(blocking bool) {
 			q.writing = false
 			q.idle.Broadcast()
 			q.mu.Unlock()
-			putReplyBuf(buf)
+			putReplyBuf(bp, buf)
 			return
 		}
 		q.mu.Unlock()
@@ -111,14 +114,14 @@ func (q *replyQueue) write(blocking bool) {
 				err = q.writeBlocking(large)
 			}
 		case large != nil:
-			go q.finish(buf, b, large, reserved, n) // b is large's frame header
+			go q.finish(bp, buf, b, large, reserved, n) // b is large's frame header
 			return
 		default:
 			written, werr := q.writeNow(b)
 			if werr == nil && written < len(b) {
 				// The socket is full: a goroutine of its own finishes this write and
 				// goes on with the replies after it.
-				go q.finish(buf, b[written:], nil, reserved, n)
+				go q.finish(bp, buf, b[written:], nil, reserved, n)
 				return
 			}
 			err = werr
@@ -129,16 +132,17 @@ func (q *replyQueue) write(blocking bool) {
 	}
 }
 
-// finish writes rest (the end of a write the socket did not take, in buf) and
+// finish writes rest (the end of a write the socket did not take, in buf, which it
+// gives back to the pool with bp) and
 // large (a large reply's body, after its header in rest; nil if none), releases the
 // budget of the n replies they hold, and goes on writing what became ready
 // meanwhile, blocking.
-func (q *replyQueue) finish(buf, rest, large []byte, reserved int64, n int) {
+func (q *replyQueue) finish(bp *[]byte, buf, rest, large []byte, reserved int64, n int) {
 	err := q.writeBlocking(rest)
 	if err == nil && large != nil {
 		err = q.writeBlocking(large)
 	}
-	putReplyBuf(buf)
+	putReplyBuf(bp, buf)
 	q.budget.release(reserved, n)
 	q.mu.Lock()
 	q.check(err)
@@ -204,17 +208,10 @@ const largeReply = replyBufferSize
 // writeNow writes b without waiting for the socket: it returns how much the socket
 // took (maybe none).
 func (q *replyQueue) writeNow(b []byte) (int, error) {
-	var n int
-	var werr error
-	err := q.raw.Write(func(fd uintptr) bool {
-		for {
-			n, werr = syscall.Write(int(fd), b)
-			if werr != syscall.EINTR {
-				break
-			}
-		}
-		return true
-	})
+	q.nb.b = b
+	err := q.raw.Write(q.nb.fn)
+	n, werr := q.nb.n, q.nb.err
+	q.nb = nbWrite{fn: q.nb.fn}
 	if n < 0 {
 		n = 0
 	}
@@ -225,6 +222,25 @@ func (q *replyQueue) writeNow(b []byte) (int, error) {
 		err = werr
 	}
 	return n, err
+}
+
+// nbWrite is a non-blocking write's arguments and results, kept in the queue (only
+// the writing goroutine uses it) so that a write allocates nothing; fn is its
+// write method, made once.
+type nbWrite struct {
+	fn  func(fd uintptr) bool
+	b   []byte
+	n   int
+	err error
+}
+
+func (w *nbWrite) write(fd uintptr) bool {
+	for {
+		w.n, w.err = syscall.Write(int(fd), w.b)
+		if w.err != syscall.EINTR {
+			return true // done, whatever it took: never wait for the socket
+		}
+	}
 }
 
 // writeBlocking writes b, failing once the client write timeout passes with no byte
@@ -256,11 +272,12 @@ var replyBufs = sync.Pool{New: func() any { b := make([]byte, 0, replyBufferSize
 
 const maxPooledReplyBuf = 4 * replyBufferSize
 
-func getReplyBuf() []byte { return *replyBufs.Get().(*[]byte) }
+func getReplyBuf() *[]byte { return replyBufs.Get().(*[]byte) }
 
-func putReplyBuf(b []byte) {
+// putReplyBuf gives back bp, now holding the array of b.
+func putReplyBuf(bp *[]byte, b []byte) {
 	if cap(b) <= maxPooledReplyBuf {
-		b = b[:0]
-		replyBufs.Put(&b)
+		*bp = b[:0]
+		replyBufs.Put(bp)
 	}
 }

@@ -265,10 +265,13 @@ func getReply(req wire.Request, entries []wire.Entry, err error) []byte {
 	return wire.EncodeEntries(entries, entries[len(entries)-1].Offset+1)
 }
 
+// okReply is the reply to a PUT, shared: replies are only read.
+var okReply = []byte("OK")
+
 // putReply is the reply to an acknowledged PUT, PUTOFF or PUTBATCH.
 func putReply(cmd string, first uint64) []byte {
 	if cmd == "PUT" {
-		return []byte("OK")
+		return okReply
 	}
 	return strconv.AppendUint([]byte("OK "), first, 10)
 }
