@@ -15,9 +15,11 @@ import (
 // replyQueue writes one client connection's replies, in request order, without a
 // goroutine of its own. The reader adds a place for each request (add); whoever
 // completes the reply at the head of the queue (done) writes it and every reply ready
-// behind it in one write: for a PUT that is the appender answering its group commit,
-// so a reply costs no goroutine wake-up and the replies a batch completes for one
-// connection leave together. That write is non-blocking: what the socket does not
+// behind it in one write when nothing else is pending: for a request/response client's
+// PUT that is the appender answering its group commit, so the reply costs no goroutine
+// wake-up. When later replies are still pending (a pipelining client), a goroutine is
+// started to write, so that the replies the appender completes meanwhile leave in the
+// same write. The inline write is non-blocking: what the socket does not
 // take at once is finished by a goroutine started for it, with the client write
 // timeout, so a slow client never holds up the goroutine that completed its reply
 // (an appender answering a whole batch). A connection that is not a socket (a
@@ -78,11 +80,15 @@ func (q *replyQueue) done(r *reply, b []byte) {
 		return
 	}
 	q.writing = true
-	if q.raw == nil {
+	if q.raw == nil || !q.q[len(q.q)-1].ready {
+		// Not a socket, or more replies of the connection are on their way (a
+		// pipelining client): a goroutine writes, so that those the completer
+		// (an appender answering a batch) completes meanwhile leave in the same
+		// write, not one write each.
 		q.mu.Unlock()
 		go func() {
 			q.mu.Lock()
-			q.write(true)
+			q.write(q.raw == nil)
 		}()
 		return
 	}
