@@ -102,7 +102,14 @@ func newMetrics(n *Node) *metrics {
 	}
 	m.reg.MustRegister(m.requests, m.badRequests, m.entries, m.bytes, m.batches, m.commitTime, m.commitWaits, m.forwarded, m.rolls, m.remoteReads, m.getBatches, m.claimedByOther, m.metaSnapshot,
 		m.acceptErrors, m.refusedConns,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.reg.MustRegister(nodeGauges(n)...)
+	return m
+}
+
+// nodeGauges are the gauges read from the node's state when scraped.
+func nodeGauges(n *Node) []prometheus.Collector {
+	return []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "floe_client_connections", Help: "Client (Walrus-protocol) connections open now.",
 		}, func() float64 { return float64(n.clients.Load()) }),
@@ -148,8 +155,7 @@ func newMetrics(n *Node) *metrics {
 			_, open := n.store.OpenIdle()
 			return float64(open)
 		}),
-	)
-	return m
+	}
 }
 
 // Appended, Forwarded and Rolled are write.Metrics.

@@ -155,92 +155,12 @@ func RebuildState(ctx context.Context, b archive.Bucket, clusterID string, nodeI
 }
 
 // rebuildTopic replaces t's segments by what the bucket holds, then a new active one.
-// Segment ids stay 1, 2, 3, ... (meta.Topic.Segment indexes by id).
-//
-// It is long on purpose: it is one walk over the segment ids, and its two helpers
-// (settle, find) read and change the walk's state (the rebuilt list, the run of
-// missing segments, the end of the last known one, whether data was kept before the
-// run); kept together, the order in which that state changes can be read in one place.
+// Segment ids stay 1, 2, 3, ... (meta.Topic.Segment indexes by id). It is one walk
+// over the segment ids (rebuild.segment), in order; a run of segments whose data is
+// not found waits in rebuild.missing until the next found segment says where the run
+// ends (settle), or the walk does (finish).
 func rebuildTopic(ctx context.Context, b archive.Bucket, t *meta.Topic, objs map[uint64][]archive.ObjectInfo, nodeID, index uint64, now time.Time) (RestoredTopic, error) {
-	rt := RestoredTopic{Name: t.Name}
-	skip := func(id uint64, key, reason string) {
-		rt.Skipped = append(rt.Skipped, SkippedSegment{Segment: id, Key: key, Reason: reason})
-	}
-	var out []*meta.Segment     // the rebuilt segments, ids 1..len(out)
-	var missing []*meta.Segment // the run of segments with no data since the last known one
-	end := uint64(0)            // where the last segment of known extent ends
-	keptAny := false            // a segment with data is kept before the missing run
-
-	// settle gives the missing run its extent [end, base) now that the next segment
-	// is known to start at base, and says what became of each.
-	settle := func(base uint64) {
-		if len(missing) == 0 {
-			return
-		}
-		base = max(base, end)
-		at := end
-		for i, m := range missing {
-			count := uint64(0)
-			switch {
-			case i == len(missing)-1:
-				count = base - at
-			case (m.State == meta.Sealed || m.State == meta.Archived) && m.Count > 0 && at+m.Count <= base: // from the snapshot
-				count = m.Count
-			}
-			bytes, crc := m.Bytes, m.CRC
-			if count != m.Count {
-				bytes, crc = 0, 0
-			}
-			*m = meta.Segment{ID: m.ID, Base: at, Count: count, Bytes: bytes, CRC: crc, LeaderIndex: m.LeaderIndex,
-				CreatedUnixMS: m.CreatedUnixMS, SealedUnixMS: m.SealedUnixMS}
-			at += count
-			switch {
-			case base == end:
-				m.State, m.Abandoned, m.Bytes, m.CRC = meta.Sealed, true, 0, 0
-				skip(m.ID, "", SkipAbandoned)
-			case !keptAny:
-				m.State, m.ExpiredUnixMS, m.LocalEvicted = meta.Expired, now.UnixMilli(), true
-				rt.Expired++
-				if t.Config.RetentionBytes > 0 || t.Config.RetentionMS > 0 {
-					skip(m.ID, "", SkipExpired)
-				} else {
-					m.Lost = true
-					skip(m.ID, "", SkipGoneFront)
-				}
-			default:
-				m.State, m.ExpiredUnixMS, m.LocalEvicted, m.Lost = meta.Expired, now.UnixMilli(), true, true
-				rt.Lost++
-				skip(m.ID, "", fmt.Sprintf("%s: [%d, %d)", SkipLost, m.Base, m.End()))
-			}
-		}
-		out = append(out, missing...)
-		missing = nil
-	}
-	// find returns the record of segment id from its newest verified object that
-	// starts at base (if base is unknownBase: that continues the kept segments, or
-	// starts after the missing run), and reports the objects of the segment it passes
-	// over.
-	find := func(id, base uint64) (*meta.Segment, error) {
-		for _, o := range objs[id] {
-			s, why, err := recoverSegment(ctx, b, t.Name, id, o)
-			if err != nil {
-				return nil, err
-			}
-			switch {
-			case s == nil:
-			case base != unknownBase && s.Base != base:
-				why = fmt.Sprintf("it starts at offset %d, the metadata at %d", s.Base, base)
-			case base == unknownBase && len(missing) == 0 && s.Base != end:
-				why = fmt.Sprintf("it starts at offset %d, the previous segment ends at %d", s.Base, end)
-			case base == unknownBase && s.Base < end:
-				why = fmt.Sprintf("it starts at offset %d, below the end %d of the segments before it", s.Base, end)
-			default:
-				return s, nil
-			}
-			skip(id, o.Key, SkipBadObject+": "+why)
-		}
-		return nil, nil
-	}
+	r := &rebuild{ctx: ctx, b: b, t: t, objs: objs, now: now, rt: RestoredTopic{Name: t.Name}}
 	last := uint64(len(t.Segments))
 	for id := range objs {
 		last = max(last, id)
@@ -250,75 +170,14 @@ func rebuildTopic(ctx context.Context, b archive.Bucket, t *meta.Topic, objs map
 		if id <= uint64(len(t.Segments)) && t.Segments[id-1].ID == id {
 			s = t.Segments[id-1]
 		}
-		switch {
-		case s != nil && s.State == meta.Expired: // expired (or lost) in the snapshot already
-			settle(s.Base)
-			out = append(out, s)
-			end = s.End()
-			if s.Lost {
-				rt.Lost++
-			} else {
-				rt.Expired++
-			}
-			continue
-		case s != nil && s.Abandoned: // sealed empty by recover-segment: nothing to find
-			settle(s.Base)
-			out = append(out, s)
-			end = s.Base
-			continue
-		case s != nil && s.ArchiveKey != "" && hasObject(objs[id], s.ArchiveKey):
-			settle(s.Base)
-			s.State, s.LocalEvicted = meta.Archived, true
-			out = append(out, s)
-			end, keptAny = s.End(), true
-			rt.Kept++
-			continue
+		if err := r.segment(id, s); err != nil {
+			return r.rt, err
 		}
-		base := uint64(unknownBase)
-		if s != nil {
-			base = s.Base
-		}
-		r, err := find(id, base)
-		if err != nil {
-			return rt, err
-		}
-		if r == nil {
-			m := &meta.Segment{ID: id}
-			if s != nil {
-				c := *s
-				m = &c
-			}
-			missing = append(missing, m)
-			continue
-		}
-		settle(r.Base)
-		out = append(out, r)
-		end, keptAny = r.End(), true
-		rt.Recovered++
 	}
-	// What is still missing had its data on its leader's disk only, or retention
-	// deleted its object after the snapshot. Sealed segments of the snapshot keep their
-	// offsets, expired or lost as above (offsets a client may have seen are never
-	// given to new entries); from the first segment whose extent is unknown (the
-	// snapshot's active one) on, the topic ends and the new active segment takes over.
-	known := 0
-	for known < len(missing) && (missing[known].State == meta.Sealed || missing[known].State == meta.Archived) && missing[known].Count > 0 {
-		known++
-	}
-	if known > 0 {
-		tail, base := missing[known:], end
-		for _, m := range missing[:known] {
-			base += m.Count
-		}
-		missing = missing[:known]
-		settle(base)
-		end, missing = base, tail
-	}
-	for _, m := range missing {
-		skip(m.ID, "", SkipTail)
-	}
-	nextID := uint64(len(out)) + 1
-	t.Segments = append(out, &meta.Segment{ID: nextID, Leader: nodeID, Base: end, State: meta.Active,
+	r.finish()
+	end := r.end
+	nextID := uint64(len(r.out)) + 1
+	t.Segments = append(r.out, &meta.Segment{ID: nextID, Leader: nodeID, Base: end, State: meta.Active,
 		LeaderIndex: index, CreatedUnixMS: now.UnixMilli()})
 	// The cursor never points into what is gone, nor past the end.
 	t.Cursor = min(t.Cursor, end)
@@ -327,8 +186,173 @@ func rebuildTopic(ctx context.Context, b archive.Bucket, t *meta.Topic, objs map
 			t.Cursor = s.End()
 		}
 	}
-	rt.Start, rt.End, rt.Cursor = t.StartOffset(), end, t.Cursor
-	return rt, nil
+	r.rt.Start, r.rt.End, r.rt.Cursor = t.StartOffset(), end, t.Cursor
+	return r.rt, nil
+}
+
+// rebuild is rebuildTopic's state as it walks a topic's segment ids in order.
+type rebuild struct {
+	ctx  context.Context
+	b    archive.Bucket
+	t    *meta.Topic
+	objs map[uint64][]archive.ObjectInfo
+	now  time.Time
+
+	rt      RestoredTopic
+	out     []*meta.Segment // the rebuilt segments, ids 1..len(out)
+	missing []*meta.Segment // the run of segments with no data since the last known one
+	end     uint64          // where the last segment of known extent ends
+	keptAny bool            // a segment with data is kept before the missing run
+}
+
+func (r *rebuild) skip(id uint64, key, reason string) {
+	r.rt.Skipped = append(r.rt.Skipped, SkippedSegment{Segment: id, Key: key, Reason: reason})
+}
+
+// segment rebuilds segment id; s is its record in the snapshot, nil if none.
+func (r *rebuild) segment(id uint64, s *meta.Segment) error {
+	switch {
+	case s != nil && s.State == meta.Expired: // expired (or lost) in the snapshot already
+		r.settle(s.Base)
+		r.out = append(r.out, s)
+		r.end = s.End()
+		if s.Lost {
+			r.rt.Lost++
+		} else {
+			r.rt.Expired++
+		}
+		return nil
+	case s != nil && s.Abandoned: // sealed empty by recover-segment: nothing to find
+		r.settle(s.Base)
+		r.out = append(r.out, s)
+		r.end = s.Base
+		return nil
+	case s != nil && s.ArchiveKey != "" && hasObject(r.objs[id], s.ArchiveKey):
+		r.settle(s.Base)
+		s.State, s.LocalEvicted = meta.Archived, true
+		r.out = append(r.out, s)
+		r.end, r.keptAny = s.End(), true
+		r.rt.Kept++
+		return nil
+	}
+	base := uint64(unknownBase)
+	if s != nil {
+		base = s.Base
+	}
+	found, err := r.find(id, base)
+	if err != nil {
+		return err
+	}
+	if found == nil {
+		m := &meta.Segment{ID: id}
+		if s != nil {
+			c := *s
+			m = &c
+		}
+		r.missing = append(r.missing, m)
+		return nil
+	}
+	r.settle(found.Base)
+	r.out = append(r.out, found)
+	r.end, r.keptAny = found.End(), true
+	r.rt.Recovered++
+	return nil
+}
+
+// settle gives the missing run its extent [end, base) now that the next segment is
+// known to start at base, and says what became of each.
+func (r *rebuild) settle(base uint64) {
+	if len(r.missing) == 0 {
+		return
+	}
+	base = max(base, r.end)
+	at := r.end
+	for i, m := range r.missing {
+		count := uint64(0)
+		switch {
+		case i == len(r.missing)-1:
+			count = base - at
+		case (m.State == meta.Sealed || m.State == meta.Archived) && m.Count > 0 && at+m.Count <= base: // from the snapshot
+			count = m.Count
+		}
+		bytes, crc := m.Bytes, m.CRC
+		if count != m.Count {
+			bytes, crc = 0, 0
+		}
+		*m = meta.Segment{ID: m.ID, Base: at, Count: count, Bytes: bytes, CRC: crc, LeaderIndex: m.LeaderIndex,
+			CreatedUnixMS: m.CreatedUnixMS, SealedUnixMS: m.SealedUnixMS}
+		at += count
+		switch {
+		case base == r.end:
+			m.State, m.Abandoned, m.Bytes, m.CRC = meta.Sealed, true, 0, 0
+			r.skip(m.ID, "", SkipAbandoned)
+		case !r.keptAny:
+			m.State, m.ExpiredUnixMS, m.LocalEvicted = meta.Expired, r.now.UnixMilli(), true
+			r.rt.Expired++
+			if r.t.Config.RetentionBytes > 0 || r.t.Config.RetentionMS > 0 {
+				r.skip(m.ID, "", SkipExpired)
+			} else {
+				m.Lost = true
+				r.skip(m.ID, "", SkipGoneFront)
+			}
+		default:
+			m.State, m.ExpiredUnixMS, m.LocalEvicted, m.Lost = meta.Expired, r.now.UnixMilli(), true, true
+			r.rt.Lost++
+			r.skip(m.ID, "", fmt.Sprintf("%s: [%d, %d)", SkipLost, m.Base, m.End()))
+		}
+	}
+	r.out = append(r.out, r.missing...)
+	r.missing = nil
+}
+
+// find returns the record of segment id from its newest verified object that starts
+// at base (if base is unknownBase: that continues the kept segments, or starts after
+// the missing run), and reports the objects of the segment it passes over.
+func (r *rebuild) find(id, base uint64) (*meta.Segment, error) {
+	for _, o := range r.objs[id] {
+		s, why, err := recoverSegment(r.ctx, r.b, r.t.Name, id, o)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case s == nil:
+		case base != unknownBase && s.Base != base:
+			why = fmt.Sprintf("it starts at offset %d, the metadata at %d", s.Base, base)
+		case base == unknownBase && len(r.missing) == 0 && s.Base != r.end:
+			why = fmt.Sprintf("it starts at offset %d, the previous segment ends at %d", s.Base, r.end)
+		case base == unknownBase && s.Base < r.end:
+			why = fmt.Sprintf("it starts at offset %d, below the end %d of the segments before it", s.Base, r.end)
+		default:
+			return s, nil
+		}
+		r.skip(id, o.Key, SkipBadObject+": "+why)
+	}
+	return nil, nil
+}
+
+// finish settles what is still missing after the last segment: it had its data on
+// its leader's disk only, or retention deleted its object after the snapshot. Sealed
+// segments of the snapshot keep their offsets, expired or lost as in settle (offsets
+// a client may have seen are never given to new entries); from the first segment
+// whose extent is unknown (the snapshot's active one) on, the topic ends and the new
+// active segment takes over.
+func (r *rebuild) finish() {
+	known := 0
+	for known < len(r.missing) && (r.missing[known].State == meta.Sealed || r.missing[known].State == meta.Archived) && r.missing[known].Count > 0 {
+		known++
+	}
+	if known > 0 {
+		tail, base := r.missing[known:], r.end
+		for _, m := range r.missing[:known] {
+			base += m.Count
+		}
+		r.missing = r.missing[:known]
+		r.settle(base)
+		r.end, r.missing = base, tail
+	}
+	for _, m := range r.missing {
+		r.skip(m.ID, "", SkipTail)
+	}
 }
 
 // unknownBase stands for "the segment's base offset is not known yet" in rebuildTopic.
