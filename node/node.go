@@ -74,7 +74,7 @@ type Config struct {
 	// RequestTimeout bounds the internal retries of one client request.
 	RequestTimeout time.Duration
 	// GroupCommitWait bounds how long a segment leader's group commit waits for the
-	// appends expected to join it (at most half the recent commit time; see
+	// appends expected to join it (at most the recent commit time; see
 	// write.Appender). 0: DefaultGroupCommitWait; negative: it never waits.
 	GroupCommitWait time.Duration
 	// MaxConnections bounds the client (Walrus-protocol) connections served at once;

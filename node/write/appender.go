@@ -177,9 +177,9 @@ func (a *Appender) run() {
 // wait, clients that each keep one request in flight split into two groups that take
 // turns: one group's requests arrive while the other's commit runs, so each commit
 // carries half of them and every request waits for two fdatasyncs. The wait is
-// bounded by half the recent commit time (and Config.CommitWait), so a request
-// waits at most that much longer than it would have; a lone client, expecting
-// itself only, never waits.
+// bounded by the recent commit time (and Config.CommitWait), so a request waits at
+// most one commit longer than it would have; a lone client, expecting itself only,
+// never waits.
 func (a *Appender) gather(batch []*Request, wait *time.Timer) []*Request {
 	size := batch[0].Bytes
 	full := func() bool { return len(batch) >= maxBatchReqs || size >= maxBatchBytes }
@@ -218,10 +218,13 @@ func (a *Appender) gather(batch []*Request, wait *time.Timer) []*Request {
 	return batch
 }
 
-// commitWait is how long gather may wait for expected requests: half the recent
-// group-commit time, at most Config.CommitWait.
+// commitWait is how long gather may wait for expected requests: the recent
+// group-commit time, at most Config.CommitWait. (Half of it, as before 2026-12-07,
+// ran out in a quarter of the commits at 16 x 1 and split the clients; the whole
+// commit time runs out in 4% of them: 4% more entries/s, 15.7 instead of 14.1 per
+// commit.)
 func (a *Appender) commitWait() time.Duration {
-	return min(a.commitAvg/2, a.w.cfg.CommitWait)
+	return min(a.commitAvg, a.w.cfg.CommitWait)
 }
 
 // timed records how long one group commit's write and fdatasync took, in a moving

@@ -408,7 +408,7 @@ func TestGatherWaitsForExpectedRequests(t *testing.T) {
 		h := newHarness(t, Limits{})
 		h.w.cfg.CommitWait = time.Hour
 		a := h.appender("g")
-		a.expect, a.commitAvg = 16, 2*time.Millisecond // waits at most 1ms
+		a.expect, a.commitAvg = 16, time.Millisecond // waits at most 1ms
 		r1, _ := req(Tag{}, "1")
 		if got := gather(a, r1); len(got) != 1 {
 			t.Fatalf("batch of %d requests, want r1 alone once the wait ran out", len(got))

@@ -42,7 +42,7 @@ func addNodeFlags(c *cobra.Command, f *agentFlags) {
 	fs.DurationVar(&f.cfg.MaxSegmentAge, "max-segment-age", node.DefaultMaxSegmentAge, "roll a non-empty segment over at this age")
 	fs.DurationVar(&f.cfg.LeaseTimeout, "lease-timeout", node.DefaultLeaseTimeout, "stop acknowledging writes this long after losing the quorum")
 	fs.DurationVar(&f.cfg.RequestTimeout, "request-timeout", node.DefaultRequestTimeout, "bound on a request's internal retries")
-	fs.DurationVar(&f.cfg.GroupCommitWait, "group-commit-wait", node.DefaultGroupCommitWait, "longest wait of a group commit for the appends expected to join it, at most half the recent commit time (negative: never wait)")
+	fs.DurationVar(&f.cfg.GroupCommitWait, "group-commit-wait", node.DefaultGroupCommitWait, "longest wait of a group commit for the appends expected to join it, at most the recent commit time (negative: never wait)")
 	fs.IntVar(&f.cfg.MaxConnections, "max-connections", node.DefaultMaxConnections, "client connections served at once; one more is answered ERR and closed (negative: no bound; size the fd limit to it, see the README)")
 	fs.DurationVar(&f.cfg.HeartbeatTimeout, "raft-heartbeat-timeout", time.Second, "Raft heartbeat and election timeout")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
