@@ -116,9 +116,7 @@ func (q *replyQueue) write(blocking bool) {
 		var err error
 		switch {
 		case blocking:
-			if err = q.writeBlocking(b); err == nil && large != nil {
-				err = q.writeBlocking(large)
-			}
+			err = q.writeBlocking(b, large)
 		case large != nil:
 			go q.finish(bp, buf, b, large, reserved, n) // b is large's frame header
 			return
@@ -144,10 +142,7 @@ func (q *replyQueue) write(blocking bool) {
 // budget of the n replies they hold, and goes on writing what became ready
 // meanwhile, blocking.
 func (q *replyQueue) finish(bp *[]byte, buf, rest, large []byte, reserved int64, n int) {
-	err := q.writeBlocking(rest)
-	if err == nil && large != nil {
-		err = q.writeBlocking(large)
-	}
+	err := q.writeBlocking(rest, large)
 	putReplyBuf(bp, buf)
 	q.budget.release(reserved, n)
 	q.mu.Lock()
@@ -249,16 +244,36 @@ func (w *nbWrite) write(fd uintptr) bool {
 	}
 }
 
-// writeBlocking writes b, failing once the client write timeout passes with no byte
-// taken (a slow but steady reader of a large batch of replies is not cut off), and
-// clears the deadline again: a non-blocking write later would fail at once on a
-// deadline passed meanwhile.
-func (q *replyQueue) writeBlocking(b []byte) error {
-	err := rpc.WriteAll(q.conn, b, q.timeout)
+// writeBlocking writes b, then large if not nil, failing once the client write
+// timeout passes with no byte taken (a slow but steady reader of a large batch of
+// replies is not cut off), and clears the deadline again: a non-blocking write later
+// would fail at once on a deadline passed meanwhile.
+func (q *replyQueue) writeBlocking(b, large []byte) error {
+	var err error
+	if large == nil {
+		err = rpc.WriteAll(q.conn, b, q.timeout)
+	} else {
+		err = writeAllBuffers(q.conn, net.Buffers{b, large}, q.timeout) // one writev
+	}
 	if err == nil {
 		q.conn.SetWriteDeadline(time.Time{})
 	}
 	return err
+}
+
+// writeAllBuffers is rpc.WriteAll of bufs, gathered into as few writes as the
+// connection allows (writev on a socket).
+func writeAllBuffers(conn net.Conn, bufs net.Buffers, timeout time.Duration) error {
+	for {
+		conn.SetWriteDeadline(time.Now().Add(timeout))
+		n, err := bufs.WriteTo(conn) // consumes what it wrote
+		if err == nil || len(bufs) == 0 {
+			return nil
+		}
+		if ne, ok := err.(net.Error); !ok || !ne.Timeout() || n == 0 {
+			return err
+		}
+	}
 }
 
 // wait returns once every reply added has been written (or dropped after a failed
