@@ -61,11 +61,15 @@ func (n *Node) forwardGet(ctx context.Context, addr, topic string, limit int) ([
 	if err != nil {
 		return nil, err
 	}
-	// The entries are this GET's whatever happens next: wait for the advance to apply
-	// here too (a STATE through this node then shows it), but hand them out even if
-	// that wait runs out, rather than consume them unseen.
-	if err := n.waitApplied(ctx, reply.Applied); err != nil {
-		n.log.Debug("forwarded GET: the cursor advance has not applied here yet", "topic", topic, "index", reply.Applied, "err", err)
+	// The entries are this GET's: hand them out now. A STATE through this node waits
+	// for the advance to apply here (getFence); waiting here instead held every GET
+	// through a follower until the leader's next AppendEntries told it the commit
+	// index, about 9 ms (108 GETs/s against 900 through the leader).
+	for {
+		f := n.getFence.Load()
+		if f >= reply.Applied || n.getFence.CompareAndSwap(f, reply.Applied) {
+			break
+		}
 	}
 	return reply.Entries, nil
 }

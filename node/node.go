@@ -239,6 +239,10 @@ type Node struct {
 	peers     rpc.Peers   // RPC clients of the other members, by cluster address
 	rpcServer *rpc.Server // this node's handler of each op (rpcserve.go)
 
+	// getFence is the highest Raft index a GET forwarded by this node was answered
+	// at: a STATE through this node waits until its FSM has applied it (State), so
+	// that it shows the cursor advance of a GET this node returned.
+	getFence atomic.Uint64
 	clients  atomic.Int64 // client connections being served
 	refusing atomic.Int64 // refused client connections still being answered
 

@@ -17,6 +17,13 @@ type TopicState = wire.TopicState
 
 // State describes a topic: its segments with state and tier, and its cursor.
 func (n *Node) State(ctx context.Context, topic string) (*TopicState, error) {
+	// Show the cursor advances of the GETs this node forwarded and returned (getFence);
+	// if the FSM cannot catch up within ctx, answer with what it has.
+	if f := n.getFence.Load(); n.fsm.AppliedIndex() < f {
+		if err := n.waitApplied(ctx, f); err != nil {
+			n.log.Debug("STATE: the cursor advances of forwarded GETs have not applied here yet", "topic", topic, "index", f, "err", err)
+		}
+	}
 	t, err := n.topic(ctx, topic)
 	if err != nil {
 		return nil, err
