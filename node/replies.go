@@ -249,31 +249,15 @@ func (w *nbWrite) write(fd uintptr) bool {
 // replies is not cut off), and clears the deadline again: a non-blocking write later
 // would fail at once on a deadline passed meanwhile.
 func (q *replyQueue) writeBlocking(b, large []byte) error {
-	var err error
-	if large == nil {
-		err = rpc.WriteAll(q.conn, b, q.timeout)
-	} else {
-		err = writeAllBuffers(q.conn, net.Buffers{b, large}, q.timeout) // one writev
+	bufs := net.Buffers{b}
+	if large != nil {
+		bufs = append(bufs, large) // header and body in one writev
 	}
+	err := rpc.WriteBuffers(q.conn, &bufs, q.timeout)
 	if err == nil {
 		q.conn.SetWriteDeadline(time.Time{})
 	}
 	return err
-}
-
-// writeAllBuffers is rpc.WriteAll of bufs, gathered into as few writes as the
-// connection allows (writev on a socket).
-func writeAllBuffers(conn net.Conn, bufs net.Buffers, timeout time.Duration) error {
-	for {
-		conn.SetWriteDeadline(time.Now().Add(timeout))
-		n, err := bufs.WriteTo(conn) // consumes what it wrote
-		if err == nil || len(bufs) == 0 {
-			return nil
-		}
-		if ne, ok := err.(net.Error); !ok || !ne.Timeout() || n == 0 {
-			return err
-		}
-	}
 }
 
 // wait returns once every reply added has been written (or dropped after a failed

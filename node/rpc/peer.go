@@ -20,15 +20,18 @@ const (
 	DownFor = 3 * time.Second
 )
 
-// sendTimeout bounds how long a write of requests may go without progress (a var
-// for tests).
-var sendTimeout = 5 * time.Second
+// sendTimeout bounds how long a write of requests may go without progress; tests
+// shorten it (an atomic: connections of earlier tests may still read it).
+var sendTimeout = newTimeout(5 * time.Second)
 
 // Reply is the outcome of one call: the reply body, or the error (a *RemoteError if
 // the peer answered with one).
 type Reply struct {
 	Body []byte
 	Err  error
+	// Boot is the boot id the peer announced on the connection that carried the
+	// request (set for SendFunc's calls).
+	Boot uint64
 }
 
 // Peer is this node's client connection to another node's cluster port. One TCP
@@ -109,36 +112,28 @@ func (p *Peer) SendBoot(op Op, body []byte) (<-chan Reply, uint64, error) {
 // SendFunc is SendBoot that hands the reply to fn instead of a channel: exactly
 // once, on the connection's reader goroutine when the reply comes (so fn must not
 // block, nor wait for another reply from this peer), or with an ErrUnavailable once
-// timeout has passed without one or the connection is lost. No goroutine waits for
+// timeout has passed without one or the connection is lost; either carries the
+// boot id (Reply.Boot). No goroutine waits for
 // the reply: a node forwarding many appends at once keeps none per append.
 func (p *Peer) SendFunc(op Op, body []byte, timeout time.Duration, fn func(Reply)) (uint64, error) {
-	c := &call{fn: fn}
-	boot, err := p.send(op, body, c)
-	if err != nil {
-		return 0, err
-	}
-	p.mu.Lock()
-	if c.id != 0 && p.pending[c.id] == c { // not answered yet
-		c.timer = time.AfterFunc(timeout, func() { p.expire(c, timeout) })
-	}
-	p.mu.Unlock()
-	return boot, nil
+	return p.send(op, body, &call{fn: fn, timeout: timeout})
 }
 
 // call is one request waiting for its reply: on ch, or handed to fn.
 type call struct {
-	id    uint64
-	ch    chan Reply
-	fn    func(Reply)
-	timer *time.Timer // SendFunc's timeout
+	id      uint64
+	ch      chan Reply
+	fn      func(Reply)
+	boot    uint64        // of the connection the request was queued on
+	timeout time.Duration // SendFunc's
+	timer   *time.Timer   // fails the call after timeout (SendFunc)
 }
 
 // deliver hands r to the call; p.mu is not held.
 func (c *call) deliver(r Reply) {
+	r.Boot = c.boot
 	if c.fn != nil {
-		if c.timer != nil {
-			c.timer.Stop()
-		}
+		c.timer.Stop()
 		c.fn(r)
 		return
 	}
@@ -154,7 +149,7 @@ func (p *Peer) expire(c *call, timeout time.Duration) {
 	}
 	delete(p.pending, c.id)
 	p.mu.Unlock()
-	c.fn(Reply{Err: Unavailable(fmt.Sprintf("%s did not answer within %v", p.addr, timeout), nil)})
+	c.fn(Reply{Err: Unavailable(fmt.Sprintf("%s did not answer within %v", p.addr, timeout), nil), Boot: c.boot})
 }
 
 // send queues one request for the connection's writer, dialling first if needed,
@@ -169,8 +164,12 @@ func (p *Peer) send(op Op, body []byte, c *call) (uint64, error) {
 	}
 	p.nextID++
 	id := p.nextID
-	c.id = id
+	c.id, c.boot = id, p.boot
 	p.pending[id] = c
+	if c.fn != nil {
+		// Set under p.mu, before any reply can find the call: deliver stops it.
+		c.timer = time.AfterFunc(c.timeout, func() { p.expire(c, c.timeout) })
+	}
 	var hdr [frameHeader]byte
 	putHeader(&hdr, id, byte(op), len(body))
 	p.out = append(append(p.out, hdr[:]...), body...)
@@ -198,7 +197,7 @@ func (p *Peer) writeLoop(conn net.Conn, kick <-chan struct{}) {
 		}
 		p.out, spare = spare, nil // never two owners of one array
 		p.mu.Unlock()
-		if err := WriteAll(conn, buf, sendTimeout); err != nil {
+		if err := WriteAll(conn, buf, sendTimeout.get()); err != nil {
 			p.mu.Lock()
 			if p.conn == conn {
 				p.resetLocked(err)

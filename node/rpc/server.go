@@ -112,20 +112,38 @@ const (
 	QueueBytes = 64 << 20
 )
 
-// replyTimeout bounds how long a write of replies may go without progress (a var
-// for tests).
-var replyTimeout = 10 * time.Second
+// replyTimeout bounds how long a write of replies may go without progress; tests
+// shorten it.
+var replyTimeout = newTimeout(10 * time.Second)
+
+// timeout is a duration tests may change while connections read it.
+type timeout struct{ ns atomic.Int64 }
+
+func newTimeout(d time.Duration) *timeout {
+	t := &timeout{}
+	t.set(d)
+	return t
+}
+
+func (t *timeout) get() time.Duration  { return time.Duration(t.ns.Load()) }
+func (t *timeout) set(d time.Duration) { t.ns.Store(int64(d)) }
 
 // WriteAll writes b to conn, failing only when timeout passes with no byte written:
 // the deadline bounds progress, not the size of b, which grows with the load (a
 // whole group commit's replies, or many forwarded appends). It leaves a write
 // deadline set on conn.
 func WriteAll(conn net.Conn, b []byte, timeout time.Duration) error {
+	bufs := net.Buffers{b}
+	return WriteBuffers(conn, &bufs, timeout)
+}
+
+// WriteBuffers is WriteAll of bufs, gathered into as few writes as conn allows
+// (writev on a socket); it consumes bufs.
+func WriteBuffers(conn net.Conn, bufs *net.Buffers, timeout time.Duration) error {
 	for {
 		conn.SetWriteDeadline(time.Now().Add(timeout))
-		n, err := conn.Write(b)
-		b = b[n:]
-		if err == nil || len(b) == 0 {
+		n, err := bufs.WriteTo(conn)
+		if err == nil || len(*bufs) == 0 {
 			return nil
 		}
 		if ne, ok := err.(net.Error); !ok || !ne.Timeout() || n == 0 {
@@ -201,7 +219,7 @@ func (c *Conn) writeReplies(done <-chan struct{}) {
 		}
 		c.pending, spare = spare, nil // never two owners of one array
 		c.mu.Unlock()
-		if err := WriteAll(c.conn, buf, replyTimeout); err != nil {
+		if err := WriteAll(c.conn, buf, replyTimeout.get()); err != nil {
 			c.conn.Close()
 			return
 		}

@@ -321,9 +321,10 @@ func (c *slowConn) Read(b []byte) (int, error) {
 // shortWriteTimeouts sets the per-write deadlines of requests and replies to d for
 // the test.
 func shortWriteTimeouts(t *testing.T, d time.Duration) {
-	send, reply := sendTimeout, replyTimeout
-	sendTimeout, replyTimeout = d, d
-	t.Cleanup(func() { sendTimeout, replyTimeout = send, reply })
+	send, reply := sendTimeout.get(), replyTimeout.get()
+	sendTimeout.set(d)
+	replyTimeout.set(d)
+	t.Cleanup(func() { sendTimeout.set(send); replyTimeout.set(reply) })
 }
 
 // TestSendDeadlineBoundsProgress: many large calls queued at once on a Peer whose
@@ -468,7 +469,7 @@ func TestSendFunc(t *testing.T) {
 		t.Fatalf("SendFunc: boot %d, %v", boot, err)
 	}
 	waitFor(t, answered("reply"))
-	if g := result("reply"); g.r.Err != nil || string(g.r.Body) != "echo x" {
+	if g := result("reply"); g.r.Err != nil || string(g.r.Body) != "echo x" || g.r.Boot != 9 {
 		t.Fatalf("reply: %+v", g.r)
 	}
 
@@ -476,8 +477,8 @@ func TestSendFunc(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, answered("timeout"))
-	if err := result("timeout").r.Err; !errors.Is(err, ErrUnavailable) || IsRemote(err) || errors.Is(err, ErrNotSent) {
-		t.Fatalf("unanswered: %v, want a sent ErrUnavailable", err)
+	if g := result("timeout"); !errors.Is(g.r.Err, ErrUnavailable) || IsRemote(g.r.Err) || errors.Is(g.r.Err, ErrNotSent) || g.r.Boot != 9 {
+		t.Fatalf("unanswered: %v (boot %d), want a sent ErrUnavailable with the connection's boot id", g.r.Err, g.r.Boot)
 	}
 	close(release) // the late reply comes and is dropped
 	if _, err := p.SendFunc(OpRead, []byte("after"), time.Minute, fn("after")); err != nil {

@@ -255,15 +255,17 @@ func (f fakePeer) SendFunc(op rpc.Op, body []byte, timeout time.Duration, fn fun
 	}
 	ch := make(chan rpc.Reply, 1)
 	f.p.sent <- sent{node: f.id, a: &a, reply: ch}
+	boot := 100 + f.id
 	go func() {
 		select {
 		case r := <-ch:
+			r.Boot = boot
 			fn(r)
 		case <-time.After(timeout):
-			fn(rpc.Reply{Err: rpc.Unavailable(fmt.Sprintf("node %d did not answer within %v", f.id, timeout), nil)})
+			fn(rpc.Reply{Err: rpc.Unavailable(fmt.Sprintf("node %d did not answer within %v", f.id, timeout), nil), Boot: boot})
 		}
 	}()
-	return 100 + f.id, nil
+	return boot, nil
 }
 
 // next returns the next append sent to a peer.

@@ -55,10 +55,7 @@ func (w *Writer) forward(topic string, rt route, payloads [][]byte, tag Tag, don
 	}
 	a := rpc.Append{Topic: topic, Segment: rt.segment, ID: tag.ID, Stream: tag.Stream, Seq: tag.Seq,
 		Boot: tag.Boot, Base: tag.Base, Payloads: payloads}
-	var boot uint64
-	ready := make(chan struct{}) // boot is set
-	boot, err = p.SendFunc(rpc.OpAppend, a.Encode(), w.cfg.RequestTimeout, func(r rpc.Reply) {
-		<-ready
+	_, err = p.SendFunc(rpc.OpAppend, a.Encode(), w.cfg.RequestTimeout, func(r rpc.Reply) {
 		if r.Err != nil {
 			if rpc.IsRemote(r.Err) {
 				done(Result{Err: r.Err, Node: rt.node})
@@ -66,21 +63,20 @@ func (w *Writer) forward(topic string, rt route, payloads [][]byte, tag Tag, don
 			}
 			// No answer from the node (as opposed to an error it sent): the append may
 			// or may not have been written there.
-			done(Result{Err: rpc.Unavailable(fmt.Sprintf("node %d", rt.node), r.Err), Node: rt.node, Ambiguous: true, Boot: boot})
+			done(Result{Err: rpc.Unavailable(fmt.Sprintf("node %d", rt.node), r.Err), Node: rt.node, Ambiguous: true, Boot: r.Boot})
 			return
 		}
 		d := rpc.NewDecoder(r.Body)
 		res := Result{First: d.U64(), Segment: d.U64(), Node: rt.node}
 		if d.Err != nil {
-			res = Result{Err: rpc.Unavailable(fmt.Sprintf("bad append reply from node %d", rt.node), nil), Node: rt.node, Ambiguous: true, Boot: boot}
+			res = Result{Err: rpc.Unavailable(fmt.Sprintf("bad append reply from node %d", rt.node), nil), Node: rt.node, Ambiguous: true, Boot: r.Boot}
 		}
 		w.cfg.Metrics.Forwarded()
 		done(res)
 	})
-	close(ready)
 	if err != nil {
 		// The peer knows only its address: name the node too.
-		done(Result{Err: rpc.Unavailable(fmt.Sprintf("node %d", rt.node), err), Node: rt.node, Ambiguous: !errors.Is(err, rpc.ErrNotSent), Boot: boot})
+		done(Result{Err: rpc.Unavailable(fmt.Sprintf("node %d", rt.node), err), Node: rt.node, Ambiguous: !errors.Is(err, rpc.ErrNotSent)})
 	}
 }
 

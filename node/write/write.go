@@ -92,9 +92,10 @@ type Peers interface {
 type Peer interface {
 	// SendFunc sends one request and hands its one reply to fn (on the
 	// connection's reader: fn must not block), or an error once timeout has passed
-	// without one or the connection is lost; it returns the boot id the node
-	// announced on the connection that carries the request. An error wrapping
-	// rpc.ErrNotSent never left this node (fn is not called); any other may have.
+	// without one or the connection is lost; the reply carries the boot id the node
+	// announced on the connection that carried the request (rpc.Reply.Boot), and so
+	// does the return. An error wrapping rpc.ErrNotSent never left this node (fn is
+	// not called); any other may have.
 	SendFunc(op rpc.Op, body []byte, timeout time.Duration, fn func(rpc.Reply)) (uint64, error)
 }
 
