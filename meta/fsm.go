@@ -39,6 +39,9 @@ type Command struct {
 	// create_topic
 	Leader uint64       `json:"leader,omitempty"`
 	Config *TopicConfig `json:"config,omitempty"`
+	// create_topic, seal and recover_segment: the replicas of the new active segment,
+	// its leader first (nil: the leader alone).
+	Replicas []uint64 `json:"replicas,omitempty"`
 
 	// seal: the sealed segment's totals and the next segment's leader
 	Count      uint64 `json:"count,omitempty"`
@@ -221,12 +224,15 @@ func (f *FSM) applyCreateTopic(c *Command, index uint64) *Result {
 	if _, ok := f.st.Topics[c.Topic]; ok {
 		return &Result{} // idempotent: REGISTER of an existing topic
 	}
+	if err := checkReplicas(c.Leader, c.Replicas); err != nil {
+		return &Result{Err: err}
+	}
 	t := &Topic{Name: c.Topic}
 	if c.Config != nil {
 		t.Config = *c.Config
 	}
 	t.Segments = []*Segment{{
-		ID: 1, Leader: c.Leader, Base: 0, State: Active,
+		ID: 1, Leader: c.Leader, Replicas: replicas(c.Leader, c.Replicas), Base: 0, State: Active,
 		LeaderIndex: index, CreatedUnixMS: c.UnixMS,
 	}}
 	f.st.Topics[c.Topic] = t
@@ -252,17 +258,48 @@ func (f *FSM) applySeal(c *Command, index uint64) *Result {
 		return &Result{Err: fmt.Errorf("%w: segment %d of %q is %s with %d entries, seal says %d",
 			ErrStaleSegment, s.ID, c.Topic, s.State, s.Count, c.Count)}
 	}
-	s.State = Sealed
-	s.Count, s.Bytes, s.CRC, s.SealedUnixMS = c.Count, c.Bytes, c.CRC, c.UnixMS
 	next := c.NextLeader
 	if next == 0 {
 		next = s.Leader
 	}
+	if err := checkReplicas(next, c.Replicas); err != nil {
+		return &Result{Err: err}
+	}
+	s.State = Sealed
+	s.Count, s.Bytes, s.CRC, s.SealedUnixMS = c.Count, c.Bytes, c.CRC, c.UnixMS
 	t.Segments = append(t.Segments, &Segment{
-		ID: s.ID + 1, Leader: next, Base: s.End(), State: Active,
+		ID: s.ID + 1, Leader: next, Replicas: replicas(next, c.Replicas), Base: s.End(), State: Active,
 		LeaderIndex: index, CreatedUnixMS: c.UnixMS,
 	})
 	return &Result{}
+}
+
+// replicas returns the replica set a command names for a segment led by leader, as
+// stored: nil for the leader alone.
+func replicas(leader uint64, ids []uint64) []uint64 {
+	if len(ids) < 2 {
+		return nil
+	}
+	return append([]uint64(nil), ids...)
+}
+
+// checkReplicas refuses a replica set that does not start with leader or names a
+// node twice.
+func checkReplicas(leader uint64, ids []uint64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if ids[0] != leader {
+		return fmt.Errorf("%w: replicas %v do not start with the leader %d", ErrBadCommand, ids, leader)
+	}
+	seen := map[uint64]bool{}
+	for _, id := range ids {
+		if id == 0 || seen[id] {
+			return fmt.Errorf("%w: replicas %v name a node twice or node 0", ErrBadCommand, ids)
+		}
+		seen[id] = true
+	}
+	return nil
 }
 
 // applyArchived records a sealed segment's archive object; a retry with the same
@@ -326,9 +363,12 @@ func (f *FSM) applyRecover(c *Command, index uint64) *Result {
 	if c.NextLeader == 0 || c.NextLeader == s.Leader {
 		return &Result{Err: fmt.Errorf("%w: recover segment %d of %q to node %d, its leader is %d", ErrBadCommand, s.ID, c.Topic, c.NextLeader, s.Leader)}
 	}
+	if err := checkReplicas(c.NextLeader, c.Replicas); err != nil {
+		return &Result{Err: err}
+	}
 	s.State, s.Count, s.Bytes, s.CRC, s.SealedUnixMS, s.Abandoned = Sealed, 0, 0, 0, c.UnixMS, true
 	t.Segments = append(t.Segments, &Segment{
-		ID: s.ID + 1, Leader: c.NextLeader, Base: s.Base, State: Active,
+		ID: s.ID + 1, Leader: c.NextLeader, Replicas: replicas(c.NextLeader, c.Replicas), Base: s.Base, State: Active,
 		LeaderIndex: index, CreatedUnixMS: c.UnixMS,
 	})
 	t.Cursor = min(t.Cursor, s.Base)

@@ -306,3 +306,72 @@ func TestRecoverSegmentAbandonsTheActiveOne(t *testing.T) {
 		t.Fatalf("the old leader's late seal: %v, want ErrStaleSegment", r.Err)
 	}
 }
+
+// TestReplicaSets: create_topic, seal and recover_segment record the replicas of the
+// new active segment, leader first; a set that does not start with the leader or
+// names a node twice is refused and changes nothing; a command without one leaves
+// the leader alone (replication factor 1, and every log written before replication).
+func TestReplicaSets(t *testing.T) {
+	f := NewFSM()
+	cfg := &TopicConfig{ReplicationFactor: 3}
+	if r := applyCmd(t, f, 1, &Command{Op: OpCreateTopic, Topic: "t", Leader: 2, Config: cfg, Replicas: []uint64{2, 3, 1}}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	s, _ := f.SegmentOf("t", 1)
+	if !reflect.DeepEqual(s.ReplicaSet(), []uint64{2, 3, 1}) || s.Epoch() != 1 || !s.HasReplica(1) || s.HasReplica(4) {
+		t.Fatalf("segment 1: replicas %v epoch %d", s.ReplicaSet(), s.Epoch())
+	}
+	for _, bad := range [][]uint64{{3, 2, 1}, {1, 1}, {1, 0}} {
+		before, _ := f.Topic("t")
+		r := applyCmd(t, f, 2, &Command{Op: OpSeal, Topic: "t", Segment: 1, Count: 5, NextLeader: 1, Replicas: bad})
+		if !errors.Is(r.Err, ErrBadCommand) {
+			t.Fatalf("seal with replicas %v: %v, want ErrBadCommand", bad, r.Err)
+		}
+		if after, _ := f.Topic("t"); !reflect.DeepEqual(before, after) {
+			t.Fatalf("a refused seal changed the topic: %+v -> %+v", before, after)
+		}
+	}
+	if r := applyCmd(t, f, 3, &Command{Op: OpSeal, Topic: "t", Segment: 1, Count: 5, NextLeader: 3, Replicas: []uint64{3, 1, 2}}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	s, _ = f.SegmentOf("t", 2)
+	if !reflect.DeepEqual(s.ReplicaSet(), []uint64{3, 1, 2}) || s.Epoch() != 3 || s.Leader != 3 {
+		t.Fatalf("segment 2: leader %d replicas %v epoch %d", s.Leader, s.ReplicaSet(), s.Epoch())
+	}
+	if r := applyCmd(t, f, 4, &Command{Op: OpRecover, Topic: "t", Segment: 2, NextLeader: 1, Replicas: []uint64{1, 2, 3}}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	s, _ = f.SegmentOf("t", 3)
+	if !reflect.DeepEqual(s.ReplicaSet(), []uint64{1, 2, 3}) || s.Epoch() != 4 {
+		t.Fatalf("segment 3 after recover: replicas %v epoch %d", s.ReplicaSet(), s.Epoch())
+	}
+	// Without replicas: the leader alone.
+	applyCmd(t, f, 5, &Command{Op: OpCreateTopic, Topic: "u", Leader: 2})
+	if s, _ := f.SegmentOf("u", 1); !reflect.DeepEqual(s.ReplicaSet(), []uint64{2}) || s.Replicas != nil {
+		t.Fatalf("topic without replicas: %v", s.ReplicaSet())
+	}
+	// The replicas survive a snapshot.
+	g := NewFSM()
+	if err := g.Restore(io.NopCloser(bytes.NewReader(snapshotBytes(t, f)))); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := g.SegmentOf("t", 2); !reflect.DeepEqual(s.ReplicaSet(), []uint64{3, 1, 2}) {
+		t.Fatalf("segment 2 after a snapshot: replicas %v", s.ReplicaSet())
+	}
+	if top, _ := g.Topic("t"); top.Config.Replication() != 3 {
+		t.Fatalf("replication factor after a snapshot: %d", top.Config.Replication())
+	}
+}
+
+// TestReplicationFactorValidation: 0 (the node's default) to MaxReplicationFactor.
+func TestReplicationFactorValidation(t *testing.T) {
+	for rf, ok := range map[int]bool{-1: false, 0: true, 1: true, MaxReplicationFactor: true, MaxReplicationFactor + 1: false} {
+		c := TopicConfig{ReplicationFactor: rf}
+		if err := c.Validate(); (err == nil) != ok {
+			t.Errorf("replication_factor %d: %v", rf, err)
+		}
+	}
+	if (&TopicConfig{}).Replication() != 1 {
+		t.Errorf("an unset replication factor is not 1")
+	}
+}

@@ -62,6 +62,12 @@ type TopicConfig struct {
 	// RetentionMS expires sealed segments sealed longer ago than this (Kafka's
 	// retention.ms). 0: keep forever.
 	RetentionMS int64 `json:"retention_ms,omitempty"`
+	// ReplicationFactor is how many nodes hold a copy of each active segment: its
+	// leader and ReplicationFactor-1 followers, and an append is acknowledged once a
+	// majority of them has it fsynced. Set when the topic is created (the node's
+	// --default-replication-factor unless given); 0 in topics created before
+	// replication, which means 1.
+	ReplicationFactor int `json:"replication_factor,omitempty"`
 }
 
 // Validate refuses negative limits (0 means the default).
@@ -78,8 +84,18 @@ func (c *TopicConfig) Validate() error {
 			return fmt.Errorf("%w: %s is %d; limits are positive (0: the default)", ErrBadConfig, f.name, f.v)
 		}
 	}
+	if c.ReplicationFactor < 0 || c.ReplicationFactor > MaxReplicationFactor {
+		return fmt.Errorf("%w: replication_factor is %d; it is 1 to %d (0: the default)", ErrBadConfig, c.ReplicationFactor, MaxReplicationFactor)
+	}
 	return nil
 }
+
+// MaxReplicationFactor bounds TopicConfig.ReplicationFactor; the cluster's size
+// bounds it further when a topic is created.
+const MaxReplicationFactor = 7
+
+// Replication returns the topic's replication factor (1 when unset).
+func (c *TopicConfig) Replication() int { return max(c.ReplicationFactor, 1) }
 
 // Segment is the replicated record of one segment of a topic.
 type Segment struct {
@@ -90,6 +106,10 @@ type Segment struct {
 	// LeaderIndex is the Raft index of the command that made Leader the leader of this
 	// segment: the "leader term" that goes into archive object keys.
 	LeaderIndex uint64 `json:"leader_index"`
+	// Replicas are the nodes that hold a copy of the segment while it is active,
+	// Leader first; nil means Leader alone (replication factor 1, and every segment
+	// created before replication).
+	Replicas []uint64 `json:"replicas,omitempty"`
 	// CreatedUnixMS is the leader's clock when the segment became active.
 	CreatedUnixMS int64 `json:"created_unix_ms"`
 	// Count, Bytes and CRC are set when the segment is sealed.
@@ -136,6 +156,29 @@ func (s *Segment) Tier() string {
 		return "both"
 	}
 }
+
+// ReplicaSet returns the segment's replicas, Leader first.
+func (s *Segment) ReplicaSet() []uint64 {
+	if len(s.Replicas) == 0 {
+		return []uint64{s.Leader}
+	}
+	return s.Replicas
+}
+
+// HasReplica reports whether node holds (or is to hold) a copy of the segment.
+func (s *Segment) HasReplica(node uint64) bool {
+	for _, id := range s.ReplicaSet() {
+		if id == node {
+			return true
+		}
+	}
+	return false
+}
+
+// Epoch is the segment's epoch: the Raft index of the command that made Leader its
+// leader (LeaderIndex). Every change of a topic's writer makes a new segment, so a
+// segment has one epoch, and epochs grow along a topic's segments.
+func (s *Segment) Epoch() uint64 { return s.LeaderIndex }
 
 // End is the offset one past the last entry of a sealed segment.
 func (s *Segment) End() uint64 { return s.Base + s.Count }
@@ -218,6 +261,7 @@ func (t *Topic) clone() *Topic {
 	c.Segments = make([]*Segment, len(t.Segments))
 	for i, s := range t.Segments {
 		sc := *s
+		sc.Replicas = append([]uint64(nil), s.Replicas...)
 		c.Segments[i] = &sc
 	}
 	return &c

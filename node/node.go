@@ -77,6 +77,14 @@ type Config struct {
 	// appends expected to join it (at most the recent commit time; see
 	// write.Appender). 0: DefaultGroupCommitWait; negative: it never waits.
 	GroupCommitWait time.Duration
+	// DefaultReplicationFactor is the replication factor of a topic created without
+	// one (REGISTER, or PUT /v1/topics without replication_factor). 0: 1.
+	DefaultReplicationFactor int
+	// SegmentFailoverTimeout is how long a dead segment leader of a replicated topic
+	// may block its writes, and how long a group commit of one waits for a majority
+	// of its replicas. 0: DefaultSegmentFailoverTimeout, or LeaseTimeout if longer;
+	// never shorter than LeaseTimeout.
+	SegmentFailoverTimeout time.Duration
 	// MaxConnections bounds the client (Walrus-protocol) connections served at once;
 	// one more is answered "ERR ..." and closed. 0: DefaultMaxConnections; negative:
 	// no bound.
@@ -142,6 +150,8 @@ const (
 	DefaultRequestTimeout    = 15 * time.Second
 	DefaultMaxConnections    = 10000
 	DefaultGroupCommitWait   = time.Millisecond
+	// DefaultSegmentFailoverTimeout is the default of Config.SegmentFailoverTimeout.
+	DefaultSegmentFailoverTimeout = 5 * time.Second
 )
 
 func (c *Config) setDefaults() error {
@@ -184,6 +194,18 @@ func (c *Config) setDefaults() error {
 	if c.GroupCommitWait == 0 {
 		c.GroupCommitWait = DefaultGroupCommitWait
 	}
+	if c.DefaultReplicationFactor == 0 {
+		c.DefaultReplicationFactor = 1
+	}
+	if c.DefaultReplicationFactor < 1 || c.DefaultReplicationFactor > meta.MaxReplicationFactor {
+		return fmt.Errorf("node: --default-replication-factor %d: want 1 to %d", c.DefaultReplicationFactor, meta.MaxReplicationFactor)
+	}
+	if c.SegmentFailoverTimeout == 0 {
+		c.SegmentFailoverTimeout = max(DefaultSegmentFailoverTimeout, c.LeaseTimeout)
+	}
+	if c.SegmentFailoverTimeout < c.LeaseTimeout {
+		return fmt.Errorf("node: --segment-failover-timeout %v is shorter than --lease-timeout %v: a segment leader cut off from the cluster may acknowledge writes for up to --lease-timeout, so it cannot be replaced sooner", c.SegmentFailoverTimeout, c.LeaseTimeout)
+	}
 	if c.ClaimInterval < 0 || c.ClaimInterval > MaxClaimInterval {
 		return fmt.Errorf("node: --claim-interval %v: want more than 0 and at most %v (another cluster's orphan sweeper counts on no node trusting a read of the claim for longer)", c.ClaimInterval, MaxClaimInterval)
 	}
@@ -217,6 +239,8 @@ type Node struct {
 	fsm     *meta.FSM
 	store   *segment.Store
 	metrics *metrics
+	// replicas are this node's copies of segments it follows (replica.go).
+	replicas replicaCopies
 
 	bucket   archive.Bucket // nil without --archive
 	remote   *tiering.Remote
@@ -549,6 +573,7 @@ func (n *Node) Close() error {
 		n.cluster.Close()
 	}
 	if n.store != nil {
+		n.closeReplicas()
 		if cerr := n.store.Close(); err == nil {
 			err = cerr
 		}

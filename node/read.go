@@ -17,6 +17,9 @@ import (
 // with a reference the caller must give back with n.store.Release; ErrSegmentNotFound
 // if the node does not hold it. The segment stays open and readable until released.
 func (n *Node) localSegment(topic string, s *meta.Segment) (*segment.Segment, error) {
+	if s.Leader != n.cfg.NodeID && s.HasReplica(n.cfg.NodeID) && !n.readableCopy(topic, s) {
+		return nil, fmt.Errorf("%w: segment %d of %q: this node's copy is not checked yet", ErrSegmentNotFound, s.ID, topic)
+	}
 	seg, err := n.store.Acquire(topic, s.ID, s.State != meta.Active)
 	if errors.Is(err, segment.ErrClosed) {
 		return nil, err
@@ -31,35 +34,39 @@ func (n *Node) localSegment(topic string, s *meta.Segment) (*segment.Segment, er
 }
 
 // Register creates the topic if it does not exist (idempotent). The first segment's
-// leader is picked round-robin by the number of topics, so topics spread over nodes.
+// leader is picked round-robin by the number of topics, so topics spread over nodes;
+// its followers are the voters after it (replicaSet). A topic created without a
+// replication factor gets --default-replication-factor; one larger than the
+// cluster's voters is refused.
 func (n *Node) Register(ctx context.Context, topic string, cfg *meta.TopicConfig) error {
 	if err := topicname.Validate(topic); err != nil {
 		return err
 	}
+	var c meta.TopicConfig
 	if cfg != nil {
 		if err := cfg.Validate(); err != nil {
 			return err
 		}
+		c = *cfg
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
 	if _, err := n.topic(ctx, topic); err == nil {
 		return nil // exists (checked against the leader: the count below is fresh too)
 	}
-	members, err := n.raft.Members()
-	leader := n.cfg.NodeID
-	if err == nil && len(members) > 0 {
-		var voters []uint64
-		for _, m := range members {
-			if m.Voter {
-				voters = append(voters, m.ID)
-			}
-		}
-		if len(voters) > 0 {
-			leader = n.nextLeader(voters[len(n.fsm.TopicNames())%len(voters)] - 1)
-		}
+	if c.ReplicationFactor == 0 {
+		c.ReplicationFactor = n.cfg.DefaultReplicationFactor
 	}
-	_, err = n.propose(ctx, &meta.Command{Op: meta.OpCreateTopic, Topic: topic, Leader: leader, Config: cfg})
+	voters := n.voters()
+	if len(voters) > 0 && c.ReplicationFactor > len(voters) {
+		return fmt.Errorf("%w: replication_factor %d, but the cluster has %d voters", meta.ErrBadConfig, c.ReplicationFactor, len(voters))
+	}
+	leader := n.cfg.NodeID
+	if len(voters) > 0 {
+		leader = n.nextLeader(voters[len(n.fsm.TopicNames())%len(voters)] - 1)
+	}
+	cmd := &meta.Command{Op: meta.OpCreateTopic, Topic: topic, Leader: leader, Config: &c, Replicas: n.replicaSet(leader, c.ReplicationFactor)}
+	_, err := n.propose(ctx, cmd)
 	return err
 }
 

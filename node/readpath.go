@@ -8,6 +8,7 @@ import (
 	"floe/meta"
 	"floe/node/read"
 	"floe/node/rpc"
+	"floe/node/segment"
 )
 
 // newReader composes the read path (package node/read) over this node: its metadata,
@@ -63,7 +64,30 @@ func (l localFiles) Open(topic string, s *meta.Segment) (read.Segment, func(), e
 	if err != nil {
 		return nil, nil, err
 	}
-	return seg, func() { l.n.store.Release(seg) }, nil
+	release := func() { l.n.store.Release(seg) }
+	if s.State == meta.Active && len(s.Replicas) > 1 {
+		// Readers see what a majority of the replicas holds, never what only this
+		// node's disk has (node/write, "Replication of an active segment").
+		committed, _ := l.n.writer.Committed(topic, s.ID)
+		return committedView{seg, committed}, release, nil
+	}
+	return seg, release, nil
+}
+
+// committedView is an active replicated segment as readers see it: its first
+// committed entries.
+type committedView struct {
+	seg       read.Segment
+	committed uint64
+}
+
+func (v committedView) Count() uint64 { return min(v.seg.Count(), v.committed) }
+
+func (v committedView) Read(index uint64, max, maxBytes int) ([][]byte, error) {
+	if index >= v.Count() {
+		return nil, fmt.Errorf("index %d of a segment with %d committed entries: %w", index, v.committed, segment.ErrOutOfRange)
+	}
+	return v.seg.Read(index, int(min(uint64(max), v.Count()-index)), maxBytes)
 }
 
 // peerReads is read.Owner over the node-to-node RPC (opRead, answered by the owner's

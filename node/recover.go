@@ -63,7 +63,8 @@ func (n *Node) RecoverSegment(ctx context.Context, topic string, to, segment uin
 	if to == act.Leader {
 		return nil, rpc.Unavailable(fmt.Sprintf("no live voter besides node %d to move segment %d of %q to", act.Leader, act.ID, topic), nil)
 	}
-	if _, err := n.propose(ctx, &meta.Command{Op: meta.OpRecover, Topic: topic, Segment: act.ID, NextLeader: to}); err != nil {
+	cmd := &meta.Command{Op: meta.OpRecover, Topic: topic, Segment: act.ID, NextLeader: to, Replicas: n.replicaSet(to, t.Config.Replication())}
+	if _, err := n.propose(ctx, cmd); err != nil {
 		return nil, err
 	}
 	n.log.Warn("segment abandoned: writes moved to another node", "topic", topic, "segment", act.ID, "base", act.Base,

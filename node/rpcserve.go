@@ -19,6 +19,7 @@ import (
 func (n *Node) newRPCServer() *rpc.Server {
 	s := &rpc.Server{Go: n.goLoop}
 	s.HandleOrdered(rpc.OpAppend, n.rpcAppend)
+	s.HandleOrdered(rpc.OpReplicate, n.rpcReplicate)
 	s.Handle(rpc.OpRead, n.rpcRead)
 	s.Handle(rpc.OpApply, n.rpcApply)
 	s.Handle(rpc.OpJoin, n.rpcJoin)

@@ -40,7 +40,8 @@ func (n *Node) State(ctx context.Context, topic string) (*TopicState, error) {
 	for _, s := range t.Segments {
 		id := strconv.FormatUint(s.ID, 10)
 		st.SegmentLeaders[id] = s.Leader
-		v := wire.SegmentInfo{ID: s.ID, Leader: s.Leader, Base: s.Base, Count: s.Count, Bytes: s.Bytes, State: string(s.State), Tier: s.Tier(), Abandoned: s.Abandoned, Lost: s.Lost}
+		v := wire.SegmentInfo{ID: s.ID, Leader: s.Leader, Base: s.Base, Count: s.Count, Bytes: s.Bytes, State: string(s.State), Tier: s.Tier(),
+			Replicas: s.ReplicaSet(), Epoch: s.Epoch(), Abandoned: s.Abandoned, Lost: s.Lost}
 		if s.State == meta.Expired {
 			// Gone: not listed among Walrus's readable sealed segments.
 		} else if s.State != meta.Active {

@@ -27,10 +27,13 @@ func (n *Node) newWriter() *write.Writer {
 		Peers:      writePeers{n},
 		Metrics:    n.metrics,
 		NextLeader: n.nextLeader,
+		ReplicaSet: n.replicaSet,
 		Limits: write.Limits{
 			Entries: n.cfg.MaxSegmentEntries, Bytes: n.cfg.MaxSegmentBytes, Age: n.cfg.MaxSegmentAge,
 		},
 		RequestTimeout: n.cfg.RequestTimeout,
+		ReplicaTimeout: n.cfg.SegmentFailoverTimeout,
+		StartIndex:     n.raft.LastIndex(),
 		Backoff:        n.backoff,
 		Go:             n.goLoop,
 		CommitWait:     n.cfg.GroupCommitWait,
@@ -185,17 +188,7 @@ func (n *Node) peerOldestUnsealed(id uint64) (int64, error) {
 // (round-robin), skipping voters that do not answer a status call within
 // nextLeaderProbe.
 func (n *Node) nextLeader(current uint64) uint64 {
-	members, err := n.raft.Members()
-	if err != nil || len(members) == 0 {
-		return n.cfg.NodeID
-	}
-	var ids []uint64
-	for _, m := range members {
-		if m.Voter {
-			ids = append(ids, m.ID)
-		}
-	}
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	ids := n.voters()
 	start := sort.Search(len(ids), func(i int) bool { return ids[i] > current })
 	for i := 0; i < len(ids); i++ {
 		id := ids[(start+i)%len(ids)]
@@ -204,6 +197,56 @@ func (n *Node) nextLeader(current uint64) uint64 {
 		}
 	}
 	return n.cfg.NodeID
+}
+
+// voters returns the ids of the Raft configuration's voters, ascending (none if the
+// configuration cannot be read).
+func (n *Node) voters() []uint64 {
+	members, err := n.raft.Members()
+	if err != nil {
+		return nil
+	}
+	var ids []uint64
+	for _, m := range members {
+		if m.Voter {
+			ids = append(ids, m.ID)
+		}
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	return ids
+}
+
+// replicaSet returns the replicas of a segment led by leader in a topic of
+// replication factor r: leader, then the voters after it in id order, those that
+// answer a status call within nextLeaderProbe first, so that the followers rotate
+// across the members as the leaders do. With fewer voters than r it returns them all
+// (the segment is then under-replicated from its start); nil for r <= 1.
+func (n *Node) replicaSet(leader uint64, r int) []uint64 {
+	if r <= 1 {
+		return nil
+	}
+	ids := n.voters()
+	start := sort.Search(len(ids), func(i int) bool { return ids[i] > leader })
+	set := []uint64{leader}
+	var silent []uint64
+	for i := 0; i < len(ids) && len(set) < r; i++ {
+		id := ids[(start+i)%len(ids)]
+		if id == leader {
+			continue
+		}
+		if n.peerAnswers(n.ctx, id, nextLeaderProbe, 1) {
+			set = append(set, id)
+		} else {
+			silent = append(silent, id)
+		}
+	}
+	for _, id := range silent {
+		if len(set) == r {
+			break
+		}
+		set = append(set, id)
+	}
+	return set
 }
 
 // nextLeaderProbe is how long nextLeader waits for a voter to answer.
@@ -217,14 +260,18 @@ const nextLeaderProbe = 500 * time.Millisecond
 // or a restart may still see itself as the leader of a segment that was sealed or
 // abandoned meanwhile.
 func (n *Node) ownershipLoop() {
+	retry := time.NewTicker(replicaRetry)
+	defer retry.Stop()
 	for {
 		ch, synced := n.fsm.Changed(), n.syncedChanged()
 		if n.synced.Load() {
 			n.writer.OpenLed()
+			n.sealReplicas()
 		}
 		select {
 		case <-ch:
 		case <-synced:
+		case <-retry.C: // copies of replicated segments not completed yet
 		case <-n.ctx.Done():
 			return
 		}

@@ -34,6 +34,10 @@ type SegmentInfo struct {
 	Bytes  int64  `json:"bytes"`
 	State  string `json:"state"` // active, sealing, sealed, archived or expired
 	Tier   string `json:"tier"`  // local, remote or both
+	// Replicas are the nodes that hold the segment's copies while it is active,
+	// the leader first; Epoch is the Raft index that made the leader its leader.
+	Replicas []uint64 `json:"replicas"`
+	Epoch    uint64   `json:"epoch"`
 	// Abandoned: floe cluster recover-segment moved writes off it (sealed empty).
 	Abandoned bool `json:"abandoned,omitempty"`
 	// Lost: floe restore --cluster found no copy of its entries (state expired).

@@ -57,6 +57,68 @@ func DecodeAppend(body []byte) (Append, error) {
 	return a, nil
 }
 
+// Replicate is the body of an OpReplicate call: records of a replicated active
+// segment, sent by its leader to one of its followers, to be appended at index Start
+// of the follower's copy. Epoch and Leader name the segment's writer, so that a
+// follower refuses a deposed one; Committed is how many entries of the segment a
+// majority of its replicas holds (what readers may see). No payloads: a probe, which
+// the follower answers with its durable count.
+type Replicate struct {
+	Topic     string
+	Segment   uint64
+	Epoch     uint64
+	Leader    uint64
+	Start     uint64
+	Committed uint64
+	Payloads  [][]byte
+}
+
+// Encode returns the body: topic, segment, epoch, leader, start, committed, then the
+// payload count and each payload.
+func (r *Replicate) Encode() []byte {
+	size := len(r.Topic) + 64
+	for _, p := range r.Payloads {
+		size += 4 + len(p)
+	}
+	e := Encoder{B: make([]byte, 0, size)}
+	e.Str(r.Topic)
+	e.U64(r.Segment)
+	e.U64(r.Epoch)
+	e.U64(r.Leader)
+	e.U64(r.Start)
+	e.U64(r.Committed)
+	e.U64(uint64(len(r.Payloads)))
+	for _, p := range r.Payloads {
+		e.Bytes(p)
+	}
+	return e.B
+}
+
+// DecodeReplicate decodes an OpReplicate body; anything malformed (short, trailing
+// bytes, an empty payload, a count the body cannot hold) is wire.ErrBadRequest.
+// Payloads alias body.
+func DecodeReplicate(body []byte) (Replicate, error) {
+	d := NewDecoder(body)
+	r := Replicate{Topic: d.Str(), Segment: d.U64(), Epoch: d.U64(), Leader: d.U64(), Start: d.U64(), Committed: d.U64()}
+	count := d.U64()
+	if d.Err != nil || count > uint64(len(d.B)/4) {
+		return Replicate{}, fmt.Errorf("%w: malformed replicate", wire.ErrBadRequest)
+	}
+	if count > 0 {
+		r.Payloads = make([][]byte, count)
+	}
+	for i := range r.Payloads {
+		r.Payloads[i] = d.Bytes()
+		if len(r.Payloads[i]) == 0 {
+			return Replicate{}, fmt.Errorf("%w: malformed replicate: empty payload", wire.ErrBadRequest)
+		}
+	}
+	if d.Err != nil || len(d.B) != 0 {
+		return Replicate{}, fmt.Errorf("%w: malformed replicate", wire.ErrBadRequest)
+	}
+	return r, nil
+}
+
 // Get is the body of an OpGet call: a client's GET, forwarded whole to the Raft
 // leader, which takes up to Max entries from the topic's shared cursor.
 type Get struct {

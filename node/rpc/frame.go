@@ -20,6 +20,9 @@ const (
 	OpSync     Op = 7 // (at the Raft leader) barrier -> FSM applied index
 	OpUnsealed Op = 8 // -> Unix ms of the oldest entry in an active segment led (0: none)
 	OpGet      Op = 9 // topic, max -> entries taken from the shared cursor (at the Raft leader)
+	// OpReplicate: topic, segment, epoch, leader, start, committed, payloads -> the
+	// follower's durable count of the segment (at a follower of a replicated segment)
+	OpReplicate Op = 10
 )
 
 // The status byte of a response.

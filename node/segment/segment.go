@@ -569,6 +569,76 @@ func (s *Segment) Seal() (count uint64, bytes int64, crc uint32, err error) {
 	return count, bytes, crc, broken
 }
 
+// SealAt seals a copy of a segment whose leader sealed it with count records
+// (a follower's copy of a replicated segment): records after the first count are
+// cut off the file, durably, and the totals returned are those of the records
+// kept (their CRC read back from the file when records were cut). A copy
+// holding fewer than count records is sealed as it is and fails with
+// ErrOutOfRange; a damaged one is not sealed (see Seal). Appends fail with
+// ErrSealed afterwards; reads keep working.
+func (s *Segment) SealAt(count uint64) (uint64, int64, uint32, error) {
+	s.mu.Lock()
+	switch {
+	case s.state == stateClosed:
+		s.mu.Unlock()
+		return 0, 0, 0, fmt.Errorf("cannot seal %q: %w", s.path, ErrClosed)
+	case s.damaged != nil:
+		s.mu.Unlock()
+		return 0, 0, 0, fmt.Errorf("cannot seal: %w", s.damaged)
+	}
+	s.state = stateSealed
+	s.mu.Unlock()
+	s.writeMu.Lock()
+	s.idxMu.RLock()
+	n := uint64(len(s.offsets))
+	s.idxMu.RUnlock()
+	if count > n {
+		s.writeMu.Unlock()
+		s.trim()
+		return 0, 0, 0, fmt.Errorf("cannot seal %q at %d records: it holds %d: %w", s.path, count, n, ErrOutOfRange)
+	}
+	if count < n {
+		if err := s.cut(count); err != nil {
+			s.writeMu.Unlock()
+			return 0, 0, 0, err
+		}
+	}
+	s.writeMu.Unlock()
+	s.trim()
+	c, b, crc := s.totals()
+	return c, b, crc, nil
+}
+
+// cut truncates the file durably after its first count records and recomputes
+// the CRC of those from the file. The caller holds writeMu.
+func (s *Segment) cut(count uint64) error {
+	s.idxMu.RLock()
+	end := s.offsets[count]
+	s.idxMu.RUnlock()
+	crc := uint32(0)
+	buf := make([]byte, 1<<20)
+	for off := int64(HeaderSize); off < end; {
+		n := min(int64(len(buf)), end-off)
+		if _, err := s.f.ReadAt(buf[:n], off); err != nil {
+			return fmt.Errorf("cannot read %q to cut it at %d records: %w", s.path, count, err)
+		}
+		crc = record.UpdateCRC(crc, buf[:n])
+		off += n
+	}
+	err := s.f.Truncate(end)
+	if err == nil {
+		err = s.f.Sync()
+	}
+	if err != nil {
+		return fmt.Errorf("cannot cut %q at %d records: %w", s.path, count, err)
+	}
+	s.idxMu.Lock()
+	s.offsets, s.end, s.crc = s.offsets[:count], end, crc
+	s.idxMu.Unlock()
+	s.alloc = end
+	return nil
+}
+
 // Damaged returns nil, or the error wrapping ErrDamaged that Open found:
 // it names the file, the damaged record and the intact record after it.
 func (s *Segment) Damaged() error {

@@ -104,6 +104,15 @@ type Appender struct {
 	// batch was durable, before its replies went out.
 	behind int
 
+	// repl is the replication of seg to its followers (nil: not replicated);
+	// mustRoll is set when seg may hold, on a follower, entries this node does not
+	// have (a failed write, or a segment opened after a restart): it is sealed before
+	// anything more is written, so no index ever gets two contents.
+	repl     *replication
+	mustRoll bool
+	// visible is how many entries of seg readers may see, when it is replicated.
+	visible atomic.Pointer[watermark]
+
 	dedup dedupWindow
 	// lastSeq maps a stream to the Seq of its last written (or finally failed)
 	// append in segment seqSegment: sequencing holds within one segment on one
@@ -276,6 +285,14 @@ func (a *Appender) current() (meta.Segment, Limits, error) {
 			return act, limits, rpc.Unavailable(fmt.Sprintf("cannot open segment %d of %q", act.ID, a.topic), err)
 		}
 		a.seg, a.segMeta = seg, act
+		if len(act.Replicas) > 1 {
+			a.repl = newReplication(act, a.w.cfg.NodeID)
+			w := &watermark{segment: act.ID}
+			a.visible.Store(w)
+			// Created before this process started: an earlier life may have sent
+			// followers entries it never made durable itself.
+			a.mustRoll = act.LeaderIndex <= a.w.cfg.StartIndex
+		}
 		if seg.Count() > 0 {
 			// Entries written before a restart: the age counts from the segment's
 			// creation, durable in the metadata, so that restarts never reset it.
@@ -287,8 +304,12 @@ func (a *Appender) current() (meta.Segment, Limits, error) {
 
 // closeSegment gives seg back to the store, after a roll-over.
 func (a *Appender) closeSegment() {
+	if a.repl != nil {
+		a.repl.inflight.Wait()
+	}
 	a.w.cfg.Store.Release(a.seg)
-	a.seg, a.sealed = nil, nil
+	a.seg, a.sealed, a.repl, a.mustRoll = nil, nil, nil, false
+	a.visible.Store(nil)
 	a.setFirst(time.Time{})
 }
 
@@ -427,7 +448,7 @@ func (a *Appender) write(batch []*Request) {
 			return
 		}
 		take := a.fitting(batch, limits)
-		if take == 0 {
+		if take == 0 || a.mustRoll {
 			if err := a.roll(act); err != nil {
 				a.fail(batch, err)
 				return
@@ -487,7 +508,21 @@ func (a *Appender) commit(reqs []*Request) error {
 		payloads = append(payloads, r.Payloads...)
 	}
 	start := time.Now()
+	if a.repl != nil {
+		a.offer(a.repl, a.seg.Count(), payloads)
+	}
 	first, err := a.seg.AppendBatch(payloads)
+	if err == nil && a.repl != nil {
+		if err = a.replicate(a.repl, first+uint64(len(payloads))); err != nil {
+			// The entries are in this node's file and may be on followers: answer
+			// them with what is known, and never as new again.
+			a.w.cfg.Logger.Warn("replication failed", "topic", a.topic, "segment", a.segMeta.ID, "err", err)
+			a.failUnknown(reqs, err)
+			return nil
+		}
+	} else if err != nil && a.repl != nil {
+		a.mustRoll = true // followers may hold what failed here: seal before writing again
+	}
 	took := time.Since(start)
 	a.timed(took)
 	a.w.cfg.Metrics.Committed(took)
@@ -512,6 +547,18 @@ func (a *Appender) commit(reqs []*Request) error {
 		off += uint64(len(r.Payloads))
 	}
 	return nil
+}
+
+// failUnknown answers requests whose entries were written here but not confirmed by
+// a majority of replicas with err (final: a retry could write them twice), and
+// remembers it for their retries.
+func (a *Appender) failUnknown(reqs []*Request, err error) {
+	for _, r := range reqs {
+		res := Result{Err: err, Segment: a.segMeta.ID, Node: a.w.cfg.NodeID}
+		a.dedup.remember(r.Tag.ID, res)
+		a.settleSeq(r.Tag.Stream, r.Tag.Seq)
+		r.Done(res)
+	}
 }
 
 // fail answers a batch with err. A final (not retryable) error consumes the requests'
@@ -540,7 +587,8 @@ func (a *Appender) checkAge() {
 	if err != nil || a.seg == nil || a.firstAt.IsZero() || a.seg.Damaged() != nil {
 		return // a damaged segment is never sealed (node's reportDamaged)
 	}
-	if a.sealed != nil || time.Since(a.firstAt) >= limits.Age {
+	a.syncFollowers()
+	if a.sealed != nil || a.mustRoll || time.Since(a.firstAt) >= limits.Age {
 		if err := a.roll(act); err != nil {
 			a.w.cfg.Logger.Warn("age roll-over postponed", "topic", a.topic, "err", err)
 		}
@@ -564,17 +612,21 @@ func (a *Appender) roll(act meta.Segment) error {
 // Until it succeeds, the segment stays sealed locally and nothing is written.
 func (a *Appender) commitSeal(act meta.Segment) error {
 	next := a.w.cfg.NextLeader(act.Leader)
+	var replicas []uint64
+	if _, cfg, ok := a.w.cfg.Metadata.ActiveOf(a.topic); ok && a.w.cfg.ReplicaSet != nil {
+		replicas = a.w.cfg.ReplicaSet(next, cfg.Replication())
+	}
 	ctx, cancel := context.WithTimeout(a.w.ctx, a.w.cfg.RequestTimeout)
 	defer cancel()
 	cmd := &meta.Command{
 		Op: meta.OpSeal, Topic: a.topic, Segment: a.segMeta.ID,
-		Count: a.sealed.count, Bytes: a.sealed.bytes, CRC: a.sealed.crc, NextLeader: next,
+		Count: a.sealed.count, Bytes: a.sealed.bytes, CRC: a.sealed.crc, NextLeader: next, Replicas: replicas,
 	}
 	if err := a.w.cfg.Propose(ctx, cmd); err != nil {
 		return rpc.Unavailable(fmt.Sprintf("cannot commit seal of segment %d of %q", a.segMeta.ID, a.topic), err)
 	}
 	a.w.cfg.Logger.Info("segment sealed", "topic", a.topic, "segment", a.segMeta.ID,
-		"count", cmd.Count, "bytes", cmd.Bytes, "next_leader", next)
+		"count", cmd.Count, "bytes", cmd.Bytes, "next_leader", next, "next_replicas", replicas)
 	a.w.cfg.Metrics.Rolled()
 	a.closeSegment()
 	return nil

@@ -156,6 +156,16 @@ func (s *fakeSegment) Bytes() int64 {
 
 func (s *fakeSegment) Damaged() error { return s.damaged }
 
+func (s *fakeSegment) Read(index uint64, n int, maxBytes int) ([][]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if index >= uint64(len(s.payloads)) {
+		return nil, segment.ErrOutOfRange
+	}
+	end := min(uint64(len(s.payloads)), index+uint64(max(n, 1)))
+	return append([][]byte(nil), s.payloads[index:end]...), nil
+}
+
 // written returns the payloads as strings.
 func (s *fakeSegment) written() []string {
 	s.mu.Lock()

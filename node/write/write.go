@@ -79,6 +79,9 @@ type Segment interface {
 	// Damaged is non-nil when the WAL holds a damaged record followed by intact
 	// ones: the segment is then never sealed by the write path.
 	Damaged() error
+	// Read returns up to max durable payloads from index on, at most maxBytes of
+	// them (at least one), for followers that are behind.
+	Read(index uint64, max int, maxBytes int) ([][]byte, error)
 }
 
 // Peers reaches the other nodes for forwarding.
@@ -151,8 +154,18 @@ type Config struct {
 	Metrics  Metrics
 	// NextLeader picks the leader of the segment after one led by current.
 	NextLeader func(current uint64) uint64
+	// ReplicaSet picks the replicas of a segment led by leader in a topic of
+	// replication factor r, leader first (nil: the leader alone).
+	ReplicaSet func(leader uint64, r int) []uint64
 	// Limits are the node's roll-over limits; a topic's config overrides them.
 	Limits Limits
+	// ReplicaTimeout bounds how long a group commit of a replicated segment waits
+	// for a majority of its replicas (0: RequestTimeout).
+	ReplicaTimeout time.Duration
+	// StartIndex is the Raft log's last index when the node started: a replicated
+	// segment made active at or before it may have been written by an earlier life
+	// of this node, and is sealed before this one writes to it.
+	StartIndex uint64
 	// RequestTimeout bounds one append with its retries, and a forwarded call.
 	RequestTimeout time.Duration
 	// Backoff waits before retry attempt, returning early when changed closes, with
@@ -185,6 +198,9 @@ type Writer struct {
 func New(ctx context.Context, cfg Config) *Writer {
 	if cfg.QueueLen <= 0 {
 		cfg.QueueLen = appendQueue
+	}
+	if cfg.ReplicaTimeout <= 0 {
+		cfg.ReplicaTimeout = cfg.RequestTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -43,6 +43,8 @@ func addNodeFlags(c *cobra.Command, f *agentFlags) {
 	fs.DurationVar(&f.cfg.LeaseTimeout, "lease-timeout", node.DefaultLeaseTimeout, "stop acknowledging writes this long after losing the quorum")
 	fs.DurationVar(&f.cfg.RequestTimeout, "request-timeout", node.DefaultRequestTimeout, "bound on a request's internal retries")
 	fs.DurationVar(&f.cfg.GroupCommitWait, "group-commit-wait", node.DefaultGroupCommitWait, "longest wait of a group commit for the appends expected to join it, at most the recent commit time (negative: never wait)")
+	fs.IntVar(&f.cfg.DefaultReplicationFactor, "default-replication-factor", 1, "replicas of each active segment of a topic created without replication_factor (REGISTER): an append is acknowledged once a majority of them fsynced it")
+	fs.DurationVar(&f.cfg.SegmentFailoverTimeout, "segment-failover-timeout", node.DefaultSegmentFailoverTimeout, "how long a dead segment leader of a replicated topic may block its writes, and a group commit waits for a majority of its replicas (at least --lease-timeout; default raised to it)")
 	fs.IntVar(&f.cfg.MaxConnections, "max-connections", node.DefaultMaxConnections, "client connections served at once; one more is answered ERR and closed (negative: no bound; size the fd limit to it, see the README)")
 	fs.DurationVar(&f.cfg.HeartbeatTimeout, "raft-heartbeat-timeout", time.Second, "Raft heartbeat and election timeout")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -98,6 +100,9 @@ func agentCmd() *cobra.Command {
 			}
 			if c.Flags().Changed("port") && !c.Flags().Changed("client-port") {
 				f.cfg.ClientPort = f.port
+			}
+			if !c.Flags().Changed("segment-failover-timeout") {
+				f.cfg.SegmentFailoverTimeout = 0 // the default, raised to --lease-timeout if that is longer
 			}
 			log, err := newLogger(f.logLevel, f.logFormat)
 			if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -54,24 +55,36 @@ type clusterAPI struct {
 // call sends one request and decodes a 2xx reply's JSON into out (unless out is nil);
 // another status is an error that carries the reply's text.
 func (c *clusterAPI) call(ctx context.Context, method, url string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+	return c.callBody(ctx, method, url, nil, out)
+}
+
+// callBody is call with a request body (JSON; nil: none).
+func (c *clusterAPI) callBody(ctx context.Context, method, url string, in []byte, out any) error {
+	var body io.Reader
+	if in != nil {
+		body = bytes.NewReader(in)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
 	if err != nil {
 		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	reply, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if err != nil {
 		return err
 	}
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, strings.TrimSpace(string(body)))
+		return fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, strings.TrimSpace(string(reply)))
 	}
 	if out != nil {
-		return json.Unmarshal(body, out)
+		return json.Unmarshal(reply, out)
 	}
 	return nil
 }

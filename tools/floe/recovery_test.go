@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -74,7 +75,7 @@ func TestRecovery(t *testing.T) {
 				name(k), len(after.Segments), after.Cursor, len(before[k].Segments), before[k].Cursor)
 		}
 		for i, s := range after.Segments {
-			if i < len(before[k].Segments) && s != before[k].Segments[i] {
+			if i < len(before[k].Segments) && !reflect.DeepEqual(s, before[k].Segments[i]) {
 				t.Errorf("STATE %s after restart: segment %+v, before %+v", name(k), s, before[k].Segments[i])
 			}
 		}

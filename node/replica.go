@@ -1,0 +1,297 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"floe/meta"
+	"floe/node/rpc"
+	"floe/node/segment"
+)
+
+// replicaCopies are the copies this node keeps, as a follower, of active segments
+// of replicated topics (package node/write, "Replication of an active segment"):
+// each is the segment's WAL file, at the path the leader's has, appended to by the
+// leader's OpReplicate calls. When the metadata says the segment is sealed, the copy
+// is sealed at the leader's count (sealReplicas) and kept, as a second copy of the
+// sealed segment, until the segment is archived.
+type replicaCopies struct {
+	mu   sync.Mutex
+	open map[segKey]*replicaCopy
+	// sealed are the copies of sealed segments checked against the leader's
+	// totals since this node started: only those are read locally.
+	sealed map[segKey]bool
+	// busy are the copies being sealed (a goroutine each); retryAt delays the next
+	// attempt at one that could not be completed.
+	busy    map[segKey]bool
+	retryAt map[segKey]time.Time
+}
+
+// replicaCopy is one open copy; mu orders the appends to it.
+type replicaCopy struct {
+	mu  sync.Mutex
+	seg *segment.Segment
+}
+
+// rpcReplicate appends entries a segment leader sends to this node's copy, in the
+// order they came on the connection, and answers with the copy's durable count.
+func (n *Node) rpcReplicate(req *rpc.Request) {
+	r, err := rpc.DecodeReplicate(req.Body)
+	if err != nil {
+		req.Reply(nil, err)
+		return
+	}
+	if err := req.Conn.Queue(int64(len(req.Body)), func() {
+		count, err := n.appendReplica(&r)
+		if err != nil {
+			req.Reply(nil, err)
+			return
+		}
+		var e rpc.Encoder
+		e.U64(count)
+		req.Reply(e.B, nil)
+	}); err != nil {
+		req.Reply(nil, err)
+	}
+}
+
+// appendReplica appends r's payloads to this node's copy of the segment, from
+// index r.Start on, and returns how many entries the copy holds durably. It refuses
+// a sender that is not the segment's leader in this node's metadata, a segment that
+// is no longer active (a new epoch exists: the sender is deposed) and one this node
+// is not a replica of. A copy that holds fewer than r.Start entries takes nothing
+// (the leader sends what it misses); entries it holds already are skipped, since a
+// leader never writes an index twice with different data.
+func (n *Node) appendReplica(r *rpc.Replicate) (uint64, error) {
+	s, ok := n.fsm.SegmentOf(r.Topic, r.Segment)
+	switch {
+	case !ok:
+		return 0, rpc.Unavailable(fmt.Sprintf("node %d does not know segment %d of %q yet (metadata behind)", n.cfg.NodeID, r.Segment, r.Topic), nil)
+	case s.Leader != r.Leader || s.Epoch() != r.Epoch:
+		return 0, fmt.Errorf("%w: segment %d of %q has leader %d at epoch %d here, not %d at %d",
+			meta.ErrStaleSegment, r.Segment, r.Topic, s.Leader, s.Epoch(), r.Leader, r.Epoch)
+	case s.State != meta.Active:
+		return 0, fmt.Errorf("%w: segment %d of %q is %s: its leader's epoch is over", meta.ErrStaleSegment, r.Segment, r.Topic, s.State)
+	case !s.HasReplica(n.cfg.NodeID) || s.Leader == n.cfg.NodeID:
+		return 0, fmt.Errorf("%w: node %d is not a follower of segment %d of %q (replicas %v)", ErrBadRequest, n.cfg.NodeID, r.Segment, r.Topic, s.ReplicaSet())
+	}
+	c, err := n.replicaCopy(r.Topic, r.Segment)
+	if err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	count := c.seg.Count()
+	if r.Start > count || r.Start+uint64(len(r.Payloads)) <= count {
+		return count, nil
+	}
+	if _, err := c.seg.AppendBatch(r.Payloads[count-r.Start:]); err != nil {
+		if errors.Is(err, segment.ErrSealed) {
+			return 0, fmt.Errorf("%w: segment %d of %q is sealed here", meta.ErrStaleSegment, r.Segment, r.Topic)
+		}
+		return 0, rpc.Unavailable(fmt.Sprintf("cannot append to the copy of segment %d of %q", r.Segment, r.Topic), err)
+	}
+	return c.seg.Count(), nil
+}
+
+// replicaCopy returns this node's open copy of an active segment, opening (and
+// recovering) or creating its file.
+func (n *Node) replicaCopy(topic string, id uint64) (*replicaCopy, error) {
+	n.replicas.mu.Lock()
+	defer n.replicas.mu.Unlock()
+	k := segKey{topic, id}
+	if c, ok := n.replicas.open[k]; ok {
+		return c, nil
+	}
+	seg, err := n.store.Create(topic, id)
+	if err != nil {
+		return nil, rpc.Unavailable(fmt.Sprintf("cannot open the copy of segment %d of %q", id, topic), err)
+	}
+	if n.replicas.open == nil {
+		n.replicas.open = map[segKey]*replicaCopy{}
+	}
+	c := &replicaCopy{seg: seg}
+	n.replicas.open[k] = c
+	return c, nil
+}
+
+// sealReplicas seals this node's copies of segments it follows that the metadata
+// says are sealed: each is cut to the leader's count and checked against its CRC.
+// A copy that is shorter, or whose records differ, is removed (the leader's copy
+// and, once uploaded, the archive hold the segment). It also finds copies on disk
+// that this process has not opened (they were written before a restart), and removes
+// the copies of segments that are archived or expired: a follower's copy is a second
+// copy of the segment until the archive holds one. Copies of abandoned segments
+// are left to setAsideAbandoned. It runs after every metadata change.
+func (n *Node) sealReplicas() {
+	var seal, remove []segKey
+	for _, name := range n.fsm.TopicNames() {
+		n.fsm.View(name, func(t *meta.Topic) {
+			for _, s := range t.Segments {
+				if s.State == meta.Active || s.Abandoned || s.Leader == n.cfg.NodeID || !s.HasReplica(n.cfg.NodeID) {
+					continue
+				}
+				k := segKey{name, s.ID}
+				if s.State == meta.Expired || s.ArchiveKey != "" {
+					remove = append(remove, k)
+				} else {
+					seal = append(seal, k)
+				}
+			}
+		})
+	}
+	for _, k := range seal {
+		n.replicas.mu.Lock()
+		start := !n.replicas.sealed[k] && !n.replicas.busy[k] && !time.Now().Before(n.replicas.retryAt[k])
+		if start {
+			if n.replicas.busy == nil {
+				n.replicas.busy, n.replicas.retryAt = map[segKey]bool{}, map[segKey]time.Time{}
+			}
+			n.replicas.busy[k] = true
+		}
+		n.replicas.mu.Unlock()
+		if start {
+			n.goLoop(func() {
+				err := n.sealReplica(k)
+				n.replicas.mu.Lock()
+				delete(n.replicas.busy, k)
+				if err != nil {
+					n.replicas.retryAt[k] = time.Now().Add(replicaRetry)
+				}
+				n.replicas.mu.Unlock()
+			})
+		}
+	}
+	for _, k := range remove {
+		n.replicas.mu.Lock()
+		c := n.replicas.open[k]
+		delete(n.replicas.open, k)
+		delete(n.replicas.sealed, k)
+		n.replicas.mu.Unlock()
+		if c != nil {
+			n.store.Release(c.seg)
+		}
+		if n.HasLocal(k.topic, k.id) {
+			if err := n.store.Remove(k.topic, k.id); err != nil {
+				n.log.Warn("cannot remove the copy of a replicated segment the archive holds", "topic", k.topic, "segment", k.id, "err", err)
+			}
+		}
+	}
+}
+
+// replicaRetry is how long sealReplicas waits before it tries again to complete a
+// copy it could not.
+const replicaRetry = 5 * time.Second
+
+// sealReplica completes this node's copy of a sealed segment it follows, fetching
+// the entries it misses (all of them if it has no copy: it was down when the
+// segment began) from the segment's other replicas, seals it at the leader's count
+// and checks it against the leader's totals. A copy whose records differ from them
+// is removed, to be fetched again at the next attempt.
+func (n *Node) sealReplica(k segKey) error {
+	s, ok := n.fsm.SegmentOf(k.topic, k.id)
+	if !ok || s.Abandoned || s.State == meta.Active || s.State == meta.Expired || s.ArchiveKey != "" {
+		return nil
+	}
+	n.replicas.mu.Lock()
+	c := n.replicas.open[k]
+	delete(n.replicas.open, k)
+	n.replicas.mu.Unlock()
+	if c == nil {
+		seg, err := n.store.Create(k.topic, k.id)
+		if err != nil {
+			return fmt.Errorf("cannot open the copy of segment %d of %q: %w", k.id, k.topic, err)
+		}
+		c = &replicaCopy{seg: seg}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	defer n.store.Release(c.seg)
+	if err := n.fillReplica(k, &s, c.seg); err != nil {
+		n.log.Warn("cannot complete the copy of a replicated segment; will try again", "topic", k.topic, "segment", k.id,
+			"have", c.seg.Count(), "want", s.Count, "err", err)
+		return err
+	}
+	count, bytes, crc, err := c.seg.SealAt(s.Count)
+	if err == nil && (count != s.Count || bytes != s.Bytes || crc != s.CRC) {
+		err = fmt.Errorf("%w: the copy holds %d entries, %d bytes, CRC %08x; the leader sealed %d, %d, %08x",
+			ErrCorrupt, count, bytes, crc, s.Count, s.Bytes, s.CRC)
+	}
+	if err != nil {
+		n.log.Error("removing a copy of a replicated segment that differs from its leader's", "topic", k.topic, "segment", k.id, "err", err)
+		if rerr := n.store.Remove(k.topic, k.id); rerr != nil {
+			n.log.Error("cannot remove a bad copy of a replicated segment", "topic", k.topic, "segment", k.id, "err", rerr)
+		}
+		return err
+	}
+	n.log.Debug("sealed the copy of a replicated segment", "topic", k.topic, "segment", k.id, "count", count)
+	n.replicas.mu.Lock()
+	if n.replicas.sealed == nil {
+		n.replicas.sealed = map[segKey]bool{}
+	}
+	n.replicas.sealed[k] = true
+	n.replicas.mu.Unlock()
+	return nil
+}
+
+// fillReplica appends to seg, this node's copy of sealed segment s, the entries
+// it misses, read from the segment's other replicas (its leader first).
+func (n *Node) fillReplica(k segKey, s *meta.Segment, seg *segment.Segment) error {
+	var err error
+	for seg.Count() < s.Count {
+		var entries [][]byte
+		for _, from := range s.ReplicaSet() {
+			if from == n.cfg.NodeID {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
+			entries, err = peerReads{n}.ReadOwner(ctx, from, k.topic, k.id, s.Base+seg.Count(), fillEntries, fillBytes)
+			cancel()
+			if err == nil && len(entries) > 0 {
+				break
+			}
+		}
+		if len(entries) == 0 {
+			if err == nil {
+				err = fmt.Errorf("no replica has entries from %d on", s.Base+seg.Count())
+			}
+			return err
+		}
+		entries = entries[:min(uint64(len(entries)), s.Count-seg.Count())]
+		if _, err := seg.AppendBatch(entries); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Bounds of one read from a peer while a copy is completed.
+const (
+	fillEntries = 4096
+	fillBytes   = 4 << 20
+)
+
+// readableCopy reports whether this node's copy of segment s, which it does not
+// lead, may be read: only a copy of a sealed segment checked against its leader's
+// totals (an active copy may hold entries no majority has yet).
+func (n *Node) readableCopy(topic string, s *meta.Segment) bool {
+	if s.State == meta.Active {
+		return false
+	}
+	n.replicas.mu.Lock()
+	defer n.replicas.mu.Unlock()
+	return n.replicas.sealed[segKey{topic, s.ID}]
+}
+
+// closeReplicas closes every open copy, at shutdown.
+func (n *Node) closeReplicas() {
+	n.replicas.mu.Lock()
+	defer n.replicas.mu.Unlock()
+	for k, c := range n.replicas.open {
+		n.store.Release(c.seg)
+		delete(n.replicas.open, k)
+	}
+}

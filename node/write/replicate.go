@@ -1,0 +1,338 @@
+package write
+
+import (
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"floe/meta"
+	"floe/node/rpc"
+)
+
+// Replication of an active segment (a topic whose replication factor is above 1).
+//
+// The appender of the segment's leader sends every group-commit batch to each
+// follower of the segment (OpReplicate) before it writes the batch itself, so the
+// followers' fdatasyncs run while its own does; it then waits until a majority of
+// the replica set, itself included, holds the batch durably, and only then
+// acknowledges its requests. A follower answers with the number of entries its copy
+// holds durably. One that is behind (it restarted, or missed a batch) answers with
+// what it has, and the appender sends it the missing entries from its own file, up
+// to maxCatchUp bytes a round, until it is level again. Entries have one position:
+// the leader never writes an index it has sent to a follower with other data (a
+// failed local write seals the segment instead of writing the index again), so copies
+// agree on every entry they both hold.
+//
+// What readers see of the segment is what a majority holds (committed), never what
+// only the leader's disk has: an entry a reader saw cannot be lost with one node.
+
+// maxCatchUp bounds the bytes of payload one catch-up send carries to a follower
+// that is behind.
+const maxCatchUp = 8 << 20
+
+// followerRetry is how long the appender waits before it sends again to a follower
+// whose last send failed or was refused.
+const followerRetry = 20 * time.Millisecond
+
+// follower is one follower of the replicated segment an appender writes.
+type follower struct {
+	id uint64
+	// The appender's goroutine owns these.
+	durable uint64    // entries the follower reported durable in its latest reply
+	known   bool      // durable comes from a reply (false: never heard from)
+	healthy bool      // its latest reply was a count, not an error
+	next    uint64    // the index its sends so far reach (it will hold next entries)
+	sent    uint64    // sequence number of the latest send
+	seen    uint64    // sequence number of the latest reply taken into account
+	retryAt time.Time // after a failure: no send before then
+
+	// The latest reply, written by the reply's callback on the connection's reader.
+	mu    sync.Mutex
+	reply followerReply
+}
+
+type followerReply struct {
+	seq   uint64
+	end   uint64 // the index the send reached
+	count uint64
+	err   error
+}
+
+// replication is the state of the followers of the segment an appender writes.
+type replication struct {
+	segment  meta.Segment
+	follow   []*follower
+	need     int           // follower copies a majority needs besides the leader's
+	poke     chan struct{} // capacity 1: a reply came
+	inflight sync.WaitGroup
+}
+
+// watermark is how many entries of an active replicated segment readers may see.
+type watermark struct {
+	segment uint64
+	count   atomic.Uint64
+}
+
+func newReplication(s meta.Segment, self uint64) *replication {
+	r := &replication{segment: s, poke: make(chan struct{}, 1)}
+	for _, id := range s.ReplicaSet() {
+		if id != self {
+			r.follow = append(r.follow, &follower{id: id})
+		}
+	}
+	r.need = len(s.ReplicaSet()) / 2 // a majority is half of them and one, the leader
+	return r
+}
+
+// collect takes in the replies that came since the last call.
+func (r *replication) collect() {
+	for _, f := range r.follow {
+		f.mu.Lock()
+		rep := f.reply
+		f.mu.Unlock()
+		if rep.seq <= f.seen {
+			continue
+		}
+		f.seen = rep.seq
+		if rep.err != nil {
+			f.healthy, f.next = false, f.durable
+			f.retryAt = time.Now().Add(followerRetry)
+			continue
+		}
+		f.durable, f.known, f.healthy = rep.count, true, true
+		if rep.count < rep.end || f.seen == f.sent {
+			f.next = rep.count // it did not take all it was sent: send again from there
+		}
+	}
+}
+
+// acked returns how many followers hold at least end entries.
+func (r *replication) acked(end uint64) int {
+	n := 0
+	for _, f := range r.follow {
+		if f.known && f.durable >= end {
+			n++
+		}
+	}
+	return n
+}
+
+// majority returns the largest count a majority of the replicas holds, given the
+// leader's own durable count.
+func (r *replication) majority(own uint64) uint64 {
+	counts := make([]uint64, 0, len(r.follow))
+	for _, f := range r.follow {
+		if f.known {
+			counts = append(counts, min(f.durable, own))
+		}
+	}
+	if len(counts) < r.need {
+		return 0
+	}
+	// The need-th largest follower count: that many followers and the leader hold it.
+	for i := 0; i < r.need; i++ {
+		for j := i + 1; j < len(counts); j++ {
+			if counts[j] > counts[i] {
+				counts[i], counts[j] = counts[j], counts[i]
+			}
+		}
+	}
+	if r.need == 0 {
+		return own
+	}
+	return counts[r.need-1]
+}
+
+// outstanding reports whether f has a send it has not seen the reply of.
+func (f *follower) outstanding() bool { return f.seen < f.sent }
+
+// deliver records the reply of send seq, which reached index end.
+func (r *replication) deliver(f *follower, seq, end, count uint64, err error) {
+	f.mu.Lock()
+	if seq > f.reply.seq {
+		f.reply = followerReply{seq: seq, end: end, count: count, err: err}
+	}
+	f.mu.Unlock()
+	select {
+	case r.poke <- struct{}{}:
+	default:
+	}
+}
+
+// send sends payloads, the entries from index start on, to f, with the committed
+// count readers may see. A follower that answered its last send is sent to from the
+// appender's goroutine; one that did not (down, or never reached) from a goroutine
+// of its own, so that dialling a dead node never holds up the appender.
+func (a *Appender) send(r *replication, f *follower, start uint64, payloads [][]byte, body []byte) {
+	f.sent++
+	seq, end := f.sent, start+uint64(len(payloads))
+	f.next = end
+	if body == nil {
+		body = a.replicateBody(r, start, payloads)
+	}
+	timeout := a.w.cfg.ReplicaTimeout
+	do := func() {
+		peer, err := a.w.cfg.Peers.Peer(f.id)
+		if err == nil {
+			_, err = peer.SendFunc(rpc.OpReplicate, body, timeout, func(rep rpc.Reply) {
+				if rep.Err != nil {
+					r.deliver(f, seq, end, 0, rep.Err)
+					return
+				}
+				d := rpc.NewDecoder(rep.Body)
+				count := d.U64()
+				if d.Err != nil {
+					r.deliver(f, seq, end, 0, rpc.Unavailable("malformed replicate reply", d.Err))
+					return
+				}
+				r.deliver(f, seq, end, count, nil)
+			})
+		}
+		if err != nil {
+			r.deliver(f, seq, end, 0, err)
+		}
+	}
+	if f.healthy {
+		do()
+		return
+	}
+	r.inflight.Add(1)
+	a.w.cfg.Go(func() {
+		defer r.inflight.Done()
+		do()
+	})
+}
+
+// replicateBody encodes an OpReplicate call of payloads from index start on.
+func (a *Appender) replicateBody(r *replication, start uint64, payloads [][]byte) []byte {
+	return (&rpc.Replicate{
+		Topic: a.topic, Segment: r.segment.ID, Epoch: r.segment.Epoch(), Leader: a.w.cfg.NodeID,
+		Start: start, Committed: a.committed(), Payloads: payloads,
+	}).Encode()
+}
+
+// committed returns how many entries of the segment readers may see.
+func (a *Appender) committed() uint64 {
+	if w := a.visible.Load(); w != nil {
+		return w.count.Load()
+	}
+	return 0
+}
+
+// publish raises the count of entries readers may see to what a majority holds.
+func (a *Appender) publish(r *replication) {
+	w := a.visible.Load()
+	if w == nil || w.segment != r.segment.ID {
+		return
+	}
+	if m := r.majority(a.seg.Count()); m > w.count.Load() {
+		w.count.Store(m)
+	}
+}
+
+// offer sends a batch that is about to be written from index start on to every
+// healthy follower whose sends so far reach start (one encoding for all of them):
+// sends are pipelined, a follower's copy growing in the order they were sent. The
+// others are brought level by catchUp.
+func (a *Appender) offer(r *replication, start uint64, payloads [][]byte) {
+	r.collect()
+	var body []byte
+	for _, f := range r.follow {
+		if !f.known || !f.healthy || f.next != start {
+			continue
+		}
+		if body == nil {
+			body = a.replicateBody(r, start, payloads)
+		}
+		a.send(r, f, start, payloads, body)
+	}
+}
+
+// catchUp sends to every follower with no send in flight that holds fewer than
+// end entries the ones it misses (from this node's durable file, at most maxCatchUp
+// bytes), or a probe when its count is unknown.
+func (a *Appender) catchUp(r *replication, end uint64) {
+	now := time.Now()
+	for _, f := range r.follow {
+		if f.outstanding() || now.Before(f.retryAt) || (f.known && f.durable >= end) {
+			continue // in flight, failed a moment ago, or level
+		}
+		if !f.known || f.durable > a.seg.Count() {
+			a.send(r, f, a.seg.Count(), nil, nil) // a probe: it answers with its count
+			continue
+		}
+		payloads, err := a.seg.Read(f.durable, maxBatchReqs, maxCatchUp)
+		if err != nil {
+			a.w.cfg.Logger.Warn("cannot read entries to send to a follower", "topic", a.topic, "segment", r.segment.ID,
+				"follower", f.id, "from", f.durable, "err", err)
+			f.retryAt = now.Add(time.Second)
+			continue
+		}
+		a.send(r, f, f.durable, payloads, nil)
+	}
+}
+
+// replicate waits until a majority of the segment's replicas holds end entries,
+// sending followers what they miss meanwhile, for at most Config.ReplicaTimeout;
+// it publishes what a majority holds to readers.
+func (a *Appender) replicate(r *replication, end uint64) error {
+	deadline := time.NewTimer(a.w.cfg.ReplicaTimeout)
+	defer deadline.Stop()
+	retry := time.NewTimer(followerRetry)
+	defer retry.Stop()
+	for {
+		r.collect()
+		if r.acked(end) >= r.need {
+			a.publish(r)
+			return nil
+		}
+		if !a.w.cfg.Lease() {
+			return fmt.Errorf("%w: %v, before a majority of the replicas of segment %d of %q held the entries",
+				rpc.ErrOutcomeUnknown, a.w.noLease(), r.segment.ID, a.topic)
+		}
+		a.catchUp(r, end)
+		retry.Reset(followerRetry)
+		select {
+		case <-r.poke:
+		case <-retry.C:
+		case <-deadline.C:
+			r.collect()
+			a.publish(r)
+			return fmt.Errorf("%w: %d of the %d replicas of segment %d of %q hold the entries durably, %d needed, after %v (they stay in the segment, and become readable once a majority holds them)",
+				rpc.ErrOutcomeUnknown, r.acked(end)+1, len(r.follow)+1, r.segment.ID, a.topic, r.need+1, a.w.cfg.ReplicaTimeout)
+		case <-a.w.ctx.Done():
+			return fmt.Errorf("%w: %v while waiting for the replicas", rpc.ErrOutcomeUnknown, ErrClosed)
+		}
+	}
+}
+
+// syncFollowers, every age check, probes followers never heard from and sends
+// those that are behind what they miss, without waiting, so that a follower that
+// returns catches up although no write comes, and readers see what a majority holds
+// after a restart of the leader.
+func (a *Appender) syncFollowers() {
+	r := a.repl
+	if r == nil || a.seg == nil {
+		return
+	}
+	r.collect()
+	a.publish(r)
+	a.catchUp(r, a.seg.Count())
+}
+
+// Committed returns how many entries of the active segment seg of topic readers may
+// see on this node, its leader, and true; false when the segment is not replicated
+// by this node's appender (then every durable entry may be seen, or, for a
+// replicated segment, none yet: see Visible).
+func (w *Writer) Committed(topic string, seg uint64) (uint64, bool) {
+	a := w.Existing(topic)
+	if a == nil {
+		return 0, false
+	}
+	v := a.visible.Load()
+	if v == nil || v.segment != seg {
+		return 0, false
+	}
+	return v.count.Load(), true
+}

@@ -1,0 +1,237 @@
+package write
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"floe/internal/testenv"
+	"floe/meta"
+	"floe/node/rpc"
+)
+
+// fakeFollowers are the followers of replicated segments in memory: each node's copy
+// of a segment is a fakeSegment, appended to as node's appendReplica does (what it
+// holds already is skipped, a gap takes nothing, the reply is the durable count).
+// A node that is down answers every send with an error.
+type fakeFollowers struct {
+	mu     sync.Mutex
+	copies map[string]*fakeSegment // "node/topic/segment"
+	down   map[uint64]bool
+	sends  map[uint64]int
+}
+
+func newFakeFollowers() *fakeFollowers {
+	return &fakeFollowers{copies: map[string]*fakeSegment{}, down: map[uint64]bool{}, sends: map[uint64]int{}}
+}
+
+func (f *fakeFollowers) setDown(node uint64, down bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.down[node] = down
+}
+
+// copyOf returns node's copy of segment id of topic.
+func (f *fakeFollowers) copyOf(node uint64, topic string, id uint64) *fakeSegment {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	k := fmt.Sprintf("%d/%s/%d", node, topic, id)
+	s, ok := f.copies[k]
+	if !ok {
+		s = &fakeSegment{}
+		f.copies[k] = s
+	}
+	return s
+}
+
+func (f *fakeFollowers) Peer(id uint64) (Peer, error) { return followerPeer{f, id}, nil }
+
+type followerPeer struct {
+	f  *fakeFollowers
+	id uint64
+}
+
+func (p followerPeer) SendFunc(op rpc.Op, body []byte, timeout time.Duration, fn func(rpc.Reply)) (uint64, error) {
+	if op != rpc.OpReplicate {
+		return 0, fmt.Errorf("unexpected op %d", op)
+	}
+	r, err := rpc.DecodeReplicate(body)
+	if err != nil {
+		return 0, err
+	}
+	p.f.mu.Lock()
+	down := p.f.down[p.id]
+	p.f.sends[p.id]++
+	p.f.mu.Unlock()
+	seg := p.f.copyOf(p.id, r.Topic, r.Segment)
+	go func() {
+		if down {
+			fn(rpc.Reply{Err: rpc.Unavailable(fmt.Sprintf("node %d is down", p.id), nil)})
+			return
+		}
+		seg.mu.Lock()
+		count := uint64(len(seg.payloads))
+		if r.Start <= count && r.Start+uint64(len(r.Payloads)) > count {
+			for _, pl := range r.Payloads[count-r.Start:] {
+				seg.payloads = append(seg.payloads, append([]byte(nil), pl...))
+			}
+		}
+		count = uint64(len(seg.payloads))
+		seg.mu.Unlock()
+		var e rpc.Encoder
+		e.U64(count)
+		fn(rpc.Reply{Body: e.B})
+	}()
+	return 1, nil
+}
+
+// replHarness is a harness whose topic "r" has its active segment led by this node
+// and followed by nodes 2..n, made active at Raft index epoch.
+func replHarness(t *testing.T, n int, epoch uint64) (*harness, *fakeFollowers, *Appender) {
+	t.Helper()
+	h := newHarness(t, Limits{})
+	f := newFakeFollowers()
+	h.w.cfg.Peers = f
+	h.w.cfg.ReplicaTimeout = 300 * time.Millisecond
+	replicas := []uint64{self}
+	for id := uint64(2); id <= uint64(n); id++ {
+		replicas = append(replicas, id)
+	}
+	h.md.register("r", self, meta.TopicConfig{ReplicationFactor: n})
+	h.md.mu.Lock()
+	act := h.md.topics["r"].Active()
+	act.Replicas, act.LeaderIndex = replicas, epoch
+	h.md.mu.Unlock()
+	return h, f, h.appender("r")
+}
+
+// put appends payloads as one request through a and returns its outcome.
+func put(t *testing.T, a *Appender, payloads ...string) Result {
+	t.Helper()
+	r, ch := req(Tag{}, payloads...)
+	a.process([]*Request{r})
+	return outcome(t, ch)
+}
+
+// TestReplicatedCommit: with three replicas, a batch is acknowledged once one
+// follower besides the leader holds it; a follower that is down costs nothing more,
+// and catches up from the leader's file once it is back, without a write (the age
+// check's sync). Readers see only what a majority holds.
+func TestReplicatedCommit(t *testing.T) {
+	h, f, a := replHarness(t, 3, 5)
+	f.setDown(3, true)
+	for i := 0; i < 5; i++ {
+		if res := put(t, a, fmt.Sprintf("e%d", i)); res.Err != nil || res.First != uint64(i) {
+			t.Fatalf("PUT %d with node 3 down: %+v", i, res)
+		}
+	}
+	leader := h.store.seg("r", 1).written()
+	testenv.WaitFor(t, 5*time.Second, "node 2's copy to be the leader's", func() bool {
+		return slices.Equal(f.copyOf(2, "r", 1).written(), leader)
+	})
+	if got := f.copyOf(3, "r", 1).written(); len(got) != 0 {
+		t.Fatalf("node 3, down, holds %q", got)
+	}
+	if c, ok := h.w.Committed("r", 1); !ok || c != 5 {
+		t.Fatalf("Committed = %d, %v; want 5", c, ok)
+	}
+	f.setDown(3, false)
+	testenv.WaitFor(t, 5*time.Second, "node 3 to catch up from the leader", func() bool {
+		a.checkAge()
+		return slices.Equal(f.copyOf(3, "r", 1).written(), leader)
+	})
+	if res := put(t, a, "e5", "e6"); res.Err != nil || res.First != 5 {
+		t.Fatalf("PUT after node 3 returned: %+v", res)
+	}
+	testenv.WaitFor(t, 5*time.Second, "both copies to hold 7 entries", func() bool {
+		want := h.store.seg("r", 1).written()
+		return len(want) == 7 && slices.Equal(f.copyOf(2, "r", 1).written(), want) && slices.Equal(f.copyOf(3, "r", 1).written(), want)
+	})
+}
+
+// TestReplicatedCommitWithoutMajority: with two replicas and the follower down, a
+// batch is written on the leader but never acknowledged: after the replica timeout
+// it fails with ErrOutcomeUnknown (final: a retry could write it twice), and a retry
+// of its request id gets that answer again, not a second entry. Readers do not see
+// it until the follower holds it; then they do, and writes go on.
+func TestReplicatedCommitWithoutMajority(t *testing.T) {
+	h, f, a := replHarness(t, 2, 5)
+	if res := put(t, a, "first"); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	f.setDown(2, true)
+	r, ch := req(Tag{ID: 9}, "orphan")
+	a.process([]*Request{r})
+	res := outcome(t, ch)
+	if !errors.Is(res.Err, rpc.ErrOutcomeUnknown) || Retryable(res.Err) {
+		t.Fatalf("PUT with no majority: %v, want a final ErrOutcomeUnknown", res.Err)
+	}
+	if c, _ := h.w.Committed("r", 1); c != 1 {
+		t.Fatalf("Committed = %d with the follower down, want 1", c)
+	}
+	r, ch = req(Tag{ID: 9}, "orphan")
+	a.process([]*Request{r})
+	if again := outcome(t, ch); !errors.Is(again.Err, rpc.ErrOutcomeUnknown) {
+		t.Fatalf("retry of the unconfirmed PUT: %v, want its first answer", again.Err)
+	}
+	if got := h.store.seg("r", 1).written(); !slices.Equal(got, []string{"first", "orphan"}) {
+		t.Fatalf("leader's WAL: %q", got)
+	}
+	f.setDown(2, false)
+	if res := put(t, a, "after"); res.Err != nil || res.First != 2 {
+		t.Fatalf("PUT once the follower is back: %+v", res)
+	}
+	if c, _ := h.w.Committed("r", 1); c != 3 {
+		t.Fatalf("Committed = %d, want 3", c)
+	}
+	if got := f.copyOf(2, "r", 1).written(); !slices.Equal(got, []string{"first", "orphan", "after"}) {
+		t.Fatalf("follower's copy: %q", got)
+	}
+}
+
+// TestReplicatedSegmentRolls: a replicated segment is sealed before anything more
+// is written to it when followers may hold entries this node does not: after a
+// failed write of its own, and when it was made active before this process started
+// (an earlier life may have sent entries it never made durable).
+func TestReplicatedSegmentRolls(t *testing.T) {
+	t.Run("after a failed write", func(t *testing.T) {
+		h, _, a := replHarness(t, 3, 5)
+		if res := put(t, a, "a"); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		h.store.seg("r", 1).failNext = errDisk
+		if res := put(t, a, "b"); res.Err == nil {
+			t.Fatal("a PUT whose write failed was acknowledged")
+		}
+		if res := put(t, a, "c"); res.Err == nil && res.Segment == 1 {
+			t.Fatalf("the next PUT went into the same segment: %+v", res)
+		}
+		select {
+		case c := <-h.proposed:
+			if c.Op != meta.OpSeal || c.Segment != 1 || c.Count != 1 {
+				t.Fatalf("proposed %+v, want the seal of segment 1 at 1 entry", c)
+			}
+		default:
+			t.Fatal("segment 1 was not sealed")
+		}
+	})
+	t.Run("opened after a restart", func(t *testing.T) {
+		h, _, a := replHarness(t, 3, 5)
+		h.w.cfg.StartIndex = 5
+		res := put(t, a, "x")
+		if res.Err == nil && res.Segment == 1 {
+			t.Fatalf("a PUT went into segment 1, made active before the restart: %+v", res)
+		}
+		select {
+		case c := <-h.proposed:
+			if c.Op != meta.OpSeal || c.Segment != 1 || c.Count != 0 {
+				t.Fatalf("proposed %+v, want the seal of segment 1 as it is", c)
+			}
+		default:
+			t.Fatal("segment 1 was not sealed")
+		}
+	})
+}

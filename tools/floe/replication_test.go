@@ -1,0 +1,122 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"floe/client"
+)
+
+// segmentFile is the WAL file of segment id of topic in node's data dir.
+func (c *cluster) segmentFile(node int, topic string, id uint64) string {
+	return filepath.Join(c.node(node).dataDir, "segments", topic, fmt.Sprintf("%020d.wal", id))
+}
+
+// TestReplicatedTopic (README "Replication"): a topic created with floe topic create
+// --replicas 3 has every segment on three nodes, leader first, with an epoch; each
+// sealed segment's copies on the followers are byte for byte the leader's file. With
+// one follower killed, writes go on (a majority of two holds them); the follower
+// returns, catches up from the leader, and its copies of later sealed segments are
+// the leader's again. Every acknowledged entry is read back once, in order, through
+// every node.
+func TestReplicatedTopic(t *testing.T) {
+	c := startCluster(t, clusterOpts{args: []string{"--segment-failover-timeout", "3s"}})
+	httpOf := func(id int) string { return "127.0.0.1:" + strconv.Itoa(c.node(id).httpPort) }
+	const topic = "repl"
+	out, err := runFloe(t, "topic", "create", topic, "--replicas", "3", "--max-segment-entries", "40", "--http", httpOf(1))
+	if err != nil {
+		t.Fatalf("floe topic create --replicas 3: %v\n%s", err, out)
+	}
+	var created client.TopicState
+	if err := json.Unmarshal([]byte(out), &created.TopicState); err != nil || len(created.Segments) != 1 {
+		t.Fatalf("floe topic create printed %q (%v), want the topic's state", out, err)
+	}
+	if !bytes.Contains([]byte(out), []byte(`"replication_factor":3`)) {
+		t.Errorf("the created topic's config does not say replication_factor 3: %s", out)
+	}
+	s1 := created.Segments[0]
+	if len(s1.Replicas) != 3 || s1.Replicas[0] != s1.Leader || s1.Epoch == 0 {
+		t.Fatalf("segment 1: replicas %v (leader %d), epoch %d; want three nodes, the leader first, and an epoch", s1.Replicas, s1.Leader, s1.Epoch)
+	}
+	// A replication factor above the cluster's size is refused, and creates nothing.
+	if out, err := runFloe(t, "topic", "create", "toomany", "--replicas", "4", "--http", httpOf(1)); err == nil {
+		t.Errorf("floe topic create --replicas 4 on 3 nodes succeeded:\n%s", out)
+	}
+
+	payload := func(i int) string { return fmt.Sprintf("entry-%04d", i) }
+	put := func(via, from, to int) {
+		t.Helper()
+		w := c.conn(via)
+		for i := from; i < to; i++ {
+			off, err := w.PutOffset(topic, []byte(payload(i)))
+			if err != nil || off != uint64(i) {
+				t.Fatalf("PUT %s through node %d: offset %d, %v; want %d", payload(i), via, off, err, i)
+			}
+		}
+	}
+	put(1, 0, 100) // segments 1 and 2 sealed (40 each), 20 entries in segment 3
+
+	// Every sealed segment: its followers' copies end up byte for byte its leader's.
+	sameCopies := func(what string, upTo uint64) {
+		t.Helper()
+		st := c.state(1, topic)
+		for _, s := range st.Segments {
+			if s.ID > upTo {
+				break
+			}
+			if s.State == "active" || len(s.Replicas) != 3 {
+				t.Fatalf("%s: segment %d is %s with replicas %v", what, s.ID, s.State, s.Replicas)
+			}
+			want, err := os.ReadFile(c.segmentFile(int(s.Leader), topic, s.ID))
+			if err != nil {
+				t.Fatalf("%s: the leader's file of segment %d: %v", what, s.ID, err)
+			}
+			for _, id := range s.Replicas[1:] {
+				path := c.segmentFile(int(id), topic, s.ID)
+				c.waitFor(30*time.Second, fmt.Sprintf("%s: node %d's copy of segment %d to be the leader's", what, id, s.ID), func() bool {
+					got, err := os.ReadFile(path)
+					return err == nil && bytes.Equal(got, want)
+				})
+			}
+		}
+	}
+	sameCopies("after 100 PUTs", 2)
+
+	// Kill a follower of the active segment that does not lead Raft: writes go on.
+	st := c.state(1, topic)
+	act := st.Segments[len(st.Segments)-1]
+	victim := 0
+	for _, id := range act.Replicas[1:] {
+		if int(id) != c.raftLeader() {
+			victim = int(id)
+			break
+		}
+	}
+	via := int(act.Leader)
+	c.kill(victim)
+	put(via, 100, 180) // two more roll-overs while node victim is down
+
+	c.start(victim)
+	c.waitMembers(3, 30*time.Second)
+	put(via, 180, 200)
+	st = c.state(via, topic)
+	// The segments sealed once the follower was back hold its full copies again;
+	// segments it missed entirely are on their other two replicas.
+	last := st.Segments[len(st.Segments)-2].ID
+	for _, s := range st.Segments[:len(st.Segments)-1] {
+		if s.State == "active" {
+			t.Fatalf("segment %d is still active: %s", s.ID, st.Raw)
+		}
+	}
+	sameCopies("after the follower returned", last)
+
+	for id := 1; id <= 3; id++ {
+		checkEntries(t, fmt.Sprintf("READ through node %d", id), c.readAll(id, topic), func(i int) string { return payload(i) }, 200)
+	}
+}
