@@ -50,6 +50,8 @@
 //	8 unsealed    empty                                 Unix ms of the oldest unsealed
 //	                                                    entry this node leads (0: none)
 //	9 get         topic, max u64                        n u64, n of [offset u64][payload]
+//	10 replicate  topic, segment, epoch, leader, start, the follower's durable count u64
+//	              committed, n u64, n payloads
 //
 // # Ordering
 //
@@ -60,9 +62,10 @@
 // pending at once, so whoever answers (an appender, for a whole group commit of
 // forwarded appends) never waits for the socket. The server reads a connection's requests in order
 // and never waits for one's work on the reader: an op registered with HandleOrdered
-// (append) runs on the reader and only queues its work on the connection's queue,
-// which one goroutine runs in arrival order, so a connection's appends reach their
-// appenders in the order they were sent; every other op runs on a goroutine of its
+// (append, replicate) runs on the reader and only queues its work on the connection's
+// queue, which one goroutine runs in arrival order, so a connection's appends reach
+// their appenders, and a segment leader's batches its follower's copy, in the order
+// they were sent; every other op runs on a goroutine of its
 // own. Responses come back in any order and are matched by id. A caller gets its
 // reply on a channel (Send, SendBoot, Call) or, with SendFunc, in a callback that the
 // connection's reader runs (a time.AfterFunc timer runs it for a timeout, a new

@@ -17,7 +17,7 @@
 # VmHWM (it is started afresh for each run).
 #
 # Usage: tools/floe/bench-cluster.sh [--duration 10s] [--warmup 2s] [--connections 16]
-#                                    [--size 1024] [--pipeline 32]
+#                                    [--size 1024] [--pipeline 32] [--replicas 1]
 # FLOE=<binary> runs the agents of another floe build (to compare builds; the bench client
 # stays ./bin/floe, or BENCH=<binary>); NATS_SERVER=<binary> another nats-server.
 set -euo pipefail
@@ -25,8 +25,8 @@ cd "$(dirname "$0")/../.."
 FLOE=${FLOE:-./bin/floe}
 BENCH=${BENCH:-./bin/floe}
 NATS_SERVER=${NATS_SERVER:-./bin/nats-server}
-DURATION=10s WARMUP=2s CONNS=16 SIZE=1024 DEPTH=32
-usage() { echo "usage: $0 [--duration D] [--warmup D] [--connections N] [--size BYTES] [--pipeline N]" >&2; exit 2; }
+DURATION=10s WARMUP=2s CONNS=16 SIZE=1024 DEPTH=32 REPLICAS=1
+usage() { echo "usage: $0 [--duration D] [--warmup D] [--connections N] [--size BYTES] [--pipeline N] [--replicas N]" >&2; exit 2; }
 while [ $# -gt 0 ]; do
   [ $# -ge 2 ] || usage
   case $1 in
@@ -35,6 +35,7 @@ while [ $# -gt 0 ]; do
     --connections) CONNS=$2 ;;
     --size) SIZE=$2 ;;
     --pipeline) DEPTH=$2 ;;
+    --replicas) REPLICAS=$2 ;;
     *) usage ;;
   esac
   shift 2
@@ -45,7 +46,9 @@ pids=()
 # One segment holds every run's writes (16 x 32 at 60,000/s writes 700 MiB in 12 s), so
 # the segment leader stays the node the leader rows measure: a roll-over moves a topic's
 # next segment to another node, and its writes would be forwarded from then on.
-FLOE_AGENT_ARGS=(--max-segment-bytes $((16 << 30)) --max-segment-entries 100000000)
+# --replicas N: the bench topic's replication factor (--default-replication-factor of
+# the agents): each PUT is acknowledged once a majority of N nodes fsynced it.
+FLOE_AGENT_ARGS=(--max-segment-bytes $((16 << 30)) --max-segment-entries 100000000 --default-replication-factor "$REPLICAS")
 nats_pid=
 cleanup() {
   if [ -n "$nats_pid" ]; then kill "$nats_pid" 2>/dev/null || true; fi
@@ -121,7 +124,7 @@ nats_run() {
 }
 
 echo "== machine: $(nproc) cores, $(grep MemTotal /proc/meminfo | awk '{printf "%.0f GiB", $2/1048576}'), $(uname -sr), $(go version | cut -d' ' -f3)"
-echo "== $CONNS connections, $SIZE-byte payloads, $WARMUP warm-up, $DURATION measured per run; floe: $FLOE"
+echo "== $CONNS connections, $SIZE-byte payloads, $WARMUP warm-up, $DURATION measured per run; floe: $FLOE, replication factor $REPLICAS"
 start_floe
 # The shapes: one in flight per connection, and --pipeline (unless that is 1 too).
 shapes=("${CONNS}x1")
