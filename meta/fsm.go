@@ -43,11 +43,13 @@ type Command struct {
 	// its leader first (nil: the leader alone).
 	Replicas []uint64 `json:"replicas,omitempty"`
 
-	// seal: the sealed segment's totals and the next segment's leader
+	// seal and failover_segment: the sealed segment's totals and the next segment's
+	// leader; failover_segment also names the replica the totals come from (Holder)
 	Count      uint64 `json:"count,omitempty"`
 	Bytes      int64  `json:"bytes,omitempty"`
 	CRC        uint32 `json:"crc,omitempty"`
 	NextLeader uint64 `json:"next_leader,omitempty"`
+	Holder     uint64 `json:"holder,omitempty"`
 
 	// advance_cursor: compare-and-set From -> To
 	From uint64 `json:"from,omitempty"`
@@ -80,6 +82,7 @@ const (
 	OpEvictLocal    = "evict_local"
 	OpExpire        = "expire"
 	OpRecover       = "recover_segment"
+	OpFailover      = "failover_segment"
 )
 
 // Encode returns the command's wire form (JSON: metadata commands are rare and small,
@@ -208,6 +211,8 @@ func (f *FSM) apply(c *Command, index uint64) *Result {
 		return f.applyExpire(c)
 	case OpRecover:
 		return f.applyRecover(c, index)
+	case OpFailover:
+		return f.applyFailover(c, index)
 	case OpAdvanceCursor:
 		return f.applyAdvanceCursor(c)
 	default:
@@ -372,6 +377,41 @@ func (f *FSM) applyRecover(c *Command, index uint64) *Result {
 		LeaderIndex: index, CreatedUnixMS: c.UnixMS,
 	})
 	t.Cursor = min(t.Cursor, s.Base)
+	return &Result{}
+}
+
+// applyFailover seals a replicated topic's active segment whose leader stopped
+// answering, at the totals of the replica c.Holder, which holds every entry a
+// majority acknowledged, and appends the next segment at its end, led by
+// c.NextLeader. A repeat (same totals) is a no-op; a segment no longer active, or
+// sealed with other totals, is refused.
+func (f *FSM) applyFailover(c *Command, index uint64) *Result {
+	t, ok := f.st.Topics[c.Topic]
+	if !ok {
+		return &Result{Err: fmt.Errorf("%w: %q", ErrNoTopic, c.Topic)}
+	}
+	s := t.Segment(c.Segment)
+	if s == nil {
+		return &Result{Err: fmt.Errorf("%w: topic %q has no segment %d", ErrStaleSegment, c.Topic, c.Segment)}
+	}
+	if s.State != Active {
+		if s.Holder == c.Holder && s.Count == c.Count && s.CRC == c.CRC {
+			return &Result{}
+		}
+		return &Result{Err: fmt.Errorf("%w: segment %d of %q is %s already", ErrStaleSegment, s.ID, c.Topic, s.State)}
+	}
+	if len(s.Replicas) < 2 || c.Holder == 0 || !s.HasReplica(c.Holder) || c.Holder == s.Leader || c.NextLeader == 0 {
+		return &Result{Err: fmt.Errorf("%w: failover of segment %d of %q (replicas %v) from node %d to node %d", ErrBadCommand, s.ID, c.Topic, s.ReplicaSet(), c.Holder, c.NextLeader)}
+	}
+	if err := checkReplicas(c.NextLeader, c.Replicas); err != nil {
+		return &Result{Err: err}
+	}
+	s.State, s.Holder = Sealed, c.Holder
+	s.Count, s.Bytes, s.CRC, s.SealedUnixMS = c.Count, c.Bytes, c.CRC, c.UnixMS
+	t.Segments = append(t.Segments, &Segment{
+		ID: s.ID + 1, Leader: c.NextLeader, Replicas: replicas(c.NextLeader, c.Replicas), Base: s.End(), State: Active,
+		LeaderIndex: index, CreatedUnixMS: c.UnixMS,
+	})
 	return &Result{}
 }
 

@@ -106,6 +106,10 @@ type Segment struct {
 	// LeaderIndex is the Raft index of the command that made Leader the leader of this
 	// segment: the "leader term" that goes into archive object keys.
 	LeaderIndex uint64 `json:"leader_index"`
+	// Holder is set when the segment was sealed by a failover (its leader had
+	// stopped answering): the replica whose copy holds every entry of it, which
+	// uploads it. 0: the leader holds it (Owner).
+	Holder uint64 `json:"holder,omitempty"`
 	// Replicas are the nodes that hold a copy of the segment while it is active,
 	// Leader first; nil means Leader alone (replication factor 1, and every segment
 	// created before replication).
@@ -163,6 +167,15 @@ func (s *Segment) ReplicaSet() []uint64 {
 		return []uint64{s.Leader}
 	}
 	return s.Replicas
+}
+
+// Owner is the node whose copy of the segment is complete by construction, and which
+// uploads it: its leader, or, after a failover, the replica it was sealed from.
+func (s *Segment) Owner() uint64 {
+	if s.Holder != 0 {
+		return s.Holder
+	}
+	return s.Leader
 }
 
 // HasReplica reports whether node holds (or is to hold) a copy of the segment.

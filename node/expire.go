@@ -104,7 +104,7 @@ func (n *Node) removeExpiredFiles(gone map[segKey]bool) {
 				if s.State != meta.Expired {
 					break // expired segments are a prefix
 				}
-				if s.Leader == n.cfg.NodeID && !gone[segKey{name, s.ID}] {
+				if s.Owner() == n.cfg.NodeID && !gone[segKey{name, s.ID}] {
 					ids = append(ids, s.ID)
 				}
 			}

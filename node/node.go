@@ -516,6 +516,7 @@ func (n *Node) startLoops() {
 	n.goLoop(func() { n.catchUpLoop(kick) })
 	n.goLoop(func() { n.registerLoop() })
 	n.goLoop(func() { n.ownershipLoop() })
+	n.goLoop(func() { n.failoverLoop() })
 	n.goLoop(func() { n.segmentFilesLoop() })
 	n.goLoop(func() { n.acceptClients() })
 }

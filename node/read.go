@@ -17,7 +17,7 @@ import (
 // with a reference the caller must give back with n.store.Release; ErrSegmentNotFound
 // if the node does not hold it. The segment stays open and readable until released.
 func (n *Node) localSegment(topic string, s *meta.Segment) (*segment.Segment, error) {
-	if s.Leader != n.cfg.NodeID && s.HasReplica(n.cfg.NodeID) && !n.readableCopy(topic, s) {
+	if checksCopy(s, n.cfg.NodeID) && !n.readableCopy(topic, s) {
 		return nil, fmt.Errorf("%w: segment %d of %q: this node's copy is not checked yet", ErrSegmentNotFound, s.ID, topic)
 	}
 	seg, err := n.store.Acquire(topic, s.ID, s.State != meta.Active)

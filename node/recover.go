@@ -57,6 +57,10 @@ func (n *Node) RecoverSegment(ctx context.Context, topic string, to, segment uin
 		return nil, fmt.Errorf("%w: node %d, leader of segment %d of %q, answers (a status probe within --lease-timeout %v, or it leads Raft) and may still acknowledge writes; recovering would abandon what it holds (force it if that node must go)",
 			ErrBadRequest, act.Leader, act.ID, topic, n.cfg.LeaseTimeout)
 	}
+	if len(act.Replicas) > 1 {
+		// A replicated segment: sealed at what its followers hold, not abandoned.
+		return n.failoverSegment(ctx, topic, act.ID, to)
+	}
 	if to == 0 {
 		to = n.nextLeader(act.Leader)
 	}

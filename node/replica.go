@@ -28,6 +28,9 @@ type replicaCopies struct {
 	// attempt at one that could not be completed.
 	busy    map[segKey]bool
 	retryAt map[segKey]time.Time
+	// fenced are the segments a failover has closed on this node (OpFence): their
+	// copies take no more appends, whatever the metadata says yet.
+	fenced map[segKey]bool
 }
 
 // replicaCopy is one open copy; mu orders the appends to it.
@@ -84,6 +87,12 @@ func (n *Node) appendReplica(r *rpc.Replicate) (uint64, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	n.replicas.mu.Lock()
+	fenced := n.replicas.fenced[segKey{r.Topic, r.Segment}]
+	n.replicas.mu.Unlock()
+	if fenced {
+		return 0, fmt.Errorf("%w: segment %d of %q is being failed over: its leader's epoch is over", meta.ErrStaleSegment, r.Segment, r.Topic)
+	}
 	count := c.seg.Count()
 	if r.Start > count || r.Start+uint64(len(r.Payloads)) <= count {
 		return count, nil
@@ -131,13 +140,13 @@ func (n *Node) sealReplicas() {
 	for _, name := range n.fsm.TopicNames() {
 		n.fsm.View(name, func(t *meta.Topic) {
 			for _, s := range t.Segments {
-				if s.State == meta.Active || s.Abandoned || s.Leader == n.cfg.NodeID || !s.HasReplica(n.cfg.NodeID) {
+				if s.State == meta.Active || s.Abandoned || !checksCopy(s, n.cfg.NodeID) {
 					continue
 				}
 				k := segKey{name, s.ID}
-				if s.State == meta.Expired || s.ArchiveKey != "" {
+				if (s.State == meta.Expired || s.ArchiveKey != "") && s.Owner() != n.cfg.NodeID {
 					remove = append(remove, k)
-				} else {
+				} else if s.State != meta.Expired && s.ArchiveKey == "" {
 					seal = append(seal, k)
 				}
 			}
@@ -274,8 +283,16 @@ const (
 	fillBytes   = 4 << 20
 )
 
-// readableCopy reports whether this node's copy of segment s, which it does not
-// lead, may be read: only a copy of a sealed segment checked against its leader's
+// checksCopy reports whether node's copy of sealed segment s must be checked
+// against its totals before it is read (sealReplica): every replica's but the copy
+// of the leader that sealed it itself (a segment failed over has every copy
+// checked, its holder's and its old leader's too).
+func checksCopy(s *meta.Segment, node uint64) bool {
+	return s.HasReplica(node) && (s.Holder != 0 || s.Leader != node)
+}
+
+// readableCopy reports whether this node's copy of segment s, which it must check
+// (checksCopy), may be read: only a copy of a sealed segment checked against its
 // totals (an active copy may hold entries no majority has yet).
 func (n *Node) readableCopy(topic string, s *meta.Segment) bool {
 	if s.State == meta.Active {
@@ -284,6 +301,62 @@ func (n *Node) readableCopy(topic string, s *meta.Segment) bool {
 	n.replicas.mu.Lock()
 	defer n.replicas.mu.Unlock()
 	return n.replicas.sealed[segKey{topic, s.ID}]
+}
+
+// rpcFence closes this node's copy of a segment to its leader's appends, for the
+// Raft leader failing the segment over, and answers with the copy's totals.
+func (n *Node) rpcFence(req *rpc.Request) {
+	d := rpc.NewDecoder(req.Body)
+	topic, id, epoch := d.Str(), d.U64(), d.U64()
+	if d.Err != nil || len(d.B) != 0 {
+		req.Reply(nil, fmt.Errorf("%w: malformed fence", ErrBadRequest))
+		return
+	}
+	count, bytes, crc, err := n.fenceReplica(topic, id, epoch)
+	if err != nil {
+		req.Reply(nil, err)
+		return
+	}
+	var e rpc.Encoder
+	e.U64(count)
+	e.U64(uint64(bytes))
+	e.U64(uint64(crc))
+	req.Reply(e.B, nil)
+}
+
+// fenceReplica makes this node's copy of segment id of topic, at epoch, refuse
+// appends from now on, waits for the append in progress, and returns the copy's
+// durable totals (none if it has no copy).
+func (n *Node) fenceReplica(topic string, id, epoch uint64) (uint64, int64, uint32, error) {
+	s, ok := n.fsm.SegmentOf(topic, id)
+	switch {
+	case !ok:
+		return 0, 0, 0, rpc.Unavailable(fmt.Sprintf("node %d does not know segment %d of %q yet (metadata behind)", n.cfg.NodeID, id, topic), nil)
+	case s.Epoch() != epoch:
+		return 0, 0, 0, fmt.Errorf("%w: segment %d of %q is at epoch %d here, not %d", meta.ErrStaleSegment, id, topic, s.Epoch(), epoch)
+	case !s.HasReplica(n.cfg.NodeID) || s.Leader == n.cfg.NodeID:
+		return 0, 0, 0, fmt.Errorf("%w: node %d is not a follower of segment %d of %q", ErrBadRequest, n.cfg.NodeID, id, topic)
+	}
+	k := segKey{topic, id}
+	n.replicas.mu.Lock()
+	if n.replicas.fenced == nil {
+		n.replicas.fenced = map[segKey]bool{}
+	}
+	n.replicas.fenced[k] = true
+	c := n.replicas.open[k]
+	n.replicas.mu.Unlock()
+	if c == nil {
+		if !n.HasLocal(topic, id) {
+			return 0, 0, 0, nil
+		}
+		var err error
+		if c, err = n.replicaCopy(topic, id); err != nil {
+			return 0, 0, 0, err
+		}
+	}
+	c.mu.Lock() // the append in progress, if any, is done
+	defer c.mu.Unlock()
+	return c.seg.Count(), c.seg.Bytes(), c.seg.CRC(), nil
 }
 
 // closeReplicas closes every open copy, at shutdown.

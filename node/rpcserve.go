@@ -28,6 +28,7 @@ func (n *Node) newRPCServer() *rpc.Server {
 	s.Handle(rpc.OpUnsealed, n.rpcUnsealed)
 	s.Handle(rpc.OpCount, n.rpcCount)
 	s.Handle(rpc.OpGet, n.rpcGet)
+	s.Handle(rpc.OpFence, n.rpcFence)
 	return s
 }
 

@@ -41,7 +41,7 @@ func (n *Node) State(ctx context.Context, topic string) (*TopicState, error) {
 		id := strconv.FormatUint(s.ID, 10)
 		st.SegmentLeaders[id] = s.Leader
 		v := wire.SegmentInfo{ID: s.ID, Leader: s.Leader, Base: s.Base, Count: s.Count, Bytes: s.Bytes, State: string(s.State), Tier: s.Tier(),
-			Replicas: s.ReplicaSet(), Epoch: s.Epoch(), Abandoned: s.Abandoned, Lost: s.Lost}
+			Replicas: s.ReplicaSet(), Epoch: s.Epoch(), Holder: s.Holder, Abandoned: s.Abandoned, Lost: s.Lost}
 		if s.State == meta.Expired {
 			// Gone: not listed among Walrus's readable sealed segments.
 		} else if s.State != meta.Active {

@@ -90,7 +90,7 @@ func (r *Retention) Enforce(ctx context.Context) {
 		var mine []candidate // this topic's archived local segments, oldest first
 		var topicBytes int64
 		for _, s := range t.Segments {
-			if s.Leader != r.cfg.NodeID || s.State == meta.Expired || !r.cfg.Local.HasLocal(name, s.ID) {
+			if s.Owner() != r.cfg.NodeID || s.State == meta.Expired || !r.cfg.Local.HasLocal(name, s.ID) {
 				continue // expired segments' files are the node's to delete
 			}
 			if s.LocalEvicted {

@@ -176,7 +176,7 @@ func (u *Uploader) pending() []pendingSegment {
 			continue
 		}
 		for _, s := range t.Segments {
-			if s.Leader != u.cfg.NodeID || s.Abandoned {
+			if s.Owner() != u.cfg.NodeID || s.Abandoned {
 				continue
 			}
 			switch {

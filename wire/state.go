@@ -38,6 +38,9 @@ type SegmentInfo struct {
 	// the leader first; Epoch is the Raft index that made the leader its leader.
 	Replicas []uint64 `json:"replicas"`
 	Epoch    uint64   `json:"epoch"`
+	// Holder: the segment was sealed by a failover, from this replica's copy (it
+	// uploads the segment).
+	Holder uint64 `json:"holder,omitempty"`
 	// Abandoned: floe cluster recover-segment moved writes off it (sealed empty).
 	Abandoned bool `json:"abandoned,omitempty"`
 	// Lost: floe restore --cluster found no copy of its entries (state expired).

@@ -281,13 +281,16 @@ func (r *Reader) readSegment(ctx context.Context, topic string, s *meta.Segment,
 		case !errors.Is(err, ErrSegmentNotFound):
 			return nil, err
 		}
-		if s.Leader != r.cfg.NodeID {
+		if s.Owner() != r.cfg.NodeID || len(s.Replicas) > 1 {
 			entries, err := r.readOwner(ctx, topic, s, offset, max, maxBytes)
 			if err == nil {
 				return entries, nil
 			}
 			if !archived {
-				return nil, fmt.Errorf("segment %d of %q is only on node %d (not archived yet): %w", s.ID, topic, s.Leader, err)
+				if len(s.Replicas) > 1 {
+					return nil, fmt.Errorf("segment %d of %q is only on nodes %v (not archived yet): %w", s.ID, topic, s.ReplicaSet(), err)
+				}
+				return nil, fmt.Errorf("segment %d of %q is only on node %d (not archived yet): %w", s.ID, topic, s.Owner(), err)
 			}
 			if !errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrSegmentNotFound) {
 				return nil, fmt.Errorf("cannot read segment %d of %q from node %d: %w", s.ID, topic, s.Leader, err)
@@ -345,17 +348,36 @@ func (r *Reader) ReadLocal(topic string, s *meta.Segment, offset uint64, max, ma
 // not asked again for a few seconds while the archive holds the segment. Its errors
 // do not name the segment and node: readSegment, which says what it does next, does.
 func (r *Reader) readOwner(ctx context.Context, topic string, s *meta.Segment, offset uint64, max, maxBytes int) ([]wire.Entry, error) {
-	if s.ArchiveKey != "" && r.cfg.Owner.RecentlyDown(s.Leader) {
-		return nil, rpc.Unavailable("it failed recently", nil)
+	// The owner (leader, or the replica a failover sealed it from), then, for a
+	// sealed replicated segment, its other replicas: their checked copies.
+	var nodes []uint64
+	if s.Owner() != r.cfg.NodeID {
+		nodes = append(nodes, s.Owner())
 	}
-	payloads, err := r.cfg.Owner.ReadOwner(ctx, s.Leader, topic, s.ID, offset, max, maxBytes)
-	if err != nil {
-		return nil, err
+	if s.State != meta.Active {
+		for _, id := range s.ReplicaSet() {
+			if id != s.Owner() && id != r.cfg.NodeID {
+				nodes = append(nodes, id)
+			}
+		}
 	}
-	if len(payloads) > max {
-		return nil, rpc.Unavailable(fmt.Sprintf("it returned %d entries, asked %d", len(payloads), max), nil)
+	err := fmt.Errorf("%w: segment %d of %q: no other node holds it", ErrSegmentNotFound, s.ID, topic)
+	for _, node := range nodes {
+		if s.ArchiveKey != "" && r.cfg.Owner.RecentlyDown(node) {
+			err = rpc.Unavailable(fmt.Sprintf("node %d failed recently", node), nil)
+			continue
+		}
+		var payloads [][]byte
+		payloads, err = r.cfg.Owner.ReadOwner(ctx, node, topic, s.ID, offset, max, maxBytes)
+		if err != nil {
+			continue
+		}
+		if len(payloads) > max {
+			return nil, rpc.Unavailable(fmt.Sprintf("node %d returned %d entries, asked %d", node, len(payloads), max), nil)
+		}
+		return entries(offset, payloads), nil
 	}
-	return entries(offset, payloads), nil
+	return nil, err
 }
 
 // readArchive reads entries of an archived segment from the object store. A failure

@@ -52,6 +52,9 @@
 //	9 get         topic, max u64                        n u64, n of [offset u64][payload]
 //	10 replicate  topic, segment, epoch, leader, start, the follower's durable count u64
 //	              committed, n u64, n payloads
+//	11 fence      topic, segment, epoch                 count, bytes, crc of the
+//	                                                    follower's copy, which takes
+//	                                                    no more appends
 //
 // # Ordering
 //

@@ -23,6 +23,10 @@ const (
 	// OpReplicate: topic, segment, epoch, leader, start, committed, payloads -> the
 	// follower's durable count of the segment (at a follower of a replicated segment)
 	OpReplicate Op = 10
+	// OpFence: topic, segment, epoch -> count, bytes, crc of the follower's copy, which
+	// takes no more appends from that segment's leader (at a follower, by the Raft
+	// leader failing the segment over)
+	OpFence Op = 11
 )
 
 // The status byte of a response.

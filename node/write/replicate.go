@@ -291,6 +291,10 @@ func (a *Appender) replicate(r *replication, end uint64) error {
 			return fmt.Errorf("%w: %v, before a majority of the replicas of segment %d of %q held the entries",
 				rpc.ErrOutcomeUnknown, a.w.noLease(), r.segment.ID, a.topic)
 		}
+		if s, ok := a.w.cfg.Metadata.SegmentOf(a.topic, r.segment.ID); ok && s.State != meta.Active {
+			return fmt.Errorf("%w: segment %d of %q was sealed (failed over) before a majority of its replicas held the entries",
+				rpc.ErrOutcomeUnknown, r.segment.ID, a.topic)
+		}
 		a.catchUp(r, end)
 		retry.Reset(followerRetry)
 		select {

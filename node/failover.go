@@ -1,0 +1,196 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"floe/meta"
+	"floe/node/rpc"
+)
+
+// Failover of a replicated topic's active segment whose leader stopped answering.
+//
+// The Raft leader probes, every second, each node that leads an active segment of a
+// replicated topic. Once one has not answered for --segment-failover-timeout, it fails
+// each of those segments over (failoverSegment): it fences the segment's followers
+// (OpFence: each stops taking the segment's appends, waits for the one in progress,
+// and answers with its copy's totals); once more than N - (N/2+1) of the N replicas
+// answered, every entry the old leader acknowledged (which a majority held) is on at
+// least one of them, and the old leader can no longer reach a majority; the segment is
+// sealed at the totals of the answer holding the most entries (failover_segment,
+// through Raft), with that replica as its holder, and the next segment starts at its
+// end on a live node. The followers then cut or complete their copies to exactly the
+// sealed content (sealReplicas), and the holder uploads it.
+
+// failoverLoop runs failovers on the Raft leader until the node closes.
+func (n *Node) failoverLoop() {
+	var f failoverWatch
+	n.leaderEvery(time.Second, 0, func() { n.failoverPass(&f) })
+}
+
+// failoverWatch is when each segment leader last answered, as the Raft leader saw it
+// in its current term.
+type failoverWatch struct {
+	term     uint64
+	answered map[uint64]time.Time
+}
+
+// failoverPass probes the leaders of active replicated segments and fails over the
+// segments of every one that has not answered for --segment-failover-timeout.
+func (n *Node) failoverPass(f *failoverWatch) {
+	if term := n.raft.Term(); term != f.term || f.answered == nil {
+		f.term, f.answered = term, map[uint64]time.Time{} // a new term: everyone gets the full timeout
+	}
+	led := map[uint64][]segRef{}
+	for _, name := range n.fsm.TopicNames() {
+		n.fsm.View(name, func(t *meta.Topic) {
+			if s := t.Active(); len(s.Replicas) > 1 && s.Leader != n.cfg.NodeID {
+				led[s.Leader] = append(led[s.Leader], segRef{name, s.ID})
+			}
+		})
+	}
+	now := time.Now()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for id := range led {
+		if _, ok := f.answered[id]; !ok {
+			f.answered[id] = now
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if n.peerAnswers(n.ctx, id, failoverProbe, 1) {
+				mu.Lock()
+				f.answered[id] = time.Now()
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	for id, segs := range led {
+		if silent := time.Since(f.answered[id]); silent >= n.cfg.SegmentFailoverTimeout {
+			for _, r := range segs {
+				ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RequestTimeout)
+				if _, err := n.failoverSegment(ctx, r.topic, r.id, 0); err != nil {
+					n.log.Warn("cannot fail over a segment whose leader does not answer; will try again", "topic", r.topic,
+						"segment", r.id, "leader", id, "silent", silent.Round(time.Millisecond), "err", err)
+				}
+				cancel()
+			}
+		}
+	}
+}
+
+// segRef names one segment of one topic.
+type segRef struct {
+	topic string
+	id    uint64
+}
+
+// failoverProbe is how long one probe of a segment leader waits.
+const failoverProbe = 500 * time.Millisecond
+
+// fenceTimeout bounds one OpFence call.
+const fenceTimeout = 2 * time.Second
+
+// fenced is one follower's answer to OpFence.
+type fenced struct {
+	node  uint64
+	count uint64
+	bytes int64
+	crc   uint32
+}
+
+// failoverSegment seals segment id of topic, if it is still the active segment of a
+// replicated topic, at what its surviving replicas hold, and starts the next one on
+// node to (0: the next live voter). See the comment at the top of this file.
+func (n *Node) failoverSegment(ctx context.Context, topic string, id, to uint64) (*meta.Segment, error) {
+	act, cfg, ok := n.fsm.ActiveOf(topic)
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", meta.ErrNoTopic, topic)
+	}
+	if act.ID != id {
+		return nil, fmt.Errorf("%w: segment %d of %q is not active (segment %d is)", meta.ErrStaleSegment, id, topic, act.ID)
+	}
+	replicas := act.ReplicaSet()
+	if len(replicas) < 2 {
+		return nil, fmt.Errorf("%w: segment %d of %q is not replicated", ErrBadRequest, id, topic)
+	}
+	answers := n.fenceFollowers(ctx, topic, &act)
+	// Every acknowledged entry is on a majority (N/2+1); answers from more than the
+	// other N-(N/2+1) replicas include one of them.
+	need := len(replicas) - (len(replicas)/2 + 1) + 1
+	if len(answers) < need {
+		return nil, rpc.Unavailable(fmt.Sprintf("only %d of the %d followers of segment %d of %q answered, %d needed to know every acknowledged entry",
+			len(answers), len(replicas)-1, id, topic, need), nil)
+	}
+	best := answers[0]
+	for _, a := range answers[1:] {
+		if a.count > best.count {
+			best = a
+		}
+	}
+	if to == 0 {
+		to = n.nextLeader(act.Leader)
+		if to == act.Leader {
+			to = best.node
+		}
+	}
+	cmd := &meta.Command{
+		Op: meta.OpFailover, Topic: topic, Segment: id, Count: best.count, Bytes: best.bytes, CRC: best.crc,
+		Holder: best.node, NextLeader: to, Replicas: n.replicaSet(to, cfg.Replication()),
+	}
+	if _, err := n.propose(ctx, cmd); err != nil {
+		return nil, err
+	}
+	n.log.Warn("segment failed over: its leader did not answer", "topic", topic, "segment", id, "old_leader", act.Leader,
+		"count", best.count, "holder", best.node, "answers", len(answers), "new_leader", to, "new_replicas", cmd.Replicas)
+	next, _, _ := n.fsm.ActiveOf(topic)
+	return &next, nil
+}
+
+// fenceFollowers fences the followers of act in parallel and returns the answers.
+func (n *Node) fenceFollowers(ctx context.Context, topic string, act *meta.Segment) []fenced {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var answers []fenced
+	var e rpc.Encoder
+	e.Str(topic)
+	e.U64(act.ID)
+	e.U64(act.Epoch())
+	for _, id := range act.ReplicaSet()[1:] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var (
+				a   fenced
+				err error
+			)
+			if id == n.cfg.NodeID {
+				a.count, a.bytes, a.crc, err = n.fenceReplica(topic, act.ID, act.Epoch())
+			} else {
+				var p *rpc.Peer
+				if p, err = n.nodePeer(id); err == nil {
+					var body []byte
+					if body, err = p.Call(ctx, rpc.OpFence, e.B, fenceTimeout); err == nil {
+						d := rpc.NewDecoder(body)
+						a.count, a.bytes, a.crc = d.U64(), int64(d.U64()), uint32(d.U64())
+						err = d.Err
+					}
+				}
+			}
+			if err != nil {
+				n.log.Info("a follower did not answer the fence of a failover", "topic", topic, "segment", act.ID, "node", id, "err", err)
+				return
+			}
+			a.node = id
+			mu.Lock()
+			answers = append(answers, a)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return answers
+}
