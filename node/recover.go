@@ -125,8 +125,8 @@ func (n *Node) peerAnswers(ctx context.Context, id uint64, window time.Duration,
 // leader for dead.
 const recoverProbes = 3
 
-// setAsideAbandoned moves this node's files of abandoned segments it led out of the
-// segment store, to <data-dir>/abandoned/<topic>/, for salvage with floe wal dump. It
+// setAsideAbandoned moves this node's files of abandoned segments it led or followed
+// (closing a follower's open copy first) out of the segment store, to <data-dir>/abandoned/<topic>/, for salvage with floe wal dump. It
 // acts only on metadata caught up with the Raft leader's (a stale view could not name
 // an abandoned segment wrongly, but the store must be the one the metadata describes).
 // A copy never replaces a file there: it gets a name of its own (see salvageCopy),
@@ -141,12 +141,13 @@ func (n *Node) setAsideAbandoned(done map[segKey]bool) {
 		var ids []uint64
 		n.fsm.View(name, func(t *meta.Topic) {
 			for _, s := range t.Segments {
-				if s.Abandoned && s.Leader == n.cfg.NodeID && !done[segKey{name, s.ID}] {
+				if s.Abandoned && s.HasReplica(n.cfg.NodeID) && !done[segKey{name, s.ID}] {
 					ids = append(ids, s.ID)
 				}
 			}
 		})
 		for _, id := range ids {
+			n.closeReplica(segKey{name, id})
 			if !n.HasLocal(name, id) {
 				done[segKey{name, id}] = true
 				continue

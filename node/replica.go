@@ -31,6 +31,72 @@ type replicaCopies struct {
 	// fenced are the segments a failover has closed on this node (OpFence): their
 	// copies take no more appends, whatever the metadata says yet.
 	fenced map[segKey]bool
+	// removed are the archived or expired segments whose copy is gone from here.
+	removed map[segKey]bool
+	// queues order the appends to each topic's copies (replicaQueue).
+	queues map[string]*replicaQueue
+}
+
+// replicaQueue is the appends to one topic's copies waiting, in arrival order, and
+// whether a goroutine is running them. A topic's appends wait for each other; other
+// topics' do not, nor do a connection's forwarded client appends (which have the
+// connection's own queue: sharing it, a follower whose appender's queue is full would
+// hold up the replication its leader waits for).
+type replicaQueue struct {
+	work    []func()
+	bytes   int64
+	running bool
+}
+
+// maxReplicaQueueBytes bounds the bytes of appends waiting for one topic's copies;
+// past it a leader is answered unavailable and sends again later, from where the
+// copy is.
+const maxReplicaQueueBytes = 64 << 20
+
+// enqueueReplica queues fn, an append of bytes to a copy of topic, behind the
+// topic's others; false when the topic's queue is full.
+func (n *Node) enqueueReplica(topic string, bytes int64, fn func()) bool {
+	n.replicas.mu.Lock()
+	defer n.replicas.mu.Unlock()
+	if n.replicas.queues == nil {
+		n.replicas.queues = map[string]*replicaQueue{}
+	}
+	q := n.replicas.queues[topic]
+	if q == nil {
+		q = &replicaQueue{}
+		n.replicas.queues[topic] = q
+	}
+	if q.bytes > 0 && q.bytes+bytes > maxReplicaQueueBytes {
+		return false
+	}
+	q.work = append(q.work, fn)
+	q.bytes += bytes
+	if !q.running {
+		q.running = true
+		n.goLoop(func() { n.runReplicaQueue(topic, q) })
+	}
+	return true
+}
+
+// runReplicaQueue runs a topic's queued appends in order until the queue is empty.
+func (n *Node) runReplicaQueue(topic string, q *replicaQueue) {
+	for {
+		n.replicas.mu.Lock()
+		if len(q.work) == 0 {
+			q.running = false
+			q.work = nil
+			if n.replicas.queues[topic] == q {
+				delete(n.replicas.queues, topic)
+			}
+			n.replicas.mu.Unlock()
+			return
+		}
+		fn := q.work[0]
+		q.work[0] = nil
+		q.work = q.work[1:]
+		n.replicas.mu.Unlock()
+		fn()
+	}
 }
 
 // replicaCopy is one open copy; mu orders the appends to it.
@@ -40,15 +106,22 @@ type replicaCopy struct {
 }
 
 // rpcReplicate appends entries a segment leader sends to this node's copy, in the
-// order they came on the connection, and answers with the copy's durable count.
+// order they came (on the topic's queue: enqueueReplica), and answers with the
+// copy's durable count.
 func (n *Node) rpcReplicate(req *rpc.Request) {
 	r, err := rpc.DecodeReplicate(req.Body)
 	if err != nil {
 		req.Reply(nil, err)
 		return
 	}
-	if err := req.Conn.Queue(int64(len(req.Body)), func() {
+	size := int64(len(req.Body))
+	if !n.enqueueReplica(r.Topic, size, func() {
 		count, err := n.appendReplica(&r)
+		n.replicas.mu.Lock()
+		if q := n.replicas.queues[r.Topic]; q != nil {
+			q.bytes -= size
+		}
+		n.replicas.mu.Unlock()
 		if err != nil {
 			req.Reply(nil, err)
 			return
@@ -56,8 +129,8 @@ func (n *Node) rpcReplicate(req *rpc.Request) {
 		var e rpc.Encoder
 		e.U64(count)
 		req.Reply(e.B, nil)
-	}); err != nil {
-		req.Reply(nil, err)
+	}) {
+		req.Reply(nil, rpc.Unavailable(fmt.Sprintf("node %d busy: %d bytes of appends to copies of %q queued", n.cfg.NodeID, maxReplicaQueueBytes, r.Topic), nil))
 	}
 }
 
@@ -87,11 +160,19 @@ func (n *Node) appendReplica(r *rpc.Replicate) (uint64, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	k := segKey{r.Topic, r.Segment}
 	n.replicas.mu.Lock()
-	fenced := n.replicas.fenced[segKey{r.Topic, r.Segment}]
+	fenced, current := n.replicas.fenced[k], n.replicas.open[k] == c
 	n.replicas.mu.Unlock()
-	if fenced {
+	switch {
+	case fenced:
 		return 0, fmt.Errorf("%w: segment %d of %q is being failed over: its leader's epoch is over", meta.ErrStaleSegment, r.Segment, r.Topic)
+	case !current:
+		return 0, fmt.Errorf("%w: segment %d of %q was sealed here meanwhile", meta.ErrStaleSegment, r.Segment, r.Topic)
+	case c.seg.Damaged() != nil:
+		// A copy is only a copy: start it afresh, and the leader sends it all again.
+		n.dropCopy(k, c, c.seg.Damaged())
+		return 0, rpc.Unavailable(fmt.Sprintf("the copy of segment %d of %q was damaged and is started afresh", r.Segment, r.Topic), nil)
 	}
 	count := c.seg.Count()
 	if r.Start > count || r.Start+uint64(len(r.Payloads)) <= count {
@@ -100,6 +181,9 @@ func (n *Node) appendReplica(r *rpc.Replicate) (uint64, error) {
 	if _, err := c.seg.AppendBatch(r.Payloads[count-r.Start:]); err != nil {
 		if errors.Is(err, segment.ErrSealed) {
 			return 0, fmt.Errorf("%w: segment %d of %q is sealed here", meta.ErrStaleSegment, r.Segment, r.Topic)
+		}
+		if errors.Is(err, segment.ErrBroken) {
+			n.dropCopy(k, c, err)
 		}
 		return 0, rpc.Unavailable(fmt.Sprintf("cannot append to the copy of segment %d of %q", r.Segment, r.Topic), err)
 	}
@@ -114,6 +198,9 @@ func (n *Node) replicaCopy(topic string, id uint64) (*replicaCopy, error) {
 	k := segKey{topic, id}
 	if c, ok := n.replicas.open[k]; ok {
 		return c, nil
+	}
+	if s, ok := n.fsm.SegmentOf(topic, id); !ok || s.State != meta.Active {
+		return nil, fmt.Errorf("%w: segment %d of %q is not active", meta.ErrStaleSegment, id, topic)
 	}
 	seg, err := n.store.Create(topic, id)
 	if err != nil {
@@ -134,7 +221,8 @@ func (n *Node) replicaCopy(topic string, id uint64) (*replicaCopy, error) {
 // that this process has not opened (they were written before a restart), and removes
 // the copies of segments that are archived or expired: a follower's copy is a second
 // copy of the segment until the archive holds one. Copies of abandoned segments
-// are left to setAsideAbandoned. It runs after every metadata change.
+// are left to setAsideAbandoned. It runs after every metadata change, and every
+// replicaRetry.
 func (n *Node) sealReplicas() {
 	var seal, remove []segKey
 	for _, name := range n.fsm.TopicNames() {
@@ -176,18 +264,25 @@ func (n *Node) sealReplicas() {
 	}
 	for _, k := range remove {
 		n.replicas.mu.Lock()
-		c := n.replicas.open[k]
-		delete(n.replicas.open, k)
-		delete(n.replicas.sealed, k)
+		done := n.replicas.removed[k]
 		n.replicas.mu.Unlock()
-		if c != nil {
-			n.store.Release(c.seg)
+		if done {
+			continue
 		}
+		n.closeReplica(k)
 		if n.HasLocal(k.topic, k.id) {
 			if err := n.store.Remove(k.topic, k.id); err != nil {
 				n.log.Warn("cannot remove the copy of a replicated segment the archive holds", "topic", k.topic, "segment", k.id, "err", err)
+				continue
 			}
 		}
+		n.replicas.mu.Lock()
+		delete(n.replicas.sealed, k)
+		if n.replicas.removed == nil {
+			n.replicas.removed = map[segKey]bool{}
+		}
+		n.replicas.removed[k] = true
+		n.replicas.mu.Unlock()
 	}
 }
 
@@ -222,6 +317,12 @@ func (n *Node) sealReplica(k segKey) error {
 	if err := n.fillReplica(k, &s, c.seg); err != nil {
 		n.log.Warn("cannot complete the copy of a replicated segment; will try again", "topic", k.topic, "segment", k.id,
 			"have", c.seg.Count(), "want", s.Count, "err", err)
+		if c.seg.Damaged() != nil || errors.Is(err, segment.ErrBroken) || errors.Is(err, segment.ErrSealed) {
+			// It cannot take entries: fetch it whole again at the next attempt.
+			if rerr := n.store.Remove(k.topic, k.id); rerr != nil {
+				n.log.Error("cannot remove a copy of a replicated segment that takes no entries", "topic", k.topic, "segment", k.id, "err", rerr)
+			}
+		}
 		return err
 	}
 	count, bytes, crc, err := c.seg.SealAt(s.Count)
@@ -357,6 +458,36 @@ func (n *Node) fenceReplica(topic string, id, epoch uint64) (uint64, int64, uint
 	c.mu.Lock() // the append in progress, if any, is done
 	defer c.mu.Unlock()
 	return c.seg.Count(), c.seg.Bytes(), c.seg.CRC(), nil
+}
+
+// dropCopy removes this node's copy c of an active segment, which cannot take
+// appends (damaged, or broken by a write that could not be undone): the next append
+// starts a new one, which the leader fills from its file. The caller holds c.mu.
+func (n *Node) dropCopy(k segKey, c *replicaCopy, cause error) {
+	n.log.Error("removing this node's copy of a replicated segment: it cannot take appends", "topic", k.topic, "segment", k.id, "err", cause)
+	n.replicas.mu.Lock()
+	if n.replicas.open[k] == c {
+		delete(n.replicas.open, k)
+	}
+	n.replicas.mu.Unlock()
+	n.store.Release(c.seg)
+	if err := n.store.Remove(k.topic, k.id); err != nil {
+		n.log.Error("cannot remove a copy of a replicated segment", "topic", k.topic, "segment", k.id, "err", err)
+	}
+}
+
+// closeReplica closes this node's open copy of a segment, if it has one (waiting
+// for the append in progress).
+func (n *Node) closeReplica(k segKey) {
+	n.replicas.mu.Lock()
+	c := n.replicas.open[k]
+	delete(n.replicas.open, k)
+	n.replicas.mu.Unlock()
+	if c != nil {
+		c.mu.Lock()
+		n.store.Release(c.seg)
+		c.mu.Unlock()
+	}
 }
 
 // closeReplicas closes every open copy, at shutdown.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -54,6 +55,9 @@ type Peer struct {
 
 	downUntil time.Time // after a failed call: RecentlyDown until then
 	boot      uint64    // the peer's boot id, learned when the connection opened
+
+	// connected mirrors conn != nil, read without mu (which a dial holds).
+	connected atomic.Bool
 }
 
 // NewPeer returns a Peer of the cluster address addr; it dials on the first call.
@@ -76,6 +80,10 @@ func (p *Peer) markDown() {
 	p.downUntil = time.Now().Add(DownFor)
 	p.mu.Unlock()
 }
+
+// Connected reports whether the peer has an open connection now, without waiting
+// for a dial in progress: a send to a peer that is not connected dials first.
+func (p *Peer) Connected() bool { return p.connected.Load() }
 
 // BootID returns the boot id of the peer's current connection (0 if none).
 func (p *Peer) BootID() uint64 {
@@ -223,6 +231,7 @@ func (p *Peer) dialLocked() error {
 		return err
 	}
 	p.conn, p.boot = conn, st.Boot
+	p.connected.Store(true)
 	p.pending = map[uint64]*call{}
 	p.kick = make(chan struct{}, 1)
 	go p.readLoop(conn, p.pending)
@@ -338,6 +347,7 @@ func (p *Peer) resetLocked(cause error) {
 	if p.conn == nil {
 		return
 	}
+	p.connected.Store(false)
 	p.conn.Close()
 	for id, c := range p.pending {
 		r := Reply{Err: Unavailable(fmt.Sprintf("connection to %s lost", p.addr), cause)}

@@ -599,13 +599,46 @@ func (a *Appender) checkAge() {
 // the next segment's leader. New appends wait (in the queue) until it is done.
 func (a *Appender) roll(act meta.Segment) error {
 	if a.sealed == nil {
-		count, bytes, crc, err := a.seg.Seal()
+		var (
+			count uint64
+			bytes int64
+			crc   uint32
+			err   error
+		)
+		if a.repl != nil {
+			count, bytes, crc, err = a.sealReplicated(a.repl)
+		} else {
+			count, bytes, crc, err = a.seg.Seal()
+		}
 		if err != nil {
 			return rpc.Unavailable(fmt.Sprintf("cannot seal segment %d of %q", a.segMeta.ID, a.topic), err)
 		}
 		a.sealed = &sealTotals{count: count, bytes: bytes, crc: crc}
 	}
 	return a.commitSeal(act)
+}
+
+// sealReplicated seals a replicated segment at what a majority of its replicas
+// holds: once sealed, every entry of a segment is readable, so it must not end with
+// entries only this node has (an append no majority confirmed, or, after a restart,
+// ones this node wrote but could not confirm). It first waits, at most the replica
+// timeout, for the followers to catch up with this node's file; entries they still
+// miss then are cut off the file (they were never acknowledged). When it cannot tell
+// what a majority holds (too few followers answer), it seals nothing.
+func (a *Appender) sealReplicated(r *replication) (uint64, int64, uint32, error) {
+	own := a.seg.Count()
+	if err := a.replicate(r, own); err != nil {
+		r.collect()
+		if known := r.known(); known < r.need {
+			return 0, 0, 0, fmt.Errorf("%d of the %d followers answered, %d needed to know what a majority holds: %w", known, len(r.follow), r.need, err)
+		}
+	}
+	m := r.majority(own)
+	if m < own {
+		a.w.cfg.Logger.Warn("sealing a replicated segment at what a majority holds: entries only this node has are cut",
+			"topic", a.topic, "segment", r.segment.ID, "own", own, "majority", m)
+	}
+	return a.seg.SealAt(m)
 }
 
 // commitSeal commits the Seal of the locally sealed segment (a.sealed) through Raft.

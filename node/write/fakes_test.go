@@ -142,6 +142,18 @@ func (s *fakeSegment) Seal() (uint64, int64, uint32, error) {
 	return uint64(len(s.payloads)), s.bytes, uint32(len(s.payloads)), nil
 }
 
+func (s *fakeSegment) SealAt(count uint64) (uint64, int64, uint32, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sealed = true
+	if count > uint64(len(s.payloads)) {
+		return 0, 0, 0, segment.ErrOutOfRange
+	}
+	s.payloads = s.payloads[:count]
+	s.bytes = storedBytes(s.payloads)
+	return count, s.bytes, uint32(count), nil
+}
+
 func (s *fakeSegment) Count() uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()

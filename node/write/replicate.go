@@ -107,6 +107,17 @@ func (r *replication) collect() {
 	}
 }
 
+// known returns how many followers have reported their count.
+func (r *replication) known() int {
+	n := 0
+	for _, f := range r.follow {
+		if f.known {
+			n++
+		}
+	}
+	return n
+}
+
 // acked returns how many followers hold at least end entries.
 func (r *replication) acked(end uint64) int {
 	n := 0
@@ -193,7 +204,7 @@ func (a *Appender) send(r *replication, f *follower, start uint64, payloads [][]
 			r.deliver(f, seq, end, 0, err)
 		}
 	}
-	if f.healthy {
+	if f.healthy && connected(a.w.cfg.Peers, f.id) {
 		do()
 		return
 	}
@@ -202,6 +213,19 @@ func (a *Appender) send(r *replication, f *follower, start uint64, payloads [][]
 		defer r.inflight.Done()
 		do()
 	})
+}
+
+// connected reports whether node's connection is open (a send to it does not
+// dial); true when the peer cannot tell.
+func connected(peers Peers, node uint64) bool {
+	p, err := peers.Peer(node)
+	if err != nil {
+		return false
+	}
+	if c, ok := p.(interface{ Connected() bool }); ok {
+		return c.Connected()
+	}
+	return true
 }
 
 // replicateBody encodes an OpReplicate call of payloads from index start on.

@@ -235,3 +235,31 @@ func TestReplicatedSegmentRolls(t *testing.T) {
 		}
 	})
 }
+
+// TestReplicatedSealAtMajority: a replicated segment is sealed at what a majority of
+// its replicas holds, never with entries only its leader has (once sealed, every entry
+// is readable): a batch no follower confirmed is cut off the leader's file when the
+// segment rolls over. (Found by review: the seal took the leader's own count.)
+func TestReplicatedSealAtMajority(t *testing.T) {
+	h, f, a := replHarness(t, 3, 5)
+	h.w.cfg.Limits.Entries = 2
+	if res := put(t, a, "first"); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	f.setDown(2, true)
+	f.setDown(3, true)
+	if res := put(t, a, "orphan"); !errors.Is(res.Err, rpc.ErrOutcomeUnknown) {
+		t.Fatalf("PUT with both followers down: %+v, want ErrOutcomeUnknown", res)
+	}
+	select {
+	case c := <-h.proposed:
+		if c.Op != meta.OpSeal || c.Count != 1 {
+			t.Fatalf("proposed %+v, want the seal of segment 1 at the 1 entry a majority holds", c)
+		}
+	default:
+		t.Fatal("segment 1 was not sealed at its entry limit")
+	}
+	if got := h.store.seg("r", 1).written(); !slices.Equal(got, []string{"first"}) {
+		t.Fatalf("the leader's sealed file holds %q, want only what a majority holds", got)
+	}
+}

@@ -73,6 +73,9 @@ type Segment interface {
 	AppendBatch(payloads [][]byte) (uint64, error)
 	// Seal refuses further appends and returns the durable totals.
 	Seal() (count uint64, bytes int64, crc uint32, err error)
+	// SealAt is Seal that first cuts the entries after the first count off the file,
+	// durably (segment.ErrOutOfRange if it holds fewer).
+	SealAt(count uint64) (uint64, int64, uint32, error)
 	// Count and Bytes are the durable entries and bytes.
 	Count() uint64
 	Bytes() int64

@@ -255,3 +255,62 @@ func checkAcked(t *testing.T, what string, got []client.Entry, acks [][]ack) {
 		}
 	}
 }
+
+// TestDamagedFollowerCopy (found by review): a follower's copy damaged on its disk
+// while it was down (a flipped bit before intact records, which recovery keeps as
+// damaged) is started afresh instead of being retried for ever, and once the segment
+// is sealed the follower holds a copy equal to its leader's file again.
+func TestDamagedFollowerCopy(t *testing.T) {
+	c := startCluster(t, clusterOpts{args: []string{"--segment-failover-timeout", "3s"}})
+	httpOf := func(id int) string { return "127.0.0.1:" + strconv.Itoa(c.node(id).httpPort) }
+	const topic = "dmg"
+	if out, err := runFloe(t, "topic", "create", topic, "--replicas", "3", "--max-segment-entries", "20", "--http", httpOf(1)); err != nil {
+		t.Fatalf("floe topic create: %v\n%s", err, out)
+	}
+	payload := func(i int) string { return fmt.Sprintf("entry-%04d", i) }
+	act := c.state(1, topic).Segments[0]
+	via, victim := int(act.Leader), 0
+	for _, id := range act.Replicas[1:] {
+		if int(id) != c.raftLeader() {
+			victim = int(id)
+			break
+		}
+	}
+	w := c.conn(via)
+	put := func(from, to int) {
+		t.Helper()
+		for i := from; i < to; i++ {
+			if off, err := w.PutOffset(topic, []byte(payload(i))); err != nil || off != uint64(i) {
+				t.Fatalf("PUT %d: offset %d, %v", i, off, err)
+			}
+		}
+	}
+	put(0, 10)
+	path := c.segmentFile(victim, topic, 1)
+	c.waitFor(10*time.Second, "the follower's copy to hold 10 entries", func() bool {
+		b, err := os.ReadFile(path)
+		return err == nil && bytes.Contains(b, []byte(payload(9)))
+	})
+	c.kill(victim)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(b, []byte(payload(3)))
+	b[i+len(payload(3))-1] ^= 1 // a flipped bit in entry 3; entries 4..9 intact
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.start(victim)
+	c.waitMembers(3, 30*time.Second)
+	put(10, 25) // segment 1 sealed at 20 entries
+	want, err := os.ReadFile(c.segmentFile(via, topic, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor(30*time.Second, "the damaged copy to be replaced by the leader's content", func() bool {
+		got, err := os.ReadFile(path)
+		return err == nil && bytes.Equal(got, want)
+	})
+	checkEntries(t, "READ through the follower", c.readAll(victim, topic), func(i int) string { return payload(i) }, 25)
+}
