@@ -217,7 +217,7 @@ func (n *Node) routeCluster(mux *http.ServeMux) {
 			httpErr(w, err)
 			return
 		}
-		writeJSON(w, map[string]any{"metrics": m, "nodes": n.fsm.Nodes()})
+		writeJSON(w, map[string]any{"metrics": m, "nodes": n.fsm.Nodes(), "under_replicated_segments": n.UnderReplicated(r.Context())})
 	})
 	mux.HandleFunc("POST /v1/cluster/transfer-leadership", func(w http.ResponseWriter, r *http.Request) {
 		if !n.raft.IsLeader() {

@@ -147,6 +147,15 @@ func nodeGauges(n *Node) []prometheus.Collector {
 			return float64(len(n.store.Damaged()))
 		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "floe_under_replicated_segments",
+			Help: "Segments of replicated topics short of a copy on this node's account: active ones it leads with a follower behind (or not answering), and sealed, unarchived ones whose copy it must hold and has not completed yet.",
+		}, func() float64 {
+			if n.writer == nil || n.fsm == nil {
+				return 0
+			}
+			return float64(n.writer.UnderReplicated() + n.incompleteCopies())
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "floe_open_segments", Help: "Segment files this node holds open: active ones, sealed ones being read, and up to 8 idle sealed ones.",
 		}, func() float64 {
 			if n.store == nil {

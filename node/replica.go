@@ -476,6 +476,63 @@ func (n *Node) dropCopy(k segKey, c *replicaCopy, cause error) {
 	}
 }
 
+// incompleteCopies returns how many sealed, unarchived segments this node must hold
+// a checked copy of and does not yet.
+func (n *Node) incompleteCopies() int {
+	count := 0
+	for _, name := range n.fsm.TopicNames() {
+		n.fsm.View(name, func(t *meta.Topic) {
+			for _, s := range t.Segments {
+				if s.State != meta.Sealed || s.Abandoned || s.ArchiveKey != "" || !checksCopy(s, n.cfg.NodeID) {
+					continue
+				}
+				if !n.readableCopy(name, s) {
+					count++
+				}
+			}
+		})
+	}
+	return count
+}
+
+// UnderReplicated counts, from the metadata, the segments of replicated topics that
+// are not archived yet and have a replica that is not a voter or does not answer a
+// status call within a short probe: the cluster's view, for floe cluster status.
+func (n *Node) UnderReplicated(ctx context.Context) int {
+	voters := map[uint64]bool{}
+	for _, id := range n.voters() {
+		voters[id] = true
+	}
+	alive := map[uint64]bool{}
+	up := func(id uint64) bool {
+		a, ok := alive[id]
+		if !ok {
+			a = voters[id] && n.peerAnswers(ctx, id, 300*time.Millisecond, 1)
+			alive[id] = a
+		}
+		return a
+	}
+	count := 0
+	for _, name := range n.fsm.TopicNames() {
+		t, ok := n.fsm.Topic(name)
+		if !ok {
+			continue
+		}
+		for _, s := range t.Segments {
+			if len(s.Replicas) < 2 || s.Abandoned || s.State == meta.Expired || s.ArchiveKey != "" {
+				continue
+			}
+			for _, id := range s.Replicas {
+				if !up(id) {
+					count++
+					break
+				}
+			}
+		}
+	}
+	return count
+}
+
 // closeReplica closes this node's open copy of a segment, if it has one (waiting
 // for the append in progress).
 func (n *Node) closeReplica(k segKey) {

@@ -110,8 +110,11 @@ type Appender struct {
 	// anything more is written, so no index ever gets two contents.
 	repl     *replication
 	mustRoll bool
-	// visible is how many entries of seg readers may see, when it is replicated.
+	// visible is how many entries of seg readers may see, when it is replicated;
+	// lagging is set while one of its followers holds fewer entries than this node
+	// (or has not answered yet).
 	visible atomic.Pointer[watermark]
+	lagging atomic.Bool
 
 	dedup dedupWindow
 	// lastSeq maps a stream to the Seq of its last written (or finally failed)
@@ -310,6 +313,7 @@ func (a *Appender) closeSegment() {
 	a.w.cfg.Store.Release(a.seg)
 	a.seg, a.sealed, a.repl, a.mustRoll = nil, nil, nil, false
 	a.visible.Store(nil)
+	a.lagging.Store(false)
 	a.setFirst(time.Time{})
 }
 

@@ -244,15 +244,36 @@ func (a *Appender) committed() uint64 {
 	return 0
 }
 
-// publish raises the count of entries readers may see to what a majority holds.
+// publish raises the count of entries readers may see to what a majority holds,
+// and records whether a follower is behind.
 func (a *Appender) publish(r *replication) {
 	w := a.visible.Load()
 	if w == nil || w.segment != r.segment.ID {
 		return
 	}
-	if m := r.majority(a.seg.Count()); m > w.count.Load() {
+	own := a.seg.Count()
+	if m := r.majority(own); m > w.count.Load() {
 		w.count.Store(m)
 	}
+	lagging := false
+	for _, f := range r.follow {
+		lagging = lagging || !f.known || f.durable < own
+	}
+	a.lagging.Store(lagging)
+}
+
+// UnderReplicated returns how many active segments this node leads have a follower
+// that holds fewer entries than this node, or has not answered yet.
+func (w *Writer) UnderReplicated() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, a := range w.appenders {
+		if a.lagging.Load() {
+			n++
+		}
+	}
+	return n
 }
 
 // offer sends a batch that is about to be written from index start on to every

@@ -25,6 +25,9 @@ import (
 type clusterView struct {
 	Metrics node.ClusterMetrics `json:"metrics"`
 	Nodes   []meta.NodeInfo     `json:"nodes"`
+	// UnderReplicated: segments of replicated topics, not archived yet, with a replica
+	// that is not a voter or does not answer.
+	UnderReplicated int `json:"under_replicated_segments"`
 }
 
 // clusterCmd is the operator's view of the Raft group, over a node's HTTP API.
@@ -315,6 +318,7 @@ func printCluster(v *clusterView) {
 		leader = strconv.FormatUint(*m.CurrentLeader, 10)
 	}
 	fmt.Printf("cluster %s  term %d  leader %s  (as seen by node %d)\n", m.ClusterID, m.CurrentTerm, leader, m.ID)
+	fmt.Printf("under-replicated segments: %d\n", v.UnderReplicated)
 	var voters []uint64
 	for _, c := range m.MembershipConfig.Membership.Configs {
 		voters = append(voters, c...)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,8 +26,9 @@ func (c *cluster) segmentFile(node int, topic string, id uint64) string {
 // sealed segment's copies on the followers are byte for byte the leader's file. With
 // one follower killed, writes go on (a majority of two holds them); the follower
 // returns, catches up from the leader, and its copies of later sealed segments are
-// the leader's again. Every acknowledged entry is read back once, in order, through
-// every node.
+// the leader's again; floe_under_replicated_segments rises while it is down and
+// falls to 0 once it has caught up. Every acknowledged entry is read back once, in
+// order, through every node.
 func TestReplicatedTopic(t *testing.T) {
 	c := startCluster(t, clusterOpts{args: []string{"--segment-failover-timeout", "3s"}})
 	httpOf := func(id int) string { return "127.0.0.1:" + strconv.Itoa(c.node(id).httpPort) }
@@ -103,6 +105,14 @@ func TestReplicatedTopic(t *testing.T) {
 	via := int(act.Leader)
 	c.kill(victim)
 	put(via, 100, 180) // two more roll-overs while node victim is down
+	// The under-replication gauge counts the active segment whose follower is down.
+	c.waitFor(30*time.Second, "floe_under_replicated_segments to count the segment short of a copy", func() bool {
+		m, err := c.scrape(via)
+		return err == nil && m["floe_under_replicated_segments"] >= 1
+	})
+	if out, err := runFloe(t, "cluster", "status", "--http", httpOf(via)); err != nil || strings.Contains(out, "under-replicated segments: 0\n") || !strings.Contains(out, "under-replicated segments: ") {
+		t.Errorf("floe cluster status with node %d down: %v\n%s\nwant it to count under-replicated segments", victim, err, out)
+	}
 
 	c.start(victim)
 	c.waitMembers(3, 30*time.Second)
@@ -117,6 +127,17 @@ func TestReplicatedTopic(t *testing.T) {
 		}
 	}
 	sameCopies("after the follower returned", last)
+	c.waitFor(30*time.Second, "floe_under_replicated_segments to fall to 0 on every node", func() bool {
+		for id := 1; id <= 3; id++ {
+			if m, err := c.scrape(id); err != nil || m["floe_under_replicated_segments"] != 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if out, err := runFloe(t, "cluster", "status", "--http", httpOf(via)); err != nil || !strings.Contains(out, "under-replicated segments: 0\n") {
+		t.Errorf("floe cluster status with every node up: %v\n%s\nwant 0 under-replicated segments", err, out)
+	}
 
 	for id := 1; id <= 3; id++ {
 		checkEntries(t, fmt.Sprintf("READ through node %d", id), c.readAll(id, topic), func(i int) string { return payload(i) }, 200)
@@ -130,10 +151,10 @@ type ack struct {
 }
 
 // failoverWriters run writers PUTs to topic through the nodes of via, each with one
-// in flight, each attempt with a payload of its own, until stop is closed; they return
+// in flight, each attempt with a payload of its own (prefix, writer, attempt), until stop is closed; they return
 // what was acknowledged, per writer, in order. A failed PUT (its node down, the
 // segment failing over) is tried again with a new payload after a pause.
-func failoverWriters(t *testing.T, c *cluster, topic string, via []int, writers int, stop <-chan struct{}, acked *atomic.Int64) [][]ack {
+func failoverWriters(t *testing.T, c *cluster, topic, prefix string, via []int, writers int, stop <-chan struct{}, acked *atomic.Int64) [][]ack {
 	t.Helper()
 	out := make([][]ack, writers)
 	var wg sync.WaitGroup
@@ -159,7 +180,7 @@ func failoverWriters(t *testing.T, c *cluster, topic string, via []int, writers 
 					}
 					conn.Timeout = 20 * time.Second
 				}
-				p := fmt.Sprintf("w%d-%d", w, attempt)
+				p := fmt.Sprintf("%s%d-%d", prefix, w, attempt)
 				off, err := conn.PutOffset(topic, []byte(p))
 				if err != nil {
 					conn.Close()
@@ -200,7 +221,7 @@ func TestReplicatedFailover(t *testing.T) {
 			lagging, writer := int(st.Segments[0].Replicas[1]), int(st.Segments[0].Replicas[2])
 			stop := make(chan struct{})
 			var acked atomic.Int64
-			acks := failoverWriters(t, c, topic, []int{writer}, 4, stop, &acked)
+			acks := failoverWriters(t, c, topic, "w", []int{writer}, 4, stop, &acked)
 			c.waitFor(30*time.Second, "100 acknowledged PUTs", func() bool { return acked.Load() >= 100 })
 			c.kill(lagging)
 			before := acked.Load()
@@ -313,4 +334,52 @@ func TestDamagedFollowerCopy(t *testing.T) {
 		return err == nil && bytes.Equal(got, want)
 	})
 	checkEntries(t, "READ through the follower", c.readAll(victim, topic), func(i int) string { return payload(i) }, 25)
+}
+
+// TestReplicatedLeaderCutOff: the segment leader of a topic of replication factor 3
+// is frozen (SIGSTOP) while writers keep sending to it and through another node. The
+// segment is failed over without it; when it thaws it acknowledges nothing that is
+// not in the topic (its followers are fenced, then the segment is sealed), its copy
+// of the old segment is cut to exactly the sealed content, and it serves the topic as
+// the cluster has it. Every acknowledged entry is read back once, at its offset.
+func TestReplicatedLeaderCutOff(t *testing.T) {
+	c := startCluster(t, clusterOpts{args: []string{"--segment-failover-timeout", "2s", "--default-replication-factor", "3"}})
+	leader := c.raftLeader()%3 + 1 // not the Raft leader: the rest keep their quorum without an election
+	topic := c.topicLedBy(1, "cut", leader)
+	other := leader%3 + 1
+	stop := make(chan struct{})
+	var acked atomic.Int64
+	direct := failoverWriters(t, c, topic, "direct", []int{leader}, 2, stop, &acked)
+	forwarded := failoverWriters(t, c, topic, "fwd", []int{other}, 2, stop, &acked)
+	c.waitFor(30*time.Second, "100 acknowledged PUTs", func() bool { return acked.Load() >= 100 })
+	c.pause(leader)
+	c.waitFor(30*time.Second, "the segment to be failed over", func() bool {
+		st, err := c.tryState(other, topic)
+		return err == nil && len(st.Segments) >= 2 && st.Segments[0].Holder != 0
+	})
+	before := acked.Load()
+	c.waitFor(30*time.Second, "writes through another node to resume", func() bool { return acked.Load() >= before+50 })
+	c.resume(leader)
+	before = acked.Load()
+	c.waitFor(30*time.Second, "writes to go on after the old leader thawed", func() bool { return acked.Load() >= before+50 })
+	close(stop)
+	c.waitFor(30*time.Second, "the writers to stop", func() bool {
+		n := acked.Load()
+		time.Sleep(50 * time.Millisecond) // let a PUT in flight land; the condition then re-checks
+		return acked.Load() == n
+	})
+	st := c.state(other, topic)
+	s1 := st.Segments[0]
+	want, err := os.ReadFile(c.segmentFile(int(s1.Holder), topic, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor(30*time.Second, "the old leader's copy of segment 1 to be cut to the sealed content", func() bool {
+		got, err := os.ReadFile(c.segmentFile(leader, topic, 1))
+		return err == nil && bytes.Equal(got, want)
+	})
+	acks := append(direct, forwarded...)
+	for id := 1; id <= 3; id++ {
+		checkAcked(t, fmt.Sprintf("READ through node %d", id), c.readAll(id, topic), acks)
+	}
 }
