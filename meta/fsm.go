@@ -58,6 +58,10 @@ type Command struct {
 	// register_node / remove_node
 	Node *NodeInfo `json:"node,omitempty"`
 
+	// replace_replica: a follower of a segment replaced by another node
+	OldReplica uint64 `json:"old_replica,omitempty"`
+	NewReplica uint64 `json:"new_replica,omitempty"`
+
 	// archived: the object holding a sealed segment
 	Key      string `json:"key,omitempty"`
 	Size     int64  `json:"size,omitempty"`
@@ -72,17 +76,18 @@ type Command struct {
 
 // Command operations.
 const (
-	OpInitCluster   = "init_cluster"
-	OpRegisterNode  = "register_node"
-	OpRemoveNode    = "remove_node"
-	OpCreateTopic   = "create_topic"
-	OpSeal          = "seal"
-	OpAdvanceCursor = "advance_cursor"
-	OpArchived      = "archived"
-	OpEvictLocal    = "evict_local"
-	OpExpire        = "expire"
-	OpRecover       = "recover_segment"
-	OpFailover      = "failover_segment"
+	OpInitCluster    = "init_cluster"
+	OpRegisterNode   = "register_node"
+	OpRemoveNode     = "remove_node"
+	OpCreateTopic    = "create_topic"
+	OpSeal           = "seal"
+	OpAdvanceCursor  = "advance_cursor"
+	OpArchived       = "archived"
+	OpEvictLocal     = "evict_local"
+	OpExpire         = "expire"
+	OpRecover        = "recover_segment"
+	OpFailover       = "failover_segment"
+	OpReplaceReplica = "replace_replica"
 )
 
 // Encode returns the command's wire form (JSON: metadata commands are rare and small,
@@ -213,6 +218,8 @@ func (f *FSM) apply(c *Command, index uint64) *Result {
 		return f.applyRecover(c, index)
 	case OpFailover:
 		return f.applyFailover(c, index)
+	case OpReplaceReplica:
+		return f.applyReplaceReplica(c)
 	case OpAdvanceCursor:
 		return f.applyAdvanceCursor(c)
 	default:
@@ -412,6 +419,43 @@ func (f *FSM) applyFailover(c *Command, index uint64) *Result {
 		ID: s.ID + 1, Leader: c.NextLeader, Replicas: replicas(c.NextLeader, c.Replicas), Base: s.End(), State: Active,
 		LeaderIndex: index, CreatedUnixMS: c.UnixMS,
 	})
+	return &Result{}
+}
+
+// applyReplaceReplica puts c.NewReplica in the place of c.OldReplica among the
+// replicas of a segment not archived yet (a member removed from the cluster), so that
+// the new one fetches a copy. The old one may be the owner of a sealed segment; the
+// next replica then holds it (Holder) once its copy is checked. The leader of an
+// active segment is never replaced this way (that is a failover). A repeat is a no-op.
+func (f *FSM) applyReplaceReplica(c *Command) *Result {
+	t, ok := f.st.Topics[c.Topic]
+	if !ok {
+		return &Result{Err: fmt.Errorf("%w: %q", ErrNoTopic, c.Topic)}
+	}
+	s := t.Segment(c.Segment)
+	if s == nil || s.State == Expired || s.Abandoned || len(s.Replicas) < 2 {
+		return &Result{Err: fmt.Errorf("%w: segment %d of %q has no replicas to replace", ErrStaleSegment, c.Segment, c.Topic)}
+	}
+	if !s.HasReplica(c.OldReplica) && s.HasReplica(c.NewReplica) {
+		return &Result{} // a repeat
+	}
+	if !s.HasReplica(c.OldReplica) || s.HasReplica(c.NewReplica) || c.NewReplica == 0 || (s.State == Active && c.OldReplica == s.Leader) {
+		return &Result{Err: fmt.Errorf("%w: replace node %d by node %d among the replicas %v of segment %d of %q (%s)",
+			ErrBadCommand, c.OldReplica, c.NewReplica, s.ReplicaSet(), s.ID, c.Topic, s.State)}
+	}
+	for i, id := range s.Replicas {
+		if id == c.OldReplica {
+			s.Replicas[i] = c.NewReplica
+		}
+	}
+	if s.State != Active && s.Owner() == c.OldReplica {
+		for _, id := range s.Replicas {
+			if id != s.Leader && id != c.NewReplica {
+				s.Holder = id
+				break
+			}
+		}
+	}
 	return &Result{}
 }
 

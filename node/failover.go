@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -69,6 +70,7 @@ func (n *Node) failoverPass(f *failoverWatch) {
 		}()
 	}
 	wg.Wait()
+	n.replaceRemoved()
 	for id, segs := range led {
 		if silent := time.Since(f.answered[id]); silent >= n.cfg.SegmentFailoverTimeout {
 			for _, r := range segs {
@@ -81,6 +83,72 @@ func (n *Node) failoverPass(f *failoverWatch) {
 			}
 		}
 	}
+}
+
+// replaceRemoved re-replicates the unarchived segments of replicated topics that
+// name, among their replicas, a node that is no longer a voter (floe cluster
+// remove-node): an active segment it led is failed over (fencing its followers, since
+// the node may still run), and elsewhere a voter that holds no copy takes its place
+// (replace_replica) and fetches one: from the segment's leader while it is active,
+// from the other replicas once it is sealed. A segment with no voter to spare stays
+// as it is (under-replicated) and is tried again at the next pass.
+func (n *Node) replaceRemoved() {
+	voters := n.voters()
+	if len(voters) == 0 {
+		return
+	}
+	for _, name := range n.fsm.TopicNames() {
+		t, ok := n.fsm.Topic(name)
+		if !ok {
+			continue
+		}
+		for _, s := range t.Segments {
+			if len(s.Replicas) < 2 || s.Abandoned || s.State == meta.Expired || s.ArchiveKey != "" {
+				continue
+			}
+			for _, old := range s.Replicas {
+				if slices.Contains(voters, old) {
+					continue
+				}
+				ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RequestTimeout)
+				err := n.replaceReplica(ctx, name, s, old, voters)
+				cancel()
+				if err != nil {
+					n.log.Warn("cannot re-replicate a segment off a removed member; will try again", "topic", name, "segment", s.ID, "node", old, "err", err)
+				}
+				break // the segment changed: look again at the next pass
+			}
+		}
+	}
+}
+
+// replaceReplica takes node old, no longer a voter, out of segment s's replicas.
+func (n *Node) replaceReplica(ctx context.Context, topic string, s *meta.Segment, old uint64, voters []uint64) error {
+	if s.State == meta.Active && s.Leader == old {
+		_, err := n.failoverSegment(ctx, topic, s.ID, 0)
+		return err
+	}
+	var spare []uint64
+	for _, id := range voters {
+		if !s.HasReplica(id) {
+			spare = append(spare, id)
+		}
+	}
+	if len(spare) == 0 {
+		return nil // nothing to do until a member joins; counted as under-replicated
+	}
+	pick := spare[0]
+	for _, id := range spare {
+		if n.peerAnswers(ctx, id, failoverProbe, 1) {
+			pick = id
+			break
+		}
+	}
+	if _, err := n.propose(ctx, &meta.Command{Op: meta.OpReplaceReplica, Topic: topic, Segment: s.ID, OldReplica: old, NewReplica: pick}); err != nil {
+		return err
+	}
+	n.log.Info("segment re-replicated off a removed member", "topic", topic, "segment", s.ID, "removed", old, "new_replica", pick)
+	return nil
 }
 
 // segRef names one segment of one topic.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -277,6 +278,10 @@ func (a *Appender) current() (meta.Segment, Limits, error) {
 	}
 	if act.Leader != a.w.cfg.NodeID {
 		return act, limits, fmt.Errorf("%w: segment %d of %q is led by node %d", rpc.ErrNotSegmentLeader, act.ID, a.topic, act.Leader)
+	}
+	if a.repl != nil && !slices.Equal(act.Replicas, a.segMeta.Replicas) {
+		a.repl.reshape(act, a.w.cfg.NodeID)
+		a.segMeta = act
 	}
 	if a.seg == nil {
 		// Neither create nor open the file before the metadata has caught up.

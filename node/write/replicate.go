@@ -85,6 +85,28 @@ func newReplication(s meta.Segment, self uint64) *replication {
 	return r
 }
 
+// reshape follows a change of the segment's replicas (a removed member replaced):
+// followers that stay keep what is known of them, new ones start unknown (probed,
+// then sent what they miss), and removed ones are sent nothing more.
+func (r *replication) reshape(s meta.Segment, self uint64) {
+	old := map[uint64]*follower{}
+	for _, f := range r.follow {
+		old[f.id] = f
+	}
+	r.segment, r.follow = s, nil
+	for _, id := range s.ReplicaSet() {
+		if id == self {
+			continue
+		}
+		f := old[id]
+		if f == nil {
+			f = &follower{id: id}
+		}
+		r.follow = append(r.follow, f)
+	}
+	r.need = len(s.ReplicaSet()) / 2
+}
+
 // collect takes in the replies that came since the last call.
 func (r *replication) collect() {
 	for _, f := range r.follow {

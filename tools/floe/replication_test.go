@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -381,5 +382,115 @@ func TestReplicatedLeaderCutOff(t *testing.T) {
 	acks := append(direct, forwarded...)
 	for id := 1; id <= 3; id++ {
 		checkAcked(t, fmt.Sprintf("READ through node %d", id), c.readAll(id, topic), acks)
+	}
+}
+
+// TestRemoveNodeReReplicates (README "Replication"): floe cluster remove-node of a
+// dead follower of a topic of replication factor 3 puts the spare voter in its place
+// among the replicas of every segment not archived yet, and the spare fetches copies
+// equal to their owners' files; remove-node of the active segment's dead leader fails
+// the segment over at once (the failover timeout here is far longer than the test).
+// Every entry is read back through every live node.
+func TestRemoveNodeReReplicates(t *testing.T) {
+	c := startCluster(t, clusterOpts{nodes: 4, args: []string{"--segment-failover-timeout", "5m"}})
+	httpOf := func(id int) string { return "127.0.0.1:" + strconv.Itoa(c.node(id).httpPort) }
+	const topic = "rr"
+	raftLeader := c.raftLeader()
+	if out, err := runFloe(t, "topic", "create", topic, "--replicas", "3", "--max-segment-entries", "30", "--http", httpOf(raftLeader)); err != nil {
+		t.Fatalf("floe topic create: %v\n%s", err, out)
+	}
+	payload := func(i int) string { return fmt.Sprintf("entry-%04d", i) }
+	put := func(from, to int) {
+		t.Helper()
+		w := c.conn(raftLeader)
+		for i := from; i < to; i++ {
+			if off, err := w.PutOffset(topic, []byte(payload(i))); err != nil || off != uint64(i) {
+				t.Fatalf("PUT %d: offset %d, %v", i, off, err)
+			}
+		}
+	}
+	put(0, 50)
+	act := c.state(raftLeader, topic).Segments[1]
+	victim := 0
+	for _, id := range act.Replicas[1:] {
+		if int(id) != raftLeader {
+			victim = int(id)
+			break
+		}
+	}
+	if victim == 0 {
+		t.Skipf("every follower of segment %d leads Raft", act.ID) // cannot happen: one node leads Raft
+	}
+	c.kill(victim)
+	if out, err := runFloe(t, "cluster", "remove-node", strconv.Itoa(victim), "--http", httpOf(raftLeader)); err != nil {
+		t.Fatalf("floe cluster remove-node %d: %v\n%s", victim, err, out)
+	}
+	noReplica := func(gone int) func() bool {
+		return func() bool {
+			st, err := c.tryState(raftLeader, topic)
+			if err != nil {
+				return false
+			}
+			for _, s := range st.Segments {
+				if slices.Contains(s.Replicas, uint64(gone)) {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	c.waitFor(30*time.Second, fmt.Sprintf("node %d to be out of every segment's replicas", victim), noReplica(victim))
+	put(50, 100)
+	st := c.state(raftLeader, topic)
+	for _, s := range st.Segments {
+		if s.State == "active" {
+			continue
+		}
+		owner := s.Leader
+		if s.Holder != 0 {
+			owner = s.Holder
+		}
+		want, err := os.ReadFile(c.segmentFile(int(owner), topic, s.ID))
+		if err != nil {
+			t.Fatalf("segment %d's owner %d: %v", s.ID, owner, err)
+		}
+		for _, id := range s.Replicas {
+			path := c.segmentFile(int(id), topic, s.ID)
+			c.waitFor(30*time.Second, fmt.Sprintf("node %d's copy of segment %d to be its owner's", id, s.ID), func() bool {
+				got, err := os.ReadFile(path)
+				return err == nil && bytes.Equal(got, want)
+			})
+		}
+	}
+
+	// The active segment's leader dies and is removed: the segment is failed over
+	// at once, not after --segment-failover-timeout.
+	act = st.Segments[len(st.Segments)-1]
+	leader := int(act.Leader)
+	if leader == raftLeader {
+		if out, err := runFloe(t, "cluster", "transfer-leadership", "--http", httpOf(raftLeader)); err != nil {
+			t.Fatalf("floe cluster transfer-leadership: %v\n%s", err, out)
+		}
+		c.waitFor(30*time.Second, "another node to lead Raft", func() bool {
+			r := c.raftLeader()
+			return r != leader && r != 0
+		})
+		raftLeader = c.raftLeader()
+	}
+	c.kill(leader)
+	if out, err := runFloe(t, "cluster", "remove-node", strconv.Itoa(leader), "--http", httpOf(raftLeader)); err != nil {
+		t.Fatalf("floe cluster remove-node %d: %v\n%s", leader, err, out)
+	}
+	c.waitFor(30*time.Second, fmt.Sprintf("segment %d, led by the removed node %d, to be failed over", act.ID, leader), func() bool {
+		st, err := c.tryState(raftLeader, topic)
+		return err == nil && len(st.Segments) > int(act.ID) && st.Segments[act.ID-1].Holder != 0
+	})
+	put(100, 110)
+	n := 110
+	for id := 1; id <= 4; id++ {
+		if id == victim || id == leader {
+			continue
+		}
+		checkEntries(t, fmt.Sprintf("READ through node %d", id), c.readAll(id, topic), func(i int) string { return payload(i) }, n)
 	}
 }
