@@ -375,3 +375,71 @@ func TestReplicationFactorValidation(t *testing.T) {
 		t.Errorf("an unset replication factor is not 1")
 	}
 }
+
+// TestFailoverSegment: failover_segment seals a replicated active segment at the
+// holder's totals and appends the next one at its end; it is refused for a segment
+// that is not replicated, a holder that is not a follower, or a segment already
+// sealed with other totals, and a repeat changes nothing.
+func TestFailoverSegment(t *testing.T) {
+	f := NewFSM()
+	applyCmd(t, f, 1, &Command{Op: OpCreateTopic, Topic: "t", Leader: 1, Replicas: []uint64{1, 2, 3}})
+	applyCmd(t, f, 2, &Command{Op: OpAdvanceCursor, Topic: "t", From: 0, To: 4})
+	applyCmd(t, f, 3, &Command{Op: OpCreateTopic, Topic: "solo", Leader: 1})
+	for _, bad := range []*Command{
+		{Op: OpFailover, Topic: "solo", Segment: 1, Count: 5, Holder: 2, NextLeader: 2},
+		{Op: OpFailover, Topic: "t", Segment: 1, Count: 5, Holder: 1, NextLeader: 2},
+		{Op: OpFailover, Topic: "t", Segment: 1, Count: 5, Holder: 4, NextLeader: 2},
+		{Op: OpFailover, Topic: "t", Segment: 1, Count: 5, Holder: 2},
+	} {
+		if r := applyCmd(t, f, 4, bad); !errors.Is(r.Err, ErrBadCommand) {
+			t.Fatalf("%+v: %v, want ErrBadCommand", bad, r.Err)
+		}
+	}
+	fo := &Command{Op: OpFailover, Topic: "t", Segment: 1, Count: 5, Bytes: 60, CRC: 9, Holder: 3, NextLeader: 2, Replicas: []uint64{2, 3, 1}}
+	if r := applyCmd(t, f, 5, fo); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	top, _ := f.Topic("t")
+	s1, s2 := top.Segments[0], top.Segments[1]
+	if s1.State != Sealed || s1.Count != 5 || s1.Holder != 3 || s1.Owner() != 3 || s2.Base != 5 || s2.Leader != 2 || s2.Epoch() != 5 || top.Cursor != 4 {
+		t.Fatalf("after the failover: %+v, %+v, cursor %d", s1, s2, top.Cursor)
+	}
+	if r := applyCmd(t, f, 6, fo); r.Err != nil {
+		t.Fatalf("a repeated failover: %v", r.Err)
+	}
+	other := *fo
+	other.Count = 6
+	if r := applyCmd(t, f, 7, &other); !errors.Is(r.Err, ErrStaleSegment) {
+		t.Fatalf("a failover with other totals of a sealed segment: %v, want ErrStaleSegment", r.Err)
+	}
+	if top, _ := f.Topic("t"); len(top.Segments) != 2 {
+		t.Fatalf("%d segments after repeats, want 2", len(top.Segments))
+	}
+}
+
+// TestReplaceReplica: replace_replica swaps a follower for another node, hands a
+// sealed segment whose owner is replaced to the next replica, never replaces an active
+// segment's leader, and is a no-op when repeated.
+func TestReplaceReplica(t *testing.T) {
+	f := NewFSM()
+	applyCmd(t, f, 1, &Command{Op: OpCreateTopic, Topic: "t", Leader: 1, Replicas: []uint64{1, 2, 3}})
+	if r := applyCmd(t, f, 2, &Command{Op: OpReplaceReplica, Topic: "t", Segment: 1, OldReplica: 1, NewReplica: 4}); !errors.Is(r.Err, ErrBadCommand) {
+		t.Fatalf("replacing an active segment's leader: %v, want ErrBadCommand", r.Err)
+	}
+	rep := &Command{Op: OpReplaceReplica, Topic: "t", Segment: 1, OldReplica: 3, NewReplica: 4}
+	for i := 0; i < 2; i++ {
+		if r := applyCmd(t, f, uint64(3+i), rep); r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	if s, _ := f.SegmentOf("t", 1); !reflect.DeepEqual(s.ReplicaSet(), []uint64{1, 2, 4}) {
+		t.Fatalf("replicas %v, want [1 2 4]", s.ReplicaSet())
+	}
+	applyCmd(t, f, 5, &Command{Op: OpSeal, Topic: "t", Segment: 1, Count: 3, NextLeader: 2, Replicas: []uint64{2, 4, 1}})
+	if r := applyCmd(t, f, 6, &Command{Op: OpReplaceReplica, Topic: "t", Segment: 1, OldReplica: 1, NewReplica: 3}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if s, _ := f.SegmentOf("t", 1); s.Owner() != 2 || !reflect.DeepEqual(s.ReplicaSet(), []uint64{3, 2, 4}) {
+		t.Fatalf("sealed segment after its owner was replaced: owner %d, replicas %v", s.Owner(), s.ReplicaSet())
+	}
+}

@@ -79,13 +79,22 @@ row() { # row NAME JSON CPU_SECONDS RSS_MIB
 
 # floe_run NAME NODE PIPELINE: floe bench through NODE; the row's CPU and RSS are the
 # segment leader's. Through a non-leader, that node's CPU per PUT is printed beside it.
+# With --replicas above 1 the row's CPU is that of all three nodes (the followers
+# write every entry too), as it is for the three servers of JetStream R3.
+cpu_of_run() {
+  if [ "$REPLICAS" -gt 1 ]; then
+    calc "$(floe_cpu 1)+$(floe_cpu 2)+$(floe_cpu 3)" 3
+  else
+    floe_cpu "$leader"
+  fi
+}
 floe_run() {
   local json=$DIR/$1.json before after ebefore eafter rss
   echo "== $1: floe bench, $CONNS x $3 via node $2 (segment leader: node $leader)"
-  before=$(floe_cpu "$leader"); ebefore=$(floe_cpu "$2")
+  before=$(cpu_of_run); ebefore=$(floe_cpu "$2")
   "$BENCH" bench --addr "127.0.0.1:$((17100+$2))" --http "127.0.0.1:$((17200+leader))" --json \
     --connections "$CONNS" --size "$SIZE" --pipeline "$3" --duration "$DURATION" --warmup "$WARMUP" >"$json"
-  after=$(floe_cpu "$leader"); eafter=$(floe_cpu "$2")
+  after=$(cpu_of_run); eafter=$(floe_cpu "$2")
   rss=$(sed -n 's/^ *"bytes": \([0-9]*\).*/\1/p' "$json" | head -1)
   row "$1" "$json" "$(calc "$after-$before" 3)" "$(calc "${rss:-0}/1048576" 1)"
   if [ "$2" != "$leader" ]; then
@@ -96,6 +105,44 @@ floe_run() {
 # nats_ticks: nats-server's utime+stime in clock ticks (fields 14 and 15 of its stat,
 # counted after the parenthesised command name).
 nats_ticks() { sed 's/^.*) //' "/proc/$nats_pid/stat" | awk '{print $12 + $13}'; }
+
+# nats_cluster_run NAME PIPELINE: three fresh nats-servers in one cluster, each with
+# sync_interval: always, and one run against a stream of $REPLICAS replicas; the row's
+# CPU is the three servers' and its RSS the largest VmHWM.
+nats_cluster_run() {
+  local json=$DIR/$1.json before=0 after=0 rss=0 i up= cpids=()
+  for i in 1 2 3; do
+    local routes="" j
+    for j in 1 2 3; do [ "$j" != "$i" ] && routes="$routes nats://127.0.0.1:$((17500+j))"; done
+    printf 'server_name: n%s\nlisten: 127.0.0.1:%s\nhttp: 127.0.0.1:%s\njetstream {\n  store_dir: "%s"\n  sync_interval: always\n}\ncluster {\n  name: bench\n  listen: 127.0.0.1:%s\n  routes: [%s]\n}\n' \
+      "$i" $((17400+10*i+1)) $((17400+10*i+2)) "$DIR/$1.js$i" $((17500+i)) "$(echo $routes | tr ' ' ',')" >"$DIR/$1.$i.conf"
+    "$NATS_SERVER" -c "$DIR/$1.$i.conf" >"$DIR/$1.$i.log" 2>&1 &
+    cpids+=($!)
+  done
+  for _ in $(seq 1 300); do
+    curl -fsS "http://127.0.0.1:17412/healthz" >/dev/null 2>&1 && curl -fsS "http://127.0.0.1:17422/healthz" >/dev/null 2>&1 && \
+      curl -fsS "http://127.0.0.1:17432/healthz" >/dev/null 2>&1 && { up=1; break; }
+    sleep 0.1
+  done
+  [ -n "$up" ] || { echo "the nats-server cluster did not start:" >&2; cat "$DIR/$1.1.log" >&2; kill "${cpids[@]}"; exit 1; }
+  echo "== $1: natsbench, $CONNS x $2, 3 nats-servers $("$NATS_SERVER" --version | cut -d' ' -f2), stream R$REPLICAS, sync_interval: always"
+  for i in 1 2 3; do before=$(( before + $(sed 's/^.*) //' "/proc/${cpids[$((i-1))]}/stat" | awk '{print $12 + $13}') )); done
+  # The stream needs a JetStream meta leader: natsbench is retried until one is elected.
+  local ok=
+  for _ in $(seq 1 50); do
+    if ./bin/natsbench -url nats://127.0.0.1:17411 -json -note "R$REPLICAS sync always" -replicas "$REPLICAS" \
+      -connections "$CONNS" -size "$SIZE" -pipeline "$2" -duration "$DURATION" -warmup "$WARMUP" >"$json" 2>"$DIR/$1.err"; then ok=1; break; fi
+    sleep 0.2
+  done
+  [ -n "$ok" ] || { echo "natsbench against the nats-server cluster failed:" >&2; cat "$DIR/$1.err" >&2; kill "${cpids[@]}"; exit 1; }
+  for i in 1 2 3; do
+    after=$(( after + $(sed 's/^.*) //' "/proc/${cpids[$((i-1))]}/stat" | awk '{print $12 + $13}') ))
+    local hwm; hwm=$(awk '/^VmHWM:/{print $2}' "/proc/${cpids[$((i-1))]}/status")
+    [ "$hwm" -gt "$rss" ] && rss=$hwm
+  done
+  kill "${cpids[@]}"; wait "${cpids[@]}" 2>/dev/null || true
+  row "$1" "$json" "$(calc "($after-$before)/$(getconf CLK_TCK)" 3)" "$(calc "$rss/1024" 1)"
+}
 
 # nats_run NAME SYNC PIPELINE: a fresh nats-server (SYNC: always or default) and one run.
 nats_run() {
@@ -139,10 +186,14 @@ if [ -x "$NATS_SERVER" ]; then
     nats=1
     # The floe nodes stop first, so that JetStream has the machine floe had.
     stop_floe
-    for sync in always default; do
-      nats_run "jetstream-$sync-${CONNS}x1" "$sync" 1
-      if [ "$DEPTH" != 1 ]; then nats_run "jetstream-$sync-${CONNS}x$DEPTH" "$sync" "$DEPTH"; fi
-    done
+    if [ "$REPLICAS" -gt 1 ]; then
+      for shape in "${shapes[@]}"; do nats_cluster_run "jetstream-r$REPLICAS-always-$shape" "${shape#*x}"; done
+    else
+      for sync in always default; do
+        nats_run "jetstream-$sync-${CONNS}x1" "$sync" 1
+        if [ "$DEPTH" != 1 ]; then nats_run "jetstream-$sync-${CONNS}x$DEPTH" "$sync" "$DEPTH"; fi
+      done
+    fi
   else
     echo "== JetStream skipped: tools/natsbench does not build:"; cat "$DIR/natsbench-build.log"
   fi
@@ -151,7 +202,11 @@ else
 fi
 
 echo
-echo "== results (server CPU and peak RSS: the floe segment leader's, also for the forwarded run, or nats-server's)"
+if [ "$REPLICAS" -gt 1 ]; then
+  echo "== results (server CPU: all three floe nodes', or the three nats-servers'; peak RSS: the floe segment leader's, or the largest nats-server's)"
+else
+  echo "== results (server CPU and peak RSS: the floe segment leader's, also for the forwarded run, or nats-server's)"
+fi
 {
   echo "run|entries/s|mean ms|p50 ms|p99 ms|Little ratio|server CPU us/write|server peak RSS MiB|errors"
   cat "$ROWS"
@@ -162,7 +217,9 @@ if [ -n "$nats" ]; then
   echo "== floe / JetStream (entries/s: above 1 is floe faster; CPU per write: below 1 is floe cheaper)"
   {
     echo "floe run|JetStream run|entries/s ratio|CPU per write ratio"
-    for sync in always default; do
+    syncs=(always default)
+    [ "$REPLICAS" -gt 1 ] && syncs=("r$REPLICAS-always")
+    for sync in "${syncs[@]}"; do
       for shape in "${shapes[@]}"; do
         f=floe-leader-$shape j=jetstream-$sync-$shape
         echo "$f|$j|$(calc "$(get "$f" 2)/$(get "$j" 2)" 2)|$(calc "$(get "$f" 7)/$(get "$j" 7)" 2)"

@@ -3,11 +3,13 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -63,11 +65,33 @@ of --topic over one connection and prints their median and max.`,
 	fs.IntVar(&o.idle, "idle-connections", 0, "extra connections held open and silent during the run")
 	fs.StringVar(&o.readOffsets, "read-offsets", "", "comma-separated offsets of --topic: time READs of them instead of writing")
 	fs.IntVar(&o.reads, "reads", 20, "READs of each --read-offsets offset")
+	fs.IntVar(&o.replicas, "replicas", 0, "create the topics with this replication factor first, through the HTTP API of --http (0: REGISTER, the nodes' --default-replication-factor); an existing topic keeps its own")
 	fs.BoolVar(&jsonOut, "json", false, "print the report as JSON")
 	return c
 }
 
+// createReplicated creates topics with replication factor replicas through the
+// HTTP API of the first of httpAddrs (PUT /v1/topics/{topic}).
+func createReplicated(httpAddrs string, topics []string, replicas int) error {
+	at := strings.TrimSpace(strings.Split(httpAddrs, ",")[0])
+	if at == "" {
+		return errors.New("--replicas needs --http: topics are created with a replication factor through the HTTP API")
+	}
+	api := &clusterAPI{addr: at, timeout: time.Minute}
+	body := fmt.Sprintf(`{"replication_factor": %d}`, replicas)
+	for _, t := range topics {
+		ctx, cancel := context.WithTimeout(context.Background(), api.timeout)
+		err := api.callBody(ctx, http.MethodPut, "http://"+at+"/v1/topics/"+url.PathEscape(t), []byte(body), nil)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("create %s with %d replicas: %w", t, replicas, err)
+		}
+	}
+	return nil
+}
+
 type benchOpts struct {
+	replicas int
 	addr     string
 	topic    string
 	conns    int
@@ -105,9 +129,12 @@ func runBench(out io.Writer, o benchOpts, jsonOut bool) error {
 	}
 	topics := benchTopics(o.topic, max(o.topics, 1)) // 0 as 1: just --topic
 	var err error
-	if o.localTopics && len(topics) > 1 {
+	switch {
+	case o.replicas > 0:
+		err = createReplicated(o.httpAddr, topics, o.replicas)
+	case o.localTopics && len(topics) > 1:
 		topics, err = localTopics(first, o.topic, len(topics))
-	} else {
+	default:
 		err = registerTopics(first, topics)
 	}
 	if err != nil {

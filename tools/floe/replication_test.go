@@ -143,6 +143,15 @@ func TestReplicatedTopic(t *testing.T) {
 	for id := 1; id <= 3; id++ {
 		checkEntries(t, fmt.Sprintf("READ through node %d", id), c.readAll(id, topic), func(i int) string { return payload(i) }, 200)
 	}
+
+	// floe bench --replicas creates its topic with that factor.
+	if out, err := runFloe(t, "bench", "--replicas", "3", "--http", httpOf(1), "--addr", c.node(1).clientAddr(), "--topic", "benchrepl",
+		"--connections", "2", "--pipeline", "2", "--duration", "500ms", "--warmup", "100ms", "--json"); err != nil {
+		t.Fatalf("floe bench --replicas 3: %v\n%s", err, out)
+	}
+	if st := c.state(1, "benchrepl"); !bytes.Contains(st.Raw, []byte(`"replication_factor":3`)) || len(st.Segments[0].Replicas) != 3 {
+		t.Fatalf("the topic floe bench --replicas 3 created: %s", st.Raw)
+	}
 }
 
 // ack is one acknowledged PUT of a failover test's writer.

@@ -27,7 +27,8 @@ import (
 func main() {
 	var o opts
 	flag.StringVar(&o.url, "url", nats.DefaultURL, "NATS server URL")
-	flag.StringVar(&o.stream, "stream", "bench", "stream to publish to (created R1, file storage, if missing)")
+	flag.StringVar(&o.stream, "stream", "bench", "stream to publish to (created with -replicas, file storage, if missing)")
+	flag.IntVar(&o.replicas, "replicas", 1, "replicas of the stream it creates (R3 needs a 3-server cluster)")
 	flag.IntVar(&o.conns, "connections", 16, "concurrent connections")
 	flag.IntVar(&o.size, "size", 1024, "payload bytes")
 	flag.IntVar(&o.depth, "pipeline", 32, "most publishes unanswered per connection (1 = synchronous js.Publish)")
@@ -45,6 +46,7 @@ func main() {
 type opts struct {
 	url, stream, note  string
 	conns, size, depth int
+	replicas           int
 	duration, warmup   time.Duration
 	json               bool
 }
@@ -54,7 +56,7 @@ func run(o opts) error {
 		return errors.New("-connections, -size and -pipeline must be positive")
 	}
 	subject := o.stream
-	if err := ensureStream(o.url, o.stream, subject); err != nil {
+	if err := ensureStream(o.url, o.stream, subject, o.replicas); err != nil {
 		return err
 	}
 	payload := []byte(strings.Repeat("x", o.size))
@@ -74,7 +76,7 @@ func run(o opts) error {
 	if err != nil {
 		return err
 	}
-	title := fmt.Sprintf("JetStream bench, stream %q (R1, file) via %s", o.stream, o.url)
+	title := fmt.Sprintf("JetStream bench, stream %q (R%d, file) via %s", o.stream, o.replicas, o.url)
 	if o.note != "" {
 		title += ", " + o.note
 	}
@@ -94,9 +96,9 @@ func run(o opts) error {
 	return nil
 }
 
-// ensureStream creates the stream (one replica, file storage, the one subject) unless
+// ensureStream creates the stream (replicas, file storage, the one subject) unless
 // it exists.
-func ensureStream(url, stream, subject string) error {
+func ensureStream(url, stream, subject string, replicas int) error {
 	nc, err := nats.Connect(url)
 	if err != nil {
 		return fmt.Errorf("cannot connect to %s: %w", url, err)
@@ -112,7 +114,7 @@ func ensureStream(url, stream, subject string) error {
 		return fmt.Errorf("cannot look up stream %q at %s: %w", stream, url, err)
 	}
 	_, err = js.AddStream(&nats.StreamConfig{
-		Name: stream, Subjects: []string{subject}, Storage: nats.FileStorage, Replicas: 1,
+		Name: stream, Subjects: []string{subject}, Storage: nats.FileStorage, Replicas: replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("cannot create stream %q at %s: %w", stream, url, err)
