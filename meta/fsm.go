@@ -423,10 +423,11 @@ func (f *FSM) applyFailover(c *Command, index uint64) *Result {
 }
 
 // applyReplaceReplica puts c.NewReplica in the place of c.OldReplica among the
-// replicas of a segment not archived yet (a member removed from the cluster), so that
-// the new one fetches a copy. The old one may be the owner of a sealed segment; the
-// next replica then holds it (Holder) once its copy is checked. The leader of an
-// active segment is never replaced this way (that is a failover). A repeat is a no-op.
+// replicas of a sealed segment not archived yet (a member removed from the cluster),
+// so that the new one fetches a copy. An active segment's replicas never change: its
+// leader rolls it over instead (the majority that acknowledged its entries must be
+// the one a failover asks). When the old replica was the segment's owner, the first
+// other replica holds it (Holder). A repeat is a no-op.
 func (f *FSM) applyReplaceReplica(c *Command) *Result {
 	t, ok := f.st.Topics[c.Topic]
 	if !ok {
@@ -439,18 +440,23 @@ func (f *FSM) applyReplaceReplica(c *Command) *Result {
 	if !s.HasReplica(c.OldReplica) && s.HasReplica(c.NewReplica) {
 		return &Result{} // a repeat
 	}
-	if !s.HasReplica(c.OldReplica) || s.HasReplica(c.NewReplica) || c.NewReplica == 0 || (s.State == Active && c.OldReplica == s.Leader) {
+	if s.State == Active || !s.HasReplica(c.OldReplica) || s.HasReplica(c.NewReplica) || c.NewReplica == 0 {
 		return &Result{Err: fmt.Errorf("%w: replace node %d by node %d among the replicas %v of segment %d of %q (%s)",
 			ErrBadCommand, c.OldReplica, c.NewReplica, s.ReplicaSet(), s.ID, c.Topic, s.State)}
 	}
+	// A new slice: readers hold copies of the segment that share the old one.
+	replicas := make([]uint64, len(s.Replicas))
 	for i, id := range s.Replicas {
+		replicas[i] = id
 		if id == c.OldReplica {
-			s.Replicas[i] = c.NewReplica
+			replicas[i] = c.NewReplica
 		}
 	}
-	if s.State != Active && s.Owner() == c.OldReplica {
+	s.Replicas = replicas
+	if s.Owner() == c.OldReplica {
+		s.Holder = c.NewReplica // no other replica left: it fetches what survives
 		for _, id := range s.Replicas {
-			if id != s.Leader && id != c.NewReplica {
+			if id != c.NewReplica {
 				s.Holder = id
 				break
 			}

@@ -417,29 +417,40 @@ func TestFailoverSegment(t *testing.T) {
 	}
 }
 
-// TestReplaceReplica: replace_replica swaps a follower for another node, hands a
-// sealed segment whose owner is replaced to the next replica, never replaces an active
-// segment's leader, and is a no-op when repeated.
+// TestReplaceReplica: replace_replica swaps a replica of a sealed segment for another
+// node (in a new slice: copies handed out earlier keep theirs), hands the segment to
+// another replica when its owner is replaced (with two replicas, to the one left: found
+// by review), refuses an active segment (its leader rolls it over instead), and is a
+// no-op when repeated.
 func TestReplaceReplica(t *testing.T) {
 	f := NewFSM()
 	applyCmd(t, f, 1, &Command{Op: OpCreateTopic, Topic: "t", Leader: 1, Replicas: []uint64{1, 2, 3}})
-	if r := applyCmd(t, f, 2, &Command{Op: OpReplaceReplica, Topic: "t", Segment: 1, OldReplica: 1, NewReplica: 4}); !errors.Is(r.Err, ErrBadCommand) {
-		t.Fatalf("replacing an active segment's leader: %v, want ErrBadCommand", r.Err)
+	if r := applyCmd(t, f, 2, &Command{Op: OpReplaceReplica, Topic: "t", Segment: 1, OldReplica: 3, NewReplica: 4}); !errors.Is(r.Err, ErrBadCommand) {
+		t.Fatalf("replacing a replica of an active segment: %v, want ErrBadCommand", r.Err)
 	}
+	applyCmd(t, f, 3, &Command{Op: OpSeal, Topic: "t", Segment: 1, Count: 3, NextLeader: 2, Replicas: []uint64{2, 1}})
+	before, _ := f.SegmentOf("t", 1)
 	rep := &Command{Op: OpReplaceReplica, Topic: "t", Segment: 1, OldReplica: 3, NewReplica: 4}
 	for i := 0; i < 2; i++ {
-		if r := applyCmd(t, f, uint64(3+i), rep); r.Err != nil {
+		if r := applyCmd(t, f, uint64(4+i), rep); r.Err != nil {
 			t.Fatal(r.Err)
 		}
 	}
-	if s, _ := f.SegmentOf("t", 1); !reflect.DeepEqual(s.ReplicaSet(), []uint64{1, 2, 4}) {
-		t.Fatalf("replicas %v, want [1 2 4]", s.ReplicaSet())
+	if s, _ := f.SegmentOf("t", 1); !reflect.DeepEqual(s.ReplicaSet(), []uint64{1, 2, 4}) || !reflect.DeepEqual(before.Replicas, []uint64{1, 2, 3}) {
+		t.Fatalf("replicas %v (a copy taken before: %v), want [1 2 4] ([1 2 3])", s.ReplicaSet(), before.Replicas)
 	}
-	applyCmd(t, f, 5, &Command{Op: OpSeal, Topic: "t", Segment: 1, Count: 3, NextLeader: 2, Replicas: []uint64{2, 4, 1}})
 	if r := applyCmd(t, f, 6, &Command{Op: OpReplaceReplica, Topic: "t", Segment: 1, OldReplica: 1, NewReplica: 3}); r.Err != nil {
 		t.Fatal(r.Err)
 	}
 	if s, _ := f.SegmentOf("t", 1); s.Owner() != 2 || !reflect.DeepEqual(s.ReplicaSet(), []uint64{3, 2, 4}) {
 		t.Fatalf("sealed segment after its owner was replaced: owner %d, replicas %v", s.Owner(), s.ReplicaSet())
+	}
+	// Two replicas, the holder replaced: the other one holds it.
+	applyCmd(t, f, 7, &Command{Op: OpFailover, Topic: "t", Segment: 2, Count: 1, Holder: 1, NextLeader: 1, Replicas: []uint64{1, 2}})
+	if r := applyCmd(t, f, 8, &Command{Op: OpReplaceReplica, Topic: "t", Segment: 2, OldReplica: 1, NewReplica: 3}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if s, _ := f.SegmentOf("t", 2); s.Owner() != 2 || !reflect.DeepEqual(s.ReplicaSet(), []uint64{2, 3}) {
+		t.Fatalf("factor 2, holder replaced: owner %d, replicas %v; want owner 2", s.Owner(), s.ReplicaSet())
 	}
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -36,6 +37,9 @@ func (n *Node) failoverLoop() {
 type failoverWatch struct {
 	term     uint64
 	answered map[uint64]time.Time
+	// started are the segments whose failover fenced followers and may have proposed:
+	// they are failed over even if their leader answers again.
+	started map[segRef]bool
 }
 
 // failoverPass probes the leaders of active replicated segments and fails over the
@@ -43,6 +47,7 @@ type failoverWatch struct {
 func (n *Node) failoverPass(f *failoverWatch) {
 	if term := n.raft.Term(); term != f.term || f.answered == nil {
 		f.term, f.answered = term, map[uint64]time.Time{} // a new term: everyone gets the full timeout
+		f.started = map[segRef]bool{}
 	}
 	led := map[uint64][]segRef{}
 	for _, name := range n.fsm.TopicNames() {
@@ -51,6 +56,11 @@ func (n *Node) failoverPass(f *failoverWatch) {
 				led[s.Leader] = append(led[s.Leader], segRef{name, s.ID})
 			}
 		})
+	}
+	for id := range f.answered {
+		if _, ok := led[id]; !ok {
+			delete(f.answered, id) // leads nothing now: the full timeout again when it does
+		}
 	}
 	now := time.Now()
 	var mu sync.Mutex
@@ -72,18 +82,38 @@ func (n *Node) failoverPass(f *failoverWatch) {
 	wg.Wait()
 	n.replaceRemoved()
 	for id, segs := range led {
-		if silent := time.Since(f.answered[id]); silent >= n.cfg.SegmentFailoverTimeout {
-			for _, r := range segs {
+		silent := time.Since(f.answered[id])
+		for _, r := range segs {
+			// A failover that fenced followers and proposed is finished even if the
+			// leader answers again: they refuse its appends now.
+			if silent >= n.cfg.SegmentFailoverTimeout || f.started[r] {
+				f.started[r] = true
 				ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RequestTimeout)
-				if _, err := n.failoverSegment(ctx, r.topic, r.id, 0); err != nil {
+				_, err := n.failoverSegment(ctx, r.topic, r.id, 0)
+				cancel()
+				switch {
+				case err == nil:
+					delete(f.started, r)
+				case errors.Is(err, errFenceShort):
+					delete(f.started, r) // nothing proposed, and the fences are lifted
+					n.log.Warn("cannot fail over a segment whose leader does not answer; will try again", "topic", r.topic,
+						"segment", r.id, "leader", id, "silent", silent.Round(time.Millisecond), "err", err)
+				default:
 					n.log.Warn("cannot fail over a segment whose leader does not answer; will try again", "topic", r.topic,
 						"segment", r.id, "leader", id, "silent", silent.Round(time.Millisecond), "err", err)
 				}
-				cancel()
 			}
 		}
 	}
+	for r := range f.started {
+		if s, ok := n.fsm.SegmentOf(r.topic, r.id); !ok || s.State != meta.Active {
+			delete(f.started, r)
+		}
+	}
 }
+
+// errFenceShort: too few followers answered a failover's fence; nothing was proposed.
+var errFenceShort = errors.New("too few followers answered the fence")
 
 // replaceRemoved re-replicates the unarchived segments of replicated topics that
 // name, among their replicas, a node that is no longer a voter (floe cluster
@@ -122,9 +152,15 @@ func (n *Node) replaceRemoved() {
 	}
 }
 
-// replaceReplica takes node old, no longer a voter, out of segment s's replicas.
+// replaceReplica takes node old, no longer a voter, out of segment s's replicas. An
+// active segment's replicas never change (the majority that acknowledged its entries
+// must stay the one a failover asks): one it led is failed over, and one it follows
+// is rolled over by its leader (Appender: a follower that is no voter).
 func (n *Node) replaceReplica(ctx context.Context, topic string, s *meta.Segment, old uint64, voters []uint64) error {
-	if s.State == meta.Active && s.Leader == old {
+	if s.State == meta.Active {
+		if s.Leader != old {
+			return nil
+		}
 		_, err := n.failoverSegment(ctx, topic, s.ID, 0)
 		return err
 	}
@@ -191,8 +227,10 @@ func (n *Node) failoverSegment(ctx context.Context, topic string, id, to uint64)
 	// other N-(N/2+1) replicas include one of them.
 	need := len(replicas) - (len(replicas)/2 + 1) + 1
 	if len(answers) < need {
+		// Nothing is proposed: lift the fences, so the leader, if it is back, goes on.
+		n.unfenceFollowers(topic, &act, answers)
 		return nil, rpc.Unavailable(fmt.Sprintf("only %d of the %d followers of segment %d of %q answered, %d needed to know every acknowledged entry",
-			len(answers), len(replicas)-1, id, topic, need), nil)
+			len(answers), len(replicas)-1, id, topic, need), errFenceShort)
 	}
 	best := answers[0]
 	for _, a := range answers[1:] {
@@ -219,6 +257,28 @@ func (n *Node) failoverSegment(ctx context.Context, topic string, id, to uint64)
 	return &next, nil
 }
 
+// unfenceFollowers lifts the fence of a failover that proposed nothing, on the
+// followers that answered it (best effort: a follower that misses it keeps refusing
+// the leader's appends until a failover of the segment succeeds).
+func (n *Node) unfenceFollowers(topic string, act *meta.Segment, answers []fenced) {
+	var e rpc.Encoder
+	e.Str(topic)
+	e.U64(act.ID)
+	e.U64(act.Epoch())
+	e.Bool(true)
+	for _, a := range answers {
+		if a.node == n.cfg.NodeID {
+			n.unfence(topic, act.ID)
+			continue
+		}
+		if p, err := n.nodePeer(a.node); err == nil {
+			if _, err := p.Call(n.ctx, rpc.OpFence, e.B, fenceTimeout); err != nil {
+				n.log.Warn("cannot lift the fence of a failover that proposed nothing", "topic", topic, "segment", act.ID, "node", a.node, "err", err)
+			}
+		}
+	}
+}
+
 // fenceFollowers fences the followers of act in parallel and returns the answers.
 func (n *Node) fenceFollowers(ctx context.Context, topic string, act *meta.Segment) []fenced {
 	var mu sync.Mutex
@@ -228,6 +288,7 @@ func (n *Node) fenceFollowers(ctx context.Context, topic string, act *meta.Segme
 	e.Str(topic)
 	e.U64(act.ID)
 	e.U64(act.Epoch())
+	e.Bool(false)
 	for _, id := range act.ReplicaSet()[1:] {
 		wg.Add(1)
 		go func() {

@@ -193,14 +193,15 @@ func (n *Node) appendReplica(r *rpc.Replicate) (uint64, error) {
 // replicaCopy returns this node's open copy of an active segment, opening (and
 // recovering) or creating its file.
 func (n *Node) replicaCopy(topic string, id uint64) (*replicaCopy, error) {
+	// The FSM first, then this node's lock, never the other way round.
+	if s, ok := n.fsm.SegmentOf(topic, id); !ok || s.State != meta.Active {
+		return nil, fmt.Errorf("%w: segment %d of %q is not active", meta.ErrStaleSegment, id, topic)
+	}
 	n.replicas.mu.Lock()
 	defer n.replicas.mu.Unlock()
 	k := segKey{topic, id}
 	if c, ok := n.replicas.open[k]; ok {
 		return c, nil
-	}
-	if s, ok := n.fsm.SegmentOf(topic, id); !ok || s.State != meta.Active {
-		return nil, fmt.Errorf("%w: segment %d of %q is not active", meta.ErrStaleSegment, id, topic)
 	}
 	seg, err := n.store.Create(topic, id)
 	if err != nil {
@@ -224,10 +225,13 @@ func (n *Node) replicaCopy(topic string, id uint64) (*replicaCopy, error) {
 // are left to setAsideAbandoned. It runs after every metadata change, and every
 // replicaRetry.
 func (n *Node) sealReplicas() {
-	var seal, remove []segKey
+	var seal, remove, over []segKey
 	for _, name := range n.fsm.TopicNames() {
 		n.fsm.View(name, func(t *meta.Topic) {
 			for _, s := range t.Segments {
+				if s.State != meta.Active {
+					over = append(over, segKey{name, s.ID})
+				}
 				if s.State == meta.Active || s.Abandoned || !checksCopy(s, n.cfg.NodeID) {
 					continue
 				}
@@ -240,6 +244,13 @@ func (n *Node) sealReplicas() {
 			}
 		})
 	}
+	// No lock of this node's is taken under the FSM's (View): replicaCopy takes
+	// them the other way round.
+	n.replicas.mu.Lock()
+	for _, k := range over {
+		delete(n.replicas.fenced, k) // the failover, if any, is done
+	}
+	n.replicas.mu.Unlock()
 	for _, k := range seal {
 		n.replicas.mu.Lock()
 		start := !n.replicas.sealed[k] && !n.replicas.busy[k] && !time.Now().Before(n.replicas.retryAt[k])
@@ -408,9 +419,14 @@ func (n *Node) readableCopy(topic string, s *meta.Segment) bool {
 // Raft leader failing the segment over, and answers with the copy's totals.
 func (n *Node) rpcFence(req *rpc.Request) {
 	d := rpc.NewDecoder(req.Body)
-	topic, id, epoch := d.Str(), d.U64(), d.U64()
+	topic, id, epoch, lift := d.Str(), d.U64(), d.U64(), d.Bool()
 	if d.Err != nil || len(d.B) != 0 {
 		req.Reply(nil, fmt.Errorf("%w: malformed fence", ErrBadRequest))
+		return
+	}
+	if lift {
+		n.unfence(topic, id)
+		req.Reply(nil, nil)
 		return
 	}
 	count, bytes, crc, err := n.fenceReplica(topic, id, epoch)
@@ -479,18 +495,23 @@ func (n *Node) dropCopy(k segKey, c *replicaCopy, cause error) {
 // incompleteCopies returns how many sealed, unarchived segments this node must hold
 // a checked copy of and does not yet.
 func (n *Node) incompleteCopies() int {
-	count := 0
+	var mine []segKey
 	for _, name := range n.fsm.TopicNames() {
 		n.fsm.View(name, func(t *meta.Topic) {
 			for _, s := range t.Segments {
-				if s.State != meta.Sealed || s.Abandoned || s.ArchiveKey != "" || !checksCopy(s, n.cfg.NodeID) {
-					continue
-				}
-				if !n.readableCopy(name, s) {
-					count++
+				if s.State == meta.Sealed && !s.Abandoned && s.ArchiveKey == "" && checksCopy(s, n.cfg.NodeID) {
+					mine = append(mine, segKey{name, s.ID})
 				}
 			}
 		})
+	}
+	n.replicas.mu.Lock() // not under the FSM's lock: see sealReplicas
+	defer n.replicas.mu.Unlock()
+	count := 0
+	for _, k := range mine {
+		if !n.replicas.sealed[k] {
+			count++
+		}
 	}
 	return count
 }
@@ -545,6 +566,13 @@ func (n *Node) closeReplica(k segKey) {
 		n.store.Release(c.seg)
 		c.mu.Unlock()
 	}
+}
+
+// unfence lifts the fence of a failover that proposed nothing.
+func (n *Node) unfence(topic string, id uint64) {
+	n.replicas.mu.Lock()
+	delete(n.replicas.fenced, segKey{topic, id})
+	n.replicas.mu.Unlock()
 }
 
 // closeReplicas closes every open copy, at shutdown.

@@ -28,6 +28,7 @@ func (n *Node) newWriter() *write.Writer {
 		Metrics:    n.metrics,
 		NextLeader: n.nextLeader,
 		ReplicaSet: n.replicaSet,
+		IsVoter:    n.isVoter,
 		Limits: write.Limits{
 			Entries: n.cfg.MaxSegmentEntries, Bytes: n.cfg.MaxSegmentBytes, Age: n.cfg.MaxSegmentAge,
 		},
@@ -197,6 +198,21 @@ func (n *Node) nextLeader(current uint64) uint64 {
 		}
 	}
 	return n.cfg.NodeID
+}
+
+// isVoter reports whether node id is a voter of the Raft configuration (true when
+// the configuration cannot be read: nothing is rolled over on a guess).
+func (n *Node) isVoter(id uint64) bool {
+	members, err := n.raft.Members()
+	if err != nil {
+		return true
+	}
+	for _, m := range members {
+		if m.ID == id {
+			return m.Voter
+		}
+	}
+	return false
 }
 
 // voters returns the ids of the Raft configuration's voters, ascending (none if the

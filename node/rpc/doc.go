@@ -52,7 +52,8 @@
 //	9 get         topic, max u64                        n u64, n of [offset u64][payload]
 //	10 replicate  topic, segment, epoch, leader, start, the follower's durable count u64
 //	              committed, n u64, n payloads
-//	11 fence      topic, segment, epoch                 count, bytes, crc of the
+//	11 fence      topic, segment, epoch, lift (bool:    count, bytes, crc of the
+//	              lift a fence that proposed nothing)
 //	                                                    follower's copy, which takes
 //	                                                    no more appends
 //

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -111,6 +110,11 @@ type Appender struct {
 	// anything more is written, so no index ever gets two contents.
 	repl     *replication
 	mustRoll bool
+	// pending is the last batch written to a replicated segment and not answered
+	// yet (waiting for a majority); pendingFresh is set while the run loop has not
+	// come round since it was written.
+	pending      *pendingBatch
+	pendingFresh bool
 	// visible is how many entries of seg readers may see, when it is replicated;
 	// lagging is set while one of its followers holds fewer entries than this node
 	// (or has not answered yet).
@@ -165,16 +169,22 @@ func (a *Appender) run() {
 	for {
 		select {
 		case <-a.w.ctx.Done():
+			a.finishPending()
 			a.drain(ErrClosed)
 			return
 		case <-tick.C:
+			a.finishPending()
 			a.checkAge()
 			continue
 		case r := <-a.ch:
 			batch = a.gather(append(batch[:0], r), wait)
 		}
 		a.behind = 0
+		a.pendingFresh = false
 		a.process(batch)
+		if a.pending != nil && (!a.pendingFresh || len(a.ch) == 0) {
+			a.finishPending() // nothing more to overlap its wait with
+		}
 		// The requests this batch answered are the ones likely to come back next
 		// (their clients send again on the reply), and the ones queued behind it
 		// before it answered are the rest. (Counting the queue after the replies
@@ -279,9 +289,16 @@ func (a *Appender) current() (meta.Segment, Limits, error) {
 	if act.Leader != a.w.cfg.NodeID {
 		return act, limits, fmt.Errorf("%w: segment %d of %q is led by node %d", rpc.ErrNotSegmentLeader, act.ID, a.topic, act.Leader)
 	}
-	if a.repl != nil && !slices.Equal(act.Replicas, a.segMeta.Replicas) {
-		a.repl.reshape(act, a.w.cfg.NodeID)
-		a.segMeta = act
+	if a.repl != nil && !a.mustRoll && a.w.cfg.IsVoter != nil {
+		for _, f := range a.repl.follow {
+			if !a.w.cfg.IsVoter(f.id) {
+				// A follower removed from the cluster: the segment's replicas never
+				// change, the next segment's are picked among the voters.
+				a.w.cfg.Logger.Info("rolling a replicated segment over: a follower is no longer a member", "topic", a.topic,
+					"segment", act.ID, "node", f.id)
+				a.mustRoll = true
+			}
+		}
 	}
 	if a.seg == nil {
 		// Neither create nor open the file before the metadata has caught up.
@@ -312,6 +329,7 @@ func (a *Appender) current() (meta.Segment, Limits, error) {
 
 // closeSegment gives seg back to the store, after a roll-over.
 func (a *Appender) closeSegment() {
+	a.finishPending()
 	if a.repl != nil {
 		a.repl.inflight.Wait()
 	}
@@ -325,6 +343,9 @@ func (a *Appender) closeSegment() {
 // process answers retries from the dedup window, refuses appends out of their
 // stream's sequence, and writes the rest.
 func (a *Appender) process(batch []*Request) {
+	if a.pending != nil && a.pending.retried(batch) {
+		a.finishPending() // a retry of a request it holds gets its answer, not a second write
+	}
 	if act, _, ok := a.w.cfg.Metadata.ActiveOf(a.topic); ok && act.ID != a.seqSegment {
 		a.lastSeq, a.seqSegment = nil, act.ID
 	}
@@ -521,15 +542,7 @@ func (a *Appender) commit(reqs []*Request) error {
 		a.offer(a.repl, a.seg.Count(), payloads)
 	}
 	first, err := a.seg.AppendBatch(payloads)
-	if err == nil && a.repl != nil {
-		if err = a.replicate(a.repl, first+uint64(len(payloads))); err != nil {
-			// The entries are in this node's file and may be on followers: answer
-			// them with what is known, and never as new again.
-			a.w.cfg.Logger.Warn("replication failed", "topic", a.topic, "segment", a.segMeta.ID, "err", err)
-			a.failUnknown(reqs, err)
-			return nil
-		}
-	} else if err != nil && a.repl != nil {
+	if err != nil && a.repl != nil {
 		a.mustRoll = true // followers may hold what failed here: seal before writing again
 	}
 	took := time.Since(start)
@@ -547,15 +560,35 @@ func (a *Appender) commit(reqs []*Request) error {
 	}
 	a.w.cfg.Metrics.Appended(len(payloads), nbytes)
 	a.behind = len(a.ch)
+	for _, r := range reqs {
+		a.settleSeq(r.Tag.Stream, r.Tag.Seq) // their order in the file is settled
+	}
+	if a.repl == nil {
+		a.acknowledge(reqs, first)
+		return nil
+	}
+	// Replicated: the batch is answered once a majority holds it. While more
+	// requests wait, the next batch is written first, so that this one's wait for
+	// the followers overlaps that one's write (finishPending).
+	a.finishPending()
+	a.pending = newPendingBatch(reqs, first, first+uint64(len(payloads)))
+	a.pendingFresh = true
+	if len(a.ch) == 0 {
+		a.finishPending()
+	}
+	return nil
+}
+
+// acknowledge answers reqs, written from index first on, with their offsets, and
+// remembers the answers for their retries.
+func (a *Appender) acknowledge(reqs []*Request, first uint64) {
 	off := a.segMeta.Base + first
 	for _, r := range reqs {
 		res := Result{First: off, Segment: a.segMeta.ID, Node: a.w.cfg.NodeID}
 		a.dedup.remember(r.Tag.ID, res)
-		a.settleSeq(r.Tag.Stream, r.Tag.Seq)
 		r.Done(res)
 		off += uint64(len(r.Payloads))
 	}
-	return nil
 }
 
 // failUnknown answers requests whose entries were written here but not confirmed by
@@ -565,7 +598,6 @@ func (a *Appender) failUnknown(reqs []*Request, err error) {
 	for _, r := range reqs {
 		res := Result{Err: err, Segment: a.segMeta.ID, Node: a.w.cfg.NodeID}
 		a.dedup.remember(r.Tag.ID, res)
-		a.settleSeq(r.Tag.Stream, r.Tag.Seq)
 		r.Done(res)
 	}
 }
@@ -607,6 +639,7 @@ func (a *Appender) checkAge() {
 // roll seals the active segment act locally and commits Seal through Raft, naming
 // the next segment's leader. New appends wait (in the queue) until it is done.
 func (a *Appender) roll(act meta.Segment) error {
+	a.finishPending() // answered while the segment is active, before it is sealed
 	if a.sealed == nil {
 		var (
 			count uint64

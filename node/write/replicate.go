@@ -85,28 +85,6 @@ func newReplication(s meta.Segment, self uint64) *replication {
 	return r
 }
 
-// reshape follows a change of the segment's replicas (a removed member replaced):
-// followers that stay keep what is known of them, new ones start unknown (probed,
-// then sent what they miss), and removed ones are sent nothing more.
-func (r *replication) reshape(s meta.Segment, self uint64) {
-	old := map[uint64]*follower{}
-	for _, f := range r.follow {
-		old[f.id] = f
-	}
-	r.segment, r.follow = s, nil
-	for _, id := range s.ReplicaSet() {
-		if id == self {
-			continue
-		}
-		f := old[id]
-		if f == nil {
-			f = &follower{id: id}
-		}
-		r.follow = append(r.follow, f)
-	}
-	r.need = len(s.ReplicaSet()) / 2
-}
-
 // collect takes in the replies that came since the last call.
 func (r *replication) collect() {
 	for _, f := range r.follow {
@@ -376,6 +354,59 @@ func (a *Appender) replicate(r *replication, end uint64) error {
 			return fmt.Errorf("%w: %v while waiting for the replicas", rpc.ErrOutcomeUnknown, ErrClosed)
 		}
 	}
+}
+
+// pendingBatch is a batch written to a replicated segment that waits for a majority
+// of its replicas before it is answered.
+type pendingBatch struct {
+	reqs       []*Request
+	first, end uint64          // its entries' indexes in the segment: [first, end)
+	ids        map[uint64]bool // the request ids among reqs (nil: none)
+}
+
+func newPendingBatch(reqs []*Request, first, end uint64) *pendingBatch {
+	// A copy: the caller's slice is the run loop's, reused for the next batch.
+	p := &pendingBatch{reqs: append([]*Request(nil), reqs...), first: first, end: end}
+	for _, r := range reqs {
+		if r.Tag.ID != 0 {
+			if p.ids == nil {
+				p.ids = map[uint64]bool{}
+			}
+			p.ids[r.Tag.ID] = true
+		}
+	}
+	return p
+}
+
+// retried reports whether batch holds a retry of one of p's requests.
+func (p *pendingBatch) retried(batch []*Request) bool {
+	if p.ids == nil {
+		return false
+	}
+	for _, r := range batch {
+		if p.ids[r.Tag.ID] {
+			return true
+		}
+	}
+	return false
+}
+
+// finishPending waits until a majority of the replicas holds the pending batch, at
+// most the replica timeout, and answers its requests: with their offsets, or, if no
+// majority confirmed it in time, with ErrOutcomeUnknown (the entries stay in the
+// segment and become readable once a majority holds them).
+func (a *Appender) finishPending() {
+	p := a.pending
+	if p == nil {
+		return
+	}
+	a.pending = nil
+	if err := a.replicate(a.repl, p.end); err != nil {
+		a.w.cfg.Logger.Warn("replication failed", "topic", a.topic, "segment", a.segMeta.ID, "err", err)
+		a.failUnknown(p.reqs, err)
+		return
+	}
+	a.acknowledge(p.reqs, p.first)
 }
 
 // syncFollowers, every age check, probes followers never heard from and sends

@@ -263,3 +263,57 @@ func TestReplicatedSealAtMajority(t *testing.T) {
 		t.Fatalf("the leader's sealed file holds %q, want only what a majority holds", got)
 	}
 }
+
+// TestReplicatedPipelinedCommits: with requests waiting, the appender writes the next
+// batch before it answers the one whose majority it waits for; every request still
+// gets the offset its entry has, once, and only after a follower holds it. (The first
+// version kept the run loop's batch slice for the waiting batch, which the next batch
+// overwrote: requests were answered with other requests' offsets.)
+func TestReplicatedPipelinedCommits(t *testing.T) {
+	h, f, _ := replHarness(t, 3, 5)
+	delete(h.w.appenders, "r") // the harness's appender has no goroutine; use the real one
+	a := h.w.Appender("r")
+	const n = 2000
+	results := make(chan struct {
+		p   string
+		res Result
+	}, n)
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += 8 {
+				r, ch := req(Tag{}, fmt.Sprintf("p%d", i))
+				a.Enqueue(r)
+				var res Result
+				select {
+				case res = <-ch:
+				case <-time.After(10 * time.Second):
+					res.Err = errors.New("no answer within 10s")
+				}
+				results <- struct {
+					p   string
+					res Result
+				}{fmt.Sprintf("p%d", i), res}
+			}
+		}()
+	}
+	wg.Wait()
+	close(results)
+	leader := h.store.seg("r", 1).written()
+	seen := map[uint64]bool{}
+	for r := range results {
+		if r.res.Err != nil {
+			t.Fatalf("%s: %v", r.p, r.res.Err)
+		}
+		if seen[r.res.First] || r.res.First >= uint64(len(leader)) || leader[r.res.First] != r.p {
+			t.Fatalf("%s answered with offset %d, which holds %q (seen before: %v)", r.p, r.res.First, leader[min(r.res.First, uint64(len(leader)-1))], seen[r.res.First])
+		}
+		seen[r.res.First] = true
+	}
+	copies := max(f.copyOf(2, "r", 1).Count(), f.copyOf(3, "r", 1).Count())
+	if copies < n {
+		t.Fatalf("every request was answered but no follower holds all %d entries (%d)", n, copies)
+	}
+}

@@ -160,6 +160,9 @@ type Config struct {
 	// ReplicaSet picks the replicas of a segment led by leader in a topic of
 	// replication factor r, leader first (nil: the leader alone).
 	ReplicaSet func(leader uint64, r int) []uint64
+	// IsVoter reports whether a node is a voter of the cluster; a replicated segment
+	// with a follower that is not is rolled over (nil: never).
+	IsVoter func(id uint64) bool
 	// Limits are the node's roll-over limits; a topic's config overrides them.
 	Limits Limits
 	// ReplicaTimeout bounds how long a group commit of a replicated segment waits

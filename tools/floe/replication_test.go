@@ -164,10 +164,21 @@ type ack struct {
 // in flight, each attempt with a payload of its own (prefix, writer, attempt), until stop is closed; they return
 // what was acknowledged, per writer, in order. A failed PUT (its node down, the
 // segment failing over) is tried again with a new payload after a pause.
-func failoverWriters(t *testing.T, c *cluster, topic, prefix string, via []int, writers int, stop <-chan struct{}, acked *atomic.Int64) [][]ack {
+func failoverWriters(t *testing.T, c *cluster, topic, prefix string, via []int, writers int, stop chan struct{}, acked *atomic.Int64) [][]ack {
 	t.Helper()
 	out := make([][]ack, writers)
 	var wg sync.WaitGroup
+	var once sync.Once
+	t.Cleanup(func() {
+		once.Do(func() {
+			select {
+			case <-stop:
+			default:
+				close(stop) // the test failed before it stopped them
+			}
+		})
+		wg.Wait()
+	})
 	for w := 0; w < writers; w++ {
 		wg.Add(1)
 		go func() {
@@ -203,7 +214,6 @@ func failoverWriters(t *testing.T, c *cluster, topic, prefix string, via []int, 
 			}
 		}()
 	}
-	t.Cleanup(wg.Wait)
 	return out
 }
 
