@@ -216,7 +216,9 @@ func (a *Appender) gather(batch []*Request, wait *time.Timer) []*Request {
 		}
 		break
 	}
-	if len(batch) >= a.expect || full() {
+	if len(batch) >= a.expect || full() || a.pending != nil {
+		// (The clients of a batch waiting for its majority wait for their answers:
+		// none of them will come before it is finished.)
 		return batch
 	}
 	d := a.commitWait()
@@ -567,13 +569,17 @@ func (a *Appender) commit(reqs []*Request) error {
 		a.acknowledge(reqs, first)
 		return nil
 	}
-	// Replicated: the batch is answered once a majority holds it. While more
-	// requests wait, the next batch is written first, so that this one's wait for
-	// the followers overlaps that one's write (finishPending).
+	// Replicated: the batch is answered once a majority holds it. While at least as
+	// many requests wait as it carries (pipelining clients), the next batch is
+	// written first, so that this one's wait for the followers overlaps that one's
+	// write (finishPending). With fewer (clients that wait for each answer), the
+	// batch is answered first: holding it would split those clients into two groups
+	// taking turns, each batch half as large (measured: 16 x 1 fell from 17,000 to
+	// 11,500 entries/s).
 	a.finishPending()
 	a.pending = newPendingBatch(reqs, first, first+uint64(len(payloads)))
 	a.pendingFresh = true
-	if len(a.ch) == 0 {
+	if len(a.ch) < len(reqs) {
 		a.finishPending()
 	}
 	return nil

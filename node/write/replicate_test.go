@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -268,38 +269,39 @@ func TestReplicatedSealAtMajority(t *testing.T) {
 // batch before it answers the one whose majority it waits for; every request still
 // gets the offset its entry has, once, and only after a follower holds it. (The first
 // version kept the run loop's batch slice for the waiting batch, which the next batch
-// overwrote: requests were answered with other requests' offsets.)
+// overwrote: requests were answered with other requests' offsets.) The queue is
+// filled before the appender starts, with 16 KiB payloads, so that it writes 8 MiB
+// batches with more waiting behind each.
 func TestReplicatedPipelinedCommits(t *testing.T) {
 	h, f, _ := replHarness(t, 3, 5)
-	delete(h.w.appenders, "r") // the harness's appender has no goroutine; use the real one
-	a := h.w.Appender("r")
+	a := newAppender(h.w, "r")
+	h.w.mu.Lock()
+	h.w.appenders["r"] = a
+	h.w.mu.Unlock()
 	const n = 2000
-	results := make(chan struct {
+	big := strings.Repeat("x", 16<<10)
+	chans := make([]chan Result, n)
+	for i := range chans {
+		var r *Request
+		r, chans[i] = req(Tag{}, fmt.Sprintf("p%d-%s", i, big))
+		a.Enqueue(r)
+	}
+	h.w.cfg.Go(a.run)
+	type outcome struct {
 		p   string
 		res Result
-	}, n)
-	var wg sync.WaitGroup
-	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < n; i += 8 {
-				r, ch := req(Tag{}, fmt.Sprintf("p%d", i))
-				a.Enqueue(r)
-				var res Result
-				select {
-				case res = <-ch:
-				case <-time.After(10 * time.Second):
-					res.Err = errors.New("no answer within 10s")
-				}
-				results <- struct {
-					p   string
-					res Result
-				}{fmt.Sprintf("p%d", i), res}
-			}
-		}()
 	}
-	wg.Wait()
+	results := make(chan outcome, n)
+	deadline := time.After(20 * time.Second)
+	for i, ch := range chans {
+		var res Result
+		select {
+		case res = <-ch:
+		case <-deadline:
+			t.Fatalf("request %d was not answered within 20s", i)
+		}
+		results <- outcome{fmt.Sprintf("p%d-%s", i, big), res}
+	}
 	close(results)
 	leader := h.store.seg("r", 1).written()
 	seen := map[uint64]bool{}
