@@ -24,6 +24,16 @@
 // file is back at its last durable size and every request of the batch fails; none is
 // acknowledged.
 //
+// Replication (replicate.go). In a topic of replication factor N above 1, the batch
+// is also sent to the segment's N-1 followers before it is written here, and it is
+// acknowledged only once N/2 of them and this node hold it durably: at once, or, when
+// at least as many requests wait as it carries, after the next batch's own write. A
+// batch no majority confirms within Config.ReplicaTimeout stays in the file and is
+// answered rpc.ErrOutcomeUnknown. Readers see what a majority holds (Committed). A
+// replicated segment is sealed at what a majority holds, and is sealed before anything
+// is written to it after a failed write, after a restart, or once a follower is no
+// longer a voter, so that no index ever gets two contents.
+//
 // Fencing. The appender writes only the active segment that the applied metadata
 // names this node leader of, and only while Lease holds (checked before every write,
 // before the segment file is opened, and before an age roll-over; without it the
