@@ -254,13 +254,9 @@ func (f *FSM) applyCreateTopic(c *Command, index uint64) *Result {
 // applySeal seals a topic's active segment with its totals and appends the next
 // active segment, led by c.NextLeader (the same leader if 0), at its end.
 func (f *FSM) applySeal(c *Command, index uint64) *Result {
-	t, ok := f.st.Topics[c.Topic]
-	if !ok {
-		return &Result{Err: fmt.Errorf("%w: %q", ErrNoTopic, c.Topic)}
-	}
-	s := t.Segment(c.Segment)
-	if s == nil {
-		return &Result{Err: fmt.Errorf("%w: topic %q has no segment %d", ErrStaleSegment, c.Topic, c.Segment)}
+	t, s, res := f.namedSegment(c)
+	if res != nil {
+		return res
 	}
 	if s.State != Active {
 		// Already sealed: a retried Seal. Same totals means the same command.
@@ -393,13 +389,9 @@ func (f *FSM) applyRecover(c *Command, index uint64) *Result {
 // c.NextLeader. A repeat (same totals) is a no-op; a segment no longer active, or
 // sealed with other totals, is refused.
 func (f *FSM) applyFailover(c *Command, index uint64) *Result {
-	t, ok := f.st.Topics[c.Topic]
-	if !ok {
-		return &Result{Err: fmt.Errorf("%w: %q", ErrNoTopic, c.Topic)}
-	}
-	s := t.Segment(c.Segment)
-	if s == nil {
-		return &Result{Err: fmt.Errorf("%w: topic %q has no segment %d", ErrStaleSegment, c.Topic, c.Segment)}
+	t, s, res := f.namedSegment(c)
+	if res != nil {
+		return res
 	}
 	if s.State != Active {
 		if s.Holder == c.Holder && s.Count == c.Count && s.CRC == c.CRC {
@@ -477,6 +469,19 @@ func (f *FSM) applyAdvanceCursor(c *Command) *Result {
 	}
 	t.Cursor = c.To
 	return &Result{Cursor: t.Cursor}
+}
+
+// namedSegment finds the topic and segment a command names.
+func (f *FSM) namedSegment(c *Command) (*Topic, *Segment, *Result) {
+	t, ok := f.st.Topics[c.Topic]
+	if !ok {
+		return nil, nil, &Result{Err: fmt.Errorf("%w: %q", ErrNoTopic, c.Topic)}
+	}
+	s := t.Segment(c.Segment)
+	if s == nil {
+		return nil, nil, &Result{Err: fmt.Errorf("%w: topic %q has no segment %d", ErrStaleSegment, c.Topic, c.Segment)}
+	}
+	return t, s, nil
 }
 
 // sealedSegment finds the segment a command names and checks it is no longer active.

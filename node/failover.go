@@ -127,29 +127,20 @@ func (n *Node) replaceRemoved() {
 	if len(voters) == 0 {
 		return
 	}
-	for _, name := range n.fsm.TopicNames() {
-		t, ok := n.fsm.Topic(name)
-		if !ok {
-			continue
-		}
-		for _, s := range t.Segments {
-			if len(s.Replicas) < 2 || s.Abandoned || s.State == meta.Expired || s.ArchiveKey != "" {
+	n.eachUnarchivedReplicated(func(name string, s *meta.Segment) {
+		for _, old := range s.Replicas {
+			if slices.Contains(voters, old) {
 				continue
 			}
-			for _, old := range s.Replicas {
-				if slices.Contains(voters, old) {
-					continue
-				}
-				ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RequestTimeout)
-				err := n.replaceReplica(ctx, name, s, old, voters)
-				cancel()
-				if err != nil {
-					n.log.Warn("cannot re-replicate a segment off a removed member; will try again", "topic", name, "segment", s.ID, "node", old, "err", err)
-				}
-				break // the segment changed: look again at the next pass
+			ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RequestTimeout)
+			err := n.replaceReplica(ctx, name, s, old, voters)
+			cancel()
+			if err != nil {
+				n.log.Warn("cannot re-replicate a segment off a removed member; will try again", "topic", name, "segment", s.ID, "node", old, "err", err)
 			}
+			return // the segment changed: look again at the next pass
 		}
-	}
+	})
 }
 
 // replaceReplica takes node old, no longer a voter, out of segment s's replicas. An

@@ -534,24 +534,32 @@ func (n *Node) UnderReplicated(ctx context.Context) int {
 		return a
 	}
 	count := 0
+	n.eachUnarchivedReplicated(func(_ string, s *meta.Segment) {
+		for _, id := range s.Replicas {
+			if !up(id) {
+				count++
+				return
+			}
+		}
+	})
+	return count
+}
+
+// eachUnarchivedReplicated calls fn with every segment of a replicated topic that
+// is neither archived, expired nor abandoned (copies of the metadata: fn may take
+// locks and call out).
+func (n *Node) eachUnarchivedReplicated(fn func(topic string, s *meta.Segment)) {
 	for _, name := range n.fsm.TopicNames() {
 		t, ok := n.fsm.Topic(name)
 		if !ok {
 			continue
 		}
 		for _, s := range t.Segments {
-			if len(s.Replicas) < 2 || s.Abandoned || s.State == meta.Expired || s.ArchiveKey != "" {
-				continue
-			}
-			for _, id := range s.Replicas {
-				if !up(id) {
-					count++
-					break
-				}
+			if len(s.Replicas) >= 2 && !s.Abandoned && s.State != meta.Expired && s.ArchiveKey == "" {
+				fn(name, s)
 			}
 		}
 	}
-	return count
 }
 
 // closeReplica closes this node's open copy of a segment, if it has one (waiting
