@@ -74,6 +74,10 @@ func (l localFiles) Open(topic string, s *meta.Segment) (read.Segment, func(), e
 	return seg, release, nil
 }
 
+func (l localFiles) OpenCopy(topic string, s *meta.Segment) (read.Segment, func(), error) {
+	return l.n.openCopy(topic, s)
+}
+
 // committedView is an active replicated segment as readers see it: its first
 // committed entries.
 type committedView struct {
@@ -91,10 +95,23 @@ func (v committedView) Read(index uint64, max, maxBytes int) ([][]byte, error) {
 }
 
 // peerReads is read.Owner over the node-to-node RPC (opRead, answered by the owner's
-// Reader.ReadLocal).
+// Reader.ReadLocal, or, for ReadCopy, its Reader.ReadCopy).
 type peerReads struct{ n *Node }
 
 func (p peerReads) ReadOwner(ctx context.Context, node uint64, topic string, id, offset uint64, max, maxBytes int) ([][]byte, error) {
+	return p.read(ctx, node, topic, id, offset, max, maxBytes, false)
+}
+
+func (p peerReads) ReadCopy(ctx context.Context, node uint64, topic string, id, offset uint64, max, maxBytes int) ([][]byte, error) {
+	return p.read(ctx, node, topic, id, offset, max, maxBytes, true)
+}
+
+// read asks node for entries of segment id: of its copy as readers may see it when
+// copy is set (a trailing flag an older node ignores: it then answers from its own
+// segment only). The call's timeout is ctx's deadline (10s at most), so that a node
+// that does not answer in time counts as RecentlyDown; ctx's cancellation does not
+// end it.
+func (p peerReads) read(ctx context.Context, node uint64, topic string, id, offset uint64, max, maxBytes int, copy bool) ([][]byte, error) {
 	peer, err := p.n.nodePeer(node)
 	if err != nil {
 		return nil, err
@@ -105,7 +122,17 @@ func (p peerReads) ReadOwner(ctx context.Context, node uint64, topic string, id,
 	e.U64(offset)
 	e.U64(uint64(max))
 	e.U64(uint64(maxBytes))
-	body, err := peer.Call(ctx, rpc.OpRead, e.B, 10*time.Second)
+	if copy {
+		e.Bool(true)
+	}
+	timeout := 10 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(d))
+	}
+	if timeout <= 0 {
+		return nil, rpc.Unavailable(fmt.Sprintf("read of node %d", node), context.DeadlineExceeded)
+	}
+	body, err := peer.Call(context.WithoutCancel(ctx), rpc.OpRead, e.B, timeout)
 	if err != nil {
 		return nil, err
 	}

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"floe/meta"
+	"floe/node/read"
 	"floe/node/rpc"
 	"floe/node/segment"
 )
@@ -103,6 +105,43 @@ func (n *Node) runReplicaQueue(topic string, q *replicaQueue) {
 type replicaCopy struct {
 	mu  sync.Mutex
 	seg *segment.Segment
+	// committed is the most entries of the segment its leader has said a majority
+	// of the replicas holds (Replicate.Committed): what readers may see of this copy
+	// while the leader does not answer them (openCopy). It may pass the copy's count.
+	committed atomic.Uint64
+}
+
+// commit raises c.committed to n.
+func (c *replicaCopy) commit(n uint64) {
+	for {
+		old := c.committed.Load()
+		if n <= old || c.committed.CompareAndSwap(old, n) {
+			return
+		}
+	}
+}
+
+// openCopy is read.Local.OpenCopy: this node's open copy of the active segment s,
+// which it follows, cut to the entries its leader has said a majority holds.
+func (n *Node) openCopy(topic string, s *meta.Segment) (read.Segment, func(), error) {
+	k := segKey{topic, s.ID}
+	n.replicas.mu.Lock()
+	c := n.replicas.open[k]
+	n.replicas.mu.Unlock()
+	if c == nil || s.State != meta.Active {
+		return nil, nil, fmt.Errorf("%w: segment %d of %q: no open copy on node %d", ErrSegmentNotFound, s.ID, topic, n.cfg.NodeID)
+	}
+	committed := c.committed.Load()
+	seg, err := n.store.Acquire(topic, s.ID, false)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: segment %d of %q: the copy on node %d: %v", ErrSegmentNotFound, s.ID, topic, n.cfg.NodeID, err)
+	}
+	if seg != c.seg {
+		// The copy was dropped and started afresh meanwhile: committed was the old one's.
+		n.store.Release(seg)
+		return nil, nil, fmt.Errorf("%w: segment %d of %q: the copy on node %d is being replaced", ErrSegmentNotFound, s.ID, topic, n.cfg.NodeID)
+	}
+	return committedView{seg, committed}, func() { n.store.Release(seg) }, nil
 }
 
 // rpcReplicate appends entries a segment leader sends to this node's copy, in the
@@ -174,6 +213,7 @@ func (n *Node) appendReplica(r *rpc.Replicate) (uint64, error) {
 		n.dropCopy(k, c, c.seg.Damaged())
 		return 0, rpc.Unavailable(fmt.Sprintf("the copy of segment %d of %q was damaged and is started afresh", r.Segment, r.Topic), nil)
 	}
+	c.commit(r.Committed)
 	count := c.seg.Count()
 	if r.Start > count || r.Start+uint64(len(r.Payloads)) <= count {
 		return count, nil

@@ -78,6 +78,9 @@ func (n *Node) rpcAppend(req *rpc.Request) {
 func (n *Node) rpcRead(req *rpc.Request) {
 	d := rpc.NewDecoder(req.Body)
 	topic, segID, offset, max, maxBytes := d.Str(), d.U64(), d.U64(), d.U64(), d.U64()
+	// A trailing flag asks for this node's copy of an active replicated segment it
+	// follows, as readers may see it (the segment's leader does not answer).
+	copy := len(d.B) > 0 && d.Bool()
 	if d.Err != nil || max == 0 || max > wire.MaxReadMax {
 		req.Reply(nil, fmt.Errorf("%w: malformed read", ErrBadRequest))
 		return
@@ -87,7 +90,13 @@ func (n *Node) rpcRead(req *rpc.Request) {
 		req.Reply(nil, fmt.Errorf("%w: segment %d of %q at offset %d", ErrSegmentNotFound, segID, topic, offset))
 		return
 	}
-	entries, err := n.reader.ReadLocal(topic, &seg, offset, int(max), int(min(maxBytes, read.MaxBytes)))
+	var entries []wire.Entry
+	var err error
+	if copy {
+		entries, err = n.reader.ReadCopy(topic, &seg, offset, int(max), int(min(maxBytes, read.MaxBytes)))
+	} else {
+		entries, err = n.reader.ReadLocal(topic, &seg, offset, int(max), int(min(maxBytes, read.MaxBytes)))
+	}
 	if err != nil {
 		req.Reply(nil, err)
 		return

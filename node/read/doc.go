@@ -12,6 +12,12 @@
 //	local   this node's disk, unless the metadata says the local copy was evicted
 //	owner   the node that led the segment, if that is not this node; skipped for a
 //	        few seconds after a call to it failed, while the archive holds the segment
+//	        or, for an active replicated segment, its followers do; then, for a sealed
+//	        replicated segment, its other replicas' checked copies
+//	copies  for an active replicated segment whose leader did not answer (within
+//	        leaderReadWait), its followers' copies, this node's first, each up to what
+//	        the leader told it a majority holds (ReadCopy); none that has entries at
+//	        the offset: the leader's error
 //	archive the object store, if the segment is archived
 //
 // An owner that is down, or no longer holds the segment, falls through to the archive.

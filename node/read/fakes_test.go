@@ -27,10 +27,14 @@ type world struct {
 	local   map[uint64][][]byte // segment id -> this node's copy
 	corrupt map[uint64]bool     // local copies that fail their checksum
 	owner   map[uint64][][]byte // segment id -> its owner's copy
-	down    map[uint64]bool     // owners that cannot be reached
-	recent  map[uint64]bool     // owners that failed recently
-	objects map[string][][]byte // archive key -> records
-	objErr  error               // every archive read fails with it
+	// copies are followers' copies of active replicated segments, as readers may
+	// see them: node -> segment id -> committed entries.
+	copies    map[uint64]map[uint64][][]byte
+	copyReads int
+	down      map[uint64]bool     // owners that cannot be reached
+	recent    map[uint64]bool     // owners that failed recently
+	objects   map[string][][]byte // archive key -> records
+	objErr    error               // every archive read fails with it
 
 	ownerReads, archiveReads, proposals int
 	// beforeAdvance, if set, runs before a cursor advance applies (a racing GET, or
@@ -63,7 +67,7 @@ func newWorld(segs ...seg) *world {
 		topic: &meta.Topic{Name: "t"}, changed: make(chan struct{}),
 		local: map[uint64][][]byte{}, corrupt: map[uint64]bool{}, owner: map[uint64][][]byte{},
 		down: map[uint64]bool{}, recent: map[uint64]bool{}, objects: map[string][][]byte{},
-		done: map[string]error{},
+		done: map[string]error{}, copies: map[uint64]map[uint64][][]byte{},
 	}
 	base := uint64(0)
 	for i, d := range segs {
@@ -199,7 +203,39 @@ func (w *world) Open(topic string, s *meta.Segment) (Segment, func(), error) {
 	return fakeSegment{recs: recs, corrupt: w.corrupt[s.ID]}, func() {}, nil
 }
 
+func (w *world) OpenCopy(topic string, s *meta.Segment) (Segment, func(), error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	recs, ok := w.copies[self][s.ID]
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: no copy of segment %d of %q", ErrSegmentNotFound, s.ID, topic)
+	}
+	w.copyReads++
+	return fakeSegment{recs: recs}, func() {}, nil
+}
+
 // Owner.
+
+func (w *world) ReadCopy(_ context.Context, node uint64, topic string, id, offset uint64, max, maxBytes int) ([][]byte, error) {
+	w.mu.Lock()
+	down := w.down[node]
+	recs, ok := w.copies[node][id]
+	s := *w.topic.Segment(id)
+	w.copyReads++
+	w.mu.Unlock()
+	if down {
+		return nil, fmt.Errorf("%w: cannot reach node %d", ErrUnavailable, node)
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: no copy of segment %d of %q", ErrSegmentNotFound, id, topic)
+	}
+	es, err := New(Config{NodeID: node, Local: copyFiles{recs}}).ReadCopy(topic, &s, offset, max, maxBytes)
+	var out [][]byte
+	for _, e := range es {
+		out = append(out, e.Payload)
+	}
+	return out, err
+}
 
 func (w *world) ReadOwner(_ context.Context, node uint64, topic string, id, offset uint64, max, maxBytes int) ([][]byte, error) {
 	w.mu.Lock()
@@ -234,6 +270,21 @@ type ownerFiles struct{ recs [][]byte }
 
 func (o ownerFiles) Open(string, *meta.Segment) (Segment, func(), error) {
 	return fakeSegment{recs: o.recs}, func() {}, nil
+}
+
+func (o ownerFiles) OpenCopy(string, *meta.Segment) (Segment, func(), error) {
+	return nil, nil, ErrSegmentNotFound
+}
+
+// copyFiles is a follower's Local: its copy's committed entries.
+type copyFiles struct{ recs [][]byte }
+
+func (c copyFiles) Open(string, *meta.Segment) (Segment, func(), error) {
+	return nil, nil, ErrSegmentNotFound
+}
+
+func (c copyFiles) OpenCopy(string, *meta.Segment) (Segment, func(), error) {
+	return fakeSegment{recs: c.recs}, func() {}, nil
 }
 
 // Archive.

@@ -66,6 +66,11 @@ type Local interface {
 	// error wraps ErrSegmentNotFound if the node does not hold the file, ErrCorrupt if
 	// it does not open, and is segment.ErrClosed while the node shuts down.
 	Open(topic string, s *meta.Segment) (Segment, func(), error)
+	// OpenCopy returns this node's copy of the active replicated segment s, which
+	// it follows, as readers may see it: the entries the segment's leader has told
+	// it a majority of the replicas holds. ErrSegmentNotFound if the node keeps no
+	// open copy of s.
+	OpenCopy(topic string, s *meta.Segment) (Segment, func(), error)
 }
 
 // Segment is an open local segment (a *segment.Segment).
@@ -84,7 +89,11 @@ type Owner interface {
 	// The error wraps ErrUnavailable when the node cannot be reached or has no known
 	// address, and the owner's own sentinel (ErrSegmentNotFound, ErrCorrupt, ...)
 	// when it answered with one.
+	// A call that ctx's deadline ends marks the node RecentlyDown.
 	ReadOwner(ctx context.Context, node uint64, topic string, id, offset uint64, max, maxBytes int) ([][]byte, error)
+	// ReadCopy is ReadOwner of node's copy of active replicated segment id, which
+	// node follows, answered with node's Reader.ReadCopy.
+	ReadCopy(ctx context.Context, node uint64, topic string, id, offset uint64, max, maxBytes int) ([][]byte, error)
 	// RecentlyDown reports whether a call to node failed in the last few seconds.
 	RecentlyDown(node uint64) bool
 }
@@ -283,6 +292,13 @@ func (r *Reader) readSegment(ctx context.Context, topic string, s *meta.Segment,
 		}
 		if s.Owner() != r.cfg.NodeID || len(s.Replicas) > 1 {
 			entries, err := r.readOwner(ctx, topic, s, offset, max, maxBytes)
+			if err != nil && s.State == meta.Active && len(s.Replicas) > 1 && s.Leader != r.cfg.NodeID {
+				// The leader does not answer: its followers' copies serve the entries
+				// it told them a majority holds.
+				if got := r.readCopies(ctx, topic, s, offset, max, maxBytes); len(got) > 0 {
+					return got, nil
+				}
+			}
 			if err == nil {
 				return entries, nil
 			}
@@ -317,6 +333,30 @@ func (r *Reader) ReadLocal(topic string, s *meta.Segment, offset uint64, max, ma
 		return nil, err
 	}
 	defer release()
+	return r.readOpen(topic, s, seg, offset, max, maxBytes)
+}
+
+// ReadCopy reads up to max entries (at most maxBytes, at least one) of this node's
+// copy of the active replicated segment s, which it follows, from offset on: only
+// the entries the segment's leader has told it a majority of the replicas holds, so
+// that none it returns can be lost in a failover (it seals the segment with every
+// entry a majority held). A sealed segment is read as ReadLocal reads it. Peers'
+// reads of the copies, when the leader does not answer, are served by it.
+func (r *Reader) ReadCopy(topic string, s *meta.Segment, offset uint64, max, maxBytes int) ([]wire.Entry, error) {
+	if s.State != meta.Active {
+		return r.ReadLocal(topic, s, offset, max, maxBytes)
+	}
+	seg, release, err := r.cfg.Local.OpenCopy(topic, s)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	return r.readOpen(topic, s, seg, offset, max, maxBytes)
+}
+
+// readOpen reads up to max entries of seg, this node's open copy of segment s, from
+// offset on (ReadLocal).
+func (r *Reader) readOpen(topic string, s *meta.Segment, seg Segment, offset uint64, max, maxBytes int) ([]wire.Entry, error) {
 	idx := offset - s.Base
 	if s.State != meta.Active && idx >= s.Count {
 		return nil, nil
@@ -344,6 +384,42 @@ func (r *Reader) ReadLocal(topic string, s *meta.Segment, offset uint64, max, ma
 	return entries(offset, payloads), nil
 }
 
+// leaderReadWait bounds a read of an active replicated segment from its leader:
+// past it the leader counts as down (RecentlyDown) and its followers' copies are
+// read instead. A leader answers a read in well under a millisecond when it is up.
+const leaderReadWait = time.Second
+
+// readCopies reads an active replicated segment whose leader did not answer from
+// the copies of its followers, this node's first: the first that has entries at
+// offset, or none (an error is only logged: the leader's is the one reported).
+func (r *Reader) readCopies(ctx context.Context, topic string, s *meta.Segment, offset uint64, max, maxBytes int) []wire.Entry {
+	for _, node := range s.ReplicaSet() {
+		var got []wire.Entry
+		var err error
+		switch node {
+		case s.Leader:
+			continue
+		case r.cfg.NodeID:
+			got, err = r.ReadCopy(topic, s, offset, max, maxBytes)
+		default:
+			var payloads [][]byte
+			payloads, err = r.cfg.Owner.ReadCopy(ctx, node, topic, s.ID, offset, max, maxBytes)
+			if err == nil && len(payloads) > max {
+				err = rpc.Unavailable(fmt.Sprintf("node %d returned %d entries, asked %d", node, len(payloads), max), nil)
+			}
+			got = entries(offset, payloads)
+		}
+		if err != nil {
+			r.cfg.Logger.Debug("cannot read a follower's copy of a segment", "topic", topic, "segment", s.ID, "node", node, "err", err)
+			continue
+		}
+		if len(got) > 0 {
+			return got
+		}
+	}
+	return nil
+}
+
 // readOwner reads a segment from the node that led it. A node that failed recently is
 // not asked again for a few seconds while the archive holds the segment. Its errors
 // do not name the segment and node: readSegment, which says what it does next, does.
@@ -362,13 +438,22 @@ func (r *Reader) readOwner(ctx context.Context, topic string, s *meta.Segment, o
 		}
 	}
 	err := fmt.Errorf("%w: segment %d of %q: no other node holds it", ErrSegmentNotFound, s.ID, topic)
+	// An active replicated segment's followers, like the archive, can serve what its
+	// leader would: a leader that failed recently is not waited for.
+	copies := s.State == meta.Active && len(s.Replicas) > 1
 	for _, node := range nodes {
-		if s.ArchiveKey != "" && r.cfg.Owner.RecentlyDown(node) {
+		if (s.ArchiveKey != "" || copies) && r.cfg.Owner.RecentlyDown(node) {
 			err = rpc.Unavailable(fmt.Sprintf("node %d failed recently", node), nil)
 			continue
 		}
 		var payloads [][]byte
-		payloads, err = r.cfg.Owner.ReadOwner(ctx, node, topic, s.ID, offset, max, maxBytes)
+		if copies {
+			lctx, cancel := context.WithTimeout(ctx, leaderReadWait)
+			payloads, err = r.cfg.Owner.ReadOwner(lctx, node, topic, s.ID, offset, max, maxBytes)
+			cancel()
+		} else {
+			payloads, err = r.cfg.Owner.ReadOwner(ctx, node, topic, s.ID, offset, max, maxBytes)
+		}
 		if err != nil {
 			continue
 		}

@@ -101,6 +101,64 @@ func TestReadFallbackOrder(t *testing.T) {
 	}
 }
 
+// TestReadFollowerCopies: an active replicated segment is read from its leader; only
+// when the leader does not answer are its followers' copies read, this node's first,
+// each up to the entries the leader told it a majority holds; a leader that failed
+// recently is not asked; and when no copy has an entry at the offset, the leader's
+// error is the answer (a copy's silence is not the end of the segment).
+func TestReadFollowerCopies(t *testing.T) {
+	abcde := []string{"a", "b", "c", "d", "e"}
+	newReplicated := func() *world {
+		w := newWorld(seg{leader: 2, payloads: abcde})
+		w.topic.Segments[0].Replicas = []uint64{2, self, 3}
+		w.copies[self] = map[uint64][][]byte{1: w.owner[1][:3]}
+		w.copies[3] = map[uint64][][]byte{1: w.owner[1][:4]}
+		return w
+	}
+	for _, tc := range []struct {
+		name        string
+		setup       func(w *world)
+		offset      uint64
+		want        []string
+		err         error
+		owner, copy int // reads expected of the leader, of copies
+	}{
+		{name: "leader up: the leader", offset: 0, want: abcde, owner: 1},
+		{name: "leader down: this node's copy", setup: func(w *world) { w.down[2] = true },
+			offset: 0, want: abcde[:3], owner: 1, copy: 1},
+		{name: "leader down, this node's copy has none there: the other follower's", setup: func(w *world) { w.down[2] = true },
+			offset: 3, want: abcde[3:4], owner: 1, copy: 2},
+		{name: "leader failed recently: not asked", setup: func(w *world) { w.recent[2] = true },
+			offset: 1, want: abcde[1:3], owner: 0, copy: 1},
+		{name: "leader down, no copy there: the leader's error", setup: func(w *world) { w.down[2] = true },
+			offset: 4, err: ErrUnavailable},
+		{name: "leader and the other follower down, no local copy", setup: func(w *world) {
+			w.down[2], w.down[3] = true, true
+			delete(w.copies, self)
+		}, offset: 0, err: ErrUnavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newReplicated()
+			if tc.setup != nil {
+				tc.setup(w)
+			}
+			got, next, err := w.reader().Read(context.Background(), "t", tc.offset, 10)
+			if tc.err != nil {
+				if !errors.Is(err, tc.err) || len(got) > 0 {
+					t.Fatalf("got %q, %v; want an error wrapping %v", payloads(got), err, tc.err)
+				}
+				return
+			}
+			if err != nil || fmt.Sprint(payloads(got)) != fmt.Sprint(tc.want) || next != tc.offset+uint64(len(tc.want)) {
+				t.Fatalf("got %q next %d, %v; want %q", payloads(got), next, err, tc.want)
+			}
+			if w.ownerReads != tc.owner || w.copyReads != tc.copy {
+				t.Fatalf("%d leader reads and %d copy reads, want %d and %d", w.ownerReads, w.copyReads, tc.owner, tc.copy)
+			}
+		})
+	}
+}
+
 // TestReadExpired: an offset retention expired, or in a segment floe restore
 // --cluster marked lost, fails with ErrExpired naming the first offset kept.
 func TestReadExpired(t *testing.T) {

@@ -12,7 +12,7 @@ type Op byte
 // The ops. Their numbers are the protocol: never renumber one.
 const (
 	OpAppend   Op = 1 // topic, segment (0 = active), tag, payloads -> first offset, segment
-	OpRead     Op = 2 // topic, segment, offset, max, maxBytes -> entries
+	OpRead     Op = 2 // topic, segment, offset, max, maxBytes[, copy] -> entries
 	OpApply    Op = 3 // command -> index, cursor, result error (at the Raft leader)
 	OpJoin     Op = 4 // id, raft address -> ok (at the Raft leader)
 	OpStatus   Op = 5 // -> applied index, last index, raft state, boot id

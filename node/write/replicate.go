@@ -44,6 +44,7 @@ type follower struct {
 	healthy bool      // its latest reply was a count, not an error
 	next    uint64    // the index its sends so far reach (it will hold next entries)
 	sent    uint64    // sequence number of the latest send
+	told    uint64    // the committed count its latest send carried
 	seen    uint64    // sequence number of the latest reply taken into account
 	retryAt time.Time // after a failure: no send before then
 
@@ -179,6 +180,7 @@ func (a *Appender) send(r *replication, f *follower, start uint64, payloads [][]
 	f.sent++
 	seq, end := f.sent, start+uint64(len(payloads))
 	f.next = end
+	f.told = a.committed() // what body carries: nothing publishes between its encoding and here
 	if body == nil {
 		body = a.replicateBody(r, start, payloads)
 	}
@@ -409,10 +411,12 @@ func (a *Appender) finishPending() {
 	a.acknowledge(p.reqs, p.first)
 }
 
-// syncFollowers, every age check, probes followers never heard from and sends
-// those that are behind what they miss, without waiting, so that a follower that
-// returns catches up although no write comes, and readers see what a majority holds
-// after a restart of the leader.
+// syncFollowers, every age check, probes followers never heard from, sends those
+// that are behind what they miss, and tells those that are level how many entries
+// are committed, without waiting, so that a follower that returns catches up
+// although no write comes, readers see what a majority holds after a restart of the
+// leader, and the followers' copies serve every committed entry (to readers the
+// leader does not answer) at most an age check after it was acknowledged.
 func (a *Appender) syncFollowers() {
 	r := a.repl
 	if r == nil || a.seg == nil {
@@ -421,6 +425,15 @@ func (a *Appender) syncFollowers() {
 	r.collect()
 	a.publish(r)
 	a.catchUp(r, a.seg.Count())
+	// Followers level with this node but not told that their last entries are
+	// committed (no batch followed them) are told with a probe, so that readers who
+	// cannot reach this node see those entries on the followers' copies.
+	committed := a.committed()
+	for _, f := range r.follow {
+		if f.told < committed && f.known && f.healthy && !f.outstanding() && f.next == a.seg.Count() {
+			a.send(r, f, a.seg.Count(), nil, nil)
+		}
+	}
 }
 
 // Committed returns how many entries of the active segment seg of topic readers may

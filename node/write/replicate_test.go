@@ -23,10 +23,18 @@ type fakeFollowers struct {
 	copies map[string]*fakeSegment // "node/topic/segment"
 	down   map[uint64]bool
 	sends  map[uint64]int
+	told   map[uint64]uint64 // node -> the most entries a send said were committed
 }
 
 func newFakeFollowers() *fakeFollowers {
-	return &fakeFollowers{copies: map[string]*fakeSegment{}, down: map[uint64]bool{}, sends: map[uint64]int{}}
+	return &fakeFollowers{copies: map[string]*fakeSegment{}, down: map[uint64]bool{}, sends: map[uint64]int{}, told: map[uint64]uint64{}}
+}
+
+// toldOf returns the most entries a send to node said were committed.
+func (f *fakeFollowers) toldOf(node uint64) uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.told[node]
 }
 
 func (f *fakeFollowers) setDown(node uint64, down bool) {
@@ -66,6 +74,9 @@ func (p followerPeer) SendFunc(op rpc.Op, body []byte, timeout time.Duration, fn
 	p.f.mu.Lock()
 	down := p.f.down[p.id]
 	p.f.sends[p.id]++
+	if !down {
+		p.f.told[p.id] = max(p.f.told[p.id], r.Committed)
+	}
 	p.f.mu.Unlock()
 	seg := p.f.copyOf(p.id, r.Topic, r.Segment)
 	go func() {
@@ -120,7 +131,8 @@ func put(t *testing.T, a *Appender, payloads ...string) Result {
 // TestReplicatedCommit: with three replicas, a batch is acknowledged once one
 // follower besides the leader holds it; a follower that is down costs nothing more,
 // and catches up from the leader's file once it is back, without a write (the age
-// check's sync). Readers see only what a majority holds.
+// check's sync). Readers see only what a majority holds, and a follower learns that
+// the last batch is committed from the age check, although no batch follows it.
 func TestReplicatedCommit(t *testing.T) {
 	h, f, a := replHarness(t, 3, 5)
 	f.setDown(3, true)
@@ -139,6 +151,15 @@ func TestReplicatedCommit(t *testing.T) {
 	if c, ok := h.w.Committed("r", 1); !ok || c != 5 {
 		t.Fatalf("Committed = %d, %v; want 5", c, ok)
 	}
+	if told := f.toldOf(2); told >= 5 {
+		t.Fatalf("node 2 was told %d entries are committed before the last batch was", told)
+	}
+	// No batch follows the last one: the age check tells node 2 it is committed, so
+	// that its copy serves it to readers who cannot reach the leader.
+	testenv.WaitFor(t, 5*time.Second, "node 2 to be told that 5 entries are committed", func() bool {
+		a.checkAge()
+		return f.toldOf(2) == 5
+	})
 	f.setDown(3, false)
 	testenv.WaitFor(t, 5*time.Second, "node 3 to catch up from the leader", func() bool {
 		a.checkAge()

@@ -513,3 +513,89 @@ func TestRemoveNodeReReplicates(t *testing.T) {
 		checkEntries(t, fmt.Sprintf("READ through node %d", id), c.readAll(id, topic), func(i int) string { return payload(i) }, n)
 	}
 }
+
+// TestReplicatedReadsWithoutLeader (README "Replication"): while the leader of a
+// replicated active segment is frozen (SIGSTOP) and not failed over (the failover
+// timeout is longer than the test), the entries it acknowledged are read through
+// both other nodes, by offset and through the shared cursor, from its followers'
+// copies: each copy serves what the leader told it a majority holds. The PUT after
+// the checked ones tells at least one follower (the one that acknowledged it) that
+// they are committed; that PUT itself may or may not be readable, but only at its
+// offset.
+func TestReplicatedReadsWithoutLeader(t *testing.T) {
+	c := startCluster(t, clusterOpts{args: []string{"--segment-failover-timeout", "5m", "--default-replication-factor", "3"}})
+	leader := c.raftLeader()%3 + 1 // not the Raft leader: cursor advances need no election
+	topic := c.topicLedBy(1, "rd", leader)
+	others := []int{leader%3 + 1, (leader+1)%3 + 1}
+	conn := c.conn(others[0])
+	const n = 300
+	acks := [][]ack{nil}
+	for i := 0; i < n; i++ {
+		p := fmt.Sprintf("e%d", i)
+		off, err := conn.PutOffset(topic, []byte(p))
+		mustOK(t, err, "PUT %d", i)
+		acks[0] = append(acks[0], ack{off, p})
+	}
+	tailOff, err := conn.PutOffset(topic, []byte("tail"))
+	mustOK(t, err, "the last PUT")
+	c.pause(leader)
+	resumed := false
+	t.Cleanup(func() {
+		if !resumed {
+			c.resume(leader)
+		}
+	})
+	for _, id := range others {
+		var got []client.Entry
+		c.waitFor(60*time.Second, fmt.Sprintf("the %d entries to be read through node %d without their leader", n, id), func() bool {
+			got = got[:0]
+			rc, err := c.dial(id, 2*time.Second)
+			if err != nil {
+				return false
+			}
+			defer rc.Close()
+			rc.Timeout = 20 * time.Second
+			for off := uint64(0); ; {
+				entries, next, err := rc.Read(topic, off, 1000)
+				if err != nil || len(entries) == 0 {
+					return len(got) >= n
+				}
+				got = append(got, entries...)
+				off = next
+			}
+		})
+		checkAcked(t, fmt.Sprintf("READ through node %d", id), got, acks)
+		if len(got) > n && (len(got) != n+1 || got[n].Offset != tailOff || string(got[n].Payload) != "tail") {
+			t.Fatalf("READ through node %d: %d entries past the acknowledged ones, first %q at %d", id, len(got)-n, got[n].Payload, got[n].Offset)
+		}
+	}
+	// The shared cursor through a follower hands them out in order, once each.
+	gc, err := c.dial(others[1], 2*time.Second)
+	mustOK(t, err, "dial node %d", others[1])
+	defer gc.Close()
+	gc.Timeout = 20 * time.Second
+	var got []client.Entry
+	c.waitFor(60*time.Second, fmt.Sprintf("GETs through node %d to take the %d entries", others[1], n), func() bool {
+		entries, err := gc.GetBatch(topic, 100)
+		if err == nil {
+			got = append(got, entries...)
+		}
+		return len(got) >= n
+	})
+	for i, e := range got[:n] {
+		if e.Offset != uint64(i) || string(e.Payload) != fmt.Sprintf("e%d", i) {
+			t.Fatalf("GET %d: %q at %d, want e%d at %d", i, e.Payload, e.Offset, i, i)
+		}
+	}
+	st := c.state(others[0], topic)
+	if s := st.Segments[len(st.Segments)-1]; len(st.Segments) != 1 || s.State != "active" || int(s.Leader) != leader {
+		t.Fatalf("STATE: %s; want the segment still active and led by the frozen node %d (not failed over: the copies served the reads)", st.Raw, leader)
+	}
+	c.resume(leader)
+	resumed = true
+	off, err := conn.PutOffset(topic, []byte("after"))
+	mustOK(t, err, "PUT after the leader thawed")
+	if off != tailOff+1 {
+		t.Fatalf("PUT after the leader thawed at offset %d, want %d", off, tailOff+1)
+	}
+}
