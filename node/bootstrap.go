@@ -44,26 +44,7 @@ func writeBootstrapID(dataDir, id string) error {
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dataDir, "."+bootstrapIDFile+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.WriteString(id + "\n"); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dataDir, bootstrapIDFile)); err != nil {
-		return err
-	}
-	return fsutil.SyncDir(dataDir)
+	return fsutil.WriteFile(dataDir, bootstrapIDFile, []byte(id+"\n"))
 }
 
 // removeBootstrapID forgets a finished (or refused) bootstrap.

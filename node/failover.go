@@ -259,7 +259,9 @@ func (n *Node) unfenceFollowers(topic string, act *meta.Segment, answers []fence
 	e.Bool(true)
 	for _, a := range answers {
 		if a.node == n.cfg.NodeID {
-			n.unfence(topic, act.ID)
+			if err := n.unfence(topic, act.ID); err != nil {
+				n.log.Warn("cannot record that a fence was lifted", "topic", topic, "segment", act.ID, "err", err)
+			}
 			continue
 		}
 		if p, err := n.nodePeer(a.node); err == nil {

@@ -315,6 +315,9 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.store = store
+	if err := n.loadFences(); err != nil {
+		return nil, err
+	}
 	raftDir := filepath.Join(cfg.DataDir, "raft")
 	hasState, err := meta.HasState(raftDir)
 	if err != nil {

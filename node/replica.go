@@ -1,13 +1,20 @@
 package node
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"floe/internal/fsutil"
 	"floe/meta"
 	"floe/node/read"
 	"floe/node/rpc"
@@ -31,8 +38,11 @@ type replicaCopies struct {
 	busy    map[segKey]bool
 	retryAt map[segKey]time.Time
 	// fenced are the segments a failover has closed on this node (OpFence): their
-	// copies take no more appends, whatever the metadata says yet.
+	// copies take no more appends, whatever the metadata says yet. They are kept in
+	// fencesFile too (saveFences), so that a restart does not open them again.
 	fenced map[segKey]bool
+	// saving orders the writes of fencesFile.
+	saving sync.Mutex
 	// removed are the archived or expired segments whose copy is gone from here.
 	removed map[segKey]bool
 	// queues order the appends to each topic's copies (replicaQueue).
@@ -287,10 +297,19 @@ func (n *Node) sealReplicas() {
 	// No lock of this node's is taken under the FSM's (View): replicaCopy takes
 	// them the other way round.
 	n.replicas.mu.Lock()
+	unfenced := 0
 	for _, k := range over {
-		delete(n.replicas.fenced, k) // the failover, if any, is done
+		if n.replicas.fenced[k] {
+			delete(n.replicas.fenced, k) // the failover is done
+			unfenced++
+		}
 	}
 	n.replicas.mu.Unlock()
+	if unfenced > 0 {
+		if err := n.saveFences(); err != nil {
+			n.log.Warn("cannot record that fenced copies were sealed; will try again at the next change", "err", err)
+		}
+	}
 	for _, k := range seal {
 		n.replicas.mu.Lock()
 		start := !n.replicas.sealed[k] && !n.replicas.busy[k] && !time.Now().Before(n.replicas.retryAt[k])
@@ -465,7 +484,10 @@ func (n *Node) rpcFence(req *rpc.Request) {
 		return
 	}
 	if lift {
-		n.unfence(topic, id)
+		if err := n.unfence(topic, id); err != nil {
+			req.Reply(nil, rpc.Unavailable(fmt.Sprintf("node %d cannot record that the fence of segment %d of %q was lifted", n.cfg.NodeID, id, topic), err))
+			return
+		}
 		req.Reply(nil, nil)
 		return
 	}
@@ -502,6 +524,10 @@ func (n *Node) fenceReplica(topic string, id, epoch uint64) (uint64, int64, uint
 	n.replicas.fenced[k] = true
 	c := n.replicas.open[k]
 	n.replicas.mu.Unlock()
+	if err := n.saveFences(); err != nil {
+		// Fenced in memory all the same; the failover counts this node out.
+		return 0, 0, 0, rpc.Unavailable(fmt.Sprintf("node %d cannot record the fence of segment %d of %q", n.cfg.NodeID, id, topic), err)
+	}
 	if c == nil {
 		if !n.HasLocal(topic, id) {
 			return 0, 0, 0, nil
@@ -617,10 +643,65 @@ func (n *Node) closeReplica(k segKey) {
 }
 
 // unfence lifts the fence of a failover that proposed nothing.
-func (n *Node) unfence(topic string, id uint64) {
+func (n *Node) unfence(topic string, id uint64) error {
 	n.replicas.mu.Lock()
 	delete(n.replicas.fenced, segKey{topic, id})
 	n.replicas.mu.Unlock()
+	return n.saveFences()
+}
+
+// fencesFile, in the data dir, lists the segments whose copies on this node are
+// fenced: a follower that restarts while a failover of one of its segments is in
+// progress must not take the deposed leader's appends again.
+const fencesFile = "fences.json"
+
+type fenceRecord struct {
+	Topic   string `json:"topic"`
+	Segment uint64 `json:"segment"`
+}
+
+// loadFences reads fencesFile, at start. A file that does not parse stops the start:
+// the error says what removing it risks.
+func (n *Node) loadFences() error {
+	path := filepath.Join(n.cfg.DataDir, fencesFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cannot read the fenced copies: %w", err)
+	}
+	var recs []fenceRecord
+	if err := json.Unmarshal(b, &recs); err != nil {
+		return fmt.Errorf("%s does not list fenced copies (%v): move it aside to start, at the risk that a copy a failover in progress fenced takes its deposed leader's appends again", path, err)
+	}
+	n.replicas.mu.Lock()
+	defer n.replicas.mu.Unlock()
+	n.replicas.fenced = map[segKey]bool{}
+	for _, r := range recs {
+		n.replicas.fenced[segKey{r.Topic, r.Segment}] = true
+	}
+	return nil
+}
+
+// saveFences writes the fenced segments to fencesFile, durably.
+func (n *Node) saveFences() error {
+	n.replicas.saving.Lock()
+	defer n.replicas.saving.Unlock()
+	n.replicas.mu.Lock()
+	recs := make([]fenceRecord, 0, len(n.replicas.fenced))
+	for k := range n.replicas.fenced {
+		recs = append(recs, fenceRecord{k.topic, k.id})
+	}
+	n.replicas.mu.Unlock()
+	slices.SortFunc(recs, func(a, b fenceRecord) int {
+		return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Segment, b.Segment))
+	})
+	b, err := json.Marshal(recs)
+	if err != nil {
+		return err
+	}
+	return fsutil.WriteFile(n.cfg.DataDir, fencesFile, b)
 }
 
 // closeReplicas closes every open copy, at shutdown.

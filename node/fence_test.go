@@ -1,0 +1,98 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"floe/internal/testenv"
+	"floe/meta"
+	"floe/node/rpc"
+)
+
+// TestFenceSurvivesRestart: a follower fenced by a failover keeps refusing the
+// deposed leader's appends after it restarts before the failover commits (the
+// fence is in fencesFile, not only in memory); a lifted fence stays lifted across a
+// restart; and a fences file that does not parse stops the start with an error that
+// names it, changing nothing.
+func TestFenceSurvivesRestart(t *testing.T) {
+	nodes := startTestCluster(t, 3, func(c *Config) { c.SegmentFailoverTimeout = time.Hour })
+	ctx := context.Background()
+	if err := nodes[0].Register(ctx, "f", &meta.TopicConfig{ReplicationFactor: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nodes[0].Append(ctx, "f", [][]byte{[]byte("e0"), []byte("e1")}); err != nil {
+		t.Fatal(err)
+	}
+	act, _, ok := nodes[0].fsm.ActiveOf("f")
+	if !ok {
+		t.Fatal("no active segment")
+	}
+	var fi int // a follower of the segment
+	for i, n := range nodes {
+		if act.HasReplica(n.cfg.NodeID) && act.Leader != n.cfg.NodeID {
+			fi = i
+		}
+	}
+	restart := func() {
+		t.Helper()
+		cfg := nodes[fi].cfg
+		_, port, _ := net.SplitHostPort(nodes[fi].RaftAddr())
+		cfg.RaftPort, _ = strconv.Atoi(port) // the address its peers know
+		nodes[fi].Close()
+		n, err := Start(cfg)
+		if err != nil {
+			t.Fatalf("restart node %d: %v", cfg.NodeID, err)
+		}
+		nodes[fi] = n
+		testenv.WaitFor(t, 30*time.Second, "the restarted node to know the segment", func() bool {
+			_, ok := n.fsm.SegmentOf("f", act.ID)
+			return ok
+		})
+	}
+	appendCopy := func() error {
+		n := nodes[fi]
+		testenv.WaitFor(t, 30*time.Second, "the copy to hold the leader's 2 entries", func() bool {
+			return n.HasLocal("f", act.ID)
+		})
+		_, err := n.appendReplica(&rpc.Replicate{Topic: "f", Segment: act.ID, Epoch: act.Epoch(), Leader: act.Leader,
+			Start: 0, Payloads: [][]byte{[]byte("e0"), []byte("e1"), []byte("x")}})
+		return err
+	}
+	if _, _, _, err := nodes[fi].fenceReplica("f", act.ID, act.Epoch()); err != nil {
+		t.Fatal(err)
+	}
+	restart()
+	if err := appendCopy(); !errors.Is(err, meta.ErrStaleSegment) {
+		t.Fatalf("append from the deposed leader to a fenced copy after a restart: %v, want ErrStaleSegment", err)
+	}
+	if err := nodes[fi].unfence("f", act.ID); err != nil {
+		t.Fatal(err)
+	}
+	restart()
+	if err := appendCopy(); err != nil {
+		t.Fatalf("append after the fence was lifted and the node restarted: %v", err)
+	}
+
+	cfg := nodes[fi].cfg
+	nodes[fi].Close()
+	path := filepath.Join(cfg.DataDir, fencesFile)
+	if err := os.WriteFile(path, []byte("[{\"topic\":"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := Start(cfg); err == nil {
+		n.Close()
+		t.Fatal("a node started with a fences file that does not parse")
+	} else if !strings.Contains(err.Error(), fencesFile) {
+		t.Fatalf("start with a bad fences file: %v; want an error naming %s", err, fencesFile)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "[{\"topic\":" {
+		t.Fatalf("the bad fences file was changed: %q", b)
+	}
+}
