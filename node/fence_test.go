@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -95,4 +96,27 @@ func TestFenceSurvivesRestart(t *testing.T) {
 	if b, _ := os.ReadFile(path); string(b) != "[{\"topic\":" {
 		t.Fatalf("the bad fences file was changed: %q", b)
 	}
+}
+
+// FuzzParseFences: any content of the fences file is refused or parsed, never a
+// panic, and what parses encodes to content that parses to the same fences.
+func FuzzParseFences(f *testing.F) {
+	f.Add([]byte(`[]`))
+	f.Add([]byte(`[{"topic":"t","segment":3},{"topic":"a","segment":1}]`))
+	f.Add([]byte(`[{"topic":"","segment":3}]`))
+	f.Add([]byte(`{"topic":"t"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fenced, err := parseFences(b)
+		if err != nil {
+			return
+		}
+		enc, err := encodeFences(fenced)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := parseFences(enc)
+		if err != nil || !maps.Equal(again, fenced) {
+			t.Fatalf("%q parsed to %v, encoded as %q, parsed again to %v, %v", b, fenced, enc, again, err)
+		}
+	})
 }

@@ -98,20 +98,18 @@ func (v committedView) Read(index uint64, max, maxBytes int) ([][]byte, error) {
 // Reader.ReadLocal, or, for ReadCopy, its Reader.ReadCopy).
 type peerReads struct{ n *Node }
 
-func (p peerReads) ReadOwner(ctx context.Context, node uint64, topic string, id, offset uint64, max, maxBytes int) ([][]byte, error) {
-	return p.read(ctx, node, topic, id, offset, max, maxBytes, false)
+func (p peerReads) ReadOwner(ctx context.Context, node uint64, topic string, id, offset uint64, max, maxBytes int, timeout time.Duration) ([][]byte, error) {
+	return p.read(ctx, node, topic, id, offset, max, maxBytes, timeout, false)
 }
 
-func (p peerReads) ReadCopy(ctx context.Context, node uint64, topic string, id, offset uint64, max, maxBytes int) ([][]byte, error) {
-	return p.read(ctx, node, topic, id, offset, max, maxBytes, true)
+func (p peerReads) ReadCopy(ctx context.Context, node uint64, topic string, id, offset uint64, max, maxBytes int, timeout time.Duration) ([][]byte, error) {
+	return p.read(ctx, node, topic, id, offset, max, maxBytes, timeout, true)
 }
 
 // read asks node for entries of segment id: of its copy as readers may see it when
 // copy is set (a trailing flag an older node ignores: it then answers from its own
-// segment only). The call's timeout is ctx's deadline (10s at most), so that a node
-// that does not answer in time counts as RecentlyDown; ctx's cancellation does not
-// end it.
-func (p peerReads) read(ctx context.Context, node uint64, topic string, id, offset uint64, max, maxBytes int, copy bool) ([][]byte, error) {
+// segment only).
+func (p peerReads) read(ctx context.Context, node uint64, topic string, id, offset uint64, max, maxBytes int, timeout time.Duration, copy bool) ([][]byte, error) {
 	peer, err := p.n.nodePeer(node)
 	if err != nil {
 		return nil, err
@@ -125,14 +123,7 @@ func (p peerReads) read(ctx context.Context, node uint64, topic string, id, offs
 	if copy {
 		e.Bool(true)
 	}
-	timeout := 10 * time.Second
-	if d, ok := ctx.Deadline(); ok {
-		timeout = min(timeout, time.Until(d))
-	}
-	if timeout <= 0 {
-		return nil, rpc.Unavailable(fmt.Sprintf("read of node %d", node), context.DeadlineExceeded)
-	}
-	body, err := peer.Call(context.WithoutCancel(ctx), rpc.OpRead, e.B, timeout)
+	body, err := peer.Call(ctx, rpc.OpRead, e.B, timeout)
 	if err != nil {
 		return nil, err
 	}

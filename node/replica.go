@@ -428,7 +428,7 @@ func (n *Node) fillReplica(k segKey, s *meta.Segment, seg *segment.Segment) erro
 				continue
 			}
 			ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
-			entries, err = peerReads{n}.ReadOwner(ctx, from, k.topic, k.id, s.Base+seg.Count(), fillEntries, fillBytes)
+			entries, err = peerReads{n}.ReadOwner(ctx, from, k.topic, k.id, s.Base+seg.Count(), fillEntries, fillBytes, 10*time.Second)
 			cancel()
 			if err == nil && len(entries) > 0 {
 				break
@@ -671,17 +671,42 @@ func (n *Node) loadFences() error {
 	if err != nil {
 		return fmt.Errorf("cannot read the fenced copies: %w", err)
 	}
-	var recs []fenceRecord
-	if err := json.Unmarshal(b, &recs); err != nil {
+	fenced, err := parseFences(b)
+	if err != nil {
 		return fmt.Errorf("%s does not list fenced copies (%v): move it aside to start, at the risk that a copy a failover in progress fenced takes its deposed leader's appends again", path, err)
 	}
 	n.replicas.mu.Lock()
 	defer n.replicas.mu.Unlock()
-	n.replicas.fenced = map[segKey]bool{}
-	for _, r := range recs {
-		n.replicas.fenced[segKey{r.Topic, r.Segment}] = true
-	}
+	n.replicas.fenced = fenced
 	return nil
+}
+
+// parseFences decodes fencesFile's content.
+func parseFences(b []byte) (map[segKey]bool, error) {
+	var recs []fenceRecord
+	if err := json.Unmarshal(b, &recs); err != nil {
+		return nil, err
+	}
+	fenced := map[segKey]bool{}
+	for _, r := range recs {
+		if r.Topic == "" || r.Segment == 0 {
+			return nil, fmt.Errorf("a fenced copy without a topic or segment: %+v", r)
+		}
+		fenced[segKey{r.Topic, r.Segment}] = true
+	}
+	return fenced, nil
+}
+
+// encodeFences encodes fenced as fencesFile's content, in topic and segment order.
+func encodeFences(fenced map[segKey]bool) ([]byte, error) {
+	recs := make([]fenceRecord, 0, len(fenced))
+	for k := range fenced {
+		recs = append(recs, fenceRecord{k.topic, k.id})
+	}
+	slices.SortFunc(recs, func(a, b fenceRecord) int {
+		return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Segment, b.Segment))
+	})
+	return json.Marshal(recs)
 }
 
 // saveFences writes the fenced segments to fencesFile, durably.
@@ -689,15 +714,8 @@ func (n *Node) saveFences() error {
 	n.replicas.saving.Lock()
 	defer n.replicas.saving.Unlock()
 	n.replicas.mu.Lock()
-	recs := make([]fenceRecord, 0, len(n.replicas.fenced))
-	for k := range n.replicas.fenced {
-		recs = append(recs, fenceRecord{k.topic, k.id})
-	}
+	b, err := encodeFences(n.replicas.fenced)
 	n.replicas.mu.Unlock()
-	slices.SortFunc(recs, func(a, b fenceRecord) int {
-		return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Segment, b.Segment))
-	})
-	b, err := json.Marshal(recs)
 	if err != nil {
 		return err
 	}

@@ -31,6 +31,11 @@ type world struct {
 	// see them: node -> segment id -> committed entries.
 	copies    map[uint64]map[uint64][][]byte
 	copyReads int
+	// hang are nodes that are frozen with their connection open: a call waits for
+	// its timeout (which marks the node recent) or ctx. copyCalls counts ReadCopy
+	// calls per node.
+	hang      map[uint64]bool
+	copyCalls map[uint64]int
 	down      map[uint64]bool     // owners that cannot be reached
 	recent    map[uint64]bool     // owners that failed recently
 	objects   map[string][][]byte // archive key -> records
@@ -68,6 +73,7 @@ func newWorld(segs ...seg) *world {
 		local: map[uint64][][]byte{}, corrupt: map[uint64]bool{}, owner: map[uint64][][]byte{},
 		down: map[uint64]bool{}, recent: map[uint64]bool{}, objects: map[string][][]byte{},
 		done: map[string]error{}, copies: map[uint64]map[uint64][][]byte{},
+		hang: map[uint64]bool{}, copyCalls: map[uint64]int{},
 	}
 	base := uint64(0)
 	for i, d := range segs {
@@ -216,7 +222,30 @@ func (w *world) OpenCopy(topic string, s *meta.Segment) (Segment, func(), error)
 
 // Owner.
 
-func (w *world) ReadCopy(_ context.Context, node uint64, topic string, id, offset uint64, max, maxBytes int) ([][]byte, error) {
+// frozen waits as a call to node does when node is frozen: until timeout, which
+// marks it recent, or ctx.
+func (w *world) frozen(ctx context.Context, node uint64, timeout time.Duration) error {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("%w: node %d: %v", ErrUnavailable, node, ctx.Err())
+	case <-t.C:
+		w.mu.Lock()
+		w.recent[node] = true
+		w.mu.Unlock()
+		return fmt.Errorf("%w: node %d did not answer within %v", ErrUnavailable, node, timeout)
+	}
+}
+
+func (w *world) ReadCopy(ctx context.Context, node uint64, topic string, id, offset uint64, max, maxBytes int, timeout time.Duration) ([][]byte, error) {
+	w.mu.Lock()
+	w.copyCalls[node]++
+	hang := w.hang[node]
+	w.mu.Unlock()
+	if hang {
+		return nil, w.frozen(ctx, node, timeout)
+	}
 	w.mu.Lock()
 	down := w.down[node]
 	recs, ok := w.copies[node][id]
@@ -237,8 +266,13 @@ func (w *world) ReadCopy(_ context.Context, node uint64, topic string, id, offse
 	return out, err
 }
 
-func (w *world) ReadOwner(_ context.Context, node uint64, topic string, id, offset uint64, max, maxBytes int) ([][]byte, error) {
+func (w *world) ReadOwner(ctx context.Context, node uint64, topic string, id, offset uint64, max, maxBytes int, timeout time.Duration) ([][]byte, error) {
 	w.mu.Lock()
+	if w.hang[node] {
+		w.ownerReads++
+		w.mu.Unlock()
+		return nil, w.frozen(ctx, node, timeout)
+	}
 	w.ownerReads++
 	down := w.down[node]
 	recs, ok := w.owner[id]

@@ -87,13 +87,13 @@ type Owner interface {
 	// ReadOwner asks node for up to max entries (maxBytes as Segment.Read) of
 	// segment id from offset on, which that node answers with its Reader.ReadLocal.
 	// The error wraps ErrUnavailable when the node cannot be reached or has no known
-	// address, and the owner's own sentinel (ErrSegmentNotFound, ErrCorrupt, ...)
-	// when it answered with one.
-	// A call that ctx's deadline ends marks the node RecentlyDown.
-	ReadOwner(ctx context.Context, node uint64, topic string, id, offset uint64, max, maxBytes int) ([][]byte, error)
+	// address, or does not answer within timeout (which marks it RecentlyDown; ctx
+	// ending first marks nothing), and the owner's own sentinel
+	// (ErrSegmentNotFound, ErrCorrupt, ...) when it answered with one.
+	ReadOwner(ctx context.Context, node uint64, topic string, id, offset uint64, max, maxBytes int, timeout time.Duration) ([][]byte, error)
 	// ReadCopy is ReadOwner of node's copy of active replicated segment id, which
 	// node follows, answered with node's Reader.ReadCopy.
-	ReadCopy(ctx context.Context, node uint64, topic string, id, offset uint64, max, maxBytes int) ([][]byte, error)
+	ReadCopy(ctx context.Context, node uint64, topic string, id, offset uint64, max, maxBytes int, timeout time.Duration) ([][]byte, error)
 	// RecentlyDown reports whether a call to node failed in the last few seconds.
 	RecentlyDown(node uint64) bool
 }
@@ -384,26 +384,38 @@ func (r *Reader) readOpen(topic string, s *meta.Segment, seg Segment, offset uin
 	return entries(offset, payloads), nil
 }
 
-// leaderReadWait bounds a read of an active replicated segment from its leader:
-// past it the leader counts as down (RecentlyDown) and its followers' copies are
-// read instead. A leader answers a read in well under a millisecond when it is up.
-const leaderReadWait = time.Second
+// Bounds of one read from a peer. A read of an active replicated segment from its
+// leader, or of a follower's copy of one, waits copyReadWait at most: past it the
+// node counts as down (RecentlyDown) for a few seconds and the other copies are
+// read instead (a node that is up answers in well under a millisecond). Any other
+// read of a peer waits ownerReadWait at most.
+const (
+	copyReadWait  = time.Second
+	ownerReadWait = 10 * time.Second
+)
 
 // readCopies reads an active replicated segment whose leader did not answer from
-// the copies of its followers, this node's first: the first that has entries at
-// offset, or none (an error is only logged: the leader's is the one reported).
+// the copies of its followers, this node's first, skipping those that failed
+// recently: the first that has entries at offset, or none (an error is only logged:
+// the leader's is the one reported).
 func (r *Reader) readCopies(ctx context.Context, topic string, s *meta.Segment, offset uint64, max, maxBytes int) []wire.Entry {
-	for _, node := range s.ReplicaSet() {
+	nodes := make([]uint64, 0, len(s.Replicas))
+	if s.HasReplica(r.cfg.NodeID) {
+		nodes = append(nodes, r.cfg.NodeID)
+	}
+	for _, id := range s.ReplicaSet() {
+		if id != s.Leader && id != r.cfg.NodeID && !r.cfg.Owner.RecentlyDown(id) {
+			nodes = append(nodes, id)
+		}
+	}
+	for _, node := range nodes {
 		var got []wire.Entry
 		var err error
-		switch node {
-		case s.Leader:
-			continue
-		case r.cfg.NodeID:
+		if node == r.cfg.NodeID {
 			got, err = r.ReadCopy(topic, s, offset, max, maxBytes)
-		default:
+		} else {
 			var payloads [][]byte
-			payloads, err = r.cfg.Owner.ReadCopy(ctx, node, topic, s.ID, offset, max, maxBytes)
+			payloads, err = r.cfg.Owner.ReadCopy(ctx, node, topic, s.ID, offset, max, maxBytes, copyReadWait)
 			if err == nil && len(payloads) > max {
 				err = rpc.Unavailable(fmt.Sprintf("node %d returned %d entries, asked %d", node, len(payloads), max), nil)
 			}
@@ -446,14 +458,12 @@ func (r *Reader) readOwner(ctx context.Context, topic string, s *meta.Segment, o
 			err = rpc.Unavailable(fmt.Sprintf("node %d failed recently", node), nil)
 			continue
 		}
-		var payloads [][]byte
+		wait := ownerReadWait
 		if copies {
-			lctx, cancel := context.WithTimeout(ctx, leaderReadWait)
-			payloads, err = r.cfg.Owner.ReadOwner(lctx, node, topic, s.ID, offset, max, maxBytes)
-			cancel()
-		} else {
-			payloads, err = r.cfg.Owner.ReadOwner(ctx, node, topic, s.ID, offset, max, maxBytes)
+			wait = copyReadWait
 		}
+		var payloads [][]byte
+		payloads, err = r.cfg.Owner.ReadOwner(ctx, node, topic, s.ID, offset, max, maxBytes, wait)
 		if err != nil {
 			continue
 		}

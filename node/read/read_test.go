@@ -159,6 +159,55 @@ func TestReadFollowerCopies(t *testing.T) {
 	}
 }
 
+// TestReadFrozenCopies (found by review): when the leader of an active replicated
+// segment is frozen (its connection open, nothing answered), a read waits for it at
+// most copyReadWait, then reads this node's copy before any other follower's (a
+// frozen follower listed before this node is not asked), waits for a frozen
+// follower at most copyReadWait too, and asks neither again while they count as
+// down. A GET through such a node hands the entries out.
+func TestReadFrozenCopies(t *testing.T) {
+	abcde := []string{"a", "b", "c", "d", "e"}
+	t.Run("this node's copy first", func(t *testing.T) {
+		w := newWorld(seg{leader: 2, payloads: abcde})
+		w.topic.Segments[0].Replicas = []uint64{2, 3, self}
+		w.copies[self] = map[uint64][][]byte{1: w.owner[1][:3]}
+		w.copies[3] = map[uint64][][]byte{1: w.owner[1][:3]}
+		w.hang[2], w.hang[3] = true, true
+		r := w.reader()
+		got, _, err := r.Read(context.Background(), "t", 0, 10)
+		if err != nil || fmt.Sprint(payloads(got)) != fmt.Sprint(abcde[:3]) {
+			t.Fatalf("Read: %q, %v; want %q", payloads(got), err, abcde[:3])
+		}
+		if w.copyCalls[3] != 0 {
+			t.Fatalf("frozen follower 3 was asked %d times before this node's copy", w.copyCalls[3])
+		}
+		entries, err := r.Get(context.Background(), "t", 10)
+		if err != nil || fmt.Sprint(payloads(entries)) != fmt.Sprint(abcde[:3]) || w.cursor() != 3 {
+			t.Fatalf("GET: %q, %v, cursor %d; want %q and the cursor at 3", payloads(entries), err, w.cursor(), abcde[:3])
+		}
+		if w.ownerReads != 1 {
+			t.Fatalf("the frozen leader was asked %d times; once, then it counts as down", w.ownerReads)
+		}
+	})
+	t.Run("a frozen follower is waited for at most copyReadWait", func(t *testing.T) {
+		w := newWorld(seg{leader: 2, payloads: abcde})
+		w.topic.Segments[0].Replicas = []uint64{2, 3, 4} // this node holds no copy
+		w.copies[4] = map[uint64][][]byte{1: w.owner[1][:4]}
+		w.hang[2], w.hang[3] = true, true
+		r := w.reader()
+		r.cfg.RequestTimeout = 10 * copyReadWait // the two frozen nodes' waits fit in it
+		got, _, err := r.Read(context.Background(), "t", 0, 10)
+		if err != nil || fmt.Sprint(payloads(got)) != fmt.Sprint(abcde[:4]) {
+			t.Fatalf("Read: %q, %v; want %q from node 4", payloads(got), err, abcde[:4])
+		}
+		got, _, err = r.Read(context.Background(), "t", 1, 10)
+		if err != nil || len(got) != 3 || w.copyCalls[3] != 1 || w.ownerReads != 1 {
+			t.Fatalf("second Read: %q, %v; node 3 asked %d times, the leader %d; want both once (then down)",
+				payloads(got), err, w.copyCalls[3], w.ownerReads)
+		}
+	})
+}
+
 // TestReadExpired: an offset retention expired, or in a segment floe restore
 // --cluster marked lost, fails with ErrExpired naming the first offset kept.
 func TestReadExpired(t *testing.T) {

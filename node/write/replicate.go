@@ -44,7 +44,8 @@ type follower struct {
 	healthy bool      // its latest reply was a count, not an error
 	next    uint64    // the index its sends so far reach (it will hold next entries)
 	sent    uint64    // sequence number of the latest send
-	told    uint64    // the committed count its latest send carried
+	told    uint64    // the committed count its latest send carried (0 after a failure)
+	boot    uint64    // the boot id of its latest reply (0: unknown)
 	seen    uint64    // sequence number of the latest reply taken into account
 	retryAt time.Time // after a failure: no send before then
 
@@ -57,6 +58,7 @@ type followerReply struct {
 	seq   uint64
 	end   uint64 // the index the send reached
 	count uint64
+	boot  uint64 // the follower's boot id (0: unknown)
 	err   error
 }
 
@@ -99,7 +101,14 @@ func (r *replication) collect() {
 		if rep.err != nil {
 			f.healthy, f.next = false, f.durable
 			f.retryAt = time.Now().Add(followerRetry)
+			f.told = 0 // it may not have heard: tell it again
 			continue
+		}
+		if rep.boot != 0 && f.boot != 0 && rep.boot != f.boot {
+			f.told = 0 // it restarted: what it was told is gone with its memory
+		}
+		if rep.boot != 0 {
+			f.boot = rep.boot
 		}
 		f.durable, f.known, f.healthy = rep.count, true, true
 		if rep.count < rep.end || f.seen == f.sent {
@@ -160,10 +169,10 @@ func (r *replication) majority(own uint64) uint64 {
 func (f *follower) outstanding() bool { return f.seen < f.sent }
 
 // deliver records the reply of send seq, which reached index end.
-func (r *replication) deliver(f *follower, seq, end, count uint64, err error) {
+func (r *replication) deliver(f *follower, seq, end, count, boot uint64, err error) {
 	f.mu.Lock()
 	if seq > f.reply.seq {
-		f.reply = followerReply{seq: seq, end: end, count: count, err: err}
+		f.reply = followerReply{seq: seq, end: end, count: count, boot: boot, err: err}
 	}
 	f.mu.Unlock()
 	select {
@@ -190,20 +199,20 @@ func (a *Appender) send(r *replication, f *follower, start uint64, payloads [][]
 		if err == nil {
 			_, err = peer.SendFunc(rpc.OpReplicate, body, timeout, func(rep rpc.Reply) {
 				if rep.Err != nil {
-					r.deliver(f, seq, end, 0, rep.Err)
+					r.deliver(f, seq, end, 0, 0, rep.Err)
 					return
 				}
 				d := rpc.NewDecoder(rep.Body)
 				count := d.U64()
 				if d.Err != nil {
-					r.deliver(f, seq, end, 0, rpc.Unavailable("malformed replicate reply", d.Err))
+					r.deliver(f, seq, end, 0, 0, rpc.Unavailable("malformed replicate reply", d.Err))
 					return
 				}
-				r.deliver(f, seq, end, count, nil)
+				r.deliver(f, seq, end, count, rep.Boot, nil)
 			})
 		}
 		if err != nil {
-			r.deliver(f, seq, end, 0, err)
+			r.deliver(f, seq, end, 0, 0, err)
 		}
 	}
 	if f.healthy && connected(a.w.cfg.Peers, f.id) {
@@ -228,6 +237,19 @@ func connected(peers Peers, node uint64) bool {
 		return c.Connected()
 	}
 	return true
+}
+
+// bootID returns the boot id of node's open connection (0: none), and false when
+// the peer cannot tell.
+func bootID(peers Peers, node uint64) (uint64, bool) {
+	p, err := peers.Peer(node)
+	if err != nil {
+		return 0, true
+	}
+	if b, ok := p.(interface{ BootID() uint64 }); ok {
+		return b.BootID(), true
+	}
+	return 0, false
 }
 
 // replicateBody encodes an OpReplicate call of payloads from index start on.
@@ -428,10 +450,13 @@ func (a *Appender) syncFollowers() {
 	// Followers level with this node but not told that their last entries are
 	// committed (no batch followed them) are told with a probe, so that readers who
 	// cannot reach this node see those entries on the followers' copies.
-	committed := a.committed()
+	committed, own, now := a.committed(), a.seg.Count(), time.Now()
 	for _, f := range r.follow {
-		if f.told < committed && f.known && f.healthy && !f.outstanding() && f.next == a.seg.Count() {
-			a.send(r, f, a.seg.Count(), nil, nil)
+		if boot, ok := bootID(a.w.cfg.Peers, f.id); ok && boot != f.boot {
+			f.told = 0 // no connection, or a new one to a restarted follower: tell it again
+		}
+		if f.told < committed && f.known && f.durable == own && !f.outstanding() && !now.Before(f.retryAt) {
+			a.send(r, f, own, nil, nil)
 		}
 	}
 }

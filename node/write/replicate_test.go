@@ -24,10 +24,32 @@ type fakeFollowers struct {
 	down   map[uint64]bool
 	sends  map[uint64]int
 	told   map[uint64]uint64 // node -> the most entries a send said were committed
+	boot   map[uint64]uint64 // node -> its boot id (1 unless restarted)
 }
 
 func newFakeFollowers() *fakeFollowers {
-	return &fakeFollowers{copies: map[string]*fakeSegment{}, down: map[uint64]bool{}, sends: map[uint64]int{}, told: map[uint64]uint64{}}
+	return &fakeFollowers{copies: map[string]*fakeSegment{}, down: map[uint64]bool{}, sends: map[uint64]int{}, told: map[uint64]uint64{}, boot: map[uint64]uint64{}}
+}
+
+// restart is node restarting: a new boot id, and it forgets what it was told.
+func (f *fakeFollowers) restart(node uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.boot[node] = max(f.boot[node], 1) + 1
+	f.told[node] = 0
+}
+
+func (f *fakeFollowers) bootOf(node uint64) uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return max(f.boot[node], 1)
+}
+
+// sendsTo returns how many sends node was sent.
+func (f *fakeFollowers) sendsTo(node uint64) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sends[node]
 }
 
 // toldOf returns the most entries a send to node said were committed.
@@ -63,6 +85,16 @@ type followerPeer struct {
 	id uint64
 }
 
+// BootID is the boot id of the connection to the follower (0 while it is down).
+func (p followerPeer) BootID() uint64 {
+	p.f.mu.Lock()
+	defer p.f.mu.Unlock()
+	if p.f.down[p.id] {
+		return 0
+	}
+	return max(p.f.boot[p.id], 1)
+}
+
 func (p followerPeer) SendFunc(op rpc.Op, body []byte, timeout time.Duration, fn func(rpc.Reply)) (uint64, error) {
 	if op != rpc.OpReplicate {
 		return 0, fmt.Errorf("unexpected op %d", op)
@@ -95,7 +127,7 @@ func (p followerPeer) SendFunc(op rpc.Op, body []byte, timeout time.Duration, fn
 		seg.mu.Unlock()
 		var e rpc.Encoder
 		e.U64(count)
-		fn(rpc.Reply{Body: e.B})
+		fn(rpc.Reply{Body: e.B, Boot: p.f.bootOf(p.id)})
 	}()
 	return 1, nil
 }
@@ -172,6 +204,65 @@ func TestReplicatedCommit(t *testing.T) {
 		want := h.store.seg("r", 1).written()
 		return len(want) == 7 && slices.Equal(f.copyOf(2, "r", 1).written(), want) && slices.Equal(f.copyOf(3, "r", 1).written(), want)
 	})
+}
+
+// TestFollowersToldCommitted (found by review): a follower level with the leader
+// is told the committed count by the age check although no write comes, also after
+// a probe to it failed (it was unreachable for a moment) and after it restarted
+// (it forgot what it was told): its copy serves the entries to readers who cannot
+// reach the leader.
+func TestFollowersToldCommitted(t *testing.T) {
+	_, f, a := replHarness(t, 3, 5)
+	for i := 0; i < 5; i++ {
+		if res := put(t, a, fmt.Sprintf("e%d", i)); res.Err != nil {
+			t.Fatalf("PUT %d: %+v", i, res)
+		}
+	}
+	if told := f.toldOf(2); told >= 5 {
+		t.Fatalf("node 2 was told %d entries are committed before the last batch was", told)
+	}
+	f.setDown(2, true)
+	sent := f.sendsTo(2)
+	testenv.WaitFor(t, 5*time.Second, "a probe to node 2 while it is down", func() bool {
+		a.checkAge()
+		return f.sendsTo(2) > sent
+	})
+	f.setDown(2, false)
+	testenv.WaitFor(t, 5*time.Second, "node 2, back, to be told that 5 entries are committed", func() bool {
+		a.checkAge()
+		return f.toldOf(2) == 5
+	})
+	f.restart(2)
+	testenv.WaitFor(t, 5*time.Second, "node 2, restarted, to be told again", func() bool {
+		a.checkAge()
+		return f.toldOf(2) == 5
+	})
+}
+
+// TestFailedSendForgetsTold: a send to a follower that failed, or a reply from a
+// follower that restarted since, means it may not know the committed count its
+// sends carried: the next age check tells it again.
+func TestFailedSendForgetsTold(t *testing.T) {
+	r := newReplication(meta.Segment{ID: 1, Leader: self, Replicas: []uint64{self, 2}}, self)
+	f := r.follow[0]
+	f.sent, f.told = 1, 5
+	r.deliver(f, 1, 5, 0, 0, rpc.Unavailable("node 2 is down", nil))
+	r.collect()
+	if f.told != 0 {
+		t.Fatalf("after a failed send: told %d, want 0", f.told)
+	}
+	f.sent, f.told = 2, 5
+	r.deliver(f, 2, 5, 5, 7, nil)
+	r.collect()
+	if f.told != 5 || f.boot != 7 {
+		t.Fatalf("after a reply: told %d boot %d, want 5 and 7", f.told, f.boot)
+	}
+	f.sent = 3
+	r.deliver(f, 3, 5, 5, 8, nil)
+	r.collect()
+	if f.told != 0 || f.boot != 8 {
+		t.Fatalf("after a reply from a restarted follower: told %d boot %d, want 0 and 8", f.told, f.boot)
+	}
 }
 
 // TestReplicatedCommitWithoutMajority: with two replicas and the follower down, a
