@@ -110,6 +110,9 @@ type Appender struct {
 	// anything more is written, so no index ever gets two contents.
 	repl     *replication
 	mustRoll bool
+	// inherited: seg was made active before this process started, so followers may
+	// hold entries an earlier life acknowledged (sealPoint).
+	inherited bool
 	// pending is the last batch written to a replicated segment and not answered
 	// yet (waiting for a majority); pendingFresh is set while the run loop has not
 	// come round since it was written.
@@ -318,7 +321,8 @@ func (a *Appender) current() (meta.Segment, Limits, error) {
 			a.visible.Store(w)
 			// Created before this process started: an earlier life may have sent
 			// followers entries it never made durable itself.
-			a.mustRoll = act.LeaderIndex <= a.w.cfg.StartIndex
+			a.inherited = act.LeaderIndex <= a.w.cfg.StartIndex
+			a.mustRoll = a.inherited
 		}
 		if seg.Count() > 0 {
 			// Entries written before a restart: the age counts from the segment's
@@ -336,7 +340,7 @@ func (a *Appender) closeSegment() {
 		a.repl.inflight.Wait()
 	}
 	a.w.cfg.Store.Release(a.seg)
-	a.seg, a.sealed, a.repl, a.mustRoll = nil, nil, nil, false
+	a.seg, a.sealed, a.repl, a.mustRoll, a.inherited = nil, nil, nil, false, false
 	a.visible.Store(nil)
 	a.lagging.Store(false)
 	a.setFirst(time.Time{})
@@ -670,9 +674,11 @@ func (a *Appender) roll(act meta.Segment) error {
 // holds: once sealed, every entry of a segment is readable, so it must not end with
 // entries only this node has (an append no majority confirmed, or, after a restart,
 // ones this node wrote but could not confirm). It first waits, at most the replica
-// timeout, for the followers to catch up with this node's file; entries they still
-// miss then are cut off the file (they were never acknowledged). When it cannot tell
-// what a majority holds (too few followers answer), it seals nothing.
+// timeout, for the followers to catch up with this node's file; entries a majority
+// certainly never held then are cut off the file (they were never acknowledged).
+// What a majority may have held is kept (sealPoint): a follower that has not
+// answered since a restart may hold what an acknowledgement counted. When too few
+// followers answer to tell anything, it seals nothing.
 func (a *Appender) sealReplicated(r *replication) (uint64, int64, uint32, error) {
 	own := a.seg.Count()
 	if err := a.replicate(r, own); err != nil {
@@ -681,7 +687,7 @@ func (a *Appender) sealReplicated(r *replication) (uint64, int64, uint32, error)
 			return 0, 0, 0, fmt.Errorf("%d of the %d followers answered, %d needed to know what a majority holds: %w", known, len(r.follow), r.need, err)
 		}
 	}
-	m := r.majority(own)
+	m := r.sealPoint(own, a.inherited)
 	if m < own {
 		a.w.cfg.Logger.Warn("sealing a replicated segment at what a majority holds: entries only this node has are cut",
 			"topic", a.topic, "segment", r.segment.ID, "own", own, "majority", m)

@@ -1,7 +1,9 @@
 package write
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,6 +42,8 @@ type follower struct {
 	id uint64
 	// The appender's goroutine owns these.
 	durable uint64    // entries the follower reported durable in its latest reply
+	peak    uint64    // the most it reported in this process (a copy dropped as damaged reports fewer)
+	reach   uint64    // the end of the furthest send to it in this process
 	known   bool      // durable comes from a reply (false: never heard from)
 	healthy bool      // its latest reply was a count, not an error
 	next    uint64    // the index its sends so far reach (it will hold next entries)
@@ -111,6 +115,7 @@ func (r *replication) collect() {
 			f.boot = rep.boot
 		}
 		f.durable, f.known, f.healthy = rep.count, true, true
+		f.peak = max(f.peak, rep.count)
 		if rep.count < rep.end || f.seen == f.sent {
 			f.next = rep.count // it did not take all it was sent: send again from there
 		}
@@ -165,6 +170,33 @@ func (r *replication) majority(own uint64) uint64 {
 	return counts[r.need-1]
 }
 
+// sealPoint returns the count at which the leader may seal its segment, holding
+// own entries, without cutting an entry that may have been acknowledged: the largest
+// count a majority may hold. A follower that answered counts at the most it reported
+// (its copy may have been dropped since, and acknowledgements counted its replies);
+// one that has not answered counts at the furthest it was sent or, when the segment
+// was written before this process started (inherited), at all own entries: an
+// acknowledgement before the restart may have counted it. Only entries a majority
+// certainly never held are left out.
+func (r *replication) sealPoint(own uint64, inherited bool) uint64 {
+	counts := make([]uint64, 0, len(r.follow))
+	for _, f := range r.follow {
+		switch {
+		case f.known:
+			counts = append(counts, min(f.peak, own))
+		case inherited:
+			counts = append(counts, own)
+		default:
+			counts = append(counts, min(f.reach, own))
+		}
+	}
+	if r.need == 0 {
+		return own
+	}
+	slices.SortFunc(counts, func(a, b uint64) int { return cmp.Compare(b, a) })
+	return counts[r.need-1]
+}
+
 // outstanding reports whether f has a send it has not seen the reply of.
 func (f *follower) outstanding() bool { return f.seen < f.sent }
 
@@ -189,6 +221,9 @@ func (a *Appender) send(r *replication, f *follower, start uint64, payloads [][]
 	f.sent++
 	seq, end := f.sent, start+uint64(len(payloads))
 	f.next = end
+	if len(payloads) > 0 {
+		f.reach = max(f.reach, end) // (a probe delivers nothing)
+	}
 	f.told = a.committed() // what body carries: nothing publishes between its encoding and here
 	if body == nil {
 		body = a.replicateBody(r, start, payloads)

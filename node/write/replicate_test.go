@@ -25,10 +25,11 @@ type fakeFollowers struct {
 	sends  map[uint64]int
 	told   map[uint64]uint64 // node -> the most entries a send said were committed
 	boot   map[uint64]uint64 // node -> its boot id (1 unless restarted)
+	stuck  map[uint64]bool   // nodes whose copies answer but take no entries
 }
 
 func newFakeFollowers() *fakeFollowers {
-	return &fakeFollowers{copies: map[string]*fakeSegment{}, down: map[uint64]bool{}, sends: map[uint64]int{}, told: map[uint64]uint64{}, boot: map[uint64]uint64{}}
+	return &fakeFollowers{copies: map[string]*fakeSegment{}, down: map[uint64]bool{}, sends: map[uint64]int{}, told: map[uint64]uint64{}, boot: map[uint64]uint64{}, stuck: map[uint64]bool{}}
 }
 
 // restart is node restarting: a new boot id, and it forgets what it was told.
@@ -104,7 +105,7 @@ func (p followerPeer) SendFunc(op rpc.Op, body []byte, timeout time.Duration, fn
 		return 0, err
 	}
 	p.f.mu.Lock()
-	down := p.f.down[p.id]
+	down, stuck := p.f.down[p.id], p.f.stuck[p.id]
 	p.f.sends[p.id]++
 	if !down {
 		p.f.told[p.id] = max(p.f.told[p.id], r.Committed)
@@ -118,7 +119,7 @@ func (p followerPeer) SendFunc(op rpc.Op, body []byte, timeout time.Duration, fn
 		}
 		seg.mu.Lock()
 		count := uint64(len(seg.payloads))
-		if r.Start <= count && r.Start+uint64(len(r.Payloads)) > count {
+		if !stuck && r.Start <= count && r.Start+uint64(len(r.Payloads)) > count {
 			for _, pl := range r.Payloads[count-r.Start:] {
 				seg.payloads = append(seg.payloads, append([]byte(nil), pl...))
 			}
@@ -374,6 +375,37 @@ func TestReplicatedSealAtMajority(t *testing.T) {
 	}
 	if got := h.store.seg("r", 1).written(); !slices.Equal(got, []string{"first"}) {
 		t.Fatalf("the leader's sealed file holds %q, want only what a majority holds", got)
+	}
+}
+
+// TestRestartedLeaderSealKeepsAcknowledged (found by review): a leader that
+// restarts seals its segment before writing again, and must not cut entries an
+// earlier life acknowledged: here the follower that held them with it is down (it
+// has not answered since the restart) and the one that answers is behind and takes
+// nothing more. Sealing at what the answering follower holds would lose entries
+// 2 to 3; they may have been acknowledged, so the seal keeps them.
+func TestRestartedLeaderSealKeepsAcknowledged(t *testing.T) {
+	h, f, a := replHarness(t, 3, 5)
+	h.w.cfg.StartIndex = 5 // the segment was made active before this process started
+	for _, p := range []string{"e0", "e1", "e2", "e3"} {
+		h.store.seg("r", 1).AppendBatch([][]byte{[]byte(p)})
+		f.copyOf(3, "r", 1).AppendBatch([][]byte{[]byte(p)})
+	}
+	for _, p := range []string{"e0", "e1"} {
+		f.copyOf(2, "r", 1).AppendBatch([][]byte{[]byte(p)})
+	}
+	f.setDown(3, true)
+	f.stuck[2] = true
+	if res := put(t, a, "x"); res.Err == nil && res.Segment == 1 {
+		t.Fatalf("a PUT went into segment 1, made active before the restart: %+v", res)
+	}
+	select {
+	case c := <-h.proposed:
+		if c.Op != meta.OpSeal || c.Segment != 1 || c.Count != 4 {
+			t.Fatalf("proposed %+v, want the seal of segment 1 with its 4 entries", c)
+		}
+	default:
+		t.Fatal("segment 1 was not sealed")
 	}
 }
 
