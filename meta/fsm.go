@@ -189,6 +189,15 @@ func (f *FSM) apply(c *Command, index uint64) *Result {
 			return &Result{Err: fmt.Errorf("%w: register_node without node", ErrBadCommand)}
 		}
 		n := *c.Node
+		n.Incarnated = 0
+		if old, ok := st.Nodes[n.ID]; ok {
+			switch {
+			case old.Incarnation != 0 && n.Incarnation != 0 && old.Incarnation != n.Incarnation:
+				n.Incarnated = index // a new data dir under the same member
+			case n.Incarnation == 0 || n.Incarnation == old.Incarnation:
+				n.Incarnation, n.Incarnated = old.Incarnation, old.Incarnated
+			}
+		}
 		st.Nodes[n.ID] = &n
 		return &Result{}
 	case OpRemoveNode:

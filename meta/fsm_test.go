@@ -454,3 +454,40 @@ func TestReplaceReplica(t *testing.T) {
 		t.Fatalf("factor 2, holder replaced: owner %d, replicas %v; want owner 2", s.Owner(), s.ReplicaSet())
 	}
 }
+
+// TestRegisterNodeIncarnation: a member that registers a new incarnation (a new data
+// dir) in place of another records the index at which it did, and keeps it through
+// re-registrations of the same incarnation and of one that does not say; a first
+// incarnation, of a new member or of one that did not say before, records none.
+func TestRegisterNodeIncarnation(t *testing.T) {
+	f := NewFSM()
+	reg := func(index, inc uint64, addr string) NodeInfo {
+		t.Helper()
+		if res := applyCmd(t, f, index, &Command{Op: OpRegisterNode, Node: &NodeInfo{ID: 1, RaftAddr: addr, Incarnation: inc}}); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+		n, _ := f.Node(1)
+		return n
+	}
+	for _, step := range []struct {
+		index, inc uint64
+		addr       string
+		want       uint64
+	}{
+		{2, 0, "h:1", 0},  // an older node: no incarnation
+		{3, 7, "h:1", 0},  // its first: nothing was lost
+		{4, 7, "h:2", 0},  // the same data dir, a new address
+		{5, 9, "h:2", 5},  // an empty data dir in its place
+		{6, 9, "h:3", 5},  // the same again
+		{7, 0, "h:3", 5},  // a registration that does not say keeps it
+		{8, 11, "h:3", 8}, // another empty data dir
+	} {
+		if n := reg(step.index, step.inc, step.addr); n.Incarnated != step.want {
+			t.Fatalf("register at %d (incarnation %d): incarnated %d, want %d", step.index, step.inc, n.Incarnated, step.want)
+		}
+	}
+	applyCmd(t, f, 9, &Command{Op: OpRemoveNode, Node: &NodeInfo{ID: 1}})
+	if n := reg(10, 13, "h:4"); n.Incarnated != 0 {
+		t.Fatalf("a removed member rejoining: incarnated %d, want 0 (its segments were moved off it)", n.Incarnated)
+	}
+}

@@ -254,6 +254,13 @@ type NodeInfo struct {
 	RaftAddr   string `json:"raft_addr"`
 	ClientAddr string `json:"client_addr"`
 	HTTPAddr   string `json:"http_addr"`
+	// Incarnation names the node's data dir (a random id it keeps there; 0: a node
+	// that does not say). Incarnated is the Raft index at which an incarnation
+	// replaced another one of the same member: the node came back with an empty
+	// disk, so the active segments it was made leader of before that index are not
+	// on it (0: never).
+	Incarnation uint64 `json:"incarnation,omitempty"`
+	Incarnated  uint64 `json:"incarnated,omitempty"`
 }
 
 // State is the whole replicated state machine content. It is never mutated outside

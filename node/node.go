@@ -233,12 +233,17 @@ func (c *Config) leaderLease() time.Duration {
 
 // Node is one floe node: Raft member, segment leader for some topics, client listener.
 type Node struct {
-	cfg     Config
-	log     *slog.Logger
-	raft    *meta.Raft
-	fsm     *meta.FSM
-	store   *segment.Store
-	metrics *metrics
+	cfg Config
+	// incarnation names this node's data dir (incarnationFile); lost tracks the
+	// active segments it leads that were made active before the data dir was
+	// (lost.go).
+	incarnation uint64
+	lost        lostSegments
+	log         *slog.Logger
+	raft        *meta.Raft
+	fsm         *meta.FSM
+	store       *segment.Store
+	metrics     *metrics
 	// replicas are this node's copies of segments it follows (replica.go).
 	replicas replicaCopies
 
@@ -316,6 +321,9 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n.store = store
 	if err := n.loadFences(); err != nil {
+		return nil, err
+	}
+	if n.incarnation, err = loadIncarnation(cfg.DataDir); err != nil {
 		return nil, err
 	}
 	raftDir := filepath.Join(cfg.DataDir, "raft")
@@ -866,10 +874,14 @@ func (n *Node) joinLoop() {
 // registerLoop records this node's addresses in the replicated state (once per start,
 // since addresses may change across restarts).
 func (n *Node) registerLoop() {
-	info := &meta.NodeInfo{ID: n.cfg.NodeID, RaftAddr: n.advertise, ClientAddr: n.ClientAddr(), HTTPAddr: n.HTTPAddr()}
+	info := &meta.NodeInfo{ID: n.cfg.NodeID, RaftAddr: n.advertise, ClientAddr: n.ClientAddr(), HTTPAddr: n.HTTPAddr(),
+		Incarnation: n.incarnation}
 	for attempt := 0; ; attempt++ {
-		if cur, ok := n.fsm.Node(n.cfg.NodeID); ok && cur == *info {
-			return
+		if cur, ok := n.fsm.Node(n.cfg.NodeID); ok {
+			cur.Incarnated = 0 // the FSM's own
+			if cur == *info {
+				return
+			}
 		}
 		ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
 		_, err := n.propose(ctx, &meta.Command{Op: meta.OpRegisterNode, Node: info})

@@ -60,6 +60,12 @@ func (m readMetadata) Changed() <-chan struct{} { return m.n.fsm.Changed() }
 type localFiles struct{ n *Node }
 
 func (l localFiles) Open(topic string, s *meta.Segment) (read.Segment, func(), error) {
+	if s.State == meta.Active && s.Leader == l.n.cfg.NodeID {
+		// Not an empty segment: one whose entries are elsewhere (lost.go).
+		if err := l.n.lostSegment(topic, s); err != nil {
+			return nil, nil, err
+		}
+	}
 	seg, err := l.n.localSegment(topic, s)
 	if err != nil {
 		return nil, nil, err

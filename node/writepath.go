@@ -35,6 +35,7 @@ func (n *Node) newWriter() *write.Writer {
 		RequestTimeout: n.cfg.RequestTimeout,
 		ReplicaTimeout: n.cfg.SegmentFailoverTimeout,
 		StartIndex:     n.raft.LastIndex(),
+		Lost:           n.lostSegment,
 		Backoff:        n.backoff,
 		Go:             n.goLoop,
 		CommitWait:     n.cfg.GroupCommitWait,

@@ -310,6 +310,13 @@ func (a *Appender) current() (meta.Segment, Limits, error) {
 		if !a.w.cfg.Lease() {
 			return act, limits, a.w.noLease()
 		}
+		if a.w.cfg.Lost != nil {
+			// Writing it would give new entries the offsets (and, replicated, the
+			// indexes in the followers' copies) of entries that exist elsewhere.
+			if err := a.w.cfg.Lost(a.topic, &act); err != nil {
+				return act, limits, err
+			}
+		}
 		seg, err := a.w.cfg.Store.Open(a.topic, &act)
 		if err != nil {
 			return act, limits, rpc.Unavailable(fmt.Sprintf("cannot open segment %d of %q", act.ID, a.topic), err)

@@ -172,6 +172,10 @@ type Config struct {
 	// segment made active at or before it may have been written by an earlier life
 	// of this node, and is sealed before this one writes to it.
 	StartIndex uint64
+	// Lost, if set, returns an error for an active segment this node leads whose
+	// entries are not on its disk (it came back with an empty data dir): such a
+	// segment is neither opened nor written (the node recovers it elsewhere).
+	Lost func(topic string, s *meta.Segment) error
 	// RequestTimeout bounds one append with its retries, and a forwarded call.
 	RequestTimeout time.Duration
 	// Backoff waits before retry attempt, returning early when changed closes, with
@@ -303,6 +307,9 @@ func (w *Writer) OpenLed() {
 	for _, name := range w.cfg.Metadata.TopicNames() {
 		act, _, ok := w.cfg.Metadata.ActiveOf(name)
 		if !ok || act.Leader != w.cfg.NodeID {
+			continue
+		}
+		if w.cfg.Lost != nil && w.cfg.Lost(name, &act) != nil {
 			continue
 		}
 		if _, open := w.cfg.Store.Get(name, act.ID); !open {

@@ -59,6 +59,12 @@ func TestJoin(t *testing.T) {
 					break
 				}
 			}
+			// A restarted node learns the cluster id when its FSM replays the log,
+			// once the leader told it the commit index: its membership comes first.
+			c.waitFor(10*time.Second, fmt.Sprintf("node %d to know a cluster id", p.id), func() bool {
+				m = c.metrics(p.id)
+				return m != nil && metricsClusterID(m) != ""
+			})
 			if got := metricsClusterID(m); got != cid {
 				t.Errorf("%s: node %d has cluster id %q, want %q (one cluster)", when, p.id, got, cid)
 			}

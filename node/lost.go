@@ -1,0 +1,132 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"floe/internal/fsutil"
+	"floe/meta"
+	"floe/node/rpc"
+)
+
+// A node that comes back with an empty data dir under its old member id (its disk
+// was lost and it was restarted before floe cluster remove-node) finds itself the
+// leader of active segments whose entries it does not have. Writing them would give
+// new entries the offsets of acknowledged ones, and, in a replicated topic, other
+// data than its followers' copies hold at the same indexes. So each data dir gets a
+// random incarnation id (incarnationFile), registered with the node's addresses; the
+// metadata records the Raft index at which an incarnation replaced another one of
+// the same member (meta.NodeInfo.Incarnated). An active segment this node leads that
+// was made active before that index, or while its new incarnation is not registered
+// yet, is lost here: the node neither opens nor writes nor reads it locally, and
+// recovers it as floe cluster recover-segment --force does (a replicated segment is
+// sealed at its followers' copies, losing nothing acknowledged; a segment of factor
+// 1 is abandoned: its entries were on the lost disk only). A segment never written
+// (made active while the node was coming back) is recovered too, at no cost but a
+// roll-over.
+
+// incarnationFile, in the data dir, holds the data dir's incarnation id.
+const incarnationFile = "incarnation"
+
+// loadIncarnation returns the data dir's incarnation id, creating it (random,
+// non-zero, durable) when the data dir has none.
+func loadIncarnation(dataDir string) (uint64, error) {
+	path := filepath.Join(dataDir, incarnationFile)
+	b, err := os.ReadFile(path)
+	if err == nil {
+		id, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil || id == 0 {
+			return 0, fmt.Errorf("%s does not hold an incarnation id (%q); it names this data dir: remove it only if the data dir is empty", path, b)
+		}
+		return id, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("cannot read the data dir's incarnation: %w", err)
+	}
+	var id uint64
+	for id == 0 {
+		var buf [8]byte
+		if _, err := rand.Read(buf[:]); err != nil {
+			return 0, err
+		}
+		id = binary.BigEndian.Uint64(buf[:])
+	}
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return 0, err
+	}
+	if err := fsutil.WriteFile(dataDir, incarnationFile, []byte(strconv.FormatUint(id, 10)+"\n")); err != nil {
+		return 0, fmt.Errorf("cannot record the data dir's incarnation: %w", err)
+	}
+	return id, nil
+}
+
+// lostSegments are the lost segments being recovered, one goroutine each.
+type lostSegments struct {
+	mu         sync.Mutex
+	recovering map[segKey]bool
+}
+
+// lostSegment returns an error (ErrUnavailable) if s, an active segment this node
+// leads, is lost here, and starts its recovery; nil otherwise.
+func (n *Node) lostSegment(topic string, s *meta.Segment) error {
+	info, ok := n.fsm.Node(n.cfg.NodeID)
+	switch {
+	case !ok, info.Incarnation == 0:
+		return nil // a new member, or one whose earlier data dir did not say: nothing to compare
+	case info.Incarnation == n.incarnation && (info.Incarnated == 0 || s.LeaderIndex > info.Incarnated):
+		return nil
+	}
+	n.recoverLost(topic, s.ID)
+	return rpc.Unavailable(fmt.Sprintf("segment %d of %q was made active before this node's data dir was created (node %d came back with an empty disk): its entries are not here, and it is being recovered on the other nodes",
+		s.ID, topic, n.cfg.NodeID), nil)
+}
+
+// recoverLost recovers lost segment id of topic in the background (once at a time),
+// until it is no longer the active segment this node leads.
+func (n *Node) recoverLost(topic string, id uint64) {
+	k := segKey{topic, id}
+	n.lost.mu.Lock()
+	if n.lost.recovering[k] {
+		n.lost.mu.Unlock()
+		return
+	}
+	if n.lost.recovering == nil {
+		n.lost.recovering = map[segKey]bool{}
+	}
+	n.lost.recovering[k] = true
+	n.lost.mu.Unlock()
+	n.log.Error("this node leads an active segment made active before its data dir was created: recovering it from the other nodes",
+		"topic", topic, "segment", id)
+	n.goLoop(func() {
+		defer func() {
+			n.lost.mu.Lock()
+			delete(n.lost.recovering, k)
+			n.lost.mu.Unlock()
+		}()
+		for attempt := 0; ; attempt++ {
+			if act, _, ok := n.fsm.ActiveOf(topic); !ok || act.ID != id || act.Leader != n.cfg.NodeID {
+				return
+			}
+			ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RequestTimeout)
+			next, err := n.RecoverSegment(ctx, topic, 0, id, true)
+			cancel()
+			if err == nil {
+				n.log.Warn("lost segment recovered", "topic", topic, "segment", id, "next_segment", next.ID, "next_leader", next.Leader)
+				return
+			}
+			n.log.Warn("cannot recover a lost segment yet; will try again", "topic", topic, "segment", id, "err", err)
+			if n.backoff(n.ctx, attempt+3, nil) != nil {
+				return
+			}
+		}
+	})
+}
