@@ -85,14 +85,21 @@ func (n *Node) lostSegment(topic string, s *meta.Segment) error {
 	case info.Incarnation == n.incarnation && (info.Incarnated == 0 || s.LeaderIndex > info.Incarnated):
 		return nil
 	}
-	n.recoverLost(topic, s.ID)
+	n.recoverLost(topic, s.ID, "this node leads an active segment made active before its data dir was created: recovering it from the other nodes")
 	return rpc.Unavailable(fmt.Sprintf("segment %d of %q was made active before this node's data dir was created (node %d came back with an empty disk): its entries are not here, and it is being recovered on the other nodes",
 		s.ID, topic, n.cfg.NodeID), nil)
 }
 
-// recoverLost recovers lost segment id of topic in the background (once at a time),
-// until it is no longer the active segment this node leads.
-func (n *Node) recoverLost(topic string, id uint64) {
+// handOff is write.Config.HandOff: a replicated segment this node cannot seal on its
+// disk is recovered (failed over) from its followers' copies.
+func (n *Node) handOff(topic string, id uint64) {
+	n.recoverLost(topic, id, "this node cannot seal an active segment it leads on its disk: failing it over to its followers' copies")
+}
+
+// recoverLost recovers segment id of topic, which this node leads but cannot serve
+// (why), in the background (once at a time), until it is no longer the active
+// segment this node leads.
+func (n *Node) recoverLost(topic string, id uint64, why string) {
 	k := segKey{topic, id}
 	n.lost.mu.Lock()
 	if n.lost.recovering[k] {
@@ -104,8 +111,7 @@ func (n *Node) recoverLost(topic string, id uint64) {
 	}
 	n.lost.recovering[k] = true
 	n.lost.mu.Unlock()
-	n.log.Error("this node leads an active segment made active before its data dir was created: recovering it from the other nodes",
-		"topic", topic, "segment", id)
+	n.log.Error(why, "topic", topic, "segment", id)
 	n.goLoop(func() {
 		defer func() {
 			n.lost.mu.Lock()

@@ -36,6 +36,7 @@ func (n *Node) newWriter() *write.Writer {
 		ReplicaTimeout: n.cfg.SegmentFailoverTimeout,
 		StartIndex:     n.raft.LastIndex(),
 		Lost:           n.lostSegment,
+		HandOff:        n.handOff,
 		Backoff:        n.backoff,
 		Go:             n.goLoop,
 		CommitWait:     n.cfg.GroupCommitWait,

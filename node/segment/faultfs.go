@@ -23,6 +23,7 @@ type FaultFS struct {
 	syncErr  error
 	truncErr error
 	readErr  error
+	broken   error // every write, sync and truncate fails with it (Break)
 	hold     *syncHold
 	writes   int
 	syncs    int
@@ -44,6 +45,14 @@ func (f *FaultFS) FailNextWrite(err error) { f.TearNextWrite(0, err) }
 func (f *FaultFS) TearNextWrite(n int, err error) {
 	f.mu.Lock()
 	f.writeErr, f.tearN = err, n
+	f.mu.Unlock()
+}
+
+// Break makes every File.WriteAt, Sync and Truncate fail with err, writing nothing,
+// until Break(nil): a disk that died under a running process.
+func (f *FaultFS) Break(err error) {
+	f.mu.Lock()
+	f.broken = err
 	f.mu.Unlock()
 }
 
@@ -145,6 +154,9 @@ func (ff *faultFile) WriteAt(p []byte, off int64) (int, error) {
 	f.writes++
 	err, n := f.writeErr, f.tearN
 	f.writeErr = nil
+	if f.broken != nil {
+		err, n = f.broken, 0
+	}
 	f.mu.Unlock()
 	if err == nil {
 		return ff.File.WriteAt(p, off)
@@ -164,6 +176,9 @@ func (ff *faultFile) Sync() error {
 	f.syncs++
 	err, h := f.syncErr, f.hold
 	f.syncErr, f.hold = nil, nil
+	if f.broken != nil {
+		err = f.broken
+	}
 	f.mu.Unlock()
 	if h != nil {
 		close(h.entered)
@@ -180,6 +195,9 @@ func (ff *faultFile) Truncate(size int64) error {
 	f.mu.Lock()
 	err := f.truncErr
 	f.truncErr = nil
+	if f.broken != nil {
+		err = f.broken
+	}
 	f.mu.Unlock()
 	if err != nil {
 		return err

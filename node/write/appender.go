@@ -669,6 +669,13 @@ func (a *Appender) roll(act meta.Segment) error {
 		} else {
 			count, bytes, crc, err = a.seg.Seal()
 		}
+		if errors.Is(err, errLocalSeal) && a.w.cfg.HandOff != nil {
+			// Its followers hold every acknowledged entry: a failover seals the
+			// segment at their copies and starts the next one on another node.
+			a.w.cfg.Logger.Error("cannot seal a replicated segment on this node's disk: handing it to its followers",
+				"topic", a.topic, "segment", a.segMeta.ID, "err", err)
+			a.w.cfg.HandOff(a.topic, a.segMeta.ID)
+		}
 		if err != nil {
 			return rpc.Unavailable(fmt.Sprintf("cannot seal segment %d of %q", a.segMeta.ID, a.topic), err)
 		}
@@ -699,8 +706,15 @@ func (a *Appender) sealReplicated(r *replication) (uint64, int64, uint32, error)
 		a.w.cfg.Logger.Warn("sealing a replicated segment at what a majority holds: entries only this node has are cut",
 			"topic", a.topic, "segment", r.segment.ID, "own", own, "majority", m)
 	}
-	return a.seg.SealAt(m)
+	count, bytes, crc, err := a.seg.SealAt(m)
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("%w: %w", errLocalSeal, err)
+	}
+	return count, bytes, crc, nil
 }
+
+// errLocalSeal: this node's file of a replicated segment could not be sealed.
+var errLocalSeal = errors.New("this node's copy of the segment cannot be sealed")
 
 // commitSeal commits the Seal of the locally sealed segment (a.sealed) through Raft.
 // Until it succeeds, the segment stays sealed locally and nothing is written.

@@ -115,6 +115,7 @@ type fakeSegment struct {
 	bytes    int64
 	sealed   bool
 	failNext error
+	failSeal error // every SealAt fails with it (a disk that fails)
 	damaged  error
 	refs     int
 }
@@ -145,6 +146,9 @@ func (s *fakeSegment) Seal() (uint64, int64, uint32, error) {
 func (s *fakeSegment) SealAt(count uint64) (uint64, int64, uint32, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.failSeal != nil {
+		return 0, 0, 0, s.failSeal
+	}
 	s.sealed = true
 	if count > uint64(len(s.payloads)) {
 		return 0, 0, 0, segment.ErrOutOfRange

@@ -140,7 +140,7 @@ func replHarness(t *testing.T, n int, epoch uint64) (*harness, *fakeFollowers, *
 	h := newHarness(t, Limits{})
 	f := newFakeFollowers()
 	h.w.cfg.Peers = f
-	h.w.cfg.ReplicaTimeout = 300 * time.Millisecond
+	h.w.cfg.ReplicaTimeout = 10 * time.Second // tests that wait for it to pass shorten it
 	replicas := []uint64{self}
 	for id := uint64(2); id <= uint64(n); id++ {
 		replicas = append(replicas, id)
@@ -277,6 +277,7 @@ func TestReplicatedCommitWithoutMajority(t *testing.T) {
 		t.Fatal(res.Err)
 	}
 	f.setDown(2, true)
+	h.w.cfg.ReplicaTimeout = 300 * time.Millisecond // no majority until node 2 is back: fail fast
 	r, ch := req(Tag{ID: 9}, "orphan")
 	a.process([]*Request{r})
 	res := outcome(t, ch)
@@ -295,6 +296,7 @@ func TestReplicatedCommitWithoutMajority(t *testing.T) {
 		t.Fatalf("leader's WAL: %q", got)
 	}
 	f.setDown(2, false)
+	h.w.cfg.ReplicaTimeout = 10 * time.Second
 	if res := put(t, a, "after"); res.Err != nil || res.First != 2 {
 		t.Fatalf("PUT once the follower is back: %+v", res)
 	}
@@ -362,6 +364,7 @@ func TestReplicatedSealAtMajority(t *testing.T) {
 	}
 	f.setDown(2, true)
 	f.setDown(3, true)
+	h.w.cfg.ReplicaTimeout = 300 * time.Millisecond // no majority from here on: fail fast
 	if res := put(t, a, "orphan"); !errors.Is(res.Err, rpc.ErrOutcomeUnknown) {
 		t.Fatalf("PUT with both followers down: %+v, want ErrOutcomeUnknown", res)
 	}
@@ -386,6 +389,7 @@ func TestReplicatedSealAtMajority(t *testing.T) {
 // 2 to 3; they may have been acknowledged, so the seal keeps them.
 func TestRestartedLeaderSealKeepsAcknowledged(t *testing.T) {
 	h, f, a := replHarness(t, 3, 5)
+	h.w.cfg.ReplicaTimeout = 300 * time.Millisecond // a majority is never reached here: fail fast
 	h.w.cfg.StartIndex = 5 // the segment was made active before this process started
 	for _, p := range []string{"e0", "e1", "e2", "e3"} {
 		h.store.seg("r", 1).AppendBatch([][]byte{[]byte(p)})
@@ -461,5 +465,49 @@ func TestReplicatedPipelinedCommits(t *testing.T) {
 	copies := max(f.copyOf(2, "r", 1).Count(), f.copyOf(3, "r", 1).Count())
 	if copies < n {
 		t.Fatalf("every request was answered but no follower holds all %d entries (%d)", n, copies)
+	}
+}
+
+// TestUnsealableSegmentHandedOff: a replicated segment whose leader cannot seal it on
+// its disk (its write failed, and so does the seal) is handed to its followers (a
+// failover seals it at their copies), not retried here for ever; a segment whose seal
+// fails for want of followers is not.
+func TestUnsealableSegmentHandedOff(t *testing.T) {
+	h, _, a := replHarness(t, 3, 5)
+	var handed []uint64
+	h.w.cfg.HandOff = func(topic string, id uint64) { handed = append(handed, id) }
+	if res := put(t, a, "a"); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	seg := h.store.seg("r", 1)
+	seg.mu.Lock()
+	seg.failNext, seg.failSeal = errDisk, errDisk
+	seg.mu.Unlock()
+	if res := put(t, a, "b"); res.Err == nil {
+		t.Fatal("a PUT whose write failed was acknowledged")
+	}
+	if res := put(t, a, "c"); res.Err == nil {
+		t.Fatalf("a PUT was acknowledged although the segment cannot be sealed: %+v", res)
+	}
+	if len(handed) == 0 || handed[0] != 1 {
+		t.Fatalf("handed off %v, want segment 1", handed)
+	}
+
+	h2, f2, a2 := replHarness(t, 3, 5)
+	handed = nil
+	h2.w.cfg.HandOff = func(topic string, id uint64) { handed = append(handed, id) }
+	if res := put(t, a2, "a"); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	f2.setDown(2, true)
+	f2.setDown(3, true)
+	h2.w.cfg.ReplicaTimeout = 300 * time.Millisecond // the followers are down: fail fast
+	h2.w.cfg.StartIndex = 5
+	a2.closeSegment()
+	if res := put(t, a2, "b"); res.Err == nil && res.Segment == 1 {
+		t.Fatalf("PUT into segment 1 after a restart: %+v", res)
+	}
+	if len(handed) != 0 {
+		t.Fatalf("handed off %v although only the followers were missing", handed)
 	}
 }

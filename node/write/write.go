@@ -176,6 +176,9 @@ type Config struct {
 	// entries are not on its disk (it came back with an empty data dir): such a
 	// segment is neither opened nor written (the node recovers it elsewhere).
 	Lost func(topic string, s *meta.Segment) error
+	// HandOff, if set, asks for a replicated active segment this node leads but
+	// cannot seal (its disk fails) to be failed over to its followers' copies.
+	HandOff func(topic string, segment uint64)
 	// RequestTimeout bounds one append with its retries, and a forwarded call.
 	RequestTimeout time.Duration
 	// Backoff waits before retry attempt, returning early when changed closes, with
