@@ -390,7 +390,7 @@ func TestReplicatedSealAtMajority(t *testing.T) {
 func TestRestartedLeaderSealKeepsAcknowledged(t *testing.T) {
 	h, f, a := replHarness(t, 3, 5)
 	h.w.cfg.ReplicaTimeout = 300 * time.Millisecond // a majority is never reached here: fail fast
-	h.w.cfg.StartIndex = 5 // the segment was made active before this process started
+	h.w.cfg.StartIndex = 5                          // the segment was made active before this process started
 	for _, p := range []string{"e0", "e1", "e2", "e3"} {
 		h.store.seg("r", 1).AppendBatch([][]byte{[]byte(p)})
 		f.copyOf(3, "r", 1).AppendBatch([][]byte{[]byte(p)})
