@@ -78,11 +78,7 @@ type lostSegments struct {
 // lostSegment returns an error (ErrUnavailable) if s, an active segment this node
 // leads, is lost here, and starts its recovery; nil otherwise.
 func (n *Node) lostSegment(topic string, s *meta.Segment) error {
-	info, ok := n.fsm.Node(n.cfg.NodeID)
-	switch {
-	case !ok, info.Incarnation == 0:
-		return nil // a new member, or one whose earlier data dir did not say: nothing to compare
-	case info.Incarnation == n.incarnation && (info.Incarnated == 0 || s.LeaderIndex > info.Incarnated):
+	if !n.beforeDataDir(s) {
 		return nil
 	}
 	n.recoverLost(topic, s.ID, "this node leads an active segment made active before its data dir was created: recovering it from the other nodes")
@@ -94,6 +90,21 @@ func (n *Node) lostSegment(topic string, s *meta.Segment) error {
 // disk is recovered (failed over) from its followers' copies.
 func (n *Node) handOff(topic string, id uint64) {
 	n.recoverLost(topic, id, "this node cannot seal an active segment it leads on its disk: failing it over to its followers' copies")
+}
+
+// beforeDataDir reports whether segment s was made active before this node's data
+// dir was registered in place of an earlier one of the same member: what this node
+// held of it went with the earlier data dir. A new member, or one whose earlier data
+// dir did not say (an older version), is never.
+func (n *Node) beforeDataDir(s *meta.Segment) bool {
+	info, ok := n.fsm.Node(n.cfg.NodeID)
+	switch {
+	case !ok, info.Incarnation == 0:
+		return false
+	case info.Incarnation != n.incarnation:
+		return true // this data dir is not registered yet
+	}
+	return info.Incarnated != 0 && s.LeaderIndex <= info.Incarnated
 }
 
 // recoverLost recovers segment id of topic, which this node leads but cannot serve

@@ -41,8 +41,10 @@ type replicaCopies struct {
 	// copies take no more appends, whatever the metadata says yet. They are kept in
 	// fencesFile too (saveFences), so that a restart does not open them again.
 	fenced map[segKey]bool
-	// saving orders the writes of fencesFile.
-	saving sync.Mutex
+	// saving orders the writes of fencesFile; fencesStale is set while the file
+	// may list fences memory no longer has (a write failed).
+	saving      sync.Mutex
+	fencesStale bool
 	// removed are the archived or expired segments whose copy is gone from here.
 	removed map[segKey]bool
 	// queues order the appends to each topic's copies (replicaQueue).
@@ -119,6 +121,12 @@ type replicaCopy struct {
 	// of the replicas holds (Replicate.Committed): what readers may see of this copy
 	// while the leader does not answer them (openCopy). It may pass the copy's count.
 	committed atomic.Uint64
+	// firstTold is the committed count of the first append or probe this process
+	// took for the copy (told: there was one), under mu: the leader had every entry
+	// it ever acknowledged within it. A copy started afresh after this node's disk
+	// was lost answers a fence only once it holds that many (fenceReplica).
+	firstTold uint64
+	told      bool
 }
 
 // commit raises c.committed to n.
@@ -224,6 +232,9 @@ func (n *Node) appendReplica(r *rpc.Replicate) (uint64, error) {
 		return 0, rpc.Unavailable(fmt.Sprintf("the copy of segment %d of %q was damaged and is started afresh", r.Segment, r.Topic), nil)
 	}
 	c.commit(r.Committed)
+	if !c.told {
+		c.firstTold, c.told = r.Committed, true
+	}
 	count := c.seg.Count()
 	if r.Start > count || r.Start+uint64(len(r.Payloads)) <= count {
 		return count, nil
@@ -304,8 +315,9 @@ func (n *Node) sealReplicas() {
 			unfenced++
 		}
 	}
+	stale := n.replicas.fencesStale
 	n.replicas.mu.Unlock()
-	if unfenced > 0 {
+	if unfenced > 0 || stale {
 		if err := n.saveFences(); err != nil {
 			n.log.Warn("cannot record that fenced copies were sealed; will try again at the next change", "err", err)
 		}
@@ -517,6 +529,12 @@ func (n *Node) fenceReplica(topic string, id, epoch uint64) (uint64, int64, uint
 		return 0, 0, 0, fmt.Errorf("%w: node %d is not a follower of segment %d of %q", ErrBadRequest, n.cfg.NodeID, id, topic)
 	}
 	k := segKey{topic, id}
+	if n.beforeDataDir(&s) && !n.copyCaughtUp(k) {
+		// The acknowledgements this node's earlier data dir counted in are not
+		// here: counting this copy in could seal the segment without them.
+		return 0, 0, 0, rpc.Unavailable(fmt.Sprintf("node %d's copy of segment %d of %q was started after its disk was lost, and does not hold yet what the leader had acknowledged by then",
+			n.cfg.NodeID, id, topic), nil)
+	}
 	n.replicas.mu.Lock()
 	if n.replicas.fenced == nil {
 		n.replicas.fenced = map[segKey]bool{}
@@ -525,7 +543,11 @@ func (n *Node) fenceReplica(topic string, id, epoch uint64) (uint64, int64, uint
 	c := n.replicas.open[k]
 	n.replicas.mu.Unlock()
 	if err := n.saveFences(); err != nil {
-		// Fenced in memory all the same; the failover counts this node out.
+		// Not fenced then: the failover counts this node out, and lifts the fences
+		// of those that answered only (found by review).
+		n.replicas.mu.Lock()
+		delete(n.replicas.fenced, k)
+		n.replicas.mu.Unlock()
 		return 0, 0, 0, rpc.Unavailable(fmt.Sprintf("node %d cannot record the fence of segment %d of %q", n.cfg.NodeID, id, topic), err)
 	}
 	if c == nil {
@@ -540,6 +562,20 @@ func (n *Node) fenceReplica(topic string, id, epoch uint64) (uint64, int64, uint
 	c.mu.Lock() // the append in progress, if any, is done
 	defer c.mu.Unlock()
 	return c.seg.Count(), c.seg.Bytes(), c.seg.CRC(), nil
+}
+
+// copyCaughtUp reports whether this node's open copy k holds the committed count the
+// first append or probe of this process said (every entry acknowledged before it).
+func (n *Node) copyCaughtUp(k segKey) bool {
+	n.replicas.mu.Lock()
+	c := n.replicas.open[k]
+	n.replicas.mu.Unlock()
+	if c == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.told && c.seg.Count() >= c.firstTold
 }
 
 // dropCopy removes this node's copy c of an active segment, which cannot take
@@ -716,10 +752,13 @@ func (n *Node) saveFences() error {
 	n.replicas.mu.Lock()
 	b, err := encodeFences(n.replicas.fenced)
 	n.replicas.mu.Unlock()
-	if err != nil {
-		return err
+	if err == nil {
+		err = fsutil.WriteFile(n.cfg.DataDir, fencesFile, b)
 	}
-	return fsutil.WriteFile(n.cfg.DataDir, fencesFile, b)
+	n.replicas.mu.Lock()
+	n.replicas.fencesStale = err != nil
+	n.replicas.mu.Unlock()
+	return err
 }
 
 // closeReplicas closes every open copy, at shutdown.

@@ -100,6 +100,11 @@ func RebuildState(ctx context.Context, b archive.Bucket, clusterID string, nodeI
 	if st.Nodes == nil {
 		st.Nodes = map[uint64]*meta.NodeInfo{}
 	}
+	// Every node comes back with a new data dir: none of the earlier ones is
+	// compared with (an incarnation would make the restored segments lost on the seed).
+	for _, n := range st.Nodes {
+		n.Incarnation, n.Incarnated = 0, 0
+	}
 
 	// Every segment object in the bucket, by topic and segment, newest term first.
 	objects := map[string]map[uint64][]archive.ObjectInfo{}

@@ -119,6 +119,10 @@ func TestRebuildState(t *testing.T) {
 	must(&meta.Command{Op: meta.OpCreateTopic, Topic: "backlog", Leader: 2})
 	archived("backlog", 1, 10)
 	must(&meta.Command{Op: meta.OpSeal, Topic: "backlog", Segment: 2, Count: 10, NextLeader: 2})
+	// Node 2 registered two data dirs: the restored nodes have new ones, compared with
+	// neither (else every restored active segment would be lost on the seed node).
+	must(&meta.Command{Op: meta.OpRegisterNode, Node: &meta.NodeInfo{ID: 2, RaftAddr: "h:2", Incarnation: 5}})
+	must(&meta.Command{Op: meta.OpRegisterNode, Node: &meta.NodeInfo{ID: 2, RaftAddr: "h:2", Incarnation: 6}})
 	putSnapshot(t, b, c, "abc")
 	for id := uint64(1); id <= 3; id++ {
 		if err := b.Delete(ctx, keys[fmt.Sprint("allgone", id)]); err != nil {
@@ -143,6 +147,9 @@ func TestRebuildState(t *testing.T) {
 	st, rep, err := RebuildState(ctx, b, "", 7, time.Now())
 	if err != nil {
 		t.Fatal(err)
+	}
+	if n := st.Nodes[2]; n == nil || n.Incarnation != 0 || n.Incarnated != 0 {
+		t.Fatalf("restored node 2: %+v; want it without incarnations", n)
 	}
 	if rep.ClusterID != "abc" || rep.Index != 91 {
 		t.Fatalf("report: cluster %q index %d; want abc and 91 (above term 90)", rep.ClusterID, rep.Index)

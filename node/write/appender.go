@@ -323,13 +323,13 @@ func (a *Appender) current() (meta.Segment, Limits, error) {
 		}
 		a.seg, a.segMeta = seg, act
 		if len(act.Replicas) > 1 {
-			a.repl = newReplication(act, a.w.cfg.NodeID)
-			w := &watermark{segment: act.ID}
-			a.visible.Store(w)
 			// Created before this process started: an earlier life may have sent
 			// followers entries it never made durable itself.
 			a.inherited = act.LeaderIndex <= a.w.cfg.StartIndex
 			a.mustRoll = a.inherited
+			a.repl = newReplication(act, a.w.cfg.NodeID, a.inherited)
+			w := &watermark{segment: act.ID}
+			a.visible.Store(w)
 		}
 		if seg.Count() > 0 {
 			// Entries written before a restart: the age counts from the segment's

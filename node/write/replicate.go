@@ -43,7 +43,7 @@ type follower struct {
 	// The appender's goroutine owns these.
 	durable uint64    // entries the follower reported durable in its latest reply
 	peak    uint64    // the most it reported in this process (a copy dropped as damaged reports fewer)
-	reach   uint64    // the end of the furthest send to it in this process
+	reach   uint64    // the end of the furthest payload send to it in this process
 	known   bool      // durable comes from a reply (false: never heard from)
 	healthy bool      // its latest reply was a count, not an error
 	next    uint64    // the index its sends so far reach (it will hold next entries)
@@ -68,11 +68,16 @@ type followerReply struct {
 
 // replication is the state of the followers of the segment an appender writes.
 type replication struct {
-	segment  meta.Segment
-	follow   []*follower
-	need     int           // follower copies a majority needs besides the leader's
-	poke     chan struct{} // capacity 1: a reply came
-	inflight sync.WaitGroup
+	segment meta.Segment
+	// inherited: the segment was made active before this process started, so its
+	// copies may hold entries an earlier life of this node sent. foreign: a
+	// follower holds entries of a segment made active since, that this process never
+	// sent (collect); handedOff: HandOff was called for it.
+	inherited, foreign, handedOff bool
+	follow                        []*follower
+	need                          int           // follower copies a majority needs besides the leader's
+	poke                          chan struct{} // capacity 1: a reply came
+	inflight                      sync.WaitGroup
 }
 
 // watermark is how many entries of an active replicated segment readers may see.
@@ -81,8 +86,8 @@ type watermark struct {
 	count   atomic.Uint64
 }
 
-func newReplication(s meta.Segment, self uint64) *replication {
-	r := &replication{segment: s, poke: make(chan struct{}, 1)}
+func newReplication(s meta.Segment, self uint64, inherited bool) *replication {
+	r := &replication{segment: s, poke: make(chan struct{}, 1), inherited: inherited}
 	for _, id := range s.ReplicaSet() {
 		if id != self {
 			r.follow = append(r.follow, &follower{id: id})
@@ -113,6 +118,12 @@ func (r *replication) collect() {
 		}
 		if rep.boot != 0 {
 			f.boot = rep.boot
+		}
+		if !r.inherited && rep.count > f.reach {
+			// More than this process ever sent it, in a segment made active after it
+			// started: this node's file is not the segment's (an earlier data dir
+			// wrote it). Nothing it writes may be acknowledged.
+			r.foreign = true
 		}
 		f.durable, f.known, f.healthy = rep.count, true, true
 		f.peak = max(f.peak, rep.count)
@@ -172,22 +183,23 @@ func (r *replication) majority(own uint64) uint64 {
 
 // sealPoint returns the count at which the leader may seal its segment, holding
 // own entries, without cutting an entry that may have been acknowledged: the largest
-// count a majority may hold. A follower that answered counts at the most it reported
-// (its copy may have been dropped since, and acknowledgements counted its replies);
-// one that has not answered counts at the furthest it was sent or, when the segment
-// was written before this process started (inherited), at all own entries: an
-// acknowledgement before the restart may have counted it. Only entries a majority
+// count a majority may hold. When the segment was written before this process started
+// (inherited), that is all own entries: an acknowledgement of an earlier life may
+// have counted any follower, whatever it answers now (its copy may have been dropped
+// and started afresh since). Otherwise a follower that answered counts at the most it
+// reported (acknowledgements counted those replies), and one that has not answered at
+// nothing (payloads go only to followers that answered). Only entries a majority
 // certainly never held are left out.
 func (r *replication) sealPoint(own uint64, inherited bool) uint64 {
+	if inherited {
+		return own
+	}
 	counts := make([]uint64, 0, len(r.follow))
 	for _, f := range r.follow {
-		switch {
-		case f.known:
+		if f.known {
 			counts = append(counts, min(f.peak, own))
-		case inherited:
-			counts = append(counts, own)
-		default:
-			counts = append(counts, min(f.reach, own))
+		} else {
+			counts = append(counts, 0)
 		}
 	}
 	if r.need == 0 {
@@ -387,6 +399,17 @@ func (a *Appender) replicate(r *replication, end uint64) error {
 	defer retry.Stop()
 	for {
 		r.collect()
+		if r.foreign {
+			a.mustRoll = true
+			if !r.handedOff && a.w.cfg.HandOff != nil {
+				r.handedOff = true
+				a.w.cfg.Logger.Error("followers hold entries of a segment this node leads that it never sent: its file is not the segment's; handing the segment to them",
+					"topic", a.topic, "segment", r.segment.ID)
+				a.w.cfg.HandOff(a.topic, r.segment.ID)
+			}
+			return fmt.Errorf("%w: the followers of segment %d of %q hold entries this node never sent them (its data dir is not the one that wrote the segment): the segment is handed to them",
+				rpc.ErrOutcomeUnknown, r.segment.ID, a.topic)
+		}
 		if r.acked(end) >= r.need {
 			a.publish(r)
 			return nil

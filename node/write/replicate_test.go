@@ -244,7 +244,7 @@ func TestFollowersToldCommitted(t *testing.T) {
 // follower that restarted since, means it may not know the committed count its
 // sends carried: the next age check tells it again.
 func TestFailedSendForgetsTold(t *testing.T) {
-	r := newReplication(meta.Segment{ID: 1, Leader: self, Replicas: []uint64{self, 2}}, self)
+	r := newReplication(meta.Segment{ID: 1, Leader: self, Replicas: []uint64{self, 2}}, self, false)
 	f := r.follow[0]
 	f.sent, f.told = 1, 5
 	r.deliver(f, 1, 5, 0, 0, rpc.Unavailable("node 2 is down", nil))
@@ -509,5 +509,63 @@ func TestUnsealableSegmentHandedOff(t *testing.T) {
 	}
 	if len(handed) != 0 {
 		t.Fatalf("handed off %v although only the followers were missing", handed)
+	}
+}
+
+// TestInheritedSealKeepsShrunkCopy (found by review): a restarted leader's earlier
+// life acknowledged e0..e3 with node 3, whose copy has been dropped since (damaged,
+// or its disk lost): it answers 0 and takes nothing more; node 2 is behind at 2. The
+// seal keeps all four entries: what a follower answers now says nothing of what an
+// earlier life's acknowledgements counted.
+func TestInheritedSealKeepsShrunkCopy(t *testing.T) {
+	h, f, a := replHarness(t, 3, 5)
+	h.w.cfg.ReplicaTimeout = 300 * time.Millisecond // the followers take nothing: fail fast
+	h.w.cfg.StartIndex = 5                          // the segment was made active before this process started
+	for _, p := range []string{"e0", "e1", "e2", "e3"} {
+		h.store.seg("r", 1).AppendBatch([][]byte{[]byte(p)})
+	}
+	for _, p := range []string{"e0", "e1"} {
+		f.copyOf(2, "r", 1).AppendBatch([][]byte{[]byte(p)})
+	}
+	_ = f.copyOf(3, "r", 1) // empty: the copy that held e0..e3 was dropped
+	f.stuck[2], f.stuck[3] = true, true
+	if res := put(t, a, "x"); res.Err == nil && res.Segment == 1 {
+		t.Fatalf("a PUT went into segment 1, made active before the restart: %+v", res)
+	}
+	select {
+	case c := <-h.proposed:
+		if c.Op != meta.OpSeal || c.Segment != 1 || c.Count != 4 {
+			t.Fatalf("proposed %+v, want the seal of segment 1 with its 4 entries", c)
+		}
+	default:
+		t.Fatal("segment 1 was not sealed")
+	}
+}
+
+// TestForeignCopiesNotAcknowledged (found by review): a leader whose file of a segment
+// made active since it started is empty, while its followers hold entries it never
+// sent them (its data dir is not the one that wrote them: a lost disk the
+// incarnation check could not tell), acknowledges nothing: the followers would skip
+// the index it writes, holding other data there. It hands the segment to them.
+func TestForeignCopiesNotAcknowledged(t *testing.T) {
+	h, f, a := replHarness(t, 3, 5)
+	h.w.cfg.StartIndex = 4 // made active (index 5) after this process started: not inherited
+	var handed []uint64
+	h.w.cfg.HandOff = func(topic string, id uint64) { handed = append(handed, id) }
+	for _, id := range []uint64{2, 3} {
+		for _, p := range []string{"e0", "e1", "e2", "e3"} {
+			f.copyOf(id, "r", 1).AppendBatch([][]byte{[]byte(p)})
+		}
+	}
+	res := put(t, a, "x")
+	if res.Err == nil {
+		t.Fatalf("acknowledged %+v: the leader holds %q, the followers %q at the same indexes",
+			res, h.store.seg("r", 1).written(), f.copyOf(2, "r", 1).written())
+	}
+	if !errors.Is(res.Err, rpc.ErrOutcomeUnknown) || len(handed) != 1 || handed[0] != 1 {
+		t.Fatalf("PUT: %v, handed off %v; want ErrOutcomeUnknown and segment 1 handed to the followers", res.Err, handed)
+	}
+	if res := put(t, a, "y"); res.Err == nil && res.Segment == 1 {
+		t.Fatalf("a second PUT was acknowledged in segment 1: %+v", res)
 	}
 }

@@ -1,0 +1,54 @@
+package node
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"floe/meta"
+)
+
+// TestFenceSaveFailureLifted (found by review): a follower that cannot record a fence
+// (its fences file cannot be written) answers the failover unavailable and is not
+// fenced: the failover, short of answers, lifts the fences of the followers that
+// answered only, so a fence left in memory would refuse the live leader's appends
+// until the segment is sealed.
+func TestFenceSaveFailureLifted(t *testing.T) {
+	nodes := startTestCluster(t, 3, func(c *Config) { c.SegmentFailoverTimeout = time.Hour })
+	ctx := context.Background()
+	if err := nodes[0].Register(ctx, "f", &meta.TopicConfig{ReplicationFactor: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nodes[0].Append(ctx, "f", [][]byte{[]byte("e0")}); err != nil {
+		t.Fatal(err)
+	}
+	act, _, _ := nodes[0].fsm.ActiveOf("f")
+	var bad *Node // a follower whose fences file cannot be written
+	for _, n := range nodes {
+		if act.HasReplica(n.cfg.NodeID) && act.Leader != n.cfg.NodeID {
+			bad = n
+			break
+		}
+	}
+	// The rename over fences.json fails (it is a directory): saveFences errors.
+	if err := os.Mkdir(filepath.Join(bad.cfg.DataDir, fencesFile), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// A failover that proposes nothing: the other follower answers, this one does not.
+	if _, err := nodes[0].failoverSegment(ctx, "f", act.ID, 0); err == nil || !strings.Contains(err.Error(), errFenceShort.Error()) {
+		t.Fatalf("failover: %v, want errFenceShort (one follower cannot record the fence)", err)
+	}
+	if s, _ := nodes[0].fsm.SegmentOf("f", act.ID); s.State != meta.Active {
+		t.Fatalf("segment %d is %s, want still active", act.ID, s.State)
+	}
+	bad.replicas.mu.Lock()
+	fenced := bad.replicas.fenced[segKey{"f", act.ID}]
+	bad.replicas.mu.Unlock()
+	if fenced {
+		t.Fatalf("node %d answered the fence unavailable and nothing was proposed, yet its copy stays fenced (refusing leader %d's appends until the segment is sealed)",
+			bad.cfg.NodeID, act.Leader)
+	}
+}
