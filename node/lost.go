@@ -23,8 +23,8 @@ import (
 // leader of active segments whose entries it does not have. Writing them would give
 // new entries the offsets of acknowledged ones, and, in a replicated topic, other
 // data than its followers' copies hold at the same indexes. So each data dir gets a
-// random incarnation id (incarnationFile), registered with the node's addresses; the
-// metadata records the Raft index at which an incarnation replaced another one of
+// random incarnation id (incarnationFile, beside its Raft state), registered with
+// the node's addresses; the metadata records the Raft index at which an incarnation replaced another one of
 // the same member (meta.NodeInfo.Incarnated). An active segment this node leads that
 // was made active before that index, or while its new incarnation is not registered
 // yet, is lost here: the node neither opens nor writes nor reads it locally, and
@@ -34,18 +34,19 @@ import (
 // (made active while the node was coming back) is recovered too, at no cost but a
 // roll-over.
 
-// incarnationFile, in the data dir, holds the data dir's incarnation id.
+// incarnationFile, in the Raft state's directory, holds its incarnation id.
 const incarnationFile = "incarnation"
 
-// loadIncarnation returns the data dir's incarnation id, creating it (random,
-// non-zero, durable) when the data dir has none.
-func loadIncarnation(dataDir string) (uint64, error) {
-	path := filepath.Join(dataDir, incarnationFile)
+// loadIncarnation returns the incarnation id of the Raft state in dir, creating it
+// (random, non-zero, durable) when there is none: a new data dir, or one written by
+// a version without incarnations.
+func loadIncarnation(dir string) (uint64, error) {
+	path := filepath.Join(dir, incarnationFile)
 	b, err := os.ReadFile(path)
 	if err == nil {
 		id, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
 		if err != nil || id == 0 {
-			return 0, fmt.Errorf("%s does not hold an incarnation id (%q); it names this data dir: remove it only if the data dir is empty", path, b)
+			return 0, fmt.Errorf("%s does not hold an incarnation id (%q); it names this Raft state: remove it only with the raft directory (the node then comes back as a new data dir)", path, b)
 		}
 		return id, nil
 	}
@@ -60,10 +61,7 @@ func loadIncarnation(dataDir string) (uint64, error) {
 		}
 		id = binary.BigEndian.Uint64(buf[:])
 	}
-	if err := os.MkdirAll(dataDir, 0o755); err != nil {
-		return 0, err
-	}
-	if err := fsutil.WriteFile(dataDir, incarnationFile, []byte(strconv.FormatUint(id, 10)+"\n")); err != nil {
+	if err := fsutil.WriteFile(dir, incarnationFile, []byte(strconv.FormatUint(id, 10)+"\n")); err != nil {
 		return 0, fmt.Errorf("cannot record the data dir's incarnation: %w", err)
 	}
 	return id, nil
@@ -101,7 +99,7 @@ func (n *Node) beforeDataDir(s *meta.Segment) bool {
 	switch {
 	case !ok, info.Incarnation == 0:
 		return false
-	case info.Incarnation != n.incarnation:
+	case info.Incarnation != n.incarnation.Load():
 		return true // this data dir is not registered yet
 	}
 	return info.Incarnated != 0 && s.LeaderIndex <= info.Incarnated

@@ -234,10 +234,10 @@ func (c *Config) leaderLease() time.Duration {
 // Node is one floe node: Raft member, segment leader for some topics, client listener.
 type Node struct {
 	cfg Config
-	// incarnation names this node's data dir (incarnationFile); lost tracks the
-	// active segments it leads that were made active before the data dir was
-	// (lost.go).
-	incarnation uint64
+	// incarnation names this node's Raft state (incarnationFile; 0 until it is
+	// open); lost tracks the active segments it leads that were made active before
+	// it was (lost.go).
+	incarnation atomic.Uint64
 	lost        lostSegments
 	log         *slog.Logger
 	raft        *meta.Raft
@@ -323,9 +323,6 @@ func Start(cfg Config) (*Node, error) {
 	if err := n.loadFences(); err != nil {
 		return nil, err
 	}
-	if n.incarnation, err = loadIncarnation(cfg.DataDir); err != nil {
-		return nil, err
-	}
 	raftDir := filepath.Join(cfg.DataDir, "raft")
 	hasState, err := meta.HasState(raftDir)
 	if err != nil {
@@ -346,6 +343,13 @@ func Start(cfg Config) (*Node, error) {
 	if err := n.openRaft(raftDir); err != nil {
 		return nil, err
 	}
+	// Beside the Raft state, so that it goes, and is copied, with it; created only
+	// once that exists, so that a refused start leaves no trace.
+	inc, err := loadIncarnation(raftDir)
+	if err != nil {
+		return nil, err
+	}
+	n.incarnation.Store(inc)
 	if err := n.startMembership(raftDir, hasState, clusterID); err != nil {
 		return nil, err
 	}
@@ -875,7 +879,7 @@ func (n *Node) joinLoop() {
 // since addresses may change across restarts).
 func (n *Node) registerLoop() {
 	info := &meta.NodeInfo{ID: n.cfg.NodeID, RaftAddr: n.advertise, ClientAddr: n.ClientAddr(), HTTPAddr: n.HTTPAddr(),
-		Incarnation: n.incarnation}
+		Incarnation: n.incarnation.Load()}
 	for attempt := 0; ; attempt++ {
 		if cur, ok := n.fsm.Node(n.cfg.NodeID); ok {
 			cur.Incarnated = 0 // the FSM's own
