@@ -47,6 +47,9 @@ type replicaCopies struct {
 	fencesStale bool
 	// removed are the archived or expired segments whose copy is gone from here.
 	removed map[segKey]bool
+	// dropped are the active segments whose copy this process removed as damaged
+	// (dropCopy): the entries it held may have counted in acknowledgements.
+	dropped map[segKey]bool
 	// queues order the appends to each topic's copies (replicaQueue).
 	queues map[string]*replicaQueue
 }
@@ -310,6 +313,7 @@ func (n *Node) sealReplicas() {
 	n.replicas.mu.Lock()
 	unfenced := 0
 	for _, k := range over {
+		delete(n.replicas.dropped, k)
 		if n.replicas.fenced[k] {
 			delete(n.replicas.fenced, k) // the failover is done
 			unfenced++
@@ -529,10 +533,14 @@ func (n *Node) fenceReplica(topic string, id, epoch uint64) (uint64, int64, uint
 		return 0, 0, 0, fmt.Errorf("%w: node %d is not a follower of segment %d of %q", ErrBadRequest, n.cfg.NodeID, id, topic)
 	}
 	k := segKey{topic, id}
-	if n.beforeDataDir(&s) && !n.copyCaughtUp(k) {
-		// The acknowledgements this node's earlier data dir counted in are not
-		// here: counting this copy in could seal the segment without them.
-		return 0, 0, 0, rpc.Unavailable(fmt.Sprintf("node %d's copy of segment %d of %q was started after its disk was lost, and does not hold yet what the leader had acknowledged by then",
+	n.replicas.mu.Lock()
+	dropped := n.replicas.dropped[k]
+	n.replicas.mu.Unlock()
+	if (dropped || n.beforeDataDir(&s)) && !n.copyCaughtUp(k) {
+		// Acknowledgements counted the copy this node had (on a disk since lost, or
+		// removed as damaged): counting this one in could seal the segment without
+		// them.
+		return 0, 0, 0, rpc.Unavailable(fmt.Sprintf("node %d's copy of segment %d of %q was started afresh (its disk was lost, or the copy was damaged), and does not hold yet what the leader had acknowledged by then",
 			n.cfg.NodeID, id, topic), nil)
 	}
 	n.replicas.mu.Lock()
@@ -587,6 +595,10 @@ func (n *Node) dropCopy(k segKey, c *replicaCopy, cause error) {
 	if n.replicas.open[k] == c {
 		delete(n.replicas.open, k)
 	}
+	if n.replicas.dropped == nil {
+		n.replicas.dropped = map[segKey]bool{}
+	}
+	n.replicas.dropped[k] = true
 	n.replicas.mu.Unlock()
 	n.store.Release(c.seg)
 	if err := n.store.Remove(k.topic, k.id); err != nil {

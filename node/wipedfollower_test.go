@@ -82,7 +82,7 @@ func TestWipedFollowerFence(t *testing.T) {
 			return ok
 		})
 		_, _, _, err := fol.fenceReplica(topic, act.ID, act.Epoch())
-		if err == nil || !strings.Contains(err.Error(), "started after its disk was lost") {
+		if err == nil || !strings.Contains(err.Error(), "started afresh") {
 			t.Fatalf("fence of the wiped follower's copy: %v; want it refused", err)
 		}
 	})
@@ -99,5 +99,51 @@ func TestWipedFollowerFence(t *testing.T) {
 			}
 			return count == 5
 		})
+	})
+}
+
+// TestDroppedCopyFence (found by review): a follower whose copy was removed as damaged
+// (dropCopy) and started afresh does not answer a failover's fence until the new copy
+// holds what the leader had acknowledged when it first heard from it again: the
+// entries the removed copy held may have counted in acknowledgements.
+func TestDroppedCopyFence(t *testing.T) {
+	nodes := startTestCluster(t, 3, func(c *Config) { c.SegmentFailoverTimeout = time.Hour })
+	ctx := context.Background()
+	if err := nodes[0].Register(ctx, "d", &meta.TopicConfig{ReplicationFactor: 3}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		if _, err := nodes[0].Append(ctx, "d", [][]byte{[]byte(fmt.Sprintf("e%d", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	act, _, _ := nodes[0].fsm.ActiveOf("d")
+	var fol *Node
+	for _, n := range nodes {
+		if act.HasReplica(n.cfg.NodeID) && act.Leader != n.cfg.NodeID {
+			fol = n
+		}
+	}
+	k := segKey{"d", act.ID}
+	testenv.WaitFor(t, 30*time.Second, "the follower's copy to hold the 5 entries", func() bool {
+		c, err := fol.replicaCopy("d", act.ID)
+		return err == nil && c.seg.Count() == 5
+	})
+	c, _ := fol.replicaCopy("d", act.ID)
+	c.mu.Lock()
+	fol.dropCopy(k, c, fmt.Errorf("damaged (test)"))
+	c.mu.Unlock()
+	if _, _, _, err := fol.fenceReplica("d", act.ID, act.Epoch()); err == nil || !strings.Contains(err.Error(), "started afresh") {
+		t.Fatalf("fence right after the copy was dropped: %v; want it refused", err)
+	}
+	testenv.WaitFor(t, 30*time.Second, "the new copy to be level and answer a fence", func() bool {
+		count, _, _, err := fol.fenceReplica("d", act.ID, act.Epoch())
+		if err != nil {
+			return false
+		}
+		if err := fol.unfence("d", act.ID); err != nil {
+			t.Fatal(err)
+		}
+		return count == 5
 	})
 }
