@@ -15,7 +15,7 @@
 //	        or, for an active replicated segment, its followers do; then, for a sealed
 //	        replicated segment, its other replicas' checked copies
 //	copies  for an active replicated segment whose leader did not answer (within
-//	        leaderReadWait), its followers' copies, this node's first, each up to what
+//	        copyReadWait), its followers' copies, this node's first, each up to what
 //	        the leader told it a majority holds (ReadCopy); none that has entries at
 //	        the offset: the leader's error
 //	archive the object store, if the segment is archived
