@@ -163,13 +163,29 @@ func (a *Appender) Enqueue(r *Request) {
 func (a *Appender) Queued() (n, capacity int) { return len(a.ch), cap(a.ch) }
 
 func (a *Appender) run() {
-	tick := time.NewTicker(ageCheckPeriod)
+	tick := time.NewTicker(a.w.ageCheck)
 	defer tick.Stop()
 	wait := time.NewTimer(time.Hour)
 	wait.Stop()
+	notice := time.NewTimer(time.Hour)
+	notice.Stop()
 	a.checkAge()
 	batch := make([]*Request, 0, 64)
 	for {
+		// Followers whose last entries are committed are told so once nothing more
+		// comes for noticeDelay (the next batch would tell them).
+		var noticeC <-chan time.Time
+		var replies <-chan struct{}
+		if a.repl != nil && a.seg != nil && a.pending == nil {
+			replies = a.repl.poke // a follower's late reply: catch it up, tell it
+			if len(a.ch) == 0 && a.untold(a.repl) {
+				notice.Reset(noticeDelay)
+				noticeC = notice.C
+			}
+		}
+		if noticeC == nil {
+			notice.Stop()
+		}
 		select {
 		case <-a.w.ctx.Done():
 			a.finishPending()
@@ -178,6 +194,18 @@ func (a *Appender) run() {
 		case <-tick.C:
 			a.finishPending()
 			a.checkAge()
+			continue
+		case <-noticeC:
+			if a.repl != nil && a.seg != nil {
+				a.repl.collect()
+				a.tellCommitted(a.repl)
+			}
+			continue
+		case <-replies:
+			// A follower that answers late (its first probe, or a send after a
+			// failure) is sent what it misses now.
+			a.repl.collect()
+			a.catchUp(a.repl, a.seg.Count())
 			continue
 		case r := <-a.ch:
 			batch = a.gather(append(batch[:0], r), wait)

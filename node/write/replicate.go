@@ -412,6 +412,9 @@ func (a *Appender) replicate(r *replication, end uint64) error {
 		}
 		if r.acked(end) >= r.need {
 			a.publish(r)
+			// A follower left behind (it was not known yet when the batches it misses
+			// were offered) is sent them now, not at the next age check.
+			a.catchUp(r, end)
 			return nil
 		}
 		if !a.w.cfg.Lease() {
@@ -496,7 +499,8 @@ func (a *Appender) finishPending() {
 // are committed, without waiting, so that a follower that returns catches up
 // although no write comes, readers see what a majority holds after a restart of the
 // leader, and the followers' copies serve every committed entry (to readers the
-// leader does not answer) at most an age check after it was acknowledged.
+// leader does not answer). The run loop tells them sooner, once its queue has been
+// empty for noticeDelay.
 func (a *Appender) syncFollowers() {
 	r := a.repl
 	if r == nil || a.seg == nil {
@@ -505,14 +509,36 @@ func (a *Appender) syncFollowers() {
 	r.collect()
 	a.publish(r)
 	a.catchUp(r, a.seg.Count())
-	// Followers level with this node but not told that their last entries are
-	// committed (no batch followed them) are told with a probe, so that readers who
-	// cannot reach this node see those entries on the followers' copies.
-	committed, own, now := a.committed(), a.seg.Count(), time.Now()
 	for _, f := range r.follow {
 		if boot, ok := bootID(a.w.cfg.Peers, f.id); ok && boot != f.boot {
 			f.told = 0 // no connection, or a new one to a restarted follower: tell it again
 		}
+	}
+	a.tellCommitted(r)
+}
+
+// noticeDelay is how long the appender's queue stays empty before it tells its
+// followers that their last entries are committed (tellCommitted): under load the
+// next batch carries the count.
+const noticeDelay = 10 * time.Millisecond
+
+// untold reports whether a follower would be told something by tellCommitted.
+func (a *Appender) untold(r *replication) bool {
+	committed, own, now := a.committed(), a.seg.Count(), time.Now()
+	for _, f := range r.follow {
+		if f.told < committed && f.known && f.durable == own && !f.outstanding() && !now.Before(f.retryAt) {
+			return true
+		}
+	}
+	return false
+}
+
+// tellCommitted sends a probe to each follower level with this node that was not
+// told that its last entries are committed (no batch followed them), so that readers
+// who cannot reach this node see those entries on the followers' copies.
+func (a *Appender) tellCommitted(r *replication) {
+	committed, own, now := a.committed(), a.seg.Count(), time.Now()
+	for _, f := range r.follow {
 		if f.told < committed && f.known && f.durable == own && !f.outstanding() && !now.Before(f.retryAt) {
 			a.send(r, f, own, nil, nil)
 		}

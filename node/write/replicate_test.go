@@ -569,3 +569,34 @@ func TestForeignCopiesNotAcknowledged(t *testing.T) {
 		t.Fatalf("a second PUT was acknowledged in segment 1: %+v", res)
 	}
 }
+
+// TestIdleFollowersToldCommitted: once the appender's queue is empty for a moment
+// (noticeDelay), it tells its followers that their last entries are committed,
+// without waiting for the age check (an hour here): their copies then serve every
+// acknowledged entry to readers who cannot reach the leader. A follower whose first
+// answer comes after the last batch (it missed them all) is caught up as it answers,
+// and told too.
+func TestIdleFollowersToldCommitted(t *testing.T) {
+	h, f, _ := replHarness(t, 3, 5)
+	h.w.ageCheck = time.Hour
+	a := newAppender(h.w, "r")
+	h.w.mu.Lock()
+	h.w.appenders["r"] = a
+	h.w.mu.Unlock()
+	h.w.cfg.Go(a.run)
+	for i := 0; i < 5; i++ {
+		r, ch := req(Tag{}, fmt.Sprintf("e%d", i))
+		a.Enqueue(r)
+		select {
+		case res := <-ch:
+			if res.Err != nil {
+				t.Fatalf("PUT %d: %+v", i, res)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("PUT %d was not answered", i)
+		}
+	}
+	testenv.WaitFor(t, 10*time.Second, "both followers to be told that 5 entries are committed", func() bool {
+		return f.toldOf(2) == 5 && f.toldOf(3) == 5
+	})
+}

@@ -204,6 +204,9 @@ type Writer struct {
 
 	mu        sync.Mutex
 	appenders map[string]*Appender
+	// ageCheck is how often appenders check their segment's age (ageCheckPeriod;
+	// tests lengthen it).
+	ageCheck time.Duration
 }
 
 // New returns the write path of a node; ctx ends when the node closes, which fails
@@ -218,7 +221,7 @@ func New(ctx context.Context, cfg Config) *Writer {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	w := &Writer{cfg: cfg, ctx: ctx, appenders: map[string]*Appender{}}
+	w := &Writer{cfg: cfg, ctx: ctx, appenders: map[string]*Appender{}, ageCheck: ageCheckPeriod}
 	var seed [8]byte
 	rand.Read(seed[:])
 	w.reqIDs.Store(binary.LittleEndian.Uint64(seed[:]))
