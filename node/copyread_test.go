@@ -1,12 +1,10 @@
 package node
 
 import (
-	"context"
 	"testing"
 	"time"
 
 	"floe/internal/testenv"
-	"floe/meta"
 	"floe/node/read"
 	"floe/node/rpc"
 )
@@ -16,21 +14,8 @@ import (
 // committed count its leader last told it, never further although the copy holds
 // more, and the count only grows.
 func TestFollowerCopyServesCommitted(t *testing.T) {
-	nodes := startTestCluster(t, 3, func(c *Config) { c.SegmentFailoverTimeout = time.Hour })
-	ctx := context.Background()
-	if err := nodes[0].Register(ctx, "c", &meta.TopicConfig{ReplicationFactor: 3}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := nodes[0].Append(ctx, "c", [][]byte{[]byte("e0"), []byte("e1")}); err != nil {
-		t.Fatal(err)
-	}
-	act, _, _ := nodes[0].fsm.ActiveOf("c")
-	var fol *Node
-	for _, n := range nodes {
-		if act.HasReplica(n.cfg.NodeID) && act.Leader != n.cfg.NodeID {
-			fol = n
-		}
-	}
+	nodes, act := startReplicated(t, "c", "e0", "e1")
+	fol := nodes[followerIndex(t, nodes, act)]
 	testenv.WaitFor(t, 30*time.Second, "the follower's copy to hold 2 entries", func() bool {
 		c, err := fol.replicaCopy("c", act.ID)
 		return err == nil && c.seg.Count() == 2

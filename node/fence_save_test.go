@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"floe/meta"
 )
@@ -17,22 +16,9 @@ import (
 // answered only, so a fence left in memory would refuse the live leader's appends
 // until the segment is sealed.
 func TestFenceSaveFailureLifted(t *testing.T) {
-	nodes := startTestCluster(t, 3, func(c *Config) { c.SegmentFailoverTimeout = time.Hour })
+	nodes, act := startReplicated(t, "f", "e0")
 	ctx := context.Background()
-	if err := nodes[0].Register(ctx, "f", &meta.TopicConfig{ReplicationFactor: 3}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := nodes[0].Append(ctx, "f", [][]byte{[]byte("e0")}); err != nil {
-		t.Fatal(err)
-	}
-	act, _, _ := nodes[0].fsm.ActiveOf("f")
-	var bad *Node // a follower whose fences file cannot be written
-	for _, n := range nodes {
-		if act.HasReplica(n.cfg.NodeID) && act.Leader != n.cfg.NodeID {
-			bad = n
-			break
-		}
-	}
+	bad := nodes[followerIndex(t, nodes, act)] // a follower whose fences file cannot be written
 	// The rename over fences.json fails (it is a directory): saveFences errors.
 	if err := os.Mkdir(filepath.Join(bad.cfg.DataDir, fencesFile), 0o755); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"context"
 	"errors"
 	"maps"
 	"net"
@@ -23,24 +22,8 @@ import (
 // restart; and a fences file that does not parse stops the start with an error that
 // names it, changing nothing.
 func TestFenceSurvivesRestart(t *testing.T) {
-	nodes := startTestCluster(t, 3, func(c *Config) { c.SegmentFailoverTimeout = time.Hour })
-	ctx := context.Background()
-	if err := nodes[0].Register(ctx, "f", &meta.TopicConfig{ReplicationFactor: 3}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := nodes[0].Append(ctx, "f", [][]byte{[]byte("e0"), []byte("e1")}); err != nil {
-		t.Fatal(err)
-	}
-	act, _, ok := nodes[0].fsm.ActiveOf("f")
-	if !ok {
-		t.Fatal("no active segment")
-	}
-	var fi int // a follower of the segment
-	for i, n := range nodes {
-		if act.HasReplica(n.cfg.NodeID) && act.Leader != n.cfg.NodeID {
-			fi = i
-		}
-	}
+	nodes, act := startReplicated(t, "f", "e0", "e1")
+	fi := followerIndex(t, nodes, act)
 	restart := func() {
 		t.Helper()
 		cfg := nodes[fi].cfg

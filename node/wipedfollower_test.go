@@ -107,23 +107,8 @@ func TestWipedFollowerFence(t *testing.T) {
 // holds what the leader had acknowledged when it first heard from it again: the
 // entries the removed copy held may have counted in acknowledgements.
 func TestDroppedCopyFence(t *testing.T) {
-	nodes := startTestCluster(t, 3, func(c *Config) { c.SegmentFailoverTimeout = time.Hour })
-	ctx := context.Background()
-	if err := nodes[0].Register(ctx, "d", &meta.TopicConfig{ReplicationFactor: 3}); err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 5; i++ {
-		if _, err := nodes[0].Append(ctx, "d", [][]byte{[]byte(fmt.Sprintf("e%d", i))}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	act, _, _ := nodes[0].fsm.ActiveOf("d")
-	var fol *Node
-	for _, n := range nodes {
-		if act.HasReplica(n.cfg.NodeID) && act.Leader != n.cfg.NodeID {
-			fol = n
-		}
-	}
+	nodes, act := startReplicated(t, "d", "e0", "e1", "e2", "e3", "e4")
+	fol := nodes[followerIndex(t, nodes, act)]
 	k := segKey{"d", act.ID}
 	testenv.WaitFor(t, 30*time.Second, "the follower's copy to hold the 5 entries", func() bool {
 		c, err := fol.replicaCopy("d", act.ID)

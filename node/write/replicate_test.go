@@ -381,38 +381,6 @@ func TestReplicatedSealAtMajority(t *testing.T) {
 	}
 }
 
-// TestRestartedLeaderSealKeepsAcknowledged (found by review): a leader that
-// restarts seals its segment before writing again, and must not cut entries an
-// earlier life acknowledged: here the follower that held them with it is down (it
-// has not answered since the restart) and the one that answers is behind and takes
-// nothing more. Sealing at what the answering follower holds would lose entries
-// 2 to 3; they may have been acknowledged, so the seal keeps them.
-func TestRestartedLeaderSealKeepsAcknowledged(t *testing.T) {
-	h, f, a := replHarness(t, 3, 5)
-	h.w.cfg.ReplicaTimeout = 300 * time.Millisecond // a majority is never reached here: fail fast
-	h.w.cfg.StartIndex = 5                          // the segment was made active before this process started
-	for _, p := range []string{"e0", "e1", "e2", "e3"} {
-		h.store.seg("r", 1).AppendBatch([][]byte{[]byte(p)})
-		f.copyOf(3, "r", 1).AppendBatch([][]byte{[]byte(p)})
-	}
-	for _, p := range []string{"e0", "e1"} {
-		f.copyOf(2, "r", 1).AppendBatch([][]byte{[]byte(p)})
-	}
-	f.setDown(3, true)
-	f.stuck[2] = true
-	if res := put(t, a, "x"); res.Err == nil && res.Segment == 1 {
-		t.Fatalf("a PUT went into segment 1, made active before the restart: %+v", res)
-	}
-	select {
-	case c := <-h.proposed:
-		if c.Op != meta.OpSeal || c.Segment != 1 || c.Count != 4 {
-			t.Fatalf("proposed %+v, want the seal of segment 1 with its 4 entries", c)
-		}
-	default:
-		t.Fatal("segment 1 was not sealed")
-	}
-}
-
 // TestReplicatedPipelinedCommits: with requests waiting, the appender writes the next
 // batch before it answers the one whose majority it waits for; every request still
 // gets the offset its entry has, once, and only after a follower holds it. (The first
@@ -512,33 +480,52 @@ func TestUnsealableSegmentHandedOff(t *testing.T) {
 	}
 }
 
-// TestInheritedSealKeepsShrunkCopy (found by review): a restarted leader's earlier
-// life acknowledged e0..e3 with node 3, whose copy has been dropped since (damaged,
-// or its disk lost): it answers 0 and takes nothing more; node 2 is behind at 2. The
-// seal keeps all four entries: what a follower answers now says nothing of what an
-// earlier life's acknowledgements counted.
-func TestInheritedSealKeepsShrunkCopy(t *testing.T) {
-	h, f, a := replHarness(t, 3, 5)
-	h.w.cfg.ReplicaTimeout = 300 * time.Millisecond // the followers take nothing: fail fast
-	h.w.cfg.StartIndex = 5                          // the segment was made active before this process started
-	for _, p := range []string{"e0", "e1", "e2", "e3"} {
-		h.store.seg("r", 1).AppendBatch([][]byte{[]byte(p)})
-	}
-	for _, p := range []string{"e0", "e1"} {
-		f.copyOf(2, "r", 1).AppendBatch([][]byte{[]byte(p)})
-	}
-	_ = f.copyOf(3, "r", 1) // empty: the copy that held e0..e3 was dropped
-	f.stuck[2], f.stuck[3] = true, true
-	if res := put(t, a, "x"); res.Err == nil && res.Segment == 1 {
-		t.Fatalf("a PUT went into segment 1, made active before the restart: %+v", res)
-	}
-	select {
-	case c := <-h.proposed:
-		if c.Op != meta.OpSeal || c.Segment != 1 || c.Count != 4 {
-			t.Fatalf("proposed %+v, want the seal of segment 1 with its 4 entries", c)
-		}
-	default:
-		t.Fatal("segment 1 was not sealed")
+// TestRestartedLeaderSealKeepsAcknowledged (found by review, twice): a leader that
+// restarts seals its segment before writing again, and must not cut entries an
+// earlier life acknowledged. Its earlier life acknowledged e0..e3 with node 3; node 2
+// is behind at 2 and takes nothing more. Sealing at what the followers answer now
+// would lose e2 and e3, whether node 3 has not answered since the restart (down) or
+// answers 0 (its copy was dropped, or its disk lost, since): the seal keeps all four.
+func TestRestartedLeaderSealKeepsAcknowledged(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		node3 func(f *fakeFollowers)
+	}{
+		{"the follower that held them is down", func(f *fakeFollowers) {
+			for _, p := range []string{"e0", "e1", "e2", "e3"} {
+				f.copyOf(3, "r", 1).AppendBatch([][]byte{[]byte(p)})
+			}
+			f.setDown(3, true)
+		}},
+		{"the follower that held them lost its copy", func(f *fakeFollowers) {
+			_ = f.copyOf(3, "r", 1) // empty, and it takes nothing
+			f.stuck[3] = true
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, f, a := replHarness(t, 3, 5)
+			h.w.cfg.ReplicaTimeout = 300 * time.Millisecond // a majority is never reached here: fail fast
+			h.w.cfg.StartIndex = 5                          // the segment was made active before this process started
+			for _, p := range []string{"e0", "e1", "e2", "e3"} {
+				h.store.seg("r", 1).AppendBatch([][]byte{[]byte(p)})
+			}
+			for _, p := range []string{"e0", "e1"} {
+				f.copyOf(2, "r", 1).AppendBatch([][]byte{[]byte(p)})
+			}
+			f.stuck[2] = true
+			tc.node3(f)
+			if res := put(t, a, "x"); res.Err == nil && res.Segment == 1 {
+				t.Fatalf("a PUT went into segment 1, made active before the restart: %+v", res)
+			}
+			select {
+			case c := <-h.proposed:
+				if c.Op != meta.OpSeal || c.Segment != 1 || c.Count != 4 {
+					t.Fatalf("proposed %+v, want the seal of segment 1 with its 4 entries", c)
+				}
+			default:
+				t.Fatal("segment 1 was not sealed")
+			}
+		})
 	}
 }
 
