@@ -110,9 +110,6 @@ type Appender struct {
 	// anything more is written, so no index ever gets two contents.
 	repl     *replication
 	mustRoll bool
-	// inherited: seg was made active before this process started, so followers may
-	// hold entries an earlier life acknowledged (sealPoint).
-	inherited bool
 	// pending is the last batch written to a replicated segment and not answered
 	// yet (waiting for a majority); pendingFresh is set while the run loop has not
 	// come round since it was written.
@@ -353,9 +350,9 @@ func (a *Appender) current() (meta.Segment, Limits, error) {
 		if len(act.Replicas) > 1 {
 			// Created before this process started: an earlier life may have sent
 			// followers entries it never made durable itself.
-			a.inherited = act.LeaderIndex <= a.w.cfg.StartIndex
-			a.mustRoll = a.inherited
-			a.repl = newReplication(act, a.w.cfg.NodeID, a.inherited)
+			inherited := act.LeaderIndex <= a.w.cfg.StartIndex
+			a.mustRoll = inherited
+			a.repl = newReplication(act, a.w.cfg.NodeID, inherited)
 			w := &watermark{segment: act.ID}
 			a.visible.Store(w)
 		}
@@ -375,7 +372,7 @@ func (a *Appender) closeSegment() {
 		a.repl.inflight.Wait()
 	}
 	a.w.cfg.Store.Release(a.seg)
-	a.seg, a.sealed, a.repl, a.mustRoll, a.inherited = nil, nil, nil, false, false
+	a.seg, a.sealed, a.repl, a.mustRoll = nil, nil, nil, false
 	a.visible.Store(nil)
 	a.lagging.Store(false)
 	a.setFirst(time.Time{})
@@ -729,7 +726,7 @@ func (a *Appender) sealReplicated(r *replication) (uint64, int64, uint32, error)
 			return 0, 0, 0, fmt.Errorf("%d of the %d followers answered, %d needed to know what a majority holds: %w", known, len(r.follow), r.need, err)
 		}
 	}
-	m := r.sealPoint(own, a.inherited)
+	m := r.sealPoint(own)
 	if m < own {
 		a.w.cfg.Logger.Warn("sealing a replicated segment at what a majority holds: entries only this node has are cut",
 			"topic", a.topic, "segment", r.segment.ID, "own", own, "majority", m)

@@ -167,17 +167,17 @@ func (r *replication) majority(own uint64) uint64 {
 	if len(counts) < r.need {
 		return 0
 	}
-	// The need-th largest follower count: that many followers and the leader hold it.
-	for i := 0; i < r.need; i++ {
-		for j := i + 1; j < len(counts); j++ {
-			if counts[j] > counts[i] {
-				counts[i], counts[j] = counts[j], counts[i]
-			}
-		}
-	}
+	return r.heldByMajority(counts, own)
+}
+
+// heldByMajority returns the need-th largest of counts, one per follower (own with
+// no follower needed): that many followers and the leader hold it. It reorders
+// counts.
+func (r *replication) heldByMajority(counts []uint64, own uint64) uint64 {
 	if r.need == 0 {
 		return own
 	}
+	slices.SortFunc(counts, func(a, b uint64) int { return cmp.Compare(b, a) })
 	return counts[r.need-1]
 }
 
@@ -190,8 +190,8 @@ func (r *replication) majority(own uint64) uint64 {
 // reported (acknowledgements counted those replies), and one that has not answered at
 // nothing (payloads go only to followers that answered). Only entries a majority
 // certainly never held are left out.
-func (r *replication) sealPoint(own uint64, inherited bool) uint64 {
-	if inherited {
+func (r *replication) sealPoint(own uint64) uint64 {
+	if r.inherited {
 		return own
 	}
 	counts := make([]uint64, 0, len(r.follow))
@@ -202,11 +202,7 @@ func (r *replication) sealPoint(own uint64, inherited bool) uint64 {
 			counts = append(counts, 0)
 		}
 	}
-	if r.need == 0 {
-		return own
-	}
-	slices.SortFunc(counts, func(a, b uint64) int { return cmp.Compare(b, a) })
-	return counts[r.need-1]
+	return r.heldByMajority(counts, own)
 }
 
 // outstanding reports whether f has a send it has not seen the reply of.
@@ -522,15 +518,10 @@ func (a *Appender) syncFollowers() {
 // next batch carries the count.
 const noticeDelay = 10 * time.Millisecond
 
-// untold reports whether a follower would be told something by tellCommitted.
+// untold reports whether tellCommitted would tell a follower something.
 func (a *Appender) untold(r *replication) bool {
 	committed, own, now := a.committed(), a.seg.Count(), time.Now()
-	for _, f := range r.follow {
-		if f.told < committed && f.known && f.durable == own && !f.outstanding() && !now.Before(f.retryAt) {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(r.follow, func(f *follower) bool { return f.untold(committed, own, now) })
 }
 
 // tellCommitted sends a probe to each follower level with this node that was not
@@ -539,10 +530,16 @@ func (a *Appender) untold(r *replication) bool {
 func (a *Appender) tellCommitted(r *replication) {
 	committed, own, now := a.committed(), a.seg.Count(), time.Now()
 	for _, f := range r.follow {
-		if f.told < committed && f.known && f.durable == own && !f.outstanding() && !now.Before(f.retryAt) {
+		if f.untold(committed, own, now) {
 			a.send(r, f, own, nil, nil)
 		}
 	}
+}
+
+// untold reports whether f, level with the leader's own entries, was not told that
+// committed of them are, and may be sent to now.
+func (f *follower) untold(committed, own uint64, now time.Time) bool {
+	return f.told < committed && f.known && f.durable == own && !f.outstanding() && !now.Before(f.retryAt)
 }
 
 // Committed returns how many entries of the active segment seg of topic readers may
