@@ -113,9 +113,9 @@ func (p peerReads) ReadCopy(ctx context.Context, node uint64, topic string, id, 
 }
 
 // read asks node for entries of segment id: of its copy as readers may see it when
-// copy is set (a trailing flag an older node ignores: it then answers from its own
+// fromCopy is set (a trailing flag an older node ignores: it then answers from its own
 // segment only).
-func (p peerReads) read(ctx context.Context, node uint64, topic string, id, offset uint64, max, maxBytes int, timeout time.Duration, copy bool) ([][]byte, error) {
+func (p peerReads) read(ctx context.Context, node uint64, topic string, id, offset uint64, max, maxBytes int, timeout time.Duration, fromCopy bool) ([][]byte, error) {
 	peer, err := p.n.nodePeer(node)
 	if err != nil {
 		return nil, err
@@ -126,7 +126,7 @@ func (p peerReads) read(ctx context.Context, node uint64, topic string, id, offs
 	e.U64(offset)
 	e.U64(uint64(max))
 	e.U64(uint64(maxBytes))
-	if copy {
+	if fromCopy {
 		e.Bool(true)
 	}
 	body, err := peer.Call(ctx, rpc.OpRead, e.B, timeout)

@@ -132,13 +132,11 @@ type replicaCopy struct {
 	told      bool
 }
 
-// commit raises c.committed to n.
+// commit raises c.committed to n. The caller holds c.mu (the only writer); readers
+// load it without.
 func (c *replicaCopy) commit(n uint64) {
-	for {
-		old := c.committed.Load()
-		if n <= old || c.committed.CompareAndSwap(old, n) {
-			return
-		}
+	if n > c.committed.Load() {
+		c.committed.Store(n)
 	}
 }
 

@@ -80,7 +80,7 @@ func (n *Node) rpcRead(req *rpc.Request) {
 	topic, segID, offset, max, maxBytes := d.Str(), d.U64(), d.U64(), d.U64(), d.U64()
 	// A trailing flag asks for this node's copy of an active replicated segment it
 	// follows, as readers may see it (the segment's leader does not answer).
-	copy := len(d.B) > 0 && d.Bool()
+	fromCopy := len(d.B) > 0 && d.Bool()
 	if d.Err != nil || max == 0 || max > wire.MaxReadMax {
 		req.Reply(nil, fmt.Errorf("%w: malformed read", ErrBadRequest))
 		return
@@ -92,7 +92,7 @@ func (n *Node) rpcRead(req *rpc.Request) {
 	}
 	var entries []wire.Entry
 	var err error
-	if copy {
+	if fromCopy {
 		entries, err = n.reader.ReadCopy(topic, &seg, offset, int(max), int(min(maxBytes, read.MaxBytes)))
 	} else {
 		entries, err = n.reader.ReadLocal(topic, &seg, offset, int(max), int(min(maxBytes, read.MaxBytes)))
