@@ -34,3 +34,31 @@ func TestWriteFile(t *testing.T) {
 		t.Fatal("WriteFile into a missing directory succeeded")
 	}
 }
+
+// TestWriteFileMode: the file gets the mode asked for whatever the umask, and
+// replacing a file changes its mode to the one asked for.
+func TestWriteFileMode(t *testing.T) {
+	dir := t.TempDir()
+	for _, perm := range []os.FileMode{0o644, 0o600, 0o444} {
+		if err := WriteFileMode(dir, "f", []byte("x"), perm); err != nil {
+			t.Fatal(err)
+		}
+		st, err := os.Stat(filepath.Join(dir, "f"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := st.Mode().Perm(); got != perm {
+			t.Errorf("mode %v, want %v", got, perm)
+		}
+	}
+	if err := WriteFile(dir, "f", []byte("y")); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(dir, "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.Mode().Perm(); got != 0o600 {
+		t.Errorf("WriteFile over a 0444 file: mode %v, want 0600", got)
+	}
+}
