@@ -63,7 +63,7 @@ func TestStatusAnswersWhileAppendQueueFull(t *testing.T) {
 	// one more.
 	entered, release := ffs.HoldNextSync()
 
-	p := rpc.NewPeer(n.RaftAddr())
+	p := rpc.NewPeer(n.RaftAddr(), nil)
 	defer p.Close()
 	var wg sync.WaitGroup
 	defer wg.Wait()

@@ -35,6 +35,10 @@ type metrics struct {
 	// the client connections turned away at --max-connections.
 	acceptErrors *prometheus.CounterVec
 	refusedConns prometheus.Counter
+	// unauthorized counts refusals for want of credentials, by listener (cluster,
+	// client, http); reloadErrors the credential files that failed to load again.
+	unauthorized *prometheus.CounterVec
+	reloadErrors prometheus.Counter
 	// claimedByOther is 1 while the archive's cluster claim names another cluster.
 	claimedByOther prometheus.Gauge
 	// metaSnapshot is when this node last wrote the metadata snapshot to the archive.
@@ -89,6 +93,12 @@ func newMetrics(n *Node) *metrics {
 		refusedConns: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "floe_client_connections_refused_total", Help: "Client connections answered ERR and closed because --max-connections were open.",
 		}),
+		unauthorized: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "floe_unauthorized_total", Help: "Connections and requests refused for want of credentials, by listener (cluster, client, http).",
+		}, []string{"listener"}),
+		reloadErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "floe_credential_reload_errors_total", Help: "Reloads of the TLS, secret or token files that failed (the files loaded before stay in use).",
+		}),
 		metaSnapshot: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "floe_meta_snapshot_last_unix_seconds", Help: "When this node (as Raft leader) last wrote the metadata snapshot to the archive.",
 		}),
@@ -101,7 +111,7 @@ func newMetrics(n *Node) *metrics {
 		m.requestsBy[cmd] = m.requests.WithLabelValues(cmd)
 	}
 	m.reg.MustRegister(m.requests, m.badRequests, m.entries, m.bytes, m.batches, m.commitTime, m.commitWaits, m.forwarded, m.rolls, m.remoteReads, m.getBatches, m.claimedByOther, m.metaSnapshot,
-		m.acceptErrors, m.refusedConns,
+		m.acceptErrors, m.refusedConns, m.unauthorized, m.reloadErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.reg.MustRegister(nodeGauges(n)...)
 	return m

@@ -24,6 +24,7 @@ import (
 	"floe/node/write"
 	"floe/tiering"
 	"floe/topicname"
+	"floe/wire"
 )
 
 // Sentinel errors of the node. Those that cross the wire are package rpc's, which
@@ -66,6 +67,17 @@ type Config struct {
 	// default: a profile shows memory contents and costs CPU while it runs.
 	Pprof bool
 	Join  string
+
+	// Security (docs/ARCHITECTURE.md, "Security"); empty: off, as before.
+	// TLSCert and TLSKey put the client and HTTP listeners behind TLS; TLSClientCA
+	// makes them require client certificates from that CA. The ClusterTLS files turn
+	// on mutual TLS on the cluster port (Raft included); ClusterSecretFile a shared
+	// secret's challenge-response there. Every file is re-read by Reload and when it
+	// changes (checked every CredentialCheckInterval, default 10s).
+	TLSCert, TLSKey, TLSClientCA                string
+	ClusterTLSCert, ClusterTLSKey, ClusterTLSCA string
+	ClusterSecretFile                           string
+	CredentialCheckInterval                     time.Duration
 
 	MaxSegmentEntries uint64
 	MaxSegmentBytes   int64
@@ -265,6 +277,7 @@ type Node struct {
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
 
+	creds     credentials // TLS certificates and the cluster secret (security.go)
 	peers     rpc.Peers   // RPC clients of the other members, by cluster address
 	rpcServer *rpc.Server // this node's handler of each op (rpcserve.go)
 
@@ -320,6 +333,9 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.store = store
+	if err := n.loadCredentials(); err != nil {
+		return nil, err
+	}
 	if err := n.loadFences(); err != nil {
 		return nil, err
 	}
@@ -392,7 +408,7 @@ func (n *Node) listenCluster() error {
 	port := ln.Addr().(*net.TCPAddr).Port
 	n.advertise = net.JoinHostPort(n.cfg.RaftAdvertiseHost, strconv.Itoa(port))
 	n.rpcServer = n.newRPCServer()
-	n.cluster, err = rpc.NewListener(ln, n.advertise, n.serveRPC, n.log,
+	n.cluster, err = rpc.NewListener(ln, n.advertise, n.peers.Guard, n.serveRPC, n.log,
 		n.metrics.acceptErrors.WithLabelValues("cluster").Inc)
 	if err != nil {
 		ln.Close()
@@ -510,6 +526,7 @@ func (n *Node) listenClients() error {
 	if err != nil {
 		return fmt.Errorf("node: cannot listen on client port: %w", err)
 	}
+	n.clientLn = n.secureClientListener(n.clientLn)
 	if n.cfg.HTTPPort == 0 {
 		return nil
 	}
@@ -519,7 +536,8 @@ func (n *Node) listenClients() error {
 		return fmt.Errorf("node: cannot listen on http port: %w", err)
 	}
 	n.httpServer = n.newHTTPServer()
-	n.goLoop(func() { n.httpServer.Serve(n.httpLn) })
+	httpLn := n.secureClientListener(n.httpLn)
+	n.goLoop(func() { n.httpServer.Serve(httpLn) })
 	return nil
 }
 
@@ -533,6 +551,7 @@ func (n *Node) startLoops() {
 	n.goLoop(func() { n.ownershipLoop() })
 	n.goLoop(func() { n.failoverLoop() })
 	n.goLoop(func() { n.segmentFilesLoop() })
+	n.goLoop(func() { n.credentialsLoop() })
 	n.goLoop(func() { n.acceptClients() })
 }
 
@@ -861,14 +880,19 @@ func (n *Node) joinLoop() {
 		if n.ctx.Err() != nil {
 			return
 		}
-		p := rpc.NewPeer(n.cfg.Join)
+		p := rpc.NewPeer(n.cfg.Join, n.peers.Guard)
 		_, err := p.Call(n.ctx, rpc.OpJoin, body, 30*time.Second)
 		p.Close()
 		if err == nil {
 			n.log.Info("joined cluster", "via", n.cfg.Join)
 			return
 		}
-		n.log.Warn("join failed, retrying", "via", n.cfg.Join, "err", err)
+		if errors.Is(err, wire.ErrUnauthorized) {
+			n.log.Error("the cluster refused this node: it is not authenticated as a member; check --cluster-tls-cert/--cluster-tls-key/--cluster-tls-ca or --cluster-secret-file against the cluster's; retrying",
+				"via", n.cfg.Join, "err", err)
+		} else {
+			n.log.Warn("join failed, retrying", "via", n.cfg.Join, "err", err)
+		}
 		if n.backoff(n.ctx, attempt+3, nil) != nil {
 			return
 		}

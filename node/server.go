@@ -81,8 +81,8 @@ func (n *Node) refuse(conn net.Conn) {
 		// Half-close, then take what the client sends until it closes: closing with
 		// its request unread would reset the connection, and the client could lose
 		// the ERR frame with it.
-		if tc, ok := conn.(*net.TCPConn); ok {
-			tc.CloseWrite()
+		if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
 		}
 		io.Copy(io.Discard, io.LimitReader(conn, 4*wire.MaxRequest))
 	})
@@ -189,7 +189,10 @@ func (n *Node) serveClient(conn net.Conn) {
 	}
 	defer conn.Close()
 	if tc, ok := conn.(*net.TCPConn); ok {
-		tc.SetNoDelay(true)
+		tc.SetNoDelay(true) // a TLS connection's is set by its listener's (net.Listen's default)
+	}
+	if n.clientHandshake(conn) != nil {
+		return
 	}
 	budget := newConnBudget(maxConnBytes, maxInflight)
 	replies := newReplyQueue(conn, writeTimeout, budget)

@@ -16,6 +16,11 @@ import (
 // clients read it in the reply ("ERR bad request: ...").
 var ErrBadRequest = errors.New("bad request")
 
+// ErrUnauthorized: the request, or the connection, lacks the credentials it needs
+// (no or an unknown token, a role too weak, a node outside the cluster). The reply is
+// "ERR unauthorized: <reason>"; the reason never repeats a credential.
+var ErrUnauthorized = errors.New("unauthorized")
+
 // Request is one parsed client request.
 type Request struct {
 	Cmd   string // REGISTER, PUT, PUTOFF, PUTBATCH, GET, STATE, METRICS, READ, TAIL

@@ -44,6 +44,9 @@ type unavailableError struct {
 	detail  string
 	said    bool
 	notSent bool // the call never left this node: it also wraps ErrNotSent
+	// unauthorized: the peer refused this node's credentials, or this node the
+	// peer's (it also wraps wire.ErrUnauthorized)
+	unauthorized bool
 }
 
 func (e *unavailableError) Error() string {
@@ -53,14 +56,19 @@ func (e *unavailableError) Error() string {
 	return ErrUnavailable.Error() + ": " + e.detail
 }
 
-// Unwrap returns ErrUnavailable, and ErrNotSent for a call that never left this node.
+// Unwrap returns ErrUnavailable, ErrNotSent for a call that never left this node, and
+// wire.ErrUnauthorized for one refused for its credentials.
 // The cause of an Unavailable is in its text only, as with %v: its own sentinels (a
 // peer's ErrNotSegmentLeader, say) must not change what the error is.
 func (e *unavailableError) Unwrap() []error {
+	errs := []error{ErrUnavailable}
 	if e.notSent {
-		return []error{ErrUnavailable, ErrNotSent}
+		errs = append(errs, ErrNotSent)
 	}
-	return []error{ErrUnavailable}
+	if e.unauthorized {
+		errs = append(errs, wire.ErrUnauthorized)
+	}
+	return errs
 }
 
 // Unavailable returns an ErrUnavailable that reads "unavailable: <msg>: <cause>",
@@ -83,9 +91,11 @@ func Unavailable(msg string, cause error) error {
 }
 
 // notSent is the ErrUnavailable of a call that could not be sent: cause says why (a
-// dial error, on one line).
+// dial error, on one line). A connection refused for its credentials (either way)
+// also wraps wire.ErrUnauthorized.
 func notSent(addr string, cause error) error {
-	return &unavailableError{detail: fmt.Sprintf("cannot reach %s, not sent: %v", addr, cause), notSent: true}
+	return &unavailableError{detail: fmt.Sprintf("cannot reach %s, not sent: %v", addr, cause), notSent: true,
+		unauthorized: errors.Is(cause, wire.ErrUnauthorized)}
 }
 
 // Code names a sentinel error in an error reply, so that the caller's errors.Is sees
@@ -106,6 +116,7 @@ const (
 	CodeRaftNotLeader  Code = 9 // meta.ErrNotRaftLeader
 	CodeNotFound       Code = 10
 	CodeOutcomeUnknown Code = 11
+	CodeUnauthorized   Code = 12 // wire.ErrUnauthorized
 )
 
 // sentinels is the code table, in the order CodeOf tries it.
@@ -124,6 +135,7 @@ var sentinels = []struct {
 	{CodeRaftNotLeader, meta.ErrNotRaftLeader},
 	{CodeNotFound, ErrSegmentNotFound},
 	{CodeOutcomeUnknown, ErrOutcomeUnknown},
+	{CodeUnauthorized, wire.ErrUnauthorized},
 }
 
 // CodeOf returns the code of the first sentinel in the table that err wraps, or

@@ -108,7 +108,7 @@ func TestUnavailableSaysItOnce(t *testing.T) {
 	}
 	deadAddr := closed.Addr().String()
 	closed.Close()
-	p := NewPeer(deadAddr)
+	p := NewPeer(deadAddr, nil)
 	defer p.Close()
 	_, dialErr := p.Call(context.Background(), OpStatus, nil, 5*time.Second)
 	if !errors.Is(dialErr, ErrNotSent) {

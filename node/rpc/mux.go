@@ -25,6 +25,7 @@ type Listener struct {
 	advertise net.Addr
 	raftConns chan net.Conn
 	rpcConn   func(net.Conn)
+	guard     *Guard
 	log       *slog.Logger
 	failed    func() // counts a failed accept
 	closeOnce sync.Once
@@ -33,13 +34,15 @@ type Listener struct {
 
 var _ raft.StreamLayer = (*Listener)(nil)
 
-// routeTimeout bounds the wait for a new connection's first byte.
+// routeTimeout bounds the wait for a new connection's first byte and its
+// authentication (Guard).
 const routeTimeout = 10 * time.Second
 
 // NewListener serves ln: Raft connections go to Accept, RPC connections to rpc (on a
-// goroutine of their own); advertise is the routable address Raft records as this
-// node's. failed (may be nil) counts accepts that failed.
-func NewListener(ln net.Listener, advertise string, rpc func(net.Conn), log *slog.Logger, failed func()) (*Listener, error) {
+// goroutine of their own), each once guard authenticated it (nil: no authentication);
+// advertise is the routable address Raft records as this node's. Raft's dials go
+// through guard too. failed (may be nil) counts accepts that failed.
+func NewListener(ln net.Listener, advertise string, guard *Guard, rpc func(net.Conn), log *slog.Logger, failed func()) (*Listener, error) {
 	adv, err := net.ResolveTCPAddr("tcp", advertise)
 	if err != nil {
 		return nil, err
@@ -48,7 +51,7 @@ func NewListener(ln net.Listener, advertise string, rpc func(net.Conn), log *slo
 		return nil, errors.New("rpc: advertised raft address must be routable, not " + advertise)
 	}
 	c := &Listener{
-		ln: ln, advertise: adv, raftConns: make(chan net.Conn, 16), rpcConn: rpc, log: log, failed: failed, closed: make(chan struct{}),
+		ln: ln, advertise: adv, raftConns: make(chan net.Conn, 16), rpcConn: rpc, guard: guard, log: log, failed: failed, closed: make(chan struct{}),
 	}
 	go c.serve()
 	return c, nil
@@ -60,15 +63,16 @@ func (c *Listener) serve() {
 	AcceptLoop(c.ln, c.closed, c.log, "cluster", c.failed, func(conn net.Conn) { go c.route(conn) })
 }
 
+// route authenticates conn (Guard) and hands it to the protocol its first byte names.
 func (c *Listener) route(conn net.Conn) {
-	var b [1]byte
-	conn.SetReadDeadline(time.Now().Add(routeTimeout))
-	if _, err := conn.Read(b[:]); err != nil {
+	conn.SetDeadline(time.Now().Add(routeTimeout))
+	conn, kind, err := c.guard.accept(conn)
+	if err != nil {
 		conn.Close()
 		return
 	}
-	conn.SetReadDeadline(time.Time{})
-	switch b[0] {
+	conn.SetDeadline(time.Time{})
+	switch kind {
 	case MuxRaft:
 		select {
 		case c.raftConns <- conn:
@@ -106,24 +110,6 @@ func (c *Listener) Addr() net.Addr { return c.advertise }
 
 // Dial opens a Raft connection to a member.
 func (c *Listener) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return Dial(string(address), MuxRaft, timeout)
+	return c.guard.Dial(string(address), MuxRaft, timeout)
 }
 
-// Dial opens a connection to the cluster port at addr for the protocol kind (MuxRaft
-// or MuxRPC), with TCP_NODELAY, within timeout.
-func Dial(addr string, kind byte, timeout time.Duration) (net.Conn, error) {
-	conn, err := net.DialTimeout("tcp", addr, timeout)
-	if err != nil {
-		return nil, err
-	}
-	if tc, ok := conn.(*net.TCPConn); ok {
-		tc.SetNoDelay(true)
-	}
-	conn.SetWriteDeadline(time.Now().Add(timeout))
-	if _, err := conn.Write([]byte{kind}); err != nil {
-		conn.Close()
-		return nil, err
-	}
-	conn.SetWriteDeadline(time.Time{})
-	return conn, nil
-}

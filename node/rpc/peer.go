@@ -41,7 +41,8 @@ type Reply struct {
 // ordered by a lock, so two sends from one goroutine arrive in order. Safe for
 // concurrent use.
 type Peer struct {
-	addr string
+	addr  string
+	guard *Guard
 
 	mu      sync.Mutex // guards everything below
 	conn    net.Conn
@@ -60,8 +61,9 @@ type Peer struct {
 	connected atomic.Bool
 }
 
-// NewPeer returns a Peer of the cluster address addr; it dials on the first call.
-func NewPeer(addr string) *Peer { return &Peer{addr: addr} }
+// NewPeer returns a Peer of the cluster address addr; it dials on the first call,
+// authenticating as guard says (nil: not at all).
+func NewPeer(addr string, guard *Guard) *Peer { return &Peer{addr: addr, guard: guard} }
 
 // Addr is the peer's cluster address.
 func (p *Peer) Addr() string { return p.addr }
@@ -221,7 +223,7 @@ func (p *Peer) writeLoop(conn net.Conn, kick <-chan struct{}) {
 
 // dialLocked opens the connection and learns the peer's boot id.
 func (p *Peer) dialLocked() error {
-	conn, err := Dial(p.addr, MuxRPC, DialTimeout)
+	conn, err := p.guard.Dial(p.addr, MuxRPC, DialTimeout)
 	if err != nil {
 		return err
 	}
@@ -373,6 +375,9 @@ func (p *Peer) Close() {
 // Peers is a set of Peers by cluster address, one per address. Safe for concurrent
 // use.
 type Peers struct {
+	// Guard authenticates the Peers' connections; set it before the first Get.
+	Guard *Guard
+
 	mu    sync.Mutex
 	peers map[string]*Peer
 }
@@ -386,7 +391,7 @@ func (s *Peers) Get(addr string) *Peer {
 		if s.peers == nil {
 			s.peers = map[string]*Peer{}
 		}
-		p = NewPeer(addr)
+		p = NewPeer(addr, s.Guard)
 		s.peers[addr] = p
 	}
 	return p

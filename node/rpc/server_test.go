@@ -21,7 +21,7 @@ func serve(t *testing.T, s *Server) (addr string, l *Listener) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err = NewListener(ln, ln.Addr().String(), s.ServeConn, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	l, err = NewListener(ln, ln.Addr().String(), nil, s.ServeConn, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func TestPeerCalls(t *testing.T) {
 		r.Reply(nil, fmt.Errorf("%w: segment 3 of %q", ErrSegmentNotFound, "t"))
 	})
 	addr, _ := serve(t, s)
-	p := NewPeer(addr)
+	p := NewPeer(addr, nil)
 	defer p.Close()
 	ctx := context.Background()
 
@@ -80,7 +80,7 @@ func TestCallFailures(t *testing.T) {
 	addr, _ := serve(t, s)
 	ctx := context.Background()
 
-	p := NewPeer(addr)
+	p := NewPeer(addr, nil)
 	defer p.Close()
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
@@ -98,7 +98,7 @@ func TestCallFailures(t *testing.T) {
 	}
 	dead := ln.Addr().String()
 	ln.Close()
-	q := NewPeer(dead)
+	q := NewPeer(dead, nil)
 	if _, err := q.Call(ctx, OpStatus, nil, time.Second); !errors.Is(err, ErrUnavailable) || !errors.Is(err, ErrNotSent) || !q.RecentlyDown() {
 		t.Fatalf("call to a closed port: %v, down %v; want ErrUnavailable and ErrNotSent, down", err, q.RecentlyDown())
 	}
@@ -127,7 +127,7 @@ func TestOrderedHandler(t *testing.T) {
 		}
 	})
 	addr, _ := serve(t, s)
-	p := NewPeer(addr)
+	p := NewPeer(addr, nil)
 	defer p.Close()
 	const n = 100
 	var replies []<-chan Reply
@@ -191,7 +191,7 @@ func TestPeerAnswers(t *testing.T) {
 	s.Handle(OpStatus, statusHandler(1))
 	addr, _ := serve(t, s)
 	ctx := context.Background()
-	if !NewPeer(addr).Answers(ctx, time.Second, 3) {
+	if !NewPeer(addr, nil).Answers(ctx, time.Second, 3) {
 		t.Fatal("a live peer was taken for dead")
 	}
 	silent := &Server{}
@@ -208,13 +208,13 @@ func TestPeerAnswers(t *testing.T) {
 	})
 	saddr, _ := serve(t, silent)
 	start := time.Now()
-	if NewPeer(saddr).Answers(ctx, 100*time.Millisecond, 1) {
+	if NewPeer(saddr, nil).Answers(ctx, 100*time.Millisecond, 1) {
 		t.Fatal("a silent peer answered a quick check")
 	}
 	mu.Lock()
 	probes = 0
 	mu.Unlock()
-	if NewPeer(saddr).Answers(ctx, 200*time.Millisecond, 3) {
+	if NewPeer(saddr, nil).Answers(ctx, 200*time.Millisecond, 3) {
 		t.Fatal("a silent peer was taken for alive")
 	}
 	mu.Lock()
@@ -224,7 +224,7 @@ func TestPeerAnswers(t *testing.T) {
 	mu.Unlock()
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if !NewPeer(saddr).Answers(cctx, time.Minute, 3) {
+	if !NewPeer(saddr, nil).Answers(cctx, time.Minute, 3) {
 		t.Fatal("a cancelled probe took the peer for dead")
 	}
 }
@@ -235,7 +235,7 @@ func TestListenerRoutes(t *testing.T) {
 	s := &Server{}
 	s.Handle(OpStatus, statusHandler(3))
 	addr, l := serve(t, s)
-	raftConn, err := Dial(addr, MuxRaft, time.Second)
+	raftConn, err := (*Guard)(nil).Dial(addr, MuxRaft, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +245,7 @@ func TestListenerRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	got.Close()
-	other, err := Dial(addr, 'X', time.Second)
+	other, err := (*Guard)(nil).Dial(addr, 'X', time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +254,7 @@ func TestListenerRoutes(t *testing.T) {
 	if _, err := other.Read(make([]byte, 1)); err == nil {
 		t.Fatal("a connection with an unknown mux byte was served")
 	}
-	if _, err := NewPeer(addr).Call(context.Background(), OpStatus, nil, 5*time.Second); err != nil {
+	if _, err := NewPeer(addr, nil).Call(context.Background(), OpStatus, nil, 5*time.Second); err != nil {
 		t.Fatalf("rpc over the mux: %v", err)
 	}
 	if l.Addr().String() != addr {
@@ -276,7 +276,7 @@ func TestManyConcurrentCalls(t *testing.T) {
 		r.Reply(append([]byte("echo "), r.Body...), nil)
 	})
 	addr, _ := serve(t, s)
-	p := NewPeer(addr)
+	p := NewPeer(addr, nil)
 	defer p.Close()
 	ctx := context.Background()
 	var wg sync.WaitGroup
@@ -340,7 +340,7 @@ func TestSendDeadlineBoundsProgress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := NewListener(ln, ln.Addr().String(), func(c net.Conn) {
+	l, err := NewListener(ln, ln.Addr().String(), nil, func(c net.Conn) {
 		c.(*net.TCPConn).SetReadBuffer(64 << 10)
 		s.ServeConn(&slowConn{Conn: c, chunk: 128 << 10, every: 64 * time.Millisecond})
 	}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
@@ -348,7 +348,7 @@ func TestSendDeadlineBoundsProgress(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	p := NewPeer(ln.Addr().String())
+	p := NewPeer(ln.Addr().String(), nil)
 	defer p.Close()
 	if _, err := p.Call(context.Background(), OpStatus, nil, 5*time.Second); err != nil {
 		t.Fatal(err)
@@ -438,7 +438,7 @@ func TestSendFunc(t *testing.T) {
 	s.Handle(OpRead, func(r *Request) { r.Reply(append([]byte("echo "), r.Body...), nil) })
 	s.Handle(OpSync, func(r *Request) { <-release; r.Reply([]byte("late"), nil) })
 	addr, l := serve(t, s)
-	p := NewPeer(addr)
+	p := NewPeer(addr, nil)
 	defer p.Close()
 
 	type got struct {
@@ -496,7 +496,7 @@ func TestSendFunc(t *testing.T) {
 		t.Fatalf("connection lost: %v, want ErrUnavailable", err)
 	}
 
-	dead := NewPeer(addr) // the listener is closed
+	dead := NewPeer(addr, nil) // the listener is closed
 	if _, err := dead.SendFunc(OpRead, nil, time.Minute, fn("unsent")); !errors.Is(err, ErrNotSent) {
 		t.Fatalf("SendFunc to a closed port: %v, want ErrNotSent", err)
 	}

@@ -37,6 +37,13 @@ func addNodeFlags(c *cobra.Command, f *agentFlags) {
 	fs.IntVar(&f.cfg.HTTPPort, "http-port", 9080, "HTTP API port (0 disables it)")
 	fs.BoolVar(&f.cfg.Pprof, "pprof", false, "serve Go's profiler under /debug/pprof/ on the HTTP API port")
 	fs.StringVar(&f.cfg.Join, "join", "", "host:raftport of any member: join that cluster as a voter")
+	fs.StringVar(&f.cfg.TLSCert, "tls-cert", "", "certificate (PEM) of the client and HTTP listeners: they take TLS only (re-read on SIGHUP and when changed)")
+	fs.StringVar(&f.cfg.TLSKey, "tls-key", "", "key (PEM) of --tls-cert")
+	fs.StringVar(&f.cfg.TLSClientCA, "tls-client-ca", "", "CA bundle (PEM): clients of the client and HTTP listeners must present a certificate from it")
+	fs.StringVar(&f.cfg.ClusterTLSCert, "cluster-tls-cert", "", "this node's certificate (PEM) for mutual TLS on the cluster port, Raft included; needs --cluster-tls-key and --cluster-tls-ca")
+	fs.StringVar(&f.cfg.ClusterTLSKey, "cluster-tls-key", "", "key (PEM) of --cluster-tls-cert")
+	fs.StringVar(&f.cfg.ClusterTLSCA, "cluster-tls-ca", "", "the cluster's CA bundle (PEM): every certificate it issued is a member, so use a CA of this cluster only")
+	fs.StringVar(&f.cfg.ClusterSecretFile, "cluster-secret-file", "", "file holding one line, the secret every node-to-node connection proves it knows (challenge-response, never sent); without TLS it authenticates but does not encrypt")
 	fs.Uint64Var(&f.cfg.MaxSegmentEntries, "max-segment-entries", node.DefaultMaxSegmentEntries, "roll a segment over at this many entries")
 	fs.Int64Var(&f.cfg.MaxSegmentBytes, "max-segment-bytes", node.DefaultMaxSegmentBytes, "roll a segment over at this many bytes")
 	fs.DurationVar(&f.cfg.MaxSegmentAge, "max-segment-age", node.DefaultMaxSegmentAge, "roll a non-empty segment over at this age")
@@ -123,7 +130,17 @@ func agentCmd() *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			<-ctx.Done()
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			for ctx.Err() == nil {
+				select {
+				case <-hup:
+					log.Info("SIGHUP: reloading credentials")
+					n.Reload() // logs what failed; the credentials loaded before stay in use
+				case <-ctx.Done():
+				}
+			}
 			log.Info("shutting down")
 			return n.Close()
 		},

@@ -29,7 +29,8 @@ func addrFlag(c *cobra.Command, addr *string) {
 
 func clientCmds() []*cobra.Command {
 	var addr string
-	dial := func() (*client.Conn, error) { return client.Dial(addr) }
+	var sec clientSec
+	dial := func() (*client.Conn, error) { return sec.dial(addr) }
 	withConn := func(f func(*client.Conn, []string) error) func(*cobra.Command, []string) error {
 		return func(_ *cobra.Command, args []string) error {
 			c, err := dial()
@@ -109,6 +110,7 @@ func clientCmds() []*cobra.Command {
 	cmds := []*cobra.Command{register, put, get, read, state, metrics}
 	for _, c := range cmds {
 		addrFlag(c, &addr)
+		sec.flags(c.PersistentFlags())
 	}
 	return cmds
 }
@@ -193,12 +195,13 @@ func printJSON(reply []byte) error {
 
 func shellCmd() *cobra.Command {
 	var addr string
+	var sec clientSec
 	c := &cobra.Command{
 		Use:   "shell",
 		Short: "Interactive shell, like walrus-cli: type protocol requests (REGISTER, PUT, GET, STATE, METRICS, READ, ...)",
 		Args:  cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
-			conn, err := client.Dial(addr)
+			conn, err := sec.dial(addr)
 			if err != nil {
 				return err
 			}
@@ -207,6 +210,7 @@ func shellCmd() *cobra.Command {
 		},
 	}
 	addrFlag(c, &addr)
+	sec.flags(c.PersistentFlags())
 	return c
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"floe/meta"
 	"floe/node"
@@ -39,12 +40,7 @@ func clusterCmd() *cobra.Command {
 		Use:   "cluster",
 		Short: "Show the members and leader, remove a member, move Raft leadership, sweep orphaned objects, move writes off a dead segment leader (through any node's HTTP API)",
 	}
-	def := os.Getenv("FLOE_HTTP")
-	if def == "" {
-		def = "127.0.0.1:9181,127.0.0.1:9182,127.0.0.1:9183,127.0.0.1:9080" // floe dev and compose, then the agent's default
-	}
-	root.PersistentFlags().StringVar(&c.addr, "http", def, "HTTP address(es) (host:port) of nodes, comma-separated; the first that answers is used (env FLOE_HTTP)")
-	root.PersistentFlags().DurationVar(&c.timeout, "timeout", 20*time.Second, "give up after this long")
+	c.apiFlags(root.PersistentFlags())
 	root.AddCommand(clusterStatusCmd(c), clusterRemoveCmd(c), clusterTransferCmd(c), clusterSweepCmd(c), clusterRecoverSegmentCmd(c))
 	return root
 }
@@ -53,6 +49,32 @@ func clusterCmd() *cobra.Command {
 type clusterAPI struct {
 	addr    string        // --http: comma-separated node addresses
 	timeout time.Duration // --timeout
+	sec     clientSec     // --tls-*
+
+	client *http.Client // made from sec on first use
+	scheme string       // of the URLs: http, or https with TLS
+}
+
+// apiFlags registers the flags of a command that reaches nodes through clusterAPI.
+func (c *clusterAPI) apiFlags(fs *pflag.FlagSet) {
+	def := os.Getenv("FLOE_HTTP")
+	if def == "" {
+		def = "127.0.0.1:9181,127.0.0.1:9182,127.0.0.1:9183,127.0.0.1:9080" // floe dev and compose, then the agent's default
+	}
+	fs.StringVar(&c.addr, "http", def, "HTTP address(es) (host:port) of nodes, comma-separated; the first that answers is used (env FLOE_HTTP)")
+	fs.DurationVar(&c.timeout, "timeout", 20*time.Second, "give up after this long")
+	c.sec.flags(fs)
+}
+
+// url is the URL of path (with its query) on the node at at.
+func (c *clusterAPI) url(at, path string) string {
+	if c.scheme == "" {
+		c.scheme = "http"
+		if cfg, err := c.sec.tlsConfig(); err == nil && cfg != nil {
+			c.scheme = "https"
+		}
+	}
+	return c.scheme + "://" + at + path
 }
 
 // call sends one request and decodes a 2xx reply's JSON into out (unless out is nil);
@@ -74,7 +96,12 @@ func (c *clusterAPI) callBody(ctx context.Context, method, url string, in []byte
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	if c.client == nil {
+		if c.client, _, err = c.sec.httpClient(); err != nil {
+			return err
+		}
+	}
+	resp, err := c.client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -95,7 +122,7 @@ func (c *clusterAPI) callBody(ctx context.Context, method, url string, in []byte
 // view is the cluster as the node at at sees it.
 func (c *clusterAPI) view(ctx context.Context, at string) (*clusterView, error) {
 	var v clusterView
-	if err := c.call(ctx, http.MethodGet, "http://"+at+"/v1/cluster", &v); err != nil {
+	if err := c.call(ctx, http.MethodGet, c.url(at, "/v1/cluster"), &v); err != nil {
 		return nil, err
 	}
 	return &v, nil
@@ -187,7 +214,7 @@ func clusterRemoveCmd(c *clusterAPI) *cobra.Command {
 			if id == *v.Metrics.CurrentLeader {
 				return fmt.Errorf("node %d is the Raft leader: run floe cluster transfer-leadership first", id)
 			}
-			if err := c.call(ctx, http.MethodDelete, fmt.Sprintf("http://%s/v1/cluster/members/%d", at, id), nil); err != nil {
+			if err := c.call(ctx, http.MethodDelete, c.url(at, fmt.Sprintf("/v1/cluster/members/%d", id)), nil); err != nil {
 				return err
 			}
 			fmt.Printf("node %d removed\n", id)
@@ -210,7 +237,7 @@ func clusterTransferCmd(c *clusterAPI) *cobra.Command {
 				return err
 			}
 			old := *v.Metrics.CurrentLeader
-			if err := c.call(ctx, http.MethodPost, "http://"+at+"/v1/cluster/transfer-leadership", nil); err != nil {
+			if err := c.call(ctx, http.MethodPost, c.url(at, "/v1/cluster/transfer-leadership"), nil); err != nil {
 				return err
 			}
 			for {
@@ -243,7 +270,7 @@ func clusterSweepCmd(c *clusterAPI) *cobra.Command {
 				return err
 			}
 			var rep tiering.SweepReport
-			if err := c.call(ctx, http.MethodPost, fmt.Sprintf("http://%s/v1/archive/sweep?dry_run=%v", at, dryRun), &rep); err != nil {
+			if err := c.call(ctx, http.MethodPost, c.url(at, fmt.Sprintf("/v1/archive/sweep?dry_run=%v", dryRun)), &rep); err != nil {
 				return err
 			}
 			printSweep(&rep)
@@ -297,7 +324,7 @@ func clusterRecoverSegmentCmd(c *clusterAPI) *cobra.Command {
 			var next struct {
 				Segment, Leader, Base uint64
 			}
-			url := fmt.Sprintf("http://%s/v1/topics/%s/recover-segment?to=%d&segment=%d&force=%v", at, a[0], to, segment, force)
+			url := c.url(at, fmt.Sprintf("/v1/topics/%s/recover-segment?to=%d&segment=%d&force=%v", a[0], to, segment, force))
 			if err := c.call(ctx, http.MethodPost, url, &next); err != nil {
 				return err
 			}

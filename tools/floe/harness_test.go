@@ -5,6 +5,7 @@ package main
 // deadlines, never on fixed sleeps.
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -48,7 +49,8 @@ type proc struct {
 	raftPort, clientPort, httpPort int
 	dataDir                        string
 	logPath                        string
-	joinVia                        int // node whose raft address --join names (0: node 1; none for node 1)
+	joinVia                        int      // node whose raft address --join names (0: node 1; none for node 1)
+	args                           []string // agent flags of this node only, after the cluster's
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -81,6 +83,11 @@ type cluster struct {
 	args  []string
 	env   []string
 	nodes []*proc // index i is node id i+1
+	// dialer connects the test's clients (TLS when the cluster's client port takes
+	// it); httpc and scheme reach the HTTP API.
+	dialer client.Dialer
+	httpc  *http.Client
+	scheme string
 }
 
 // clusterOpts tune a test cluster.
@@ -88,6 +95,9 @@ type clusterOpts struct {
 	nodes int
 	args  []string // extra agent flags for every node
 	env   []string
+	// clientTLS: the client and HTTP ports take TLS, and the test's clients dial
+	// with this configuration.
+	clientTLS *tls.Config
 }
 
 // fastArgs shrink Raft, lease and retry timeouts so failover tests run quickly.
@@ -112,7 +122,12 @@ func newCluster(t *testing.T, o clusterOpts) *cluster {
 	if o.nodes == 0 {
 		o.nodes = 3
 	}
-	c := &cluster{t: t, dir: t.TempDir(), args: append(append([]string{}, fastArgs...), o.args...), env: o.env}
+	c := &cluster{t: t, dir: t.TempDir(), args: append(append([]string{}, fastArgs...), o.args...), env: o.env,
+		dialer: client.Dialer{TLS: o.clientTLS}, httpc: &http.Client{Timeout: 2 * time.Second}, scheme: "http"}
+	if o.clientTLS != nil {
+		c.httpc.Transport = &http.Transport{TLSClientConfig: o.clientTLS}
+		c.scheme = "https"
+	}
 	ports := testenv.FreePorts(t, 3*o.nodes)
 	for i := 0; i < o.nodes; i++ {
 		c.nodes = append(c.nodes, &proc{
@@ -129,13 +144,12 @@ func newCluster(t *testing.T, o clusterOpts) *cluster {
 // registered its addresses, so REGISTER and roll-overs can pick it as a leader).
 func (c *cluster) waitReady(within time.Duration) {
 	c.t.Helper()
-	hc := &http.Client{Timeout: 2 * time.Second}
 	c.waitFor(within, "/readyz on every running node", func() bool {
 		for _, p := range c.nodes {
 			if !p.running() {
 				continue
 			}
-			resp, err := hc.Get("http://127.0.0.1:" + strconv.Itoa(p.httpPort) + "/readyz")
+			resp, err := c.httpc.Get(c.scheme + "://127.0.0.1:" + strconv.Itoa(p.httpPort) + "/readyz")
 			if err != nil {
 				return false
 			}
@@ -163,7 +177,7 @@ func (c *cluster) agentArgs(id int) []string {
 	} else if id != 1 {
 		args = append(args, "--join", c.node(1).raftAddr())
 	}
-	return append(args, c.args...)
+	return append(append(args, c.args...), p.args...)
 }
 
 // start launches node id (joining through node 1, or the node addNode named, unless
@@ -212,10 +226,16 @@ func (c *cluster) start(id int) {
 // --join pointing at node via, and returns its id. It does not wait for the join.
 func (c *cluster) addNode(via int) int {
 	c.t.Helper()
+	return c.addNodeWith(via, nil)
+}
+
+// addNodeWith is addNode with agent flags for the new node only.
+func (c *cluster) addNodeWith(via int, args []string) int {
+	c.t.Helper()
 	ports := testenv.FreePorts(c.t, 3)
 	id := len(c.nodes) + 1
 	c.nodes = append(c.nodes, &proc{
-		id: id, raftPort: ports[0], clientPort: ports[1], httpPort: ports[2], joinVia: via,
+		id: id, raftPort: ports[0], clientPort: ports[1], httpPort: ports[2], joinVia: via, args: args,
 		dataDir: filepath.Join(c.dir, fmt.Sprintf("node%d", id)),
 		logPath: filepath.Join(c.dir, fmt.Sprintf("node%d.log", id)),
 	})
@@ -331,7 +351,7 @@ func (c *cluster) waitFor(within time.Duration, what string, cond func() bool) {
 // conn dials node id; the connection is closed at the end of the test.
 func (c *cluster) conn(id int) *client.Conn {
 	c.t.Helper()
-	conn, err := client.Dial(c.node(id).clientAddr())
+	conn, err := c.dialer.Dial(c.node(id).clientAddr())
 	if err != nil {
 		c.t.Fatalf("dial node %d: %v", id, err)
 	}
@@ -342,7 +362,7 @@ func (c *cluster) conn(id int) *client.Conn {
 // dial connects to node id with a per-call timeout; the caller closes the connection.
 // It is for polls and for goroutines, which must not fail the test.
 func (c *cluster) dial(id int, timeout time.Duration) (*client.Conn, error) {
-	conn, err := client.Dial(c.node(id).clientAddr())
+	conn, err := c.dialer.Dial(c.node(id).clientAddr())
 	if err != nil {
 		return nil, err
 	}
@@ -413,7 +433,7 @@ next:
 
 // metrics asks node id for METRICS, nil if it does not answer.
 func (c *cluster) metrics(id int) *client.Metrics {
-	conn, err := client.Dial(c.node(id).clientAddr())
+	conn, err := c.dialer.Dial(c.node(id).clientAddr())
 	if err != nil {
 		return nil
 	}

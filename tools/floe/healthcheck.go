@@ -17,17 +17,22 @@ import (
 func healthcheckCmd() *cobra.Command {
 	var url string
 	var timeout time.Duration
+	var sec clientSec
 	c := &cobra.Command{
 		Use:   "healthcheck",
 		Short: "GET a health URL (default: this node's /healthz); exit 0 on a 2xx reply (container health checks)",
 		Args:  cobra.NoArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
+			hc, scheme, err := sec.httpClient()
+			if err != nil {
+				return err
+			}
 			if url == "" {
 				port := os.Getenv("FLOE_HTTP_PORT")
 				if port == "" {
 					port = "9080"
 				}
-				url = "http://127.0.0.1:" + port + "/healthz"
+				url = scheme + "://127.0.0.1:" + port + "/healthz"
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), timeout)
 			defer cancel()
@@ -35,7 +40,7 @@ func healthcheckCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := hc.Do(req)
 			if err != nil {
 				return err
 			}
@@ -47,7 +52,8 @@ func healthcheckCmd() *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().StringVar(&url, "url", "", "URL to GET (default http://127.0.0.1:$FLOE_HTTP_PORT/healthz, port 9080 if unset)")
+	c.Flags().StringVar(&url, "url", "", "URL to GET (default http://127.0.0.1:$FLOE_HTTP_PORT/healthz, port 9080 if unset; https with --tls-*)")
+	sec.flags(c.Flags())
 	c.Flags().DurationVar(&timeout, "timeout", 3*time.Second, "give up after this long")
 	return c
 }

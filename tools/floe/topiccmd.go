@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,12 +17,7 @@ import (
 func topicCmd() *cobra.Command {
 	c := &clusterAPI{}
 	root := &cobra.Command{Use: "topic", Short: "Create topics with their settings (through any node's HTTP API)"}
-	def := os.Getenv("FLOE_HTTP")
-	if def == "" {
-		def = "127.0.0.1:9181,127.0.0.1:9182,127.0.0.1:9183,127.0.0.1:9080"
-	}
-	root.PersistentFlags().StringVar(&c.addr, "http", def, "HTTP address(es) (host:port) of nodes, comma-separated; the first that answers is used (env FLOE_HTTP)")
-	root.PersistentFlags().DurationVar(&c.timeout, "timeout", 20*time.Second, "give up after this long")
+	c.apiFlags(root.PersistentFlags())
 	root.AddCommand(topicCreateCmd(c))
 	return root
 }
@@ -56,7 +50,7 @@ func topicCreateCmd(c *clusterAPI) *cobra.Command {
 				return err
 			}
 			var state json.RawMessage
-			if err := c.callBody(ctx, http.MethodPut, "http://"+at+"/v1/topics/"+url.PathEscape(args[0]), body, &state); err != nil {
+			if err := c.callBody(ctx, http.MethodPut, c.url(at, "/v1/topics/"+url.PathEscape(args[0])), body, &state); err != nil {
 				return err
 			}
 			_, err = fmt.Fprintln(cmd.OutOrStdout(), string(state))

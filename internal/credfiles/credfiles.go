@@ -1,0 +1,294 @@
+package credfiles
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Errors of loading credentials; each is wrapped with the file it concerns.
+var (
+	// ErrNoCertificate: a PEM file that should hold certificates holds none.
+	ErrNoCertificate = errors.New("credfiles: no certificate in file")
+	// ErrEmptySecret: the secret file holds no secret.
+	ErrEmptySecret = errors.New("credfiles: empty secret")
+	// ErrWeakSecret: the secret is too short to resist guessing.
+	ErrWeakSecret = errors.New("credfiles: secret shorter than 16 bytes")
+)
+
+// stamp identifies a version of a file: a replaced or rewritten file changes at least
+// one of these.
+type stamp struct {
+	size  int64
+	mtime time.Time
+	ino   uint64
+}
+
+func stampOf(path string) stamp {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return stamp{size: -1}
+	}
+	return stamp{size: fi.Size(), mtime: fi.ModTime(), ino: inode(fi)}
+}
+
+// watched is the set of files one credential came from, with the stamps they had
+// when last read.
+type watched struct {
+	mu     sync.Mutex
+	paths  []string
+	stamps []stamp
+}
+
+func newWatched(paths ...string) *watched {
+	w := &watched{}
+	for _, p := range paths {
+		if p != "" {
+			w.paths = append(w.paths, p)
+		}
+	}
+	w.stamps = w.current()
+	return w
+}
+
+func (w *watched) current() []stamp {
+	s := make([]stamp, len(w.paths))
+	for i, p := range w.paths {
+		s[i] = stampOf(p)
+	}
+	return s
+}
+
+// changed reports whether a file differs from when it was last read.
+func (w *watched) changed() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return !slices.Equal(w.stamps, w.current())
+}
+
+// TLS is a certificate and key, and optionally a CA bundle, read from PEM files.
+// Safe for concurrent use: connections read the current material while Reload
+// replaces it.
+type TLS struct {
+	files Files
+	w     *watched
+	cur   atomic.Pointer[material]
+}
+
+// Files names the PEM files of one TLS identity. CA may be empty where no peer is
+// verified (a server without client certificates).
+type Files struct {
+	Cert, Key, CA string
+}
+
+type material struct {
+	cert *tls.Certificate
+	pool *x509.CertPool // nil without a CA file
+}
+
+// LoadTLS reads files; Cert and Key are required.
+func LoadTLS(files Files) (*TLS, error) {
+	if files.Cert == "" || files.Key == "" {
+		return nil, errors.New("credfiles: a TLS certificate needs both its certificate and its key file")
+	}
+	t := &TLS{files: files, w: newWatched(files.Cert, files.Key, files.CA)}
+	m, err := readMaterial(files)
+	if err != nil {
+		return nil, err
+	}
+	t.cur.Store(m)
+	return t, nil
+}
+
+func readMaterial(f Files) (*material, error) {
+	cert, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+	if err != nil {
+		return nil, fmt.Errorf("credfiles: cannot load the key pair %s, %s: %w", f.Cert, f.Key, err)
+	}
+	m := &material{cert: &cert}
+	if f.CA != "" {
+		pem, err := os.ReadFile(f.CA)
+		if err != nil {
+			return nil, fmt.Errorf("credfiles: cannot read the CA bundle: %w", err)
+		}
+		m.pool = x509.NewCertPool()
+		if !m.pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%w: %s", ErrNoCertificate, f.CA)
+		}
+	}
+	return m, nil
+}
+
+// Reload reads the files again. On error the material loaded before stays in use.
+func (t *TLS) Reload() error {
+	t.w.mu.Lock()
+	defer t.w.mu.Unlock()
+	stamps := t.w.current()
+	m, err := readMaterial(t.files)
+	if err != nil {
+		return err
+	}
+	t.cur.Store(m)
+	t.w.stamps = stamps
+	return nil
+}
+
+// Changed reports whether one of the files changed since it was last read.
+func (t *TLS) Changed() bool { return t.w.changed() }
+
+// Certificate is the current certificate's leaf, for logs and expiry checks.
+func (t *TLS) Certificate() *x509.Certificate {
+	m := t.cur.Load()
+	if m.cert.Leaf != nil {
+		return m.cert.Leaf
+	}
+	leaf, err := x509.ParseCertificate(m.cert.Certificate[0])
+	if err != nil {
+		return nil
+	}
+	return leaf
+}
+
+// Server is the configuration of a client-facing TLS listener: this certificate,
+// and, when a CA bundle was given, client certificates required and verified
+// against it.
+func (t *TLS) Server() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			m := t.cur.Load()
+			c := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{*m.cert}}
+			if m.pool != nil {
+				c.ClientAuth = tls.RequireAndVerifyClientCert
+				c.ClientCAs = m.pool
+			}
+			return c, nil
+		},
+		// GetCertificate is not called (GetConfigForClient answers first); it marks
+		// the configuration as having a certificate for net/http's ServeTLS.
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return t.cur.Load().cert, nil
+		},
+	}
+}
+
+// ClusterServer is the accepting side of the cluster port's mutual TLS: the peer must
+// present a certificate for client authentication that chains to the CA bundle.
+func (t *TLS) ClusterServer() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			m := t.cur.Load()
+			return &tls.Config{
+				MinVersion:   tls.VersionTLS13,
+				Certificates: []tls.Certificate{*m.cert},
+				ClientAuth:   tls.RequireAndVerifyClientCert,
+				ClientCAs:    m.pool,
+			}, nil
+		},
+	}
+}
+
+// ClusterClient is the dialling side of the cluster port's mutual TLS: it presents
+// this certificate and accepts a peer whose certificate, for server authentication,
+// chains to the CA bundle. Host names are not checked (see the package doc).
+func (t *TLS) ClusterClient() *tls.Config {
+	m := t.cur.Load()
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{*m.cert},
+		// The chain is verified below against the cluster CA; skipping the default
+		// verification only skips the host name, which the cluster does not use.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			return verifyChain(cs.PeerCertificates, m.pool, x509.ExtKeyUsageServerAuth)
+		},
+	}
+}
+
+// verifyChain checks that certs (leaf first) chain to roots for usage.
+func verifyChain(certs []*x509.Certificate, roots *x509.CertPool, usage x509.ExtKeyUsage) error {
+	if len(certs) == 0 {
+		return errors.New("credfiles: the peer presented no certificate")
+	}
+	if roots == nil {
+		return errors.New("credfiles: no cluster CA to verify the peer with")
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	_, err := certs[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{usage}})
+	if err != nil {
+		return fmt.Errorf("credfiles: the peer's certificate is not from the cluster CA: %w", err)
+	}
+	return nil
+}
+
+// Secret is the cluster's shared secret, read from a file holding it on one line
+// (surrounding white space, and a final newline, are not part of it). Safe for
+// concurrent use.
+type Secret struct {
+	path string
+	w    *watched
+	cur  atomic.Pointer[[]byte]
+}
+
+// MinSecretLen is the shortest secret accepted, in bytes.
+const MinSecretLen = 16
+
+// LoadSecret reads the secret file path.
+func LoadSecret(path string) (*Secret, error) {
+	s := &Secret{path: path, w: newWatched(path)}
+	b, err := readSecret(path)
+	if err != nil {
+		return nil, err
+	}
+	s.cur.Store(&b)
+	return s, nil
+}
+
+func readSecret(path string) ([]byte, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("credfiles: cannot read the cluster secret file: %w", err)
+	}
+	b := bytes.TrimSpace(raw)
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		return nil, fmt.Errorf("credfiles: the cluster secret file %s holds more than one line", path)
+	}
+	switch {
+	case len(b) == 0:
+		return nil, fmt.Errorf("%w: %s", ErrEmptySecret, path)
+	case len(b) < MinSecretLen:
+		return nil, fmt.Errorf("%w: %s (use floe auth token to make one)", ErrWeakSecret, path)
+	}
+	return b, nil
+}
+
+// Reload reads the file again. On error the secret loaded before stays in use.
+func (s *Secret) Reload() error {
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+	stamps := s.w.current()
+	b, err := readSecret(s.path)
+	if err != nil {
+		return err
+	}
+	s.cur.Store(&b)
+	s.w.stamps = stamps
+	return nil
+}
+
+// Changed reports whether the file changed since it was last read.
+func (s *Secret) Changed() bool { return s.w.changed() }
+
+// Bytes is the current secret. The caller must not modify it.
+func (s *Secret) Bytes() []byte { return *s.cur.Load() }
