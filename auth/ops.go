@@ -76,12 +76,18 @@ func ForCommand(cmd string) Op {
 
 // ForRoute returns what the HTTP route with the ServeMux pattern pattern (as
 // registered, e.g. "POST /v1/topics/{topic}/records") needs. An unknown pattern
-// needs Admin on the cluster, as in ForCommand.
+// needs Admin on the cluster, as in ForCommand; so does "", the pattern of a request
+// no route matches (or the http.Request.Pattern of one not routed yet: a check
+// placed before the ServeMux chose a handler refuses, rather than allows, all but
+// cluster admins).
 func ForRoute(pattern string) Op {
 	op, ok := routes[pattern]
 	if !ok {
 		op = Op{Need: Admin, Cluster: true}
 	}
 	op.Name = pattern
+	if pattern == "" {
+		op.Name = "(no route)"
+	}
 	return op
 }

@@ -59,9 +59,15 @@ func TestForRouteAdminActions(t *testing.T) {
 		"GET /v1/whatever-comes-next":             true,
 		"":                                        true, // a request no route matched
 	} {
-		if op := ForRoute(pattern); op.Name != pattern || op.Need != Admin || op.Cluster != cluster {
+		if op := ForRoute(pattern); op.Need != Admin || op.Cluster != cluster {
 			t.Errorf("ForRoute(%q) = %+v, want admin, cluster %v", pattern, op, cluster)
 		}
+	}
+	if op := ForRoute("POST /v1/archive/sweep"); op.Name != "POST /v1/archive/sweep" {
+		t.Errorf("ForRoute names the op %q, want its pattern", op.Name)
+	}
+	if op := ForRoute(""); op.Name != "(no route)" {
+		t.Errorf("ForRoute(\"\") names the op %q, want (no route)", op.Name)
 	}
 	if op := ForRoute("GET /healthz"); op.Need != None {
 		t.Errorf("ForRoute(GET /healthz) = %+v: container health checks carry no token", op)
