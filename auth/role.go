@@ -3,6 +3,8 @@ package auth
 import (
 	"errors"
 	"fmt"
+
+	"floe/wire"
 )
 
 // Sentinel errors of the package.
@@ -14,9 +16,10 @@ var (
 	ErrBadRole = errors.New("auth: unknown role")
 	// ErrBadPrefix: a topic prefix can match no valid topic name (see Line).
 	ErrBadPrefix = errors.New("auth: invalid topic prefix")
-	// ErrUnauthorized: every *Refusal is this (errors.Is). Its text is the start of
-	// what clients read ("ERR unauthorized: ..."), so it carries no package prefix.
-	ErrUnauthorized = errors.New("unauthorized")
+	// ErrUnauthorized: every *Refusal is this (errors.Is). It is the protocol's
+	// wire.ErrUnauthorized, which clients read as "ERR unauthorized: ...", and which
+	// the nodes' error codes carry across the cluster.
+	ErrUnauthorized = wire.ErrUnauthorized
 )
 
 // Role is what a grant lets a token do. Roles are ordered, each implying the ones

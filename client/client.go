@@ -44,6 +44,9 @@ type Dialer struct {
 	TLS *tls.Config
 	// Timeout bounds connecting, the TLS handshake included (0: 3 s).
 	Timeout time.Duration
+	// Token, when set, is sent as AUTH <token> before anything else; a refusal fails
+	// the dial.
+	Token string
 }
 
 // Dial connects to the first of addrs (as the package's Dial) that answers.
@@ -70,7 +73,14 @@ func (d Dialer) Dial(addrs ...string) (*Conn, error) {
 			errs = append(errs, err)
 			continue
 		}
-		return &Conn{conn: c, r: bufio.NewReaderSize(c, 64<<10), w: bufio.NewWriterSize(c, 64<<10), Timeout: 30 * time.Second}, nil
+		conn := &Conn{conn: c, r: bufio.NewReaderSize(c, 64<<10), w: bufio.NewWriterSize(c, 64<<10), Timeout: 30 * time.Second}
+		if d.Token != "" {
+			if err := conn.Auth(d.Token); err != nil {
+				conn.Close()
+				return nil, fmt.Errorf("client: %s: %w", a, err)
+			}
+		}
+		return conn, nil
 	}
 	return nil, fmt.Errorf("client: cannot connect to %s: %w", strings.Join(list, ","), errors.Join(errs...))
 }
@@ -135,6 +145,16 @@ func (c *Conn) ok(req string) (string, error) {
 		return "", fmt.Errorf("%w: %q", wire.ErrBadReply, truncate(reply))
 	}
 	return string(reply[3:]), nil
+}
+
+// Auth authenticates the connection with token (floe's AUTH request): the node
+// checks the connection's later requests against the token's role.
+func (c *Conn) Auth(token string) error {
+	if token == "" || strings.ContainsAny(token, " \t\r\n") {
+		return errors.New("client: a token is one word")
+	}
+	_, err := c.ok("AUTH " + token)
+	return err
 }
 
 // Register creates a topic (idempotent).

@@ -73,7 +73,8 @@ func extendWrite(w http.ResponseWriter, d time.Duration) {
 // httpHandler serves the HTTP API (README, "Protocol"): health, Prometheus metrics, and
 // /v1 resources for topics, records, the cluster and the archive.
 func (n *Node) httpHandler() http.Handler {
-	mux := http.NewServeMux()
+	sm := http.NewServeMux()
+	mux := router{mux: sm, n: n}
 	n.routeHealth(mux)
 	n.routeTopics(mux)
 	n.routeRecords(mux)
@@ -86,12 +87,25 @@ func (n *Node) httpHandler() http.Handler {
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	return mux
+	return sm
 }
+
+// router registers the HTTP API's routes, each behind the check of its token when
+// the node has a token file (authorizeHTTP).
+type router struct {
+	mux *http.ServeMux
+	n   *Node
+}
+
+func (r router) Handle(pattern string, h http.Handler) {
+	r.mux.Handle(pattern, r.n.authorizeHTTP(pattern, h))
+}
+
+func (r router) HandleFunc(pattern string, h http.HandlerFunc) { r.Handle(pattern, h) }
 
 // routeHealth serves /healthz (the process is up), /readyz (it has a Raft leader, has
 // caught up with its metadata and is a registered member) and /metrics.
-func (n *Node) routeHealth(mux *http.ServeMux) {
+func (n *Node) routeHealth(mux router) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok\n")
 	})
@@ -114,7 +128,7 @@ func (n *Node) routeHealth(mux *http.ServeMux) {
 }
 
 // routeTopics serves the topic list, and a topic's registration and state.
-func (n *Node) routeTopics(mux *http.ServeMux) {
+func (n *Node) routeTopics(mux router) {
 	mux.HandleFunc("GET /v1/topics", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"topics": n.fsm.TopicNames()})
 	})
@@ -140,7 +154,7 @@ func (n *Node) routeTopics(mux *http.ServeMux) {
 }
 
 // routeRecords serves a topic's records: appends and (long-poll) reads.
-func (n *Node) routeRecords(mux *http.ServeMux) {
+func (n *Node) routeRecords(mux router) {
 	// POST records: the body is one record, or with Content-Type application/x-ndjson
 	// one record per line.
 	mux.HandleFunc("POST /v1/topics/{topic}/records", func(w http.ResponseWriter, r *http.Request) {
@@ -210,7 +224,7 @@ func (n *Node) routeRecords(mux *http.ServeMux) {
 // routeCluster serves the cluster's members and metrics, and the operator's actions
 // on it: moving Raft leadership, removing a member, and recovering a topic's active
 // segment from a leader that is down.
-func (n *Node) routeCluster(mux *http.ServeMux) {
+func (n *Node) routeCluster(mux router) {
 	mux.HandleFunc("GET /v1/cluster", func(w http.ResponseWriter, r *http.Request) {
 		m, err := n.Metrics()
 		if err != nil {
@@ -271,7 +285,7 @@ func (n *Node) routeCluster(mux *http.ServeMux) {
 
 // routeArchive serves the archive's segment objects (listing, verifying one; 404 on a
 // node without --archive) and its orphans (listing, sweeping, on the Raft leader).
-func (n *Node) routeArchive(mux *http.ServeMux) {
+func (n *Node) routeArchive(mux router) {
 	// Archive: list the segment objects (optionally of one topic), verify one object.
 	mux.HandleFunc("GET /v1/archive/objects", func(w http.ResponseWriter, r *http.Request) {
 		if n.bucket == nil {

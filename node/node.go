@@ -77,7 +77,10 @@ type Config struct {
 	TLSCert, TLSKey, TLSClientCA                string
 	ClusterTLSCert, ClusterTLSKey, ClusterTLSCA string
 	ClusterSecretFile                           string
-	CredentialCheckInterval                     time.Duration
+	// AuthFile lists the tokens clients must present (package auth), with their
+	// roles: a client AUTHs first, an HTTP request carries a Bearer token.
+	AuthFile                string
+	CredentialCheckInterval time.Duration
 
 	MaxSegmentEntries uint64
 	MaxSegmentBytes   int64

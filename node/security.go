@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"sync"
 	"time"
 
+	"floe/auth"
 	"floe/internal/credfiles"
 	"floe/node/rpc"
 	"floe/wire"
@@ -26,6 +28,9 @@ type credentials struct {
 	clientTLS  *credfiles.TLS    // the client and HTTP listeners; nil: plain TCP
 	clusterTLS *credfiles.TLS    // the cluster port's mutual TLS; nil: off
 	secret     *credfiles.Secret // the cluster port's shared secret; nil: off
+	// tokens are the clients' tokens and roles; nil: clients are not checked.
+	tokens      *auth.Source
+	tokensWatch *credfiles.Watch
 
 	// refusals rate-limits the log lines of refused connections.
 	refusals logLimiter
@@ -55,6 +60,15 @@ func (n *Node) loadCredentials() error {
 	if cfg.ClusterSecretFile != "" {
 		if c.secret, err = credfiles.LoadSecret(cfg.ClusterSecretFile); err != nil {
 			return fmt.Errorf("node: --cluster-secret-file: %w", err)
+		}
+	}
+	if cfg.AuthFile != "" {
+		if c.tokens, err = auth.Load(cfg.AuthFile); err != nil {
+			return fmt.Errorf("node: --auth-file: %w", err)
+		}
+		c.tokensWatch = credfiles.NewWatch(cfg.AuthFile)
+		if c.tokens.Current().Len() == 0 {
+			n.log.Warn("the --auth-file lists no token: every client request but the health checks is refused", "file", cfg.AuthFile)
 		}
 	}
 	guard := &rpc.Guard{TLS: c.clusterTLS, Secret: c.secret, Refused: func(remote string, err error) {
@@ -95,6 +109,9 @@ func (n *Node) Reload() error {
 	if c.secret != nil {
 		reload("--cluster-secret-file", c.secret.Reload)
 	}
+	if c.tokens != nil {
+		reload("--auth-file", func() error { return c.tokensWatch.Reload(c.tokens.Reload) })
+	}
 	err := errors.Join(errs...)
 	if err != nil {
 		n.log.Error("cannot reload credentials; the ones loaded before stay in use", "err", err)
@@ -108,7 +125,48 @@ func (n *Node) Reload() error {
 func (n *Node) credentialsChanged() bool {
 	c := &n.creds
 	return (c.clientTLS != nil && c.clientTLS.Changed()) || (c.clusterTLS != nil && c.clusterTLS.Changed()) ||
-		(c.secret != nil && c.secret.Changed())
+		(c.secret != nil && c.secret.Changed()) || (c.tokens != nil && c.tokensWatch.Changed())
+}
+
+// authorize checks a client's credential for op on topic against the token file in
+// force; nil when there is none. A refusal is counted and logged (without the
+// credential) for listener.
+func (n *Node) authorize(listener, remote string, cred auth.Credential, op auth.Op, topic string) error {
+	tokens := n.creds.tokens
+	if tokens == nil {
+		return nil
+	}
+	p, err := tokens.Current().Authorize(cred, op, topic)
+	if err != nil {
+		n.unauthorized(listener, remote, fmt.Errorf("%s (token %s): %w", op.Name, p, err))
+	}
+	return err
+}
+
+// authorizeHTTP wraps the handler of the HTTP route pattern with the check of its
+// Bearer token, when the node has a token file: 401 without a known token, 403 when
+// its role or prefix does not cover the route.
+func (n *Node) authorizeHTTP(pattern string, h http.Handler) http.Handler {
+	if n.creds.tokens == nil {
+		return h
+	}
+	op := auth.ForRoute(pattern)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cred := auth.FromBearer(r.Header.Get("Authorization"))
+		if err := n.authorize("http", r.RemoteAddr, cred, op, r.PathValue("topic")); err != nil {
+			status := http.StatusUnauthorized
+			var rf *auth.Refusal
+			if errors.As(err, &rf) {
+				status = rf.Status
+			}
+			if status == http.StatusUnauthorized {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="floe"`)
+			}
+			http.Error(w, err.Error(), status)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // credentialsLoop reloads the credentials when a file changes. A file that changed

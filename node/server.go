@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"floe/auth"
 	"floe/node/read"
 	"floe/node/rpc"
 	"floe/node/write"
@@ -200,6 +201,7 @@ func (n *Node) serveClient(conn net.Conn) {
 	r := newConnReader(conn)
 	defer r.release()
 	seqs := map[string]*write.Sequence{} // per topic: keeps this connection's appends in order
+	cc := &clientConn{remote: conn.RemoteAddr().String(), replies: replies, seqs: seqs}
 	for {
 		frame, err := r.next(wire.MaxRequest)
 		switch {
@@ -216,8 +218,16 @@ func (n *Node) serveClient(conn net.Conn) {
 		req, perr := wire.ParseRequest(frame)
 		cost := int64(len(frame)) + replyBound(req)
 		budget.acquire(cost)
-		n.request(req, perr, replies, replies.add(cost), seqs)
+		n.request(cc, req, perr, replies.add(cost))
 	}
+}
+
+// clientConn is what a client connection's requests share.
+type clientConn struct {
+	remote  string
+	replies *replyQueue
+	seqs    map[string]*write.Sequence // per topic: keeps the connection's appends in order
+	cred    auth.Credential            // from its last AUTH (zero: none)
 }
 
 // errReply renders an error as the protocol's "ERR <reason>": the error's text
@@ -227,9 +237,18 @@ func errReply(err error) []byte { return wire.ErrorReply(err.Error()) }
 
 // request handles one request (err: it did not parse); its reply completes r in
 // replies, possibly later.
-func (n *Node) request(req wire.Request, err error, replies *replyQueue, r *reply, seqs map[string]*write.Sequence) {
+func (n *Node) request(cc *clientConn, req wire.Request, err error, r *reply) {
+	replies, seqs := cc.replies, cc.seqs
 	if err != nil {
 		n.metrics.badRequests.Inc()
+		replies.done(r, errReply(err))
+		return
+	}
+	if req.Cmd == "AUTH" {
+		replies.done(r, n.authenticate(cc, req.Token))
+		return
+	}
+	if err := n.authorize("client", cc.remote, cc.cred, auth.ForCommand(req.Cmd), req.Topic); err != nil {
 		replies.done(r, errReply(err))
 		return
 	}
@@ -252,6 +271,22 @@ func (n *Node) request(req wire.Request, err error, replies *replyQueue, r *repl
 	default:
 		go func() { replies.done(r, n.handle(n.ctx, req)) }()
 	}
+}
+
+// authenticate answers AUTH: the connection's requests are checked with token from
+// now on. Without a token file every token is taken ("OK"): a client may always
+// AUTH first.
+func (n *Node) authenticate(cc *clientConn, token string) []byte {
+	cred := auth.NewCredential(token)
+	if tokens := n.creds.tokens; tokens != nil {
+		if _, err := tokens.Current().Identify(cred); err != nil {
+			n.unauthorized("client", cc.remote, err)
+			cc.cred = auth.Credential{} // a failed AUTH leaves the connection with none
+			return errReply(err)
+		}
+	}
+	cc.cred = cred
+	return []byte("OK")
 }
 
 // getReply is the reply to a GET that took entries (none: "EMPTY"): Walrus's

@@ -33,6 +33,12 @@
 //	METRICS
 //	READ <topic> <offset> [max]            max 1 to MaxReadMax, default DefaultReadMax
 //	TAIL <topic> <offset> [max] [wait_ms]  wait_ms 0 to MaxTailWaitMS, default 1000
+//	AUTH <token>                           floe's: authenticates the connection
+//
+// AUTH is answered "OK" or "ERR unauthorized: <reason>" (ErrUnauthorized); a node
+// with a token file answers every other request of a connection that has not
+// authenticated "ERR unauthorized: no token". A node without one answers AUTH "OK"
+// and checks nothing, so a client may always send it first.
 //
 // PUTBATCH is the one binary-safe request (EncodeBatch): a text line
 // "PUTBATCH <topic>\n", then one or more records of [u32 length][payload],

@@ -23,7 +23,7 @@ var ErrUnauthorized = errors.New("unauthorized")
 
 // Request is one parsed client request.
 type Request struct {
-	Cmd   string // REGISTER, PUT, PUTOFF, PUTBATCH, GET, STATE, METRICS, READ, TAIL
+	Cmd   string // REGISTER, PUT, PUTOFF, PUTBATCH, GET, STATE, METRICS, READ, TAIL, AUTH
 	Topic string
 	// Payloads: one for PUT and PUTOFF, one or more for PUTBATCH.
 	Payloads [][]byte
@@ -33,6 +33,9 @@ type Request struct {
 	// (up to Max entries in READ's reply format).
 	Max    int
 	WaitMS int // TAIL
+	// Token: AUTH's credential. It is a secret: never print it, nor a Request
+	// that holds one.
+	Token string
 }
 
 // Read limits.
@@ -114,6 +117,12 @@ func parseText(frame []byte) (Request, error) {
 			return Request{}, err
 		}
 		return Request{Cmd: cmd, Topic: args[0]}, nil
+	case "AUTH":
+		// The token is never quoted back: an error names only what is wrong.
+		if rest == "" || strings.ContainsAny(rest, " \t") {
+			return Request{}, badf("AUTH takes one token: AUTH <token>")
+		}
+		return Request{Cmd: cmd, Token: rest}, nil
 	case "METRICS":
 		if rest != "" {
 			return Request{}, badf("METRICS takes no arguments")

@@ -39,16 +39,17 @@ func stampOf(path string) stamp {
 	return stamp{size: fi.Size(), mtime: fi.ModTime(), ino: inode(fi)}
 }
 
-// watched is the set of files one credential came from, with the stamps they had
-// when last read.
-type watched struct {
+// Watch is the set of files one credential came from, with the stamps they had
+// when last read. Safe for concurrent use.
+type Watch struct {
 	mu     sync.Mutex
 	paths  []string
 	stamps []stamp
 }
 
-func newWatched(paths ...string) *watched {
-	w := &watched{}
+// NewWatch watches paths (empty ones are skipped) from their present state.
+func NewWatch(paths ...string) *Watch {
+	w := &Watch{}
 	for _, p := range paths {
 		if p != "" {
 			w.paths = append(w.paths, p)
@@ -58,7 +59,7 @@ func newWatched(paths ...string) *watched {
 	return w
 }
 
-func (w *watched) current() []stamp {
+func (w *Watch) current() []stamp {
 	s := make([]stamp, len(w.paths))
 	for i, p := range w.paths {
 		s[i] = stampOf(p)
@@ -66,11 +67,24 @@ func (w *watched) current() []stamp {
 	return s
 }
 
-// changed reports whether a file differs from when it was last read.
-func (w *watched) changed() bool {
+// Changed reports whether a file differs from when it was last read.
+func (w *Watch) Changed() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return !slices.Equal(w.stamps, w.current())
+}
+
+// Reload runs read, which reads the files again, and, if it succeeds, takes their
+// state as read. A file that changes while read runs counts as changed after.
+func (w *Watch) Reload(read func() error) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	stamps := w.current()
+	if err := read(); err != nil {
+		return err
+	}
+	w.stamps = stamps
+	return nil
 }
 
 // TLS is a certificate and key, and optionally a CA bundle, read from PEM files.
@@ -78,7 +92,7 @@ func (w *watched) changed() bool {
 // replaces it.
 type TLS struct {
 	files Files
-	w     *watched
+	w     *Watch
 	cur   atomic.Pointer[material]
 }
 
@@ -98,7 +112,7 @@ func LoadTLS(files Files) (*TLS, error) {
 	if files.Cert == "" || files.Key == "" {
 		return nil, errors.New("credfiles: a TLS certificate needs both its certificate and its key file")
 	}
-	t := &TLS{files: files, w: newWatched(files.Cert, files.Key, files.CA)}
+	t := &TLS{files: files, w: NewWatch(files.Cert, files.Key, files.CA)}
 	m, err := readMaterial(files)
 	if err != nil {
 		return nil, err
@@ -128,20 +142,17 @@ func readMaterial(f Files) (*material, error) {
 
 // Reload reads the files again. On error the material loaded before stays in use.
 func (t *TLS) Reload() error {
-	t.w.mu.Lock()
-	defer t.w.mu.Unlock()
-	stamps := t.w.current()
-	m, err := readMaterial(t.files)
-	if err != nil {
+	return t.w.Reload(func() error {
+		m, err := readMaterial(t.files)
+		if err == nil {
+			t.cur.Store(m)
+		}
 		return err
-	}
-	t.cur.Store(m)
-	t.w.stamps = stamps
-	return nil
+	})
 }
 
 // Changed reports whether one of the files changed since it was last read.
-func (t *TLS) Changed() bool { return t.w.changed() }
+func (t *TLS) Changed() bool { return t.w.Changed() }
 
 // Certificate is the current certificate's leaf, for logs and expiry checks.
 func (t *TLS) Certificate() *x509.Certificate {
@@ -237,7 +248,7 @@ func verifyChain(certs []*x509.Certificate, roots *x509.CertPool, usage x509.Ext
 // concurrent use.
 type Secret struct {
 	path string
-	w    *watched
+	w    *Watch
 	cur  atomic.Pointer[[]byte]
 }
 
@@ -246,7 +257,7 @@ const MinSecretLen = 16
 
 // LoadSecret reads the secret file path.
 func LoadSecret(path string) (*Secret, error) {
-	s := &Secret{path: path, w: newWatched(path)}
+	s := &Secret{path: path, w: NewWatch(path)}
 	b, err := readSecret(path)
 	if err != nil {
 		return nil, err
@@ -275,20 +286,17 @@ func readSecret(path string) ([]byte, error) {
 
 // Reload reads the file again. On error the secret loaded before stays in use.
 func (s *Secret) Reload() error {
-	s.w.mu.Lock()
-	defer s.w.mu.Unlock()
-	stamps := s.w.current()
-	b, err := readSecret(s.path)
-	if err != nil {
+	return s.w.Reload(func() error {
+		b, err := readSecret(s.path)
+		if err == nil {
+			s.cur.Store(&b)
+		}
 		return err
-	}
-	s.cur.Store(&b)
-	s.w.stamps = stamps
-	return nil
+	})
 }
 
 // Changed reports whether the file changed since it was last read.
-func (s *Secret) Changed() bool { return s.w.changed() }
+func (s *Secret) Changed() bool { return s.w.Changed() }
 
 // Bytes is the current secret. The caller must not modify it.
 func (s *Secret) Bytes() []byte { return *s.cur.Load() }

@@ -112,4 +112,3 @@ func (c *Listener) Addr() net.Addr { return c.advertise }
 func (c *Listener) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	return c.guard.Dial(string(address), MuxRaft, timeout)
 }
-

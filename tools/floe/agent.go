@@ -43,6 +43,7 @@ func addNodeFlags(c *cobra.Command, f *agentFlags) {
 	fs.StringVar(&f.cfg.ClusterTLSCert, "cluster-tls-cert", "", "this node's certificate (PEM) for mutual TLS on the cluster port, Raft included; needs --cluster-tls-key and --cluster-tls-ca")
 	fs.StringVar(&f.cfg.ClusterTLSKey, "cluster-tls-key", "", "key (PEM) of --cluster-tls-cert")
 	fs.StringVar(&f.cfg.ClusterTLSCA, "cluster-tls-ca", "", "the cluster's CA bundle (PEM): every certificate it issued is a member, so use a CA of this cluster only")
+	fs.StringVar(&f.cfg.AuthFile, "auth-file", "", "tokens clients must present, one a line: sha256:<hex> <read|write|admin> [<topic prefix>] (floe auth hash makes a line); Walrus clients send AUTH <token> first, HTTP clients a Bearer token")
 	fs.StringVar(&f.cfg.ClusterSecretFile, "cluster-secret-file", "", "file holding one line, the secret every node-to-node connection proves it knows (challenge-response, never sent); without TLS it authenticates but does not encrypt")
 	fs.Uint64Var(&f.cfg.MaxSegmentEntries, "max-segment-entries", node.DefaultMaxSegmentEntries, "roll a segment over at this many entries")
 	fs.Int64Var(&f.cfg.MaxSegmentBytes, "max-segment-bytes", node.DefaultMaxSegmentBytes, "roll a segment over at this many bytes")

@@ -18,6 +18,7 @@ import (
 // are its server certificate, not these).
 type clientSec struct {
 	ca, cert, key, serverName string
+	token                     string
 }
 
 // flags registers --tls-ca, --tls-cert, --tls-key and --tls-server-name, with their
@@ -26,6 +27,7 @@ func (s *clientSec) flags(fs *pflag.FlagSet) {
 	fs.StringVar(&s.ca, "tls-ca", os.Getenv("FLOE_TLS_CA"), "connect over TLS, trusting the nodes' certificates from this CA bundle (PEM; env FLOE_TLS_CA)")
 	fs.StringVar(&s.cert, "tls-cert", os.Getenv("FLOE_TLS_CERT"), "client certificate (PEM) for nodes that require one (--tls-client-ca); with --tls-key (env FLOE_TLS_CERT)")
 	fs.StringVar(&s.key, "tls-key", os.Getenv("FLOE_TLS_KEY"), "key of --tls-cert (PEM; env FLOE_TLS_KEY)")
+	fs.StringVar(&s.token, "token", os.Getenv("FLOE_TOKEN"), "token for nodes with an --auth-file (env FLOE_TOKEN, which keeps it out of the process list)")
 	fs.StringVar(&s.serverName, "tls-server-name", os.Getenv("FLOE_TLS_SERVER_NAME"), "name the nodes' certificates must carry (default: the host dialled; env FLOE_TLS_SERVER_NAME)")
 }
 
@@ -62,7 +64,7 @@ func (s *clientSec) tlsConfig() (*tls.Config, error) {
 // dialer is the client.Dialer the flags ask for.
 func (s *clientSec) dialer() (client.Dialer, error) {
 	cfg, err := s.tlsConfig()
-	return client.Dialer{TLS: cfg}, err
+	return client.Dialer{TLS: cfg, Token: s.token}, err
 }
 
 // dial connects to the first node of addrs (comma-separated) that answers.
@@ -74,13 +76,33 @@ func (s *clientSec) dial(addrs string) (*client.Conn, error) {
 	return d.Dial(addrs)
 }
 
-// httpClient is an HTTP client for the nodes' HTTP API, and the scheme of its URLs.
+// httpClient is an HTTP client for the nodes' HTTP API (it sends the token as a
+// Bearer token), and the scheme of its URLs.
 func (s *clientSec) httpClient() (*http.Client, string, error) {
 	cfg, err := s.tlsConfig()
-	if err != nil || cfg == nil {
-		return http.DefaultClient, "http", err
+	if err != nil {
+		return nil, "", err
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = cfg
-	return &http.Client{Transport: tr}, "https", nil
+	scheme := "http"
+	if cfg != nil {
+		tr.TLSClientConfig = cfg
+		scheme = "https"
+	}
+	return &http.Client{Transport: bearer{token: s.token, next: tr}}, scheme, nil
+}
+
+// bearer adds "Authorization: Bearer <token>" to requests when there is a token.
+type bearer struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	if b.token == "" {
+		return b.next.RoundTrip(r)
+	}
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.next.RoundTrip(r)
 }

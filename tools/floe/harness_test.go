@@ -98,6 +98,8 @@ type clusterOpts struct {
 	// clientTLS: the client and HTTP ports take TLS, and the test's clients dial
 	// with this configuration.
 	clientTLS *tls.Config
+	// token: the nodes check tokens; the test's clients present this one.
+	token string
 }
 
 // fastArgs shrink Raft, lease and retry timeouts so failover tests run quickly.
@@ -123,11 +125,12 @@ func newCluster(t *testing.T, o clusterOpts) *cluster {
 		o.nodes = 3
 	}
 	c := &cluster{t: t, dir: t.TempDir(), args: append(append([]string{}, fastArgs...), o.args...), env: o.env,
-		dialer: client.Dialer{TLS: o.clientTLS}, httpc: &http.Client{Timeout: 2 * time.Second}, scheme: "http"}
+		dialer: client.Dialer{TLS: o.clientTLS, Token: o.token}, scheme: "http"}
+	tr := &http.Transport{TLSClientConfig: o.clientTLS}
 	if o.clientTLS != nil {
-		c.httpc.Transport = &http.Transport{TLSClientConfig: o.clientTLS}
 		c.scheme = "https"
 	}
+	c.httpc = &http.Client{Timeout: 2 * time.Second, Transport: bearer{token: o.token, next: tr}}
 	ports := testenv.FreePorts(t, 3*o.nodes)
 	for i := 0; i < o.nodes; i++ {
 		c.nodes = append(c.nodes, &proc{
