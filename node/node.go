@@ -375,6 +375,7 @@ func Start(cfg Config) (*Node, error) {
 	if err := n.listenClients(); err != nil {
 		return nil, err
 	}
+	n.warnExposed()
 	if err := n.startTiering(); err != nil {
 		return nil, err
 	}

@@ -78,6 +78,29 @@ func (n *Node) loadCredentials() error {
 	return nil
 }
 
+// warnExposed warns, once at start, about each listener bound beyond loopback that
+// takes anyone: the client and HTTP ports without TLS or tokens, the cluster port
+// without TLS or the secret.
+func (n *Node) warnExposed() {
+	c := &n.creds
+	exposed := func(addr net.Addr) bool {
+		a, ok := addr.(*net.TCPAddr)
+		return ok && !a.IP.IsLoopback()
+	}
+	if c.clientTLS == nil && c.tokens == nil {
+		for _, ln := range []net.Listener{n.clientLn, n.httpLn} {
+			if ln != nil && exposed(ln.Addr()) {
+				n.log.Warn("this port is reachable beyond loopback with neither TLS nor tokens: anyone who reaches it can write, read and administer; see the README's Security section (--tls-cert, --auth-file)",
+					"addr", ln.Addr().String())
+			}
+		}
+	}
+	if c.clusterTLS == nil && c.secret == nil && exposed(n.cluster.BoundAddr()) {
+		n.log.Warn("the cluster port is reachable beyond loopback without authentication: anyone who reaches it can join the cluster and change its metadata; see the README's Security section (--cluster-tls-*, --cluster-secret-file)",
+			"addr", n.cluster.BoundAddr().String())
+	}
+}
+
 // unauthorized counts a refusal on listener and logs it, at most once per
 // refusalLogEvery per listener with the number left out.
 func (n *Node) unauthorized(listener, remote string, err error) {

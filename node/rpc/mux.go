@@ -108,6 +108,9 @@ func (c *Listener) Close() error {
 // Addr is the advertised address (what raft records as ours).
 func (c *Listener) Addr() net.Addr { return c.advertise }
 
+// BoundAddr is the address the listener is bound to (the advertised one may differ).
+func (c *Listener) BoundAddr() net.Addr { return c.ln.Addr() }
+
 // Dial opens a Raft connection to a member.
 func (c *Listener) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	return c.guard.Dial(string(address), MuxRaft, timeout)
