@@ -7,7 +7,9 @@
 //
 // # Connections
 //
-// Every connection to the cluster port starts with one byte: 'R' (MuxRaft) hands it to
+// A Guard first authenticates a connection both ways, when the node has cluster
+// credentials: mutual TLS with the cluster CA, a shared secret's challenge-response
+// (see Guard for the exchange), or both, TLS outside. Only then comes one byte: 'R' (MuxRaft) hands it to
 // hashicorp/raft's transport, 'N' (MuxRPC) to the RPC server; anything else, or
 // nothing within 10s, closes it. A Peer keeps one RPC connection per address and
 // multiplexes every concurrent call over it. It opens the connection on the first
