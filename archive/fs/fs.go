@@ -30,7 +30,9 @@
 // Open create (the root with CreateBucket, its missing parents, .floe-tmp and the
 // key directories) are 0700, so only the owner of the floe process reads the archive.
 // os.CreateTemp makes the temporary file 0600, and rename(2) and link(2) publish that
-// same inode, so an object never has other bits; the umask can only remove bits.
+// same inode, so an object never has other bits; the umask can only remove bits. The
+// backend does not encrypt: archive.Options.SSE is refused, and encryption at rest is
+// the disk's business (LUKS, dm-crypt, an encrypted volume).
 //
 // Keys are validated (archive.ValidateKey) so that none can leave the root, and a key
 // whose first segment is ".floe-tmp" is refused. Unlike S3, a key cannot be both an
@@ -71,8 +73,13 @@ var _ archive.Bucket = (*Bucket)(nil)
 
 // Open returns the bucket rooted at the absolute directory root. A missing root is
 // created when opts.CreateBucket is set and is archive.ErrBucketNotFound otherwise.
+// A directory cannot encrypt at rest: any opts.SSE or opts.SSEKMSKeyID is refused
+// with archive.ErrBadSSE.
 func Open(root string, opts archive.Options) (*Bucket, error) {
 	loc := "file://" + root
+	if opts.SSE != "" || opts.SSEKMSKeyID != "" {
+		return nil, archive.Error("open", root, loc, fmt.Errorf("%w: a file:// archive cannot encrypt objects at rest; drop --s3-sse", archive.ErrBadSSE))
+	}
 	if !filepath.IsAbs(root) {
 		return nil, archive.Error("open", root, loc, fmt.Errorf("%w: root %q is not absolute", archive.ErrBadURL, root))
 	}

@@ -151,3 +151,12 @@ func TestPermissions(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenRefusesSSE: a directory cannot encrypt at rest, so asking for it fails.
+func TestOpenRefusesSSE(t *testing.T) {
+	for _, opts := range []archive.Options{{SSE: archive.SSES3}, {SSE: archive.SSEKMS, SSEKMSKeyID: "k"}} {
+		if _, err := fs.Open(t.TempDir(), opts); !errors.Is(err, archive.ErrBadSSE) {
+			t.Errorf("Open with SSE %q: error %v; want ErrBadSSE", opts.SSE, err)
+		}
+	}
+}
