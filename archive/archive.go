@@ -106,6 +106,9 @@ var (
 	ErrSizeMismatch = errors.New("size mismatch")
 	// ErrBucketNotFound: the bucket (or the fs root directory) does not exist.
 	ErrBucketNotFound = errors.New("bucket not found")
+	// ErrBadSSE: Open was given server-side encryption settings it cannot honour (see
+	// Options.ValidateSSE), or any at all for a backend that cannot encrypt (file, mem).
+	ErrBadSSE = errors.New("bad server-side encryption setting")
 )
 
 // IsNotFound reports whether err says the object does not exist.
@@ -191,6 +194,43 @@ type Options struct {
 	CreateBucket bool
 	// Logger receives the backends' few log lines (never credentials); nil: slog.Default.
 	Logger *slog.Logger
+	// SSE asks the service to encrypt every object it writes at rest: "" leaves it to
+	// the bucket's default encryption, SSES3 ("AES256") and SSEKMS ("aws:kms") are sent
+	// as x-amz-server-side-encryption on every PutObject and CreateMultipartUpload.
+	// Reads need nothing. Only the s3 and minio backends can honour it; open.Open
+	// refuses it for file:// and mem://. Flag --s3-sse.
+	SSE string
+	// SSEKMSKeyID names the KMS key (id, ARN or alias) of SSEKMS; empty: the bucket's
+	// default KMS key (on AWS, aws/s3 unless the bucket names another). Only with SSE
+	// SSEKMS. Flag --s3-sse-kms-key-id.
+	SSEKMSKeyID string
+}
+
+// The server-side encryption modes of Options.SSE, as S3 spells them.
+const (
+	// SSES3 encrypts with keys the service owns and manages (SSE-S3).
+	SSES3 = "AES256"
+	// SSEKMS encrypts with a key held in the service's KMS (SSE-KMS): every write and
+	// read is a KMS call, allowed or denied by the key's policy.
+	SSEKMS = "aws:kms"
+)
+
+// ValidateSSE checks SSE and SSEKMSKeyID before any request is made. Its errors wrap
+// ErrBadSSE and name the flags an operator sets (--s3-sse, --s3-sse-kms-key-id).
+func (o Options) ValidateSSE() error {
+	switch o.SSE {
+	case "", SSES3, SSEKMS:
+	default:
+		return fmt.Errorf("%w: --s3-sse %q: want AES256 (SSE-S3), aws:kms (SSE-KMS) or empty (none)", ErrBadSSE, o.SSE)
+	}
+	if o.SSEKMSKeyID != "" && o.SSE != SSEKMS {
+		got := "is not set"
+		if o.SSE != "" {
+			got = "is " + o.SSE
+		}
+		return fmt.Errorf("%w: --s3-sse-kms-key-id needs --s3-sse aws:kms (--s3-sse %s)", ErrBadSSE, got)
+	}
+	return nil
 }
 
 // Log returns o.Logger or the default logger.

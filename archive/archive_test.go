@@ -147,3 +147,28 @@ func TestS3PutSentinel(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateSSE(t *testing.T) {
+	for _, tc := range []struct {
+		opts archive.Options
+		flag string // named by the error; "" for none
+	}{
+		{archive.Options{}, ""},
+		{archive.Options{SSE: archive.SSES3}, ""},
+		{archive.Options{SSE: archive.SSEKMS}, ""},
+		{archive.Options{SSE: archive.SSEKMS, SSEKMSKeyID: "arn:aws:kms:eu-west-1:111122223333:key/k"}, ""},
+		{archive.Options{SSE: "aes256"}, "--s3-sse "},
+		{archive.Options{SSE: "SSE-S3"}, "--s3-sse "},
+		{archive.Options{SSE: "aws:kms:dsse"}, "--s3-sse "},
+		{archive.Options{SSEKMSKeyID: "k"}, "--s3-sse-kms-key-id"},
+		{archive.Options{SSE: archive.SSES3, SSEKMSKeyID: "k"}, "--s3-sse-kms-key-id"},
+	} {
+		err := tc.opts.ValidateSSE()
+		switch {
+		case tc.flag == "" && err != nil:
+			t.Errorf("ValidateSSE(%q, %q) = %v; want nil", tc.opts.SSE, tc.opts.SSEKMSKeyID, err)
+		case tc.flag != "" && (!errors.Is(err, archive.ErrBadSSE) || !strings.Contains(err.Error(), tc.flag)):
+			t.Errorf("ValidateSSE(%q, %q) = %v; want ErrBadSSE naming %s", tc.opts.SSE, tc.opts.SSEKMSKeyID, err, tc.flag)
+		}
+	}
+}

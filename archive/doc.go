@@ -77,6 +77,11 @@
 // Starting up: Open contacts the store only to create a missing bucket when
 // Options.CreateBucket is set, so a node starts while the store is down.
 //
+// Encryption at rest: with Options.SSE (SSES3 or SSEKMS, validated by
+// Options.ValidateSSE) the s3 and minio backends ask the service to encrypt every
+// object they write; reads are unchanged. open.Open refuses SSE for file:// and mem://,
+// which cannot encrypt. The fs backend keeps its objects 0600 and its directories 0700.
+//
 // Concurrency: every Bucket is safe for concurrent use; List sees a mix of before and
 // after for objects changed while it runs.
 package archive

@@ -115,6 +115,8 @@ type Config struct {
 	S3Endpoint          string
 	S3Region            string
 	S3CreateBucket      bool
+	S3SSE               string // encryption at rest, archive.Options.SSE: "", "AES256" or "aws:kms"
+	S3SSEKMSKeyID       string // the KMS key of S3SSE "aws:kms" (archive.Options.SSEKMSKeyID)
 	CacheBytes          int64
 	LocalRetentionBytes int64 // 0: keep every local copy
 	// UploadMaxBackoff bounds the upload retry delay while the store fails (default 30s).

@@ -26,6 +26,7 @@ func (n *Node) openArchive() error {
 	defer cancel()
 	b, err := open.Open(ctx, n.cfg.Archive, archive.Options{
 		Endpoint: n.cfg.S3Endpoint, Region: n.cfg.S3Region, CreateBucket: n.cfg.S3CreateBucket, Logger: n.log,
+		SSE: n.cfg.S3SSE, SSEKMSKeyID: n.cfg.S3SSEKMSKeyID,
 	})
 	if err != nil {
 		return err

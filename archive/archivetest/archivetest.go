@@ -122,6 +122,32 @@ func checkContent(t *testing.T, what string, got, want []byte) {
 	}
 }
 
+// CheckObject fails t unless key reads back as data: whole (Get), in a range across
+// its middle (GetRange) and with its size (Stat). For backends' own tests, e.g. of an
+// option that changes how objects are stored.
+func CheckObject(t *testing.T, b archive.Bucket, key string, data []byte) {
+	t.Helper()
+	checkContent(t, fmt.Sprintf("Get(%q)", key), get(t, b, key), data)
+	if info := stat(t, b, key); info.Size != int64(len(data)) {
+		t.Fatalf("Stat(%q): size %d; want %d", key, info.Size, len(data))
+	}
+	if len(data) == 0 {
+		return
+	}
+	off := int64(len(data)) / 3
+	n := max(int64(len(data))/3, 1)
+	rc, err := b.GetRange(ctx(t), key, off, n)
+	if err != nil {
+		t.Fatalf("GetRange(%q, %d, %d): %v", key, off, n, err)
+	}
+	defer rc.Close()
+	got, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatalf("GetRange(%q, %d, %d): read: %v", key, off, n, err)
+	}
+	checkContent(t, fmt.Sprintf("GetRange(%q, %d, %d)", key, off, n), got, data[off:off+n])
+}
+
 func wantNotFound(t *testing.T, b archive.Bucket, key string) {
 	t.Helper()
 	c := ctx(t)

@@ -26,6 +26,14 @@
 // directories are created as needed (and their parents fsynced) and removed again by
 // Delete when they become empty.
 //
+// Permissions: object files (and the lock files) are 0600 and the directories Put and
+// Open create (the root with CreateBucket, its missing parents, .floe-tmp and the
+// key directories) are 0700, so only the owner of the floe process reads the archive.
+// os.CreateTemp makes the temporary file 0600, and rename(2) and link(2) publish that
+// same inode, so an object never has other bits; the umask can only remove bits. The
+// backend does not encrypt: archive.Options.SSE is refused, and encryption at rest is
+// the disk's business (LUKS, dm-crypt, an encrypted volume).
+//
 // Keys are validated (archive.ValidateKey) so that none can leave the root, and a key
 // whose first segment is ".floe-tmp" is refused. Unlike S3, a key cannot be both an
 // object and a directory ("a/b" and "a/b/c"): the second Put fails. Temporary files
@@ -65,8 +73,13 @@ var _ archive.Bucket = (*Bucket)(nil)
 
 // Open returns the bucket rooted at the absolute directory root. A missing root is
 // created when opts.CreateBucket is set and is archive.ErrBucketNotFound otherwise.
+// A directory cannot encrypt at rest: any opts.SSE or opts.SSEKMSKeyID is refused
+// with archive.ErrBadSSE.
 func Open(root string, opts archive.Options) (*Bucket, error) {
 	loc := "file://" + root
+	if opts.SSE != "" || opts.SSEKMSKeyID != "" {
+		return nil, archive.Error("open", root, loc, fmt.Errorf("%w: a file:// archive cannot encrypt objects at rest; drop --s3-sse", archive.ErrBadSSE))
+	}
 	if !filepath.IsAbs(root) {
 		return nil, archive.Error("open", root, loc, fmt.Errorf("%w: root %q is not absolute", archive.ErrBadURL, root))
 	}
@@ -145,7 +158,7 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.Reader, size int64, o
 }
 
 func (b *Bucket) put(ctx context.Context, key, p string, r io.Reader, size int64, opts archive.PutOptions) (err error) {
-	f, err := os.CreateTemp(b.tmp, "put-*")
+	f, err := os.CreateTemp(b.tmp, "put-*") // mode 0600, kept by the rename or link that publishes it
 	if err != nil {
 		if errors.Is(err, iofs.ErrNotExist) {
 			// The root (or its .floe-tmp) went away: say so rather than "no such file".
@@ -526,8 +539,9 @@ func (b *Bucket) Delete(ctx context.Context, key string) error {
 // Close does nothing: the bucket holds no open files between calls.
 func (b *Bucket) Close() error { return nil }
 
-// mkdirAll creates dir and its missing parents, fsyncing each new directory's parent
-// so that the new entries survive a crash.
+// mkdirAll creates dir and its missing parents, mode 0700, fsyncing each new
+// directory's parent so that the new entries survive a crash. Existing directories
+// keep their mode.
 func mkdirAll(dir string) error {
 	fi, err := os.Stat(dir)
 	if err == nil {
@@ -545,7 +559,7 @@ func mkdirAll(dir string) error {
 			return err
 		}
 	}
-	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, iofs.ErrExist) {
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, iofs.ErrExist) {
 		return err
 	}
 	return fsutil.SyncDir(parent)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"floe/archive"
@@ -93,5 +94,69 @@ func TestKeyIsDirectory(t *testing.T) {
 	}
 	if err := b.Put(ctx, "a/b/c", strings.NewReader("y"), 1, archive.PutOptions{}); err == nil {
 		t.Errorf("Put below an object's key succeeded")
+	}
+}
+
+// TestPermissions: objects are 0600 and the directories the backend creates 0700,
+// whatever path published them (link for IfNoneMatch, rename otherwise, rename over an
+// existing object) and even under a umask that takes nothing away.
+func TestPermissions(t *testing.T) {
+	old := syscall.Umask(0)
+	defer syscall.Umask(old)
+	root := filepath.Join(t.TempDir(), "made", "archive")
+	b, err := fs.Open(root, archive.Options{CreateBucket: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, tc := range []struct {
+		key  string
+		opts archive.PutOptions
+	}{
+		{"topics/t/1.seg", archive.PutOptions{IfNoneMatch: true}},
+		{"topics/t/2.seg", archive.PutOptions{}},
+		{"topics/t/2.seg", archive.PutOptions{}}, // replaces the object
+	} {
+		if err := b.Put(ctx, tc.key, strings.NewReader("secret"), 6, tc.opts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		path string
+		want os.FileMode
+	}{
+		{filepath.Join(root, "topics", "t", "1.seg"), 0o600},
+		{filepath.Join(root, "topics", "t", "2.seg"), 0o600},
+		{filepath.Join(root, "topics", "t"), 0o700 | os.ModeDir},
+		{filepath.Join(root, "topics"), 0o700 | os.ModeDir},
+		{filepath.Join(root, ".floe-tmp"), 0o700 | os.ModeDir},
+		{root, 0o700 | os.ModeDir},
+		{filepath.Dir(root), 0o700 | os.ModeDir},
+	} {
+		fi, err := os.Stat(tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode() & (os.ModeDir | os.ModePerm); got != tc.want {
+			t.Errorf("%s: mode %v; want %v", tc.path, got, tc.want)
+		}
+	}
+	ents, err := os.ReadDir(filepath.Join(root, ".floe-tmp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents { // the publish locks
+		if fi, err := e.Info(); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf(".floe-tmp/%s: mode %v, %v; want 0600", e.Name(), fi.Mode(), err)
+		}
+	}
+}
+
+// TestOpenRefusesSSE: a directory cannot encrypt at rest, so asking for it fails.
+func TestOpenRefusesSSE(t *testing.T) {
+	for _, opts := range []archive.Options{{SSE: archive.SSES3}, {SSE: archive.SSEKMS, SSEKMSKeyID: "k"}} {
+		if _, err := fs.Open(t.TempDir(), opts); !errors.Is(err, archive.ErrBadSSE) {
+			t.Errorf("Open with SSE %q: error %v; want ErrBadSSE", opts.SSE, err)
+		}
 	}
 }

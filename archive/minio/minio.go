@@ -11,7 +11,12 @@
 // archive.ExactReader, so a body that is short or long fails the request before the
 // object is committed. IfNoneMatch sends If-None-Match: * (minio-go sends it on the
 // PUT, and on both the initiation and the completion of a multipart upload); IfMatch
-// sends If-Match: "<etag>" the same way (PutObjectOptions.SetMatchETag).
+// sends If-Match: "<etag>" the same way (PutObjectOptions.SetMatchETag). With
+// archive.Options.SSE, every PutObject asks for server-side encryption
+// (PutObjectOptions.ServerSideEncryption: encrypt.NewSSE or encrypt.NewSSEKMS), which
+// minio-go sends on the single PUT and on the initiation of a multipart upload, whose
+// parts inherit it. The backend never copies or composes objects. Reads need no SSE
+// headers.
 //
 // Errors are classified by the S3 error code of minio.ErrorResponse, then by HTTP
 // status, never by message text: NoSuchKey and 404 are archive.ErrNotFound;
@@ -33,6 +38,7 @@ import (
 
 	mc "github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/minio/minio-go/v7/pkg/encrypt"
 
 	"floe/archive"
 )
@@ -43,6 +49,7 @@ type Bucket struct {
 	core   *mc.Core
 	bucket string
 	loc    string
+	sse    encrypt.ServerSide // sent with every write; nil: none
 }
 
 var _ archive.Bucket = (*Bucket)(nil)
@@ -60,9 +67,23 @@ func Open(ctx context.Context, bucket string, opts archive.Options) (*Bucket, er
 	return OpenWithCredentials(ctx, bucket, credentials.NewEnvAWS(), opts)
 }
 
-// OpenWithCredentials is Open with explicit credentials, for tests and embedding.
+// OpenWithCredentials is Open with explicit credentials, for tests and embedding. SSE
+// settings that opts.ValidateSSE refuses fail it before anything is contacted.
 func OpenWithCredentials(ctx context.Context, bucket string, creds *credentials.Credentials, opts archive.Options) (*Bucket, error) {
 	loc := "minio://" + bucket
+	if err := opts.ValidateSSE(); err != nil {
+		return nil, archive.Error("open", bucket, loc, err)
+	}
+	var sse encrypt.ServerSide
+	switch opts.SSE {
+	case archive.SSES3:
+		sse = encrypt.NewSSE()
+	case archive.SSEKMS:
+		var err error
+		if sse, err = encrypt.NewSSEKMS(opts.SSEKMSKeyID, nil); err != nil {
+			return nil, archive.Error("open", bucket, loc, err)
+		}
+	}
 	ep := opts.Endpoint
 	lookup := mc.BucketLookupPath
 	if ep == "" {
@@ -85,7 +106,7 @@ func OpenWithCredentials(ctx context.Context, bucket string, creds *credentials.
 	if err != nil {
 		return nil, archive.Error("open", bucket, loc, err)
 	}
-	b := &Bucket{client: client, core: &mc.Core{Client: client}, bucket: bucket, loc: loc}
+	b := &Bucket{client: client, core: &mc.Core{Client: client}, bucket: bucket, loc: loc, sse: sse}
 	if opts.CreateBucket {
 		if err := b.create(ctx, opts); err != nil {
 			return nil, err
@@ -154,8 +175,9 @@ func (b *Bucket) Put(ctx context.Context, key string, r io.Reader, size int64, o
 		return archive.Error("put", key, b.loc, fmt.Errorf("%w: negative size %d", archive.ErrSizeMismatch, size))
 	}
 	po := mc.PutObjectOptions{
-		ContentType: opts.ContentType,
-		Checksum:    mc.ChecksumCRC32C,
+		ContentType:          opts.ContentType,
+		Checksum:             mc.ChecksumCRC32C,
+		ServerSideEncryption: b.sse,
 	}
 	if po.ContentType == "" {
 		po.ContentType = "application/octet-stream"

@@ -2,7 +2,9 @@ package minio
 
 import (
 	"bytes"
+	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -178,6 +180,101 @@ func TestClassifyByCodeNotMessage(t *testing.T) {
 			if errors.Is(got, s) {
 				t.Errorf("classify(%v) = %v; want it unclassified", err, got)
 			}
+		}
+	}
+}
+
+// TestSSE: with Options.SSE, every object the backend writes, with one PUT or in parts,
+// is stored encrypted (StatObject reports the mode and the KMS key, and the server's
+// disk holds none of its bytes in the clear) and reads back byte for byte; without it,
+// the same objects are stored in the clear, so the checks can fail.
+func TestSSE(t *testing.T) {
+	srv := miniotest.SharedSSE(t)
+	srv.SetEnv(t)
+	for _, tc := range []struct {
+		name string
+		opts archive.Options
+		want string // x-amz-server-side-encryption of the stored objects
+	}{
+		{"none", archive.Options{}, ""},
+		{"AES256", archive.Options{SSE: archive.SSES3}, "AES256"},
+		{"aws:kms", archive.Options{SSE: archive.SSEKMS, SSEKMSKeyID: srv.KMSKey}, "aws:kms"},
+		{"aws:kms default key", archive.Options{SSE: archive.SSEKMS}, "aws:kms"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			bucket := srv.NewBucket(t)
+			tc.opts.Endpoint, tc.opts.Region = srv.Endpoint, srv.Region
+			b, err := Open(ctx, bucket, tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, size := range []int64{1000, archivetest.LargeSize} { // the large one in parts
+				key := fmt.Sprintf("topics/t/%d.seg", size)
+				data := make([]byte, size)
+				rand.Read(data)
+				if err := b.Put(ctx, key, bytes.NewReader(data), size, archive.PutOptions{IfNoneMatch: true}); err != nil {
+					t.Fatal(err)
+				}
+				info, err := b.client.StatObject(ctx, bucket, key, mc.StatObjectOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				sse, kmsKey := info.Metadata.Get("X-Amz-Server-Side-Encryption"), info.Metadata.Get("X-Amz-Server-Side-Encryption-Aws-Kms-Key-Id")
+				t.Logf("%s: ETag %s, SSE %q, KMS key %q", key, info.ETag, sse, kmsKey)
+				if got, want := strings.Contains(info.ETag, "-"), size > 16<<20; got != want {
+					t.Errorf("%s: ETag %s; want multipart %v", key, info.ETag, want)
+				}
+				if sse != tc.want {
+					t.Errorf("%s: stored with SSE %q; want %q", key, sse, tc.want)
+				}
+				if tc.want == "aws:kms" && !strings.HasSuffix(kmsKey, srv.KMSKey) {
+					t.Errorf("%s: KMS key %q; want %s", key, kmsKey, srv.KMSKey)
+				}
+				if got, want := srv.OnDisk(t, bucket, key, data[:64]), tc.want == ""; got != want {
+					t.Errorf("%s: plaintext on the server's disk %v; want %v", key, got, want)
+				}
+				archivetest.CheckObject(t, b, key, data)
+			}
+		})
+	}
+}
+
+// TestAcceptanceSSE runs the suite on buckets that encrypt with SSE-S3.
+func TestAcceptanceSSE(t *testing.T) {
+	srv := miniotest.SharedSSE(t)
+	srv.SetEnv(t)
+	archivetest.Run(t, func(t *testing.T) archive.Bucket {
+		b, err := Open(t.Context(), srv.NewBucket(t), archive.Options{Endpoint: srv.Endpoint, Region: srv.Region, SSE: archive.SSES3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	})
+}
+
+// TestSSERefused: settings ValidateSSE refuses fail Open with a message naming the
+// flag, before anything is contacted: CreateBucket creates nothing.
+func TestSSERefused(t *testing.T) {
+	srv := miniotest.SharedSSE(t)
+	srv.SetEnv(t)
+	for i, tc := range []struct {
+		opts archive.Options
+		flag string
+	}{
+		{archive.Options{SSE: "aes256"}, "--s3-sse "},
+		{archive.Options{SSE: "aws:kms:dsse"}, "--s3-sse "},
+		{archive.Options{SSEKMSKeyID: "k"}, "--s3-sse-kms-key-id"},
+		{archive.Options{SSE: archive.SSES3, SSEKMSKeyID: "k"}, "--s3-sse-kms-key-id"},
+	} {
+		bucket := fmt.Sprintf("refused-sse-%d", i)
+		tc.opts.Endpoint, tc.opts.Region, tc.opts.CreateBucket = srv.Endpoint, srv.Region, true
+		_, err := Open(t.Context(), bucket, tc.opts)
+		if !errors.Is(err, archive.ErrBadSSE) || !strings.Contains(err.Error(), tc.flag) {
+			t.Errorf("Open with SSE %q, KMS key %q: error %v; want ErrBadSSE naming %s", tc.opts.SSE, tc.opts.SSEKMSKeyID, err, tc.flag)
+		}
+		if ok, err := srv.Client(t).BucketExists(t.Context(), bucket); err != nil || ok {
+			t.Errorf("bucket %s exists (%v, %v) after a refused Open", bucket, ok, err)
 		}
 	}
 }

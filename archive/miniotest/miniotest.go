@@ -14,12 +14,20 @@
 //	srv := miniotest.Shared(t)  // one server per test binary, started on first use
 //
 // Each test then takes a fresh bucket with srv.NewBucket(t).
+//
+// StartSSE and SharedSSE run a server with MinIO's built-in KMS (MINIO_KMS_SECRET_KEY,
+// a random 256-bit key named Server.KMSKey), which is what server-side encryption
+// needs: SSE-S3 (AES256) and SSE-KMS naming that key (or none) work, also over plain
+// http. The servers of Start and Shared have no KMS and refuse every SSE request, so
+// that tests of encryption cannot disturb the others. SharedSSE is a second shared
+// server beside Shared's, started on first use and stopped by Main.
 package miniotest
 
 import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -51,8 +59,12 @@ type Server struct {
 	AccessKey, SecretKey string
 	// Region is the region the server answers for.
 	Region string
+	// KMSKey names the built-in KMS key of a server from StartSSE or SharedSSE, the
+	// only key SSE-KMS requests may name; empty for a server without KMS.
+	KMSKey string
 
 	bin, base, addr, consoleAddr string
+	kmsSecret                    string // base64 of the KMS key's 32 bytes
 
 	mu     sync.Mutex
 	proc   *os.Process
@@ -93,7 +105,18 @@ func moduleRoot() (string, error) {
 // Start runs a private server for t, stopped (and its data removed) at t.Cleanup.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	s, err := start(t.TempDir())
+	return startFor(t, false)
+}
+
+// StartSSE is Start with the built-in KMS configured, for server-side encryption.
+func StartSSE(t testing.TB) *Server {
+	t.Helper()
+	return startFor(t, true)
+}
+
+func startFor(t testing.TB, kms bool) *Server {
+	t.Helper()
+	s, err := start(t.TempDir(), kms)
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
@@ -103,15 +126,15 @@ func Start(t testing.TB) *Server {
 
 var errMissing = errors.New("bin/minio missing: run make minio")
 
-func start(base string) (*Server, error) {
+func start(base string, kms bool) (*Server, error) {
 	bin, err := Binary()
 	if err != nil {
 		return nil, err
 	}
-	return startBinary(bin, base)
+	return startBinary(bin, base, kms)
 }
 
-func startBinary(bin, base string) (*Server, error) {
+func startBinary(bin, base string, kms bool) (*Server, error) {
 	if fi, err := os.Stat(bin); err != nil || fi.IsDir() {
 		return nil, fmt.Errorf("%w (looked for %s)", errMissing, bin)
 	}
@@ -132,6 +155,11 @@ func startBinary(bin, base string) (*Server, error) {
 		base:        base,
 		addr:        addr,
 		consoleAddr: consoleAddr,
+	}
+	if kms {
+		key := make([]byte, 32)
+		rand.Read(key)
+		s.KMSKey, s.kmsSecret = "floe-test-key", base64.StdEncoding.EncodeToString(key)
 	}
 	if err := s.run(); err != nil {
 		return nil, err
@@ -172,6 +200,9 @@ func (s *Server) run() error {
 		"MINIO_UPDATE=off",
 		"MINIO_CI_CD=1",
 	)
+	if s.KMSKey != "" {
+		cmd.Env = append(cmd.Env, "MINIO_KMS_SECRET_KEY="+s.KMSKey+":"+s.kmsSecret)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = procAttr()
 
@@ -304,6 +335,29 @@ func (s *Server) NewBucket(t testing.TB) string {
 	return name
 }
 
+// OnDisk reports whether the files in which the server keeps the object bucket/key
+// hold b verbatim: true for an object stored in the clear (MinIO does not compress
+// unless told to), false once it is encrypted at rest. Use a b of random bytes, long
+// enough not to occur by chance.
+func (s *Server) OnDisk(t testing.TB, bucket, key string, b []byte) bool {
+	t.Helper()
+	dir := filepath.Join(s.base, "data", bucket, filepath.FromSlash(key))
+	found, n := false, 0
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || found {
+			return err
+		}
+		n++
+		data, err := os.ReadFile(p)
+		found = bytes.Contains(data, b)
+		return err
+	})
+	if err != nil || n == 0 {
+		t.Fatalf("miniotest: no files of %s/%s under %s: %v", bucket, key, dir, err)
+	}
+	return found
+}
+
 // SetEnv points the standard AWS environment at this server for the rest of t:
 // credentials, region, and no shared config files or instance metadata. Tests using it
 // cannot be parallel (t.Setenv).
@@ -319,16 +373,21 @@ func (s *Server) SetEnv(t testing.TB) {
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 }
 
-var shared struct {
-	sync.Mutex
-	main bool
-	srv  *Server
-	err  error
-	dir  string
+// sharedServer is one of the test binary's shared servers, started on first use.
+type sharedServer struct {
+	srv *Server
+	err error
+	dir string
 }
 
-// Main runs the tests of a package that uses Shared, then stops the shared server and
-// removes its data. Call it from TestMain: os.Exit(miniotest.Main(m)).
+var shared struct {
+	sync.Mutex
+	main       bool
+	plain, sse sharedServer
+}
+
+// Main runs the tests of a package that uses Shared or SharedSSE, then stops the shared
+// servers and removes their data. Call it from TestMain: os.Exit(miniotest.Main(m)).
 func Main(m *testing.M) int {
 	shared.Lock()
 	shared.main = true
@@ -336,11 +395,13 @@ func Main(m *testing.M) int {
 	code := m.Run()
 	shared.Lock()
 	defer shared.Unlock()
-	if shared.srv != nil {
-		shared.srv.Stop()
-	}
-	if shared.dir != "" {
-		os.RemoveAll(shared.dir)
+	for _, s := range []*sharedServer{&shared.plain, &shared.sse} {
+		if s.srv != nil {
+			s.srv.Stop()
+		}
+		if s.dir != "" {
+			os.RemoveAll(s.dir)
+		}
 	}
 	return code
 }
@@ -349,19 +410,31 @@ func Main(m *testing.M) int {
 // must call Main from TestMain. If the server cannot start, every caller fails.
 func Shared(t testing.TB) *Server {
 	t.Helper()
+	return sharedFor(t, &shared.plain, false)
+}
+
+// SharedSSE is Shared for the test binary's shared server with the built-in KMS (see
+// StartSSE): a second server, so that buckets of encryption tests never meet others.
+func SharedSSE(t testing.TB) *Server {
+	t.Helper()
+	return sharedFor(t, &shared.sse, true)
+}
+
+func sharedFor(t testing.TB, s *sharedServer, kms bool) *Server {
+	t.Helper()
 	shared.Lock()
 	defer shared.Unlock()
 	if !shared.main {
-		t.Fatalf("miniotest.Shared needs TestMain to call miniotest.Main")
+		t.Fatalf("miniotest.Shared and SharedSSE need TestMain to call miniotest.Main")
 	}
-	if shared.srv == nil && shared.err == nil {
-		shared.dir, shared.err = os.MkdirTemp("", "miniotest-")
-		if shared.err == nil {
-			shared.srv, shared.err = start(shared.dir)
+	if s.srv == nil && s.err == nil {
+		s.dir, s.err = os.MkdirTemp("", "miniotest-")
+		if s.err == nil {
+			s.srv, s.err = start(s.dir, kms)
 		}
 	}
-	if shared.err != nil {
-		t.Fatalf("%v", shared.err)
+	if s.err != nil {
+		t.Fatalf("%v", s.err)
 	}
-	return shared.srv
+	return s.srv
 }

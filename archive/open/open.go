@@ -23,11 +23,25 @@ import (
 //
 // Open contacts the store only when opts.CreateBucket is set (s3, minio) or to check
 // and create the directory (file); errors wrap archive.ErrBadURL for a URL it cannot
-// use. The caller closes the bucket.
+// use. Server-side encryption (opts.SSE) is for s3:// and minio:// only: Open refuses
+// it, and settings that opts.ValidateSSE refuses, with archive.ErrBadSSE before it
+// touches anything, so an operator who asked for encryption at rest never gets a store
+// that silently does without. The caller closes the bucket.
 func Open(ctx context.Context, rawURL string, opts archive.Options) (archive.Bucket, error) {
 	loc, err := archive.ParseURL(rawURL)
 	if err != nil {
 		return nil, err
+	}
+	if err := opts.ValidateSSE(); err != nil {
+		return nil, err
+	}
+	if opts.SSE != "" && (loc.Scheme == "file" || loc.Scheme == "mem") {
+		hint := ""
+		if loc.Scheme == "file" {
+			hint = " (and encrypt the disk that holds the directory instead)"
+		}
+		return nil, fmt.Errorf("%w: --s3-sse %s: a %s:// archive cannot encrypt objects at rest; drop --s3-sse%s",
+			archive.ErrBadSSE, opts.SSE, loc.Scheme, hint)
 	}
 	var b archive.Bucket
 	switch loc.Scheme {

@@ -101,3 +101,29 @@ func TestBadURLs(t *testing.T) {
 		t.Errorf("Open of a missing directory without CreateBucket: want ErrBucketNotFound")
 	}
 }
+
+// TestSSERefused: Open refuses SSE for backends that cannot encrypt, and SSE settings
+// that ValidateSSE refuses for every scheme, before it creates anything.
+func TestSSERefused(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "archive")
+	for _, tc := range []struct {
+		url  string
+		opts archive.Options
+	}{
+		{"file://" + dir, archive.Options{SSE: archive.SSES3}},
+		{"file://" + dir, archive.Options{SSE: archive.SSEKMS, SSEKMSKeyID: "k"}},
+		{"file://" + dir, archive.Options{SSEKMSKeyID: "k"}},
+		{"mem://sse-refused", archive.Options{SSE: archive.SSES3}},
+		{"s3://sse-refused", archive.Options{SSE: "aes256"}},
+		{"minio://sse-refused", archive.Options{SSE: archive.SSES3, SSEKMSKeyID: "k"}},
+	} {
+		tc.opts.CreateBucket = true
+		_, err := open.Open(t.Context(), tc.url, tc.opts)
+		if !errors.Is(err, archive.ErrBadSSE) || !strings.Contains(err.Error(), "--s3-sse") {
+			t.Errorf("Open(%q) with SSE %q, KMS key %q: error %v; want ErrBadSSE naming the flag", tc.url, tc.opts.SSE, tc.opts.SSEKMSKeyID, err)
+		}
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused Open created %s: %v", dir, err)
+	}
+}

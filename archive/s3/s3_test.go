@@ -3,7 +3,9 @@ package s3
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -213,5 +215,104 @@ func TestChecksums(t *testing.T) {
 			t.Errorf("%s: no CRC32C stored (checksum type %q)", tc.key, head.ChecksumType)
 		}
 		t.Logf("%s: ETag %s, CRC32C %s, type %s", tc.key, etag, aws.ToString(head.ChecksumCRC32C), head.ChecksumType)
+	}
+}
+
+// minPartSize is the smallest part S3 (and MinIO) accepts but for the last.
+const minPartSize = 5 << 20
+
+// TestSSE: with Options.SSE, every object the backend writes, with one PutObject or in
+// parts, is stored encrypted (HeadObject reports the mode and the KMS key, and the
+// server's disk holds none of its bytes in the clear) and reads back byte for byte;
+// without it, the same objects are stored in the clear, so the checks can fail.
+func TestSSE(t *testing.T) {
+	srv := miniotest.SharedSSE(t)
+	srv.SetEnv(t)
+	for _, tc := range []struct {
+		name string
+		opts archive.Options
+		want types.ServerSideEncryption
+	}{
+		{"none", archive.Options{}, ""},
+		{"AES256", archive.Options{SSE: archive.SSES3}, types.ServerSideEncryptionAes256},
+		{"aws:kms", archive.Options{SSE: archive.SSEKMS, SSEKMSKeyID: srv.KMSKey}, types.ServerSideEncryptionAwsKms},
+		{"aws:kms default key", archive.Options{SSE: archive.SSEKMS}, types.ServerSideEncryptionAwsKms},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			bucket := srv.NewBucket(t)
+			tc.opts.Endpoint = srv.Endpoint
+			b, err := Open(ctx, bucket, tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.partSize = minPartSize
+			for _, size := range []int64{1000, 2*minPartSize + 3} {
+				key := fmt.Sprintf("topics/t/%d.seg", size)
+				data := make([]byte, size)
+				rand.Read(data)
+				if err := b.Put(ctx, key, bytes.NewReader(data), size, archive.PutOptions{IfNoneMatch: true}); err != nil {
+					t.Fatal(err)
+				}
+				head, err := b.client.HeadObject(ctx, &awss3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				etag := aws.ToString(head.ETag)
+				t.Logf("%s: ETag %s, SSE %q, KMS key %q", key, etag, head.ServerSideEncryption, aws.ToString(head.SSEKMSKeyId))
+				if got, want := strings.Contains(etag, "-"), size > b.partSize; got != want {
+					t.Errorf("%s: ETag %s; want multipart %v", key, etag, want)
+				}
+				if head.ServerSideEncryption != tc.want {
+					t.Errorf("%s: stored with SSE %q; want %q", key, head.ServerSideEncryption, tc.want)
+				}
+				if tc.want == types.ServerSideEncryptionAwsKms && !strings.HasSuffix(aws.ToString(head.SSEKMSKeyId), srv.KMSKey) {
+					t.Errorf("%s: KMS key %q; want %s", key, aws.ToString(head.SSEKMSKeyId), srv.KMSKey)
+				}
+				if got, want := srv.OnDisk(t, bucket, key, data[:64]), tc.want == ""; got != want {
+					t.Errorf("%s: plaintext on the server's disk %v; want %v", key, got, want)
+				}
+				archivetest.CheckObject(t, b, key, data)
+			}
+		})
+	}
+}
+
+// TestAcceptanceSSE runs the suite on buckets that encrypt with SSE-S3.
+func TestAcceptanceSSE(t *testing.T) {
+	srv := miniotest.SharedSSE(t)
+	srv.SetEnv(t)
+	archivetest.Run(t, func(t *testing.T) archive.Bucket {
+		b, err := Open(t.Context(), srv.NewBucket(t), archive.Options{Endpoint: srv.Endpoint, SSE: archive.SSES3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	})
+}
+
+// TestSSERefused: settings ValidateSSE refuses fail Open with a message naming the
+// flag, before anything is contacted: CreateBucket creates nothing.
+func TestSSERefused(t *testing.T) {
+	srv := miniotest.SharedSSE(t)
+	srv.SetEnv(t)
+	for i, tc := range []struct {
+		opts archive.Options
+		flag string
+	}{
+		{archive.Options{SSE: "aes256"}, "--s3-sse "},
+		{archive.Options{SSE: "aws:kms:dsse"}, "--s3-sse "},
+		{archive.Options{SSEKMSKeyID: "k"}, "--s3-sse-kms-key-id"},
+		{archive.Options{SSE: archive.SSES3, SSEKMSKeyID: "k"}, "--s3-sse-kms-key-id"},
+	} {
+		bucket := fmt.Sprintf("refused-sse-%d", i)
+		tc.opts.Endpoint, tc.opts.CreateBucket = srv.Endpoint, true
+		_, err := Open(t.Context(), bucket, tc.opts)
+		if !errors.Is(err, archive.ErrBadSSE) || !strings.Contains(err.Error(), tc.flag) {
+			t.Errorf("Open with SSE %q, KMS key %q: error %v; want ErrBadSSE naming %s", tc.opts.SSE, tc.opts.SSEKMSKeyID, err, tc.flag)
+		}
+		if ok, err := srv.Client(t).BucketExists(t.Context(), bucket); err != nil || ok {
+			t.Errorf("bucket %s exists (%v, %v) after a refused Open", bucket, ok, err)
+		}
 	}
 }

@@ -61,6 +61,8 @@ func addNodeFlags(c *cobra.Command, f *agentFlags) {
 	fs.StringVar(&f.cfg.S3Endpoint, "s3-endpoint", "", "S3 endpoint URL, e.g. http://minio:9000 (implies path-style addressing)")
 	fs.StringVar(&f.cfg.S3Region, "s3-region", "", "S3 region (default: from the AWS chain, else us-east-1)")
 	fs.BoolVar(&f.cfg.S3CreateBucket, "s3-create-bucket", false, "create the bucket if it is missing (dev and compose stacks)")
+	fs.StringVar(&f.cfg.S3SSE, "s3-sse", "", sseUsage)
+	fs.StringVar(&f.cfg.S3SSEKMSKeyID, "s3-sse-kms-key-id", "", sseKMSKeyUsage)
 	fs.Int64Var(&f.cfg.CacheBytes, "cache-bytes", node.DefaultCacheBytes, "bound of the on-disk cache of archive frames")
 	fs.Int64Var(&f.cfg.LocalRetentionBytes, "local-retention-bytes", 0, "evict local copies of archived segments beyond this many bytes, oldest first (0: keep all)")
 	fs.DurationVar(&f.cfg.UploadMaxBackoff, "upload-max-backoff", 30*time.Second, "longest wait between upload retries while the object store fails")

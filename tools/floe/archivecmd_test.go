@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"floe/archive"
 	"floe/archive/open"
@@ -141,6 +144,44 @@ func TestArchiveListAndVerifyByTopic(t *testing.T) {
 		out, err := runFloe(t, append([]string{"archive", "verify", "-q", "--archive", url}, tc.args...)...)
 		if err != nil || !strings.Contains(out, tc.summary) {
 			t.Errorf("floe archive verify %v: want %q (%v):\n%s", tc.args, tc.summary, err, out)
+		}
+	}
+}
+
+// TestSSEFlagsRefused: the agent, floe archive and floe restore refuse --s3-sse and
+// --s3-sse-kms-key-id (flags or FLOE_ environment) that the archive cannot honour, with
+// the flag named and the archive untouched.
+func TestSSEFlagsRefused(t *testing.T) {
+	dir := t.TempDir()
+	archiveDir := filepath.Join(dir, "archive")
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  []string
+		want string
+	}{
+		{"agent on file://", []string{"agent", "--node-id", "1", "--data-dir", filepath.Join(dir, "data"), "--raft-port", "0", "--client-port", "0", "--http-port", "0",
+			"--archive", "file://" + archiveDir, "--s3-create-bucket", "--s3-sse", "AES256"}, nil, "a file:// archive cannot encrypt objects at rest"},
+		{"archive ls unknown mode", []string{"archive", "ls", "--archive", "s3://sse-refused/p", "--s3-sse", "aes256"}, nil, `--s3-sse "aes256": want AES256`},
+		{"archive verify key without aws:kms", []string{"archive", "verify", "--archive", "s3://sse-refused/p", "--s3-sse", "AES256", "--s3-sse-kms-key-id", "k"}, nil,
+			"--s3-sse-kms-key-id needs --s3-sse aws:kms (--s3-sse is AES256)"},
+		{"restore from the environment", []string{"restore", "--cluster", "--node-id", "1", "--data-dir", filepath.Join(dir, "restored"), "--archive", "s3://sse-refused/p"},
+			[]string{"FLOE_S3_SSE_KMS_KEY_ID=k"}, "--s3-sse-kms-key-id needs --s3-sse aws:kms (--s3-sse is not set)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, floeBin, tc.args...)
+			cmd.Env = append(os.Environ(), tc.env...)
+			out, err := cmd.CombinedOutput()
+			if err == nil || !strings.Contains(string(out), tc.want) {
+				t.Fatalf("floe %s: %v; want a failure saying %q; output:\n%s", strings.Join(tc.args, " "), err, tc.want, out)
+			}
+		})
+	}
+	for _, p := range []string{archiveDir, filepath.Join(dir, "restored")} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("a refused command created %s: %v", p, err)
 		}
 	}
 }

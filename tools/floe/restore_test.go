@@ -11,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	mc "github.com/minio/minio-go/v7"
+
 	"floe/archive"
+	"floe/archive/miniotest"
 	"floe/archive/open"
 	"floe/tiering"
 )
@@ -21,9 +24,15 @@ import (
 // newest metadata snapshot in the bucket and the segment objects archived after it;
 // the rebuilt cluster serves every archived entry at its offset, keeps the shared
 // cursor and the cluster id, and takes new writes where the archived data ends.
+//
+// The bucket encrypts: the nodes and the restore run with --s3-sse AES256 (SSE-S3,
+// MinIO with a KMS), and every object in the bucket, the segments, the metadata
+// snapshots and the cluster claim, is checked to be stored encrypted. (SSE changes no
+// read, so TestRestoreClusterAfterRetention covers the restore of a plain bucket.)
 func TestRestoreClusterFromArchive(t *testing.T) {
 	const topic = "r"
-	a, o := startMinIOArchive(t)
+	a, o := minioArchiveOn(t, miniotest.StartSSE(t))
+	o = with(o, "--s3-sse", archive.SSES3)
 	a.srv.SetEnv(t) // for this process's bucket access and the floe commands it runs
 	url := "s3://" + a.bucket + "/" + archivePrefix
 	c := startCluster(t, with(o, "--max-segment-entries", "20", "--meta-snapshot-interval", "100ms"))
@@ -81,9 +90,10 @@ func TestRestoreClusterFromArchive(t *testing.T) {
 		return nil
 	})
 
+	a.wantEncrypted(t, "AES256")
 	p := c.node(1)
 	args := []string{"restore", "--cluster", "--archive", url, "--s3-endpoint", a.srv.Endpoint, "--s3-region", a.srv.Region,
-		"--node-id", "1", "--data-dir", p.dataDir, "--raft-port", strconv.Itoa(p.raftPort)}
+		"--s3-sse", archive.SSES3, "--node-id", "1", "--data-dir", p.dataDir, "--raft-port", strconv.Itoa(p.raftPort)}
 	out, err := runFloe(t, append(args, "--dry-run")...)
 	if err != nil || !strings.Contains(out, "[0, 140)") || !strings.Contains(out, "dry run") {
 		t.Fatalf("floe restore --dry-run: %v\n%s", err, out)
@@ -108,6 +118,45 @@ func TestRestoreClusterFromArchive(t *testing.T) {
 	}
 	if id := metricsField(t, c, 2, "cluster_id"); id != clusterID {
 		t.Fatalf("cluster id after the restore %q, want %q (the archive's claim names it)", id, clusterID)
+	}
+	a.wantEncrypted(t, "AES256")
+}
+
+// wantEncrypted fails t unless every object in the bucket is stored with server-side
+// encryption sse, and the bucket holds segments, metadata snapshots and the claim.
+func (a *minioArchive) wantEncrypted(t *testing.T, sse string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	mcl := a.srv.Client(t)
+	kinds := map[string]int{}
+	for o := range mcl.ListObjects(ctx, a.bucket, mc.ListObjectsOptions{Prefix: archivePrefix + "/", Recursive: true}) {
+		if o.Err != nil {
+			t.Fatalf("list bucket %s: %v", a.bucket, o.Err)
+		}
+		info, err := mcl.StatObject(ctx, a.bucket, o.Key, mc.StatObjectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := info.Metadata.Get("X-Amz-Server-Side-Encryption"); got != sse {
+			t.Errorf("%s: stored with SSE %q; want %q", o.Key, got, sse)
+		}
+		switch key := strings.TrimPrefix(o.Key, archivePrefix+"/"); {
+		case key == tiering.ClaimKey:
+			kinds["claim"]++
+		case strings.HasPrefix(key, tiering.MetaSnapshotPrefix):
+			kinds["snapshot"]++
+		case strings.HasPrefix(key, tiering.TopicsPrefix):
+			kinds["segment"]++
+		default:
+			kinds["other"]++
+		}
+	}
+	t.Logf("objects checked: %v", kinds)
+	for _, k := range []string{"claim", "snapshot", "segment"} {
+		if kinds[k] == 0 {
+			t.Errorf("no %s object was checked (checked %v)", k, kinds)
+		}
 	}
 }
 

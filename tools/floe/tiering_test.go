@@ -44,7 +44,12 @@ type minioArchive struct {
 // through the s3:// backend (aws-sdk-go-v2 and the standard AWS credential chain).
 func startMinIOArchive(t *testing.T) (*minioArchive, clusterOpts) {
 	t.Helper()
-	srv := miniotest.Start(t)
+	return minioArchiveOn(t, miniotest.Start(t))
+}
+
+// minioArchiveOn is startMinIOArchive on the server srv.
+func minioArchiveOn(t *testing.T, srv *miniotest.Server) (*minioArchive, clusterOpts) {
+	t.Helper()
 	a := &minioArchive{srv: srv, bucket: srv.NewBucket(t)}
 	none := filepath.Join(t.TempDir(), "none")
 	return a, clusterOpts{
