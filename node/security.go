@@ -95,6 +95,13 @@ func (n *Node) warnExposed() {
 			}
 		}
 	}
+	if c.tokens != nil && c.clusterTLS == nil && c.secret == nil {
+		n.log.Warn("--auth-file without --cluster-tls-* or --cluster-secret-file: whoever reaches the cluster port can skip the tokens by speaking the node-to-node protocol",
+			"addr", n.cluster.BoundAddr().String())
+	}
+	if c.tokens != nil && c.clientTLS == nil && (exposed(n.clientLn.Addr()) || (n.httpLn != nil && exposed(n.httpLn.Addr()))) {
+		n.log.Warn("--auth-file without --tls-cert: tokens cross the network in clear text")
+	}
 	if c.clusterTLS == nil && c.secret == nil && exposed(n.cluster.BoundAddr()) {
 		n.log.Warn("the cluster port is reachable beyond loopback without authentication: anyone who reaches it can join the cluster and change its metadata; see the README's Security section (--cluster-tls-*, --cluster-secret-file)",
 			"addr", n.cluster.BoundAddr().String())

@@ -44,7 +44,7 @@ func TestWarnExposed(t *testing.T) {
 		t.Fatal(err)
 	}
 	secret := filepath.Join(dir, "secret")
-	if err := os.WriteFile(secret, []byte("0123456789abcdef-secret\n"), 0o600); err != nil {
+	if err := os.WriteFile(secret, []byte("0123456789abcdef-0123456789abcdef-secret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {

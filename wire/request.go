@@ -165,6 +165,10 @@ func parseText(frame []byte) (Request, error) {
 		}
 		return r, nil
 	default:
+		if len(cmd) >= 4 && strings.EqualFold(cmd[:4], "AUTH") {
+			// Never quote what may hold a token ("AUTH\t<token>" is one word).
+			return Request{}, badf("unknown command: AUTH takes one token after one space: AUTH <token>")
+		}
 		return Request{}, badf("unknown command %q", truncate(cmd, 32))
 	}
 }

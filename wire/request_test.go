@@ -39,6 +39,10 @@ func TestParseRequest(t *testing.T) {
 		{"read max", "READ logs 7 3", Request{Cmd: "READ", Topic: "logs", Offset: 7, Max: 3}, nil},
 		{"tail", "TAIL logs 0 5 250", Request{Cmd: "TAIL", Topic: "logs", Offset: 0, Max: 5, WaitMS: 250}, nil},
 		{"unknown command", "FROB logs", Request{}, ErrBadRequest},
+		{"auth with a tab", "AUTH\tsecret-token", Request{}, ErrBadRequest},
+		{"auth without a token", "AUTH", Request{}, ErrBadRequest},
+		{"auth with two words", "AUTH a b", Request{}, ErrBadRequest},
+		{"auth", "AUTH tok", Request{Cmd: "AUTH", Token: "tok"}, nil},
 		{"lower case is unknown", "put logs x", Request{}, ErrBadRequest},
 		{"put no payload", "PUT logs", Request{}, ErrBadRequest},
 		{"put only spaces", "PUT logs    ", Request{}, ErrBadRequest},
@@ -176,4 +180,14 @@ func FuzzParsePutMatchesText(f *testing.F) {
 			t.Fatalf("%q: fast path %+v, text parser %+v", b, fast, slow)
 		}
 	})
+}
+
+// TestAuthTokenNeverQuoted: no parse error of an AUTH request repeats its token.
+func TestAuthTokenNeverQuoted(t *testing.T) {
+	for _, frame := range []string{"AUTH\tsecret-token", "AUTH secret-token extra", "auth\tsecret-token", "AUTHsecret-token"} {
+		_, err := ParseRequest([]byte(frame))
+		if err == nil || strings.Contains(err.Error(), "secret-token") {
+			t.Errorf("%q: %v, want an error that does not quote the token", frame, err)
+		}
+	}
 }

@@ -20,7 +20,7 @@ var (
 	// ErrEmptySecret: the secret file holds no secret.
 	ErrEmptySecret = errors.New("credfiles: empty secret")
 	// ErrWeakSecret: the secret is too short to resist guessing.
-	ErrWeakSecret = errors.New("credfiles: secret shorter than 16 bytes")
+	ErrWeakSecret = errors.New("credfiles: secret shorter than 32 bytes")
 )
 
 // stamp identifies a version of a file: a replaced or rewritten file changes at least
@@ -191,17 +191,26 @@ func (t *TLS) Server() *tls.Config {
 }
 
 // ClusterServer is the accepting side of the cluster port's mutual TLS: the peer must
-// present a certificate for client authentication that chains to the CA bundle.
+// present a certificate that chains to the CA bundle for client authentication, and
+// for server authentication too, as a node's certificate does (a node both dials and
+// accepts): a client-only certificate of the same CA (floe certs --client, for the
+// client port) is not a member.
 func (t *TLS) ClusterServer() *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 			m := t.cur.Load()
+			if m.pool == nil {
+				return nil, errors.New("credfiles: no cluster CA to verify peers with")
+			}
 			return &tls.Config{
 				MinVersion:   tls.VersionTLS13,
 				Certificates: []tls.Certificate{*m.cert},
 				ClientAuth:   tls.RequireAndVerifyClientCert,
 				ClientCAs:    m.pool,
+				VerifyConnection: func(cs tls.ConnectionState) error {
+					return verifyChain(cs.PeerCertificates, m.pool, x509.ExtKeyUsageServerAuth)
+				},
 			}, nil
 		},
 	}
@@ -252,8 +261,11 @@ type Secret struct {
 	cur  atomic.Pointer[[]byte]
 }
 
-// MinSecretLen is the shortest secret accepted, in bytes.
-const MinSecretLen = 16
+// MinSecretLen is the shortest secret accepted, in bytes. Anyone who reaches the
+// cluster port can test guesses of the secret offline (the acceptor's proof of one
+// handshake is enough), so it must be random, not a passphrase: floe auth token
+// makes one of 43 bytes.
+const MinSecretLen = 32
 
 // LoadSecret reads the secret file path.
 func LoadSecret(path string) (*Secret, error) {

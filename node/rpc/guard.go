@@ -21,6 +21,9 @@ const (
 	tlsHandshakeRecord byte = 0x16
 	MuxSecret          byte = 'S'
 	secretVersion      byte = 1
+	// tlsAccepted is the acceptor's first byte inside TLS: the dialler's
+	// certificate was accepted.
+	tlsAccepted byte = 1
 )
 
 // Sizes of the secret handshake's fields.
@@ -47,6 +50,10 @@ var (
 // peer. A refused dialler that speaks the RPC protocol is answered with an error frame
 // (code CodeUnauthorized) saying what the port requires, so a joining node without
 // the right credentials reports why; then the connection is closed.
+//
+// Inside TLS the acceptor first sends one byte (tlsAccepted), so that the dialler
+// learns whether its certificate was taken before it sends anything (with TLS 1.3
+// its handshake ends before the acceptor checks it).
 //
 // The secret handshake (one round trip and a half):
 //
@@ -98,6 +105,11 @@ func (g *Guard) accept(conn net.Conn) (net.Conn, byte, error) {
 			return conn, 0, g.refused(conn, fmt.Errorf("%w: TLS handshake: %v", wire.ErrUnauthorized, err))
 		}
 		conn = tc
+		// With TLS 1.3 the dialler's handshake ends before its certificate is
+		// checked here: this byte tells it that it was accepted.
+		if _, err := conn.Write([]byte{tlsAccepted}); err != nil {
+			return conn, 0, err
+		}
 		if kind, err = readByte(conn); err != nil {
 			return conn, 0, err
 		}
@@ -196,6 +208,10 @@ func (g *Guard) dialAuth(conn net.Conn, addr string) (net.Conn, error) {
 			return conn, tlsDialError(addr, err)
 		}
 		conn = tc
+		if b, err := readByte(conn); err != nil || b != tlsAccepted {
+			return conn, fmt.Errorf("%w: the node at %s refused this node's certificate (is it a node certificate of that cluster's CA?): %v",
+				wire.ErrUnauthorized, addr, err)
+		}
 	}
 	if g.Secret != nil {
 		if err := g.dialSecret(conn, addr); err != nil {

@@ -101,8 +101,8 @@ func guarded(t *testing.T, g *Guard, served *atomic.Int64) (string, *Listener, *
 func TestGuardRefusesStrangers(t *testing.T) {
 	clusterTLS, _ := testCA(t, "cluster CA")
 	otherTLS, _ := testCA(t, "other CA")
-	secret := writeSecret(t, "correct horse battery staple")
-	otherSecret := writeSecret(t, "incorrect donkey battery staple")
+	secret := writeSecret(t, "correct horse battery staple, random 7f3a9c")
+	otherSecret := writeSecret(t, "incorrect donkey battery staple, random 1b2c")
 
 	cases := []struct {
 		name      string
@@ -178,19 +178,58 @@ func acceptWithin(l *Listener, d time.Duration) (net.Conn, error) {
 	}
 }
 
+// TestClientCertificateNotMember: a certificate of the cluster CA with client usage
+// only (floe certs --client, for the client port) is not a member of the cluster.
+func TestClientCertificateNotMember(t *testing.T) {
+	ca, err := certs.NewCA("cluster CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	issue(t, ca, dir)
+	if err := os.WriteFile(filepath.Join(dir, "ca.crt"), ca.CertPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	nodeTLS, err := credfiles.LoadTLS(nodeFiles(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key, err := ca.Issue(certs.Request{CommonName: "app", ValidFor: time.Hour, Client: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := certs.WritePair(dir, "app", cert, key); err != nil {
+		t.Fatal(err)
+	}
+	appTLS, err := credfiles.LoadTLS(credfiles.Files{Cert: certs.CertPath(dir, "app"), Key: certs.KeyPath(dir, "app"), CA: filepath.Join(dir, "ca.crt")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var served atomic.Int64
+	addr, _, _ := guarded(t, &Guard{TLS: nodeTLS}, &served)
+	p := NewPeer(addr, &Guard{TLS: appTLS})
+	defer p.Close()
+	if _, err := p.Call(context.Background(), OpApply, nil, 5*time.Second); !errors.Is(err, wire.ErrUnauthorized) {
+		t.Fatalf("apply with a client-only certificate: %v, want unauthorized", err)
+	}
+	if served.Load() != 0 {
+		t.Fatal("the apply of a client-only certificate ran")
+	}
+}
+
 // TestGuardProbeNotRefused: a connection closed before sending anything (a TCP
 // health probe) is not counted as a refusal.
 func TestGuardProbeNotRefused(t *testing.T) {
 	var served atomic.Int64
 	clusterTLS, _ := testCA(t, "cluster CA")
-	addr, _, refused := guarded(t, &Guard{TLS: clusterTLS, Secret: writeSecret(t, "0123456789abcdef")}, &served)
+	addr, _, refused := guarded(t, &Guard{TLS: clusterTLS, Secret: writeSecret(t, "0123456789abcdef0123456789abcdef")}, &served)
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c.Close()
 	// A second, authenticated call is served after the probe: the port goes on.
-	p := NewPeer(addr, &Guard{TLS: clusterTLS, Secret: writeSecret(t, "0123456789abcdef")})
+	p := NewPeer(addr, &Guard{TLS: clusterTLS, Secret: writeSecret(t, "0123456789abcdef0123456789abcdef")})
 	defer p.Close()
 	if _, err := p.Call(context.Background(), OpApply, nil, 5*time.Second); err != nil {
 		t.Fatal(err)
@@ -275,7 +314,7 @@ func TestGuardRotation(t *testing.T) {
 // error and the op never runs.
 func TestRawApplyRefused(t *testing.T) {
 	var served atomic.Int64
-	addr, _, _ := guarded(t, &Guard{Secret: writeSecret(t, "0123456789abcdef")}, &served)
+	addr, _, _ := guarded(t, &Guard{Secret: writeSecret(t, "0123456789abcdef0123456789abcdef")}, &served)
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)

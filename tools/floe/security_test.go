@@ -254,11 +254,11 @@ func TestTLSCluster(t *testing.T) {
 // refused; no log line holds the secret.
 func TestClusterSecret(t *testing.T) {
 	dir := t.TempDir()
-	secret := "s3cret-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-do-not-log"
+	secret := "s3cret-random-0123456789-" + strconv.FormatInt(time.Now().UnixNano(), 36) + "-do-not-log"
 	path := filepath.Join(dir, "secret")
 	mustOK(t, os.WriteFile(path, []byte(secret+"\n"), 0o600), "write secret")
 	other := filepath.Join(dir, "other")
-	mustOK(t, os.WriteFile(other, []byte("another-secret-of-enough-length\n"), 0o600), "write other secret")
+	mustOK(t, os.WriteFile(other, []byte("another-secret-of-enough-length-for-the-check\n"), 0o600), "write other secret")
 
 	c := startCluster(t, clusterOpts{args: []string{"--cluster-secret-file", path}})
 	writeThroughFollower(t, c, "secret", 20)
