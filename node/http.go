@@ -330,7 +330,11 @@ func (n *Node) routeArchive(mux router) {
 		return func(w http.ResponseWriter, r *http.Request) {
 			if !n.raft.IsLeader() {
 				if at := n.leaderHTTP(); at != "" {
-					http.Redirect(w, r, "http://"+at+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+					scheme := "http://"
+					if n.creds.clientTLS != nil {
+						scheme = "https://"
+					}
+					http.Redirect(w, r, scheme+at+r.URL.RequestURI(), http.StatusTemporaryRedirect)
 					return
 				}
 			}
