@@ -124,6 +124,16 @@ func (n *Node) removeExpiredFiles(gone map[segKey]bool) {
 // leaderEvery runs fn every interval (def when 0, never when negative) while this node
 // is the Raft leader, until the node closes.
 func (n *Node) leaderEvery(interval, def time.Duration, fn func()) {
+	n.every(interval, def, func() {
+		if n.raft.IsLeader() {
+			fn()
+		}
+	})
+}
+
+// every runs fn every interval (def when 0, never when negative) until the node
+// closes.
+func (n *Node) every(interval, def time.Duration, fn func()) {
 	if interval == 0 {
 		interval = def
 	}
@@ -138,9 +148,7 @@ func (n *Node) leaderEvery(interval, def time.Duration, fn func()) {
 			return
 		case <-t.C:
 		}
-		if n.raft.IsLeader() {
-			fn()
-		}
+		fn()
 	}
 }
 

@@ -73,7 +73,7 @@ type Config struct {
 	// makes them require client certificates from that CA. The ClusterTLS files turn
 	// on mutual TLS on the cluster port (Raft included); ClusterSecretFile a shared
 	// secret's challenge-response there. Every file is re-read by Reload and when it
-	// changes (checked every CredentialCheckInterval, default 10s).
+	// changes (checked every CredentialCheckInterval: 0, every 10s; negative, never).
 	TLSCert, TLSKey, TLSClientCA                string
 	ClusterTLSCert, ClusterTLSKey, ClusterTLSCA string
 	ClusterSecretFile                           string

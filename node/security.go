@@ -202,22 +202,11 @@ func (n *Node) authorizeHTTP(pattern string, h http.Handler) http.Handler {
 // credentialsLoop reloads the credentials when a file changes. A file that changed
 // but does not load (copied half-way) is tried again at every check.
 func (n *Node) credentialsLoop() {
-	every := n.cfg.CredentialCheckInterval
-	if every <= 0 {
-		every = defaultCredentialCheckInterval
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.ctx.Done():
-			return
-		case <-t.C:
-			if n.credentialsChanged() {
-				n.Reload()
-			}
+	n.every(n.cfg.CredentialCheckInterval, defaultCredentialCheckInterval, func() {
+		if n.credentialsChanged() {
+			n.Reload()
 		}
-	}
+	})
 }
 
 // secureClientListener wraps a client or HTTP listener in TLS when it is on.

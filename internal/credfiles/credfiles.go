@@ -128,16 +128,24 @@ func readMaterial(f Files) (*material, error) {
 	}
 	m := &material{cert: &cert}
 	if f.CA != "" {
-		pem, err := os.ReadFile(f.CA)
-		if err != nil {
-			return nil, fmt.Errorf("credfiles: cannot read the CA bundle: %w", err)
-		}
-		m.pool = x509.NewCertPool()
-		if !m.pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%w: %s", ErrNoCertificate, f.CA)
+		if m.pool, err = LoadPool(f.CA); err != nil {
+			return nil, err
 		}
 	}
 	return m, nil
+}
+
+// LoadPool reads a CA bundle: one or more PEM certificates.
+func LoadPool(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("credfiles: cannot read the CA bundle: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%w: %s", ErrNoCertificate, path)
+	}
+	return pool, nil
 }
 
 // Reload reads the files again. On error the material loaded before stays in use.

@@ -25,6 +25,18 @@ import (
 // into a new directory; it returns the loaded cluster TLS and the directory.
 func testCA(t *testing.T, name string) (*credfiles.TLS, string) {
 	t.Helper()
+	_, dir := newCA(t, name)
+	tl, err := credfiles.LoadTLS(nodeFiles(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tl, dir
+}
+
+// newCA makes a CA and writes its certificate and a node key pair into a new
+// directory.
+func newCA(t *testing.T, name string) (*certs.CA, string) {
+	t.Helper()
 	ca, err := certs.NewCA(name, time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -34,11 +46,7 @@ func testCA(t *testing.T, name string) (*credfiles.TLS, string) {
 	if err := os.WriteFile(filepath.Join(dir, "ca.crt"), ca.CertPEM(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	tl, err := credfiles.LoadTLS(nodeFiles(dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tl, dir
+	return ca, dir
 }
 
 // issue writes a new node key pair of ca into dir.
@@ -181,15 +189,7 @@ func acceptWithin(l *Listener, d time.Duration) (net.Conn, error) {
 // TestClientCertificateNotMember: a certificate of the cluster CA with client usage
 // only (floe certs --client, for the client port) is not a member of the cluster.
 func TestClientCertificateNotMember(t *testing.T) {
-	ca, err := certs.NewCA("cluster CA", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	issue(t, ca, dir)
-	if err := os.WriteFile(filepath.Join(dir, "ca.crt"), ca.CertPEM(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	ca, dir := newCA(t, "cluster CA")
 	nodeTLS, err := credfiles.LoadTLS(nodeFiles(dir))
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"floe/client"
+	"floe/internal/credfiles"
 )
 
 // clientSec is how a command authenticates to nodes as their client: the TLS flags
@@ -39,14 +39,11 @@ func (s *clientSec) tlsConfig() (*tls.Config, error) {
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: s.serverName}
 	if s.ca != "" {
-		pem, err := os.ReadFile(s.ca)
+		pool, err := credfiles.LoadPool(s.ca)
 		if err != nil {
 			return nil, fmt.Errorf("--tls-ca: %w", err)
 		}
-		cfg.RootCAs = x509.NewCertPool()
-		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--tls-ca: no certificate in %s", s.ca)
-		}
+		cfg.RootCAs = pool
 	}
 	if (s.cert == "") != (s.key == "") {
 		return nil, errors.New("--tls-cert and --tls-key go together")

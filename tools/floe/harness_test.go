@@ -248,33 +248,34 @@ func (c *cluster) addNodeWith(via int, args []string) int {
 
 // pause freezes node id with SIGSTOP: its sockets stay open but it answers nothing,
 // which cuts it off from the cluster on loopback without any privileges.
-func (c *cluster) pause(id int) {
-	c.t.Helper()
-	p := c.node(id)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil {
-		c.t.Fatalf("pause: node %d is not running", id)
-	}
-	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
-		c.t.Fatalf("pause node %d: %v", id, err)
-	}
-	p.paused = true
-}
+func (c *cluster) pause(id int) { c.notify(id, syscall.SIGSTOP, true) }
 
 // resume thaws a node frozen by pause with SIGCONT.
-func (c *cluster) resume(id int) {
+func (c *cluster) resume(id int) { c.notify(id, syscall.SIGCONT, false) }
+
+// hup sends SIGHUP to node id (the agent reloads its credentials).
+func (c *cluster) hup(id int) {
+	p := c.node(id)
+	p.mu.Lock()
+	paused := p.paused
+	p.mu.Unlock()
+	c.notify(id, syscall.SIGHUP, paused)
+}
+
+// notify sends sig to the running node id without waiting, and records whether it is
+// paused now.
+func (c *cluster) notify(id int, sig syscall.Signal, paused bool) {
 	c.t.Helper()
 	p := c.node(id)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.cmd == nil {
-		c.t.Fatalf("resume: node %d is not running", id)
+		c.t.Fatalf("%v: node %d is not running", sig, id)
 	}
-	if err := p.cmd.Process.Signal(syscall.SIGCONT); err != nil {
-		c.t.Fatalf("resume node %d: %v", id, err)
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		c.t.Fatalf("%v to node %d: %v", sig, id, err)
 	}
-	p.paused = false
+	p.paused = paused
 }
 
 // kill sends SIGKILL to node id and waits for it to die.

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -75,20 +74,6 @@ func (p *testPKI) clientTLS() *tls.Config {
 	pool := x509.NewCertPool()
 	pool.AddCert(p.ca.Certificate())
 	return &tls.Config{RootCAs: pool}
-}
-
-// hup sends SIGHUP to node id (the agent reloads its credentials).
-func (c *cluster) hup(id int) {
-	c.t.Helper()
-	p := c.node(id)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil {
-		c.t.Fatalf("hup: node %d is not running", id)
-	}
-	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		c.t.Fatal(err)
-	}
 }
 
 // counter returns the value of the series named exactly series (name and labels) on
