@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log"
 	"net/http"
 	"net/http/pprof"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -57,11 +59,31 @@ func (n *Node) newHTTPServer() *http.Server {
 	to := n.cfg.httpTimeouts()
 	return &http.Server{
 		Handler:           n.httpHandler(),
+		ErrorLog:          log.New(httpErrorLog{n}, "", 0),
 		ReadHeaderTimeout: to.readHeader,
 		ReadTimeout:       to.read,
 		WriteTimeout:      to.write,
 		IdleTimeout:       to.idle,
 	}
+}
+
+// httpErrorLog takes net/http's server log lines: a failed TLS handshake (not a
+// client that hung up before its hello) counts as a refusal of the HTTP listener; the
+// rest are logged at debug level.
+type httpErrorLog struct{ n *Node }
+
+func (l httpErrorLog) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	// net/http says so only in the text: "http: TLS handshake error from <addr>: <err>".
+	if rest, ok := strings.CutPrefix(line, "http: TLS handshake error from "); ok {
+		if !strings.HasSuffix(rest, ": EOF") {
+			addr, why, _ := strings.Cut(rest, ": ")
+			l.n.unauthorized("http", addr, errors.New("TLS handshake: "+why))
+		}
+		return len(p), nil
+	}
+	l.n.log.Debug("http server", "msg", line)
+	return len(p), nil
 }
 
 // extendWrite gives a handler that may take long d from now to write its reply,

@@ -149,6 +149,8 @@ type Config struct {
 	httpDeadlines httpTimeouts
 	// clientWriteTimeout replaces defaultClientWriteTimeout (tests shrink it).
 	clientWriteTimeout time.Duration
+	// authWait replaces defaultAuthWait (tests shrink it).
+	authWait time.Duration
 	// segmentFS is the file system under the segment files; nil means the OS's
 	// (tests inject faults with a segment.FaultFS).
 	segmentFS segment.FS

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -69,6 +70,14 @@ func (n *Node) loadCredentials() error {
 		c.tokensWatch = credfiles.NewWatch(cfg.AuthFile)
 		if c.tokens.Current().Len() == 0 {
 			n.log.Warn("the --auth-file lists no token: every client request but the health checks is refused", "file", cfg.AuthFile)
+		}
+	}
+	for _, f := range []struct{ flag, path string }{
+		{"--tls-key", cfg.TLSKey}, {"--cluster-tls-key", cfg.ClusterTLSKey},
+		{"--cluster-secret-file", cfg.ClusterSecretFile}, {"--auth-file", cfg.AuthFile},
+	} {
+		if fi, err := os.Stat(f.path); f.path != "" && err == nil && fi.Mode().Perm()&0o077 != 0 {
+			n.log.Warn("a credential file is readable by other users than its owner; chmod 600 it", "flag", f.flag, "file", f.path, "mode", fi.Mode().Perm().String())
 		}
 	}
 	guard := &rpc.Guard{TLS: c.clusterTLS, Secret: c.secret, Refused: func(remote string, err error) {

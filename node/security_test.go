@@ -1,15 +1,20 @@
 package node
 
 import (
+	"bufio"
 	"bytes"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"floe/auth"
+	"floe/client"
+	"floe/wire"
 )
 
 // syncBuffer is a bytes.Buffer safe for the node's goroutines to log into.
@@ -32,7 +37,7 @@ func (s *syncBuffer) String() string {
 
 // TestWarnExposed: a node whose client, HTTP or cluster port is bound beyond
 // loopback says so at start when nothing guards it, and not when tokens (client and
-// HTTP) or the secret (cluster) do.
+// HTTP) or the secret (cluster) do; a credential file others may read is named.
 func TestWarnExposed(t *testing.T) {
 	dir := t.TempDir()
 	tokens := filepath.Join(dir, "tokens")
@@ -47,13 +52,18 @@ func TestWarnExposed(t *testing.T) {
 	if err := os.WriteFile(secret, []byte("0123456789abcdef-0123456789abcdef-secret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	readable := filepath.Join(dir, "readable-secret")
+	if err := os.WriteFile(readable, []byte("0123456789abcdef-0123456789abcdef-secret\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
-		name                 string
-		guard                func(*Config)
-		wantClient, wantRaft bool
+		name                           string
+		guard                          func(*Config)
+		wantClient, wantRaft, wantMode bool
 	}{
-		{"open", func(*Config) {}, true, true},
-		{"guarded", func(c *Config) { c.AuthFile, c.ClusterSecretFile = tokens, secret }, false, false},
+		{"open", func(*Config) {}, true, true, false},
+		{"guarded", func(c *Config) { c.AuthFile, c.ClusterSecretFile = tokens, secret }, false, false, false},
+		{"readable secret", func(c *Config) { c.ClusterSecretFile = readable }, true, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var logs syncBuffer
@@ -69,6 +79,47 @@ func TestWarnExposed(t *testing.T) {
 			if got := strings.Contains(out, "cluster port is reachable beyond loopback"); got != tc.wantRaft {
 				t.Errorf("cluster port warning: %v, want %v\n%s", got, tc.wantRaft, out)
 			}
+			if got := strings.Contains(out, "readable by other users"); got != tc.wantMode {
+				t.Errorf("file mode warning: %v, want %v\n%s", got, tc.wantMode, out)
+			}
 		})
+	}
+}
+
+// TestAuthDeadline: with a token file, a client connection that has not sent AUTH
+// within the wait is answered ERR unauthorized and closed; one that authenticated in
+// time is served after the wait has passed.
+func TestAuthDeadline(t *testing.T) {
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	line, err := auth.Line("0123456789abcdef-token", auth.Admin, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tokens, []byte(line+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, func(c *Config) { c.AuthFile, c.authWait = tokens, 300*time.Millisecond })
+
+	early, err := client.Dialer{Token: "0123456789abcdef-token"}.Dial(n.ClientAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer early.Close()
+	late, err := net.Dial("tcp", n.ClientAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Close()
+	late.SetReadDeadline(time.Now().Add(10 * time.Second))
+	reply, err := wire.ReadFrame(bufio.NewReader(late), wire.MaxReply)
+	if err != nil || !strings.HasPrefix(string(reply), "ERR unauthorized: no AUTH within") {
+		t.Fatalf("a silent connection got %q, %v; want ERR unauthorized", reply, err)
+	}
+	if _, err := late.Read(make([]byte, 1)); err == nil {
+		t.Fatal("the silent connection stayed open")
+	}
+	// early opened before late, so its wait is over too.
+	if _, err := early.Metrics(); err != nil {
+		t.Fatalf("a connection that authenticated in time: %v", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -38,7 +39,17 @@ const (
 	maxRefusing = 64
 	// refuseLinger is how long a refused connection is kept to deliver its ERR frame.
 	refuseLinger = time.Second
+	// defaultAuthWait: with a token file, a client connection that has not
+	// authenticated this long after it opened is answered ERR and closed.
+	defaultAuthWait = 10 * time.Second
 )
+
+func (c Config) authWaitOrDefault() time.Duration {
+	if c.authWait > 0 {
+		return c.authWait
+	}
+	return defaultAuthWait
+}
 
 func (n *Node) acceptClients() {
 	rpc.AcceptLoop(n.clientLn, n.ctx.Done(), n.log, "client", n.metrics.acceptErrors.WithLabelValues("client").Inc, func(conn net.Conn) {
@@ -201,7 +212,13 @@ func (n *Node) serveClient(conn net.Conn) {
 	r := newConnReader(conn)
 	defer r.release()
 	seqs := map[string]*write.Sequence{} // per topic: keeps this connection's appends in order
-	cc := &clientConn{remote: conn.RemoteAddr().String(), replies: replies, seqs: seqs}
+	cc := &clientConn{conn: conn, remote: conn.RemoteAddr().String(), replies: replies, seqs: seqs}
+	if n.creds.tokens != nil {
+		// A connection that does not authenticate soon is closed: it would hold one
+		// of --max-connections without a right to use it.
+		cc.authDeadline = true
+		conn.SetReadDeadline(time.Now().Add(n.cfg.authWaitOrDefault()))
+	}
 	for {
 		frame, err := r.next(wire.MaxRequest)
 		switch {
@@ -210,6 +227,13 @@ func (n *Node) serveClient(conn net.Conn) {
 			replies.done(replies.add(64), errReply(err))
 			continue
 		case err != nil:
+			if cc.authDeadline && errors.Is(err, os.ErrDeadlineExceeded) {
+				err = fmt.Errorf("%w: no AUTH within %v", wire.ErrUnauthorized, n.cfg.authWaitOrDefault())
+				n.unauthorized("client", cc.remote, err)
+				budget.acquire(64)
+				replies.done(replies.add(64), errReply(err))
+				return
+			}
 			if !errors.Is(err, io.EOF) && n.ctx.Err() == nil {
 				n.log.Debug("client connection ended", "remote", conn.RemoteAddr().String(), "err", err)
 			}
@@ -224,10 +248,13 @@ func (n *Node) serveClient(conn net.Conn) {
 
 // clientConn is what a client connection's requests share.
 type clientConn struct {
+	conn    net.Conn
 	remote  string
 	replies *replyQueue
 	seqs    map[string]*write.Sequence // per topic: keeps the connection's appends in order
 	cred    auth.Credential            // from its last AUTH (zero: none)
+	// authDeadline: the connection's reads have the deadline of its first AUTH.
+	authDeadline bool
 }
 
 // errReply renders an error as the protocol's "ERR <reason>": the error's text
@@ -286,6 +313,10 @@ func (n *Node) authenticate(cc *clientConn, token string) []byte {
 		}
 	}
 	cc.cred = cred
+	if cc.authDeadline {
+		cc.authDeadline = false
+		cc.conn.SetReadDeadline(time.Time{})
+	}
 	return []byte("OK")
 }
 

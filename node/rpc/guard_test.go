@@ -336,3 +336,45 @@ func TestRawApplyRefused(t *testing.T) {
 		t.Fatal("the unauthenticated apply ran")
 	}
 }
+
+// TestRoutingBounded: connections that never say who they are hold at most maxRouting
+// routing slots; one more is closed at once, and the port serves again once they go.
+func TestRoutingBounded(t *testing.T) {
+	var served atomic.Int64
+	addr, _, _ := guarded(t, &Guard{Secret: writeSecret(t, "0123456789abcdef0123456789abcdef")}, &served)
+	var silent []net.Conn
+	defer func() {
+		for _, c := range silent {
+			c.Close()
+		}
+	}()
+	for range maxRouting {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		silent = append(silent, c)
+	}
+	// The accept loop takes them in order: once one more is closed at once, all the
+	// slots are held.
+	testenv.WaitForEvery(t, 10*time.Second, 10*time.Millisecond, "a connection over the bound closed at once", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		_, err = c.Read(make([]byte, 1))
+		return err != nil && !errors.Is(err, os.ErrDeadlineExceeded)
+	})
+	for _, c := range silent {
+		c.Close()
+	}
+	silent = nil
+	p := NewPeer(addr, &Guard{Secret: writeSecret(t, "0123456789abcdef0123456789abcdef")})
+	defer p.Close()
+	testenv.WaitForEvery(t, 10*time.Second, 20*time.Millisecond, "an authenticated call once the silent connections left", func() bool {
+		_, err := p.Call(context.Background(), OpApply, nil, time.Second)
+		return err == nil
+	})
+}

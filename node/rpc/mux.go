@@ -26,6 +26,7 @@ type Listener struct {
 	raftConns chan net.Conn
 	rpcConn   func(net.Conn)
 	guard     *Guard
+	routing   chan struct{} // one token per connection being routed (maxRouting)
 	log       *slog.Logger
 	failed    func() // counts a failed accept
 	closeOnce sync.Once
@@ -37,6 +38,12 @@ var _ raft.StreamLayer = (*Listener)(nil)
 // routeTimeout bounds the wait for a new connection's first byte and its
 // authentication (Guard).
 const routeTimeout = 10 * time.Second
+
+// maxRouting bounds the connections being routed at once (read their first byte,
+// authenticated); past it a new connection is closed at once, so that peers that never
+// finish, unauthenticated, cannot take every file descriptor of the node. A member's
+// dial that meets the bound fails and is retried like any failed dial.
+const maxRouting = 256
 
 // NewListener serves ln: Raft connections go to Accept, RPC connections to rpc (on a
 // goroutine of their own), each once guard authenticated it (nil: no authentication);
@@ -51,7 +58,7 @@ func NewListener(ln net.Listener, advertise string, guard *Guard, rpc func(net.C
 		return nil, errors.New("rpc: advertised raft address must be routable, not " + advertise)
 	}
 	c := &Listener{
-		ln: ln, advertise: adv, raftConns: make(chan net.Conn, 16), rpcConn: rpc, guard: guard, log: log, failed: failed, closed: make(chan struct{}),
+		ln: ln, advertise: adv, raftConns: make(chan net.Conn, 16), rpcConn: rpc, guard: guard, routing: make(chan struct{}, maxRouting), log: log, failed: failed, closed: make(chan struct{}),
 	}
 	go c.serve()
 	return c, nil
@@ -60,13 +67,23 @@ func NewListener(ln net.Listener, advertise string, guard *Guard, rpc func(net.C
 // serve accepts until Close; running out of file descriptors only pauses it (see
 // AcceptLoop).
 func (c *Listener) serve() {
-	AcceptLoop(c.ln, c.closed, c.log, "cluster", c.failed, func(conn net.Conn) { go c.route(conn) })
+	AcceptLoop(c.ln, c.closed, c.log, "cluster", c.failed, func(conn net.Conn) {
+		select {
+		case c.routing <- struct{}{}:
+		default:
+			conn.Close() // maxRouting connections have not said who they are yet
+			return
+		}
+		go c.route(conn)
+	})
 }
 
 // route authenticates conn (Guard) and hands it to the protocol its first byte names.
+// It holds one of the routing tokens until then.
 func (c *Listener) route(conn net.Conn) {
 	conn.SetDeadline(time.Now().Add(routeTimeout))
 	conn, kind, err := c.guard.accept(conn)
+	<-c.routing
 	if err != nil {
 		conn.Close()
 		return

@@ -127,15 +127,17 @@ func agentCmd() *cobra.Command {
 			if f.cfg.DataDir, err = filepath.Abs(f.cfg.DataDir); err != nil {
 				return err
 			}
+			// SIGHUP is taken from here on, so that one sent while the node starts does
+			// not kill it; it reloads once the node is up (the start read the files).
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
 			n, err := node.Start(f.cfg)
 			if err != nil {
 				return err
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			hup := make(chan os.Signal, 1)
-			signal.Notify(hup, syscall.SIGHUP)
-			defer signal.Stop(hup)
 			for ctx.Err() == nil {
 				select {
 				case <-hup:

@@ -198,6 +198,15 @@ func TestTLSCluster(t *testing.T) {
 		t.Fatalf("a plain client's REGISTER = %q, %v; want ERR unauthorized", reply, err)
 	}
 
+	// A client that does not trust the nodes' CA fails its handshake with the HTTP
+	// port, which counts it.
+	if _, err := http.Get(fmt.Sprintf("https://127.0.0.1:%d/healthz", c.node(1).httpPort)); err == nil {
+		t.Fatal("an HTTPS client without the CA was served")
+	}
+	c.waitFor(10*time.Second, "the failed HTTP handshake counted", func() bool {
+		return c.counter(1, `floe_unauthorized_total{listener="http"}`) >= 1
+	})
+
 	foreign := newTestPKI(t, "another CA")
 	checkStrangers(t, c, map[string][]string{
 		"another CA": append(foreign.clusterArgs(), foreign.clientArgs()...),
