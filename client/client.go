@@ -103,6 +103,10 @@ func (c *Conn) Close() error { return c.conn.Close() }
 // RemoteAddr is the node's address.
 func (c *Conn) RemoteAddr() string { return c.conn.RemoteAddr().String() }
 
+// SetDeadline bounds the connection's reads and writes (zero: none), for pipelining
+// with Send and Recv; Do sets its own from Timeout.
+func (c *Conn) SetDeadline(t time.Time) error { return c.conn.SetDeadline(t) }
+
 // Send buffers one request frame (pipelining; call Flush, then Recv once per Send).
 func (c *Conn) Send(req []byte) error { return wire.WriteFrame(c.w, req) }
 

@@ -1,10 +1,9 @@
 package localstack
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net"
+	"net/http"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,7 +15,6 @@ import (
 	"floe/client"
 	"floe/internal/testenv"
 	"floe/tiering"
-	"floe/wire"
 )
 
 // Settings of the test stack (environment of docker-compose.yml).
@@ -40,12 +38,14 @@ const (
 // cluster is the compose stack of docker-compose.yml started by a test, on free host ports.
 type cluster struct {
 	*stack
-	client [4]string // published client address of node n (index 1..3)
-	http   [4]string // base URL of node n's published HTTP API
-	minio  string    // published MinIO S3 endpoint
+	acc     *access   // TLS and the admin token
+	secrets string    // the stack's credentials (stack.sh secrets)
+	client  [4]string // published client address of node n (index 1..3)
+	http    [4]string // base URL of node n's published HTTP API
+	minio   string    // published MinIO S3 endpoint
 }
 
-func (c *cluster) conn(t *testing.T, n int) *client.Conn { return mustDial(t, c.client[n]) }
+func (c *cluster) conn(t *testing.T, n int) *client.Conn { return c.acc.mustDial(t, c.client[n]) }
 
 func (c *cluster) addrs() []string { return []string{c.client[1], c.client[2], c.client[3]} }
 
@@ -56,11 +56,11 @@ func (c *cluster) waitReady(t *testing.T, timeout time.Duration) int {
 	var leader uint64
 	testenv.WaitForEvery(t, timeout, composePoll, "every node ready (/readyz) and one Raft leader with 3 voters", func() bool {
 		for n := 1; n <= 3; n++ {
-			if _, err := httpGet(c.http[n] + "/readyz"); err != nil {
+			if _, err := c.acc.httpGet(c.http[n] + "/readyz"); err != nil {
 				return false
 			}
 		}
-		l, ok := clusterFormed(c.addrs())
+		l, ok := c.acc.clusterFormed(c.addrs())
 		leader = l
 		return ok
 	})
@@ -69,7 +69,7 @@ func (c *cluster) waitReady(t *testing.T, timeout time.Duration) int {
 
 func (c *cluster) state(t *testing.T, n int, topic string) *client.TopicState {
 	t.Helper()
-	conn, err := dial(c.client[n])
+	conn, err := c.acc.dial(c.client[n])
 	if err != nil {
 		t.Fatalf("node %d: %v", n, err)
 	}
@@ -108,37 +108,36 @@ func entry(i int) string { return fmt.Sprintf("entry-%05d", i) }
 // putRange appends entry(from) .. entry(to-1) to topic with the Walrus protocol's PUT,
 // in pipelined batches of 100, each batch through the next of addrs, one batch after the
 // other: entry(i) lands at offset i of a topic that was empty.
-func putRange(t *testing.T, addrs []string, topic string, from, to int) {
+func (c *cluster) putRange(t *testing.T, topic string, from, to int) {
 	t.Helper()
 	const batch = 100
+	addrs := c.addrs()
 	for i, k := from, 0; i < to; i, k = i+batch, k+1 {
 		addr := addrs[k%len(addrs)]
 		n := min(batch, to-i)
-		if err := pipelinePuts(addr, topic, i, n); err != nil {
+		if err := c.pipelinePuts(addr, topic, i, n); err != nil {
 			t.Fatalf("PUT %s %s..%s through %s: %v", topic, entry(i), entry(i+n-1), addr, err)
 		}
 	}
 }
 
-func pipelinePuts(addr, topic string, from, n int) error {
-	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+func (c *cluster) pipelinePuts(addr, topic string, from, n int) error {
+	conn, err := c.acc.dial(addr)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	nc.SetDeadline(time.Now().Add(2 * time.Minute))
-	w := bufio.NewWriter(nc)
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(2 * time.Minute))
 	for j := 0; j < n; j++ {
-		if err := wire.WriteFrame(w, []byte("PUT "+topic+" "+entry(from+j))); err != nil {
+		if err := conn.Send([]byte("PUT " + topic + " " + entry(from+j))); err != nil {
 			return err
 		}
 	}
-	if err := w.Flush(); err != nil {
+	if err := conn.Flush(); err != nil {
 		return err
 	}
-	r := bufio.NewReader(nc)
 	for j := 0; j < n; j++ {
-		reply, err := wire.ReadFrame(r, wire.MaxReply)
+		reply, err := conn.Recv()
 		if err != nil {
 			return err
 		}
@@ -151,7 +150,7 @@ func pipelinePuts(addr, topic string, from, n int) error {
 
 // checkEntries reads topic [0, end) through node n and compares with entry(i) at offset i.
 func (c *cluster) checkEntries(t *testing.T, n int, topic string, end int) error {
-	conn, err := dial(c.client[n])
+	conn, err := c.acc.dial(c.client[n])
 	if err != nil {
 		return err
 	}
@@ -174,7 +173,7 @@ func (c *cluster) checkEntries(t *testing.T, n int, topic string, end int) error
 
 func (c *cluster) remoteReads(t *testing.T, n int) float64 {
 	t.Helper()
-	page, err := httpGet(c.http[n] + "/metrics")
+	page, err := c.acc.httpGet(c.http[n] + "/metrics")
 	if err != nil {
 		t.Fatalf("node %d /metrics: %v", n, err)
 	}
@@ -193,7 +192,7 @@ func (c *cluster) waitCaughtUp(t *testing.T, n int) {
 	t.Helper()
 	k := 0
 	waitNoErr(t, 2*time.Minute, fmt.Sprintf("a REGISTER through node %d", n), func() error {
-		conn, err := dial(c.client[n])
+		conn, err := c.acc.dial(c.client[n])
 		if err != nil {
 			return err
 		}
@@ -221,8 +220,10 @@ func TestComposeStack(t *testing.T) {
 	t.Logf("images built in %v", time.Since(began).Round(time.Millisecond))
 
 	p := testenv.FreePorts(t, 8)
-	c := &cluster{minio: fmt.Sprintf("http://127.0.0.1:%d", p[6])}
+	c := &cluster{minio: fmt.Sprintf("http://127.0.0.1:%d", p[6]), secrets: makeSecrets(t)}
+	c.acc = secure(t, c.secrets)
 	env := []string{
+		"FLOE_SECRETS_DIR=" + c.secrets,
 		"FLOE_IMAGE=" + testFloeImage, "FLOE_MINIO_IMAGE=" + testMinioImage,
 		"FLOE_HOST_IP=127.0.0.1",
 		"FLOE_MINIO_API_PORT=" + strconv.Itoa(p[6]), "FLOE_MINIO_CONSOLE_PORT=" + strconv.Itoa(p[7]),
@@ -233,7 +234,7 @@ func TestComposeStack(t *testing.T) {
 	}
 	for n := 1; n <= 3; n++ {
 		c.client[n] = fmt.Sprintf("127.0.0.1:%d", p[n-1])
-		c.http[n] = fmt.Sprintf("http://127.0.0.1:%d", p[n+2])
+		c.http[n] = fmt.Sprintf("https://127.0.0.1:%d", p[n+2])
 		env = append(env, fmt.Sprintf("FLOE_NODE%d_CLIENT_PORT=%d", n, p[n-1]), fmt.Sprintf("FLOE_NODE%d_HTTP_PORT=%d", n, p[n+2]))
 	}
 	file, err := filepath.Abs("docker-compose.yml")
@@ -247,9 +248,11 @@ func TestComposeStack(t *testing.T) {
 	c.waitReady(t, 3*time.Minute)
 	t.Logf("stack %s up and ready in %v", c.project, time.Since(phase).Round(time.Millisecond))
 
+	c.refusesStrangers(t)
 	total := c.nodeLoss(t)
 	c.partition(t)
 	c.stopStart(t, total)
+	c.logsHoldNoSecret(t)
 
 	// Tear down explicitly and check that nothing of the project is left, volumes
 	// included. (The cleanup does the same when the test fails before this point.)
@@ -275,7 +278,7 @@ func (c *cluster) nodeLoss(t *testing.T) int {
 	if err := c.conn(t, 1).Register(topic); err != nil {
 		t.Fatalf("REGISTER %s: %v", topic, err)
 	}
-	putRange(t, c.addrs(), topic, 0, total)
+	c.putRange(t, topic, 0, total)
 
 	// Wait until every sealed segment is archived: in MinIO and still local (tier both).
 	var st *client.TopicState
@@ -371,6 +374,39 @@ func (c *cluster) nodeLoss(t *testing.T) int {
 	return total
 }
 
+// refusesStrangers checks the stack's security from the host: a client without the
+// token is refused, one without TLS is told the port takes TLS only, and the HTTP API
+// wants the token.
+func (c *cluster) refusesStrangers(t *testing.T) {
+	t.Helper()
+	noToken := *c.acc
+	noToken.dialer.Token = ""
+	conn := noToken.mustDial(t, c.client[1])
+	if err := conn.Put("stranger", []byte("x")); err == nil || !strings.Contains(err.Error(), "unauthorized") {
+		t.Fatalf("PUT without a token: %v, want unauthorized", err)
+	}
+	raw := plain.mustDial(t, c.client[1])
+	if reply, err := raw.Do([]byte("METRICS")); err != nil || !strings.HasPrefix(string(reply), "ERR unauthorized") {
+		t.Fatalf("a plain client: %q, %v; want ERR unauthorized", reply, err)
+	}
+	noToken.http = &http.Client{Timeout: 5 * time.Second, Transport: c.acc.http.Transport.(bearer).next}
+	if _, err := noToken.httpGet(c.http[1] + "/v1/cluster"); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("GET /v1/cluster without a token: %v, want 401", err)
+	}
+}
+
+// logsHoldNoSecret checks that no container logged the admin token or key material.
+func (c *cluster) logsHoldNoSecret(t *testing.T) {
+	t.Helper()
+	logs := c.must(2*time.Minute, "logs", "--no-color")
+	if strings.Contains(logs, c.acc.dialer.Token) {
+		t.Fatal("a container logged the admin token")
+	}
+	if strings.Contains(logs, "PRIVATE KEY") {
+		t.Fatal("a container logged key material")
+	}
+}
+
 // partition cuts the Raft leader off the compose network (docker network disconnect):
 // it must stop acknowledging writes within the lease, while the two others elect a
 // leader and go on taking writes; then it is reconnected and everything acknowledged is
@@ -386,7 +422,7 @@ func (c *cluster) partition(t *testing.T) {
 
 	id := c.container(fmt.Sprintf("node%d", x))
 	// The cut-off node is reached through its own loopback, inside its container.
-	sh := startShell(t, id, fmt.Sprintf("127.0.0.1:909%d", x))
+	sh := startShell(t, id, fmt.Sprintf("127.0.0.1:909%d", x), "FLOE_TOKEN="+c.acc.dialer.Token)
 	acked := map[string]map[string]bool{minTopic: {}, majTopic: {}}
 	seq := 0
 	putMin := func() string {
@@ -474,7 +510,7 @@ func (c *cluster) partition(t *testing.T) {
 
 	// The majority: elects a leader among itself and goes on.
 	testenv.WaitForEvery(t, 60*time.Second, composePoll, fmt.Sprintf("nodes %d and the other majority node to elect a leader other than %d", m, x), func() bool {
-		mm := metrics(c.client[m])
+		mm := c.acc.metrics(c.client[m])
 		return mm != nil && mm.CurrentLeader != nil && int(*mm.CurrentLeader) != x
 	})
 	testenv.WaitForEvery(t, 60*time.Second, composePoll, fmt.Sprintf("PUT %s through node %d while node %d is cut off", majTopic, m, x), func() bool {
@@ -549,7 +585,7 @@ func (c *cluster) stopStart(t *testing.T, total int) {
 	if err := c.conn(t, 1).Register(topic); err != nil {
 		t.Fatalf("REGISTER %s: %v", topic, err)
 	}
-	putRange(t, c.addrs(), topic, 0, 50)
+	c.putRange(t, topic, 0, 50)
 	conns := []*client.Conn{nil, c.conn(t, 1), c.conn(t, 2), c.conn(t, 3)}
 	for i := 0; i < 20; i++ {
 		n := i%3 + 1
@@ -579,7 +615,7 @@ func (c *cluster) stopStart(t *testing.T, total int) {
 		var p []byte
 		var ok bool
 		waitNoErr(t, time.Minute, fmt.Sprintf("GET %s through node %d after the restart", topic, n), func() error {
-			conn, err := dial(c.client[n])
+			conn, err := c.acc.dial(c.client[n])
 			if err != nil {
 				return err
 			}

@@ -3,6 +3,9 @@
 // offline from static binaries (Dockerfile.floe, Dockerfile.minio), the helper behind the
 // Makefile's images and compose-* targets (stack.sh), Distributed Walrus's own compose
 // layout running floe's image (walrus/docker-compose.yml), and their end-to-end tests.
+// The stack runs secured (mutual TLS between nodes, TLS and an admin token on the client
+// and HTTP ports) with credentials stack.sh makes; Walrus's layout runs open, as
+// Walrus's own does.
 //
 // The tests drive a real Docker engine. They run when FLOE_COMPOSE_TEST=1 (make
 // test-compose, and make test when `docker info` answers; .ci/run requires the engine), in

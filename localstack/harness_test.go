@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -70,6 +72,26 @@ var (
 	imagesErr  error
 )
 
+// testFloeBin is the floe binary buildImages built (bin/floe-localstack).
+var testFloeBin string
+
+// makeSecrets makes a stack's credentials with stack.sh secrets (after buildImages) in a
+// new directory, readable by the nodes' uid, and returns it.
+func makeSecrets(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "floe-secrets-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	cmd := exec.Command(filepath.Join("..", "localstack", "stack.sh"), "secrets", dir)
+	cmd.Env = append(os.Environ(), "FLOE_BIN="+testFloeBin)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("stack.sh secrets: %v\n%s", err, out)
+	}
+	return dir
+}
+
 // buildImages builds floe from this checkout (static) and both images, once per test
 // binary, with localstack/stack.sh: the same path as `make images`.
 func buildImages(t *testing.T) {
@@ -91,7 +113,8 @@ func buildImages(t *testing.T) {
 			return
 		}
 		defer os.RemoveAll(dir)
-		floe := filepath.Join(dir, "floe")
+		// Kept after the build: stack.sh secrets runs it too.
+		floe := filepath.Join(root, "bin", "floe-localstack")
 		build := exec.Command("go", "build", "-trimpath", "-o", floe, "./tools/floe")
 		build.Dir = root
 		build.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -109,6 +132,7 @@ func buildImages(t *testing.T) {
 		if out, err := cmd.CombinedOutput(); err != nil {
 			imagesErr = fmt.Errorf("stack.sh images: %v\n%s", err, out)
 		}
+		testFloeBin = floe
 	})
 	if imagesErr != nil {
 		t.Fatal(imagesErr)
@@ -265,9 +289,55 @@ func waitNoErr(t *testing.T, timeout time.Duration, what string, fn func() error
 	}
 }
 
+// access is how a test reaches a stack's published ports: plainly (the Walrus layout,
+// plain), or over TLS with a token (the localstack stack, see secure).
+type access struct {
+	dialer client.Dialer
+	http   *http.Client
+}
+
+// plain reaches a stack without TLS or tokens.
+var plain = &access{http: &http.Client{Timeout: 5 * time.Second}}
+
+// secure reaches a stack whose credentials stack.sh secrets made in dir: TLS trusting
+// its CA, and its admin token (on the Walrus protocol and as a Bearer token).
+func secure(t *testing.T, dir string) *access {
+	t.Helper()
+	pem, err := os.ReadFile(filepath.Join(dir, "certs", "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatalf("no certificate in %s/certs/ca.crt", dir)
+	}
+	token, err := os.ReadFile(filepath.Join(dir, "admin.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsCfg := &tls.Config{RootCAs: pool}
+	tok := strings.TrimSpace(string(token))
+	return &access{
+		dialer: client.Dialer{TLS: tlsCfg, Token: tok},
+		http:   &http.Client{Timeout: 5 * time.Second, Transport: bearer{tok, &http.Transport{TLSClientConfig: tlsCfg}}},
+	}
+}
+
+// bearer adds the token to every request.
+type bearer struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.next.RoundTrip(r)
+}
+
 // dial connects to one node's published client port.
-func dial(addr string) (*client.Conn, error) {
-	c, err := client.Dial(addr)
+func (a *access) dial(addr string) (*client.Conn, error) {
+	c, err := a.dialer.Dial(addr)
 	if err != nil {
 		return nil, err
 	}
@@ -275,9 +345,9 @@ func dial(addr string) (*client.Conn, error) {
 	return c, nil
 }
 
-func mustDial(t *testing.T, addr string) *client.Conn {
+func (a *access) mustDial(t *testing.T, addr string) *client.Conn {
 	t.Helper()
-	c, err := dial(addr)
+	c, err := a.dial(addr)
 	if err != nil {
 		t.Fatalf("dial %s: %v", addr, err)
 	}
@@ -286,8 +356,8 @@ func mustDial(t *testing.T, addr string) *client.Conn {
 }
 
 // metrics returns METRICS from addr, nil if it does not answer.
-func metrics(addr string) *client.Metrics {
-	c, err := dial(addr)
+func (a *access) metrics(addr string) *client.Metrics {
+	c, err := a.dial(addr)
 	if err != nil {
 		return nil
 	}
@@ -301,9 +371,9 @@ func metrics(addr string) *client.Metrics {
 }
 
 // clusterFormed reports whether every addr sees the same Raft leader and three voters.
-func clusterFormed(addrs []string) (leader uint64, ok bool) {
-	for _, a := range addrs {
-		m := metrics(a)
+func (a *access) clusterFormed(addrs []string) (leader uint64, ok bool) {
+	for _, addr := range addrs {
+		m := a.metrics(addr)
 		if m == nil || m.CurrentLeader == nil {
 			return 0, false
 		}
@@ -320,9 +390,8 @@ func clusterFormed(addrs []string) (leader uint64, ok bool) {
 }
 
 // httpGet returns the body of a 200 reply, or an error.
-func httpGet(url string) ([]byte, error) {
-	hc := &http.Client{Timeout: 5 * time.Second}
-	resp, err := hc.Get(url)
+func (a *access) httpGet(url string) ([]byte, error) {
+	resp, err := a.http.Get(url)
 	if err != nil {
 		return nil, err
 	}
@@ -389,9 +458,15 @@ type shell struct {
 	lines chan string
 }
 
-func startShell(t *testing.T, container, addr string) *shell {
+// env holds NAME=value settings for the shell's process in the container (its token).
+func startShell(t *testing.T, container, addr string, env ...string) *shell {
 	t.Helper()
-	cmd := exec.Command("docker", "exec", "-i", container, "/usr/local/bin/floe", "shell", "--addr", addr)
+	args := []string{"exec", "-i"}
+	for _, e := range env {
+		args = append(args, "-e", e)
+	}
+	args = append(args, container, "/usr/local/bin/floe", "shell", "--addr", addr)
+	cmd := exec.Command("docker", args...)
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -3,8 +3,13 @@
 # compose-logs targets (see README.md, "Docker compose (localstack)").
 #
 #   stack.sh images   build floe:dev and floe-minio:dev offline, from static binaries
-#   stack.sh up       start the stack, wait until every service is healthy and every node
-#                     ready, print the endpoints
+#   stack.sh secrets [dir]
+#                     make the stack's credentials in dir (default $FLOE_SECRETS_DIR, else
+#                     localstack/.secrets) unless they are there: a CA and a node
+#                     certificate (floe certs), an admin token and the token file holding
+#                     its digest (floe auth)
+#   stack.sh up       make the credentials, start the stack, wait until every service is
+#                     healthy and every node ready, print the endpoints
 #   stack.sh down     stop and remove the stack, its network and its volumes
 #   stack.sh logs     follow the logs
 #   stack.sh ps       list the containers
@@ -37,6 +42,40 @@ official)
 esac
 
 die() { echo "localstack: $*" >&2; exit 1; }
+
+export FLOE_SECRETS_DIR=${FLOE_SECRETS_DIR:-$here/.secrets}
+
+# secrets dir: the stack's credentials, made once and kept (compose-down leaves them, so
+# that clients keep trusting the same CA; remove the directory to start over). The nodes
+# run as uid 65532 and read the keys through a read-only bind mount: as root, the keys
+# and the token file are given to that uid (mode 0600); otherwise they are made
+# readable by every local user (0644), and the nodes say so in their logs.
+secrets() {
+	local dir=$1
+	[ -x "$FLOE_BIN" ] || die "$FLOE_BIN is missing: run 'make build'"
+	mkdir -p "$dir"
+	if [ ! -f "$dir/certs/node.crt" ]; then
+		"$FLOE_BIN" certs --dir "$dir/certs" --node node=node1,node2,node3,localhost,127.0.0.1 >/dev/null
+	fi
+	if [ ! -f "$dir/admin.token" ]; then
+		(umask 077 && "$FLOE_BIN" auth token >"$dir/admin.token.tmp") && mv "$dir/admin.token.tmp" "$dir/admin.token"
+	fi
+	if [ ! -f "$dir/tokens" ]; then
+		{
+			echo "# floe localstack: the admin token ($dir/admin.token)"
+			"$FLOE_BIN" auth hash --role admin <"$dir/admin.token"
+		} >"$dir/tokens.tmp"
+		mv "$dir/tokens.tmp" "$dir/tokens"
+	fi
+	chmod 0755 "$dir" "$dir/certs"
+	chmod 0644 "$dir/certs/ca.crt" "$dir/certs/node.crt"
+	if [ "$(id -u)" = 0 ]; then
+		chown 65532:65532 "$dir/certs/node.key" "$dir/tokens"
+		chmod 0600 "$dir/certs/node.key" "$dir/tokens"
+	else
+		chmod 0644 "$dir/certs/node.key" "$dir/tokens"
+	fi
+}
 
 compose() {
 	if [ -z "${COMPOSE:-}" ]; then
@@ -129,8 +168,8 @@ wait_up() {
 	local n port
 	for n in 1 2 3; do
 		port=$(hport "FLOE_NODE${n}_HTTP_PORT" $((9180 + n)))
-		until "$FLOE_BIN" healthcheck --url "http://$(hhost):$port/readyz" >/dev/null 2>&1; do
-			[ $SECONDS -ge $deadline ] && die "node$n is not ready: http://$(hhost):$port/readyz"
+		until "$FLOE_BIN" healthcheck --tls-ca "$FLOE_SECRETS_DIR/certs/ca.crt" --url "https://$(hhost):$port/readyz" >/dev/null 2>&1; do
+			[ $SECONDS -ge $deadline ] && die "node$n is not ready: https://$(hhost):$port/readyz"
 			sleep 1
 		done
 	done
@@ -153,18 +192,22 @@ endpoints() {
 
 floe localstack is up (compose project "$project").
 
-  floe client (Walrus protocol)  $h:$c1  $h:$c2  $h:$c3
-  floe HTTP API (/healthz, /readyz, /metrics, /v1/...)
-                                 http://$h:$(hport FLOE_NODE1_HTTP_PORT 9181)  http://$h:$(hport FLOE_NODE2_HTTP_PORT 9182)  http://$h:$(hport FLOE_NODE3_HTTP_PORT 9183)
+  floe client (Walrus protocol, TLS, AUTH first)
+                                 $h:$c1  $h:$c2  $h:$c3
+  floe HTTP API (/healthz, /readyz, /metrics, /v1/...; Bearer token)
+                                 https://$h:$(hport FLOE_NODE1_HTTP_PORT 9181)  https://$h:$(hport FLOE_NODE2_HTTP_PORT 9182)  https://$h:$(hport FLOE_NODE3_HTTP_PORT 9183)
+  credentials                    $FLOE_SECRETS_DIR (CA certs/ca.crt, admin.token)
   MinIO S3 API                   http://$h:$(hport FLOE_MINIO_API_PORT 9000)
   MinIO console                  http://$h:$(hport FLOE_MINIO_CONSOLE_PORT 9001)   user ${MINIO_ROOT_USER:-minioadmin}, password ${MINIO_ROOT_PASSWORD:-minioadmin}
   archive                        s3://floe/cluster (bucket "floe", prefix "cluster/")
 
 Try (the client subcommands default to 127.0.0.1:9091,9092,9093; else pass --addr):
+  export FLOE_TLS_CA=$FLOE_SECRETS_DIR/certs/ca.crt FLOE_TOKEN=\$(cat $FLOE_SECRETS_DIR/admin.token)
   bin/floe register demo
   bin/floe put --addr $h:$c1 demo hello world
   bin/floe get --addr $h:$c2 demo
   bin/floe state --addr $h:$c3 demo
+  curl --cacert $FLOE_SECRETS_DIR/certs/ca.crt -H "Authorization: Bearer \$FLOE_TOKEN" https://$h:$(hport FLOE_NODE1_HTTP_PORT 9181)/v1/cluster
 
   make compose-logs    # follow the logs
   make compose-down    # remove the stack and its volumes
@@ -173,7 +216,9 @@ EOF
 
 case "${1:-}" in
 images) images ;;
+secrets) secrets "${2:-$FLOE_SECRETS_DIR}" ;;
 up)
+	secrets "$FLOE_SECRETS_DIR"
 	compose up -d
 	wait_up
 	endpoints
@@ -182,5 +227,5 @@ wait) wait_up ;;
 down) compose down -v --remove-orphans ;;
 logs) compose logs -f --tail 100 ;;
 ps) compose ps ;;
-*) die "usage: $0 images|up|wait|down|logs|ps" ;;
+*) die "usage: $0 images|secrets [dir]|up|wait|down|logs|ps" ;;
 esac

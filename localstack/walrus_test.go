@@ -85,11 +85,11 @@ func TestWalrusDropIn(t *testing.T) {
 	}
 	var leader uint64
 	testenv.WaitForEvery(t, 2*time.Minute, composePoll, "the Walrus-layout cluster to form (3 voters, one leader)", func() bool {
-		l, ok := clusterFormed(addrs)
+		l, ok := plain.clusterFormed(addrs)
 		leader = l
 		return ok
 	})
-	m := metrics(addrs[0])
+	m := plain.metrics(addrs[0])
 	for id, addr := range m.MembershipConfig.Membership.Nodes {
 		if want := "node" + id + ":600" + id; addr != want {
 			t.Errorf("METRICS: node %s advertises %q, want %q (the hostname, as in Walrus)", id, addr, want)
@@ -99,7 +99,7 @@ func TestWalrusDropIn(t *testing.T) {
 
 	// The Walrus protocol, each request through another node.
 	const topic = "walrus-logs"
-	c1, c2, c3 := mustDial(t, addrs[0]), mustDial(t, addrs[1]), mustDial(t, addrs[2])
+	c1, c2, c3 := plain.mustDial(t, addrs[0]), plain.mustDial(t, addrs[1]), plain.mustDial(t, addrs[2])
 	if err := c2.Register(topic); err != nil {
 		t.Fatalf("REGISTER through node 2: %v", err)
 	}
