@@ -3,6 +3,7 @@ package node
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"os"
@@ -14,6 +15,8 @@ import (
 
 	"floe/auth"
 	"floe/client"
+	"floe/internal/certs"
+	"floe/internal/testenv"
 	"floe/wire"
 )
 
@@ -122,4 +125,39 @@ func TestAuthDeadline(t *testing.T) {
 	if _, err := early.Metrics(); err != nil {
 		t.Fatalf("a connection that authenticated in time: %v", err)
 	}
+}
+
+// TestCertificateReloadedOnChange: without a SIGHUP, a node takes a renewed client
+// port certificate once its files change (checked every CredentialCheckInterval).
+func TestCertificateReloadedOnChange(t *testing.T) {
+	ca, err := certs.NewCA("test CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	issue := func() {
+		cert, key, err := ca.Issue(certs.Request{CommonName: "node", Hosts: []string{"127.0.0.1"}, ValidFor: time.Hour, Client: true, Server: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := certs.WritePair(dir, "node", cert, key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	issue()
+	n := startNode(t, func(c *Config) {
+		c.TLSCert, c.TLSKey = certs.CertPath(dir, "node"), certs.KeyPath(dir, "node")
+		c.CredentialCheckInterval = 20 * time.Millisecond
+	})
+	serial := func() string {
+		conn, err := tls.Dial("tcp", n.ClientAddr(), &tls.Config{RootCAs: ca.Pool()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	before := serial()
+	issue()
+	testenv.WaitFor(t, 10*time.Second, "the renewed certificate presented", func() bool { return serial() != before })
 }

@@ -53,6 +53,7 @@ of --topic over one connection and prints their median and max.`,
 	}
 	fs := c.Flags()
 	addrFlag(c, &o.addr)
+	o.sec.flags(fs)
 	fs.StringVar(&o.topic, "topic", "bench", "topic to write (registered if missing)")
 	fs.IntVar(&o.conns, "connections", 16, "concurrent connections")
 	fs.IntVar(&o.size, "size", 1024, "payload bytes")
@@ -72,16 +73,16 @@ of --topic over one connection and prints their median and max.`,
 
 // createReplicated creates topics with replication factor replicas through the
 // HTTP API of the first of httpAddrs (PUT /v1/topics/{topic}).
-func createReplicated(httpAddrs string, topics []string, replicas int) error {
+func createReplicated(sec clientSec, httpAddrs string, topics []string, replicas int) error {
 	at := strings.TrimSpace(strings.Split(httpAddrs, ",")[0])
 	if at == "" {
 		return errors.New("--replicas needs --http: topics are created with a replication factor through the HTTP API")
 	}
-	api := &clusterAPI{addr: at, timeout: time.Minute}
+	api := &clusterAPI{addr: at, timeout: time.Minute, sec: sec}
 	body := fmt.Sprintf(`{"replication_factor": %d}`, replicas)
 	for _, t := range topics {
 		ctx, cancel := context.WithTimeout(context.Background(), api.timeout)
-		err := api.callBody(ctx, http.MethodPut, "http://"+at+"/v1/topics/"+url.PathEscape(t), []byte(body), nil)
+		err := api.callBody(ctx, http.MethodPut, api.url(at, "/v1/topics/"+url.PathEscape(t)), []byte(body), nil)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("create %s with %d replicas: %w", t, replicas, err)
@@ -91,6 +92,8 @@ func createReplicated(httpAddrs string, topics []string, replicas int) error {
 }
 
 type benchOpts struct {
+	sec      clientSec   // --tls-*, --token
+	nodes    *benchNodes // made from sec when the run starts
 	replicas int
 	addr     string
 	topic    string
@@ -123,19 +126,25 @@ func runBench(out io.Writer, o benchOpts, jsonOut bool) error {
 	if o.conns < 1 || o.size < 1 || o.depth < 1 || o.topics < 0 || o.idle < 0 {
 		return errors.New("--connections, --size and --pipeline must be positive, --topics and --idle-connections not negative")
 	}
+	var err error
+	if o.nodes, err = o.sec.benchNodes(); err != nil {
+		return err
+	}
+	if o.idle > 0 && !o.nodes.plain() {
+		return errors.New("--idle-connections holds raw protocol connections: not with --tls-* or --token")
+	}
 	first := strings.Split(o.addr, ",")[0]
 	if o.readOffsets != "" {
 		return runReadBench(out, first, o, jsonOut)
 	}
 	topics := benchTopics(o.topic, max(o.topics, 1)) // 0 as 1: just --topic
-	var err error
 	switch {
 	case o.replicas > 0:
-		err = createReplicated(o.httpAddr, topics, o.replicas)
+		err = createReplicated(o.sec, o.httpAddr, topics, o.replicas)
 	case o.localTopics && len(topics) > 1:
-		topics, err = localTopics(first, o.topic, len(topics))
+		topics, err = o.nodes.localTopics(first, o.topic, len(topics))
 	default:
-		err = registerTopics(first, topics)
+		err = o.nodes.registerTopics(first, topics)
 	}
 	if err != nil {
 		return err
@@ -150,8 +159,8 @@ func runBench(out io.Writer, o benchOpts, jsonOut bool) error {
 		return err
 	}
 	opts := closedloop.Options{Pipeline: o.depth, Warmup: o.warmup, Duration: o.duration}
-	cpu := startCPU(o.httpAddr)
-	rss := startRSSSampler(o.httpAddr)
+	cpu := o.nodes.startCPU(o.httpAddr)
+	rss := o.nodes.startRSSSampler(o.httpAddr)
 	res, err := closedloop.Run(conns, opts)
 	peaks := rss.stop()
 	cpus := cpu.stop()
@@ -197,7 +206,7 @@ func dialPutConns(addr string, topics []string, o benchOpts) ([]closedloop.Conn,
 	}
 	conns := make([]closedloop.Conn, 0, o.conns)
 	for i := range o.conns {
-		conn, err := client.Dial(addr)
+		conn, err := o.nodes.dial(addr)
 		if err != nil {
 			for _, c := range conns {
 				c.Close()
@@ -263,7 +272,7 @@ type rssSampler struct {
 }
 
 // startRSSSampler polls process_resident_memory_bytes of each node every 100 ms.
-func startRSSSampler(addrs string) *rssSampler {
+func (b *benchNodes) startRSSSampler(addrs string) *rssSampler {
 	s := &rssSampler{stopCh: make(chan struct{}), done: make(chan struct{})}
 	for _, a := range strings.Split(addrs, ",") {
 		if a = strings.TrimSpace(a); a != "" {
@@ -276,8 +285,8 @@ func startRSSSampler(addrs string) *rssSampler {
 		defer t.Stop()
 		for {
 			for i := range s.peaks {
-				if v, err := scrapeRSS(s.peaks[i].Addr); err == nil && v > s.peaks[i].Bytes {
-					s.peaks[i].Bytes = v
+				if v, err := b.scrapeMetric(s.peaks[i].Addr, "process_resident_memory_bytes"); err == nil && int64(v) > s.peaks[i].Bytes {
+					s.peaks[i].Bytes = int64(v)
 				}
 			}
 			select {
@@ -296,14 +305,9 @@ func (s *rssSampler) stop() []rssPeak {
 	return s.peaks
 }
 
-func scrapeRSS(addr string) (int64, error) {
-	v, err := scrapeMetric(addr, "process_resident_memory_bytes")
-	return int64(v), err
-}
-
 // scrapeMetric reads one unlabelled sample from a node's /metrics.
-func scrapeMetric(addr, name string) (float64, error) {
-	resp, err := http.Get("http://" + addr + "/metrics")
+func (b *benchNodes) scrapeMetric(addr, name string) (float64, error) {
+	resp, err := b.http.Get(b.scheme + "://" + addr + "/metrics")
 	if err != nil {
 		return 0, err
 	}

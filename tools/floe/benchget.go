@@ -28,6 +28,8 @@ type getBenchOpts struct {
 	size      int
 	duration  time.Duration
 	httpAddr  string
+	sec       clientSec   // --tls-*, --token
+	nodes     *benchNodes // made from sec when the run starts
 }
 
 func benchGetCmd() *cobra.Command {
@@ -46,6 +48,7 @@ at the Raft leader or at a follower measures either path. With --max, each reque
 	}
 	fs := c.Flags()
 	addrFlag(c, &o.addr)
+	o.sec.flags(fs)
 	fs.StringVar(&o.putAddr, "put-addr", "", "node to fill the topic through (default: the first --addr)")
 	fs.StringVar(&o.topic, "topic", "", "topic to fill and drain (default: a new bench-get-<time> topic)")
 	fs.IntVar(&o.consumers, "consumers", 1, "concurrent consumers, one GET in flight each")
@@ -61,6 +64,10 @@ func runGetBench(o getBenchOpts) error {
 	if o.consumers < 1 || o.size < 1 || o.entries < 1 || o.max < 0 || o.max > 10000 {
 		return errors.New("--consumers, --size and --entries must be positive, --max 0 to 10000")
 	}
+	var err error
+	if o.nodes, err = o.sec.benchNodes(); err != nil {
+		return err
+	}
 	addrs := splitAddrs(o.addr)
 	if o.putAddr == "" {
 		o.putAddr = addrs[0]
@@ -71,7 +78,7 @@ func runGetBench(o getBenchOpts) error {
 	if err := fillGetBench(o); err != nil {
 		return err
 	}
-	cpu := startCPU(o.httpAddr)
+	cpu := o.nodes.startCPU(o.httpAddr)
 	res, err := drainGetBench(o, addrs)
 	if err != nil {
 		return err
@@ -92,7 +99,7 @@ func splitAddrs(s string) []string {
 
 // fillGetBench registers the topic and appends o.entries payloads in batches of 500.
 func fillGetBench(o getBenchOpts) error {
-	c, err := client.Dial(o.putAddr)
+	c, err := o.nodes.dial(o.putAddr)
 	if err != nil {
 		return err
 	}
@@ -136,7 +143,7 @@ func drainGetBench(o getBenchOpts, addrs []string) (getBenchResult, error) {
 		}
 	}()
 	for i := range o.consumers {
-		c, err := client.Dial(addrs[i%len(addrs)])
+		c, err := o.nodes.dial(addrs[i%len(addrs)])
 		if err != nil {
 			return getBenchResult{}, err
 		}

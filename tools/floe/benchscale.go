@@ -68,7 +68,7 @@ func forEachBounded(n, workers int, f func(worker, i int) error) error {
 
 // registerTopics registers every topic before the run, so that the measured window has
 // no registration in it; each worker registers its share over one connection.
-func registerTopics(addr string, topics []string) error {
+func (b *benchNodes) registerTopics(addr string, topics []string) error {
 	conns := make([]*client.Conn, min(setupWorkers, len(topics)))
 	defer func() {
 		for _, c := range conns {
@@ -79,7 +79,7 @@ func registerTopics(addr string, topics []string) error {
 	}()
 	return forEachBounded(len(topics), setupWorkers, func(w, i int) error {
 		if conns[w] == nil {
-			c, err := client.Dial(addr)
+			c, err := b.dial(addr)
 			if err != nil {
 				return err
 			}
@@ -95,8 +95,8 @@ func registerTopics(addr string, topics []string) error {
 // localTopics registers <prefix>-0, <prefix>-1, ... until n of them have their active
 // segment led by the node at addr, and returns those n. The node places a new topic
 // round-robin over the voters, so about a third of the names on each of three nodes.
-func localTopics(addr, prefix string, n int) ([]string, error) {
-	c, err := client.Dial(addr)
+func (b *benchNodes) localTopics(addr, prefix string, n int) ([]string, error) {
+	c, err := b.dial(addr)
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +112,7 @@ func localTopics(addr, prefix string, n int) ([]string, error) {
 		}
 		batch := benchTopics(prefix, next+max(3*(n-len(local)), setupWorkers))[next:]
 		next += len(batch)
-		if err := registerTopics(addr, batch); err != nil {
+		if err := b.registerTopics(addr, batch); err != nil {
 			return nil, err
 		}
 		for _, t := range batch {
@@ -174,17 +174,20 @@ type nodeCPU struct {
 	Seconds float64 `json:"seconds"`
 }
 
-type cpuMeter struct{ before []nodeCPU }
+type cpuMeter struct {
+	nodes  *benchNodes
+	before []nodeCPU
+}
 
 // startCPU reads each node's CPU seconds; a node whose /metrics does not answer is left
 // out of the report rather than reported as idle.
-func startCPU(addrs string) *cpuMeter {
-	m := &cpuMeter{}
+func (b *benchNodes) startCPU(addrs string) *cpuMeter {
+	m := &cpuMeter{nodes: b}
 	for _, a := range strings.Split(addrs, ",") {
 		if a = strings.TrimSpace(a); a == "" {
 			continue
 		}
-		if v, err := scrapeMetric(a, "process_cpu_seconds_total"); err == nil {
+		if v, err := b.scrapeMetric(a, "process_cpu_seconds_total"); err == nil {
 			m.before = append(m.before, nodeCPU{a, v})
 		}
 	}
@@ -194,7 +197,7 @@ func startCPU(addrs string) *cpuMeter {
 func (m *cpuMeter) stop() []nodeCPU {
 	var out []nodeCPU
 	for _, b := range m.before {
-		if v, err := scrapeMetric(b.Addr, "process_cpu_seconds_total"); err == nil {
+		if v, err := m.nodes.scrapeMetric(b.Addr, "process_cpu_seconds_total"); err == nil {
 			out = append(out, nodeCPU{b.Addr, v - b.Seconds})
 		}
 	}
@@ -225,7 +228,7 @@ func runReadBench(out io.Writer, addr string, o benchOpts, jsonOut bool) error {
 		}
 		offsets = append(offsets, off)
 	}
-	c, err := client.Dial(addr)
+	c, err := o.nodes.dial(addr)
 	if err != nil {
 		return err
 	}

@@ -89,6 +89,33 @@ func (s *clientSec) httpClient() (*http.Client, string, error) {
 	return &http.Client{Transport: bearer{token: s.token, next: tr}}, scheme, nil
 }
 
+// benchNodes is how the benchmarks reach the nodes: the client protocol and the
+// HTTP API with the credentials of the --tls-* and --token flags.
+type benchNodes struct {
+	dialer client.Dialer
+	http   *http.Client
+	scheme string
+}
+
+func (s *clientSec) benchNodes() (*benchNodes, error) {
+	d, err := s.dialer()
+	if err != nil {
+		return nil, err
+	}
+	hc, scheme, err := s.httpClient()
+	if err != nil {
+		return nil, err
+	}
+	return &benchNodes{dialer: d, http: hc, scheme: scheme}, nil
+}
+
+// dial connects to the node at addr.
+func (b *benchNodes) dial(addr string) (*client.Conn, error) { return b.dialer.Dial(addr) }
+
+// plain reports whether the nodes are reached without TLS and token, so that raw
+// protocol connections (floe bench --idle-connections) work.
+func (b *benchNodes) plain() bool { return b.dialer.TLS == nil && b.dialer.Token == "" }
+
 // bearer adds "Authorization: Bearer <token>" to requests when there is a token.
 type bearer struct {
 	token string

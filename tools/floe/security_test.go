@@ -2,8 +2,10 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -151,6 +153,26 @@ func checkStrangers(t *testing.T, c *cluster, strangers map[string][]string) {
 	}
 }
 
+// benchThrough runs floe bench briefly against node 1 with the credentials of sec, its
+// CPU read from node 1's /metrics: every PUT acknowledged and the CPU reported.
+func benchThrough(t *testing.T, c *cluster, sec clientSec) {
+	t.Helper()
+	var out bytes.Buffer
+	o := benchOpts{addr: c.node(1).clientAddr(), topic: "bench-secured", conns: 2, size: 10, depth: 2,
+		duration: 500 * time.Millisecond, reads: 1, httpAddr: fmt.Sprintf("127.0.0.1:%d", c.node(1).httpPort), sec: sec}
+	if err := runBench(&out, o, true); err != nil {
+		t.Fatalf("floe bench: %v", err)
+	}
+	var r benchReport
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatalf("%v in %s", err, out.String())
+	}
+	if r.AckedTotal == 0 || r.Errors != 0 || len(r.CPU) != 1 || len(r.PeakRSS) != 1 || r.PeakRSS[0].Bytes == 0 {
+		t.Fatalf("floe bench: %d acknowledged, %d errors, CPU %v, RSS %v; want PUTs acknowledged and node 1's CPU and RSS",
+			r.AckedTotal, r.Errors, r.CPU, r.PeakRSS)
+	}
+}
+
 // writeThroughFollower writes n entries to topic through a node that is not the Raft
 // leader (forwarded over the cluster port) and reads them back in order.
 func writeThroughFollower(t *testing.T, c *cluster, topic string, n int) {
@@ -235,6 +257,7 @@ func TestTLSCluster(t *testing.T) {
 		})
 	}
 	mustOK(t, old.Put("tls", []byte("after rotation")), "PUT on a connection made before the rotation")
+	benchThrough(t, c, clientSec{ca: pki.caPath()})
 	writeThroughFollower(t, c, "tls-after", 5)
 	for _, p := range c.nodes {
 		if c.logContains(p.id, "PRIVATE KEY") {
@@ -379,6 +402,7 @@ func TestAuthTokens(t *testing.T) {
 		return err != nil && strings.Contains(err.Error(), "unauthorized")
 	})
 	mustOK(t, writer.Put("orders.eu", []byte("after reload")), "PUT with a token still listed")
+	benchThrough(t, c, clientSec{token: tokens["admin"]})
 	if n := c.counter(2, `floe_unauthorized_total{listener="client"}`); n < 1 {
 		t.Fatalf("client refusals counted: %v", n)
 	}
