@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -374,9 +375,12 @@ func (c *cluster) nodeLoss(t *testing.T) int {
 	return total
 }
 
+// canaryToken is a wrong token the test presents, to check that no refusal logs it.
+const canaryToken = "canary-token-7f1d3c9a5e0b2468"
+
 // refusesStrangers checks the stack's security from the host: a client without the
-// token is refused, one without TLS is told the port takes TLS only, and the HTTP API
-// wants the token.
+// token, or with a wrong one, is refused, one without TLS is told the port takes TLS
+// only, and the HTTP API wants the token.
 func (c *cluster) refusesStrangers(t *testing.T) {
 	t.Helper()
 	noToken := *c.acc
@@ -384,6 +388,13 @@ func (c *cluster) refusesStrangers(t *testing.T) {
 	conn := noToken.mustDial(t, c.client[1])
 	if err := conn.Put("stranger", []byte("x")); err == nil || !strings.Contains(err.Error(), "unauthorized") {
 		t.Fatalf("PUT without a token: %v, want unauthorized", err)
+	}
+	if err := conn.Auth(canaryToken); err == nil || !strings.Contains(err.Error(), "unauthorized") {
+		t.Fatalf("AUTH with a wrong token: %v, want unauthorized", err)
+	}
+	wrong := &access{http: &http.Client{Timeout: 5 * time.Second, Transport: bearer{canaryToken, c.acc.http.Transport.(bearer).next}}}
+	if _, err := wrong.httpGet(c.http[1] + "/v1/cluster"); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("GET /v1/cluster with a wrong token: %v, want 401", err)
 	}
 	raw := plain.mustDial(t, c.client[1])
 	if reply, err := raw.Do([]byte("METRICS")); err != nil || !strings.HasPrefix(string(reply), "ERR unauthorized") {
@@ -395,15 +406,23 @@ func (c *cluster) refusesStrangers(t *testing.T) {
 	}
 }
 
-// logsHoldNoSecret checks that no container logged the admin token or key material.
+// logsHoldNoSecret checks that no container logged the admin token, the wrong token
+// refusesStrangers presented, or the nodes' key.
 func (c *cluster) logsHoldNoSecret(t *testing.T) {
 	t.Helper()
 	logs := c.must(2*time.Minute, "logs", "--no-color")
-	if strings.Contains(logs, c.acc.dialer.Token) {
-		t.Fatal("a container logged the admin token")
+	key, err := os.ReadFile(filepath.Join(c.secrets, "certs", "node.key"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if strings.Contains(logs, "PRIVATE KEY") {
-		t.Fatal("a container logged key material")
+	keyLines := strings.Split(strings.TrimSpace(string(key)), "\n")
+	for what, secret := range map[string]string{
+		"the admin token": c.acc.dialer.Token, "a refused token": canaryToken,
+		"key material": "PRIVATE KEY", "the nodes' key": keyLines[1],
+	} {
+		if strings.Contains(logs, secret) {
+			t.Fatalf("a container logged %s", what)
+		}
 	}
 }
 

@@ -51,29 +51,34 @@ export FLOE_SECRETS_DIR=${FLOE_SECRETS_DIR:-$here/.secrets}
 # and the token file are given to that uid (mode 0600); otherwise they are made
 # readable by every local user (0644), and the nodes say so in their logs.
 secrets() {
-	local dir=$1
+	local dir=$1 tok
 	[ -x "$FLOE_BIN" ] || die "$FLOE_BIN is missing: run 'make build'"
 	mkdir -p "$dir"
-	if [ ! -f "$dir/certs/node.crt" ]; then
-		"$FLOE_BIN" certs --dir "$dir/certs" --node node=node1,node2,node3,localhost,127.0.0.1 >/dev/null
+	if [ ! -f "$dir/certs/node.crt" ] || [ ! -f "$dir/certs/node.key" ]; then
+		# --force: a pair left half-made is made again (the CA, if there, is kept).
+		"$FLOE_BIN" certs --force --dir "$dir/certs" --node node=node1,node2,node3,localhost,127.0.0.1 >/dev/null ||
+			die "floe certs failed in $dir/certs"
 	fi
-	if [ ! -f "$dir/admin.token" ]; then
-		(umask 077 && "$FLOE_BIN" auth token >"$dir/admin.token.tmp") && mv "$dir/admin.token.tmp" "$dir/admin.token"
+	if [ ! -s "$dir/admin.token" ]; then
+		tok=$("$FLOE_BIN" auth token) || die "floe auth token failed"
+		(umask 077 && printf '%s\n' "$tok" >"$dir/admin.token")
+		rm -f "$dir/tokens" # it names the token replaced
 	fi
 	if [ ! -f "$dir/tokens" ]; then
 		{
 			echo "# floe localstack: the admin token ($dir/admin.token)"
 			"$FLOE_BIN" auth hash --role admin <"$dir/admin.token"
-		} >"$dir/tokens.tmp"
+		} >"$dir/tokens.tmp" || die "floe auth hash failed"
 		mv "$dir/tokens.tmp" "$dir/tokens"
 	fi
-	chmod 0755 "$dir" "$dir/certs"
-	chmod 0644 "$dir/certs/ca.crt" "$dir/certs/node.crt"
+	# The nodes (uid 65532) read node.key and tokens through the bind mounts.
 	if [ "$(id -u)" = 0 ]; then
 		chown 65532:65532 "$dir/certs/node.key" "$dir/tokens"
 		chmod 0600 "$dir/certs/node.key" "$dir/tokens"
-	else
+	elif [ -O "$dir/certs/node.key" ] && [ -O "$dir/tokens" ]; then
 		chmod 0644 "$dir/certs/node.key" "$dir/tokens"
+	else
+		[ -r "$dir/certs/node.key" ] || die "$dir was made by another user (root?): remove it, or run as that user"
 	fi
 }
 

@@ -69,7 +69,7 @@ func (n *Node) newHTTPServer() *http.Server {
 
 // httpErrorLog takes net/http's server log lines: a failed TLS handshake (not a
 // client that hung up before its hello) counts as a refusal of the HTTP listener; the
-// rest are logged at debug level.
+// rest (a handler's panic, a failed accept) are logged as warnings.
 type httpErrorLog struct{ n *Node }
 
 func (l httpErrorLog) Write(p []byte) (int, error) {
@@ -82,7 +82,7 @@ func (l httpErrorLog) Write(p []byte) (int, error) {
 		}
 		return len(p), nil
 	}
-	l.n.log.Debug("http server", "msg", line)
+	l.n.log.Warn("http server", "msg", line)
 	return len(p), nil
 }
 

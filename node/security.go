@@ -72,14 +72,7 @@ func (n *Node) loadCredentials() error {
 			n.log.Warn("the --auth-file lists no token: every client request but the health checks is refused", "file", cfg.AuthFile)
 		}
 	}
-	for _, f := range []struct{ flag, path string }{
-		{"--tls-key", cfg.TLSKey}, {"--cluster-tls-key", cfg.ClusterTLSKey},
-		{"--cluster-secret-file", cfg.ClusterSecretFile}, {"--auth-file", cfg.AuthFile},
-	} {
-		if fi, err := os.Stat(f.path); f.path != "" && err == nil && fi.Mode().Perm()&0o077 != 0 {
-			n.log.Warn("a credential file is readable by other users than its owner; chmod 600 it", "flag", f.flag, "file", f.path, "mode", fi.Mode().Perm().String())
-		}
-	}
+	n.checkModes()
 	guard := &rpc.Guard{TLS: c.clusterTLS, Secret: c.secret, Refused: func(remote string, err error) {
 		n.unauthorized("cluster", remote, err)
 	}}
@@ -117,6 +110,20 @@ func (n *Node) warnExposed() {
 	}
 }
 
+// checkModes warns about each key, secret or token file that users other than its
+// owner may read (at start and at every reload).
+func (n *Node) checkModes() {
+	cfg := n.cfg
+	for _, f := range []struct{ flag, path string }{
+		{"--tls-key", cfg.TLSKey}, {"--cluster-tls-key", cfg.ClusterTLSKey},
+		{"--cluster-secret-file", cfg.ClusterSecretFile}, {"--auth-file", cfg.AuthFile},
+	} {
+		if fi, err := os.Stat(f.path); f.path != "" && err == nil && fi.Mode().Perm()&0o077 != 0 {
+			n.log.Warn("a credential file is readable by other users than its owner; chmod 600 it", "flag", f.flag, "file", f.path, "mode", fi.Mode().Perm().String())
+		}
+	}
+}
+
 // unauthorized counts a refusal on listener and logs it, at most once per
 // refusalLogEvery per listener with the number left out.
 func (n *Node) unauthorized(listener, remote string, err error) {
@@ -151,6 +158,7 @@ func (n *Node) Reload() error {
 	if c.tokens != nil {
 		reload("--auth-file", func() error { return c.tokensWatch.Reload(c.tokens.Reload) })
 	}
+	n.checkModes()
 	err := errors.Join(errs...)
 	if err != nil {
 		n.log.Error("cannot reload credentials; the ones loaded before stay in use", "err", err)

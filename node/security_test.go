@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/tls"
+	"errors"
 	"log/slog"
 	"net"
 	"os"
@@ -160,4 +161,62 @@ func TestCertificateReloadedOnChange(t *testing.T) {
 	before := serial()
 	issue()
 	testenv.WaitFor(t, 10*time.Second, "the renewed certificate presented", func() bool { return serial() != before })
+}
+
+// TestUnauthenticatedClientCut: with a token file, a client that keeps sending
+// requests without a token is cut after maxRefusedBeforeAuth refusals, however slowly
+// it reads; and a failed AUTH after a good one leaves the connection with no rights
+// and the AUTH deadline again.
+func TestUnauthenticatedClientCut(t *testing.T) {
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	line, err := auth.Line("0123456789abcdef-token", auth.Admin, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tokens, []byte(line+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, func(c *Config) { c.AuthFile, c.authWait = tokens, time.Minute })
+
+	flood, err := net.Dial("tcp", n.ClientAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer flood.Close()
+	var reqs bytes.Buffer
+	for range 4 * maxRefusedBeforeAuth {
+		wire.WriteFrame(&reqs, []byte("READ t 0 10000"))
+	}
+	flood.SetDeadline(time.Now().Add(30 * time.Second))
+	flood.Write(reqs.Bytes()) // the node may stop reading, and close, before it took all
+	br := bufio.NewReader(flood)
+	replies := 0
+	for {
+		reply, err := wire.ReadFrame(br, wire.MaxReply)
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("the connection is still open after %d replies", replies)
+			}
+			break
+		}
+		if !strings.HasPrefix(string(reply), "ERR unauthorized") {
+			t.Fatalf("reply %d: %q", replies, reply)
+		}
+		replies++
+	}
+	if replies > maxRefusedBeforeAuth {
+		t.Fatalf("%d requests answered before the cut, want at most %d", replies, maxRefusedBeforeAuth)
+	}
+
+	c, err := client.Dialer{Token: "0123456789abcdef-token"}.Dial(n.ClientAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Auth("not-the-token"); err == nil {
+		t.Fatal("a wrong token was taken")
+	}
+	if _, err := c.Metrics(); err == nil || !strings.Contains(err.Error(), "unauthorized") {
+		t.Fatalf("METRICS after a failed AUTH: %v, want unauthorized", err)
+	}
 }

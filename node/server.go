@@ -40,8 +40,11 @@ const (
 	// refuseLinger is how long a refused connection is kept to deliver its ERR frame.
 	refuseLinger = time.Second
 	// defaultAuthWait: with a token file, a client connection that has not
-	// authenticated this long after it opened is answered ERR and closed.
-	defaultAuthWait = 10 * time.Second
+	// authenticated this long after it opened (after its TLS handshake) is answered
+	// ERR and closed; maxRefusedBeforeAuth is how many refused requests it may send
+	// before that.
+	defaultAuthWait      = 10 * time.Second
+	maxRefusedBeforeAuth = 64
 )
 
 func (c Config) authWaitOrDefault() time.Duration {
@@ -232,6 +235,7 @@ func (n *Node) serveClient(conn net.Conn) {
 				n.unauthorized("client", cc.remote, err)
 				budget.acquire(64)
 				replies.done(replies.add(64), errReply(err))
+				cc.hangUp()
 				return
 			}
 			if !errors.Is(err, io.EOF) && n.ctx.Err() == nil {
@@ -241,9 +245,24 @@ func (n *Node) serveClient(conn net.Conn) {
 		}
 		req, perr := wire.ParseRequest(frame)
 		cost := int64(len(frame)) + replyBound(req)
+		if cc.authDeadline && req.Cmd != "AUTH" {
+			cost = int64(len(frame)) + 64 // it will be refused: its reply is one ERR line
+		}
 		budget.acquire(cost)
 		n.request(cc, req, perr, replies.add(cost))
+		if cc.refused >= maxRefusedBeforeAuth {
+			// A client that keeps sending without a token gets no more reading.
+			cc.hangUp()
+			return
+		}
 	}
+}
+
+// hangUp closes the connection refuseLinger from now, so that the replies already
+// queued have that long to leave, however slowly the client reads.
+func (cc *clientConn) hangUp() {
+	conn := cc.conn
+	time.AfterFunc(refuseLinger, func() { conn.Close() })
 }
 
 // clientConn is what a client connection's requests share.
@@ -253,8 +272,10 @@ type clientConn struct {
 	replies *replyQueue
 	seqs    map[string]*write.Sequence // per topic: keeps the connection's appends in order
 	cred    auth.Credential            // from its last AUTH (zero: none)
-	// authDeadline: the connection's reads have the deadline of its first AUTH.
+	// authDeadline: the connection's reads have the deadline of its AUTH.
 	authDeadline bool
+	// refused counts the requests refused while authDeadline held.
+	refused int
 }
 
 // errReply renders an error as the protocol's "ERR <reason>": the error's text
@@ -276,6 +297,9 @@ func (n *Node) request(cc *clientConn, req wire.Request, err error, r *reply) {
 		return
 	}
 	if err := n.authorize("client", cc.remote, cc.cred, auth.ForCommand(req.Cmd), req.Topic); err != nil {
+		if cc.authDeadline {
+			cc.refused++
+		}
 		replies.done(r, errReply(err))
 		return
 	}
@@ -309,6 +333,12 @@ func (n *Node) authenticate(cc *clientConn, token string) []byte {
 		if _, err := tokens.Current().Identify(cred); err != nil {
 			n.unauthorized("client", cc.remote, err)
 			cc.cred = auth.Credential{} // a failed AUTH leaves the connection with none
+			if !cc.authDeadline {
+				// and with a deadline again for its next AUTH
+				cc.authDeadline = true
+				cc.conn.SetReadDeadline(time.Now().Add(n.cfg.authWaitOrDefault()))
+			}
+			cc.refused++
 			return errReply(err)
 		}
 	}

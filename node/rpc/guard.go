@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"syscall"
 	"time"
 
 	"floe/internal/credfiles"
@@ -90,9 +91,11 @@ func (g *Guard) requires() string {
 
 // accept authenticates a connection the cluster port accepted and returns it (wrapped
 // in TLS when TLS is on) and the protocol byte the dialler sent next. The caller set
-// a deadline that bounds the whole exchange.
-func (g *Guard) accept(conn net.Conn) (net.Conn, byte, error) {
+// the deadline of the first byte; rest bounds the reads after it (the caller's write
+// deadline bounds the writes).
+func (g *Guard) accept(conn net.Conn, rest time.Time) (net.Conn, byte, error) {
 	kind, err := readByte(conn)
+	conn.SetReadDeadline(rest)
 	if err != nil || !g.on() {
 		return conn, kind, err
 	}
@@ -208,7 +211,14 @@ func (g *Guard) dialAuth(conn net.Conn, addr string) (net.Conn, error) {
 			return conn, tlsDialError(addr, err)
 		}
 		conn = tc
-		if b, err := readByte(conn); err != nil || b != tlsAccepted {
+		b, err := readByte(conn)
+		var ne net.Error
+		switch {
+		case err == nil && b != tlsAccepted:
+			return conn, fmt.Errorf("the node at %s answered TLS with %#x, not the confirmation this version expects (an older floe?)", addr, b)
+		case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, syscall.ECONNRESET):
+			return conn, fmt.Errorf("the node at %s did not confirm the TLS connection (busy, or an older floe?): %w", addr, err)
+		case err != nil:
 			return conn, fmt.Errorf("%w: the node at %s refused this node's certificate (is it a node certificate of that cluster's CA?): %v",
 				wire.ErrUnauthorized, addr, err)
 		}
@@ -225,13 +235,15 @@ func (g *Guard) dialAuth(conn net.Conn, addr string) (net.Conn, error) {
 // certificate, or a peer we do not trust, is unauthorized; a peer that does not speak
 // TLS probably runs without cluster TLS.
 func tlsDialError(addr string, err error) error {
-	var ae tls.AlertError
 	var rh tls.RecordHeaderError
+	var ne net.Error
 	switch {
 	case errors.As(err, &rh), errors.Is(err, io.EOF):
 		return fmt.Errorf("TLS handshake with the cluster port at %s failed (does that node run with --cluster-tls-*?): %w", addr, err)
-	case errors.As(err, &ae):
-		return fmt.Errorf("%w: the node at %s refused this node's certificate (is it from that cluster's CA?): %v", wire.ErrUnauthorized, addr, err)
+	case errors.Is(err, syscall.ECONNRESET), errors.As(err, &ne) && ne.Timeout():
+		// Not an answer about our certificate: the node is busy, unreachable, or
+		// does not speak TLS on that port.
+		return fmt.Errorf("TLS handshake with the cluster port at %s (busy, or not running with --cluster-tls-*?): %w", addr, err)
 	}
 	return fmt.Errorf("%w: TLS handshake with the cluster port at %s: %v", wire.ErrUnauthorized, addr, err)
 }

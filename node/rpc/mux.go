@@ -26,11 +26,15 @@ type Listener struct {
 	raftConns chan net.Conn
 	rpcConn   func(net.Conn)
 	guard     *Guard
-	routing   chan struct{} // one token per connection being routed (maxRouting)
-	log       *slog.Logger
-	failed    func() // counts a failed accept
-	closeOnce sync.Once
-	closed    chan struct{}
+	// routingAll and routingBy count the connections being routed, in all and by
+	// remote host (maxRouting, maxRoutingPerHost).
+	routingMu  sync.Mutex
+	routingAll int
+	routingBy  map[string]int
+	log        *slog.Logger
+	failed     func() // counts a failed accept
+	closeOnce  sync.Once
+	closed     chan struct{}
 }
 
 var _ raft.StreamLayer = (*Listener)(nil)
@@ -39,11 +43,17 @@ var _ raft.StreamLayer = (*Listener)(nil)
 // authentication (Guard).
 const routeTimeout = 10 * time.Second
 
-// maxRouting bounds the connections being routed at once (read their first byte,
-// authenticated); past it a new connection is closed at once, so that peers that never
-// finish, unauthenticated, cannot take every file descriptor of the node. A member's
-// dial that meets the bound fails and is retried like any failed dial.
-const maxRouting = 256
+// maxRouting and maxRoutingPerHost bound the connections being routed at once (their
+// first byte read, authenticated), in all and from one remote host; past them a new
+// connection is closed at once, so that peers that never finish, unauthenticated,
+// cannot take every file descriptor of the node, and one host cannot take every slot.
+// A member's dial that meets a bound fails and is retried like any failed dial.
+// firstByteTimeout: a dialler sends its first byte at once.
+const (
+	maxRouting        = 256
+	maxRoutingPerHost = 32
+	firstByteTimeout  = 2 * time.Second
+)
 
 // NewListener serves ln: Raft connections go to Accept, RPC connections to rpc (on a
 // goroutine of their own), each once guard authenticated it (nil: no authentication);
@@ -58,7 +68,7 @@ func NewListener(ln net.Listener, advertise string, guard *Guard, rpc func(net.C
 		return nil, errors.New("rpc: advertised raft address must be routable, not " + advertise)
 	}
 	c := &Listener{
-		ln: ln, advertise: adv, raftConns: make(chan net.Conn, 16), rpcConn: rpc, guard: guard, routing: make(chan struct{}, maxRouting), log: log, failed: failed, closed: make(chan struct{}),
+		ln: ln, advertise: adv, raftConns: make(chan net.Conn, 16), rpcConn: rpc, guard: guard, log: log, failed: failed, closed: make(chan struct{}),
 	}
 	go c.serve()
 	return c, nil
@@ -68,22 +78,58 @@ func NewListener(ln net.Listener, advertise string, guard *Guard, rpc func(net.C
 // AcceptLoop).
 func (c *Listener) serve() {
 	AcceptLoop(c.ln, c.closed, c.log, "cluster", c.failed, func(conn net.Conn) {
-		select {
-		case c.routing <- struct{}{}:
-		default:
-			conn.Close() // maxRouting connections have not said who they are yet
+		host := remoteHost(conn)
+		if !c.startRouting(host) {
+			conn.Close() // too many connections that have not said who they are yet
 			return
 		}
-		go c.route(conn)
+		go c.route(conn, host)
 	})
 }
 
+// startRouting takes a routing slot for a connection from host: at most maxRouting in
+// all and maxRoutingPerHost from one host, so that one flooding host cannot keep the
+// members' connections out.
+func (c *Listener) startRouting(host string) bool {
+	c.routingMu.Lock()
+	defer c.routingMu.Unlock()
+	if c.routingAll >= maxRouting || c.routingBy[host] >= maxRoutingPerHost {
+		return false
+	}
+	if c.routingBy == nil {
+		c.routingBy = map[string]int{}
+	}
+	c.routingAll++
+	c.routingBy[host]++
+	return true
+}
+
+func (c *Listener) doneRouting(host string) {
+	c.routingMu.Lock()
+	defer c.routingMu.Unlock()
+	c.routingAll--
+	if c.routingBy[host]--; c.routingBy[host] == 0 {
+		delete(c.routingBy, host)
+	}
+}
+
+// remoteHost is the IP address a connection comes from.
+func remoteHost(conn net.Conn) string {
+	if a, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	return conn.RemoteAddr().String()
+}
+
 // route authenticates conn (Guard) and hands it to the protocol its first byte names.
-// It holds one of the routing tokens until then.
-func (c *Listener) route(conn net.Conn) {
-	conn.SetDeadline(time.Now().Add(routeTimeout))
-	conn, kind, err := c.guard.accept(conn)
-	<-c.routing
+// It holds host's routing slot until then. The first byte must come within
+// firstByteTimeout, the rest of the authentication within routeTimeout.
+func (c *Listener) route(conn net.Conn, host string) {
+	end := time.Now().Add(routeTimeout)
+	conn.SetDeadline(end)
+	conn.SetReadDeadline(time.Now().Add(firstByteTimeout))
+	conn, kind, err := c.guard.accept(conn, end)
+	c.doneRouting(host)
 	if err != nil {
 		conn.Close()
 		return

@@ -28,6 +28,7 @@ func (s *clientSec) flags(fs *pflag.FlagSet) {
 	fs.StringVar(&s.cert, "tls-cert", os.Getenv("FLOE_TLS_CERT"), "client certificate (PEM) for nodes that require one (--tls-client-ca); with --tls-key (env FLOE_TLS_CERT)")
 	fs.StringVar(&s.key, "tls-key", os.Getenv("FLOE_TLS_KEY"), "key of --tls-cert (PEM; env FLOE_TLS_KEY)")
 	fs.StringVar(&s.token, "token", os.Getenv("FLOE_TOKEN"), "token for nodes with an --auth-file (env FLOE_TOKEN, which keeps it out of the process list)")
+	fs.Lookup("token").DefValue = "" // --help must not print the token FLOE_TOKEN holds
 	fs.StringVar(&s.serverName, "tls-server-name", os.Getenv("FLOE_TLS_SERVER_NAME"), "name the nodes' certificates must carry (default: the host dialled; env FLOE_TLS_SERVER_NAME)")
 }
 

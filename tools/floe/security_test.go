@@ -167,6 +167,13 @@ func benchThrough(t *testing.T, c *cluster, sec clientSec) {
 	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
 		t.Fatalf("%v in %s", err, out.String())
 	}
+	if sec.token != "" && strings.Contains(out.String(), sec.token) {
+		t.Fatal("floe bench printed the token")
+	}
+	o.idle = 1
+	if err := runBench(&out, o, true); err == nil || !strings.Contains(err.Error(), "--idle-connections") {
+		t.Fatalf("floe bench --idle-connections with credentials: %v, want it refused", err)
+	}
 	if r.AckedTotal == 0 || r.Errors != 0 || len(r.CPU) != 1 || len(r.PeakRSS) != 1 || r.PeakRSS[0].Bytes == 0 {
 		t.Fatalf("floe bench: %d acknowledged, %d errors, CPU %v, RSS %v; want PUTs acknowledged and node 1's CPU and RSS",
 			r.AckedTotal, r.Errors, r.CPU, r.PeakRSS)
