@@ -39,19 +39,29 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// testToken is the admin token of writeAdminToken's file.
+const testToken = "0123456789abcdef-token"
+
+// writeAdminToken writes a token file granting testToken admin and returns its path.
+func writeAdminToken(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "tokens")
+	line, err := auth.Line(testToken, auth.Admin, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(line+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // TestWarnExposed: a node whose client, HTTP or cluster port is bound beyond
 // loopback says so at start when nothing guards it, and not when tokens (client and
 // HTTP) or the secret (cluster) do; a credential file others may read is named.
 func TestWarnExposed(t *testing.T) {
 	dir := t.TempDir()
-	tokens := filepath.Join(dir, "tokens")
-	line, err := auth.Line("0123456789abcdef-token", auth.Admin, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(tokens, []byte(line+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	tokens := writeAdminToken(t)
 	secret := filepath.Join(dir, "secret")
 	if err := os.WriteFile(secret, []byte("0123456789abcdef-0123456789abcdef-secret\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -94,17 +104,10 @@ func TestWarnExposed(t *testing.T) {
 // within the wait is answered ERR unauthorized and closed; one that authenticated in
 // time is served after the wait has passed.
 func TestAuthDeadline(t *testing.T) {
-	tokens := filepath.Join(t.TempDir(), "tokens")
-	line, err := auth.Line("0123456789abcdef-token", auth.Admin, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(tokens, []byte(line+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	tokens := writeAdminToken(t)
 	n := startNode(t, func(c *Config) { c.AuthFile, c.authWait = tokens, 300*time.Millisecond })
 
-	early, err := client.Dialer{Token: "0123456789abcdef-token"}.Dial(n.ClientAddr())
+	early, err := client.Dialer{Token: testToken}.Dial(n.ClientAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,14 +171,7 @@ func TestCertificateReloadedOnChange(t *testing.T) {
 // it reads; and a failed AUTH after a good one leaves the connection with no rights
 // and the AUTH deadline again.
 func TestUnauthenticatedClientCut(t *testing.T) {
-	tokens := filepath.Join(t.TempDir(), "tokens")
-	line, err := auth.Line("0123456789abcdef-token", auth.Admin, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(tokens, []byte(line+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	tokens := writeAdminToken(t)
 	n := startNode(t, func(c *Config) { c.AuthFile, c.authWait = tokens, time.Minute })
 
 	flood, err := net.Dial("tcp", n.ClientAddr())
@@ -208,7 +204,7 @@ func TestUnauthenticatedClientCut(t *testing.T) {
 		t.Fatalf("%d requests answered before the cut, want at most %d", replies, maxRefusedBeforeAuth)
 	}
 
-	c, err := client.Dialer{Token: "0123456789abcdef-token"}.Dial(n.ClientAddr())
+	c, err := client.Dialer{Token: testToken}.Dial(n.ClientAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
