@@ -62,6 +62,13 @@ var routes = map[string]Op{
 	"POST /v1/archive/verify":                 {Need: Admin, Cluster: true}, // reads whole objects
 	"GET /v1/archive/orphans":                 {Need: Admin, Cluster: true}, // a sweep's dry run
 	"POST /v1/archive/sweep":                  {Need: Admin, Cluster: true},
+
+	// The console: its page and files are public (they hold no data; the page asks
+	// for a token when the API wants one), what it shows needs read.
+	"GET /{$}":                {Need: None},
+	"GET /console/":           {Need: None},
+	"GET /v1/nodes":           {Need: Read, Cluster: true},
+	"GET /v1/archive/summary": {Need: Read, Cluster: true},
 }
 
 // ForCommand returns what the Walrus command cmd (the parsed command word) needs.

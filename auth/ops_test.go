@@ -3,6 +3,7 @@ package auth
 import (
 	"os"
 	"regexp"
+	"strings"
 	"testing"
 
 	"floe/wire"
@@ -75,7 +76,7 @@ func TestForRouteAdminActions(t *testing.T) {
 }
 
 // TestEveryOperationHasARule reads the servers' source: every command the wire
-// parser knows and every route node/http.go registers has its own rule here (rather
+// parser knows and every route node/http.go and node/console.go register has its own rule here (rather
 // than the cluster-admin default), and every rule here names one that exists. A new
 // command or route fails this test until someone decides what it needs.
 func TestEveryOperationHasARule(t *testing.T) {
@@ -85,11 +86,15 @@ func TestEveryOperationHasARule(t *testing.T) {
 		rules map[string]Op
 	}{
 		{"../wire/request.go", regexp.MustCompile(`"([A-Z][A-Z]+)"`), commands},
-		{"../node/http.go", regexp.MustCompile(`mux\.Handle(?:Func)?\("([^"]+)"`), routes},
+		{"../node/http.go ../node/console.go", regexp.MustCompile(`mux\.Handle(?:Func)?\("([^"]+)"`), routes},
 	} {
-		src, err := os.ReadFile(tc.file)
-		if err != nil {
-			t.Fatal(err)
+		var src []byte
+		for _, f := range strings.Fields(tc.file) {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			src = append(src, b...)
 		}
 		found := map[string]bool{}
 		for _, m := range tc.re.FindAllStringSubmatch(string(src), -1) {

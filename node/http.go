@@ -102,6 +102,7 @@ func (n *Node) httpHandler() http.Handler {
 	n.routeRecords(mux)
 	n.routeCluster(mux)
 	n.routeArchive(mux)
+	n.routeConsole(mux)
 	if n.cfg.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

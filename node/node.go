@@ -298,7 +298,9 @@ type Node struct {
 	// damagedSeen holds the segKeys of damaged segments already reported (reportDamaged).
 	damagedSeen sync.Map
 
-	bootID uint64 // random per process: tells a restarted node from its former self
+	bootID  uint64    // random per process: tells a restarted node from its former self
+	started time.Time // when this process made the node
+	recent  recentLog // its last warnings and errors, for the console
 	// synced is set once this node's metadata has caught up with the Raft leader's
 	// since its lease last lapsed (or since start); until then it holds no write lease
 	// and creates no segment file. leaseMu orders its changes with the lease checks.
@@ -393,10 +395,10 @@ func Start(cfg Config) (*Node, error) {
 // newNode is a node with nothing opened yet: its context, boot id and metrics.
 func newNode(cfg Config) *Node {
 	n := &Node{
-		cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID),
-		conns:    map[net.Conn]struct{}{},
-		rpcReady: make(chan struct{}),
+		cfg: cfg, conns: map[net.Conn]struct{}{}, rpcReady: make(chan struct{}), started: time.Now(),
 	}
+	// The console shows a node's recent warnings and errors (console.go).
+	n.log = slog.New(&recentHandler{next: cfg.Logger.Handler(), log: &n.recent}).With("node", cfg.NodeID)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	var seed [8]byte
 	rand.Read(seed[:])

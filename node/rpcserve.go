@@ -29,6 +29,7 @@ func (n *Node) newRPCServer() *rpc.Server {
 	s.Handle(rpc.OpCount, n.rpcCount)
 	s.Handle(rpc.OpGet, n.rpcGet)
 	s.Handle(rpc.OpFence, n.rpcFence)
+	s.Handle(rpc.OpReport, n.rpcReport)
 	return s
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,7 +46,18 @@ type Sweeper struct {
 
 	orphans, orphanBytes prometheus.Gauge
 	deleted              prometheus.Counter
+	last                 atomic.Pointer[SweepSummary]
 }
+
+// SweepSummary is what the last sweep found.
+type SweepSummary struct {
+	Orphans     int       `json:"orphans"`
+	OrphanBytes int64     `json:"orphan_bytes"`
+	At          time.Time `json:"at"`
+}
+
+// Last returns what the last sweep of this process found (nil: none yet).
+func (s *Sweeper) Last() *SweepSummary { return s.last.Load() }
 
 // Orphan is one unreferenced segment object.
 type Orphan struct {
@@ -143,6 +155,7 @@ func (s *Sweeper) Sweep(ctx context.Context, dryRun bool) (*SweepReport, error) 
 	sort.Slice(rep.Orphans, func(i, j int) bool { return rep.Orphans[i].Key < rep.Orphans[j].Key })
 	s.orphans.Set(float64(len(rep.Orphans)))
 	s.orphanBytes.Set(float64(rep.OrphanBytes))
+	s.last.Store(&SweepSummary{Orphans: len(rep.Orphans), OrphanBytes: rep.OrphanBytes, At: now})
 	if dryRun {
 		return rep, nil
 	}

@@ -27,6 +27,8 @@ const (
 	// takes no more appends from that segment's leader (at a follower, by the Raft
 	// leader failing the segment over)
 	OpFence Op = 11
+	// OpReport: -> the node's report for the console (JSON; node.Report)
+	OpReport Op = 12
 )
 
 // The status byte of a response.

@@ -1,0 +1,267 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"floe/meta"
+	"floe/node/console"
+	"floe/node/rpc"
+	"floe/node/write"
+	"floe/tiering"
+)
+
+// Report is one node's state as the console shows it (GET /v1/nodes): what only that
+// node knows (its RPO, its upload backlog, its connections, its recent errors), beside
+// its role. A member that does not answer is reported with Up false and the error.
+type Report struct {
+	ID         uint64 `json:"id"`
+	Up         bool   `json:"up"`
+	Error      string `json:"error,omitempty"`
+	State      string `json:"state,omitempty"` // Raft role: Leader, Follower, Candidate
+	RaftAddr   string `json:"raft_addr"`
+	ClientAddr string `json:"client_addr,omitempty"`
+	HTTPAddr   string `json:"http_addr,omitempty"`
+	// UptimeSeconds since this process started.
+	UptimeSeconds float64 `json:"uptime_seconds,omitempty"`
+	HasLease      bool    `json:"has_lease"`
+	AppliedIndex  uint64  `json:"applied_index,omitempty"`
+	// RPOSeconds: floe_rpo_seconds, the age of the oldest entry only this node's disk
+	// holds.
+	RPOSeconds float64 `json:"rpo_seconds"`
+	// BacklogSegments and BacklogBytes: sealed segments this node must still upload.
+	BacklogSegments   int   `json:"backlog_segments"`
+	BacklogBytes      int64 `json:"backlog_bytes"`
+	ClientConnections int64 `json:"client_connections"`
+	// LastSweep: what this node's last orphan sweep found (it sweeps as Raft leader).
+	LastSweep    *tiering.SweepSummary `json:"last_sweep,omitempty"`
+	RecentErrors []LogRecord           `json:"recent_errors"`
+}
+
+// LogRecord is one warning or error this node logged.
+type LogRecord struct {
+	Time    time.Time `json:"time"`
+	Level   string    `json:"level"`
+	Message string    `json:"message"`
+	// Attrs: the record's attributes, as text.
+	Attrs map[string]string `json:"attrs,omitempty"`
+}
+
+// report is this node's Report.
+func (n *Node) report() Report {
+	r := Report{
+		ID: n.cfg.NodeID, Up: true, State: n.raft.State(), RaftAddr: n.advertise, ClientAddr: n.ClientAddr(), HTTPAddr: n.HTTPAddr(),
+		UptimeSeconds: time.Since(n.started).Seconds(), HasLease: n.hasLease(), AppliedIndex: n.raft.AppliedIndex(),
+		RPOSeconds: ageSeconds(n.oldestLocalOnly()), ClientConnections: n.clients.Load(),
+		RecentErrors: n.recent.records(),
+	}
+	if n.uploader != nil {
+		r.BacklogSegments, r.BacklogBytes = n.uploader.Backlog()
+	}
+	if n.sweeper != nil {
+		r.LastSweep = n.sweeper.Last()
+	}
+	return r
+}
+
+// rpcReport answers OpReport: this node's Report.
+func (n *Node) rpcReport(req *rpc.Request) {
+	b, err := json.Marshal(n.report())
+	req.Reply(b, err)
+}
+
+// reportTimeout bounds the wait for one member's report.
+const reportTimeout = 2 * time.Second
+
+// Reports returns every member's Report, this node's own and the others' over the
+// cluster port, at once; a member that does not answer within reportTimeout is
+// reported down.
+func (n *Node) Reports(ctx context.Context) []Report {
+	members := n.fsm.Nodes()
+	out := make([]Report, len(members))
+	var wg sync.WaitGroup
+	for i, m := range members {
+		if m.ID == n.cfg.NodeID {
+			out[i] = n.report()
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i] = Report{ID: m.ID, RaftAddr: m.RaftAddr, ClientAddr: m.ClientAddr, HTTPAddr: m.HTTPAddr}
+			body, err := n.peers.Get(m.RaftAddr).Call(ctx, rpc.OpReport, nil, reportTimeout)
+			if err == nil {
+				err = json.Unmarshal(body, &out[i])
+			}
+			if err != nil {
+				out[i].Up, out[i].Error = false, err.Error()
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// ArchiveSummary is the archive as the metadata knows it (GET /v1/archive/summary):
+// the segments archived, their bytes before and after compression, and the orphans
+// the Raft leader's last sweep found.
+type ArchiveSummary struct {
+	Enabled bool `json:"enabled"`
+	// Objects and ObjectBytes: segments whose object the metadata records, and the
+	// objects' sizes; RawBytes: those segments' bytes before compression.
+	Objects     int     `json:"objects"`
+	ObjectBytes int64   `json:"object_bytes"`
+	RawBytes    int64   `json:"raw_bytes"`
+	Ratio       float64 `json:"compression_ratio,omitempty"` // RawBytes / ObjectBytes
+	// RemoteOnly: archived segments no node holds locally any more.
+	RemoteOnly int                   `json:"remote_only"`
+	LastSweep  *tiering.SweepSummary `json:"last_sweep,omitempty"`
+	// Topics: what each topic has not in the archive yet.
+	Topics map[string]TopicBacklog `json:"topics"`
+}
+
+// TopicBacklog is what of a topic the archive does not hold yet: its sealed segments
+// still to upload, and the age of the oldest of its segments not archived (the active
+// one included), an upper bound of the topic's live RPO: nothing older than that is
+// outside the archive.
+type TopicBacklog struct {
+	Segments int   `json:"backlog_segments"`
+	Bytes    int64 `json:"backlog_bytes"`
+	// UnarchivedAgeSeconds: since the oldest unarchived segment was created (0: none
+	// holds entries).
+	UnarchivedAgeSeconds float64 `json:"unarchived_age_seconds"`
+}
+
+// archiveSummary sums the archived segments of every topic; the last sweep is this
+// node's (the Raft leader sweeps).
+func (n *Node) archiveSummary() ArchiveSummary {
+	s := ArchiveSummary{Enabled: n.bucket != nil, Topics: map[string]TopicBacklog{}}
+	now := time.Now()
+	for _, name := range n.fsm.TopicNames() {
+		t, ok := n.fsm.Topic(name)
+		if !ok {
+			continue
+		}
+		var tb TopicBacklog
+		for _, seg := range t.Segments {
+			switch {
+			case seg.State == meta.Sealed && seg.Count > 0:
+				tb.Segments++
+				tb.Bytes += seg.Bytes
+				fallthrough
+			case seg.State == meta.Active:
+				tb.UnarchivedAgeSeconds = max(tb.UnarchivedAgeSeconds, now.Sub(write.CreatedAt(seg)).Seconds())
+			}
+			if seg.State != meta.Archived || seg.ArchiveKey == "" {
+				continue
+			}
+			s.Objects++
+			s.ObjectBytes += seg.ArchiveSize
+			s.RawBytes += seg.Bytes
+			if seg.LocalEvicted {
+				s.RemoteOnly++
+			}
+		}
+		if s.Enabled {
+			s.Topics[name] = tb
+		}
+	}
+	if s.ObjectBytes > 0 {
+		s.Ratio = float64(s.RawBytes) / float64(s.ObjectBytes)
+	}
+	if n.sweeper != nil {
+		s.LastSweep = n.sweeper.Last()
+	}
+	return s
+}
+
+// routeConsole serves the console page at / and its files under /console/, and the
+// endpoints only it needs: every member's report and the archive's summary.
+func (n *Node) routeConsole(mux router) {
+	static := console.Handler()
+	mux.Handle("GET /{$}", static)
+	mux.Handle("GET /console/", static)
+	mux.HandleFunc("GET /v1/nodes", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, map[string]any{"nodes": n.Reports(r.Context())})
+	})
+	mux.HandleFunc("GET /v1/archive/summary", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, n.archiveSummary())
+	})
+}
+
+// recentLog keeps the last recentLogSize warnings and errors a node logged.
+type recentLog struct {
+	mu   sync.Mutex
+	ring []LogRecord
+	next int
+	full bool
+}
+
+const recentLogSize = 50
+
+func (l *recentLog) add(r LogRecord) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ring == nil {
+		l.ring = make([]LogRecord, recentLogSize)
+	}
+	l.ring[l.next] = r
+	l.next = (l.next + 1) % recentLogSize
+	l.full = l.full || l.next == 0
+}
+
+// records returns the records kept, newest first.
+func (l *recentLog) records() []LogRecord {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := l.next
+	if l.full {
+		n = recentLogSize
+	}
+	out := make([]LogRecord, 0, n)
+	for i := 1; i <= n; i++ {
+		out = append(out, l.ring[(l.next-i+recentLogSize)%recentLogSize])
+	}
+	return out
+}
+
+// recentHandler passes every record to next and keeps the warnings and errors in log.
+type recentHandler struct {
+	next  slog.Handler
+	log   *recentLog
+	attrs []slog.Attr
+}
+
+func (h *recentHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn || h.next.Enabled(ctx, l)
+}
+
+func (h *recentHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelWarn {
+		rec := LogRecord{Time: r.Time, Level: r.Level.String(), Message: r.Message, Attrs: map[string]string{}}
+		for _, a := range h.attrs {
+			rec.Attrs[a.Key] = a.Value.String()
+		}
+		r.Attrs(func(a slog.Attr) bool {
+			rec.Attrs[a.Key] = a.Value.String()
+			return true
+		})
+		h.log.add(rec)
+	}
+	if !h.next.Enabled(ctx, r.Level) {
+		return nil
+	}
+	return h.next.Handle(ctx, r)
+}
+
+func (h *recentHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &recentHandler{next: h.next.WithAttrs(as), log: h.log, attrs: append(append([]slog.Attr{}, h.attrs...), as...)}
+}
+
+func (h *recentHandler) WithGroup(name string) slog.Handler {
+	return &recentHandler{next: h.next.WithGroup(name), log: h.log, attrs: h.attrs}
+}
