@@ -69,6 +69,7 @@ var routes = map[string]Op{
 	"GET /console/":           {Need: None},
 	"GET /v1/nodes":           {Need: Read, Cluster: true},
 	"GET /v1/archive/summary": {Need: Read, Cluster: true},
+	"GET /v1/whoami":          {Need: None}, // says what the request's own token may
 }
 
 // ForCommand returns what the Walrus command cmd (the parsed command word) needs.

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"floe/auth"
 	"floe/meta"
 	"floe/node/console"
 	"floe/node/rpc"
@@ -190,6 +191,18 @@ func (n *Node) routeConsole(mux router) {
 	})
 	mux.HandleFunc("GET /v1/archive/summary", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, n.archiveSummary())
+	})
+	// whoami says whether the node checks tokens and, for the request's token, whether
+	// it is known and may administer the cluster: the console shows its admin actions
+	// only then.
+	mux.HandleFunc("GET /v1/whoami", func(w http.ResponseWriter, r *http.Request) {
+		tokens := n.creds.tokens
+		if tokens == nil {
+			writeJSON(w, map[string]any{"auth": false, "valid": true, "cluster_admin": true})
+			return
+		}
+		p, err := tokens.Current().Identify(auth.FromBearer(r.Header.Get("Authorization")))
+		writeJSON(w, map[string]any{"auth": true, "valid": err == nil, "cluster_admin": err == nil && p.AllowCluster(auth.Admin)})
 	})
 }
 

@@ -386,6 +386,34 @@ func TestAuthTokens(t *testing.T) {
 	if got := remove(""); got != http.StatusUnauthorized {
 		t.Fatalf("DELETE member without a token: %d, want 401", got)
 	}
+	// The console asks /v1/whoami whether to show its admin actions.
+	whoami := func(token string) (valid, admin bool) {
+		req, err := http.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/v1/whoami", c.node(1).httpPort), nil)
+		mustOK(t, err, "request")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		mustOK(t, err, "GET /v1/whoami")
+		defer resp.Body.Close()
+		var v struct {
+			Auth, Valid bool
+			Admin       bool `json:"cluster_admin"`
+		}
+		mustOK(t, json.NewDecoder(resp.Body).Decode(&v), "decode whoami")
+		if !v.Auth {
+			t.Fatal("whoami: auth false on a node with --auth-file")
+		}
+		return v.Valid, v.Admin
+	}
+	for _, tc := range []struct {
+		token        string
+		valid, admin bool
+	}{{tokens["admin"], true, true}, {tokens["writer"], true, false}, {"nope", false, false}, {"", false, false}} {
+		if v, a := whoami(tc.token); v != tc.valid || a != tc.admin {
+			t.Fatalf("whoami: valid %v, admin %v; want %v, %v", v, a, tc.valid, tc.admin)
+		}
+	}
 	c.waitMembers(3, 10*time.Second)
 	// The CLI sends FLOE_TOKEN as a Bearer token.
 	status := exec.Command(floeBin, "cluster", "status", "--http", fmt.Sprintf("127.0.0.1:%d", c.node(1).httpPort))

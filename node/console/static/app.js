@@ -18,6 +18,7 @@ const TIERS = [
 ];
 
 let token = sessionStorage.getItem("floe-token") || "";
+let adminMode = sessionStorage.getItem("floe-admin") === "1"; // without --auth-file: asked for
 
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
@@ -182,9 +183,18 @@ function setStatus(text, bad) {
   s.className = bad ? "down" : "muted";
 }
 
-function signedIn() {
-  document.body.classList.toggle("signed-in", !!token);
-  document.getElementById("token-button").textContent = token ? "Signed in (token)" : "Sign in with a token";
+// signedIn asks the node what the token may: the admin actions show only for a token
+// that may administer the cluster, or, on a node that checks no tokens, once asked for.
+async function signedIn() {
+  let who = { auth: true, valid: false, cluster_admin: false };
+  try { who = await api("GET", "/v1/whoami"); } catch (e) { setStatus(e.message, true); }
+  const admin = who.auth ? (token && who.valid && who.cluster_admin) : adminMode;
+  document.body.classList.toggle("signed-in", !!admin);
+  const b = document.getElementById("token-button");
+  if (!who.auth) b.textContent = adminMode ? "Admin actions on (no tokens here)" : "Show admin actions";
+  else if (!token) b.textContent = "Sign in with a token";
+  else b.textContent = who.valid ? (who.cluster_admin ? "Signed in (admin)" : "Signed in (no admin rights)") : "Unknown token";
+  b.dataset.auth = who.auth ? "1" : "0";
 }
 
 async function refresh() {
@@ -209,6 +219,12 @@ document.addEventListener("DOMContentLoaded", () => {
   drawLegend();
   signedIn();
   document.getElementById("token-button").addEventListener("click", () => {
+    if (document.getElementById("token-button").dataset.auth === "0") {
+      if (adminMode) { adminMode = false; sessionStorage.removeItem("floe-admin"); signedIn(); return; }
+      confirmThen("This node checks no tokens (no --auth-file): anyone who reaches it may administer the cluster. Show the admin actions?",
+        async () => { adminMode = true; sessionStorage.setItem("floe-admin", "1"); await signedIn(); });
+      return;
+    }
     const dlg = document.getElementById("token-dialog");
     document.getElementById("token-input").value = "";
     dlg.onclose = () => {
