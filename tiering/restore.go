@@ -86,6 +86,19 @@ type RestoreReport struct {
 // active segment led by nodeID, where its entries end. Every segment not kept is in
 // the report with its reason.
 func RebuildState(ctx context.Context, b archive.Bucket, clusterID string, nodeID uint64, now time.Time) (*meta.State, *RestoreReport, error) {
+	return RebuildStateProgress(ctx, b, clusterID, nodeID, now, nil)
+}
+
+// RestoreProgress is told how far a rebuild is: of the segment objects the bucket
+// holds (and their bytes), those of the topics rebuilt so far.
+type RestoreProgress func(doneObjects, totalObjects int, doneBytes, totalBytes int64)
+
+// RebuildStateProgress is RebuildState telling progress (may be nil) after the
+// listing and after each topic.
+func RebuildStateProgress(ctx context.Context, b archive.Bucket, clusterID string, nodeID uint64, now time.Time, progress RestoreProgress) (*meta.State, *RestoreReport, error) {
+	if progress == nil {
+		progress = func(int, int, int64, int64) {}
+	}
 	newest, snap, err := NewestMetaSnapshot(ctx, b, clusterID)
 	if err != nil {
 		return nil, nil, err
@@ -130,6 +143,17 @@ func RebuildState(ctx context.Context, b archive.Bucket, clusterID string, nodeI
 	}
 	index++ // above every index the old cluster used
 	rep := &RestoreReport{Snapshot: newest, ClusterID: snap.ClusterID, Index: index}
+	var totalObjs, doneObjs int
+	var totalBytes, doneBytes int64
+	for _, segs := range objects {
+		for _, os := range segs {
+			for _, o := range os {
+				totalObjs++
+				totalBytes += o.Size
+			}
+		}
+	}
+	progress(0, totalObjs, 0, totalBytes)
 
 	names := slices.Collect(func(yield func(string) bool) {
 		for n := range st.Topics {
@@ -155,6 +179,13 @@ func RebuildState(ctx context.Context, b archive.Bucket, clusterID string, nodeI
 			return nil, nil, err
 		}
 		rep.Topics = append(rep.Topics, rt)
+		for _, os := range objects[name] {
+			for _, o := range os {
+				doneObjs++
+				doneBytes += o.Size
+			}
+		}
+		progress(doneObjs, totalObjs, doneBytes, totalBytes)
 	}
 	return st, rep, nil
 }

@@ -144,7 +144,18 @@ func TestRebuildState(t *testing.T) {
 	putSegmentObject(t, b, "fresh", 4, 13, 61, 2)                                                   // and on
 	b.Put(ctx, ObjectKey("fresh", 5, 62), bytes.NewReader([]byte("junk")), 4, archive.PutOptions{}) // damaged
 
-	st, rep, err := RebuildState(ctx, b, "", 7, time.Now())
+	type report struct {
+		doneObjs, totalObjs   int
+		doneBytes, totalBytes int64
+	}
+	var reports []report
+	st, rep, err := RebuildStateProgress(ctx, b, "", 7, time.Now(), func(do, to int, db, tb int64) {
+		reports = append(reports, report{do, to, db, tb})
+	})
+	if n := len(reports); n < 2 || reports[0].doneObjs != 0 || reports[n-1].doneObjs != reports[n-1].totalObjs ||
+		reports[n-1].doneBytes != reports[n-1].totalBytes || reports[n-1].totalObjs == 0 {
+		t.Fatalf("progress reports %+v: want a first at 0 and a last with every object and byte done", reports)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -118,6 +118,7 @@ if anything is damaged.`,
 			}
 			defer b.Close()
 			var keys []string
+			sizes := map[string]int64{} // of the listed objects
 			if len(args) == 0 {
 				args = []string{""}
 			}
@@ -128,16 +129,25 @@ if anything is damaged.`,
 				}
 				if err := b.List(ctx, tiering.TopicPrefix(a), func(o archive.ObjectInfo) error {
 					keys = append(keys, o.Key)
+					sizes[o.Key] = o.Size
 					return nil
 				}); err != nil {
 					return err
 				}
 			}
+			var total, done int64
+			for _, k := range keys {
+				total += sizes[k]
+			}
+			prog := newProgress("verify")
+			defer prog.done()
 			bad := 0
-			for _, key := range keys {
+			for i, key := range keys {
 				if !verifyObject(ctx, b, key, quiet) {
 					bad++
 				}
+				done += sizes[key]
+				prog.update(i+1, len(keys), done, total)
 			}
 			fmt.Printf("%d objects checked, %d damaged\n", len(keys), bad)
 			if bad > 0 {

@@ -45,7 +45,9 @@ func restoreCmd() *cobra.Command {
 				return err
 			}
 			defer b.Close()
-			st, rep, err := tiering.RebuildState(ctx, b, clusterID, nodeID, time.Now())
+			prog := newProgress("restore")
+			st, rep, err := tiering.RebuildStateProgress(ctx, b, clusterID, nodeID, time.Now(), prog.update)
+			prog.done()
 			if err != nil {
 				return err
 			}
