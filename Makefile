@@ -8,13 +8,16 @@ FUZZTIME ?= 30s
 TEST_TIMEOUT ?= 20m
 COMPOSE_TEST_TIMEOUT ?= 10m
 
-.PHONY: build dev test vet bench bench-cluster bench-scale fuzz minio nats clean images compose-up compose-down compose-logs test-compose
+.PHONY: build dev demo test vet bench bench-cluster bench-scale fuzz minio nats clean images compose-up compose-down compose-logs test-compose
 
 build: ## build bin/floe (static)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/floe ./tools/floe
 
 dev: build ## run an embedded 3-node cluster on loopback
 	$(BIN)/floe dev
+
+demo: build ## floe's story in a minute: write, archive, lose a node's disk, read it all back from the bucket
+	$(BIN)/floe demo
 
 vet:
 	$(GO) vet ./...

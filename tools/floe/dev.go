@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -47,22 +48,10 @@ func devCmd() *cobra.Command {
 					nodes[i].Close()
 				}
 			}()
+			ports := devPorts{client: clientBase, raft: raftBase, http: httpBase}
 			for i := 0; i < 3; i++ {
-				cfg := node.Config{
-					NodeID:            uint64(i + 1),
-					DataDir:           filepath.Join(abs, fmt.Sprintf("node%d", i+1)),
-					RaftPort:          raftBase + i,
-					ClientPort:        clientBase + i,
-					HTTPPort:          httpBase + i,
-					MaxSegmentEntries: maxEntries,
-					Archive:           "file://" + filepath.Join(abs, "archive"),
-					S3CreateBucket:    true,
-					Logger:            log,
-					RaftLogLevel:      "error",
-				}
-				if i > 0 {
-					cfg.Join = fmt.Sprintf("127.0.0.1:%d", raftBase)
-				}
+				cfg := ports.config(abs, i+1, log)
+				cfg.MaxSegmentEntries = maxEntries
 				n, err := node.Start(cfg)
 				if err != nil {
 					return fmt.Errorf("node %d: %w", i+1, err)
@@ -94,6 +83,29 @@ func devCmd() *cobra.Command {
 	fs.StringVar(&logLevel, "log-level", "warn", "debug, info, warn or error")
 	fs.DurationVar(&readyWithin, "ready-timeout", time.Minute, "how long to wait for the cluster to form")
 	return c
+}
+
+// devPorts are the first ports of the embedded nodes; node i takes base + i - 1.
+type devPorts struct{ client, raft, http int }
+
+// config is the configuration of embedded node id under dir (its data dir
+// dir/node<id>, the archive dir/archive), joining node 1 unless it is node 1.
+func (p devPorts) config(dir string, id int, log *slog.Logger) node.Config {
+	cfg := node.Config{
+		NodeID:         uint64(id),
+		DataDir:        filepath.Join(dir, fmt.Sprintf("node%d", id)),
+		RaftPort:       p.raft + id - 1,
+		ClientPort:     p.client + id - 1,
+		HTTPPort:       p.http + id - 1,
+		Archive:        "file://" + filepath.Join(dir, "archive"),
+		S3CreateBucket: true,
+		Logger:         log,
+		RaftLogLevel:   "error",
+	}
+	if id > 1 {
+		cfg.Join = fmt.Sprintf("127.0.0.1:%d", p.raft)
+	}
+	return cfg
 }
 
 // waitMembers waits until every node sees a leader and three voters.
