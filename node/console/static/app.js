@@ -31,10 +31,20 @@ function el(tag, attrs, ...children) {
   return e;
 }
 
+// leaderConsole is the console URL of the Raft leader, and self this node's id, from
+// the last refresh: admin actions run on the Raft leader.
+let leaderConsole = "";
+let leaderID = 0;
+let selfID = 0;
+
 async function api(method, path) {
   const headers = {};
   if (token) headers["Authorization"] = "Bearer " + token;
-  const resp = await fetch(path, { method, headers, cache: "no-store" });
+  // A change is never sent on to another node by a redirect (another origin).
+  const resp = await fetch(path, { method, headers, cache: "no-store", redirect: method === "GET" ? "follow" : "manual" });
+  if (resp.type === "opaqueredirect" || (method !== "GET" && !resp.ok && leaderID && leaderID !== selfID)) {
+    throw new Error("admin actions run on the Raft leader, node " + leaderID + ": open its console, " + leaderConsole);
+  }
   const text = await resp.text();
   if (!resp.ok) throw new Error(method + " " + path + ": " + resp.status + " " + text.trim());
   return text ? JSON.parse(text) : null;
@@ -69,8 +79,21 @@ function drawLegend() {
   legend.replaceChildren(...TIERS.map(([t, what]) => el("span", {}, el("span", { class: "cell tier-" + t }), what)));
 }
 
+// consoleURL is the console of the node whose HTTP address is addr; a node bound to
+// every interface is reached at this page's host.
+function consoleURL(addr) {
+  const i = addr.lastIndexOf(":");
+  let host = addr.slice(0, i);
+  if (host === "[::]" || host === "0.0.0.0" || host === "") host = location.hostname;
+  return location.protocol + "//" + host + ":" + addr.slice(i + 1) + "/";
+}
+
 function drawMembers(cluster, reports) {
   const leader = cluster.metrics.current_leader;
+  leaderID = leader || 0;
+  selfID = cluster.metrics.id;
+  const lr = reports.find((r) => r.id === leader);
+  leaderConsole = lr && lr.http_addr ? consoleURL(lr.http_addr) : "";
   document.getElementById("cluster-id").textContent = "cluster " + (cluster.metrics.cluster_id || "?");
   document.getElementById("cluster-summary").textContent =
     "Raft leader: node " + (leader ?? "none") + " · term " + cluster.metrics.current_term +
