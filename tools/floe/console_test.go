@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -9,8 +11,9 @@ import (
 	"floe/wire"
 )
 
-// TestConsoleCommands runs floe state against a real node, its output a pipe as in
-// a script: JSON by default (what scripts read), the tier map with --map.
+// TestConsoleCommands runs floe state and floe top against a real node, their output
+// a pipe as in a script: floe state prints JSON by default (what scripts read), the
+// tier map with --map; floe top prints one table and exits.
 func TestConsoleCommands(t *testing.T) {
 	c := startCluster(t, clusterOpts{nodes: 1, args: []string{"--max-segment-entries", "2"}})
 	conn := c.conn(1)
@@ -56,6 +59,16 @@ func TestConsoleCommands(t *testing.T) {
 		out, err := runFloe(t, "state", "--map", "--addr", addr, "nosuch")
 		if err == nil || !strings.Contains(out, "no such topic") {
 			t.Fatalf("floe state --map nosuch: want the node's error, got %v:\n%s", err, out)
+		}
+	})
+	t.Run("top prints one table to a pipe", func(t *testing.T) {
+		out, err := runFloe(t, "top", "--interval", "300ms", "--http", "127.0.0.1:"+strconv.Itoa(c.node(1).httpPort))
+		if err != nil {
+			t.Fatalf("floe top: %v\n%s", err, out)
+		}
+		table := regexp.MustCompile(`(?m)rates over [0-9.]+s\n(.*\n)+NODE +ROLE +APPENDS/S .*\n +1 +leader +[0-9.]+ +[0-9.]+ [KMG]?i?B/s .* \d+$`)
+		if !table.MatchString(out) {
+			t.Fatalf("floe top to a pipe: want rates over the interval, the header and node 1's row, the leader's; got\n%s", out)
 		}
 	})
 }

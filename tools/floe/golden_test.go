@@ -35,3 +35,21 @@ func checkGolden(t *testing.T, name, got string) {
 func quoteEscapes(s string) string {
 	return string(bytes.ReplaceAll([]byte(s), []byte("\x1b"), []byte(`\e`)))
 }
+
+// TestReadmeExamples: the README shows the tier map and floe top's table as the
+// golden files hold them, so that the manual changes with the output.
+func TestReadmeExamples(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"tiermap-every-tier", "top"} {
+		golden, err := os.ReadFile(filepath.Join("testdata", name+".golden"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(readme, golden) {
+			t.Errorf("README.md does not show testdata/%s.golden as it is now:\n%s", name, golden)
+		}
+	}
+}
