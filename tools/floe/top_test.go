@@ -3,7 +3,8 @@ package main
 import (
 	"context"
 	"errors"
-	"io"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,8 +19,8 @@ func loadScrape(t *testing.T, at time.Time, when string) *clusterScrape {
 	t.Helper()
 	s := &clusterScrape{At: at, ClusterID: "f296cd1362a41fb7", Leader: 1, Voters: []uint64{1, 2, 3}}
 	for id := uint64(1); id <= 4; id++ {
-		n := nodeScrape{ID: id, Addr: "10.0.0." + string(rune('0'+id)) + ":9080"}
-		f, err := os.Open(filepath.Join("testdata", "top", "node"+string(rune('0'+id))+"-"+when+".prom"))
+		n := nodeScrape{ID: id, Addr: fmt.Sprintf("10.0.0.%d:9080", id)}
+		f, err := os.Open(filepath.Join("testdata", "top", fmt.Sprintf("node%d-%s.prom", id, when)))
 		if errors.Is(err, os.ErrNotExist) {
 			n.Err = errors.New("Get \"http://" + n.Addr + "/metrics\": dial tcp " + n.Addr + ": connect: connection refused")
 		} else if err != nil {
@@ -52,8 +53,7 @@ func TestTopGolden(t *testing.T) {
 // TestHistogramQuantile pins the interpolation floe top's FSYNC P99 uses (that of
 // Prometheus's histogram_quantile).
 func TestHistogramQuantile(t *testing.T) {
-	inf := 1 / zero()
-	h := histogram{count: 100, bounds: []float64{1, 2, 4, inf}, cumulative: []float64{50, 90, 98, 100}}
+	h := histogram{count: 100, bounds: []float64{1, 2, 4, math.Inf(1)}, cumulative: []float64{50, 90, 98, 100}}
 	for _, tc := range []struct {
 		q         float64
 		want      float64
@@ -71,8 +71,6 @@ func TestHistogramQuantile(t *testing.T) {
 		}
 	}
 }
-
-func zero() float64 { return 0 }
 
 // TestRunTop runs the refresh loop on canned scrapes: a first frame at once without
 // rates, then one per interval with them, until the context ends.
@@ -131,7 +129,7 @@ func TestReadKeys(t *testing.T) {
 		{"q", true}, {"abcQ", true}, {"\x03", true}, {"\x04", true}, {"x\r\n", false}, {"", false},
 	} {
 		quit := false
-		readKeys(io.MultiReader(strings.NewReader(tc.in)), func() { quit = true })
+		readKeys(strings.NewReader(tc.in), func() { quit = true })
 		if quit != tc.quit {
 			t.Errorf("keys %q: quit %v, want %v", tc.in, quit, tc.quit)
 		}
