@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -87,16 +88,32 @@ func clientCmds() []*cobra.Command {
 	}
 	read.Flags().BoolVarP(&follow, "follow", "f", false, "keep waiting for new entries")
 	read.Flags().IntVarP(&max, "max", "n", 0, "stop after this many entries (0: all)")
+	var stateJSON, stateMap bool
 	state := &cobra.Command{
-		Use: "state <topic>", Short: "Print a topic's segments, leaders and tiers (JSON)", Args: cobra.ExactArgs(1),
+		Use:   "state <topic>",
+		Short: "Show a topic's segments, leaders and tiers: a map of where each segment lives on a terminal, STATE's JSON otherwise",
+		Long: "Show a topic's segments, leaders and tiers. On a terminal: the tier map, one cell per segment by where its data\n" +
+			"lives, with totals, offsets and the topic's settings (in colour unless NO_COLOR is set). When stdout is not a\n" +
+			"terminal (a pipe, a file, a script): STATE's JSON, as before the map existed. --json and --map choose.",
+		Args: cobra.ExactArgs(1),
 		RunE: withConn(func(c *client.Conn, a []string) error {
+			tty, width := stdoutTerminal()
+			drawMap, err := stateDrawsMap(stateJSON, stateMap, tty)
+			if err != nil {
+				return err
+			}
 			reply, err := c.Do([]byte("STATE " + a[0]))
 			if err != nil {
 				return err
 			}
-			return printJSON(reply)
+			if !drawMap {
+				return printJSON(reply)
+			}
+			return printTierMap(os.Stdout, reply, mapOptions{Width: width, Colour: tty && colourAllowed()})
 		}),
 	}
+	state.Flags().BoolVar(&stateJSON, "json", false, "print STATE's JSON (the default when stdout is not a terminal)")
+	state.Flags().BoolVar(&stateMap, "map", false, "draw the tier map even when stdout is not a terminal (64 segments a row, no colour)")
 	metrics := &cobra.Command{
 		Use: "metrics", Short: "Print the Raft view of the node answering (JSON)", Args: cobra.NoArgs,
 		RunE: withConn(func(c *client.Conn, a []string) error {
@@ -177,6 +194,34 @@ func printEntries(c *client.Conn, topic string, off uint64, limit int, follow bo
 		w.Flush()
 	}
 	return nil
+}
+
+// stateDrawsMap says whether floe state draws the tier map (or prints JSON): as
+// --json or --map ask, else the map on a terminal only, so that scripts reading
+// floe state's output keep getting JSON.
+func stateDrawsMap(asJSON, asMap, tty bool) (bool, error) {
+	switch {
+	case asJSON && asMap:
+		return false, errors.New("--json and --map exclude each other")
+	case asJSON:
+		return false, nil
+	case asMap:
+		return true, nil
+	}
+	return tty, nil
+}
+
+// printTierMap draws the tier map of a STATE reply on w.
+func printTierMap(w io.Writer, reply []byte, opt mapOptions) error {
+	if bytes.HasPrefix(reply, []byte("ERR")) {
+		return fmt.Errorf("%s", reply) // as printJSON says it
+	}
+	var st wire.TopicState
+	if err := json.Unmarshal(reply, &st); err != nil {
+		return fmt.Errorf("%w: %v", wire.ErrBadReply, err)
+	}
+	_, err := io.WriteString(w, renderTierMap(&st, opt))
+	return err
 }
 
 func printJSON(reply []byte) error {

@@ -85,38 +85,53 @@ func (c *clusterAPI) call(ctx context.Context, method, url string, out any) erro
 
 // callBody is call with a request body (JSON; nil: none).
 func (c *clusterAPI) callBody(ctx context.Context, method, url string, in []byte, out any) error {
+	reply, err := c.send(ctx, method, url, in, "")
+	if err != nil {
+		return err
+	}
+	if out != nil {
+		return json.Unmarshal(reply, out)
+	}
+	return nil
+}
+
+// send sends one request (with a JSON body unless in is nil, and an Accept header
+// unless accept is empty) and returns a 2xx reply's body, at most 4 MiB of it;
+// another status is an error that carries the reply's text. The first call makes
+// c.client; calls may run concurrently once one has returned.
+func (c *clusterAPI) send(ctx context.Context, method, url string, in []byte, accept string) ([]byte, error) {
 	var body io.Reader
 	if in != nil {
 		body = bytes.NewReader(in)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, url, body)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
 	if c.client == nil {
 		if c.client, _, err = c.sec.httpClient(); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	resp, err := c.client.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	reply, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, strings.TrimSpace(string(reply)))
+		return nil, fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, strings.TrimSpace(string(reply)))
 	}
-	if out != nil {
-		return json.Unmarshal(reply, out)
-	}
-	return nil
+	return reply, nil
 }
 
 // view is the cluster as the node at at sees it.

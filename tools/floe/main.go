@@ -19,7 +19,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(agentCmd(), devCmd(), benchCmd(), shellCmd(), walCmd(), archiveCmd(), clusterCmd(), topicCmd(), restoreCmd(), healthcheckCmd(), certsCmd(), authCmd(), demoCmd())
+	root.AddCommand(agentCmd(), devCmd(), benchCmd(), shellCmd(), walCmd(), archiveCmd(), clusterCmd(), topCmd(), topicCmd(), restoreCmd(), healthcheckCmd(), certsCmd(), authCmd(), demoCmd())
 	root.AddCommand(clientCmds()...)
 	root.AddCommand(benchGetCmd())
 	if err := root.Execute(); err != nil {

@@ -426,6 +426,12 @@ func TestAuthTokens(t *testing.T) {
 	if out, err := status.CombinedOutput(); err == nil || !strings.Contains(string(out), "401") {
 		t.Fatalf("floe cluster status without a token: %v\n%s; want a 401", err, out)
 	}
+	// floe top reads every member's /metrics with the token too.
+	top := exec.Command(floeBin, "top", "--once", "--interval", "200ms", "--http", fmt.Sprintf("127.0.0.1:%d", c.node(2).httpPort))
+	top.Env = append(os.Environ(), "FLOE_TOKEN="+tokens["admin"])
+	if out, err := top.CombinedOutput(); err != nil || strings.Contains(string(out), "no answer") || strings.Count(string(out), "follower") != 2 {
+		t.Fatalf("floe top with the admin token: want a row for each of the 3 nodes, 2 followers; got %v\n%s", err, out)
+	}
 
 	// Revoke the read token: its connection is refused from the next request on.
 	mustOK(t, os.WriteFile(path, []byte(lines[0]+"\n"+lines[1]+"\n"), 0o600), "rewrite tokens")
