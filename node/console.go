@@ -55,11 +55,15 @@ type LogRecord struct {
 // report is this node's Report.
 func (n *Node) report() Report {
 	r := Report{
-		ID: n.cfg.NodeID, Up: true, State: n.raft.State(), RaftAddr: n.advertise, ClientAddr: n.ClientAddr(), HTTPAddr: n.HTTPAddr(),
+		ID: n.cfg.NodeID, Up: true, State: n.raft.State(), RaftAddr: n.advertise,
 		UptimeSeconds: time.Since(n.started).Seconds(), HasLease: n.hasLease(), AppliedIndex: n.raft.AppliedIndex(),
-		RPOSeconds: ageSeconds(n.oldestLocalOnly()), ClientConnections: n.clients.Load(),
-		RecentErrors: n.recent.records(),
+		ClientConnections: n.clients.Load(), RecentErrors: n.recent.records(),
 	}
+	if !n.tiered.Load() { // still starting
+		return r
+	}
+	r.ClientAddr, r.HTTPAddr = n.ClientAddr(), n.HTTPAddr()
+	r.RPOSeconds = ageSeconds(n.oldestLocalOnly())
 	if n.uploader != nil {
 		r.BacklogSegments, r.BacklogBytes = n.uploader.Backlog()
 	}
@@ -174,7 +178,7 @@ func (n *Node) archiveSummary() ArchiveSummary {
 	if s.ObjectBytes > 0 {
 		s.Ratio = float64(s.RawBytes) / float64(s.ObjectBytes)
 	}
-	if n.sweeper != nil {
+	if n.tiered.Load() && n.sweeper != nil {
 		s.LastSweep = n.sweeper.Last()
 	}
 	return s

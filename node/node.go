@@ -300,6 +300,10 @@ type Node struct {
 
 	bootID  uint64    // random per process: tells a restarted node from its former self
 	started time.Time // when this process made the node
+	// tiered is set once Start has bound the client listeners and startTiering has
+	// set uploader, sweeper and remote: the console's reports, which RPCs and the
+	// HTTP API may ask for earlier, read those only then.
+	tiered atomic.Bool
 	recent  recentLog // its last warnings and errors, for the console
 	// synced is set once this node's metadata has caught up with the Raft leader's
 	// since its lease last lapsed (or since start); until then it holds no write lease
@@ -385,6 +389,7 @@ func Start(cfg Config) (*Node, error) {
 	if err := n.startTiering(); err != nil {
 		return nil, err
 	}
+	n.tiered.Store(true) // the HTTP API and RPCs, served already, may read them now
 	n.metrics.reg.MustRegister(n.rpoGauges()...)
 	n.startLoops()
 	n.log.Info("node started", "raft", n.advertise, "client", n.clientLn.Addr().String(), "http", n.HTTPAddr())
