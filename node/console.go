@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -94,13 +95,23 @@ func (n *Node) Reports(ctx context.Context) []Report {
 			out[i] = n.report()
 			continue
 		}
+		out[i] = Report{ID: m.ID, RaftAddr: m.RaftAddr, ClientAddr: m.ClientAddr, HTTPAddr: m.HTTPAddr}
+		peer := n.peers.Get(m.RaftAddr)
+		if peer.RecentlyDown() { // do not queue behind a member that just failed a call
+			out[i].Error = "did not answer a call in the last seconds"
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out[i] = Report{ID: m.ID, RaftAddr: m.RaftAddr, ClientAddr: m.ClientAddr, HTTPAddr: m.HTTPAddr}
-			body, err := n.peers.Get(m.RaftAddr).Call(ctx, rpc.OpReport, nil, reportTimeout)
-			if err == nil {
+			body, err := peer.Call(ctx, rpc.OpReport, nil, reportTimeout)
+			switch {
+			case err == nil:
 				err = json.Unmarshal(body, &out[i])
+			case rpc.IsRemote(err) && errors.Is(err, ErrBadRequest):
+				// It answered, but does not know the op: an older floe.
+				out[i].Up, out[i].Error = true, "runs an older floe without reports"
+				return
 			}
 			if err != nil {
 				out[i].Up, out[i].Error = false, err.Error()
@@ -136,8 +147,9 @@ type ArchiveSummary struct {
 type TopicBacklog struct {
 	Segments int   `json:"backlog_segments"`
 	Bytes    int64 `json:"backlog_bytes"`
-	// UnarchivedAgeSeconds: since the oldest unarchived segment was created (0: none
-	// holds entries).
+	// UnarchivedAgeSeconds: since the oldest segment not archived was created, the
+	// active one included even while it holds no entry (the metadata does not count
+	// an active segment's entries), so an upper bound.
 	UnarchivedAgeSeconds float64 `json:"unarchived_age_seconds"`
 }
 
@@ -205,7 +217,11 @@ func (n *Node) routeConsole(mux router) {
 			writeJSON(w, map[string]any{"auth": false, "valid": true, "cluster_admin": true})
 			return
 		}
-		p, err := tokens.Current().Identify(auth.FromBearer(r.Header.Get("Authorization")))
+		cred := auth.FromBearer(r.Header.Get("Authorization"))
+		p, err := tokens.Current().Identify(cred)
+		if err != nil && cred != (auth.Credential{}) {
+			n.unauthorized("http", r.RemoteAddr, err) // a token tried here is counted like anywhere
+		}
 		writeJSON(w, map[string]any{"auth": true, "valid": err == nil, "cluster_admin": err == nil && p.AllowCluster(auth.Admin)})
 	})
 }

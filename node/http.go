@@ -9,6 +9,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -121,7 +122,32 @@ type router struct {
 }
 
 func (r router) Handle(pattern string, h http.Handler) {
-	r.mux.Handle(pattern, r.n.authorizeHTTP(pattern, h))
+	r.mux.Handle(pattern, sameOrigin(r.n.authorizeHTTP(pattern, h)))
+}
+
+// sameOrigin refuses a change (any method but GET and HEAD) that a browser sends on
+// behalf of a page of another origin: a page the operator visits must not move
+// leadership or append records through the operator's browser (on a node without
+// tokens nothing else would stop it). Clients that are not browsers send no Origin.
+func sameOrigin(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			origin := r.Header.Get("Origin")
+			cross := r.Header.Get("Sec-Fetch-Site") == "cross-site"
+			if origin != "" && origin != "null" {
+				if u, err := url.Parse(origin); err != nil || u.Host != r.Host {
+					cross = true
+				}
+			} else if origin == "null" {
+				cross = true
+			}
+			if cross {
+				http.Error(w, "forbidden: a change from a page of another origin", http.StatusForbidden)
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func (r router) HandleFunc(pattern string, h http.HandlerFunc) { r.Handle(pattern, h) }

@@ -304,7 +304,7 @@ type Node struct {
 	// set uploader, sweeper and remote: the console's reports, which RPCs and the
 	// HTTP API may ask for earlier, read those only then.
 	tiered atomic.Bool
-	recent  recentLog // its last warnings and errors, for the console
+	recent recentLog // its last warnings and errors, for the console
 	// synced is set once this node's metadata has caught up with the Raft leader's
 	// since its lease last lapsed (or since start); until then it holds no write lease
 	// and creates no segment file. leaseMu orders its changes with the lease checks.

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -214,5 +216,37 @@ func TestUnauthenticatedClientCut(t *testing.T) {
 	}
 	if _, err := c.Metrics(); err == nil || !strings.Contains(err.Error(), "unauthorized") {
 		t.Fatalf("METRICS after a failed AUTH: %v, want unauthorized", err)
+	}
+}
+
+// TestSameOrigin: a change a browser sends for a page of another origin is refused;
+// one from the node's own page, or from a client that is not a browser, passes; reads
+// always pass.
+func TestSameOrigin(t *testing.T) {
+	h := sameOrigin(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	for _, tc := range []struct {
+		method, origin, fetchSite string
+		want                      int
+	}{
+		{"POST", "", "", http.StatusOK},
+		{"POST", "http://node1:9080", "same-origin", http.StatusOK},
+		{"POST", "http://evil.example", "", http.StatusForbidden},
+		{"DELETE", "http://evil.example", "cross-site", http.StatusForbidden},
+		{"POST", "", "cross-site", http.StatusForbidden},
+		{"POST", "null", "", http.StatusForbidden},
+		{"GET", "http://evil.example", "cross-site", http.StatusOK},
+	} {
+		r := httptest.NewRequest(tc.method, "http://node1:9080/v1/cluster/transfer-leadership", nil)
+		if tc.origin != "" {
+			r.Header.Set("Origin", tc.origin)
+		}
+		if tc.fetchSite != "" {
+			r.Header.Set("Sec-Fetch-Site", tc.fetchSite)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != tc.want {
+			t.Errorf("%s with Origin %q, Sec-Fetch-Site %q: %d, want %d", tc.method, tc.origin, tc.fetchSite, w.Code, tc.want)
+		}
 	}
 }

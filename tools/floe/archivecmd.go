@@ -143,6 +143,7 @@ if anything is damaged.`,
 			defer prog.done()
 			bad := 0
 			for i, key := range keys {
+				prog.clear() // verifyObject prints its line
 				if !verifyObject(ctx, b, key, quiet) {
 					bad++
 				}

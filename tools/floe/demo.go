@@ -53,6 +53,32 @@ It says what it does at each step; the web console (printed at the start) shows 
 	return c
 }
 
+// demoMarker is the file that says a directory is the demo's own, to empty at start.
+const demoMarker = ".floe-demo"
+
+// claimDemoDir empties dir for a new demo, if it is missing, empty or the demo's own
+// (it holds demoMarker), and marks it; it refuses any other directory: --data-dir
+// must never be something of the user's that the demo deletes.
+func claimDemoDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return err
+	case len(entries) > 0:
+		if _, err := os.Stat(filepath.Join(dir, demoMarker)); err != nil {
+			return fmt.Errorf("demo: %s is not empty and not a demo's data dir (no %s): give another --data-dir", dir, demoMarker)
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, demoMarker), []byte("floe demo data: emptied by the next floe demo\n"), 0o644)
+}
+
 // demo is a running demo: its nodes by id (nil while one is down).
 type demo struct {
 	o     demoOpts
@@ -112,7 +138,7 @@ func runDemo(out io.Writer, o demoOpts) error {
 	if err != nil {
 		return err
 	}
-	if err := os.RemoveAll(dir); err != nil {
+	if err := claimDemoDir(dir); err != nil {
 		return err
 	}
 	d := &demo{o: o, out: out, dir: dir, nodes: map[int]*node.Node{}}
@@ -181,10 +207,16 @@ func runDemo(out io.Writer, o demoOpts) error {
 	// The victim: a node that led a sealed segment, leads neither the active segment
 	// (whose entries are on its disk only, at replication factor 1) nor Raft.
 	raftLeader := 0
-	for id, n := range d.nodes {
-		if m, err := n.Metrics(); err == nil && m.State == "Leader" {
-			raftLeader = id
+	if err := d.wait("a Raft leader", func() bool {
+		for id, n := range d.nodes {
+			if m, err := n.Metrics(); err == nil && m.State == "Leader" {
+				raftLeader = id
+				return true
+			}
 		}
+		return false
+	}); err != nil {
+		return err
 	}
 	victim := 0
 	for _, id := range slices.Sorted(func(yield func(int) bool) {

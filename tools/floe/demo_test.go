@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -24,6 +26,16 @@ func TestDemo(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("floe demo: %v\n%s", err, out)
+	}
+	// A directory of the user's is never emptied.
+	mine := t.TempDir()
+	mustOK(t, os.WriteFile(filepath.Join(mine, "precious"), []byte("x"), 0o644), "write")
+	refused, err := exec.CommandContext(ctx, floeBin, "demo", "--exit", "--data-dir", mine).CombinedOutput()
+	if err == nil || !strings.Contains(string(refused), "not a demo's data dir") {
+		t.Fatalf("floe demo on a directory of the user's: %v\n%s", err, refused)
+	}
+	if _, err := os.Stat(filepath.Join(mine, "precious")); err != nil {
+		t.Fatalf("the user's file is gone: %v", err)
 	}
 	for _, want := range []string{
 		"the cluster is up", "sealed and archived", "deleting its data dir",

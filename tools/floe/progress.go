@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/term"
 )
 
 // progress reports how far a command that walks the bucket is (floe restore,
@@ -33,7 +35,7 @@ const (
 
 // newProgress reports on stderr.
 func newProgress(what string) *progress {
-	return &progress{w: os.Stderr, what: what, tty: isTerminal(os.Stderr), start: time.Now(), now: time.Now}
+	return &progress{w: os.Stderr, what: what, tty: term.IsTerminal(int(os.Stderr.Fd())), start: time.Now(), now: time.Now}
 }
 
 // update reports objects and bytes done of their totals (a total of 0: not known).
@@ -61,6 +63,18 @@ func (p *progress) update(doneObjects, totalObjects int, doneBytes, totalBytes i
 		return
 	}
 	fmt.Fprintln(p.w, line)
+}
+
+// clear erases a terminal line on screen, before the command writes a line of its own
+// (the next update draws it again).
+func (p *progress) clear() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.drawn {
+		fmt.Fprint(p.w, "\r\x1b[K")
+		p.drawn = false
+		p.last = time.Time{}
+	}
 }
 
 // done ends a terminal line left on screen.

@@ -42,10 +42,13 @@ async function api(method, path) {
   if (token) headers["Authorization"] = "Bearer " + token;
   // A change is never sent on to another node by a redirect (another origin).
   const resp = await fetch(path, { method, headers, cache: "no-store", redirect: method === "GET" ? "follow" : "manual" });
-  if (resp.type === "opaqueredirect" || (method !== "GET" && !resp.ok && leaderID && leaderID !== selfID)) {
+  if (resp.type === "opaqueredirect") {
     throw new Error("admin actions run on the Raft leader, node " + leaderID + ": open its console, " + leaderConsole);
   }
   const text = await resp.text();
+  if (!resp.ok && method !== "GET" && leaderID && leaderID !== selfID && /leader/i.test(text)) {
+    throw new Error(text.trim() + ": admin actions run on the Raft leader, node " + leaderID + ": open its console, " + leaderConsole);
+  }
   if (!resp.ok) throw new Error(method + " " + path + ": " + resp.status + " " + text.trim());
   return text ? JSON.parse(text) : null;
 }
@@ -69,7 +72,7 @@ function tierOf(seg, archive) {
   if (seg.lost) return "lost";
   if (seg.abandoned) return "abandoned";
   if (seg.state === "expired") return "expired";
-  if (seg.state === "active") return "active";
+  if (seg.state === "active" || seg.state === "sealing") return "active";
   if (seg.state === "archived") return seg.tier === "remote" ? "remote" : "both";
   return archive ? "uploading" : "sealed";
 }
@@ -262,6 +265,8 @@ document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("sweep-button").addEventListener("click", () => confirmThen(
     "Sweep the archive now: delete the orphaned segment objects past their grace period?",
     () => api("POST", "/v1/archive/sweep")));
-  refresh();
-  setInterval(refresh, REFRESH_MS);
+  // The next refresh is due REFRESH_MS after this one ends: a slow node never has
+  // several of one page's refreshes at once.
+  const loop = async () => { await refresh(); setTimeout(loop, REFRESH_MS); };
+  loop();
 });
