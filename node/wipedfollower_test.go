@@ -110,9 +110,11 @@ func TestDroppedCopyFence(t *testing.T) {
 	nodes, act := startReplicated(t, "d", "e0", "e1", "e2", "e3", "e4")
 	fol := nodes[followerIndex(t, nodes, act)]
 	k := segKey{"d", act.ID}
-	testenv.WaitFor(t, 30*time.Second, "the follower's copy to hold the 5 entries", func() bool {
+	// Told that all 5 are committed: no tell is on its way that would fill the new
+	// copy before the first fence below.
+	testenv.WaitFor(t, 30*time.Second, "the follower's copy to hold the 5 entries, and be told they are committed", func() bool {
 		c, err := fol.replicaCopy("d", act.ID)
-		return err == nil && c.seg.Count() == 5
+		return err == nil && c.seg.Count() == 5 && c.committed.Load() == 5
 	})
 	c, _ := fol.replicaCopy("d", act.ID)
 	c.mu.Lock()

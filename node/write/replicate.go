@@ -52,6 +52,7 @@ type follower struct {
 	boot    uint64    // the boot id of its latest reply (0: unknown)
 	seen    uint64    // sequence number of the latest reply taken into account
 	retryAt time.Time // after a failure: no send before then
+	heard   time.Time // when its latest count came
 
 	// The latest reply, written by the reply's callback on the connection's reader.
 	mu    sync.Mutex
@@ -125,7 +126,7 @@ func (r *replication) collect() {
 			// wrote it). Nothing it writes may be acknowledged.
 			r.foreign = true
 		}
-		f.durable, f.known, f.healthy = rep.count, true, true
+		f.durable, f.known, f.healthy, f.heard = rep.count, true, true, time.Now()
 		f.peak = max(f.peak, rep.count)
 		if rep.count < rep.end || f.seen == f.sent {
 			f.next = rep.count // it did not take all it was sent: send again from there
@@ -511,6 +512,23 @@ func (a *Appender) syncFollowers() {
 		}
 	}
 	a.tellCommitted(r)
+	a.probeIdle(r)
+}
+
+// idleProbe is how long a level follower may go unheard from before the age check
+// probes it: a follower that lost its copy (dropped as damaged) while no write came
+// reports it so, and is filled again from this node's file, instead of refusing
+// fences until the next write (found by a flaky test: TestDroppedCopyFence).
+const idleProbe = 5 * time.Second
+
+// probeIdle probes each level follower not heard from for idleProbe.
+func (a *Appender) probeIdle(r *replication) {
+	own, now := a.seg.Count(), time.Now()
+	for _, f := range r.follow {
+		if f.known && f.healthy && f.durable == own && !f.outstanding() && !now.Before(f.retryAt) && now.Sub(f.heard) >= idleProbe {
+			a.send(r, f, own, nil, nil)
+		}
+	}
 }
 
 // noticeDelay is how long the appender's queue stays empty before it tells its
