@@ -70,9 +70,11 @@ func TestRecoverSegment(t *testing.T) {
 		return len(aside) == 1 && len(left) == 0
 	})
 	// The log line names what the file held, though the restarted node never opened it.
-	if log, _ := os.ReadFile(c.node(x).logPath); !strings.Contains(string(log), "file kept for salvage") || !strings.Contains(string(log), "entries=10 ") {
-		t.Errorf("node %d's log does not say that the file it set aside held 10 entries:\n%s", x, tail(c.node(x).logPath, 30))
-	}
+	// It is written once the file is set aside: wait for it.
+	c.waitFor(10*time.Second, "node "+strconv.Itoa(x)+"'s log to say that the file it set aside held 10 entries", func() bool {
+		log, _ := os.ReadFile(c.node(x).logPath)
+		return strings.Contains(string(log), "file kept for salvage") && strings.Contains(string(log), "entries=10 ")
+	})
 	checkEntries(t, "READ through the returned node", c.readAll(x, topic), func(i int) string { return fmt.Sprintf("new-%d", i) }, 5)
 }
 
