@@ -51,6 +51,7 @@ var routes = map[string]Op{
 	"GET /v1/topics":                  {Need: Read, Cluster: true},
 	"PUT /v1/topics/{topic}":          {Need: Write},
 	"GET /v1/topics/{topic}":          {Need: Read},
+	"PATCH /v1/topics/{topic}":        {Need: Admin}, // retention changes need admin
 	"POST /v1/topics/{topic}/records": {Need: Write},
 	"GET /v1/topics/{topic}/records":  {Need: Read},
 

@@ -39,6 +39,8 @@ type Command struct {
 	// create_topic
 	Leader uint64       `json:"leader,omitempty"`
 	Config *TopicConfig `json:"config,omitempty"`
+	// Patch: OpAlterTopic's changes.
+	Patch *TopicConfigPatch `json:"patch,omitempty"`
 	// create_topic, seal and recover_segment: the replicas of the new active segment,
 	// its leader first (nil: the leader alone).
 	Replicas []uint64 `json:"replicas,omitempty"`
@@ -80,6 +82,7 @@ const (
 	OpRegisterNode   = "register_node"
 	OpRemoveNode     = "remove_node"
 	OpCreateTopic    = "create_topic"
+	OpAlterTopic     = "alter_topic"
 	OpSeal           = "seal"
 	OpAdvanceCursor  = "advance_cursor"
 	OpArchived       = "archived"
@@ -207,6 +210,8 @@ func (f *FSM) apply(c *Command, index uint64) *Result {
 		return &Result{}
 	case OpCreateTopic:
 		return f.applyCreateTopic(c, index)
+	case OpAlterTopic:
+		return f.applyAlterTopic(c)
 	case OpSeal:
 		return f.applySeal(c, index)
 	case OpArchived:
@@ -257,6 +262,25 @@ func (f *FSM) applyCreateTopic(c *Command, index uint64) *Result {
 		LeaderIndex: index, CreatedUnixMS: c.UnixMS,
 	}}
 	f.st.Topics[c.Topic] = t
+	return &Result{}
+}
+
+// applyAlterTopic changes some settings of a topic (c.Patch). They take effect as the
+// nodes next read them: a roll-over limit at the next check of the active segment, the
+// replication factor at the next roll-over, retention at the next pass.
+func (f *FSM) applyAlterTopic(c *Command) *Result {
+	t, ok := f.st.Topics[c.Topic]
+	if !ok {
+		return &Result{Err: fmt.Errorf("%w: %q", ErrNoTopic, c.Topic)}
+	}
+	if c.Patch.Empty() {
+		return &Result{Err: fmt.Errorf("%w: nothing to change", ErrBadConfig)}
+	}
+	next := c.Patch.Apply(t.Config)
+	if err := next.Validate(); err != nil {
+		return &Result{Err: err}
+	}
+	t.Config = next
 	return &Result{}
 }
 

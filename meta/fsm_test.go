@@ -491,3 +491,32 @@ func TestRegisterNodeIncarnation(t *testing.T) {
 		t.Fatalf("a removed member rejoining: incarnated %d, want 0 (its segments were moved off it)", n.Incarnated)
 	}
 }
+
+// TestAlterTopic: a patch changes only the settings it sets, through the log (so it
+// survives a snapshot like the rest); a patch that would make a setting invalid, an
+// empty one, and one for a missing topic change nothing.
+func TestAlterTopic(t *testing.T) {
+	f := NewFSM()
+	applyCmd(t, f, 1, &Command{Op: OpCreateTopic, Topic: "t", Leader: 1, Config: &TopicConfig{MaxSegmentEntries: 5, RetentionMS: 1000, ReplicationFactor: 1}})
+	ptr := func(v int64) *int64 { return &v }
+	rf := 3
+	if r := applyCmd(t, f, 2, &Command{Op: OpAlterTopic, Topic: "t", Patch: &TopicConfigPatch{RetentionBytes: ptr(64), RetentionMS: ptr(0), ReplicationFactor: &rf}}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	want := TopicConfig{MaxSegmentEntries: 5, RetentionBytes: 64, ReplicationFactor: 3}
+	if top, _ := f.Topic("t"); top.Config != want {
+		t.Fatalf("config after the patch = %+v, want %+v", top.Config, want)
+	}
+	for name, c := range map[string]*Command{
+		"negative":      {Op: OpAlterTopic, Topic: "t", Patch: &TopicConfigPatch{RetentionBytes: ptr(-1)}},
+		"empty":         {Op: OpAlterTopic, Topic: "t", Patch: &TopicConfigPatch{}},
+		"missing topic": {Op: OpAlterTopic, Topic: "nope", Patch: &TopicConfigPatch{RetentionBytes: ptr(1)}},
+	} {
+		if r := applyCmd(t, f, 3, c); r.Err == nil {
+			t.Errorf("%s patch applied", name)
+		}
+	}
+	if top, _ := f.Topic("t"); top.Config != want {
+		t.Fatalf("config after refused patches = %+v, want %+v", top.Config, want)
+	}
+}

@@ -90,6 +90,44 @@ func (c *TopicConfig) Validate() error {
 	return nil
 }
 
+// TopicConfigPatch changes some settings of a topic: those it sets (a set 0 means
+// the node's default, as at creation). Its JSON fields are TopicConfig's.
+type TopicConfigPatch struct {
+	MaxSegmentEntries   *uint64 `json:"max_segment_entries,omitempty"`
+	MaxSegmentBytes     *int64  `json:"max_segment_bytes,omitempty"`
+	MaxSegmentAgeMS     *int64  `json:"max_segment_age_ms,omitempty"`
+	LocalRetentionBytes *int64  `json:"local_retention_bytes,omitempty"`
+	LocalRetentionMS    *int64  `json:"local_retention_ms,omitempty"`
+	RetentionBytes      *int64  `json:"retention_bytes,omitempty"`
+	RetentionMS         *int64  `json:"retention_ms,omitempty"`
+	ReplicationFactor   *int    `json:"replication_factor,omitempty"`
+}
+
+// Empty reports whether p changes nothing.
+func (p *TopicConfigPatch) Empty() bool { return p == nil || *p == TopicConfigPatch{} }
+
+// Apply returns c with p's settings.
+func (p *TopicConfigPatch) Apply(c TopicConfig) TopicConfig {
+	set := func(dst *int64, v *int64) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	if p.MaxSegmentEntries != nil {
+		c.MaxSegmentEntries = *p.MaxSegmentEntries
+	}
+	set(&c.MaxSegmentBytes, p.MaxSegmentBytes)
+	set(&c.MaxSegmentAgeMS, p.MaxSegmentAgeMS)
+	set(&c.LocalRetentionBytes, p.LocalRetentionBytes)
+	set(&c.LocalRetentionMS, p.LocalRetentionMS)
+	set(&c.RetentionBytes, p.RetentionBytes)
+	set(&c.RetentionMS, p.RetentionMS)
+	if p.ReplicationFactor != nil {
+		c.ReplicationFactor = *p.ReplicationFactor
+	}
+	return c
+}
+
 // MaxReplicationFactor bounds TopicConfig.ReplicationFactor; the cluster's size
 // bounds it further when a topic is created.
 const MaxReplicationFactor = 7

@@ -298,3 +298,64 @@ func (h *recentHandler) WithAttrs(as []slog.Attr) slog.Handler {
 func (h *recentHandler) WithGroup(name string) slog.Handler {
 	return &recentHandler{next: h.next.WithGroup(name), log: h.log, attrs: h.attrs}
 }
+
+// TopicSummary is one topic in GET /v1/topics?detail=1 (floe topic ls): its settings,
+// offsets, and where its segments and bytes are, from the metadata alone.
+type TopicSummary struct {
+	Name   string           `json:"name"`
+	Config meta.TopicConfig `json:"config"`
+	// Replication: the replication factor (1 when unset).
+	Replication int `json:"replication"`
+	// StartOffset is the first offset kept; SealedEnd the end of the sealed segments
+	// (the active one's entries are counted by its leader only: STATE has them).
+	StartOffset uint64 `json:"start_offset"`
+	SealedEnd   uint64 `json:"sealed_end"`
+	Cursor      uint64 `json:"cursor"`
+	// Segments by where their data is: active, sealed (local only), archived with a
+	// local copy (both), archive only (remote), expired.
+	Segments map[string]int `json:"segments"`
+	// LocalBytes: sealed bytes a node still holds; ArchivedBytes: the objects' sizes.
+	LocalBytes    int64 `json:"local_bytes"`
+	ArchivedBytes int64 `json:"archived_bytes"`
+	// ActiveLeader leads the active segment.
+	ActiveLeader uint64 `json:"active_leader"`
+}
+
+// topicSummaries returns every topic's summary, by name.
+func (n *Node) topicSummaries() []TopicSummary {
+	var out []TopicSummary
+	for _, name := range n.fsm.TopicNames() {
+		n.fsm.View(name, func(t *meta.Topic) {
+			s := TopicSummary{Name: name, Config: t.Config, Replication: t.Config.Replication(), Cursor: t.Cursor,
+				Segments: map[string]int{}}
+			started := false
+			for _, seg := range t.Segments {
+				switch {
+				case seg.State == meta.Active:
+					s.Segments["active"]++
+					s.ActiveLeader = seg.Leader
+				case seg.State == meta.Expired:
+					s.Segments["expired"]++
+				case seg.State == meta.Archived && seg.LocalEvicted:
+					s.Segments["remote"]++
+					s.ArchivedBytes += seg.ArchiveSize
+				case seg.State == meta.Archived:
+					s.Segments["both"]++
+					s.ArchivedBytes += seg.ArchiveSize
+					s.LocalBytes += seg.Bytes
+				default:
+					s.Segments["sealed"]++
+					s.LocalBytes += seg.Bytes
+				}
+				if seg.State != meta.Expired && !started {
+					s.StartOffset, started = seg.Base, true
+				}
+				if seg.State != meta.Active {
+					s.SealedEnd = max(s.SealedEnd, seg.Base+seg.Count)
+				}
+			}
+			out = append(out, s)
+		})
+	}
+	return out
+}

@@ -179,6 +179,10 @@ func (n *Node) routeHealth(mux router) {
 // routeTopics serves the topic list, and a topic's registration and state.
 func (n *Node) routeTopics(mux router) {
 	mux.HandleFunc("GET /v1/topics", func(w http.ResponseWriter, r *http.Request) {
+		if d := r.URL.Query().Get("detail"); d == "1" || d == "true" {
+			writeJSON(w, map[string]any{"topics": n.topicSummaries()})
+			return
+		}
 		writeJSON(w, map[string]any{"topics": n.fsm.TopicNames()})
 	})
 	mux.HandleFunc("PUT /v1/topics/{topic}", func(w http.ResponseWriter, r *http.Request) {
@@ -198,6 +202,21 @@ func (n *Node) routeTopics(mux router) {
 		n.writeState(w, r)
 	})
 	mux.HandleFunc("GET /v1/topics/{topic}", func(w http.ResponseWriter, r *http.Request) {
+		n.writeState(w, r)
+	})
+	// PATCH a topic: change the settings the body names (TopicConfig's fields).
+	mux.HandleFunc("PATCH /v1/topics/{topic}", func(w http.ResponseWriter, r *http.Request) {
+		var p meta.TopicConfigPatch
+		dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+		dec.DisallowUnknownFields() // a misspelt setting is an error, not a silent no-op
+		if err := dec.Decode(&p); err != nil {
+			http.Error(w, "bad topic settings: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		if err := n.AlterTopic(r.Context(), r.PathValue("topic"), &p); err != nil {
+			httpErr(w, err)
+			return
+		}
 		n.writeState(w, r)
 	})
 }

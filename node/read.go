@@ -70,6 +70,42 @@ func (n *Node) Register(ctx context.Context, topic string, cfg *meta.TopicConfig
 	return err
 }
 
+// AlterTopic changes the settings p sets of an existing topic, through Raft. A
+// replication factor of 0 means --default-replication-factor, as at creation, and one
+// larger than the cluster's voters is refused. The change takes effect as the nodes
+// next read the settings: the replication factor at the next roll-over.
+func (n *Node) AlterTopic(ctx context.Context, topic string, p *meta.TopicConfigPatch) error {
+	if err := topicname.Validate(topic); err != nil {
+		return err
+	}
+	if p.Empty() {
+		return fmt.Errorf("%w: nothing to change", meta.ErrBadConfig)
+	}
+	patch := *p
+	if rf := patch.ReplicationFactor; rf != nil {
+		v := *rf
+		if v == 0 {
+			v = max(n.cfg.DefaultReplicationFactor, 1)
+		}
+		if voters := n.voters(); len(voters) > 0 && v > len(voters) {
+			return fmt.Errorf("%w: replication_factor %d, but the cluster has %d voters", meta.ErrBadConfig, v, len(voters))
+		}
+		patch.ReplicationFactor = &v
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	t, err := n.topic(ctx, topic)
+	if err != nil {
+		return err
+	}
+	next := patch.Apply(t.Config)
+	if err := next.Validate(); err != nil {
+		return err
+	}
+	_, err = n.propose(ctx, &meta.Command{Op: meta.OpAlterTopic, Topic: topic, Patch: &patch})
+	return err
+}
+
 // activeCount returns the durable entry count and bytes of a topic's active segment,
 // and whether its leader has sealed it locally while the Seal command is not applied
 // yet (the segment is then "sealing"): from this node's disk if it leads the segment,
