@@ -46,22 +46,7 @@ func topicCreateCmd(c *clusterAPI) *cobra.Command {
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
-			body, err := json.Marshal(cfg)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), c.timeout)
-			defer cancel()
-			_, at, err := c.anyView(ctx)
-			if err != nil {
-				return err
-			}
-			var state json.RawMessage
-			if err := c.callBody(ctx, http.MethodPut, c.url(at, "/v1/topics/"+url.PathEscape(args[0])), body, &state); err != nil {
-				return err
-			}
-			_, err = fmt.Fprintln(cmd.OutOrStdout(), string(state))
-			return err
+			return c.sendTopic(cmd, http.MethodPut, args[0], cfg)
 		},
 	}
 	fs := cmd.Flags()
@@ -74,6 +59,27 @@ func topicCreateCmd(c *clusterAPI) *cobra.Command {
 	fs.Int64Var(&cfg.LocalRetentionBytes, "local-retention-bytes", 0, "per node, evict local copies of archived segments beyond this many bytes (0: the node's limit only)")
 	fs.DurationVar(&localRetention, "local-retention", 0, "evict local copies of archived segments sealed longer ago than this (0: no age limit)")
 	return cmd
+}
+
+// sendTopic sends settings (JSON) to /v1/topics/{topic} with method through the first
+// node that answers, and prints the topic's state it answers with.
+func (c *clusterAPI) sendTopic(cmd *cobra.Command, method, topic string, settings any) error {
+	body, err := json.Marshal(settings)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), c.timeout)
+	defer cancel()
+	_, at, err := c.anyView(ctx)
+	if err != nil {
+		return err
+	}
+	var state json.RawMessage
+	if err := c.callBody(ctx, method, c.url(at, "/v1/topics/"+url.PathEscape(topic)), body, &state); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(cmd.OutOrStdout(), string(state))
+	return err
 }
 
 // parseTopicSettings turns floe topic set's key=value arguments into a patch. Keys are
@@ -171,22 +177,7 @@ func topicSetCmd(c *clusterAPI) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			body, err := json.Marshal(p)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), c.timeout)
-			defer cancel()
-			_, at, err := c.anyView(ctx)
-			if err != nil {
-				return err
-			}
-			var state json.RawMessage
-			if err := c.callBody(ctx, http.MethodPatch, c.url(at, "/v1/topics/"+url.PathEscape(args[0])), body, &state); err != nil {
-				return err
-			}
-			_, err = fmt.Fprintln(cmd.OutOrStdout(), string(state))
-			return err
+			return c.sendTopic(cmd, http.MethodPatch, args[0], p)
 		},
 	}
 }
