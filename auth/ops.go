@@ -52,6 +52,7 @@ var routes = map[string]Op{
 	"PUT /v1/topics/{topic}":          {Need: Write},
 	"GET /v1/topics/{topic}":          {Need: Read},
 	"PATCH /v1/topics/{topic}":        {Need: Admin}, // retention changes need admin
+	"DELETE /v1/topics/{topic}":       {Need: Admin},
 	"POST /v1/topics/{topic}/records": {Need: Write},
 	"GET /v1/topics/{topic}/records":  {Need: Read},
 

@@ -33,11 +33,18 @@ type Command struct {
 	Retry bool   `json:"retry,omitempty"`
 	After uint64 `json:"after,omitempty"`
 
+	// Topic is the key of the topic the command is about (Topic.Key), so a command
+	// meant for a deleted topic never changes one created again under its name;
+	// create_topic's is the name of the topic to create.
 	Topic   string `json:"topic,omitempty"`
 	Segment uint64 `json:"segment,omitempty"`
 
 	// create_topic
 	Leader uint64       `json:"leader,omitempty"`
+	// Incarnate: give the new topic the next incarnation id. Set by every proposer
+	// since incarnation ids exist; a create_topic logged before then creates its
+	// topic with id 0, on every replica and at every replay alike.
+	Incarnate bool `json:"incarnate,omitempty"`
 	Config *TopicConfig `json:"config,omitempty"`
 	// Patch: OpAlterTopic's changes.
 	Patch *TopicConfigPatch `json:"patch,omitempty"`
@@ -91,6 +98,8 @@ const (
 	OpRecover        = "recover_segment"
 	OpFailover       = "failover_segment"
 	OpReplaceReplica = "replace_replica"
+	OpDeleteTopic    = "delete_topic"
+	OpTopicPurged    = "topic_purged"
 )
 
 // Encode returns the command's wire form (JSON: metadata commands are rare and small,
@@ -212,6 +221,17 @@ func (f *FSM) apply(c *Command, index uint64) *Result {
 		return f.applyCreateTopic(c, index)
 	case OpAlterTopic:
 		return f.applyAlterTopic(c)
+	case OpDeleteTopic:
+		return f.applyDeleteTopic(c, index)
+	case OpTopicPurged:
+		if d, ok := st.Deleted[c.Topic]; ok {
+			if d.ID == 0 {
+				d.Purged = true
+			} else {
+				delete(st.Deleted, c.Topic)
+			}
+		}
+		return &Result{}
 	case OpSeal:
 		return f.applySeal(c, index)
 	case OpArchived:
@@ -247,13 +267,21 @@ func (f *FSM) applyCreateTopic(c *Command, index uint64) *Result {
 	if err := topicname.Validate(c.Topic); err != nil {
 		return &Result{Err: err}
 	}
-	if _, ok := f.st.Topics[c.Topic]; ok {
+	if _, ok := f.st.names[c.Topic]; ok {
 		return &Result{} // idempotent: REGISTER of an existing topic
 	}
 	if err := checkReplicas(c.Leader, c.Replicas); err != nil {
 		return &Result{Err: err}
 	}
 	t := &Topic{Name: c.Topic}
+	if c.Incarnate {
+		f.st.LastTopicID++
+		t.ID = f.st.LastTopicID
+	} else if _, ok := f.st.Deleted[c.Topic]; ok {
+		// An id-less create (a proposer from before incarnation ids) of a name
+		// whose incarnation 0 was deleted: the key would be the dead one's.
+		return &Result{Err: fmt.Errorf("%w: create_topic of %q without an incarnation id after its deletion", ErrBadCommand, c.Topic)}
+	}
 	if c.Config != nil {
 		t.Config = *c.Config
 	}
@@ -261,7 +289,25 @@ func (f *FSM) applyCreateTopic(c *Command, index uint64) *Result {
 		ID: 1, Leader: c.Leader, Replicas: replicas(c.Leader, c.Replicas), Base: 0, State: Active,
 		LeaderIndex: index, CreatedUnixMS: c.UnixMS,
 	}}
-	f.st.Topics[c.Topic] = t
+	f.st.Topics[t.Key()] = t
+	f.st.names[t.Name] = t.Key()
+	return &Result{}
+}
+
+// applyDeleteTopic deletes the topic c.Topic (a key): it is gone for every reader
+// and writer at once, and its deletion is recorded until the Raft leader has
+// deleted its objects (OpTopicPurged). Deleting a deleted topic again is a no-op.
+func (f *FSM) applyDeleteTopic(c *Command, index uint64) *Result {
+	t, ok := f.st.Topics[c.Topic]
+	if !ok {
+		if _, gone := f.st.Deleted[c.Topic]; gone {
+			return &Result{}
+		}
+		return &Result{Err: fmt.Errorf("%w: %q", ErrNoTopic, c.Topic)}
+	}
+	delete(f.st.Topics, c.Topic)
+	delete(f.st.names, t.Name)
+	f.st.Deleted[c.Topic] = &Deletion{Name: t.Name, ID: t.ID, DeletedUnixMS: c.UnixMS, Index: index}
 	return &Result{}
 }
 
@@ -589,16 +635,52 @@ func (f *FSM) ActiveOf(topic string) (Segment, TopicConfig, bool) {
 	return s, c, ok
 }
 
-// TopicNames returns the registered topics, sorted.
-func (f *FSM) TopicNames() []string {
+// TopicKeys returns the keys of the live topics, sorted.
+func (f *FSM) TopicKeys() []string {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	names := make([]string, 0, len(f.st.Topics))
-	for n := range f.st.Topics {
-		names = append(names, n)
+	keys := make([]string, 0, len(f.st.Topics))
+	for k := range f.st.Topics {
+		keys = append(keys, k)
 	}
-	sort.Strings(names)
-	return names
+	sort.Strings(keys)
+	return keys
+}
+
+// TopicCount returns how many topics are live.
+func (f *FSM) TopicCount() int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return len(f.st.Topics)
+}
+
+// Resolve returns the key of the live topic named name.
+func (f *FSM) Resolve(name string) (string, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.st.Resolve(name)
+}
+
+// Dead reports whether key names a deleted incarnation (State.Dead).
+func (f *FSM) Dead(key string) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.st.Dead(key)
+}
+
+// Deletions returns the recorded deletions whose objects are not purged yet,
+// oldest first.
+func (f *FSM) Deletions() []Deletion {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var out []Deletion
+	for _, d := range f.st.Deleted {
+		if !d.Purged {
+			out = append(out, *d)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
+	return out
 }
 
 // Node returns what is known of a member.
@@ -676,12 +758,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if snap.Requests == nil {
 		snap.Requests = newRequestTable()
 	}
-	if st.Topics == nil {
-		st.Topics = map[string]*Topic{}
-	}
-	if st.Nodes == nil {
-		st.Nodes = map[uint64]*NodeInfo{}
-	}
+	st.index()
 	f.mu.Lock()
 	f.st, f.reqs, f.applied = st, snap.Requests, snap.AppliedIndex
 	close(f.changed)

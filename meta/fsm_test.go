@@ -158,8 +158,8 @@ func TestSnapshotRestore(t *testing.T) {
 	if !reflect.DeepEqual(f.st, g.st) {
 		t.Fatalf("restored state differs:\n%+v\n%+v", f.st, g.st)
 	}
-	if g.ClusterID() != "abc" || len(g.Nodes()) != 1 || !reflect.DeepEqual(g.TopicNames(), []string{"a", "b"}) {
-		t.Fatalf("restored accessors: %q %v %v", g.ClusterID(), g.Nodes(), g.TopicNames())
+	if g.ClusterID() != "abc" || len(g.Nodes()) != 1 || !reflect.DeepEqual(g.TopicKeys(), []string{"a", "b"}) {
+		t.Fatalf("restored accessors: %q %v %v", g.ClusterID(), g.Nodes(), g.TopicKeys())
 	}
 	if err := g.Restore(io.NopCloser(strings.NewReader("garbage"))); err == nil {
 		t.Fatal("Restore of garbage succeeded")

@@ -1,9 +1,12 @@
 package meta
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
+
+	"floe/topicname"
 )
 
 // Sentinel errors of the metadata layer. Callers use errors.Is. Their texts are part
@@ -236,12 +239,22 @@ func (s *Segment) End() uint64 { return s.Base + s.Count }
 
 // Topic is the replicated record of one topic.
 type Topic struct {
-	Name     string      `json:"name"`
+	Name string `json:"name"`
+	// ID is the topic's incarnation id: State.LastTopicID when it was created, so
+	// a topic deleted and created again under the same name is another topic, with
+	// its own key (Key), files and objects. 0 for the topics created before
+	// incarnation ids existed.
+	ID       uint64      `json:"id,omitempty"`
 	Config   TopicConfig `json:"config"`
 	Segments []*Segment  `json:"segments"` // ascending by ID; the last one is active
 	// Cursor is the next offset the shared GET cursor hands out.
 	Cursor uint64 `json:"cursor"`
 }
+
+// Key is the topic's key: its name and incarnation id (topicname.Key). It is the
+// topic's identity inside the cluster: State.Topics is keyed by it, commands name
+// topics by it, and it names the topic's files and objects.
+func (t *Topic) Key() string { return topicname.Key(t.Name, t.ID) }
 
 // Active returns the topic's active segment (always the last one).
 func (t *Topic) Active() *Segment { return t.Segments[len(t.Segments)-1] }
@@ -301,17 +314,118 @@ type NodeInfo struct {
 	Incarnated  uint64 `json:"incarnated,omitempty"`
 }
 
+// Deletion is the record of a deleted topic whose archive objects may not all be
+// deleted yet: the Raft leader deletes them (after writing a tombstone object, so
+// that a restore from the bucket does not bring the topic back) and then proposes
+// OpTopicPurged. Local files need no record: a node deletes the files of every
+// incarnation that is not live (see State.Dead).
+type Deletion struct {
+	Name string `json:"name"`
+	ID   uint64 `json:"id,omitempty"`
+	// DeletedUnixMS is the proposer's clock when the topic was deleted.
+	DeletedUnixMS int64 `json:"deleted_unix_ms"`
+	// Index is the Raft index of the deletion.
+	Index uint64 `json:"index"`
+	// Purged: the archive holds nothing of it any more. Only the records of
+	// incarnation 0 are kept once purged: for those, nothing else tells a node
+	// that missed the deletion that its files are dead (see State.Dead).
+	Purged bool `json:"purged,omitempty"`
+}
+
+// Key is the deleted topic's key.
+func (d *Deletion) Key() string { return topicname.Key(d.Name, d.ID) }
+
 // State is the whole replicated state machine content. It is never mutated outside
 // FSM.Apply and FSM.Restore; readers get deep copies or read under the FSM's lock.
 type State struct {
+	// Topics are the live topics by key (Topic.Key): the bare name for a topic of
+	// incarnation 0 (so a state written before incarnation ids reads the same).
 	Topics map[string]*Topic    `json:"topics"`
 	Nodes  map[uint64]*NodeInfo `json:"nodes"`
 	// ClusterID is set by the bootstrap node's first command.
 	ClusterID string `json:"cluster_id,omitempty"`
+	// LastTopicID is the incarnation id given to the last topic created; ids are
+	// never given twice, and a restore from the bucket raises it above every id the
+	// bucket names.
+	LastTopicID uint64 `json:"last_topic_id,omitempty"`
+	// Deleted holds the deletions whose objects are not purged yet, by key (and
+	// those of incarnation 0 for good).
+	Deleted map[string]*Deletion `json:"deleted,omitempty"`
+
+	// names maps each live topic's name to its key: built from Topics, not stored.
+	names map[string]string
 }
 
 func newState() *State {
-	return &State{Topics: map[string]*Topic{}, Nodes: map[uint64]*NodeInfo{}}
+	return &State{Topics: map[string]*Topic{}, Nodes: map[uint64]*NodeInfo{}, Deleted: map[string]*Deletion{}, names: map[string]string{}}
+}
+
+// DecodeState decodes the JSON of a State (FSM.Export, a snapshot's state) into
+// a State whose lookups (Resolve, Dead) work.
+func DecodeState(b []byte) (*State, error) {
+	st := &State{}
+	if err := json.Unmarshal(b, st); err != nil {
+		return nil, err
+	}
+	st.index()
+	return st, nil
+}
+
+// index rebuilds the derived maps of a decoded state (Restore, Seed).
+func (st *State) index() {
+	if st.Topics == nil {
+		st.Topics = map[string]*Topic{}
+	}
+	if st.Nodes == nil {
+		st.Nodes = map[uint64]*NodeInfo{}
+	}
+	if st.Deleted == nil {
+		st.Deleted = map[string]*Deletion{}
+	}
+	st.names = make(map[string]string, len(st.Topics))
+	for key, t := range st.Topics {
+		if k := t.Key(); k != key { // keyed by name by hand: key it as Apply does
+			delete(st.Topics, key)
+			st.Topics[k] = t
+		}
+	}
+	for key, t := range st.Topics {
+		st.names[t.Name] = key
+	}
+}
+
+// Resolve returns the key of the live topic named name.
+func (st *State) Resolve(name string) (string, bool) {
+	key, ok := st.names[name]
+	return key, ok
+}
+
+// Dead reports whether the topic key names an incarnation that has been deleted,
+// so that its local files, wherever found, can go: knowing only this state, which
+// may lag the cluster's (a node that just restarted) but never runs ahead of it.
+//   - An incarnation with an id was created when LastTopicID reached it; if the
+//     state is that far and the topic is not live, it was deleted.
+//   - An incarnation 0 is dead once another incarnation of its name is live, or
+//     while its deletion is recorded (kept for good once purged).
+//
+// A key that does not parse is not dead: files this state cannot place are left
+// alone.
+func (st *State) Dead(key string) bool {
+	name, id, err := topicname.SplitKey(key)
+	if err != nil {
+		return false
+	}
+	if _, live := st.Topics[key]; live {
+		return false
+	}
+	if id > 0 {
+		return id <= st.LastTopicID
+	}
+	if _, ok := st.Deleted[key]; ok {
+		return true
+	}
+	other, ok := st.names[name]
+	return ok && other != key
 }
 
 func (t *Topic) clone() *Topic {

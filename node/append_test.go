@@ -37,7 +37,7 @@ func TestFailedGroupCommitFailsWholeBatch(t *testing.T) {
 	}
 
 	errInjected := errors.New("injected fdatasync failure")
-	a := n.writer.Appender(topic)
+	a := n.writer.Appender(n.key(topic))
 	send := func(payloads ...string) chan write.Result {
 		ch := make(chan write.Result, 1)
 		r := &write.Request{Done: func(res write.Result) { ch <- res }}
@@ -67,8 +67,8 @@ func TestFailedGroupCommitFailsWholeBatch(t *testing.T) {
 	if off, err := n.Append(ctx, topic, [][]byte{[]byte("e")}); err != nil || off != 2 {
 		t.Fatalf("append after the failed batch: offset %d, err %v; want 2, nil", off, err)
 	}
-	act, _, _ := n.fsm.ActiveOf(topic)
-	seg, ok := n.store.Get(topic, act.ID)
+	act, _, _ := n.fsm.ActiveOf(n.key(topic))
+	seg, ok := n.store.Get(n.key(topic), act.ID)
 	if !ok {
 		t.Fatalf("segment %d of %q is not open", act.ID, topic)
 	}

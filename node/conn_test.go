@@ -70,7 +70,7 @@ func TestStatusAnswersWhileAppendQueueFull(t *testing.T) {
 	defer n.Close() // fails the appends still queued, before wg.Wait
 	defer release()
 	for i := 0; i < 4; i++ {
-		a := rpc.Append{Topic: "stuck", ID: uint64(i + 1), Payloads: [][]byte{[]byte("x")}}
+		a := rpc.Append{Topic: n.key("stuck"), ID: uint64(i + 1), Payloads: [][]byte{[]byte("x")}}
 		ch, err := p.Send(rpc.OpAppend, a.Encode())
 		if err != nil {
 			t.Fatalf("append %d: %v", i, err)
@@ -79,7 +79,7 @@ func TestStatusAnswersWhileAppendQueueFull(t *testing.T) {
 		go func() { defer wg.Done(); <-ch }()
 	}
 	<-entered
-	stuck := n.writer.Existing("stuck")
+	stuck := n.writer.Existing(n.key("stuck"))
 	testenv.WaitFor(t, 10*time.Second, "the appender's queue to fill", func() bool {
 		queued, capacity := stuck.Queued()
 		return queued == capacity
@@ -349,7 +349,7 @@ func TestReadyReplyNotHeldBehindPendingOne(t *testing.T) {
 	<-entered1 // the first PUT's group commit is in its fdatasync
 	put("second")
 	testenv.WaitFor(t, 10*time.Second, "the second PUT to wait behind the first", func() bool {
-		q, _ := n.writer.Appender("t").Queued()
+		q, _ := n.writer.Appender(n.key("t")).Queued()
 		return q == 1
 	})
 	entered2, release2 := ffs.HoldNextSync() // the second PUT's fdatasync

@@ -158,7 +158,7 @@ type TopicBacklog struct {
 func (n *Node) archiveSummary() ArchiveSummary {
 	s := ArchiveSummary{Enabled: n.bucket != nil, Topics: map[string]TopicBacklog{}}
 	now := time.Now()
-	for _, name := range n.fsm.TopicNames() {
+	for _, name := range n.fsm.TopicKeys() {
 		t, ok := n.fsm.Topic(name)
 		if !ok {
 			continue
@@ -184,7 +184,7 @@ func (n *Node) archiveSummary() ArchiveSummary {
 			}
 		}
 		if s.Enabled {
-			s.Topics[name] = tb
+			s.Topics[t.Name] = tb
 		}
 	}
 	if s.ObjectBytes > 0 {
@@ -302,7 +302,9 @@ func (h *recentHandler) WithGroup(name string) slog.Handler {
 // TopicSummary is one topic in GET /v1/topics?detail=1 (floe topic ls): its settings,
 // offsets, and where its segments and bytes are, from the metadata alone.
 type TopicSummary struct {
-	Name   string           `json:"name"`
+	Name string `json:"name"`
+	// ID is the topic's incarnation id (STATE's "id").
+	ID     uint64           `json:"id"`
 	Config meta.TopicConfig `json:"config"`
 	// Replication: the replication factor (1 when unset).
 	Replication int `json:"replication"`
@@ -324,9 +326,9 @@ type TopicSummary struct {
 // topicSummaries returns every topic's summary, by name.
 func (n *Node) topicSummaries() []TopicSummary {
 	var out []TopicSummary
-	for _, name := range n.fsm.TopicNames() {
+	for _, name := range n.fsm.TopicKeys() {
 		n.fsm.View(name, func(t *meta.Topic) {
-			s := TopicSummary{Name: name, Config: t.Config, Replication: t.Config.Replication(), Cursor: t.Cursor,
+			s := TopicSummary{Name: t.Name, ID: t.ID, Config: t.Config, Replication: t.Config.Replication(), Cursor: t.Cursor,
 				Segments: map[string]int{}}
 			started := false
 			for _, seg := range t.Segments {

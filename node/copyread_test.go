@@ -17,13 +17,13 @@ func TestFollowerCopyServesCommitted(t *testing.T) {
 	nodes, act := startReplicated(t, "c", "e0", "e1")
 	fol := nodes[followerIndex(t, nodes, act)]
 	testenv.WaitFor(t, 30*time.Second, "the follower's copy to hold 2 entries", func() bool {
-		c, err := fol.replicaCopy("c", act.ID)
+		c, err := fol.replicaCopy(fol.key("c"), act.ID)
 		return err == nil && c.seg.Count() == 2
 	})
 	copyRead := func() int {
 		t.Helper()
-		s, _ := fol.fsm.SegmentOf("c", act.ID)
-		es, err := fol.reader.ReadCopy("c", &s, s.Base, 10, read.MaxBytes)
+		s, _ := fol.fsm.SegmentOf(fol.key("c"), act.ID)
+		es, err := fol.reader.ReadCopy(fol.key("c"), &s, s.Base, 10, read.MaxBytes)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -31,7 +31,7 @@ func TestFollowerCopyServesCommitted(t *testing.T) {
 	}
 	send := func(start, committed uint64, payloads ...string) {
 		t.Helper()
-		r := &rpc.Replicate{Topic: "c", Segment: act.ID, Epoch: act.Epoch(), Leader: act.Leader, Start: start, Committed: committed}
+		r := &rpc.Replicate{Topic: fol.key("c"), Segment: act.ID, Epoch: act.Epoch(), Leader: act.Leader, Start: start, Committed: committed}
 		for _, p := range payloads {
 			r.Payloads = append(r.Payloads, []byte(p))
 		}

@@ -44,19 +44,19 @@ func TestDeadDiskMovesWritesOff(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	act, _, _ := nodes[0].fsm.ActiveOf("d")
+	act, _, _ := nodes[0].fsm.ActiveOf(nodes[0].key("d"))
 	disks[act.Leader].Break(syscall.EIO)
 	i := 0
 	testenv.WaitFor(t, 60*time.Second, "writes to go on after the segment leader's disk died", func() bool {
 		i++
 		return put(fmt.Sprintf("after%d", i)) == nil
 	})
-	now, _, _ := nodes[0].fsm.ActiveOf("d")
+	now, _, _ := nodes[0].fsm.ActiveOf(nodes[0].key("d"))
 	if now.Leader == act.Leader || now.ID == act.ID {
 		t.Fatalf("active segment %d led by node %d; want a new one off node %d", now.ID, now.Leader, act.Leader)
 	}
 	for _, n := range nodes {
-		es, _, err := n.reader.Read(ctx, "d", 0, 1000)
+		es, _, err := n.reader.Read(ctx, n.key("d"), 0, 1000)
 		if err != nil {
 			t.Fatalf("read through node %d: %v", n.cfg.NodeID, err)
 		}

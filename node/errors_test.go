@@ -64,7 +64,7 @@ func TestErrorReplies(t *testing.T) {
 	testenv.WaitFor(t, 10*time.Second, "every node to know topic t", func() bool {
 		for _, n := range nodes {
 			var ok bool
-			n.fsm.View("t", func(tp *meta.Topic) { leader, ok = tp.Active().Leader, true })
+			n.fsm.View(n.key("t"), func(tp *meta.Topic) { leader, ok = tp.Active().Leader, true })
 			if !ok {
 				return false
 			}
@@ -114,9 +114,9 @@ func TestErrorReplies(t *testing.T) {
 		// when the first went out on a connection the node closed as it went down (then
 		// the request may have reached it, and the retries stay pinned to it).
 		{name: "write to a node that is down", frame: text("PUT t x"), down: true,
-			has: []string{`ERR `, `append to "t"`, "unavailable: ", fmt.Sprintf(`node %d: cannot reach %s, not sent: dial tcp`, leader, down.RaftAddr())}},
+			has: []string{`ERR `, `append to "t@1"`, "unavailable: ", fmt.Sprintf(`node %d: cannot reach %s, not sent: dial tcp`, leader, down.RaftAddr())}},
 		{name: "read of a node that is down", frame: text("READ t 0"), down: true,
-			has: []string{fmt.Sprintf(`segment 1 of "t" is only on node %d (not archived yet): unavailable: cannot reach %s, not sent: dial tcp`, leader, down.RaftAddr())}},
+			has: []string{fmt.Sprintf(`segment 1 of "t@1" is only on node %d (not archived yet): unavailable: cannot reach %s, not sent: dial tcp`, leader, down.RaftAddr())}},
 	} {
 		if tc.down {
 			down.Close()

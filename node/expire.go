@@ -20,9 +20,10 @@ import (
 const retentionPeriod = 5 * time.Second
 
 // segmentFilesLoop keeps the segment files of this node in step with the metadata,
-// every retentionPeriod: on the Raft leader it first runs topic retention; then every
-// node removes its files of expired segments and sets aside (abandoned/) its files of
-// segments that recover-segment abandoned.
+// every retentionPeriod: on the Raft leader it first runs topic retention and deletes
+// the objects of deleted topics; then every node lets go of what it holds of deleted
+// topics, removes its files of expired segments and sets aside (abandoned/) its files
+// of segments that recover-segment abandoned.
 func (n *Node) segmentFilesLoop() {
 	gone := map[segKey]bool{}     // expired segments whose files this node has removed
 	setAside := map[segKey]bool{} // abandoned segments whose files it has set aside
@@ -32,7 +33,9 @@ func (n *Node) segmentFilesLoop() {
 	for {
 		if n.raft.IsLeader() {
 			n.expireSegments()
+			n.purgeDeletedTopics()
 		}
+		n.removeDeletedTopics(gone, setAside)
 		n.removeExpiredFiles(gone)
 		n.setAsideAbandoned(setAside)
 		select {
@@ -48,7 +51,7 @@ func (n *Node) expireSegments() {
 	ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
 	defer cancel()
 	now := time.Now()
-	for _, name := range n.fsm.TopicNames() {
+	for _, name := range n.fsm.TopicKeys() {
 		var cfg meta.TopicConfig
 		var kept []meta.Segment
 		var total int64
@@ -97,7 +100,7 @@ type segKey struct {
 // removeExpiredFiles deletes this node's local files of expired segments, skipping
 // those it removed before.
 func (n *Node) removeExpiredFiles(gone map[segKey]bool) {
-	for _, name := range n.fsm.TopicNames() {
+	for _, name := range n.fsm.TopicKeys() {
 		var ids []uint64
 		n.fsm.View(name, func(t *meta.Topic) {
 			for _, s := range t.Segments {

@@ -50,7 +50,7 @@ func (n *Node) failoverPass(f *failoverWatch) {
 		f.started = map[segRef]bool{}
 	}
 	led := map[uint64][]segRef{}
-	for _, name := range n.fsm.TopicNames() {
+	for _, name := range n.fsm.TopicKeys() {
 		n.fsm.View(name, func(t *meta.Topic) {
 			if s := t.Active(); len(s.Replicas) > 1 && s.Leader != n.cfg.NodeID {
 				led[s.Leader] = append(led[s.Leader], segRef{name, s.ID})

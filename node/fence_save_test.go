@@ -24,14 +24,14 @@ func TestFenceSaveFailureLifted(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A failover that proposes nothing: the other follower answers, this one does not.
-	if _, err := nodes[0].failoverSegment(ctx, "f", act.ID, 0); err == nil || !strings.Contains(err.Error(), errFenceShort.Error()) {
+	if _, err := nodes[0].failoverSegment(ctx, nodes[0].key("f"), act.ID, 0); err == nil || !strings.Contains(err.Error(), errFenceShort.Error()) {
 		t.Fatalf("failover: %v, want errFenceShort (one follower cannot record the fence)", err)
 	}
-	if s, _ := nodes[0].fsm.SegmentOf("f", act.ID); s.State != meta.Active {
+	if s, _ := nodes[0].fsm.SegmentOf(nodes[0].key("f"), act.ID); s.State != meta.Active {
 		t.Fatalf("segment %d is %s, want still active", act.ID, s.State)
 	}
 	bad.replicas.mu.Lock()
-	fenced := bad.replicas.fenced[segKey{"f", act.ID}]
+	fenced := bad.replicas.fenced[segKey{bad.key("f"), act.ID}]
 	bad.replicas.mu.Unlock()
 	if fenced {
 		t.Fatalf("node %d answered the fence unavailable and nothing was proposed, yet its copy stays fenced (refusing leader %d's appends until the segment is sealed)",

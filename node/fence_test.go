@@ -36,27 +36,27 @@ func TestFenceSurvivesRestart(t *testing.T) {
 		}
 		nodes[fi] = n
 		testenv.WaitFor(t, 30*time.Second, "the restarted node to know the segment", func() bool {
-			_, ok := n.fsm.SegmentOf("f", act.ID)
+			_, ok := n.fsm.SegmentOf(n.key("f"), act.ID)
 			return ok
 		})
 	}
 	appendCopy := func() error {
 		n := nodes[fi]
 		testenv.WaitFor(t, 30*time.Second, "the copy to hold the leader's 2 entries", func() bool {
-			return n.HasLocal("f", act.ID)
+			return n.HasLocal(n.key("f"), act.ID)
 		})
-		_, err := n.appendReplica(&rpc.Replicate{Topic: "f", Segment: act.ID, Epoch: act.Epoch(), Leader: act.Leader,
+		_, err := n.appendReplica(&rpc.Replicate{Topic: n.key("f"), Segment: act.ID, Epoch: act.Epoch(), Leader: act.Leader,
 			Start: 0, Payloads: [][]byte{[]byte("e0"), []byte("e1"), []byte("x")}})
 		return err
 	}
-	if _, _, _, err := nodes[fi].fenceReplica("f", act.ID, act.Epoch()); err != nil {
+	if _, _, _, err := nodes[fi].fenceReplica(nodes[fi].key("f"), act.ID, act.Epoch()); err != nil {
 		t.Fatal(err)
 	}
 	restart()
 	if err := appendCopy(); !errors.Is(err, meta.ErrStaleSegment) {
 		t.Fatalf("append from the deposed leader to a fenced copy after a restart: %v, want ErrStaleSegment", err)
 	}
-	if err := nodes[fi].unfence("f", act.ID); err != nil {
+	if err := nodes[fi].unfence(nodes[fi].key("f"), act.ID); err != nil {
 		t.Fatal(err)
 	}
 	restart()

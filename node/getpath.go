@@ -22,9 +22,13 @@ import (
 // crashed, the connection broke), the retry takes further entries and those of the
 // first attempt are consumed, as they are for a client whose connection drops after
 // the commit. A retry never hands an entry out twice.
-func (n *Node) Get(ctx context.Context, topic string, limit int) ([]wire.Entry, error) {
+func (n *Node) Get(ctx context.Context, name string, limit int) ([]wire.Entry, error) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
+	topic, err := n.resolve(ctx, name)
+	if err != nil {
+		return nil, err
+	}
 	limit = min(wire.MaxReadMax, max(1, limit))
 	var lastErr error
 	for attempt := 0; ; attempt++ {

@@ -183,7 +183,11 @@ func (n *Node) routeTopics(mux router) {
 			writeJSON(w, map[string]any{"topics": n.topicSummaries()})
 			return
 		}
-		writeJSON(w, map[string]any{"topics": n.fsm.TopicNames()})
+		names := []string{} // sorted: a topic's key starts with its name
+		for _, key := range n.fsm.TopicKeys() {
+			names = append(names, topicname.NameOf(key))
+		}
+		writeJSON(w, map[string]any{"topics": names})
 	})
 	mux.HandleFunc("PUT /v1/topics/{topic}", func(w http.ResponseWriter, r *http.Request) {
 		var cfg meta.TopicConfig
@@ -203,6 +207,16 @@ func (n *Node) routeTopics(mux router) {
 	})
 	mux.HandleFunc("GET /v1/topics/{topic}", func(w http.ResponseWriter, r *http.Request) {
 		n.writeState(w, r)
+	})
+	// DELETE a topic: gone at once for every request; its files and objects are
+	// deleted after (floe_topic_deletions_pending counts those not done).
+	mux.HandleFunc("DELETE /v1/topics/{topic}", func(w http.ResponseWriter, r *http.Request) {
+		d, err := n.DeleteTopic(r.Context(), r.PathValue("topic"))
+		if err != nil {
+			httpErr(w, err)
+			return
+		}
+		writeJSON(w, map[string]any{"deleted": d.Name, "id": d.ID, "key": d.Key()})
 	})
 	// PATCH a topic: change the settings the body names (TopicConfig's fields).
 	mux.HandleFunc("PATCH /v1/topics/{topic}", func(w http.ResponseWriter, r *http.Request) {
@@ -272,7 +286,12 @@ func (n *Node) routeRecords(mux router) {
 		wait = min(max(wait, 0), wire.MaxTailWaitMS)
 		// The long poll, then a read that may take the request timeout, then the reply.
 		extendWrite(w, time.Duration(wait)*time.Millisecond+n.cfg.RequestTimeout+n.cfg.httpTimeouts().write)
-		entries, next, err := n.reader.Tail(r.Context(), r.PathValue("topic"), offset, limit, time.Duration(wait)*time.Millisecond)
+		key, err := n.resolve(r.Context(), r.PathValue("topic"))
+		if err != nil {
+			httpErr(w, err)
+			return
+		}
+		entries, next, err := n.reader.Tail(r.Context(), key, offset, limit, time.Duration(wait)*time.Millisecond)
 		if err != nil {
 			httpErr(w, err)
 			return
@@ -360,17 +379,15 @@ func (n *Node) routeArchive(mux router) {
 			http.Error(w, "this node has no --archive", http.StatusNotFound)
 			return
 		}
+		// Every topic's; a name's, every incarnation's; a key's (name@id), one's.
 		t := r.URL.Query().Get("topic")
-		if t != "" {
-			if err := topicname.Validate(t); err != nil {
-				httpErr(w, err)
-				return
-			}
+		if err := topicname.ValidateKey(t); t != "" && err != nil {
+			httpErr(w, err)
+			return
 		}
-		prefix := tiering.TopicPrefix(t) // every topic's, with t empty
 		extendWrite(w, httpAdminWriteTimeout)
 		var objs []archive.ObjectInfo
-		if err := n.bucket.List(r.Context(), prefix, func(o archive.ObjectInfo) error {
+		if err := tiering.ListTopicObjects(r.Context(), n.bucket, t, func(o archive.ObjectInfo) error {
 			objs = append(objs, o)
 			return nil
 		}); err != nil {

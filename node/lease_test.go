@@ -23,7 +23,7 @@ func TestDedupAnswerOfAbandonedSegment(t *testing.T) {
 	if err := nodes[0].Register(ctx, "d", nil); err != nil {
 		t.Fatal(err)
 	}
-	act, _, ok := nodes[0].fsm.ActiveOf("d")
+	act, _, ok := nodes[0].fsm.ActiveOf(nodes[0].key("d"))
 	if !ok {
 		t.Fatal("topic d not known after REGISTER")
 	}
@@ -32,7 +32,7 @@ func TestDedupAnswerOfAbandonedSegment(t *testing.T) {
 
 	appendAt := func(id uint64) write.Result {
 		ch := make(chan write.Result, 1)
-		x.writer.Appender("d").Enqueue(&write.Request{Payloads: [][]byte{[]byte("once")}, Bytes: 12, Segment: act.ID,
+		x.writer.Appender(x.key("d")).Enqueue(&write.Request{Payloads: [][]byte{[]byte("once")}, Bytes: 12, Segment: act.ID,
 			Tag: write.Tag{ID: id}, Done: func(r write.Result) { ch <- r }})
 		return <-ch
 	}
@@ -46,7 +46,7 @@ func TestDedupAnswerOfAbandonedSegment(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.WaitFor(t, 10*time.Second, "the segment leader to apply the recovery", func() bool {
-		s, ok := x.fsm.SegmentOf("d", act.ID)
+		s, ok := x.fsm.SegmentOf(x.key("d"), act.ID)
 		return ok && s.Abandoned
 	})
 
@@ -57,7 +57,7 @@ func TestDedupAnswerOfAbandonedSegment(t *testing.T) {
 	if !errors.Is(r.Err, ErrNotSegmentLeader) {
 		t.Fatalf("retry after the recovery: %v, want ErrNotSegmentLeader", r.Err)
 	}
-	if s, _ := x.fsm.SegmentOf("d", act.ID+1); s.Leader != to || s.State != meta.Active {
+	if s, _ := x.fsm.SegmentOf(x.key("d"), act.ID+1); s.Leader != to || s.State != meta.Active {
 		t.Fatalf("segment after the recovery: %+v, want active on node %d", s, to)
 	}
 }

@@ -166,6 +166,15 @@ func nodeGauges(n *Node) []prometheus.Collector {
 			return float64(n.writer.UnderReplicated() + n.incompleteCopies())
 		}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "floe_topic_deletions_pending",
+			Help: "Deleted topics whose archive objects are not all deleted yet (the cluster's count, from the metadata): the Raft leader retries them every 5 s while the archive is unreachable.",
+		}, func() float64 {
+			if n.fsm == nil {
+				return 0
+			}
+			return float64(len(n.fsm.Deletions()))
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "floe_open_segments", Help: "Segment files this node holds open: active ones, sealed ones being read, and up to 8 idle sealed ones.",
 		}, func() float64 {
 			if n.store == nil {

@@ -1064,20 +1064,60 @@ func (n *Node) viewSegment(ctx context.Context, topic string, pick func(*meta.To
 		return s, 0, err
 	}
 	if !n.fsm.View(topic, view) {
-		return s, 0, fmt.Errorf("%w: %q", meta.ErrNoTopic, topic)
+		return s, 0, n.noTopic(topic)
 	}
 	return s, cursor, nil
 }
 
-// topic returns a topic's metadata. A topic this node does not know yet may have been
-// registered through another node a moment ago: it then catches up with the leader
-// once before answering ErrNoTopic.
-func (n *Node) topic(ctx context.Context, name string) (*meta.Topic, error) {
-	if t, ok := n.fsm.Topic(name); ok {
+// topic returns the metadata of the topic whose key is key (meta.Topic.Key): the
+// node's own name for a topic, which requests carry from node to node once resolve
+// has named it. A key this node does not know may have been created through another
+// node a moment ago: it then catches up with the leader once before answering
+// ErrNoTopic. A deleted incarnation is ErrNoTopic at once, saying so.
+func (n *Node) topic(ctx context.Context, key string) (*meta.Topic, error) {
+	if t, ok := n.fsm.Topic(key); ok {
 		return t, nil
 	}
-	if err := topicname.Validate(name); err != nil {
+	if err := topicname.ValidateKey(key); err != nil {
 		return nil, err
+	}
+	if !n.fsm.Dead(key) {
+		if _, ok := ctx.Deadline(); !ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, n.cfg.RequestTimeout)
+			defer cancel()
+		}
+		if err := n.syncMeta(ctx); err != nil {
+			return nil, rpc.Unavailable(fmt.Sprintf("cannot check topic %q with the raft leader", key), err)
+		}
+		if t, ok := n.fsm.Topic(key); ok {
+			return t, nil
+		}
+	}
+	return nil, n.noTopic(key)
+}
+
+// noTopic is the ErrNoTopic of a topic key this node does not know (after catching
+// up): deleted, or never created.
+func (n *Node) noTopic(key string) error {
+	name := topicname.NameOf(key)
+	if n.fsm.Dead(key) {
+		return fmt.Errorf("%w: %q (deleted)", meta.ErrNoTopic, name)
+	}
+	return fmt.Errorf("%w: %q (REGISTER it first)", meta.ErrNoTopic, name)
+}
+
+// resolve returns the key of the live topic a client names: where every request
+// that names a topic enters the node (a client's name means whatever incarnation
+// is live when the request arrives; from here on the request carries the key, so
+// it never reaches a topic created after that one's deletion). A name this node
+// does not know is looked up once at the Raft leader, like topic.
+func (n *Node) resolve(ctx context.Context, name string) (string, error) {
+	if key, ok := n.fsm.Resolve(name); ok {
+		return key, nil
+	}
+	if err := topicname.Validate(name); err != nil {
+		return "", err
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -1085,10 +1125,19 @@ func (n *Node) topic(ctx context.Context, name string) (*meta.Topic, error) {
 		defer cancel()
 	}
 	if err := n.syncMeta(ctx); err != nil {
-		return nil, rpc.Unavailable(fmt.Sprintf("cannot check topic %q with the raft leader", name), err)
+		return "", rpc.Unavailable(fmt.Sprintf("cannot check topic %q with the raft leader", name), err)
 	}
-	if t, ok := n.fsm.Topic(name); ok {
-		return t, nil
+	if key, ok := n.fsm.Resolve(name); ok {
+		return key, nil
 	}
-	return nil, fmt.Errorf("%w: %q (REGISTER it first)", meta.ErrNoTopic, name)
+	return "", fmt.Errorf("%w: %q (REGISTER it first)", meta.ErrNoTopic, name)
+}
+
+// topicNamed is resolve then topic: the metadata of the live topic a client names.
+func (n *Node) topicNamed(ctx context.Context, name string) (*meta.Topic, error) {
+	key, err := n.resolve(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return n.topic(ctx, key)
 }

@@ -51,7 +51,7 @@ func (n *Node) Register(ctx context.Context, topic string, cfg *meta.TopicConfig
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
-	if _, err := n.topic(ctx, topic); err == nil {
+	if _, err := n.resolve(ctx, topic); err == nil {
 		return nil // exists (checked against the leader: the count below is fresh too)
 	}
 	if c.ReplicationFactor == 0 {
@@ -63,9 +63,9 @@ func (n *Node) Register(ctx context.Context, topic string, cfg *meta.TopicConfig
 	}
 	leader := n.cfg.NodeID
 	if len(voters) > 0 {
-		leader = n.nextLeader(voters[len(n.fsm.TopicNames())%len(voters)] - 1)
+		leader = n.nextLeader(voters[n.fsm.TopicCount()%len(voters)] - 1)
 	}
-	cmd := &meta.Command{Op: meta.OpCreateTopic, Topic: topic, Leader: leader, Config: &c, Replicas: n.replicaSet(leader, c.ReplicationFactor)}
+	cmd := &meta.Command{Op: meta.OpCreateTopic, Topic: topic, Incarnate: true, Leader: leader, Config: &c, Replicas: n.replicaSet(leader, c.ReplicationFactor)}
 	_, err := n.propose(ctx, cmd)
 	return err
 }
@@ -94,7 +94,7 @@ func (n *Node) AlterTopic(ctx context.Context, topic string, p *meta.TopicConfig
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
-	t, err := n.topic(ctx, topic)
+	t, err := n.topicNamed(ctx, topic)
 	if err != nil {
 		return err
 	}
@@ -102,7 +102,7 @@ func (n *Node) AlterTopic(ctx context.Context, topic string, p *meta.TopicConfig
 	if err := next.Validate(); err != nil {
 		return err
 	}
-	_, err = n.propose(ctx, &meta.Command{Op: meta.OpAlterTopic, Topic: topic, Patch: &patch})
+	_, err = n.propose(ctx, &meta.Command{Op: meta.OpAlterTopic, Topic: t.Key(), Patch: &patch})
 	return err
 }
 

@@ -30,14 +30,15 @@ import (
 // segment was abandoned already, the call succeeds without changing anything (a
 // repeated command, say after a lost reply, never abandons the segment that replaced
 // it); if it is any other segment, ErrBadRequest. force requires segment.
-func (n *Node) RecoverSegment(ctx context.Context, topic string, to, segment uint64, force bool) (*meta.Segment, error) {
+func (n *Node) RecoverSegment(ctx context.Context, name string, to, segment uint64, force bool) (*meta.Segment, error) {
 	if force && segment == 0 {
-		return nil, fmt.Errorf("%w: --force abandons a segment whose leader may be alive: name it with --segment <id> (the active segment in floe state %s), so that a repeated command cannot abandon the next one", ErrBadRequest, topic)
+		return nil, fmt.Errorf("%w: --force abandons a segment whose leader may be alive: name it with --segment <id> (the active segment in floe state %s), so that a repeated command cannot abandon the next one", ErrBadRequest, name)
 	}
-	t, err := n.topic(ctx, topic)
+	t, err := n.topicNamed(ctx, name)
 	if err != nil {
 		return nil, err
 	}
+	topic := t.Key()
 	act := *t.Active()
 	if segment != 0 && segment != act.ID {
 		for _, s := range t.Segments {
@@ -137,7 +138,7 @@ func (n *Node) setAsideAbandoned(done map[segKey]bool) {
 	if !n.synced.Load() {
 		return
 	}
-	for _, name := range n.fsm.TopicNames() {
+	for _, name := range n.fsm.TopicKeys() {
 		var ids []uint64
 		n.fsm.View(name, func(t *meta.Topic) {
 			for _, s := range t.Segments {

@@ -288,7 +288,7 @@ func (n *Node) replicaCopy(topic string, id uint64) (*replicaCopy, error) {
 // replicaRetry.
 func (n *Node) sealReplicas() {
 	var seal, remove, over []segKey
-	for _, name := range n.fsm.TopicNames() {
+	for _, name := range n.fsm.TopicKeys() {
 		n.fsm.View(name, func(t *meta.Topic) {
 			for _, s := range t.Segments {
 				if s.State != meta.Active {
@@ -608,7 +608,7 @@ func (n *Node) dropCopy(k segKey, c *replicaCopy, cause error) {
 // a checked copy of and does not yet.
 func (n *Node) incompleteCopies() int {
 	var mine []segKey
-	for _, name := range n.fsm.TopicNames() {
+	for _, name := range n.fsm.TopicKeys() {
 		n.fsm.View(name, func(t *meta.Topic) {
 			for _, s := range t.Segments {
 				if s.State == meta.Sealed && !s.Abandoned && s.ArchiveKey == "" && checksCopy(s, n.cfg.NodeID) {
@@ -661,7 +661,7 @@ func (n *Node) UnderReplicated(ctx context.Context) int {
 // is neither archived, expired nor abandoned (copies of the metadata: fn may take
 // locks and call out).
 func (n *Node) eachUnarchivedReplicated(fn func(topic string, s *meta.Segment)) {
-	for _, name := range n.fsm.TopicNames() {
+	for _, name := range n.fsm.TopicKeys() {
 		t, ok := n.fsm.Topic(name)
 		if !ok {
 			continue

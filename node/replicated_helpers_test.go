@@ -23,7 +23,7 @@ func startReplicated(t *testing.T, topic string, payloads ...string) ([]*Node, m
 			t.Fatal(err)
 		}
 	}
-	act, _, ok := nodes[0].fsm.ActiveOf(topic)
+	act, _, ok := nodes[0].fsm.ActiveOf(nodes[0].key(topic))
 	if !ok {
 		t.Fatalf("%q has no active segment", topic)
 	}
@@ -41,4 +41,21 @@ func followerIndex(t *testing.T, nodes []*Node, s meta.Segment) int {
 	}
 	t.Fatalf("segment %d has no follower among the nodes", s.ID)
 	return -1
+}
+
+// key is the key of the live topic named name on n, what the node's internals take
+// where a client gives a name; it waits up to 10 s for n to know the topic ("" if it
+// does not by then).
+func (n *Node) key(name string) string {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		k, ok := n.fsm.Resolve(name)
+		if ok || time.Now().After(deadline) {
+			return k
+		}
+		select {
+		case <-n.fsm.Changed():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

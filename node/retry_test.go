@@ -79,7 +79,7 @@ func TestGetSurvivesLeaderChangeAfterCursorCommit(t *testing.T) {
 
 	var got []string
 	for {
-		es, err := follower.reader.Get(ctx, "t", 1)
+		es, err := follower.reader.Get(ctx, follower.key("t"), 1)
 		if err != nil {
 			t.Fatalf("GET after %q: %v", got, err)
 		}
@@ -104,7 +104,7 @@ func TestRecoverSegmentSurvivesLeaderChangeAfterCommit(t *testing.T) {
 	if err := nodes[0].Register(ctx, "r", nil); err != nil {
 		t.Fatal(err)
 	}
-	act, _, _ := nodes[0].fsm.ActiveOf("r")
+	act, _, _ := nodes[0].fsm.ActiveOf(nodes[0].key("r"))
 	to := act.Leader%3 + 1
 	leader, reader := raftLeader(t, nodes)
 	crossed := failAfterCommit(t, leader, meta.OpRecover)
@@ -113,7 +113,7 @@ func TestRecoverSegmentSurvivesLeaderChangeAfterCommit(t *testing.T) {
 		t.Fatalf("recover-segment: %v", err)
 	}
 	crossed()
-	top, _ := reader.fsm.Topic("r")
+	top, _ := reader.fsm.Topic(reader.key("r"))
 	if next.ID != 2 || next.Leader != to || len(top.Segments) != 2 || !top.Segments[0].Abandoned {
 		t.Fatalf("after one recover-segment: answered %+v, segments %+v; want segment 1 abandoned and 2 active on node %d", next, top.Segments, to)
 	}
@@ -121,7 +121,7 @@ func TestRecoverSegmentSurvivesLeaderChangeAfterCommit(t *testing.T) {
 	// The operator, who got no answer, runs the same command again, with --force:
 	// segment 1 is abandoned already, so nothing changes (segment 2 stays live).
 	again, err := reader.RecoverSegment(ctx, "r", 0, act.ID, true)
-	if top, _ := reader.fsm.Topic("r"); err != nil || again.ID != 2 || len(top.Segments) != 2 || top.Segments[1].Abandoned {
+	if top, _ := reader.fsm.Topic(reader.key("r")); err != nil || again.ID != 2 || len(top.Segments) != 2 || top.Segments[1].Abandoned {
 		t.Fatalf("recover-segment --force --segment %d repeated: answered %+v, %v; segments %+v; want segment 2 untouched", act.ID, again, err, top.Segments)
 	}
 	// --force without --segment, and a segment that is neither active nor abandoned,
@@ -132,7 +132,7 @@ func TestRecoverSegmentSurvivesLeaderChangeAfterCommit(t *testing.T) {
 	if _, err := reader.RecoverSegment(ctx, "r", 0, 7, false); !errors.Is(err, ErrBadRequest) {
 		t.Fatalf("recover-segment --segment 7 (no such segment): %v, want ErrBadRequest", err)
 	}
-	if top, _ := reader.fsm.Topic("r"); len(top.Segments) != 2 || top.Segments[1].Abandoned {
+	if top, _ := reader.fsm.Topic(reader.key("r")); len(top.Segments) != 2 || top.Segments[1].Abandoned {
 		t.Fatalf("after refused recover-segments: segments %+v, want segment 2 untouched", top.Segments)
 	}
 }

@@ -64,7 +64,7 @@ func TestAgeSurvivesRestart(t *testing.T) {
 	if _, err := n.Append(ctx, topic, [][]byte{[]byte("x")}); err != nil {
 		t.Fatal(err)
 	}
-	act, _, _ := n.fsm.ActiveOf(topic)
+	act, _, _ := n.fsm.ActiveOf(n.key(topic))
 	if ms := n.writer.OldestUnsealedMS(); ms < act.CreatedUnixMS {
 		t.Errorf("oldest unsealed entry at %d ms, before its segment's creation at %d ms", ms, act.CreatedUnixMS)
 	}
@@ -80,7 +80,7 @@ func TestAgeSurvivesRestart(t *testing.T) {
 	if got := n.writer.OldestUnsealedMS(); got != act.CreatedUnixMS {
 		t.Errorf("after a restart the oldest unsealed entry is at %d ms, want the segment's creation %d ms", got, act.CreatedUnixMS)
 	}
-	if n.writer.Existing(topic) == nil {
+	if n.writer.Existing(n.key(topic)) == nil {
 		t.Errorf("no appender for %q after a restart: its age limit is never checked", topic)
 	}
 	for _, name := range []string{"floe_rpo_seconds", "floe_cluster_rpo_seconds"} {
@@ -94,10 +94,10 @@ func TestAgeSurvivesRestart(t *testing.T) {
 	cfg.MaxSegmentAge = max(time.Duration(time.Now().UnixMilli()-act.CreatedUnixMS)*time.Millisecond/2, time.Millisecond)
 	n = startSingle(t, cfg)
 	testenv.WaitFor(t, 10*time.Second, "the quiet segment to roll over by age", func() bool {
-		a, _, _ := n.fsm.ActiveOf(topic)
+		a, _, _ := n.fsm.ActiveOf(n.key(topic))
 		return a.ID != act.ID
 	})
-	tp, _ := n.fsm.Topic(topic)
+	tp, _ := n.fsm.Topic(n.key(topic))
 	if s := tp.Segment(act.ID); s == nil || s.State != meta.Sealed || s.Count != 1 {
 		t.Fatalf("segment %d after the age roll-over: %+v, want sealed with 1 entry", act.ID, s)
 	}

@@ -306,10 +306,18 @@ func (n *Node) request(cc *clientConn, req wire.Request, err error, r *reply) {
 	n.metrics.request(req.Cmd)
 	switch req.Cmd {
 	case "PUT", "PUTOFF", "PUTBATCH":
-		seq, ok := seqs[req.Topic]
+		// The key of the topic live now: a PUT never lands in a topic created after
+		// the one it was sent to was deleted (nor does the rest of this connection's
+		// sequence to it).
+		key, err := n.resolve(n.ctx, req.Topic)
+		if err != nil {
+			replies.done(r, errReply(err))
+			return
+		}
+		seq, ok := seqs[key]
 		if !ok {
-			seq = n.writer.NewSequence(req.Topic)
-			seqs[req.Topic] = seq
+			seq = n.writer.NewSequence(key)
+			seqs[key] = seq
 		}
 		cmd := req.Cmd
 		seq.Submit(&write.Job{Payloads: req.Payloads, Reply: func(res write.Result) {
@@ -399,13 +407,21 @@ func (n *Node) handle(ctx context.Context, req wire.Request) []byte {
 		}
 		return b
 	case "READ":
-		entries, next, err := n.reader.Read(ctx, req.Topic, req.Offset, req.Max)
+		key, err := n.resolve(ctx, req.Topic)
+		if err != nil {
+			return errReply(err)
+		}
+		entries, next, err := n.reader.Read(ctx, key, req.Offset, req.Max)
 		if err != nil {
 			return errReply(err)
 		}
 		return wire.EncodeEntries(entries, next)
 	case "TAIL":
-		entries, next, err := n.reader.Tail(ctx, req.Topic, req.Offset, req.Max, time.Duration(req.WaitMS)*time.Millisecond)
+		key, err := n.resolve(ctx, req.Topic)
+		if err != nil {
+			return errReply(err)
+		}
+		entries, next, err := n.reader.Tail(ctx, key, req.Offset, req.Max, time.Duration(req.WaitMS)*time.Millisecond)
 		if err != nil {
 			return errReply(err)
 		}

@@ -16,23 +16,24 @@ import (
 type TopicState = wire.TopicState
 
 // State describes a topic: its segments with state and tier, and its cursor.
-func (n *Node) State(ctx context.Context, topic string) (*TopicState, error) {
+func (n *Node) State(ctx context.Context, name string) (*TopicState, error) {
 	// Show the cursor advances of the GETs this node forwarded and returned (getFence);
 	// if the FSM cannot catch up within ctx, answer with what it has.
 	if f := n.getFence.Load(); n.fsm.AppliedIndex() < f {
 		if err := n.waitApplied(ctx, f); err != nil {
-			n.log.Debug("STATE: the cursor advances of forwarded GETs have not applied here yet", "topic", topic, "index", f, "err", err)
+			n.log.Debug("STATE: the cursor advances of forwarded GETs have not applied here yet", "topic", name, "index", f, "err", err)
 		}
 	}
-	t, err := n.topic(ctx, topic)
+	t, err := n.topicNamed(ctx, name)
 	if err != nil {
 		return nil, err
 	}
+	topic := t.Key()
 	act := t.Active()
 	st := &TopicState{
 		CurrentSegment: act.ID, LeaderNode: act.Leader, LastSealedEntryOffset: t.SealedEnd(),
 		SealedSegments: map[string]uint64{}, SegmentLeaders: map[string]uint64{},
-		Topic: topic, Cursor: t.Cursor, StartOffset: t.StartOffset(),
+		Topic: name, ID: t.ID, Cursor: t.Cursor, StartOffset: t.StartOffset(),
 	}
 	if st.Config, err = json.Marshal(t.Config); err != nil {
 		return nil, err
@@ -80,7 +81,7 @@ func (n *Node) Metrics() (*ClusterMetrics, error) {
 	m := &ClusterMetrics{
 		ID: n.cfg.NodeID, State: n.raft.State(), CurrentTerm: n.raft.Term(),
 		LastLogIndex: n.raft.LastIndex(), LastApplied: n.raft.AppliedIndex(),
-		ClusterID: n.fsm.ClusterID(), Topics: len(n.fsm.TopicNames()), HasLease: n.hasLease(),
+		ClusterID: n.fsm.ClusterID(), Topics: len(n.fsm.TopicKeys()), HasLease: n.hasLease(),
 	}
 	if id, _ := n.raft.Leader(); id != 0 {
 		m.CurrentLeader = &id

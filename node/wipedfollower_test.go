@@ -31,7 +31,7 @@ func TestWipedFollowerFence(t *testing.T) {
 			if err := nodes[0].Register(ctx, topic, &meta.TopicConfig{ReplicationFactor: 3}); err != nil {
 				t.Fatal(err)
 			}
-			if act, _, _ = nodes[0].fsm.ActiveOf(topic); act.Leader != rl.cfg.NodeID {
+			if act, _, _ = nodes[0].fsm.ActiveOf(nodes[0].key(topic)); act.Leader != rl.cfg.NodeID {
 				break
 			}
 		}
@@ -78,10 +78,10 @@ func TestWipedFollowerFence(t *testing.T) {
 		leader.Close() // nothing can bring the wiped copy level
 		fol = wipeRestart(t, nodes, fol, rl)
 		testenv.WaitFor(t, 30*time.Second, "the wiped follower to know the segment", func() bool {
-			_, ok := fol.fsm.SegmentOf(topic, act.ID)
+			_, ok := fol.fsm.SegmentOf(fol.key(topic), act.ID)
 			return ok
 		})
-		_, _, _, err := fol.fenceReplica(topic, act.ID, act.Epoch())
+		_, _, _, err := fol.fenceReplica(fol.key(topic), act.ID, act.Epoch())
 		if err == nil || !strings.Contains(err.Error(), "started afresh") {
 			t.Fatalf("fence of the wiped follower's copy: %v; want it refused", err)
 		}
@@ -90,11 +90,11 @@ func TestWipedFollowerFence(t *testing.T) {
 		nodes, topic, act, _, rl, fol := setup(t)
 		fol = wipeRestart(t, nodes, fol, rl)
 		testenv.WaitFor(t, 30*time.Second, "the wiped follower's copy to be level and answer a fence", func() bool {
-			count, _, _, err := fol.fenceReplica(topic, act.ID, act.Epoch())
+			count, _, _, err := fol.fenceReplica(fol.key(topic), act.ID, act.Epoch())
 			if err != nil {
 				return false
 			}
-			if err := fol.unfence(topic, act.ID); err != nil {
+			if err := fol.unfence(fol.key(topic), act.ID); err != nil {
 				t.Fatal(err)
 			}
 			return count == 5
@@ -109,26 +109,26 @@ func TestWipedFollowerFence(t *testing.T) {
 func TestDroppedCopyFence(t *testing.T) {
 	nodes, act := startReplicated(t, "d", "e0", "e1", "e2", "e3", "e4")
 	fol := nodes[followerIndex(t, nodes, act)]
-	k := segKey{"d", act.ID}
+	k := segKey{fol.key("d"), act.ID}
 	// Told that all 5 are committed: no tell is on its way that would fill the new
 	// copy before the first fence below.
 	testenv.WaitFor(t, 30*time.Second, "the follower's copy to hold the 5 entries, and be told they are committed", func() bool {
-		c, err := fol.replicaCopy("d", act.ID)
+		c, err := fol.replicaCopy(fol.key("d"), act.ID)
 		return err == nil && c.seg.Count() == 5 && c.committed.Load() == 5
 	})
-	c, _ := fol.replicaCopy("d", act.ID)
+	c, _ := fol.replicaCopy(fol.key("d"), act.ID)
 	c.mu.Lock()
 	fol.dropCopy(k, c, fmt.Errorf("damaged (test)"))
 	c.mu.Unlock()
-	if _, _, _, err := fol.fenceReplica("d", act.ID, act.Epoch()); err == nil || !strings.Contains(err.Error(), "started afresh") {
+	if _, _, _, err := fol.fenceReplica(fol.key("d"), act.ID, act.Epoch()); err == nil || !strings.Contains(err.Error(), "started afresh") {
 		t.Fatalf("fence right after the copy was dropped: %v; want it refused", err)
 	}
 	testenv.WaitFor(t, 30*time.Second, "the new copy to be level and answer a fence", func() bool {
-		count, _, _, err := fol.fenceReplica("d", act.ID, act.Epoch())
+		count, _, _, err := fol.fenceReplica(fol.key("d"), act.ID, act.Epoch())
 		if err != nil {
 			return false
 		}
-		if err := fol.unfence("d", act.ID); err != nil {
+		if err := fol.unfence(fol.key("d"), act.ID); err != nil {
 			t.Fatal(err)
 		}
 		return count == 5

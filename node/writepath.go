@@ -94,7 +94,11 @@ func (p writePeers) Peer(id uint64) (write.Peer, error) {
 // Append appends payloads to topic as one contiguous run and returns the offset of the
 // first, once it is fsynced on the segment leader (write.Writer.Append).
 func (n *Node) Append(ctx context.Context, topic string, payloads [][]byte) (uint64, error) {
-	return n.writer.Append(ctx, topic, payloads)
+	key, err := n.resolve(ctx, topic)
+	if err != nil {
+		return 0, err
+	}
+	return n.writer.Append(ctx, key, payloads)
 }
 
 // retryable reports whether an error is retried within the request deadline
@@ -133,7 +137,7 @@ func (n *Node) clusterOldestLocalOnly() time.Time {
 		}
 	}
 	leaders := map[uint64]int64{} // leader of active segments -> oldest creation
-	for _, name := range n.fsm.TopicNames() {
+	for _, name := range n.fsm.TopicKeys() {
 		t, ok := n.fsm.Topic(name)
 		if !ok {
 			continue

@@ -1,9 +1,13 @@
 package tiering
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
+
+	"floe/archive"
+	"floe/topicname"
 )
 
 // The bucket layout. Every key floe writes to or reads from the archive is built and
@@ -13,13 +17,20 @@ import (
 //
 //	<prefix>/
 //	  topics/                                                   TopicsPrefix
-//	    <topic>/                                                TopicPrefix(topic)
+//	    <topic key>/                                            TopicPrefix(key)
 //	      <segment id, 20 digits>-<leader term, 20 digits>.seg  ObjectKey, ParseObjectKey
 //	  meta/
 //	    cluster.json                                            ClaimKey
 //	    snapshots/                                              MetaSnapshotPrefix
 //	      <raft index, 20 digits>.json                          MetaSnapshotKey, ParseMetaSnapshotKey
+//	    tombstones/                                             TombstonePrefix
+//	      <topic key>.json                                      TombstoneKey, ParseTombstoneKey
 //
+//   - Topic keys: a topic's objects are under its key (topicname.Key), which names
+//     one incarnation of it: "<name>@<id>", or the bare name for the topics created
+//     before incarnation ids (incarnation 0). A topic deleted and created again
+//     under its name writes under another key, so nothing of the old one is read
+//     as the new one's.
 //   - Segment objects: one per sealed segment, in the seekable format (package
 //     archive/seekable), written by the Uploader. The leader term is the Raft index of
 //     the command that made the node leader of the segment, so a deposed leader's late
@@ -29,6 +40,9 @@ import (
 //   - The claim: the cluster that archives under this prefix (package node).
 //   - Metadata snapshots: the whole metadata state, written by the Raft leader (package
 //     node) and read back by RebuildState; each names its cluster.
+//   - Tombstones: one per deleted topic (Tombstone), written by the Raft leader
+//     before it deletes the topic's objects, and kept: a restore from a snapshot
+//     taken before the deletion does not bring the topic back.
 //
 // The sweeper, restore and the archive commands list TopicsPrefix and skip every key
 // ParseObjectKey refuses: other objects under the prefix are never read nor deleted.
@@ -40,6 +54,8 @@ const (
 	ClaimKey = "meta/cluster.json"
 	// MetaSnapshotPrefix is where the metadata snapshots are: MetaSnapshotKey.
 	MetaSnapshotPrefix = "meta/snapshots/"
+	// TombstonePrefix is where the tombstones of deleted topics are: TombstoneKey.
+	TombstonePrefix = "meta/tombstones/"
 
 	// objectSuffix ends every segment object's key.
 	objectSuffix = ".seg"
@@ -49,17 +65,17 @@ const (
 	keyDigits = 20
 )
 
-// TopicPrefix is the prefix of a topic's segment objects, ending in "/"; with topic
-// empty, TopicsPrefix (every topic's). It does not validate topic.
-func TopicPrefix(topic string) string {
-	if topic == "" {
+// TopicPrefix is the prefix of the segment objects of a topic key, ending in "/";
+// with key empty, TopicsPrefix (every topic's). It does not validate key.
+func TopicPrefix(key string) string {
+	if key == "" {
 		return TopicsPrefix
 	}
-	return TopicsPrefix + topic + "/"
+	return TopicsPrefix + key + "/"
 }
 
-// ObjectKey is the key of a sealed segment's object. topic must be a valid topic name
-// (topicname.Validate): non-empty, without "/".
+// ObjectKey is the key of a sealed segment's object. topic must be a valid topic key
+// (topicname.ValidateKey): non-empty, without "/".
 func ObjectKey(topic string, segment, term uint64) string {
 	return fmt.Sprintf("%s%s/%0*d-%0*d%s", TopicsPrefix, topic, keyDigits, segment, keyDigits, term, objectSuffix)
 }
@@ -72,7 +88,7 @@ func HasObjectSuffix(s string) bool {
 
 // ParseObjectKey is the inverse of ObjectKey: ok is false for any key ObjectKey does
 // not build (another object under the prefix), and ObjectKey(topic, segment, term)
-// == key whenever ok is true. The topic is only checked to be non-empty.
+// == key whenever ok is true. The topic (a topic key) is only checked to be non-empty.
 func ParseObjectKey(key string) (topic string, segment, term uint64, ok bool) {
 	rest, found := strings.CutPrefix(key, TopicsPrefix)
 	if !found {
@@ -111,4 +127,63 @@ func ParseMetaSnapshotKey(key string) (index uint64, ok bool) {
 		return 0, false
 	}
 	return i, true
+}
+
+// TombstoneKey is the key of the tombstone of a deleted topic key.
+func TombstoneKey(topic string) string {
+	return TombstonePrefix + topic + metaSnapshotSuffix
+}
+
+// ParseTombstoneKey is the inverse of TombstoneKey: the topic key a tombstone's key
+// names, and ok false for any key that is not a tombstone's of a valid topic key.
+func ParseTombstoneKey(key string) (topic string, ok bool) {
+	name, found := strings.CutPrefix(key, TombstonePrefix)
+	if !found {
+		return "", false
+	}
+	topic, found = strings.CutSuffix(name, metaSnapshotSuffix)
+	if !found || topicname.ValidateKey(topic) != nil {
+		return "", false
+	}
+	return topic, true
+}
+
+// Tombstone is the content of a deleted topic's tombstone object: JSON, for
+// operators as much as for floe restore.
+type Tombstone struct {
+	// Topic is the deleted topic's key; Name and ID its parts.
+	Topic string `json:"topic"`
+	Name  string `json:"name"`
+	ID    uint64 `json:"id"`
+	// DeletedUnixMS is when it was deleted, Index the Raft index of the deletion,
+	// ClusterID the cluster it was deleted in.
+	DeletedUnixMS int64  `json:"deleted_unix_ms"`
+	Index         uint64 `json:"index"`
+	ClusterID     string `json:"cluster_id"`
+}
+
+// ListTopicObjects calls fn for the objects under TopicsPrefix that belong to topic:
+// with topic empty, every object there; with a key that names an incarnation
+// ("orders@7"), that incarnation's objects; with a bare name, the objects of every
+// incarnation of that name (the live one, deleted ones not purged yet, and
+// incarnation 0), in key order. An invalid topic is an error wrapping
+// topicname.ErrInvalid.
+func ListTopicObjects(ctx context.Context, b archive.Bucket, topic string, fn func(archive.ObjectInfo) error) error {
+	if topic == "" {
+		return b.List(ctx, TopicsPrefix, fn)
+	}
+	name, id, err := topicname.SplitKey(topic)
+	if err != nil {
+		return err
+	}
+	if id != 0 {
+		return b.List(ctx, TopicPrefix(topic), fn)
+	}
+	return b.List(ctx, TopicsPrefix+name, func(o archive.ObjectInfo) error {
+		key, _, _, ok := ParseObjectKey(o.Key)
+		if !ok || topicname.NameOf(key) != name {
+			return nil // another topic whose name starts with name
+		}
+		return fn(o)
+	})
 }

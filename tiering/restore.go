@@ -15,11 +15,14 @@ import (
 	"floe/archive"
 	"floe/archive/seekable"
 	"floe/meta"
+	"floe/topicname"
 )
 
 // RestoredTopic says what RebuildState made of one topic.
 type RestoredTopic struct {
 	Name string `json:"name"`
+	// ID is the topic's incarnation id (kept from the old cluster).
+	ID uint64 `json:"id"`
 	// Kept are the segments whose objects the snapshot referenced (and exist);
 	// Recovered those found from their objects alone (archived after the snapshot).
 	Kept      int `json:"kept"`
@@ -69,6 +72,120 @@ type RestoreReport struct {
 	// old cluster used, so new leader terms in object keys never meet old keys.
 	Index  uint64          `json:"index"`
 	Topics []RestoredTopic `json:"topics"`
+	// Deleted are the topics the bucket holds objects of, or the snapshot names,
+	// that the restore did not bring back because they were deleted.
+	Deleted []DeletedTopic `json:"deleted,omitempty"`
+}
+
+// DeletedTopic is a topic (one incarnation, by key) a restore left out as deleted.
+type DeletedTopic struct {
+	Topic  string `json:"topic"`
+	Reason string `json:"reason"`
+}
+
+// Reasons a restore leaves a topic out.
+const (
+	DropTombstone  = "deleted: its tombstone is in the bucket"
+	DropRecorded   = "deleted before the snapshot"
+	DropSuperseded = "deleted: a later topic of the same name has objects in the bucket"
+)
+
+// listTombstones returns the tombstones in the bucket, by topic key. A tombstone
+// that does not decode still counts: its key says which topic was deleted.
+func listTombstones(ctx context.Context, b archive.Bucket) (map[string]Tombstone, error) {
+	out := map[string]Tombstone{}
+	err := b.List(ctx, TombstonePrefix, func(o archive.ObjectInfo) error {
+		key, ok := ParseTombstoneKey(o.Key)
+		if !ok {
+			return nil
+		}
+		name, id, _ := topicname.SplitKey(key)
+		t := Tombstone{Topic: key, Name: name, ID: id}
+		if rc, err := b.Get(ctx, o.Key); err == nil {
+			var got Tombstone
+			if json.NewDecoder(io.LimitReader(rc, 1<<16)).Decode(&got) == nil && got.Topic == key {
+				t = got
+			}
+			rc.Close()
+		} else if !errors.Is(err, archive.ErrNotFound) {
+			return err
+		}
+		out[key] = t
+		return nil
+	})
+	return out, err
+}
+
+// dropDeleted takes out of the rebuild (st's topics, and the objects found) every
+// topic that was deleted: those with a tombstone, those the snapshot records as
+// deleted or knows to be dead (meta.State.Dead), and each incarnation of a name
+// below the highest one found (a name has one live incarnation at a time, and ids
+// grow). Each is recorded as a deletion in st, so that the restored cluster's
+// leader deletes what is left of its objects (and writes its tombstone), and
+// LastTopicID is raised above every id seen, so that no id is given again.
+func dropDeleted(st *meta.State, objects map[string]map[uint64][]archive.ObjectInfo, tombs map[string]Tombstone, index uint64, now time.Time) []DeletedTopic {
+	var out []DeletedTopic
+	newest := map[string]uint64{} // name -> highest incarnation id not deleted
+	seen := func(key string) {
+		name, id, err := topicname.SplitKey(key)
+		if err != nil {
+			return
+		}
+		st.LastTopicID = max(st.LastTopicID, id)
+		if _, gone := tombs[key]; gone {
+			return
+		}
+		if cur, ok := newest[name]; !ok || id > cur {
+			newest[name] = id
+		}
+	}
+	for key := range st.Topics {
+		seen(key)
+	}
+	for key := range objects {
+		if _, ok := st.Topics[key]; !ok && !st.Dead(key) && st.Deleted[key] == nil {
+			seen(key)
+		}
+	}
+	for key := range tombs {
+		seen(key)
+	}
+	tombstoned := func(key string) bool {
+		_, ok := tombs[key]
+		return ok
+	}
+	drop := func(key, reason string) {
+		name, id, _ := topicname.SplitKey(key)
+		delete(st.Topics, key)
+		delete(objects, key)
+		if d := st.Deleted[key]; d == nil || d.Purged {
+			st.Deleted[key] = &meta.Deletion{Name: name, ID: id, DeletedUnixMS: now.UnixMilli(), Index: index}
+		}
+		out = append(out, DeletedTopic{Topic: key, Reason: reason})
+	}
+	for key := range objects {
+		name, id, err := topicname.SplitKey(key)
+		switch {
+		case err != nil:
+			delete(objects, key) // not a topic key: not ours to restore
+		case tombstoned(key):
+			drop(key, DropTombstone)
+		case st.Topics[key] == nil && (st.Dead(key) || st.Deleted[key] != nil):
+			drop(key, DropRecorded)
+		case id < newest[name]:
+			drop(key, DropSuperseded)
+		}
+	}
+	for key, t := range st.Topics {
+		switch {
+		case tombstoned(key):
+			drop(key, DropTombstone)
+		case t.ID < newest[t.Name]:
+			drop(key, DropSuperseded)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Topic < out[j].Topic })
+	return out
 }
 
 // RebuildState rebuilds a cluster's metadata from its bucket alone (floe restore
@@ -103,15 +220,9 @@ func RebuildStateProgress(ctx context.Context, b archive.Bucket, clusterID strin
 	if err != nil {
 		return nil, nil, err
 	}
-	st := &meta.State{}
-	if err := json.Unmarshal(snap.State, st); err != nil {
+	st, err := meta.DecodeState(snap.State)
+	if err != nil {
 		return nil, nil, fmt.Errorf("tiering: %s: %w", newest, err)
-	}
-	if st.Topics == nil {
-		st.Topics = map[string]*meta.Topic{}
-	}
-	if st.Nodes == nil {
-		st.Nodes = map[uint64]*meta.NodeInfo{}
 	}
 	// Every node comes back with a new data dir: none of the earlier ones is
 	// compared with (an incarnation would make the restored segments lost on the seed).
@@ -141,8 +252,13 @@ func RebuildStateProgress(ctx context.Context, b archive.Bucket, clusterID strin
 			sort.Slice(os, func(i, j int) bool { return os[i].Key > os[j].Key })
 		}
 	}
+	tombs, err := listTombstones(ctx, b)
+	if err != nil {
+		return nil, nil, err
+	}
 	index++ // above every index the old cluster used
 	rep := &RestoreReport{Snapshot: newest, ClusterID: snap.ClusterID, Index: index}
+	rep.Deleted = dropDeleted(st, objects, tombs, index, now)
 	var totalObjs, doneObjs int
 	var totalBytes, doneBytes int64
 	for _, segs := range objects {
@@ -155,31 +271,32 @@ func RebuildStateProgress(ctx context.Context, b archive.Bucket, clusterID strin
 	}
 	progress(0, totalObjs, 0, totalBytes)
 
-	names := slices.Collect(func(yield func(string) bool) {
-		for n := range st.Topics {
-			if !yield(n) {
+	keys := slices.Collect(func(yield func(string) bool) {
+		for k := range st.Topics {
+			if !yield(k) {
 				return
 			}
 		}
-		for n := range objects {
-			if _, ok := st.Topics[n]; !ok && !yield(n) {
+		for k := range objects {
+			if _, ok := st.Topics[k]; !ok && !yield(k) {
 				return
 			}
 		}
 	})
-	sort.Strings(names)
-	for _, name := range names {
-		t := st.Topics[name]
+	sort.Strings(keys)
+	for _, key := range keys {
+		t := st.Topics[key]
 		if t == nil { // created after the snapshot: only its objects tell of it
-			t = &meta.Topic{Name: name}
-			st.Topics[name] = t
+			name, id, _ := topicname.SplitKey(key) // dropDeleted kept valid keys only
+			t = &meta.Topic{Name: name, ID: id}
+			st.Topics[key] = t
 		}
-		rt, err := rebuildTopic(ctx, b, t, objects[name], nodeID, index, now)
+		rt, err := rebuildTopic(ctx, b, t, objects[key], nodeID, index, now)
 		if err != nil {
 			return nil, nil, err
 		}
 		rep.Topics = append(rep.Topics, rt)
-		for _, os := range objects[name] {
+		for _, os := range objects[key] {
 			for _, o := range os {
 				doneObjs++
 				doneBytes += o.Size
@@ -196,7 +313,7 @@ func RebuildStateProgress(ctx context.Context, b archive.Bucket, clusterID strin
 // not found waits in rebuild.missing until the next found segment says where the run
 // ends (settle), or the walk does (finish).
 func rebuildTopic(ctx context.Context, b archive.Bucket, t *meta.Topic, objs map[uint64][]archive.ObjectInfo, nodeID, index uint64, now time.Time) (RestoredTopic, error) {
-	r := &rebuild{ctx: ctx, b: b, t: t, objs: objs, now: now, rt: RestoredTopic{Name: t.Name}}
+	r := &rebuild{ctx: ctx, b: b, t: t, objs: objs, now: now, rt: RestoredTopic{Name: t.Name, ID: t.ID}}
 	last := uint64(len(t.Segments))
 	for id := range objs {
 		last = max(last, id)
@@ -346,7 +463,7 @@ func (r *rebuild) settle(base uint64) {
 // the missing run), and reports the objects of the segment it passes over.
 func (r *rebuild) find(id, base uint64) (*meta.Segment, error) {
 	for _, o := range r.objs[id] {
-		s, why, err := recoverSegment(r.ctx, r.b, r.t.Name, id, o)
+		s, why, err := recoverSegment(r.ctx, r.b, r.t.Key(), id, o)
 		if err != nil {
 			return nil, err
 		}

@@ -82,7 +82,7 @@ func (r *Retention) Run(ctx context.Context) {
 func (r *Retention) Enforce(ctx context.Context) {
 	var all []candidate
 	var total int64
-	for _, name := range r.cfg.FSM.TopicNames() {
+	for _, name := range r.cfg.FSM.TopicKeys() {
 		t, ok := r.cfg.FSM.Topic(name)
 		if !ok {
 			continue

@@ -170,7 +170,7 @@ func (u *Uploader) pending() []pendingSegment {
 	unconfirmed := maps.Clone(u.unconfirmed)
 	u.mu.Unlock()
 	var out, confirm []pendingSegment
-	for _, name := range u.cfg.FSM.TopicNames() {
+	for _, name := range u.cfg.FSM.TopicKeys() {
 		t, ok := u.cfg.FSM.Topic(name)
 		if !ok {
 			continue

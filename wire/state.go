@@ -14,7 +14,10 @@ type TopicState struct {
 	SealedSegments        map[string]uint64 `json:"sealed_segments"`
 	SegmentLeaders        map[string]uint64 `json:"segment_leaders"`
 
-	Topic    string        `json:"topic"`
+	Topic string `json:"topic"`
+	// ID is the topic's incarnation id: a topic deleted and created again under
+	// its name gets another (0: created before incarnation ids).
+	ID       uint64        `json:"id"`
 	Segments []SegmentInfo `json:"segments"`
 	Cursor   uint64        `json:"cursor"`
 	// StartOffset is the first offset retention has kept (0 until a segment expires).

@@ -23,7 +23,10 @@ const idDigits = 20
 
 // Store manages the segment files of one node under one directory:
 //
-//	<dir>/<topic>/<segment id, zero-padded to 20 digits>.wal
+//	<dir>/<topic key>/<segment id, zero-padded to 20 digits>.wal
+//
+// where the topic key names one incarnation of a topic (topicname.Key: the
+// bare name for incarnation 0). Every "topic" argument below is such a key.
 //
 // It is the one owner of open segment files. It keeps at most one open
 // Segment per file and hands the same *Segment to every caller, each time
@@ -196,7 +199,7 @@ func (st *Store) Release(seg *Segment) {
 // Exists reports whether the file of segment id of topic exists, without
 // opening it.
 func (st *Store) Exists(topic string, id uint64) (bool, error) {
-	if err := topicname.Validate(topic); err != nil {
+	if err := topicname.ValidateKey(topic); err != nil {
 		return false, fmt.Errorf("cannot look for segment %d: %w", id, err)
 	}
 	path := st.Path(topic, id)
@@ -238,7 +241,7 @@ func (st *Store) Damaged() []string {
 }
 
 func (st *Store) open(topic string, id uint64, create, sealed bool) (*Segment, error) {
-	if err := topicname.Validate(topic); err != nil {
+	if err := topicname.ValidateKey(topic); err != nil {
 		return nil, fmt.Errorf("cannot open segment %d: %w", id, err)
 	}
 	k := segKey{topic, id}
@@ -353,7 +356,7 @@ func (st *Store) List() (map[string][]uint64, error) {
 		return nil, fmt.Errorf("cannot list store %q: %w", st.dir, err)
 	}
 	for _, t := range topics {
-		if !t.IsDir() || topicname.Validate(t.Name()) != nil {
+		if !t.IsDir() || topicname.ValidateKey(t.Name()) != nil {
 			continue
 		}
 		files, err := st.fs.ReadDir(filepath.Join(st.dir, t.Name()))
@@ -383,7 +386,7 @@ func (st *Store) List() (map[string][]uint64, error) {
 // Remove a segment while it opens the same segment. Removing a segment that
 // does not exist is not an error. .broken copies are left for the operator.
 func (st *Store) Remove(topic string, id uint64) error {
-	if err := topicname.Validate(topic); err != nil {
+	if err := topicname.ValidateKey(topic); err != nil {
 		return fmt.Errorf("cannot remove segment %d: %w", id, err)
 	}
 	k := segKey{topic, id}
@@ -434,6 +437,70 @@ func (st *Store) Remove(topic string, id uint64) error {
 	}
 	if err := st.fs.SyncDir(filepath.Dir(path)); err != nil {
 		return fmt.Errorf("cannot sync directory after removing %q: %w", path, err)
+	}
+	return nil
+}
+
+// Keys returns the topic keys that have a directory in the store, segment
+// files or not, sorted; directories whose names are not topic keys are
+// ignored.
+func (st *Store) Keys() ([]string, error) {
+	if err := st.checkOpen(); err != nil {
+		return nil, err
+	}
+	entries, err := st.fs.ReadDir(st.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot list store %q: %w", st.dir, err)
+	}
+	var keys []string
+	for _, e := range entries {
+		if e.IsDir() && topicname.ValidateKey(e.Name()) == nil {
+			keys = append(keys, e.Name())
+		}
+	}
+	slices.Sort(keys)
+	return keys, nil
+}
+
+// Purge deletes the directory of topic key with everything in it, durably:
+// every segment (each as Remove does: a held one is sealed, and closed on its
+// last Release), the .broken copies, and the directory itself. Segments of key
+// must not be opened meanwhile. Purging a key that has no directory is not an
+// error.
+func (st *Store) Purge(key string) error {
+	if err := topicname.ValidateKey(key); err != nil {
+		return fmt.Errorf("cannot purge: %w", err)
+	}
+	dir := filepath.Join(st.dir, key)
+	files, err := st.fs.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cannot list %q: %w", dir, err)
+	}
+	for _, f := range files {
+		if id, ok := parseFileName(f.Name()); ok {
+			if err := st.Remove(key, id); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := st.fs.Remove(filepath.Join(dir, f.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("cannot remove %q: %w", filepath.Join(dir, f.Name()), err)
+		}
+	}
+	if err := st.fs.SyncDir(dir); err != nil {
+		return fmt.Errorf("cannot sync %q: %w", dir, err)
+	}
+	if err := st.fs.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("cannot remove %q: %w", dir, err)
+	}
+	if err := st.fs.SyncDir(st.dir); err != nil {
+		return fmt.Errorf("cannot sync %q: %w", st.dir, err)
 	}
 	return nil
 }

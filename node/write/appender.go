@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -82,6 +83,12 @@ type Appender struct {
 	w     *Writer
 	topic string
 	ch    chan *Request
+	// gone is closed when the topic was deleted (Writer.Drop), goneErr then being
+	// the answer to every request; goneMu orders Enqueue's sends before the close,
+	// so that nothing is left in ch once the goroutine has drained it.
+	gone    chan struct{}
+	goneMu  sync.RWMutex
+	goneErr error
 
 	seg     Segment      // the open active segment, nil until needed
 	segMeta meta.Segment // its replicated record
@@ -143,16 +150,37 @@ type firstEntry struct {
 }
 
 func newAppender(w *Writer, topic string) *Appender {
-	return &Appender{w: w, topic: topic, ch: make(chan *Request, w.cfg.QueueLen), dedup: newDedupWindow(DedupWindow)}
+	return &Appender{w: w, topic: topic, ch: make(chan *Request, w.cfg.QueueLen), gone: make(chan struct{}), dedup: newDedupWindow(DedupWindow)}
 }
 
 // Enqueue hands r to the appender, waiting while its queue is full; it never blocks
-// past shutdown (r is then answered ErrClosed).
+// past shutdown (r is then answered ErrClosed) nor once the topic is deleted.
 func (a *Appender) Enqueue(r *Request) {
+	a.goneMu.RLock()
+	defer a.goneMu.RUnlock()
+	select {
+	case <-a.gone:
+		r.Done(Result{Err: a.goneErr})
+		return
+	default:
+	}
 	select {
 	case a.ch <- r:
 	case <-a.w.ctx.Done():
 		r.Done(Result{Err: ErrClosed})
+	}
+}
+
+// retire stops the appender of a deleted topic: what is queued, and every later
+// request, is answered err, and its segment is let go.
+func (a *Appender) retire(err error) {
+	a.goneMu.Lock()
+	defer a.goneMu.Unlock()
+	select {
+	case <-a.gone:
+	default:
+		a.goneErr = err
+		close(a.gone)
 	}
 }
 
@@ -187,6 +215,12 @@ func (a *Appender) run() {
 		case <-a.w.ctx.Done():
 			a.finishPending()
 			a.drain(ErrClosed)
+			return
+		case <-a.gone:
+			if a.seg != nil {
+				a.closeSegment()
+			}
+			a.drain(a.goneErr)
 			return
 		case <-tick.C:
 			a.finishPending()

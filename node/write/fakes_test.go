@@ -82,7 +82,9 @@ func (m *fakeMeta) SegmentOf(topic string, id uint64) (meta.Segment, bool) {
 	return *t.Segment(id), true
 }
 
-func (m *fakeMeta) TopicNames() []string {
+func (m *fakeMeta) Dead(string) bool { return false }
+
+func (m *fakeMeta) TopicKeys() []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var names []string

@@ -13,6 +13,7 @@ import (
 
 	"floe/meta"
 	"floe/node/rpc"
+	"floe/topicname"
 )
 
 // Sentinel errors of the write path. Those that cross the wire are package rpc's
@@ -33,8 +34,10 @@ type Metadata interface {
 	ActiveOf(topic string) (meta.Segment, meta.TopicConfig, bool)
 	// SegmentOf returns a copy of segment id of topic; false if there is none.
 	SegmentOf(topic string, id uint64) (meta.Segment, bool)
-	// TopicNames returns every topic's name.
-	TopicNames() []string
+	// TopicKeys returns every live topic's key.
+	TopicKeys() []string
+	// Dead reports whether a topic key names a deleted topic (meta.State.Dead).
+	Dead(topic string) bool
 	// Changed returns a channel closed at the next metadata change.
 	Changed() <-chan struct{}
 	// ActiveSegment is ActiveOf with the node's catch-up rule: a topic this node
@@ -251,6 +254,29 @@ func (w *Writer) Appender(topic string) *Appender {
 	return a
 }
 
+// Keys returns the topics that have an appender on this node.
+func (w *Writer) Keys() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	keys := make([]string, 0, len(w.appenders))
+	for k := range w.appenders {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// Drop stops the appender of a deleted topic, if it has one: requests queued for
+// it, and any sent to it later, are answered err (meta.ErrNoTopic).
+func (w *Writer) Drop(topic string, err error) {
+	w.mu.Lock()
+	a := w.appenders[topic]
+	delete(w.appenders, topic)
+	w.mu.Unlock()
+	if a != nil {
+		a.retire(err)
+	}
+}
+
 // Existing returns the topic's appender if this node has one, nil otherwise.
 func (w *Writer) Existing(topic string) *Appender {
 	w.mu.Lock()
@@ -281,6 +307,9 @@ func (w *Writer) Received(a *rpc.Append, done func(Result)) (*Appender, *Request
 		return nil, nil, fmt.Errorf("%w: node %d restarted after the first attempt of this append", rpc.ErrOutcomeUnknown, w.cfg.NodeID)
 	}
 	act, _, ok := w.cfg.Metadata.ActiveOf(a.Topic)
+	if !ok && w.cfg.Metadata.Dead(a.Topic) {
+		return nil, nil, fmt.Errorf("%w: %q (deleted)", meta.ErrNoTopic, topicname.NameOf(a.Topic))
+	}
 	if !ok {
 		// The sender knows the topic, so this node's metadata is behind.
 		return nil, nil, rpc.Unavailable(fmt.Sprintf("node %d does not know topic %q yet", w.cfg.NodeID, a.Topic), nil)
@@ -310,7 +339,7 @@ func storedBytes(payloads [][]byte) int64 {
 // caller makes sure the metadata has caught up (a stale view could name this node
 // leader of a segment sealed or abandoned meanwhile).
 func (w *Writer) OpenLed() {
-	for _, name := range w.cfg.Metadata.TopicNames() {
+	for _, name := range w.cfg.Metadata.TopicKeys() {
 		act, _, ok := w.cfg.Metadata.ActiveOf(name)
 		if !ok || act.Leader != w.cfg.NodeID {
 			continue
@@ -350,7 +379,7 @@ func (w *Writer) nonEmptyActive(topic string) *meta.Segment {
 // restarted since), which is never later.
 func (w *Writer) OldestUnsealedMS() int64 {
 	var oldest int64
-	for _, name := range w.cfg.Metadata.TopicNames() {
+	for _, name := range w.cfg.Metadata.TopicKeys() {
 		act := w.nonEmptyActive(name)
 		if act == nil {
 			continue

@@ -65,7 +65,7 @@ func archiveCmd() *cobra.Command {
 func archiveLsCmd(f *archiveFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "ls [topic]",
-		Short: "List segment objects (all topics, or one)",
+		Short: "List segment objects (all topics; a name: each incarnation of it; name@id: one)",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			ctx := context.Background()
@@ -82,7 +82,7 @@ func archiveLsCmd(f *archiveFlags) *cobra.Command {
 			fmt.Fprintln(w, "TOPIC\tSEGMENT\tTERM\tBYTES\tMODIFIED\tKEY")
 			var n int
 			var total int64
-			err = b.List(ctx, tiering.TopicPrefix(only), func(o archive.ObjectInfo) error {
+			err = tiering.ListTopicObjects(ctx, b, only, func(o archive.ObjectInfo) error {
 				topic, seg, term, ok := tiering.ParseObjectKey(o.Key)
 				if !ok {
 					fmt.Fprintf(w, "?\t?\t?\t%d\t%s\t%s\n", o.Size, o.LastModified.UTC().Format(time.RFC3339), o.Key)
@@ -127,7 +127,7 @@ if anything is damaged.`,
 					keys = append(keys, a)
 					continue
 				}
-				if err := b.List(ctx, tiering.TopicPrefix(a), func(o archive.ObjectInfo) error {
+				if err := tiering.ListTopicObjects(ctx, b, a, func(o archive.ObjectInfo) error {
 					keys = append(keys, o.Key)
 					sizes[o.Key] = o.Size
 					return nil

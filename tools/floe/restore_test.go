@@ -173,20 +173,28 @@ func snapHas(ctx context.Context, b archive.Bucket, key, topic string, active, c
 	if err != nil || json.Unmarshal(body, &snap) != nil {
 		return false
 	}
+	type topicJSON struct {
+		Name     string `json:"name"`
+		Segments []struct {
+			ID         uint64 `json:"id"`
+			State      string `json:"state"`
+			ArchiveKey string `json:"archive_key"`
+		} `json:"segments"`
+		Cursor uint64 `json:"cursor"`
+	}
 	var st struct {
-		Topics map[string]struct {
-			Segments []struct {
-				ID         uint64 `json:"id"`
-				State      string `json:"state"`
-				ArchiveKey string `json:"archive_key"`
-			} `json:"segments"`
-			Cursor uint64 `json:"cursor"`
-		} `json:"topics"`
+		Topics map[string]topicJSON `json:"topics"` // by key: a name with its incarnation
 	}
 	if json.Unmarshal(snap.State, &st) != nil {
 		return false
 	}
-	tp, ok := st.Topics[topic]
+	var tp topicJSON
+	ok := false
+	for _, t := range st.Topics {
+		if t.Name == topic {
+			tp, ok = t, true
+		}
+	}
 	if !ok || tp.Cursor != cursor || len(tp.Segments) != int(active) {
 		return false
 	}

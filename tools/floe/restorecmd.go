@@ -84,11 +84,20 @@ func restoreCmd() *cobra.Command {
 func printRestore(rep *tiering.RestoreReport) {
 	fmt.Printf("from %s: cluster %s; the rebuilt state starts at raft index %d\n", rep.Snapshot, rep.ClusterID, rep.Index)
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "TOPIC\tKEPT\tRECOVERED\tEXPIRED\tLOST\tOFFSETS KEPT\tCURSOR")
+	fmt.Fprintln(w, "TOPIC\tID\tKEPT\tRECOVERED\tEXPIRED\tLOST\tOFFSETS KEPT\tCURSOR")
 	for _, t := range rep.Topics {
-		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t[%d, %d)\t%d\n", t.Name, t.Kept, t.Recovered, t.Expired, t.Lost, t.Start, t.End, t.Cursor)
+		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t[%d, %d)\t%d\n", t.Name, t.ID, t.Kept, t.Recovered, t.Expired, t.Lost, t.Start, t.End, t.Cursor)
 	}
 	w.Flush()
+	if len(rep.Deleted) > 0 {
+		fmt.Printf("\nnot restored: deleted (%d; what is left of their objects is deleted by the new cluster):\n", len(rep.Deleted))
+		w = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "TOPIC\tREASON")
+		for _, d := range rep.Deleted {
+			fmt.Fprintf(w, "%s\t%s\n", d.Topic, d.Reason)
+		}
+		w.Flush()
+	}
 	var skipped int
 	for _, t := range rep.Topics {
 		skipped += len(t.Skipped)

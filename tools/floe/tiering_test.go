@@ -28,6 +28,7 @@ import (
 	"floe/archive/seekable"
 	"floe/client"
 	"floe/tiering"
+	"floe/topicname"
 )
 
 // archivePrefix is the key prefix inside the bucket that the tests' nodes archive under.
@@ -76,19 +77,24 @@ func with(o clusterOpts, args ...string) clusterOpts {
 	return o
 }
 
-// objects lists the archived objects of topic in the bucket: segment id -> key.
+// objects lists the archived objects of topic in the bucket: segment id -> key. A
+// name (not a key) takes the objects of any incarnation of it: the test must have
+// one only.
 func (a *minioArchive) objects(t *testing.T, topic string) map[uint64]mc.ObjectInfo {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	out := map[uint64]mc.ObjectInfo{}
-	for o := range a.srv.Client(t).ListObjects(ctx, a.bucket, mc.ListObjectsOptions{Prefix: archivePrefix + "/topics/" + topic + "/", Recursive: true}) {
+	for o := range a.srv.Client(t).ListObjects(ctx, a.bucket, mc.ListObjectsOptions{Prefix: archivePrefix + "/topics/" + topic, Recursive: true}) {
 		if o.Err != nil {
 			t.Fatalf("list bucket %s: %v", a.bucket, o.Err)
 		}
-		_, seg, _, ok := tiering.ParseObjectKey(strings.TrimPrefix(o.Key, archivePrefix+"/"))
+		key, seg, _, ok := tiering.ParseObjectKey(strings.TrimPrefix(o.Key, archivePrefix+"/"))
 		if !ok {
 			t.Fatalf("bucket holds %q, which is not a segment object key", o.Key)
+		}
+		if key != topic && topicname.NameOf(key) != topic {
+			continue // another topic whose name starts with this one
 		}
 		if prev, dup := out[seg]; dup {
 			t.Fatalf("two objects for segment %d: %q and %q", seg, prev.Key, o.Key)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"floe/meta"
 	"floe/node"
@@ -23,11 +26,60 @@ import (
 // topicCmd manages topics over a node's HTTP API (PUT /v1/topics/{topic}).
 func topicCmd() *cobra.Command {
 	c := &clusterAPI{}
-	root := &cobra.Command{Use: "topic", Short: "Create topics, change their settings, list and describe them (through any node's HTTP API)"}
+	root := &cobra.Command{Use: "topic", Short: "Create, change, list, describe and delete topics (through any node's HTTP API)"}
 	c.apiFlags(root.PersistentFlags())
-	root.AddCommand(topicCreateCmd(c), topicSetCmd(c), topicLsCmd(c, false), topicLsCmd(c, true))
+	root.AddCommand(topicCreateCmd(c), topicSetCmd(c), topicLsCmd(c, false), topicLsCmd(c, true), topicDeleteCmd(c))
 	return root
 }
+
+// topicDeleteCmd is floe topic delete.
+func topicDeleteCmd(c *clusterAPI) *cobra.Command {
+	var yes bool
+	cmd := &cobra.Command{
+		Use:   "delete <topic>",
+		Short: "Delete a topic: its entries, cursor, local files and archive objects",
+		Long: "Delete a topic through Raft: it is gone at once for every client (ERR no such topic), every node\n" +
+			"deletes its files, and the Raft leader writes a tombstone to the archive and deletes the topic's\n" +
+			"objects (retried while the archive is down; floe_topic_deletions_pending counts those not done).\n" +
+			"A topic created again under the name is a new topic: offsets from 0, none of the old entries.\n" +
+			"On a terminal it asks for the topic's name to confirm; elsewhere it needs --yes.",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			topic := args[0]
+			if !yes {
+				if !stdinIsTerminal() {
+					return fmt.Errorf("deleting %q cannot be undone: confirm with --yes (stdin is not a terminal to ask on)", topic)
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "Delete topic %q with all its entries, files and archive objects? This cannot be undone.\nType the topic's name to confirm: ", topic)
+				line, _ := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
+				if strings.TrimSpace(line) != topic {
+					return errors.New("not confirmed: nothing deleted")
+				}
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), c.timeout)
+			defer cancel()
+			_, at, err := c.anyView(ctx)
+			if err != nil {
+				return err
+			}
+			var d struct {
+				Deleted string `json:"deleted"`
+				ID      uint64 `json:"id"`
+			}
+			if err := c.call(ctx, http.MethodDelete, c.url(at, "/v1/topics/"+url.PathEscape(topic)), &d); err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "deleted topic %s (id %d); its files and objects are being deleted\n", d.Deleted, d.ID)
+			return err
+		},
+	}
+	cmd.Flags().BoolVarP(&yes, "yes", "y", false, "delete without asking")
+	return cmd
+}
+
+// stdinIsTerminal reports whether standard input is a terminal (where a command may
+// ask for a confirmation).
+func stdinIsTerminal() bool { return term.IsTerminal(int(os.Stdin.Fd())) }
 
 // topicCreateCmd is floe topic create.
 func topicCreateCmd(c *clusterAPI) *cobra.Command {
@@ -225,9 +277,9 @@ func topicLsCmd(c *clusterAPI, describe bool) *cobra.Command {
 				return describeTopic(out, topics[0])
 			}
 			w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "TOPIC\tREPLICAS\tOFFSETS\tCURSOR\tLOCAL\tARCHIVED\tSEGMENTS\tRETENTION")
+			fmt.Fprintln(w, "TOPIC\tID\tREPLICAS\tOFFSETS\tCURSOR\tLOCAL\tARCHIVED\tSEGMENTS\tRETENTION")
 			for _, t := range topics {
-				fmt.Fprintf(w, "%s\t%d\t[%d, %d+)\t%d\t%s\t%s\t%s\t%s\n", t.Name, t.Replication, t.StartOffset, t.SealedEnd, t.Cursor,
+				fmt.Fprintf(w, "%s\t%d\t%d\t[%d, %d+)\t%d\t%s\t%s\t%s\t%s\n", t.Name, t.ID, t.Replication, t.StartOffset, t.SealedEnd, t.Cursor,
 					sizeText(t.LocalBytes), sizeText(t.ArchivedBytes), segmentCounts(t.Segments), retentionText(t.Config))
 			}
 			return w.Flush()
@@ -268,8 +320,8 @@ func describeTopic(w io.Writer, t node.TopicSummary) error {
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(w, "topic        %s\nreplicas     %d\noffsets      %d to %d sealed (STATE has the active segment's end)\ncursor       %d\nactive on    node %d\nsegments     %s\nlocal        %s\narchived     %s\nretention    %s\nsettings     %s\n",
-		t.Name, t.Replication, t.StartOffset, t.SealedEnd, t.Cursor, t.ActiveLeader, segmentCounts(t.Segments),
+	_, err = fmt.Fprintf(w, "topic        %s\nid           %d\nreplicas     %d\noffsets      %d to %d sealed (STATE has the active segment's end)\ncursor       %d\nactive on    node %d\nsegments     %s\nlocal        %s\narchived     %s\nretention    %s\nsettings     %s\n",
+		t.Name, t.ID, t.Replication, t.StartOffset, t.SealedEnd, t.Cursor, t.ActiveLeader, segmentCounts(t.Segments),
 		sizeText(t.LocalBytes), sizeText(t.ArchivedBytes), retentionText(t.Config), cfg)
 	return err
 }

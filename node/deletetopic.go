@@ -1,0 +1,232 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"floe/archive"
+	"floe/internal/fsutil"
+	"floe/meta"
+	"floe/tiering"
+)
+
+// Deleting a topic (docs/ARCHITECTURE.md, "Deleting a topic"). The deletion is one
+// Raft command (meta.OpDeleteTopic, naming the topic's key): once applied the topic
+// is gone for every request, whichever node it reaches, since requests carry the key
+// they resolved and a deleted key is never live again. The rest is clean-up, each
+// part retried until done:
+//   - every node lets go of what it holds of a dead key (removeDeletedTopics): the
+//     appender and its queued requests, follower copies, fences, segment files and
+//     salvage copies. It needs no record of the deletion (meta.State.Dead), so a node
+//     that was down, or restored from a snapshot, cleans up too;
+//   - the Raft leader writes the topic's tombstone to the archive, deletes its
+//     objects, and then commits meta.OpTopicPurged (purgeDeletedTopics). Until then
+//     the deletion is recorded in the metadata and counted in
+//     floe_topic_deletions_pending; objects it misses (an upload that finished after
+//     its listing) are the orphan sweeper's.
+
+// DeleteTopic deletes the live topic named name and returns the record of its
+// deletion (its key and when).
+func (n *Node) DeleteTopic(ctx context.Context, name string) (meta.Deletion, error) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	defer cancel()
+	t, err := n.topicNamed(ctx, name)
+	if err != nil {
+		return meta.Deletion{}, err
+	}
+	now := time.Now().UnixMilli()
+	if _, err := n.propose(ctx, &meta.Command{Op: meta.OpDeleteTopic, Topic: t.Key(), UnixMS: now}); err != nil {
+		return meta.Deletion{}, err
+	}
+	var sealed, archived uint64
+	for _, s := range t.Segments {
+		if s.State != meta.Active && s.State != meta.Expired {
+			sealed++
+		}
+		if s.ArchiveKey != "" && s.State != meta.Expired {
+			archived++
+		}
+	}
+	n.log.Warn("topic deleted", "topic", t.Name, "id", t.ID, "segments", len(t.Segments), "sealed", sealed, "archived", archived,
+		"offsets", fmt.Sprintf("[%d, %d)", t.StartOffset(), t.SealedEnd()))
+	return meta.Deletion{Name: t.Name, ID: t.ID, DeletedUnixMS: now}, nil
+}
+
+// removeDeletedTopics lets go of everything this node holds of deleted topics: their
+// appenders (what is queued for them is answered meta.ErrNoTopic), follower copies
+// and fences, segment files and salvage copies. forget are the segment loop's own
+// records, cleared of dead keys too. It runs every retentionPeriod; what fails is
+// tried again at the next run.
+func (n *Node) removeDeletedTopics(forget ...map[segKey]bool) {
+	dead := map[string]bool{}
+	isDead := func(key string) bool {
+		d, ok := dead[key]
+		if !ok {
+			d = n.fsm.Dead(key)
+			dead[key] = d
+		}
+		return d
+	}
+	for _, key := range n.writer.Keys() {
+		if isDead(key) {
+			n.writer.Drop(key, n.noTopic(key))
+		}
+	}
+	n.forgetReplicas(isDead)
+	for _, m := range forget {
+		for k := range m {
+			if isDead(k.topic) {
+				delete(m, k)
+			}
+		}
+	}
+	keys, err := n.store.Keys()
+	if err != nil {
+		n.log.Warn("cannot list the segment store for deleted topics", "err", err)
+	}
+	for _, key := range keys {
+		if !isDead(key) {
+			continue
+		}
+		if err := n.store.Purge(key); err != nil {
+			n.log.Warn("cannot delete the files of a deleted topic; will try again", "topic", key, "err", err)
+			continue
+		}
+		n.log.Info("files of a deleted topic deleted", "topic", key)
+	}
+	root := filepath.Join(n.cfg.DataDir, "abandoned")
+	entries, err := os.ReadDir(root)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		n.log.Warn("cannot list the salvage copies for deleted topics", "dir", root, "err", err)
+	}
+	removed := false
+	for _, e := range entries {
+		if !e.IsDir() || !isDead(e.Name()) {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(root, e.Name())); err != nil {
+			n.log.Warn("cannot delete the salvage copies of a deleted topic; will try again", "topic", e.Name(), "err", err)
+			continue
+		}
+		removed = true
+		n.log.Info("salvage copies of a deleted topic deleted", "topic", e.Name())
+	}
+	if removed {
+		if err := fsutil.SyncDir(root); err != nil {
+			n.log.Warn("cannot sync the salvage directory", "dir", root, "err", err)
+		}
+	}
+}
+
+// forgetReplicas closes this node's follower copies of dead topics and drops every
+// record it keeps of them (the store's files are Purge's).
+func (n *Node) forgetReplicas(dead func(string) bool) {
+	n.replicas.mu.Lock()
+	var closing []segKey
+	for k := range n.replicas.open {
+		if dead(k.topic) {
+			closing = append(closing, k)
+		}
+	}
+	fences := false
+	for k := range n.replicas.fenced {
+		if dead(k.topic) {
+			delete(n.replicas.fenced, k)
+			fences = true
+		}
+	}
+	for _, m := range []map[segKey]bool{n.replicas.sealed, n.replicas.busy, n.replicas.removed, n.replicas.dropped} {
+		for k := range m {
+			if dead(k.topic) {
+				delete(m, k)
+			}
+		}
+	}
+	for k := range n.replicas.retryAt {
+		if dead(k.topic) {
+			delete(n.replicas.retryAt, k)
+		}
+	}
+	for key, q := range n.replicas.queues {
+		if dead(key) && !q.running && len(q.work) == 0 {
+			delete(n.replicas.queues, key)
+		}
+	}
+	n.replicas.mu.Unlock()
+	for _, k := range closing {
+		n.closeReplica(k)
+	}
+	if fences {
+		if err := n.saveFences(); err != nil {
+			n.log.Warn("cannot record the fences of deleted topics as gone; will try again at the next change", "err", err)
+		}
+	}
+}
+
+// purgeDeletedTopics, on the Raft leader, deletes the archive objects of the deleted
+// topics recorded in the metadata: first the tombstone (so that no restore brings the
+// topic back, whatever happens next), then every object under the topic's key, then
+// it commits OpTopicPurged. A topic it cannot finish stays recorded (pending) and is
+// tried again at the next run. Without an archive there is nothing to delete.
+func (n *Node) purgeDeletedTopics() {
+	dels := n.fsm.Deletions()
+	if len(dels) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, time.Minute)
+	defer cancel()
+	if n.bucket != nil {
+		if err := n.archiveWritable(ctx); err != nil {
+			n.log.Warn("the objects of deleted topics are kept for now: the archive cannot be written", "pending", len(dels), "err", err)
+			return
+		}
+	}
+	for _, d := range dels {
+		if n.bucket != nil {
+			deleted, err := n.purgeObjects(ctx, d)
+			if err != nil {
+				n.log.Warn("cannot delete the objects of a deleted topic; will try again", "topic", d.Key(), "deleted", deleted, "err", err)
+				continue
+			}
+			n.log.Info("objects of a deleted topic deleted", "topic", d.Key(), "objects", deleted)
+		}
+		if _, err := n.propose(ctx, &meta.Command{Op: meta.OpTopicPurged, Topic: d.Key()}); err != nil {
+			n.log.Warn("cannot record that a deleted topic's objects are gone; will try again", "topic", d.Key(), "err", err)
+		}
+	}
+}
+
+// purgeObjects writes d's tombstone, then deletes every segment object under its
+// key, and returns how many it deleted.
+func (n *Node) purgeObjects(ctx context.Context, d meta.Deletion) (int, error) {
+	key := d.Key()
+	b, err := json.Marshal(tiering.Tombstone{Topic: key, Name: d.Name, ID: d.ID, DeletedUnixMS: d.DeletedUnixMS, Index: d.Index, ClusterID: n.fsm.ClusterID()})
+	if err != nil {
+		return 0, err
+	}
+	if err := n.bucket.Put(ctx, tiering.TombstoneKey(key), bytes.NewReader(b), int64(len(b)), archive.PutOptions{}); err != nil {
+		return 0, fmt.Errorf("cannot write the tombstone: %w", err)
+	}
+	var objs []string
+	if err := n.bucket.List(ctx, tiering.TopicPrefix(key), func(o archive.ObjectInfo) error {
+		if _, _, _, ok := tiering.ParseObjectKey(o.Key); ok {
+			objs = append(objs, o.Key)
+		}
+		return nil
+	}); err != nil {
+		return 0, err
+	}
+	for i, o := range objs {
+		if err := n.bucket.Delete(ctx, o); err != nil {
+			return i, err
+		}
+	}
+	return len(objs), nil
+}

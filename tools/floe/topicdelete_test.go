@@ -1,0 +1,264 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	mc "github.com/minio/minio-go/v7"
+
+	"floe/client"
+	"floe/tiering"
+	"floe/topicname"
+)
+
+// Cluster tests of topic deletion (README "Deleting a topic"; docs/ARCHITECTURE.md
+// "Deleting a topic"): real floe processes archiving to a real MinIO server.
+
+// topicKey is the key (name and incarnation) of the live topic named name, through
+// node id.
+func (c *cluster) topicKey(id int, name string) (string, uint64) {
+	c.t.Helper()
+	st := c.state(id, name)
+	return topicname.Key(name, st.ID), st.ID
+}
+
+// localDirs returns the nodes' segment directories of a topic key that exist.
+func (c *cluster) localDirs(key string) []string {
+	var out []string
+	for _, p := range c.nodes {
+		for _, dir := range []string{filepath.Join(p.dataDir, "segments", key), filepath.Join(p.dataDir, "abandoned", key)} {
+			if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+				out = append(out, dir)
+			}
+		}
+	}
+	return out
+}
+
+// hasTombstone reports whether the bucket holds the tombstone of a topic key.
+func (a *minioArchive) hasTombstone(t *testing.T, key string) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := a.srv.Client(t).StatObject(ctx, a.bucket, archivePrefix+"/"+tiering.TombstoneKey(key), mc.StatObjectOptions{})
+	return err == nil
+}
+
+// pendingDeletions is floe_topic_deletions_pending on node id (-1 if it cannot say).
+func (c *cluster) pendingDeletions(id int) float64 {
+	m, err := c.scrape(id)
+	if err != nil {
+		return -1
+	}
+	v, ok := m["floe_topic_deletions_pending"]
+	if !ok {
+		return -1
+	}
+	return v
+}
+
+// TestDeleteTopicLive deletes a topic with archived, sealed and active segments while
+// a writer and a GET reader run on other nodes: both get a clear "no such topic"
+// error, every node's files, every object and the pending count go, a tombstone
+// stays; the topic created again under its name starts at offset 0 with its own key
+// and never returns an entry of the old one.
+func TestDeleteTopicLive(t *testing.T) {
+	a, o := startMinIOArchive(t)
+	c := startCluster(t, with(o, "--max-segment-entries", "20"))
+	http3 := "127.0.0.1:" + strconv.Itoa(c.node(3).httpPort)
+	w := c.conn(1)
+	mustOK(t, w.Register("doomed"), "REGISTER")
+	c.waitTopic("doomed")
+	key, id := c.topicKey(1, "doomed")
+	if id == 0 {
+		t.Fatal("a topic created now has no incarnation id")
+	}
+	for i := range 70 { // segments 1-3 sealed, 4 active with 10
+		mustOK(t, w.Put("doomed", []byte(fmt.Sprintf("old-%d", i))), "PUT %d", i)
+	}
+	c.waitTiers(1, "doomed", 3, "both", 30*time.Second)
+	if len(a.objects(t, key)) != 3 || len(c.localDirs(key)) == 0 {
+		t.Fatalf("before the delete: %d objects, local dirs %v", len(a.objects(t, key)), c.localDirs(key))
+	}
+
+	// A writer (through node 2) and a GET reader (through node 3) run until the
+	// topic goes under them.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var wrote, took atomic.Int64
+	writerErr, readerErr := make(chan error, 1), make(chan error, 1)
+	run := func(id int, errc chan<- error, op func(*client.Conn) error) {
+		conn, err := c.dial(id, 10*time.Second)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer conn.Close()
+		for ctx.Err() == nil {
+			if err := op(conn); err != nil {
+				errc <- err
+				return
+			}
+		}
+		errc <- ctx.Err()
+	}
+	go run(2, writerErr, func(conn *client.Conn) error {
+		n := wrote.Add(1)
+		return conn.Put("doomed", []byte(fmt.Sprintf("old-live-%d", n)))
+	})
+	go run(3, readerErr, func(conn *client.Conn) error {
+		_, ok, err := conn.Get("doomed")
+		if ok {
+			took.Add(1)
+		}
+		return err
+	})
+	c.waitFor(30*time.Second, "the writer and the reader under way", func() bool { return wrote.Load() > 20 && took.Load() > 20 })
+
+	// Without --yes and without a terminal to ask on, nothing is deleted.
+	if out, err := runFloe(t, "topic", "delete", "doomed", "--http", http3); err == nil || !strings.Contains(out, "--yes") {
+		t.Fatalf("floe topic delete without --yes: %v\n%s", err, out)
+	}
+	if _, err := c.conn(1).State("doomed"); err != nil {
+		t.Fatalf("the topic went without a confirmation: %v", err)
+	}
+	out, err := runFloe(t, "topic", "delete", "doomed", "--yes", "--http", http3)
+	if err != nil || !strings.Contains(out, fmt.Sprintf("deleted topic doomed (id %d)", id)) {
+		t.Fatalf("floe topic delete --yes: %v\n%s", err, out)
+	}
+	for what, errc := range map[string]chan error{"writer": writerErr, "reader": readerErr} {
+		select {
+		case err := <-errc:
+			if err == nil || !strings.Contains(err.Error(), "no such topic") {
+				t.Fatalf("the %s in flight got %v, want a no such topic error", what, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("the %s in flight got no error within 30 s of the deletion", what)
+		}
+	}
+	for id := 1; id <= 3; id++ {
+		if _, err := c.conn(id).State("doomed"); err == nil || !strings.Contains(err.Error(), "no such topic") {
+			t.Fatalf("STATE through node %d after the delete: %v", id, err)
+		}
+		if _, _, err := c.conn(id).Read("doomed", 0, 10); err == nil || !strings.Contains(err.Error(), "no such topic") {
+			t.Fatalf("READ through node %d after the delete: %v", id, err)
+		}
+	}
+	c.waitFor(60*time.Second, "every node's files, every object and the pending deletion gone", func() bool {
+		return len(c.localDirs(key)) == 0 && len(a.objects(t, key)) == 0 &&
+			c.pendingDeletions(1) == 0 && c.pendingDeletions(2) == 0 && c.pendingDeletions(3) == 0
+	})
+	if !a.hasTombstone(t, key) {
+		t.Fatalf("no tombstone for %s in the bucket", key)
+	}
+
+	// Created again: a new topic under the old name.
+	mustOK(t, c.conn(2).Register("doomed"), "REGISTER again")
+	c.waitTopic("doomed")
+	key2, id2 := c.topicKey(3, "doomed")
+	if id2 <= id {
+		t.Fatalf("re-created topic has id %d, the deleted one had %d", id2, id)
+	}
+	if st := c.state(1, "doomed"); st.Cursor != 0 || st.StartOffset != 0 || len(st.Segments) != 1 || st.Segments[0].Base != 0 {
+		t.Fatalf("re-created topic's STATE: %s", st.Raw)
+	}
+	newEntry := func(i int) string { return fmt.Sprintf("new-%d", i) }
+	for i := range 45 {
+		off, err := c.conn(3).PutOffset("doomed", []byte(newEntry(i)))
+		if err != nil || off != uint64(i) {
+			t.Fatalf("PUT %d into the re-created topic: offset %d, %v", i, off, err)
+		}
+	}
+	c.waitTiers(1, "doomed", 2, "both", 30*time.Second)
+	for id := 1; id <= 3; id++ {
+		checkEntries(t, fmt.Sprintf("READ of the re-created topic through node %d", id), c.readAll(id, "doomed"), newEntry, 45)
+	}
+	if p, ok, err := c.conn(2).Get("doomed"); err != nil || !ok || string(p) != newEntry(0) {
+		t.Fatalf("first GET of the re-created topic = %q %v %v, want %s", p, ok, err, newEntry(0))
+	}
+	if len(a.objects(t, key2)) != 2 || len(a.objects(t, key)) != 0 {
+		t.Fatalf("objects: %d of %s, %d of %s", len(a.objects(t, key2)), key2, len(a.objects(t, key)), key)
+	}
+}
+
+// TestDeleteTopicArchiveDown: a topic deleted while the archive is down is gone for
+// clients and from the nodes' disks at once, counted as pending on every node while
+// its objects cannot be deleted, and purged once the archive is back; a node that
+// was down throughout deletes its own files when it returns.
+func TestDeleteTopicArchiveDown(t *testing.T) {
+	a, o := startMinIOArchive(t)
+	// Three replicas: every node holds a copy of the active segment.
+	c := startCluster(t, with(o, "--max-segment-entries", "10", "--default-replication-factor", "3"))
+	w := c.conn(1)
+	mustOK(t, w.Register("later"), "REGISTER")
+	c.waitTopic("later")
+	key, _ := c.topicKey(1, "later")
+	for i := range 35 {
+		mustOK(t, w.Put("later", []byte(fmt.Sprintf("e-%d", i))), "PUT %d", i)
+	}
+	c.waitTiers(2, "later", 3, "both", 30*time.Second)
+	away := 1 // a node that is not the Raft leader is down through the deletion
+	if away == c.raftLeader() {
+		away = 2
+	}
+	if dirs := c.localDirs(key); len(dirs) != 3 {
+		t.Fatalf("the topic's files are on %v, want every node", dirs)
+	}
+	c.kill(away)
+	a.srv.Stop()
+
+	up := 3
+	if up == away {
+		up = 2
+	}
+	httpUp := "127.0.0.1:" + strconv.Itoa(c.node(up).httpPort)
+	if out, err := runFloe(t, "topic", "delete", "later", "--yes", "--http", httpUp); err != nil {
+		t.Fatalf("floe topic delete with the archive down: %v\n%s", err, out)
+	}
+	if _, err := c.conn(up).State("later"); err == nil || !strings.Contains(err.Error(), "no such topic") {
+		t.Fatalf("STATE after the delete: %v", err)
+	}
+	c.waitFor(30*time.Second, "the deletion pending on the live nodes, their files gone", func() bool {
+		for id := 1; id <= 3; id++ {
+			if id != away && c.pendingDeletions(id) != 1 {
+				return false
+			}
+		}
+		for _, dir := range c.localDirs(key) {
+			if !strings.HasPrefix(dir, c.node(away).dataDir) {
+				return false
+			}
+		}
+		return true
+	})
+
+	a.srv.Restart(t)
+	c.waitFor(60*time.Second, "the objects deleted and the deletion done once the archive is back", func() bool {
+		for id := 1; id <= 3; id++ {
+			if id != away && c.pendingDeletions(id) != 0 {
+				return false
+			}
+		}
+		return len(a.objects(t, key)) == 0
+	})
+	if !a.hasTombstone(t, key) {
+		t.Fatalf("no tombstone for %s", key)
+	}
+
+	// The node that was down returns: it never saw the topic's deletion happen, and
+	// deletes its files of it.
+	c.start(away)
+	c.waitFor(60*time.Second, "the returning node's files of the deleted topic gone", func() bool { return len(c.localDirs(key)) == 0 })
+	if _, err := c.conn(away).State("later"); err == nil || !strings.Contains(err.Error(), "no such topic") {
+		t.Fatalf("STATE through the returned node: %v", err)
+	}
+}
