@@ -40,12 +40,12 @@ type Command struct {
 	Segment uint64 `json:"segment,omitempty"`
 
 	// create_topic
-	Leader uint64       `json:"leader,omitempty"`
+	Leader uint64 `json:"leader,omitempty"`
 	// Incarnate: give the new topic the next incarnation id. Set by every proposer
 	// since incarnation ids exist; a create_topic logged before then creates its
 	// topic with id 0, on every replica and at every replay alike.
-	Incarnate bool `json:"incarnate,omitempty"`
-	Config *TopicConfig `json:"config,omitempty"`
+	Incarnate bool         `json:"incarnate,omitempty"`
+	Config    *TopicConfig `json:"config,omitempty"`
 	// Patch: OpAlterTopic's changes.
 	Patch *TopicConfigPatch `json:"patch,omitempty"`
 	// create_topic, seal and recover_segment: the replicas of the new active segment,
