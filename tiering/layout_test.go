@@ -222,3 +222,25 @@ func FuzzParseMetaSnapshotKey(f *testing.F) {
 		}
 	})
 }
+
+// ParseTombstoneKey accepts exactly the keys TombstoneKey builds of valid topic keys.
+func FuzzParseTombstoneKey(f *testing.F) {
+	for _, k := range []string{
+		TombstoneKey("orders"), TombstoneKey("orders@12"), "meta/tombstones/a@0.json", "meta/tombstones/.json",
+		"meta/tombstones/a/b.json", TombstonePrefix, ClaimKey, ObjectKey("t", 1, 2), "",
+	} {
+		f.Add(k)
+	}
+	f.Fuzz(func(t *testing.T, key string) {
+		topic, ok := ParseTombstoneKey(key)
+		if !ok {
+			return
+		}
+		if got := TombstoneKey(topic); got != key {
+			t.Fatalf("ParseTombstoneKey(%q) = %q, which builds %q", key, topic, got)
+		}
+		if _, _, _, isObject := ParseObjectKey(key); isObject {
+			t.Fatalf("%q parses as a tombstone and as a segment object", key)
+		}
+	})
+}

@@ -126,12 +126,16 @@ func listTombstones(ctx context.Context, b archive.Bucket) (map[string]Tombstone
 func dropDeleted(st *meta.State, objects map[string]map[uint64][]archive.ObjectInfo, tombs map[string]Tombstone, index uint64, now time.Time) []DeletedTopic {
 	var out []DeletedTopic
 	newest := map[string]uint64{} // name -> highest incarnation id not deleted
+	// The ids seen raise LastTopicID once every key is judged: State.Dead, which
+	// judges them, takes an id above it for one created after the snapshot.
+	maxID := st.LastTopicID
+	defer func() { st.LastTopicID = maxID }()
 	seen := func(key string) {
 		name, id, err := topicname.SplitKey(key)
 		if err != nil {
 			return
 		}
-		st.LastTopicID = max(st.LastTopicID, id)
+		maxID = max(maxID, id)
 		if _, gone := tombs[key]; gone {
 			return
 		}

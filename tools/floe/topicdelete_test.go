@@ -15,6 +15,8 @@ import (
 
 	mc "github.com/minio/minio-go/v7"
 
+	"floe/archive"
+	"floe/archive/open"
 	"floe/client"
 	"floe/tiering"
 	"floe/topicname"
@@ -260,5 +262,96 @@ func TestDeleteTopicArchiveDown(t *testing.T) {
 	c.waitFor(60*time.Second, "the returning node's files of the deleted topic gone", func() bool { return len(c.localDirs(key)) == 0 })
 	if _, err := c.conn(away).State("later"); err == nil || !strings.Contains(err.Error(), "no such topic") {
 		t.Fatalf("STATE through the returned node: %v", err)
+	}
+}
+
+// TestRestoreClusterAfterDelete: floe restore --cluster from a snapshot taken before
+// a topic was deleted does not bring the topic back (its tombstone is in the bucket),
+// and a topic created again under the name after that snapshot comes back with its
+// own entries only; ids given after the restore are above every id the bucket names.
+func TestRestoreClusterAfterDelete(t *testing.T) {
+	a, o := startMinIOArchive(t)
+	a.srv.SetEnv(t) // for this process's bucket access and the floe commands it runs
+	url := "s3://" + a.bucket + "/" + archivePrefix
+	c := startCluster(t, with(o, "--max-segment-entries", "10", "--meta-snapshot-interval", "100ms"))
+	ctx := context.Background()
+	b, err := open.Open(ctx, url, archive.Options{Endpoint: a.srv.Endpoint, Region: a.srv.Region})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	entry := func(prefix string) func(int) string {
+		return func(i int) string { return fmt.Sprintf("%s-%d", prefix, i) }
+	}
+	w := c.conn(1)
+	for _, topic := range []string{"keep", "gone"} {
+		mustOK(t, w.Register(topic), "REGISTER %s", topic)
+		c.waitTopic(topic)
+		for i := range 25 { // segments 1-2 sealed, 3 active with 5
+			mustOK(t, w.Put(topic, []byte(entry(topic)(i))), "PUT %s %d", topic, i)
+		}
+		c.waitTiers(1, topic, 2, "both", 30*time.Second)
+	}
+	var stale string
+	c.waitFor(30*time.Second, "a metadata snapshot with both topics archived", func() bool {
+		stale = ""
+		b.List(ctx, tiering.MetaSnapshotPrefix, func(oi archive.ObjectInfo) error {
+			if snapHas(ctx, b, oi.Key, "keep", 3, 0) && snapHas(ctx, b, oi.Key, "gone", 3, 0) {
+				stale = oi.Key
+			}
+			return nil
+		})
+		return stale != ""
+	})
+	gone, goneID := c.topicKey(1, "gone")
+	http1 := "127.0.0.1:" + strconv.Itoa(c.node(1).httpPort)
+	if out, err := runFloe(t, "topic", "delete", "gone", "--yes", "--http", http1); err != nil {
+		t.Fatalf("floe topic delete: %v\n%s", err, out)
+	}
+	c.waitFor(60*time.Second, "the deleted topic's objects gone", func() bool {
+		return len(a.objects(t, gone)) == 0 && c.pendingDeletions(1) == 0
+	})
+	// Created again after the snapshot: only its objects tell of it.
+	mustOK(t, w.Register("gone"), "REGISTER gone again")
+	c.waitTopic("gone")
+	for i := range 15 { // segment 1 sealed, 2 active with 5
+		mustOK(t, w.Put("gone", []byte(entry("again")(i))), "PUT again %d", i)
+	}
+	c.waitTiers(1, "gone", 1, "both", 30*time.Second)
+	again, againID := c.topicKey(1, "gone")
+
+	// Every disk is lost, and the snapshots after the stale one with them.
+	for id := 1; id <= 3; id++ {
+		c.kill(id)
+		c.wipe(id)
+	}
+	b.List(ctx, tiering.MetaSnapshotPrefix, func(oi archive.ObjectInfo) error {
+		if oi.Key > stale {
+			return b.Delete(ctx, oi.Key)
+		}
+		return nil
+	})
+	p := c.node(1)
+	out, err := runFloe(t, "restore", "--cluster", "--archive", url, "--s3-endpoint", a.srv.Endpoint, "--s3-region", a.srv.Region,
+		"--node-id", "1", "--data-dir", p.dataDir, "--raft-port", strconv.Itoa(p.raftPort))
+	if err != nil || !strings.Contains(out, "seeded") || !strings.Contains(out, gone+"  "+tiering.DropTombstone) {
+		t.Fatalf("floe restore --cluster: %v\n%s", err, out)
+	}
+	t.Logf("floe restore --cluster:\n%s", out)
+	for id := 1; id <= 3; id++ {
+		c.start(id)
+	}
+	c.waitMembers(3, 30*time.Second)
+	checkEntries(t, "keep after the restore", c.readAll(2, "keep"), entry("keep"), 20)
+	checkEntries(t, "gone after the restore", c.readAll(3, "gone"), entry("again"), 10)
+	if key, id := c.topicKey(2, "gone"); key != again || id != againID || id <= goneID {
+		t.Fatalf("restored gone is %s, want %s", key, again)
+	}
+	mustOK(t, c.conn(1).Register("later"), "REGISTER later")
+	if _, id := c.topicKey(1, "later"); id <= againID {
+		t.Fatalf("a topic created after the restore got id %d, not above %d", id, againID)
+	}
+	if len(a.objects(t, gone)) != 0 {
+		t.Fatalf("objects of the deleted %s came back", gone)
 	}
 }
