@@ -2,6 +2,12 @@
 // machine (FSM) holds topics, their segments, the members and the shared GET cursors.
 // Segment data never enters it, nor its snapshots.
 //
+// Topics are known by key (Topic.Key: "<name>@<incarnation id>", the bare name for the
+// topics created before incarnation ids): State.Topics is keyed by it and commands name
+// it, so a command meant for a deleted topic never changes one created again under its
+// name. Clients' names are resolved to keys with Resolve; State.Dead tells a deleted
+// incarnation, from any state that does not run ahead of the cluster's.
+//
 // Commands (Command, JSON-encoded in the Raft log) are applied at most once per request:
 // the proposer gives each request a random request id, the same on every attempt, and
 // the FSM remembers the results of the last MaxRememberedRequests such commands (in its

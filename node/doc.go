@@ -30,8 +30,9 @@
 // On disk, under --data-dir:
 //
 //	raft/                       Raft log, stable store and snapshots (package meta)
-//	segments/<topic>/<id>.wal   one WAL file per segment this node led (package node/segment)
-//	abandoned/<topic>/          salvage copies of segments abandoned by recover-segment
+//	segments/<key>/<id>.wal     one WAL file per segment this node led or follows (package
+//	                            node/segment); <key> is the topic's key, <name>@<id>
+//	abandoned/<key>/            salvage copies of segments abandoned by recover-segment
 //	cache/                      archive frames read (bounded by --cache-bytes; emptied at start)
 //	upload/                     objects being encoded for upload (emptied at start)
 package node

@@ -38,7 +38,7 @@ type SweeperConfig struct {
 // expired before their Archived committed, and keys no segment's upload uses (another
 // leader term). An upload that has not committed yet, or a crash between its Put and
 // its Archived, leaves an object the retry commits: that object is kept. It only ever
-// considers keys in the segment-object layout (topics/<topic>/<id>-<term>.seg);
+// considers keys in the segment-object layout (topics/<topic key>/<id>-<term>.seg);
 // anything else in the bucket is left alone.
 type Sweeper struct {
 	cfg SweeperConfig
