@@ -31,7 +31,7 @@ func TestDamagedActiveWAL(t *testing.T) {
 	c.stop(x)
 	c.waitFor(10*time.Second, fmt.Sprintf("node %d to exit", x), func() bool { return !c.node(x).running() })
 
-	path := filepath.Join(c.node(x).dataDir, "segments", topic, "00000000000000000001.wal")
+	path := filepath.Join(c.segmentDir(x, topic), "00000000000000000001.wal")
 	data, err := os.ReadFile(path)
 	mustOK(t, err, "read %s", path)
 	var offsets []int64

@@ -65,8 +65,8 @@ func TestRecoverSegment(t *testing.T) {
 	c.start(x)
 	c.waitMembers(3, 30*time.Second)
 	c.waitFor(30*time.Second, "node "+strconv.Itoa(x)+" to set the abandoned segment's file aside", func() bool {
-		aside := salvageFiles(filepath.Join(c.node(x).dataDir, "abandoned", topic))
-		left, _ := os.ReadDir(filepath.Join(c.node(x).dataDir, "segments", topic))
+		aside := salvageFiles(filepath.Join(c.node(x).dataDir, "abandoned", c.key(topic)))
+		left, _ := os.ReadDir(c.segmentDir(x, topic))
 		return len(aside) == 1 && len(left) == 0
 	})
 	// The log line names what the file held, though the restarted node never opened it.
@@ -149,8 +149,8 @@ func healedLeaderCase(t *testing.T, raftLeader bool) {
 		}
 	}
 
-	aside := filepath.Join(c.node(x).dataDir, "abandoned", topic)
-	segs := filepath.Join(c.node(x).dataDir, "segments", topic)
+	aside := filepath.Join(c.node(x).dataDir, "abandoned", c.key(topic))
+	segs := c.segmentDir(x, topic)
 	var kept os.DirEntry
 	var keptSize int64
 	c.waitFor(30*time.Second, fmt.Sprintf("node %d to set the abandoned segment's file aside", x), func() bool {

@@ -19,7 +19,8 @@ import (
 
 // segmentFile is the WAL file of segment id of topic in node's data dir.
 func (c *cluster) segmentFile(node int, topic string, id uint64) string {
-	return filepath.Join(c.node(node).dataDir, "segments", topic, fmt.Sprintf("%020d.wal", id))
+	c.t.Helper()
+	return filepath.Join(c.segmentDir(node, topic), fmt.Sprintf("%020d.wal", id))
 }
 
 // TestReplicatedTopic (README "Replication"): a topic created with floe topic create

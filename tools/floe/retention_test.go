@@ -74,7 +74,7 @@ func TestTopicRetention(t *testing.T) {
 	// Every node deletes the files of the expired segments it led.
 	c.waitFor(30*time.Second, "no local file of segments 1-7", func() bool {
 		for id := 1; id <= 3; id++ {
-			files, _ := os.ReadDir(filepath.Join(c.node(id).dataDir, "segments", topic))
+			files, _ := os.ReadDir(c.segmentDir(id, topic))
 			for _, f := range files {
 				if n, err := strconv.ParseUint(strings.TrimSuffix(f.Name(), filepath.Ext(f.Name())), 10, 64); err == nil && n <= 7 {
 					return false

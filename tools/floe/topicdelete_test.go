@@ -33,6 +33,19 @@ func (c *cluster) topicKey(id int, name string) (string, uint64) {
 	return topicname.Key(name, st.ID), st.ID
 }
 
+// key is the key of the live topic named topic, asked of a running node.
+func (c *cluster) key(topic string) string {
+	c.t.Helper()
+	key, _ := c.topicKey(c.anyRunning(), topic)
+	return key
+}
+
+// segmentDir is the directory of the live topic named topic in node's data dir.
+func (c *cluster) segmentDir(node int, topic string) string {
+	c.t.Helper()
+	return filepath.Join(c.node(node).dataDir, "segments", c.key(topic))
+}
+
 // localDirs returns the nodes' segment directories of a topic key that exist.
 func (c *cluster) localDirs(key string) []string {
 	var out []string
