@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"floe/topicname"
 )
 
 // TestDeleteTopic: a deleted topic is gone for every command that names its key, a
@@ -167,3 +169,25 @@ type nopCloser struct{ *strings.Reader }
 func (nopCloser) Close() error { return nil }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestCreateRefusesTooLongKey: a topic whose key, with the next incarnation id, would
+// be longer than a path element is refused, and no id is used up.
+func TestCreateRefusesTooLongKey(t *testing.T) {
+	f := NewFSM()
+	st, _ := DecodeState([]byte(`{"last_topic_id":99998}`))
+	f.st = st
+	long := strings.Repeat("n", topicname.MaxLen)
+	if r := applyCmd(t, f, 1, &Command{Op: OpCreateTopic, Topic: long, Incarnate: true, Leader: 1}); r.Err != nil {
+		t.Fatalf("create with id 99999: %v", r.Err)
+	}
+	other := strings.Repeat("m", topicname.MaxLen)
+	if r := applyCmd(t, f, 2, &Command{Op: OpCreateTopic, Topic: other, Incarnate: true, Leader: 1}); !errors.Is(r.Err, topicname.ErrInvalid) {
+		t.Fatalf("create with id 100000 (a %d-byte key): %v, want ErrInvalid", len(topicname.Key(other, 100000)), r.Err)
+	}
+	if r := applyCmd(t, f, 3, &Command{Op: OpCreateTopic, Topic: "short", Incarnate: true, Leader: 1}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if k, _ := f.Resolve("short"); k != "short@100000" {
+		t.Fatalf("next id after a refusal: %q, want short@100000", k)
+	}
+}

@@ -275,6 +275,10 @@ func (f *FSM) applyCreateTopic(c *Command, index uint64) *Result {
 	}
 	t := &Topic{Name: c.Topic}
 	if c.Incarnate {
+		if key := topicname.Key(c.Topic, f.st.LastTopicID+1); len(key) > topicname.MaxKeyLen {
+			return &Result{Err: fmt.Errorf("%w: %q: with its incarnation id its key would be %d bytes, at most %d; take a shorter name",
+				topicname.ErrInvalid, c.Topic, len(key), topicname.MaxKeyLen)}
+		}
 		f.st.LastTopicID++
 		t.ID = f.st.LastTopicID
 	} else if _, ok := f.st.Deleted[c.Topic]; ok {
@@ -666,6 +670,21 @@ func (f *FSM) Dead(key string) bool {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return f.st.Dead(key)
+}
+
+// LastDeletion returns the most recent recorded deletion of a topic named name
+// (records go once the topic's objects are purged).
+func (f *FSM) LastDeletion(name string) (Deletion, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var last Deletion
+	found := false
+	for _, d := range f.st.Deleted {
+		if d.Name == name && (!found || d.Index > last.Index) {
+			last, found = *d, true
+		}
+	}
+	return last, found
 }
 
 // Deletions returns the recorded deletions whose objects are not purged yet,

@@ -312,7 +312,23 @@ type NodeInfo struct {
 	// on it (0: never).
 	Incarnation uint64 `json:"incarnation,omitempty"`
 	Incarnated  uint64 `json:"incarnated,omitempty"`
+	// Features are what the member's release applies (Feature* bits), as it last
+	// registered: a command that a member without a feature would apply differently
+	// is proposed only once every voter has it, so a rolling upgrade never splits the
+	// state between releases.
+	Features uint64 `json:"features,omitempty"`
 }
+
+// Features of a release (NodeInfo.Features).
+const (
+	// FeatureTopicIDs: create_topic gives incarnation ids (Incarnate), and
+	// delete_topic and topic_purged exist. A release without it creates every topic
+	// with id 0 and refuses the two ops.
+	FeatureTopicIDs uint64 = 1 << iota
+)
+
+// CurrentFeatures are the features of this release.
+const CurrentFeatures = FeatureTopicIDs
 
 // Deletion is the record of a deleted topic whose archive objects may not all be
 // deleted yet: the Raft leader deletes them (after writing a tombstone object, so

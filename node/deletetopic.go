@@ -14,6 +14,7 @@ import (
 	"floe/archive"
 	"floe/internal/fsutil"
 	"floe/meta"
+	"floe/node/rpc"
 	"floe/tiering"
 )
 
@@ -37,9 +38,17 @@ import (
 func (n *Node) DeleteTopic(ctx context.Context, name string) (meta.Deletion, error) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
+	// The name as the leader has it: a node behind could still see an incarnation
+	// deleted already, and delete nothing.
+	if err := n.syncMeta(ctx); err != nil {
+		return meta.Deletion{}, rpc.Unavailable(fmt.Sprintf("cannot check topic %q with the raft leader", name), err)
+	}
 	t, err := n.topicNamed(ctx, name)
 	if err != nil {
 		return meta.Deletion{}, err
+	}
+	if id := n.missingFeature(meta.FeatureTopicIDs); id != 0 {
+		return meta.Deletion{}, fmt.Errorf("%w: node %d runs a release without topic deletion (or has not registered since its upgrade): upgrade every node first", ErrBadRequest, id)
 	}
 	now := time.Now().UnixMilli()
 	if _, err := n.propose(ctx, &meta.Command{Op: meta.OpDeleteTopic, Topic: t.Key(), UnixMS: now}); err != nil {
@@ -56,7 +65,35 @@ func (n *Node) DeleteTopic(ctx context.Context, name string) (meta.Deletion, err
 	}
 	n.log.Warn("topic deleted", "topic", t.Name, "id", t.ID, "segments", len(t.Segments), "sealed", sealed, "archived", archived,
 		"offsets", fmt.Sprintf("[%d, %d)", t.StartOffset(), t.SealedEnd()))
-	return meta.Deletion{Name: t.Name, ID: t.ID, DeletedUnixMS: now}, nil
+	// A segment leader cut off from the cluster may still acknowledge writes to the
+	// topic until its lease runs out: the answer waits for that, so that once it
+	// comes no node acknowledges a write to the deleted topic.
+	// (Not bounded by the request's deadline: the deletion is done, and the wait is.)
+	d := meta.Deletion{Name: t.Name, ID: t.ID, DeletedUnixMS: now}
+	if err := n.deletionSettled(n.ctx, d); err != nil {
+		return d, err
+	}
+	return d, nil
+}
+
+// deletionSettled waits until --lease-timeout has passed since the deletion d (by the
+// clock of the node that proposed it): from then on no node acknowledges a write to
+// the deleted topic (a cut-off segment leader stops within its lease, and one in
+// touch has applied the deletion). Until then a topic created again under its name
+// could see a write meant for it acknowledged into the deleted one.
+func (n *Node) deletionSettled(ctx context.Context, d meta.Deletion) error {
+	wait := time.Until(time.UnixMilli(d.DeletedUnixMS).Add(n.cfg.LeaseTimeout))
+	if wait <= 0 {
+		return nil
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return rpc.Unavailable(fmt.Sprintf("topic %q was deleted %v ago: wait for --lease-timeout (%v) to pass", d.Name, time.Since(time.UnixMilli(d.DeletedUnixMS)).Round(time.Millisecond), n.cfg.LeaseTimeout), ctx.Err())
+	}
 }
 
 // removeDeletedTopics lets go of everything this node holds of deleted topics: their
@@ -126,36 +163,62 @@ func (n *Node) removeDeletedTopics(forget ...map[segKey]bool) {
 }
 
 // forgetReplicas closes this node's follower copies of dead topics and drops every
-// record it keeps of them (the store's files are Purge's).
+// record it keeps of them (the store's files are Purge's). The FSM is asked (dead)
+// with no lock of this node's held: its lock comes first (see sealReplicas).
 func (n *Node) forgetReplicas(dead func(string) bool) {
+	keys := map[string]bool{}
+	n.replicas.mu.Lock()
+	for _, m := range []map[segKey]bool{n.replicas.sealed, n.replicas.busy, n.replicas.removed, n.replicas.dropped, n.replicas.fenced} {
+		for k := range m {
+			keys[k.topic] = false
+		}
+	}
+	for k := range n.replicas.open {
+		keys[k.topic] = false
+	}
+	for k := range n.replicas.retryAt {
+		keys[k.topic] = false
+	}
+	for key := range n.replicas.queues {
+		keys[key] = false
+	}
+	n.replicas.mu.Unlock()
+	anyDead := false
+	for key := range keys {
+		keys[key] = dead(key)
+		anyDead = anyDead || keys[key]
+	}
+	if !anyDead {
+		return
+	}
 	n.replicas.mu.Lock()
 	var closing []segKey
 	for k := range n.replicas.open {
-		if dead(k.topic) {
+		if keys[k.topic] {
 			closing = append(closing, k)
 		}
 	}
 	fences := false
 	for k := range n.replicas.fenced {
-		if dead(k.topic) {
+		if keys[k.topic] {
 			delete(n.replicas.fenced, k)
 			fences = true
 		}
 	}
 	for _, m := range []map[segKey]bool{n.replicas.sealed, n.replicas.busy, n.replicas.removed, n.replicas.dropped} {
 		for k := range m {
-			if dead(k.topic) {
+			if keys[k.topic] {
 				delete(m, k)
 			}
 		}
 	}
 	for k := range n.replicas.retryAt {
-		if dead(k.topic) {
+		if keys[k.topic] {
 			delete(n.replicas.retryAt, k)
 		}
 	}
 	for key, q := range n.replicas.queues {
-		if dead(key) && !q.running && len(q.work) == 0 {
+		if keys[key] && !q.running && len(q.work) == 0 {
 			delete(n.replicas.queues, key)
 		}
 	}
@@ -189,6 +252,9 @@ func (n *Node) purgeDeletedTopics() {
 		}
 	}
 	for _, d := range dels {
+		if time.Since(time.UnixMilli(d.DeletedUnixMS)) < n.cfg.LeaseTimeout {
+			continue // its record tells Register to wait (deletionSettled); the next pass
+		}
 		if n.bucket != nil {
 			deleted, err := n.purgeObjects(ctx, d)
 			if err != nil {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -167,8 +168,8 @@ func (n *Node) routeHealth(mux router) {
 			http.Error(w, "metadata not caught up with the raft leader yet", http.StatusServiceUnavailable)
 			return
 		}
-		if _, ok := n.fsm.Node(n.cfg.NodeID); !ok {
-			http.Error(w, "not yet a registered member", http.StatusServiceUnavailable)
+		if info, ok := n.fsm.Node(n.cfg.NodeID); !ok || info.Features&meta.CurrentFeatures != meta.CurrentFeatures {
+			http.Error(w, "not yet a registered member (of this release)", http.StatusServiceUnavailable)
 			return
 		}
 		io.WriteString(w, "ready\n")
@@ -183,10 +184,11 @@ func (n *Node) routeTopics(mux router) {
 			writeJSON(w, map[string]any{"topics": n.topicSummaries()})
 			return
 		}
-		names := []string{} // sorted: a topic's key starts with its name
+		names := []string{}
 		for _, key := range n.fsm.TopicKeys() {
 			names = append(names, topicname.NameOf(key))
 		}
+		sort.Strings(names) // by name ("a-b@1" sorts before "a@3" by key)
 		writeJSON(w, map[string]any{"topics": names})
 	})
 	mux.HandleFunc("PUT /v1/topics/{topic}", func(w http.ResponseWriter, r *http.Request) {

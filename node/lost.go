@@ -132,7 +132,7 @@ func (n *Node) recoverLost(topic string, id uint64, why string) {
 				return
 			}
 			ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RequestTimeout)
-			next, err := n.RecoverSegment(ctx, topic, 0, id, true)
+			next, err := n.recoverSegment(ctx, topic, 0, id, true)
 			cancel()
 			if err == nil {
 				n.log.Warn("lost segment recovered", "topic", topic, "segment", id, "next_segment", next.ID, "next_leader", next.Leader)

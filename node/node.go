@@ -918,7 +918,7 @@ func (n *Node) joinLoop() {
 // since addresses may change across restarts).
 func (n *Node) registerLoop() {
 	info := &meta.NodeInfo{ID: n.cfg.NodeID, RaftAddr: n.advertise, ClientAddr: n.ClientAddr(), HTTPAddr: n.HTTPAddr(),
-		Incarnation: n.incarnation.Load()}
+		Incarnation: n.incarnation.Load(), Features: meta.CurrentFeatures}
 	for attempt := 0; ; attempt++ {
 		if cur, ok := n.fsm.Node(n.cfg.NodeID); ok {
 			cur.Incarnated = 0 // the FSM's own

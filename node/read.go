@@ -51,8 +51,18 @@ func (n *Node) Register(ctx context.Context, topic string, cfg *meta.TopicConfig
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
-	if _, err := n.resolve(ctx, topic); err == nil {
-		return nil // exists (checked against the leader: the count below is fresh too)
+	// Against the leader's metadata, not this node's, which may not have applied a
+	// deletion yet (REGISTER would answer OK and create nothing).
+	if err := n.syncMeta(ctx); err != nil {
+		return rpc.Unavailable(fmt.Sprintf("cannot check topic %q with the raft leader", topic), err)
+	}
+	if _, ok := n.fsm.Resolve(topic); ok {
+		return nil // exists (the count below is fresh too)
+	}
+	if d, ok := n.fsm.LastDeletion(topic); ok {
+		if err := n.deletionSettled(ctx, d); err != nil {
+			return err
+		}
 	}
 	if c.ReplicationFactor == 0 {
 		c.ReplicationFactor = n.cfg.DefaultReplicationFactor
@@ -65,9 +75,23 @@ func (n *Node) Register(ctx context.Context, topic string, cfg *meta.TopicConfig
 	if len(voters) > 0 {
 		leader = n.nextLeader(voters[n.fsm.TopicCount()%len(voters)] - 1)
 	}
-	cmd := &meta.Command{Op: meta.OpCreateTopic, Topic: topic, Incarnate: true, Leader: leader, Config: &c, Replicas: n.replicaSet(leader, c.ReplicationFactor)}
+	// Ids only once every voter gives them: a member of an earlier release would
+	// create the topic without one, and its state would part from the others'.
+	incarnate := n.missingFeature(meta.FeatureTopicIDs) == 0
+	cmd := &meta.Command{Op: meta.OpCreateTopic, Topic: topic, Incarnate: incarnate, Leader: leader, Config: &c, Replicas: n.replicaSet(leader, c.ReplicationFactor)}
 	_, err := n.propose(ctx, cmd)
 	return err
+}
+
+// missingFeature returns a voter whose registered release lacks feature (0: none):
+// every voter must apply a command the same way before it is proposed.
+func (n *Node) missingFeature(feature uint64) uint64 {
+	for _, id := range n.voters() {
+		if info, ok := n.fsm.Node(id); !ok || info.Features&feature != feature {
+			return id
+		}
+	}
+	return 0
 }
 
 // AlterTopic changes the settings p sets of an existing topic, through Raft. A

@@ -34,11 +34,20 @@ func (n *Node) RecoverSegment(ctx context.Context, name string, to, segment uint
 	if force && segment == 0 {
 		return nil, fmt.Errorf("%w: --force abandons a segment whose leader may be alive: name it with --segment <id> (the active segment in floe state %s), so that a repeated command cannot abandon the next one", ErrBadRequest, name)
 	}
-	t, err := n.topicNamed(ctx, name)
+	key, err := n.resolve(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	topic := t.Key()
+	return n.recoverSegment(ctx, key, to, segment, force)
+}
+
+// recoverSegment is RecoverSegment of the topic whose key is topic: what the node's own
+// recoveries call (recoverLost), with the key they hold.
+func (n *Node) recoverSegment(ctx context.Context, topic string, to, segment uint64, force bool) (*meta.Segment, error) {
+	t, err := n.topic(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
 	act := *t.Active()
 	if segment != 0 && segment != act.ID {
 		for _, s := range t.Segments {

@@ -202,6 +202,8 @@ func (n *Node) rpcReplicate(req *rpc.Request) {
 func (n *Node) appendReplica(r *rpc.Replicate) (uint64, error) {
 	s, ok := n.fsm.SegmentOf(r.Topic, r.Segment)
 	switch {
+	case !ok && n.fsm.Dead(r.Topic):
+		return 0, n.noTopic(r.Topic)
 	case !ok:
 		return 0, rpc.Unavailable(fmt.Sprintf("node %d does not know segment %d of %q yet (metadata behind)", n.cfg.NodeID, r.Segment, r.Topic), nil)
 	case s.Leader != r.Leader || s.Epoch() != r.Epoch:

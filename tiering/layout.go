@@ -24,7 +24,7 @@ import (
 //	    snapshots/                                              MetaSnapshotPrefix
 //	      <raft index, 20 digits>.json                          MetaSnapshotKey, ParseMetaSnapshotKey
 //	    tombstones/                                             TombstonePrefix
-//	      <topic key>.json                                      TombstoneKey, ParseTombstoneKey
+//	      <topic key>                                           TombstoneKey, ParseTombstoneKey (JSON)
 //
 //   - Topic keys: a topic's objects are under its key (topicname.Key), which names
 //     one incarnation of it: "<name>@<id>", or the bare name for the topics created
@@ -129,9 +129,11 @@ func ParseMetaSnapshotKey(key string) (index uint64, ok bool) {
 	return i, true
 }
 
-// TombstoneKey is the key of the tombstone of a deleted topic key.
+// TombstoneKey is the key of the tombstone of a deleted topic key: the key itself
+// under TombstonePrefix, with no suffix, so that the longest topic key
+// (topicname.MaxKeyLen) is still one path element a file system takes.
 func TombstoneKey(topic string) string {
-	return TombstonePrefix + topic + metaSnapshotSuffix
+	return TombstonePrefix + topic
 }
 
 // ParseTombstoneKey is the inverse of TombstoneKey: the topic key a tombstone's key
@@ -141,11 +143,10 @@ func ParseTombstoneKey(key string) (topic string, ok bool) {
 	if !found {
 		return "", false
 	}
-	topic, found = strings.CutSuffix(name, metaSnapshotSuffix)
-	if !found || topicname.ValidateKey(topic) != nil {
+	if topicname.ValidateKey(name) != nil {
 		return "", false
 	}
-	return topic, true
+	return name, true
 }
 
 // Tombstone is the content of a deleted topic's tombstone object: JSON, for

@@ -1,11 +1,15 @@
 package tiering
 
 import (
+	"bytes"
+	"context"
 	"math"
 	"slices"
 	"strings"
 	"testing"
 
+	"floe/archive"
+	"floe/archive/fs"
 	"floe/topicname"
 )
 
@@ -226,8 +230,8 @@ func FuzzParseMetaSnapshotKey(f *testing.F) {
 // ParseTombstoneKey accepts exactly the keys TombstoneKey builds of valid topic keys.
 func FuzzParseTombstoneKey(f *testing.F) {
 	for _, k := range []string{
-		TombstoneKey("orders"), TombstoneKey("orders@12"), "meta/tombstones/a@0.json", "meta/tombstones/.json",
-		"meta/tombstones/a/b.json", TombstonePrefix, ClaimKey, ObjectKey("t", 1, 2), "",
+		TombstoneKey("orders"), TombstoneKey("orders@12"), "meta/tombstones/a@0", "meta/tombstones/", "meta/tombstones/a.json",
+		"meta/tombstones/a/b", TombstonePrefix, ClaimKey, ObjectKey("t", 1, 2), "",
 	} {
 		f.Add(k)
 	}
@@ -243,4 +247,30 @@ func FuzzParseTombstoneKey(f *testing.F) {
 			t.Fatalf("%q parses as a tombstone and as a segment object", key)
 		}
 	})
+}
+
+// TestLongestKeyFitsAFileSystem: the longest topic key (a name of topicname.MaxLen
+// characters, an id of 5 digits) names a directory, a segment object and a tombstone
+// on a file:// archive, whose path elements are file names.
+func TestLongestKeyFitsAFileSystem(t *testing.T) {
+	key := topicname.Key(strings.Repeat("a", topicname.MaxLen), 99999)
+	if len(key) != topicname.MaxKeyLen || topicname.ValidateKey(key) != nil {
+		t.Fatalf("the longest key is %d bytes (valid: %v), want %d", len(key), topicname.ValidateKey(key), topicname.MaxKeyLen)
+	}
+	if err := topicname.ValidateKey(key + "0"); err == nil {
+		t.Fatal("a key over MaxKeyLen is valid")
+	}
+	b, err := fs.Open(t.TempDir(), archive.Options{CreateBucket: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, k := range []string{ObjectKey(key, 1, 7), TombstoneKey(key)} {
+		if err := b.Put(ctx, k, bytes.NewReader([]byte("x")), 1, archive.PutOptions{}); err != nil {
+			t.Fatalf("put %d-byte key: %v", len(k), err)
+		}
+	}
+	if got, ok := ParseTombstoneKey(TombstoneKey(key)); !ok || got != key {
+		t.Fatalf("ParseTombstoneKey of the longest key = %q, %v", got, ok)
+	}
 }

@@ -58,6 +58,13 @@ func Validate(name string) error {
 // KeySep separates a topic's name from its incarnation id in its key.
 const KeySep = '@'
 
+// MaxKeyLen is the longest key, in bytes: a key is one path element of a directory
+// and of object keys (tombstones included), and file systems (a file:// archive,
+// MinIO's disks, the data dir) take at most 255 bytes per element. A name of MaxLen
+// characters fits with ids up to 99999; a topic whose key would be longer is not
+// created (the metadata layer refuses it).
+const MaxKeyLen = 255
+
 // Key returns the key of incarnation id of topic name (name itself for 0).
 func Key(name string, id uint64) string {
 	if id == 0 {
@@ -71,6 +78,9 @@ func Key(name string, id uint64) string {
 // name (a leading zero or an id of 0 included, so each incarnation has one
 // key).
 func SplitKey(key string) (name string, id uint64, err error) {
+	if len(key) > MaxKeyLen {
+		return "", 0, fmt.Errorf("%w: key of %d bytes, at most %d", ErrInvalid, len(key), MaxKeyLen)
+	}
 	name, digits, found := strings.Cut(key, string(KeySep))
 	if err := Validate(name); err != nil {
 		return "", 0, err

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -185,6 +186,9 @@ func TestDeleteTopicLive(t *testing.T) {
 	}
 	if st := c.state(1, "doomed"); st.Cursor != 0 || st.StartOffset != 0 || len(st.Segments) != 1 || st.Segments[0].Base != 0 {
 		t.Fatalf("re-created topic's STATE: %s", st.Raw)
+	}
+	if ls, err := runFloe(t, "topic", "ls", "--http", http3); err != nil || !regexp.MustCompile(fmt.Sprintf(`(?m)^doomed +%d +`, id2)).MatchString(ls) {
+		t.Fatalf("floe topic ls does not show the re-created topic's id %d: %v\n%s", id2, err, ls)
 	}
 	newEntry := func(i int) string { return fmt.Sprintf("new-%d", i) }
 	for i := range 45 {
