@@ -1111,7 +1111,9 @@ func (n *Node) noTopic(key string) error {
 // that names a topic enters the node (a client's name means whatever incarnation
 // is live when the request arrives; from here on the request carries the key, so
 // it never reaches a topic created after that one's deletion). A name this node
-// does not know is looked up once at the Raft leader, like topic.
+// does not know is looked up at the Raft leader, like topic; while there is none (an
+// election, a node that has just restarted and replays its log), it tries again
+// within the request timeout, as the write and read paths behind it would.
 func (n *Node) resolve(ctx context.Context, name string) (string, error) {
 	if key, ok := n.fsm.Resolve(name); ok {
 		return key, nil
@@ -1124,11 +1126,18 @@ func (n *Node) resolve(ctx context.Context, name string) (string, error) {
 		ctx, cancel = context.WithTimeout(ctx, n.cfg.RequestTimeout)
 		defer cancel()
 	}
-	if err := n.syncMeta(ctx); err != nil {
-		return "", rpc.Unavailable(fmt.Sprintf("cannot check topic %q with the raft leader", name), err)
-	}
-	if key, ok := n.fsm.Resolve(name); ok {
-		return key, nil
+	for attempt := 0; ; attempt++ {
+		changed := n.fsm.Changed()
+		err := n.syncMeta(ctx)
+		if key, ok := n.fsm.Resolve(name); ok {
+			return key, nil // synced, or the log replay brought it meanwhile
+		}
+		if err == nil {
+			break
+		}
+		if !retryable(err) || n.backoff(ctx, attempt, changed) != nil {
+			return "", rpc.Unavailable(fmt.Sprintf("cannot check topic %q with the raft leader", name), err)
+		}
 	}
 	return "", fmt.Errorf("%w: %q (REGISTER it first)", meta.ErrNoTopic, name)
 }

@@ -165,10 +165,11 @@ type Tombstone struct {
 
 // ListTopicObjects calls fn for the objects under TopicsPrefix that belong to topic:
 // with topic empty, every object there; with a key that names an incarnation
-// ("orders@7"), that incarnation's objects; with a bare name, the objects of every
-// incarnation of that name (the live one, deleted ones not purged yet, and
-// incarnation 0), in key order. An invalid topic is an error wrapping
-// topicname.ErrInvalid.
+// ("orders@7"), every object under that incarnation's prefix; with a bare name, every
+// object under the prefix of any incarnation of that name (the live one, deleted ones
+// not purged yet, and incarnation 0), in key order. Objects that are not segment
+// objects are passed too: whoever lists a topic sees what else is in its place. An
+// invalid topic is an error wrapping topicname.ErrInvalid.
 func ListTopicObjects(ctx context.Context, b archive.Bucket, topic string, fn func(archive.ObjectInfo) error) error {
 	if topic == "" {
 		return b.List(ctx, TopicsPrefix, fn)
@@ -181,9 +182,9 @@ func ListTopicObjects(ctx context.Context, b archive.Bucket, topic string, fn fu
 		return b.List(ctx, TopicPrefix(topic), fn)
 	}
 	return b.List(ctx, TopicsPrefix+name, func(o archive.ObjectInfo) error {
-		key, _, _, ok := ParseObjectKey(o.Key)
-		if !ok || topicname.NameOf(key) != name {
-			return nil // another topic whose name starts with name
+		dir, _, found := strings.Cut(strings.TrimPrefix(o.Key, TopicsPrefix), "/")
+		if !found || topicname.ValidateKey(dir) != nil || topicname.NameOf(dir) != name {
+			return nil // another topic, whose name starts with name
 		}
 		return fn(o)
 	})

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -113,11 +114,18 @@ func TestListTopicObjects(t *testing.T) {
 	}{{"ord", 1, 1}, {"ord@3", 1, 5}, {"ord@12", 2, 9}, {"orders", 1, 2}, {"ord.x@4", 1, 3}} {
 		putSegmentObject(t, b, o.topic, o.id, 0, o.tm, 1)
 	}
+	// Not a segment object, but in the place of one: listed with its topic.
+	if err := b.Put(ctx, TopicPrefix("ord@3")+"notes.txt", strings.NewReader("x"), 1, archive.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	list := func(topic string) []string {
 		t.Helper()
 		var keys []string
 		if err := ListTopicObjects(ctx, b, topic, func(o archive.ObjectInfo) error {
-			k, _, _, _ := ParseObjectKey(o.Key)
+			k, _, _, ok := ParseObjectKey(o.Key)
+			if !ok {
+				k = strings.TrimPrefix(o.Key, TopicsPrefix)
+			}
 			keys = append(keys, k)
 			return nil
 		}); err != nil {
@@ -126,10 +134,10 @@ func TestListTopicObjects(t *testing.T) {
 		return keys
 	}
 	for topic, want := range map[string][]string{
-		"ord":    {"ord", "ord@12", "ord@3"},
-		"ord@3":  {"ord@3"},
+		"ord":    {"ord", "ord@12", "ord@3", "ord@3/notes.txt"},
+		"ord@3":  {"ord@3", "ord@3/notes.txt"},
 		"orders": {"orders"},
-		"":       {"ord.x@4", "ord", "ord@12", "ord@3", "orders"}, // key order: "." sorts before "/"
+		"":       {"ord.x@4", "ord", "ord@12", "ord@3", "ord@3/notes.txt", "orders"}, // key order: "." sorts before "/"
 		"none":   nil,
 	} {
 		if got := list(topic); !slices.Equal(got, want) {

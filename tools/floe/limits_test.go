@@ -133,8 +133,9 @@ func TestDevCluster(t *testing.T) {
 	}
 	// Sealed segments reach the file archive under the data dir.
 	archived := func() bool {
-		m, _ := filepath.Glob(filepath.Join(dir, "archive", "topics", "devtopic", "*.seg"))
-		return len(m) >= 2
+		m, _ := filepath.Glob(filepath.Join(dir, "archive", "topics", "devtopic@*", "*.seg"))
+		m0, _ := filepath.Glob(filepath.Join(dir, "archive", "topics", "devtopic", "*.seg")) // id 0: created before every node registered
+		return len(m)+len(m0) >= 2
 	}
 	for end := time.Now().Add(30 * time.Second); !archived(); time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(end) {

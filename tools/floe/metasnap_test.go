@@ -51,14 +51,20 @@ func TestMetaSnapshotInArchive(t *testing.T) {
 				Format    int    `json:"format"`
 				ClusterID string `json:"cluster_id"`
 				State     struct {
-					Topics map[string]json.RawMessage `json:"topics"`
+					Topics map[string]struct { // by key
+						Name string `json:"name"`
+					} `json:"topics"`
 				} `json:"state"`
 			}
 			if json.Unmarshal(b, &snap) != nil || snap.Format != 1 || snap.ClusterID == "" {
 				return false
 			}
-			_, ok := snap.State.Topics[topic]
-			return ok
+			for _, tp := range snap.State.Topics {
+				if tp.Name == topic {
+					return true
+				}
+			}
+			return false
 		})
 	}
 	// The leader prunes right after each Put: wait for the prune of the last one.

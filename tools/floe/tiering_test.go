@@ -662,12 +662,13 @@ func TestTieringFileArchive(t *testing.T) {
 	}
 	c.waitTiers(2, topic, 3, "both", 30*time.Second)
 
-	topicDir := filepath.Join(dir, "topics", topic)
+	key := c.key(topic)
+	topicDir := filepath.Join(dir, "topics", key)
 	files, err := os.ReadDir(topicDir)
 	mustOK(t, err, "list %s", topicDir)
 	seen := map[uint64]bool{}
 	for _, f := range files {
-		_, seg, _, ok := tiering.ParseObjectKey(tiering.TopicPrefix(topic) + f.Name())
+		_, seg, _, ok := tiering.ParseObjectKey(tiering.TopicPrefix(key) + f.Name())
 		if !ok {
 			t.Errorf("%s holds %q, not a segment object", topicDir, f.Name())
 			continue
@@ -680,9 +681,9 @@ func TestTieringFileArchive(t *testing.T) {
 			}
 		})
 		mustOK(t, err, "verify %s", f.Name())
-		if m.Topic != topic || m.Segment != seg || m.Base != (seg-1)*perSegment || m.Count != perSegment {
-			t.Errorf("%s holds topic %q segment %d base %d count %d, want %q segment %d base %d count %d",
-				f.Name(), m.Topic, m.Segment, m.Base, m.Count, topic, seg, (seg-1)*perSegment, perSegment)
+		if m.Topic != key || m.Segment != seg || m.Base != (seg-1)*perSegment || m.Count != perSegment {
+			t.Errorf("%s holds topic %q segment %d base %d count %d, want %q (the topic's key) segment %d base %d count %d",
+				f.Name(), m.Topic, m.Segment, m.Base, m.Count, key, seg, (seg-1)*perSegment, perSegment)
 		}
 		seen[seg] = true
 	}
@@ -709,7 +710,7 @@ func TestTieringFileArchive(t *testing.T) {
 	}
 	var want []string
 	for _, f := range files {
-		want = append(want, tiering.TopicPrefix(topic)+f.Name())
+		want = append(want, tiering.TopicPrefix(key)+f.Name())
 	}
 	for _, q := range []string{"?topic=" + topic, ""} {
 		if code, keys := objects(q); code != http.StatusOK || fmt.Sprint(keys) != fmt.Sprint(want) {
