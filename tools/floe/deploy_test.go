@@ -773,10 +773,15 @@ func TestDeployMetricsExported(t *testing.T) {
 		conn.Close()
 	}
 
-	c.waitFor(30*time.Second, "every labelled family on /metrics", func() bool {
+	// The process collector's series come back once the node has closed its side of
+	// the held connections: at the fd limit it cannot open /proc/self/limits, and
+	// leaves them out (a scrape right after the closes failed once on
+	// process_max_fds).
+	c.waitFor(30*time.Second, "every labelled family on /metrics, and the process's", func() bool {
 		families, err = c.exportedMetrics(1)
 		return err == nil && families["floe_unauthorized_total"] != "" &&
-			families["floe_accept_errors_total"] != "" && families["floe_archive_operation_errors_total"] != ""
+			families["floe_accept_errors_total"] != "" && families["floe_archive_operation_errors_total"] != "" &&
+			families["process_max_fds"] != "" && families["process_open_fds"] != ""
 	})
 
 	var unknown []string
