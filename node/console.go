@@ -138,6 +138,9 @@ type ArchiveSummary struct {
 	LastSweep  *tiering.SweepSummary `json:"last_sweep,omitempty"`
 	// Topics: what each topic has not in the archive yet.
 	Topics map[string]TopicBacklog `json:"topics"`
+	// PendingDeletions: the keys of deleted topics whose objects are not all deleted
+	// yet (floe_topic_deletions_pending).
+	PendingDeletions []string `json:"pending_deletions"`
 }
 
 // TopicBacklog is what of a topic the archive does not hold yet: its sealed segments
@@ -156,7 +159,10 @@ type TopicBacklog struct {
 // archiveSummary sums the archived segments of every topic; the last sweep is this
 // node's (the Raft leader sweeps).
 func (n *Node) archiveSummary() ArchiveSummary {
-	s := ArchiveSummary{Enabled: n.bucket != nil, Topics: map[string]TopicBacklog{}}
+	s := ArchiveSummary{Enabled: n.bucket != nil, Topics: map[string]TopicBacklog{}, PendingDeletions: []string{}}
+	for _, d := range n.fsm.Deletions() {
+		s.PendingDeletions = append(s.PendingDeletions, d.Key())
+	}
 	now := time.Now()
 	for _, name := range n.fsm.TopicKeys() {
 		t, ok := n.fsm.Topic(name)

@@ -171,6 +171,7 @@ function drawArchive(a) {
     ["compression ratio", a.compression_ratio ? a.compression_ratio.toFixed(2) + "×" : "–"],
     ["archive only (evicted locally)", a.remote_only],
     ["orphans at the last sweep", a.last_sweep ? a.last_sweep.orphans + " objects, " + bytes(a.last_sweep.orphan_bytes) + " (" + new Date(a.last_sweep.at).toLocaleString() + ")" : "no sweep by this node yet"],
+    ["deleted topics with objects left", (a.pending_deletions || []).length ? a.pending_deletions.join(", ") : "none"],
   ] : [["archive", "none: this cluster keeps sealed segments local only (no --archive)"]];
   document.querySelector("#archive-table tbody").replaceChildren(...rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v))));
 }
