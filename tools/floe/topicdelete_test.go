@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -259,6 +260,17 @@ func TestDeleteTopicArchiveDown(t *testing.T) {
 		}
 		return true
 	})
+
+	var summary struct {
+		PendingDeletions []string `json:"pending_deletions"`
+	}
+	resp, err := c.httpc.Get(c.scheme + "://" + httpUp + "/v1/archive/summary")
+	mustOK(t, err, "GET /v1/archive/summary")
+	mustOK(t, json.NewDecoder(resp.Body).Decode(&summary), "decode the archive summary")
+	resp.Body.Close()
+	if len(summary.PendingDeletions) != 1 || summary.PendingDeletions[0] != key {
+		t.Fatalf("archive summary's pending deletions %v, want [%s]", summary.PendingDeletions, key)
+	}
 
 	a.srv.Restart(t)
 	c.waitFor(60*time.Second, "the objects deleted and the deletion done once the archive is back", func() bool {
