@@ -12,13 +12,7 @@ import (
 func TestRegisterOnLaggingNodeAfterDelete(t *testing.T) {
 	nodes := startTestCluster(t, 3, nil)
 	ctx := context.Background()
-	leader, _ := raftLeader(t, nodes)
-	var follower *Node
-	for _, n := range nodes {
-		if n != leader {
-			follower = n
-		}
-	}
+	leader, follower := raftLeader(t, nodes)
 	for i := 0; i < 5; i++ {
 		if err := leader.Register(ctx, "a", nil); err != nil {
 			t.Fatal(err)
@@ -50,13 +44,7 @@ func TestRegisterOnLaggingNodeAfterDelete(t *testing.T) {
 func TestDeleteOnLaggingNodeAfterRecreate(t *testing.T) {
 	nodes := startTestCluster(t, 3, nil)
 	ctx := context.Background()
-	leader, _ := raftLeader(t, nodes)
-	var follower *Node
-	for _, n := range nodes {
-		if n != leader {
-			follower = n
-		}
-	}
+	leader, follower := raftLeader(t, nodes)
 	if err := leader.Register(ctx, "a", nil); err != nil {
 		t.Fatal(err)
 	}
