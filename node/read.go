@@ -51,12 +51,13 @@ func (n *Node) Register(ctx context.Context, topic string, cfg *meta.TopicConfig
 	}
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
-	// Against the leader's metadata, not this node's, which may not have applied a
-	// deletion yet (REGISTER would answer OK and create nothing).
-	if err := n.syncMeta(ctx); err != nil {
-		return rpc.Unavailable(fmt.Sprintf("cannot check topic %q with the raft leader", topic), err)
-	}
-	if _, ok := n.fsm.Resolve(topic); ok {
+	// The topic exists if the leader's metadata says so: this node's may not have
+	// applied a deletion yet (REGISTER would answer OK and create nothing). When the
+	// leader cannot be asked (an election), the create below decides: it changes
+	// nothing if the topic exists. (The sync also lets an election that is under way
+	// finish before the create is proposed.)
+	synced := n.syncMeta(ctx) == nil
+	if _, ok := n.fsm.Resolve(topic); ok && synced {
 		return nil // exists (the count below is fresh too)
 	}
 	if d, ok := n.fsm.LastDeletion(topic); ok {

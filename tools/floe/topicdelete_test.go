@@ -211,9 +211,11 @@ func TestDeleteTopicLive(t *testing.T) {
 }
 
 // TestDeleteTopicArchiveDown: a topic deleted while the archive is down is gone for
-// clients and from the nodes' disks at once, counted as pending on every node while
-// its objects cannot be deleted, and purged once the archive is back; a node that
-// was down throughout deletes its own files when it returns.
+// clients and from the nodes' disks at once, counted as pending on every node (and in
+// the archive summary) while its objects cannot be deleted; a node that was down
+// through the deletion deletes its own files when it returns; the Raft leader dies
+// while the deletion is pending, and the next one purges the objects once the
+// archive is back.
 func TestDeleteTopicArchiveDown(t *testing.T) {
 	a, o := startMinIOArchive(t)
 	// Three replicas: every node holds a copy of the active segment.
@@ -272,10 +274,24 @@ func TestDeleteTopicArchiveDown(t *testing.T) {
 		t.Fatalf("archive summary's pending deletions %v, want [%s]", summary.PendingDeletions, key)
 	}
 
+	// The node that was down returns while the deletion is pending: it never saw the
+	// topic's deletion happen, and deletes its files of it.
+	c.start(away)
+	c.waitFor(60*time.Second, "the returning node's files of the deleted topic gone, the deletion pending there too", func() bool {
+		return len(c.localDirs(key)) == 0 && c.pendingDeletions(away) == 1
+	})
+	if _, err := c.conn(away).State("later"); err == nil || !strings.Contains(err.Error(), "no such topic") {
+		t.Fatalf("STATE through the returned node: %v", err)
+	}
+	// The Raft leader dies in the middle of the pending deletion: the next one
+	// finishes it once the archive is back.
+	old := c.raftLeader()
+	c.kill(old)
+	c.waitFor(30*time.Second, "a new raft leader", func() bool { l := c.raftLeader(); return l != 0 && l != old })
 	a.srv.Restart(t)
 	c.waitFor(60*time.Second, "the objects deleted and the deletion done once the archive is back", func() bool {
 		for id := 1; id <= 3; id++ {
-			if id != away && c.pendingDeletions(id) != 0 {
+			if id != old && c.pendingDeletions(id) != 0 {
 				return false
 			}
 		}
@@ -284,14 +300,8 @@ func TestDeleteTopicArchiveDown(t *testing.T) {
 	if !a.hasTombstone(t, key) {
 		t.Fatalf("no tombstone for %s", key)
 	}
-
-	// The node that was down returns: it never saw the topic's deletion happen, and
-	// deletes its files of it.
-	c.start(away)
-	c.waitFor(60*time.Second, "the returning node's files of the deleted topic gone", func() bool { return len(c.localDirs(key)) == 0 })
-	if _, err := c.conn(away).State("later"); err == nil || !strings.Contains(err.Error(), "no such topic") {
-		t.Fatalf("STATE through the returned node: %v", err)
-	}
+	c.start(old)
+	c.waitFor(30*time.Second, "the old leader back, with nothing pending", func() bool { return c.pendingDeletions(old) == 0 })
 }
 
 // TestRestoreClusterAfterDelete: floe restore --cluster from a snapshot taken before
