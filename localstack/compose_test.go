@@ -16,6 +16,7 @@ import (
 	"floe/client"
 	"floe/internal/testenv"
 	"floe/tiering"
+	"floe/topicname"
 )
 
 // Settings of the test stack (environment of docker-compose.yml).
@@ -317,7 +318,8 @@ func (c *cluster) nodeLoss(t *testing.T) int {
 	}
 	defer bucket.Close()
 	keys := map[string]bool{}
-	if err := bucket.List(ctx, tiering.TopicPrefix(topic), func(o archive.ObjectInfo) error {
+	key := topicname.Key(topic, st.ID) // the objects are under the topic's key
+	if err := bucket.List(ctx, tiering.TopicPrefix(key), func(o archive.ObjectInfo) error {
 		keys[o.Key] = true
 		return nil
 	}); err != nil {
@@ -330,7 +332,7 @@ func (c *cluster) nodeLoss(t *testing.T) int {
 		found := false
 		for k := range keys {
 			kt, seg, _, ok := tiering.ParseObjectKey(k)
-			found = found || ok && kt == topic && seg == s.ID
+			found = found || ok && kt == key && seg == s.ID
 		}
 		if !found {
 			t.Errorf("no object of %s segment %d in MinIO bucket floe/cluster (objects: %v)", topic, s.ID, keys)
