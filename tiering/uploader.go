@@ -187,6 +187,11 @@ func (u *Uploader) pending() []pendingSegment {
 			}
 		}
 	}
+	for r := range unconfirmed {
+		if _, ok := u.cfg.FSM.SegmentOf(r.topic, r.id); !ok {
+			u.setUnconfirmed(r.topic, r.id, false) // its topic was deleted
+		}
+	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].seg.SealedUnixMS < out[j].seg.SealedUnixMS })
 	return append(out, confirm...)
 }
