@@ -7,15 +7,18 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	mc "github.com/minio/minio-go/v7"
+	"golang.org/x/sys/unix"
 
 	"floe/archive"
 	"floe/archive/open"
@@ -392,5 +395,67 @@ func TestRestoreClusterAfterDelete(t *testing.T) {
 	}
 	if len(a.objects(t, gone)) != 0 {
 		t.Fatalf("objects of the deleted %s came back", gone)
+	}
+}
+
+// openPTY opens a pseudo-terminal: the controlling side, and the terminal a child
+// process takes as its stdin.
+func openPTY(t *testing.T) (ctl, tty *os.File) {
+	t.Helper()
+	ctl, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatalf("open /dev/ptmx: %v", err)
+	}
+	t.Cleanup(func() { ctl.Close() })
+	if err := unix.IoctlSetPointerInt(int(ctl.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatalf("unlock the pty: %v", err)
+	}
+	n, err := unix.IoctlGetInt(int(ctl.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatalf("pty number: %v", err)
+	}
+	tty, err = os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatalf("open the pty: %v", err)
+	}
+	t.Cleanup(func() { tty.Close() })
+	return ctl, tty
+}
+
+// TestTopicDeleteAsksOnTerminal: on a terminal, floe topic delete asks for the
+// topic's name and deletes nothing unless it is typed.
+func TestTopicDeleteAsksOnTerminal(t *testing.T) {
+	c := startCluster(t, clusterOpts{nodes: 1})
+	mustOK(t, c.conn(1).Register("asked"), "REGISTER")
+	http1 := "127.0.0.1:" + strconv.Itoa(c.node(1).httpPort)
+	run := func(typed string) (string, error) {
+		t.Helper()
+		ctl, tty := openPTY(t)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, floeBin, "topic", "delete", "asked", "--http", http1)
+		var out strings.Builder
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ctl.WriteString(typed + "\n"); err != nil {
+			t.Fatal(err)
+		}
+		err := cmd.Wait()
+		return out.String(), err
+	}
+	out, err := run("asked-not")
+	if err == nil || !strings.Contains(out, "Type the topic's name to confirm") || !strings.Contains(out, "nothing deleted") {
+		t.Fatalf("a wrong name typed: %v\n%s", err, out)
+	}
+	if _, err := c.conn(1).State("asked"); err != nil {
+		t.Fatalf("the topic went without its name typed: %v", err)
+	}
+	if out, err := run("asked"); err != nil || !strings.Contains(out, "deleted topic asked") {
+		t.Fatalf("the name typed: %v\n%s", err, out)
+	}
+	if _, err := c.conn(1).State("asked"); err == nil || !strings.Contains(err.Error(), "no such topic") {
+		t.Fatalf("STATE after the confirmed delete: %v", err)
 	}
 }
