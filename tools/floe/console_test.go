@@ -51,12 +51,15 @@ func artifactDir(t *testing.T) string {
 // reads the page as a person would see it: the three members, a topic, and the cell of
 // its first segment, which turns from active to archived (local and archived) once the
 // topic rolls over and the segment is uploaded. It saves a screenshot as an artifact.
+// With the admin actions shown, it deletes a topic: not with a wrong name typed, then
+// with the right one.
 func TestConsoleInBrowser(t *testing.T) {
 	browser := browserPath(t)
 	archive := t.TempDir()
 	c := startCluster(t, clusterOpts{args: []string{"--archive", "file://" + archive, "--max-segment-entries", "5"}})
 	conn := c.conn(1)
 	mustOK(t, conn.Register("console"), "REGISTER")
+	mustOK(t, conn.Register("doomed"), "REGISTER doomed")
 	for i := range 3 {
 		mustOK(t, conn.Put("console", []byte(fmt.Sprintf("entry-%d", i))), "PUT")
 	}
@@ -135,6 +138,50 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("body.signed-in #sweep-button")),
 	); err != nil {
 		t.Fatalf("asking for the admin actions: %v", err)
+	}
+
+	// Deleting a topic takes its name typed: a wrong name deletes nothing, the right
+	// one deletes it and the page drops it. (The page redraws its topics every 2 s:
+	// a click that met a redrawn button is made again.)
+	deleteTyping := func(typed string) {
+		t.Helper()
+		del := chromedp.CSS(`.topic[data-topic="doomed"] button.delete-topic`)
+		for attempt := 0; ; attempt++ {
+			err := chromedp.Do(ctx, chromedp.WaitVisible(del), chromedp.Click(del))
+			if err == nil {
+				// The dialog opens at once, or the click missed: a bounded wait.
+				wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+				err = chromedp.Do(wctx, chromedp.WaitVisible(chromedp.CSS("#confirm-typed")))
+				cancel()
+			}
+			if err == nil {
+				break
+			}
+			if attempt == 4 {
+				t.Fatalf("opening the delete dialog: %v", err)
+			}
+		}
+		if err := chromedp.Do(ctx,
+			chromedp.SendKeys(chromedp.CSS("#confirm-typed"), typed),
+			chromedp.Click(chromedp.CSS("#confirm-ok")),
+		); err != nil {
+			t.Fatalf("typing %q and confirming: %v", typed, err)
+		}
+	}
+	deleteTyping("doome")
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.getElementById("status").textContent.includes("not done")`,
+		chromedp.WithPollingTimeout(10*time.Second))); err != nil {
+		t.Fatalf("no refusal shown for a wrong name: %v", err)
+	}
+	if _, err := c.conn(2).State("doomed"); err != nil {
+		t.Fatalf("a wrong name typed deleted the topic: %v", err)
+	}
+	deleteTyping("doomed")
+	if err := chromedp.Do(ctx, chromedp.WaitNotPresent(chromedp.CSS(`.topic[data-topic="doomed"]`))); err != nil {
+		t.Fatalf("the deleted topic stays on the page: %v", err)
+	}
+	if _, err := c.conn(2).State("doomed"); err == nil || !strings.Contains(err.Error(), "no such topic") {
+		t.Fatalf("STATE after the delete from the console: %v", err)
 	}
 	if !strings.HasPrefix(string(screenshot), "\x89PNG") {
 		t.Fatal("the screenshot is not a PNG")

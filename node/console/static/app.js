@@ -150,6 +150,10 @@ function drawTopics(states, archive) {
       confirmThen("Recover the active segment of " + st.topic + " onto node " + to + "?",
         () => api("POST", "/v1/topics/" + encodeURIComponent(st.topic) + "/recover-segment?to=" + encodeURIComponent(to) + "&segment=" + st.current_segment));
     });
+    const del = button("Delete topic…", () => confirmThen(
+      "Delete topic " + st.topic + " (id " + st.id + ") with all its entries, cursor, local files and archive objects? This cannot be undone.",
+      () => api("DELETE", "/v1/topics/" + encodeURIComponent(st.topic)), st.topic));
+    del.classList.add("delete-topic");
     return el("div", { class: "topic", "data-topic": st.topic },
       el("h3", {}, st.topic),
       el("div", { class: "muted" },
@@ -159,7 +163,7 @@ function drawTopics(states, archive) {
         (cfg.retention_bytes ? " · retention " + bytes(cfg.retention_bytes) : "") +
         " · " + (st.segments || []).length + " segments: " + summary + backlog),
       el("div", { class: "map" }, ...cells),
-      el("p", { class: "admin" }, recover));
+      el("p", { class: "admin" }, recover, " ", del));
   }));
 }
 
@@ -193,11 +197,22 @@ function button(label, onClick) {
   return b;
 }
 
-function confirmThen(text, action) {
+// confirmThen runs action once the operator confirms text; with mustType, only if
+// they also typed it (the name of what an action destroys).
+function confirmThen(text, action, mustType) {
   const dlg = document.getElementById("confirm");
   document.getElementById("confirm-text").textContent = text;
+  const line = document.getElementById("confirm-typed-line");
+  const typed = document.getElementById("confirm-typed");
+  line.hidden = !mustType;
+  typed.value = "";
+  document.getElementById("confirm-typed-name").textContent = mustType || "";
   dlg.onclose = async () => {
     if (dlg.returnValue !== "ok") return;
+    if (mustType && typed.value !== mustType) {
+      setStatus("not done: the name typed was not " + mustType, true);
+      return;
+    }
     try { await action(); setStatus("done: " + text); } catch (e) { setStatus(e.message, true); }
     refresh();
   };
