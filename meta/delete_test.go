@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"floe/topicname"
 )
@@ -76,6 +77,16 @@ func TestDeleteTopic(t *testing.T) {
 	}
 	if top2, _ := f.Topic(key2); top2.Cursor != 0 || top2.Active().State != Active || top2.Config.RetentionMS != 0 {
 		t.Fatalf("the new incarnation was changed: %+v", top2)
+	}
+
+	// Once ids are given, a create without one is refused: its key, the bare name,
+	// could be taken for a dead incarnation's by a state that lags.
+	if r := applyCmd(t, f, 19, &Command{Op: OpCreateTopic, Topic: "plain", Leader: 1}); !errors.Is(r.Err, ErrBadCommand) {
+		t.Fatalf("id-less create once ids are given: %v, want ErrBadCommand", r.Err)
+	}
+	// The deletion was proposed at UnixMS 77 (1970): it committed when it applied here.
+	if d, committed, ok := f.LastDeletion("orders"); !ok || d.Key() != key || time.Since(committed) > time.Minute {
+		t.Fatalf("LastDeletion(orders) = %+v, committed %v, %v; want %s, committed about now", d, committed, ok, key)
 	}
 
 	// Purged: the record goes; the key stays dead (its id is below LastTopicID).

@@ -6,6 +6,7 @@ import (
 	"io"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -139,13 +140,16 @@ type FSM struct {
 	reqs    *requestTable
 	applied uint64
 	changed chan struct{} // closed and replaced after every apply
+	// deletedAt is when this node applied each deletion (its own clock): not part of
+	// the state, only a lower bound of when it committed, for LastDeletion.
+	deletedAt map[string]time.Time
 }
 
 var _ raft.FSM = (*FSM)(nil)
 
 // NewFSM returns an empty state machine.
 func NewFSM() *FSM {
-	return &FSM{st: newState(), reqs: newRequestTable(), changed: make(chan struct{})}
+	return &FSM{st: newState(), reqs: newRequestTable(), changed: make(chan struct{}), deletedAt: map[string]time.Time{}}
 }
 
 // Apply applies one committed log entry. It implements raft.FSM.
@@ -281,10 +285,11 @@ func (f *FSM) applyCreateTopic(c *Command, index uint64) *Result {
 		}
 		f.st.LastTopicID++
 		t.ID = f.st.LastTopicID
-	} else if _, ok := f.st.Deleted[c.Topic]; ok {
-		// An id-less create (a proposer from before incarnation ids) of a name
-		// whose incarnation 0 was deleted: the key would be the dead one's.
-		return &Result{Err: fmt.Errorf("%w: create_topic of %q without an incarnation id after its deletion", ErrBadCommand, c.Topic)}
+	} else if _, ok := f.st.Deleted[c.Topic]; ok || f.st.LastTopicID > 0 {
+		// An id-less create (a proposer from before incarnation ids) once ids are
+		// given: its key, the bare name, could be taken for a dead incarnation's
+		// (State.Dead of a name whose other incarnation a lagging state holds live).
+		return &Result{Err: fmt.Errorf("%w: create_topic of %q without an incarnation id, once ids are given", ErrBadCommand, c.Topic)}
 	}
 	if c.Config != nil {
 		t.Config = *c.Config
@@ -312,6 +317,7 @@ func (f *FSM) applyDeleteTopic(c *Command, index uint64) *Result {
 	delete(f.st.Topics, c.Topic)
 	delete(f.st.names, t.Name)
 	f.st.Deleted[c.Topic] = &Deletion{Name: t.Name, ID: t.ID, DeletedUnixMS: c.UnixMS, Index: index}
+	f.deletedAt[c.Topic] = time.Now()
 	return &Result{}
 }
 
@@ -673,18 +679,42 @@ func (f *FSM) Dead(key string) bool {
 }
 
 // LastDeletion returns the most recent recorded deletion of a topic named name
-// (records go once the topic's objects are purged).
-func (f *FSM) LastDeletion(name string) (Deletion, bool) {
+// (records go once the topic's objects are purged) and when it committed at the
+// latest, as DeletionCommitted says.
+func (f *FSM) LastDeletion(name string) (d Deletion, committed time.Time, ok bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	var last Deletion
-	found := false
-	for _, d := range f.st.Deleted {
-		if d.Name == name && (!found || d.Index > last.Index) {
-			last, found = *d, true
+	for _, r := range f.st.Deleted {
+		if r.Name == name && (!ok || r.Index > d.Index) {
+			d, ok = *r, true
 		}
 	}
-	return last, found
+	return d, f.committedAt(d), ok
+}
+
+// DeletionCommitted is when the deletion d committed at the latest, as this node
+// knows: the later of its proposer's clock and the time this node applied it (a
+// deletion proposed long before it committed, say across an election, is dated by
+// the second).
+func (f *FSM) DeletionCommitted(d Deletion) time.Time {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.committedAt(d)
+}
+
+func (f *FSM) committedAt(d Deletion) time.Time {
+	t := time.UnixMilli(d.DeletedUnixMS)
+	if at, seen := f.deletedAt[d.Key()]; seen && at.After(t) {
+		t = at
+	}
+	return t
+}
+
+// LastTopicID is the incarnation id given last (0: none yet).
+func (f *FSM) LastTopicID() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.st.LastTopicID
 }
 
 // Deletions returns the recorded deletions whose objects are not purged yet,

@@ -68,21 +68,23 @@ func (n *Node) DeleteTopic(ctx context.Context, name string) (meta.Deletion, err
 	// A segment leader cut off from the cluster may still acknowledge writes to the
 	// topic until its lease runs out: the answer waits for that, so that once it
 	// comes no node acknowledges a write to the deleted topic.
-	// (Not bounded by the request's deadline: the deletion is done, and the wait is.)
+	// (From now: the deletion committed before. Not bounded by the request's
+	// deadline: the deletion is done, and the wait is.)
 	d := meta.Deletion{Name: t.Name, ID: t.ID, DeletedUnixMS: now}
-	if err := n.deletionSettled(n.ctx, d); err != nil {
+	if err := n.deletionSettled(n.ctx, t.Name, time.Now()); err != nil {
 		return d, err
 	}
 	return d, nil
 }
 
-// deletionSettled waits until --lease-timeout has passed since the deletion d (by the
-// clock of the node that proposed it): from then on no node acknowledges a write to
-// the deleted topic (a cut-off segment leader stops within its lease, and one in
-// touch has applied the deletion). Until then a topic created again under its name
-// could see a write meant for it acknowledged into the deleted one.
-func (n *Node) deletionSettled(ctx context.Context, d meta.Deletion) error {
-	wait := time.Until(time.UnixMilli(d.DeletedUnixMS).Add(n.cfg.LeaseTimeout))
+// deletionSettled waits until --lease-timeout has passed since a deletion of the
+// topic name committed (at the latest at committed): from then on no node
+// acknowledges a write to the deleted topic (a cut-off segment leader stops within
+// its lease, and one in touch has applied the deletion). Until then a topic created
+// again under its name could see a write meant for it acknowledged into the deleted
+// one.
+func (n *Node) deletionSettled(ctx context.Context, name string, committed time.Time) error {
+	wait := time.Until(committed.Add(n.cfg.LeaseTimeout))
 	if wait <= 0 {
 		return nil
 	}
@@ -92,7 +94,7 @@ func (n *Node) deletionSettled(ctx context.Context, d meta.Deletion) error {
 	case <-t.C:
 		return nil
 	case <-ctx.Done():
-		return rpc.Unavailable(fmt.Sprintf("topic %q was deleted %v ago: wait for --lease-timeout (%v) to pass", d.Name, time.Since(time.UnixMilli(d.DeletedUnixMS)).Round(time.Millisecond), n.cfg.LeaseTimeout), ctx.Err())
+		return rpc.Unavailable(fmt.Sprintf("topic %q was deleted %v ago: wait for --lease-timeout (%v) to pass", name, time.Since(committed).Round(time.Millisecond), n.cfg.LeaseTimeout), ctx.Err())
 	}
 }
 
@@ -102,6 +104,9 @@ func (n *Node) deletionSettled(ctx context.Context, d meta.Deletion) error {
 // records, cleared of dead keys too. It runs every retentionPeriod; what fails is
 // tried again at the next run.
 func (n *Node) removeDeletedTopics(forget ...map[segKey]bool) {
+	if !n.synced.Load() {
+		return // State.Dead holds on a lagging state, but a caught-up one is the safer judge
+	}
 	dead := map[string]bool{}
 	isDead := func(key string) bool {
 		d, ok := dead[key]
@@ -252,7 +257,7 @@ func (n *Node) purgeDeletedTopics() {
 		}
 	}
 	for _, d := range dels {
-		if time.Since(time.UnixMilli(d.DeletedUnixMS)) < n.cfg.LeaseTimeout {
+		if time.Since(n.fsm.DeletionCommitted(d)) < n.cfg.LeaseTimeout {
 			continue // its record tells Register to wait (deletionSettled); the next pass
 		}
 		if n.bucket != nil {

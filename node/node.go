@@ -1126,20 +1126,33 @@ func (n *Node) resolve(ctx context.Context, name string) (string, error) {
 		ctx, cancel = context.WithTimeout(ctx, n.cfg.RequestTimeout)
 		defer cancel()
 	}
+	err := n.syncMetaRetry(ctx, func() bool { _, ok := n.fsm.Resolve(name); return ok })
+	if key, ok := n.fsm.Resolve(name); ok {
+		return key, nil // synced, or the log replay brought it meanwhile
+	}
+	if err != nil {
+		return "", rpc.Unavailable(fmt.Sprintf("cannot check topic %q with the raft leader", name), err)
+	}
+	if _, _, deleted := n.fsm.LastDeletion(name); deleted {
+		return "", fmt.Errorf("%w: %q (deleted)", meta.ErrNoTopic, name)
+	}
+	return "", fmt.Errorf("%w: %q (REGISTER it first)", meta.ErrNoTopic, name)
+}
+
+// syncMetaRetry is syncMeta tried again, with backoff, while it fails for want of a
+// Raft leader (an election, a node that has just restarted), until ctx ends or done
+// says the metadata already holds what the caller needs.
+func (n *Node) syncMetaRetry(ctx context.Context, done func() bool) error {
 	for attempt := 0; ; attempt++ {
 		changed := n.fsm.Changed()
 		err := n.syncMeta(ctx)
-		if key, ok := n.fsm.Resolve(name); ok {
-			return key, nil // synced, or the log replay brought it meanwhile
-		}
-		if err == nil {
-			break
+		if err == nil || (done != nil && done()) {
+			return nil
 		}
 		if !retryable(err) || n.backoff(ctx, attempt, changed) != nil {
-			return "", rpc.Unavailable(fmt.Sprintf("cannot check topic %q with the raft leader", name), err)
+			return err
 		}
 	}
-	return "", fmt.Errorf("%w: %q (REGISTER it first)", meta.ErrNoTopic, name)
 }
 
 // topicNamed is resolve then topic: the metadata of the live topic a client names.

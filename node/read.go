@@ -52,16 +52,17 @@ func (n *Node) Register(ctx context.Context, topic string, cfg *meta.TopicConfig
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
 	defer cancel()
 	// The topic exists if the leader's metadata says so: this node's may not have
-	// applied a deletion yet (REGISTER would answer OK and create nothing). When the
-	// leader cannot be asked (an election), the create below decides: it changes
-	// nothing if the topic exists. (The sync also lets an election that is under way
-	// finish before the create is proposed.)
-	synced := n.syncMeta(ctx) == nil
-	if _, ok := n.fsm.Resolve(topic); ok && synced {
+	// applied a deletion yet (REGISTER would answer OK and create nothing, or create
+	// without waiting for the deletion to settle). Through an election the ask is
+	// made again, to the next leader.
+	if err := n.syncMetaRetry(ctx, nil); err != nil {
+		return rpc.Unavailable(fmt.Sprintf("cannot check topic %q with the raft leader", topic), err)
+	}
+	if _, ok := n.fsm.Resolve(topic); ok {
 		return nil // exists (the count below is fresh too)
 	}
-	if d, ok := n.fsm.LastDeletion(topic); ok {
-		if err := n.deletionSettled(ctx, d); err != nil {
+	if _, committed, ok := n.fsm.LastDeletion(topic); ok {
+		if err := n.deletionSettled(ctx, topic, committed); err != nil {
 			return err
 		}
 	}
@@ -77,8 +78,13 @@ func (n *Node) Register(ctx context.Context, topic string, cfg *meta.TopicConfig
 		leader = n.nextLeader(voters[n.fsm.TopicCount()%len(voters)] - 1)
 	}
 	// Ids only once every voter gives them: a member of an earlier release would
-	// create the topic without one, and its state would part from the others'.
+	// create the topic without one, and its state would part from the others'. Once
+	// ids are given, a topic is never created without one (the FSM refuses it): a
+	// voter not registered yet (it has just joined) is waited for.
 	incarnate := n.missingFeature(meta.FeatureTopicIDs) == 0
+	if !incarnate && n.fsm.LastTopicID() > 0 {
+		return rpc.Unavailable(fmt.Sprintf("node %d has not registered as a member of this release yet: try again", n.missingFeature(meta.FeatureTopicIDs)), nil)
+	}
 	cmd := &meta.Command{Op: meta.OpCreateTopic, Topic: topic, Incarnate: incarnate, Leader: leader, Config: &c, Replicas: n.replicaSet(leader, c.ReplicationFactor)}
 	_, err := n.propose(ctx, cmd)
 	return err
