@@ -316,6 +316,11 @@ func (n *Node) request(cc *clientConn, req wire.Request, err error, r *reply) {
 		}
 		seq, ok := seqs[key]
 		if !ok {
+			for k := range seqs {
+				if n.fsm.Dead(k) {
+					delete(seqs, k) // a deleted topic's: no request resolves to it again
+				}
+			}
 			seq = n.writer.NewSequence(key)
 			seqs[key] = seq
 		}
