@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"floe/archive"
-	"floe/archive/open"
 	"floe/tiering"
 )
 
@@ -90,11 +89,7 @@ func TestMetaSnapshotsOfAnotherCluster(t *testing.T) {
 	c := startCluster(t, with(o, "--meta-snapshot-interval", "50ms"))
 	ctx := context.Background()
 	url := "s3://" + a.bucket + "/" + archivePrefix
-	b, err := open.Open(ctx, url, archive.Options{Endpoint: a.srv.Endpoint, Region: a.srv.Region})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := a.open(t, url)
 	own := metricsField(t, c, 1, "cluster_id")
 	foreign := []string{tiering.MetaSnapshotKey(1), tiering.MetaSnapshotKey(1 << 40)}
 	for _, key := range foreign {

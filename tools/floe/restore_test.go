@@ -15,7 +15,6 @@ import (
 
 	"floe/archive"
 	"floe/archive/miniotest"
-	"floe/archive/open"
 	"floe/tiering"
 )
 
@@ -37,11 +36,7 @@ func TestRestoreClusterFromArchive(t *testing.T) {
 	url := "s3://" + a.bucket + "/" + archivePrefix
 	c := startCluster(t, with(o, "--max-segment-entries", "20", "--meta-snapshot-interval", "100ms"))
 	ctx := context.Background()
-	b, err := open.Open(ctx, url, archive.Options{Endpoint: a.srv.Endpoint, Region: a.srv.Region})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := a.open(t, url)
 	payload := func(i int) string { return fmt.Sprintf("r-%04d", i) }
 
 	w := c.conn(1)
@@ -241,11 +236,7 @@ func TestRestoreClusterAfterRetention(t *testing.T) {
 	url := "s3://" + a.bucket + "/" + archivePrefix
 	c := startCluster(t, with(o, "--max-segment-entries", strconv.Itoa(perSeg), "--meta-snapshot-interval", "100ms"))
 	ctx := context.Background()
-	b, err := open.Open(ctx, url, archive.Options{Endpoint: a.srv.Endpoint, Region: a.srv.Region})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := a.open(t, url)
 	payload := func(i int) string { return fmt.Sprintf("rr-%05d", i) }
 	httpOf := func(id int) string { return "127.0.0.1:" + strconv.Itoa(c.node(id).httpPort) }
 	req, _ := http.NewRequest("PUT", "http://"+httpOf(1)+"/v1/topics/"+topic, strings.NewReader(fmt.Sprintf(`{"retention_bytes": %d}`, 4*segSize)))

@@ -24,7 +24,9 @@ import (
 
 	mc "github.com/minio/minio-go/v7"
 
+	"floe/archive"
 	"floe/archive/miniotest"
+	"floe/archive/open"
 	"floe/archive/seekable"
 	"floe/client"
 	"floe/tiering"
@@ -69,6 +71,18 @@ func minioArchiveOn(t *testing.T, srv *miniotest.Server) (*minioArchive, cluster
 			"AWS_EC2_METADATA_DISABLED=true",
 		},
 	}
+}
+
+// open opens the bucket at url (an s3:// URL of a) as the nodes do, for the test's
+// own reads and writes; it is closed at cleanup.
+func (a *minioArchive) open(t *testing.T, url string) archive.Bucket {
+	t.Helper()
+	b, err := open.Open(context.Background(), url, archive.Options{Endpoint: a.srv.Endpoint, Region: a.srv.Region})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
 }
 
 // with returns o with extra agent flags appended.

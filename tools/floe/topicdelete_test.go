@@ -21,7 +21,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"floe/archive"
-	"floe/archive/open"
 	"floe/client"
 	"floe/tiering"
 	"floe/topicname"
@@ -317,11 +316,7 @@ func TestRestoreClusterAfterDelete(t *testing.T) {
 	url := "s3://" + a.bucket + "/" + archivePrefix
 	c := startCluster(t, with(o, "--max-segment-entries", "10", "--meta-snapshot-interval", "100ms"))
 	ctx := context.Background()
-	b, err := open.Open(ctx, url, archive.Options{Endpoint: a.srv.Endpoint, Region: a.srv.Region})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := a.open(t, url)
 	entry := func(prefix string) func(int) string {
 		return func(i int) string { return fmt.Sprintf("%s-%d", prefix, i) }
 	}
