@@ -86,3 +86,48 @@ func TestFailedGroupCommitFailsWholeBatch(t *testing.T) {
 		}
 	}
 }
+
+// TestUnsafeNoFsync: with --unsafe-no-fsync a node acknowledges appends without an
+// fdatasync of the segment file and says so in floe_unsafe_no_fsync; without it,
+// every acknowledged append was synced.
+func TestUnsafeNoFsync(t *testing.T) {
+	for _, unsafe := range []bool{false, true} {
+		ffs := &segment.FaultFS{}
+		cfg := Config{
+			NodeID: 1, DataDir: t.TempDir(), RaftPort: testenv.FreePort(t), HTTPPort: 0,
+			HeartbeatTimeout: 200 * time.Millisecond, LeaseTimeout: time.Second,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), RaftLogLevel: "error",
+			segmentFS: ffs, UnsafeNoFsync: unsafe,
+		}
+		ctx := context.Background()
+		n := startSingle(t, cfg)
+		if err := n.Register(ctx, "t", nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.Append(ctx, "t", [][]byte{[]byte("open")}); err != nil {
+			t.Fatal(err)
+		}
+		syncs := ffs.Syncs()
+		const appends = 5
+		for i := range appends {
+			if _, err := n.Append(ctx, "t", [][]byte{[]byte{byte('a' + i)}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got := ffs.Syncs() - syncs
+		switch {
+		case unsafe && got != 0:
+			t.Errorf("--unsafe-no-fsync: %d fdatasyncs for %d appends, want none", got, appends)
+		case !unsafe && got < appends:
+			t.Errorf("%d fdatasyncs for %d appends acknowledged one after another, want one each", got, appends)
+		}
+		want := 0.0
+		if unsafe {
+			want = 1
+		}
+		if v, ok := gauge(t, n, "floe_unsafe_no_fsync"); !ok || v != want {
+			t.Errorf("unsafe %v: floe_unsafe_no_fsync = %v (present %v), want %v", unsafe, v, ok, want)
+		}
+		n.Close()
+	}
+}

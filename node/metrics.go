@@ -121,6 +121,14 @@ func newMetrics(n *Node) *metrics {
 func nodeGauges(n *Node) []prometheus.Collector {
 	return []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "floe_unsafe_no_fsync", Help: "1 if this node acknowledges appends without fdatasync (--unsafe-no-fsync, for benchmarks only).",
+		}, func() float64 {
+			if n.cfg.UnsafeNoFsync {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "floe_client_connections", Help: "Client (Walrus-protocol) connections open now.",
 		}, func() float64 { return float64(n.clients.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{

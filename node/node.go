@@ -67,6 +67,13 @@ type Config struct {
 	// default: a profile shows memory contents and costs CPU while it runs.
 	Pprof bool
 	Join  string
+	// UnsafeNoFsync acknowledges appends without the fdatasync of the segment file
+	// (the leader's and every follower copy's): an acknowledged entry is then only in
+	// the page cache, and a crash of the machine (not only of the process) loses it.
+	// For measuring what fdatasync costs on a machine, never for data that matters;
+	// the node says so at start and in floe_unsafe_no_fsync. Metadata (Raft) is
+	// fsynced all the same.
+	UnsafeNoFsync bool
 
 	// Security (docs/ARCHITECTURE.md, "Security"); empty: off, as before.
 	// TLSCert and TLSKey put the client and HTTP listeners behind TLS; TLSClientCA
@@ -341,11 +348,14 @@ func Start(cfg Config) (*Node, error) {
 		}
 	}()
 
-	store, err := segment.OpenStore(filepath.Join(cfg.DataDir, "segments"), segment.Options{Logger: n.log, FS: cfg.segmentFS})
+	store, err := segment.OpenStore(filepath.Join(cfg.DataDir, "segments"), segment.Options{Logger: n.log, FS: cfg.segmentFS, NoSync: cfg.UnsafeNoFsync})
 	if err != nil {
 		return nil, err
 	}
 	n.store = store
+	if cfg.UnsafeNoFsync {
+		n.log.Warn("--unsafe-no-fsync: appends are acknowledged before they are durable; a crash of this machine loses acknowledged entries (for benchmarks only)")
+	}
 	if err := n.loadCredentials(); err != nil {
 		return nil, err
 	}

@@ -36,6 +36,7 @@ func addNodeFlags(c *cobra.Command, f *agentFlags) {
 	fs.StringVar(&f.cfg.HTTPHost, "http-host", "", "HTTP API host (default: --client-host)")
 	fs.IntVar(&f.cfg.HTTPPort, "http-port", 9080, "HTTP API port (0 disables it)")
 	fs.BoolVar(&f.cfg.Pprof, "pprof", false, "serve Go's profiler under /debug/pprof/ on the HTTP API port")
+	fs.BoolVar(&f.cfg.UnsafeNoFsync, "unsafe-no-fsync", false, "acknowledge appends without fdatasync: a crash of the machine loses acknowledged entries (for measuring what fsync costs; never for data that matters)")
 	fs.StringVar(&f.cfg.Join, "join", "", "host:raftport of any member: join that cluster as a voter")
 	fs.StringVar(&f.cfg.TLSCert, "tls-cert", "", "certificate (PEM) of the client and HTTP listeners: they take TLS only (re-read on SIGHUP and when changed)")
 	fs.StringVar(&f.cfg.TLSKey, "tls-key", "", "key (PEM) of --tls-cert")

@@ -8,7 +8,9 @@
 # tools/natsbench, the same client pattern, against a fresh single nats-server per run
 # (R1 file stream), with `sync_interval: always` (one fsync per message before the ack)
 # and with the default (no fsync before the ack), and prints a table with the ratios
-# floe/JetStream.
+# floe/JetStream. With replication factor 1 it also runs floe with --unsafe-no-fsync
+# (acknowledged before fdatasync, like JetStream's default) at the same shapes, on a
+# fresh cluster: what the rest of floe's path costs, fsync aside.
 #
 # Server CPU per acknowledged write: the floe segment leader's process_cpu_seconds_total
 # from its /metrics, nats-server's utime+stime from /proc/<pid>/stat, each read before and
@@ -179,6 +181,17 @@ if [ "$DEPTH" != 1 ]; then shapes+=("${CONNS}x$DEPTH"); fi
 floe_run "floe-leader-${CONNS}x1" "$leader" 1
 if [ "$DEPTH" != 1 ]; then floe_run "floe-leader-${CONNS}x$DEPTH" "$leader" "$DEPTH"; fi
 floe_run "floe-forwarded-${CONNS}x1" "$other" 1
+if [ "$REPLICAS" = 1 ]; then
+  # The same writes on a fresh cluster whose nodes acknowledge without fdatasync
+  # (--unsafe-no-fsync): what floe's path costs without the fsync, against JetStream's
+  # default, which does not fsync before its ack either. Not a mode to run data in.
+  stop_floe
+  rm -rf "$DIR"/n1 "$DIR"/n2 "$DIR"/n3
+  FLOE_AGENT_ARGS+=(--unsafe-no-fsync)
+  start_floe
+  floe_run "floe-nofsync-${CONNS}x1" "$leader" 1
+  if [ "$DEPTH" != 1 ]; then floe_run "floe-nofsync-${CONNS}x$DEPTH" "$leader" "$DEPTH"; fi
+fi
 
 nats=
 if [ -x "$NATS_SERVER" ]; then
@@ -225,5 +238,11 @@ if [ -n "$nats" ]; then
         echo "$f|$j|$(calc "$(get "$f" 2)/$(get "$j" 2)" 2)|$(calc "$(get "$f" 7)/$(get "$j" 7)" 2)"
       done
     done
+    if [ "$REPLICAS" = 1 ]; then
+      for shape in "${shapes[@]}"; do
+        f=floe-nofsync-$shape j=jetstream-default-$shape
+        echo "$f|$j|$(calc "$(get "$f" 2)/$(get "$j" 2)" 2)|$(calc "$(get "$f" 7)/$(get "$j" 7)" 2)"
+      done
+    fi
   } | table
 fi
