@@ -10,7 +10,9 @@
 # and with the default (no fsync before the ack), and prints a table with the ratios
 # floe/JetStream. With replication factor 1 it also runs floe with --unsafe-no-fsync
 # (acknowledged before fdatasync, like JetStream's default) at the same shapes, on a
-# fresh cluster: what the rest of floe's path costs, fsync aside.
+# fresh cluster: what the rest of floe's path costs, fsync aside. With --replicas N above
+# 1 it runs floe with replication factor 1 too, on a fresh cluster, and prints the ratio
+# RN/R1 and R1/JetStream RN: R1 is the ceiling of RN, measured in the same run.
 #
 # Server CPU per acknowledged write: the floe segment leader's process_cpu_seconds_total
 # from its /metrics, nats-server's utime+stime from /proc/<pid>/stat, each read before and
@@ -191,6 +193,16 @@ if [ "$REPLICAS" = 1 ]; then
   start_floe
   floe_run "floe-nofsync-${CONNS}x1" "$leader" 1
   if [ "$DEPTH" != 1 ]; then floe_run "floe-nofsync-${CONNS}x$DEPTH" "$leader" "$DEPTH"; fi
+else
+  # The same writes with replication factor 1 on a fresh cluster: the ceiling of the
+  # replicated rows (a replicated append does all an unreplicated one does, and more),
+  # measured in the same script run so that their ratio holds.
+  stop_floe
+  rm -rf "$DIR"/n1 "$DIR"/n2 "$DIR"/n3
+  FLOE_AGENT_ARGS+=(--default-replication-factor 1)
+  start_floe
+  floe_run "floe-r1-${CONNS}x1" "$leader" 1
+  if [ "$DEPTH" != 1 ]; then floe_run "floe-r1-${CONNS}x$DEPTH" "$leader" "$DEPTH"; fi
 fi
 
 nats=
@@ -224,8 +236,8 @@ fi
   echo "run|entries/s|mean ms|p50 ms|p99 ms|Little ratio|server CPU us/write|server peak RSS MiB|errors"
   cat "$ROWS"
 } | table
+get() { awk -F'|' -v n="$1" -v c="$2" '$1 == n { print $c }' "$ROWS"; }
 if [ -n "$nats" ]; then
-  get() { awk -F'|' -v n="$1" -v c="$2" '$1 == n { print $c }' "$ROWS"; }
   echo
   echo "== floe / JetStream (entries/s: above 1 is floe faster; CPU per write: below 1 is floe cheaper)"
   {
@@ -243,6 +255,21 @@ if [ -n "$nats" ]; then
         f=floe-nofsync-$shape j=jetstream-default-$shape
         echo "$f|$j|$(calc "$(get "$f" 2)/$(get "$j" 2)" 2)|$(calc "$(get "$f" 7)/$(get "$j" 7)" 2)"
       done
+    else
+      for shape in "${shapes[@]}"; do
+        f=floe-r1-$shape j=jetstream-r$REPLICAS-always-$shape
+        echo "$f|$j|$(calc "$(get "$f" 2)/$(get "$j" 2)" 2)|"
+      done
     fi
+  } | table
+fi
+if [ "$REPLICAS" -gt 1 ]; then
+  echo
+  echo "== replication factor $REPLICAS / 1, floe in this run (entries/s)"
+  {
+    echo "R$REPLICAS run|R1 run|entries/s ratio"
+    for shape in "${shapes[@]}"; do
+      echo "floe-leader-$shape|floe-r1-$shape|$(calc "$(get "floe-leader-$shape" 2)/$(get "floe-r1-$shape" 2)" 2)"
+    done
   } | table
 fi
