@@ -69,6 +69,22 @@
 // after a crash, at zeros. The zeros are never mistaken for records, since
 // no record has length zero.
 //
+// # Page cache
+//
+// An append leaves its records in the page cache, and a segment written fast
+// would fill memory with them although few are read again from there: tailing
+// readers read the last ones, and a sealed segment is read once more, to be
+// uploaded. So once an append's fdatasync has returned, the durable bytes of
+// the file before its last Options.CacheWindow (64 MiB by default) are dropped
+// from the cache (posix_fadvise POSIX_FADV_DONTNEED, in whole pages, at least
+// 8 MiB at a time). The data stays in the file: a read of it goes to the disk.
+// Besides bounding the memory a fast writer takes, it keeps the appends
+// writing into pages recently freed: on this project's test VM, whose
+// hypervisor backs guest memory only when first touched, page-cache writes
+// into memory not touched lately cost about ten times the CPU (4 ms against
+// 0.3-0.45 ms per MiB in a microbenchmark past 2 GiB written), and three
+// nodes replicating one topic at 16 x 32 used 17% less CPU per write.
+//
 // # Recovery
 //
 // Open scans the whole file up to the first damaged record (the file ends

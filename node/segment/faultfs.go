@@ -27,7 +27,11 @@ type FaultFS struct {
 	hold     *syncHold
 	writes   int
 	syncs    int
+	drops    []Range
 }
+
+// Range is a byte range of a file: Len bytes from Off.
+type Range struct{ Off, Len int64 }
 
 type syncHold struct {
 	entered chan struct{}
@@ -105,6 +109,14 @@ func (f *FaultFS) Syncs() int {
 	return f.syncs
 }
 
+// Drops returns the ranges dropped from the page cache through the FaultFS's
+// files (CacheDropper), in order.
+func (f *FaultFS) Drops() []Range {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]Range(nil), f.drops...)
+}
+
 func (f *FaultFS) inner() FS {
 	if f.FS == nil {
 		return OS
@@ -146,6 +158,18 @@ func (f *FaultFS) SyncDir(dir string) error { return f.inner().SyncDir(dir) }
 type faultFile struct {
 	File
 	fs *FaultFS
+}
+
+// DropCache records the range and drops it through the underlying file, if it
+// can.
+func (ff *faultFile) DropCache(off, n int64) error {
+	ff.fs.mu.Lock()
+	ff.fs.drops = append(ff.fs.drops, Range{off, n})
+	ff.fs.mu.Unlock()
+	if d, ok := ff.File.(CacheDropper); ok {
+		return d.DropCache(off, n)
+	}
+	return nil
 }
 
 func (ff *faultFile) WriteAt(p []byte, off int64) (int, error) {

@@ -51,6 +51,14 @@ var (
 // DefaultSlowSync is the default of Options.SlowSync.
 const DefaultSlowSync = time.Second
 
+// DefaultCacheWindow is the default of Options.CacheWindow: 64 MiB of an
+// active segment stay in the page cache behind its end.
+const DefaultCacheWindow = 64 << 20
+
+// dropStep is the least an append drops from the page cache at a time, so
+// that the fadvise call comes once per dropStep bytes written, not per append.
+const dropStep = 8 << 20
+
 // DefaultPrealloc is the default of Options.Prealloc: 1 MiB of zeros ahead
 // of the records.
 const DefaultPrealloc = 1 << 20
@@ -80,6 +88,11 @@ type Options struct {
 	// "Preallocation" in the package doc). Zero means DefaultPrealloc;
 	// negative means none, so the file ends at its last record.
 	Prealloc int64
+	// CacheWindow is how many bytes of an active segment, behind its durable
+	// end, are left in the page cache; the durable bytes before them are
+	// dropped from it (see "Page cache" in the package doc). Zero means
+	// DefaultCacheWindow; negative means none are dropped.
+	CacheWindow int64
 	// OnFlush, if set, is called after every append's write and fdatasync
 	// with its outcome, for metrics. It runs on the appending goroutine,
 	// with the segment's write lock held, and must return quickly.
@@ -111,6 +124,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Prealloc == 0 {
 		o.Prealloc = DefaultPrealloc
+	}
+	if o.CacheWindow == 0 {
+		o.CacheWindow = DefaultCacheWindow
 	}
 	return o
 }
@@ -154,6 +170,9 @@ type Segment struct {
 	// extension failed) or longer (one failed part way, or a read-only file
 	// opened with zeros) than alloc; only appends past alloc extend it.
 	alloc int64
+	// cached is where the part of the file left in the page cache begins:
+	// the durable bytes before it were dropped (dropCache). Guarded by writeMu.
+	cached int64
 
 	// mu guards state, broken and damaged. It is never held during I/O, so
 	// Sealed, Damaged and the refusal of appends never wait for a sync.
@@ -346,6 +365,9 @@ func (s *Segment) commit(buf []byte, payloads [][]byte) (uint64, error) {
 			s.log.Warn("segment: slow fsync", "duration", took, "records", len(payloads), "bytes", len(buf), "err", err)
 		}
 	}
+	if err == nil && !s.opts.NoSync {
+		s.dropCache(start + int64(len(buf)))
+	}
 	var first uint64
 	if err != nil {
 		err = fmt.Errorf("cannot append %d records to %q at offset %d: %w", len(payloads), s.path, start, err)
@@ -404,6 +426,32 @@ func (s *Segment) extend(to int64) {
 		s.alloc = off
 	}
 }
+
+// dropCache drops from the page cache the durable bytes of the file before
+// the last Options.CacheWindow ones up to end, in whole pages, once there are
+// at least dropStep of them. Only bytes a completed fdatasync covered are
+// dropped (the kernel keeps dirty pages anyway). A file system without the
+// call (CacheDropper) drops nothing; a failed drop is ignored, since it only
+// leaves the pages cached. The caller holds writeMu.
+func (s *Segment) dropCache(end int64) {
+	if s.opts.CacheWindow < 0 {
+		return
+	}
+	upto := (end - s.opts.CacheWindow) &^ (pageSize - 1)
+	if upto-s.cached < dropStep {
+		return
+	}
+	if d, ok := s.f.(CacheDropper); ok {
+		if err := d.DropCache(s.cached, upto-s.cached); err != nil {
+			s.log.Debug("segment: cannot drop written bytes from the page cache", "from", s.cached, "to", upto, "err", err)
+		}
+	}
+	s.cached = upto
+}
+
+// pageSize is the unit dropCache drops in: a page on every system floe runs
+// on, or a fraction of one (the kernel rounds inwards).
+const pageSize = 4096
 
 // rollback truncates the file back to its durable size end after a failed
 // write or sync, and syncs the truncation so the failed records cannot

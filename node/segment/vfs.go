@@ -28,6 +28,14 @@ type File interface {
 	Close() error
 }
 
+// CacheDropper is implemented by a File that can drop a range of itself from
+// the operating system's page cache (posix_fadvise POSIX_FADV_DONTNEED on
+// Linux). The range's data stays in the file; only its cached copy goes, if
+// it is clean.
+type CacheDropper interface {
+	DropCache(off, n int64) error
+}
+
 // FS is the seam under the directory operations of a Segment and a Store.
 // All names are paths as understood by the operating system.
 type FS interface {
@@ -56,8 +64,9 @@ var OS FS = osFS{}
 type osFS struct{}
 
 var (
-	_ FS   = osFS{}
-	_ File = (*osFile)(nil)
+	_ FS           = osFS{}
+	_ File         = (*osFile)(nil)
+	_ CacheDropper = (*osFile)(nil)
 )
 
 // osFile is an *os.File whose Sync is a data sync.
@@ -86,6 +95,7 @@ func (o *osFile) WriteAt(p []byte, off int64) (int, error) { return o.f.WriteAt(
 func (o *osFile) Truncate(size int64) error                { return o.f.Truncate(size) }
 func (o *osFile) Sync() error                              { return datasync(o.f) }
 func (o *osFile) Close() error                             { return o.f.Close() }
+func (o *osFile) DropCache(off, n int64) error             { return dropCache(o.f, off, n) }
 
 func (o *osFile) Size() (int64, error) {
 	fi, err := o.f.Stat()
