@@ -354,7 +354,8 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n.store = store
 	if cfg.UnsafeNoFsync {
-		n.log.Warn("--unsafe-no-fsync: appends are acknowledged before they are durable; a crash of this machine loses acknowledged entries (for benchmarks only)")
+		// At ERROR, so that no log level hides it.
+		n.log.Error("--unsafe-no-fsync: appends are acknowledged before they are durable; a crash of this machine loses acknowledged entries (for benchmarks only)")
 	}
 	if err := n.loadCredentials(); err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package segment
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -45,6 +46,8 @@ func TestCacheWindowDropsDurableBytes(t *testing.T) {
 			switch {
 			case d.Off != next:
 				t.Fatalf("after %d batches: drop at %d, want %d (contiguous from 0): %v", b+1, d.Off, next, ffs.Drops())
+			case d.Unsynced:
+				t.Fatalf("after %d batches: drop %+v came after a write no sync covered", b+1, d)
 			case d.Len < dropStep || (d.Off+d.Len)%pageSize != 0:
 				t.Fatalf("after %d batches: drop %+v: want at least %d bytes, ending on a page boundary", b+1, d, dropStep)
 			}
@@ -75,7 +78,46 @@ func TestCacheWindowDropsDurableBytes(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	check(openT(t, path, opts))
+	// Open drops what its scan read, not the first append after it.
+	ffs2 := &FaultFS{}
+	opts.FS = ffs2
+	s2 := openT(t, path, opts)
+	end := HeaderSize + s2.Bytes()
+	if d := ffs2.Drops(); len(d) != 1 || d[0].Off != 0 || d[0].Len != (end-opts.CacheWindow)&^(pageSize-1) {
+		t.Errorf("reopen of a %d-byte segment dropped %v, want [0, %d)", end, d, (end-opts.CacheWindow)&^(pageSize-1))
+	}
+	check(s2)
+}
+
+// TestCacheWindowNotAfterFailedSync: an append whose fdatasync fails drops nothing
+// (what it wrote is truncated away, and nothing it covered is known durable), and
+// the next append that succeeds drops what is due.
+func TestCacheWindowNotAfterFailedSync(t *testing.T) {
+	ffs := &FaultFS{}
+	opts := quiet()
+	opts.FS, opts.CacheWindow = ffs, 1<<20
+	s := openT(t, filepath.Join(t.TempDir(), "seg.wal"), opts)
+	for b := range 35 { // 35 x 256 KiB: just short of dropStep past the window
+		cacheBatch(t, s, b*64, 64)
+	}
+	if d := ffs.Drops(); len(d) != 0 {
+		t.Fatalf("dropped %v before %d bytes were past the window", d, dropStep)
+	}
+	ffs.FailNextSync(errors.New("injected fdatasync failure"))
+	batch := make([][]byte, 64)
+	for i := range batch {
+		batch[i] = bigPayload(35*64 + i)
+	}
+	if _, err := s.AppendBatch(batch); err == nil {
+		t.Fatal("append with a failing fdatasync succeeded")
+	}
+	if d := ffs.Drops(); len(d) != 0 {
+		t.Fatalf("dropped %v after a failed fdatasync", d)
+	}
+	cacheBatch(t, s, 35*64, 64) // the 36th batch, again: now a drop is due
+	if d := ffs.Drops(); len(d) != 1 || d[0].Unsynced {
+		t.Fatalf("after the next append: drops %v, want one of synced bytes", d)
+	}
 }
 
 // TestCacheWindowOff: a negative CacheWindow drops nothing, and neither does an

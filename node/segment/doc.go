@@ -77,7 +77,9 @@
 // uploaded. So once an append's fdatasync has returned, the durable bytes of
 // the file before its last Options.CacheWindow (64 MiB by default) are dropped
 // from the cache (posix_fadvise POSIX_FADV_DONTNEED, in whole pages, at least
-// 8 MiB at a time). The data stays in the file: a read of it goes to the disk.
+// 8 MiB at a time), and Open of an active segment drops what its recovery scan
+// read. The data stays in the file: a read of it goes to the disk (and caches
+// it again; appends only drop forward). Nothing is dropped with NoSync.
 // Besides bounding the memory a fast writer takes, it keeps the appends
 // writing into pages recently freed: on this project's test VM, whose
 // hypervisor backs guest memory only when first touched, page-cache writes

@@ -28,10 +28,19 @@ type FaultFS struct {
 	writes   int
 	syncs    int
 	drops    []Range
+	// unsynced is set by a write (or truncation) and cleared by a sync that
+	// succeeded after it.
+	unsynced bool
+	changes  int // writes and truncations
 }
 
-// Range is a byte range of a file: Len bytes from Off.
-type Range struct{ Off, Len int64 }
+// Range is a byte range of a file dropped from the page cache: Len bytes from
+// Off. Unsynced is set if a write came after the last successful sync when it
+// was dropped.
+type Range struct {
+	Off, Len int64
+	Unsynced bool
+}
 
 type syncHold struct {
 	entered chan struct{}
@@ -164,7 +173,7 @@ type faultFile struct {
 // can.
 func (ff *faultFile) DropCache(off, n int64) error {
 	ff.fs.mu.Lock()
-	ff.fs.drops = append(ff.fs.drops, Range{off, n})
+	ff.fs.drops = append(ff.fs.drops, Range{off, n, ff.fs.unsynced})
 	ff.fs.mu.Unlock()
 	if d, ok := ff.File.(CacheDropper); ok {
 		return d.DropCache(off, n)
@@ -176,6 +185,8 @@ func (ff *faultFile) WriteAt(p []byte, off int64) (int, error) {
 	f := ff.fs
 	f.mu.Lock()
 	f.writes++
+	f.changes++
+	f.unsynced = true
 	err, n := f.writeErr, f.tearN
 	f.writeErr = nil
 	if f.broken != nil {
@@ -211,12 +222,25 @@ func (ff *faultFile) Sync() error {
 	if err != nil {
 		return err
 	}
-	return ff.File.Sync()
+	f.mu.Lock()
+	before := f.changes
+	f.mu.Unlock()
+	if err := ff.File.Sync(); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	if f.changes == before {
+		f.unsynced = false
+	}
+	f.mu.Unlock()
+	return nil
 }
 
 func (ff *faultFile) Truncate(size int64) error {
 	f := ff.fs
 	f.mu.Lock()
+	f.changes++
+	f.unsynced = true
 	err := f.truncErr
 	f.truncErr = nil
 	if f.broken != nil {

@@ -252,6 +252,9 @@ func open(path string, opts Options, sealed bool) (*Segment, error) {
 	if sealed {
 		s.state = stateSealed
 		s.alloc = s.end // read-only: zeros after the records stay, trim leaves them
+	} else if !o.NoSync {
+		// What the scan read, now, rather than in the first append's commit.
+		s.dropCache(s.end)
 	}
 	return s, nil
 }
