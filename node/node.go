@@ -1018,6 +1018,10 @@ func (n *Node) leaseLoop(kick chan<- struct{}) {
 // catchUpLoop catches the metadata up with the Raft leader's after start and after
 // every lapse of the lease, which lets the node take writes again. A catch-up that a
 // lapse overtook is done again.
+// catchUpWarnAfter is how long catchUpLoop tries before it says, once, that the
+// node cannot regain its write lease.
+const catchUpWarnAfter = 5 * time.Second
+
 func (n *Node) catchUpLoop(kick <-chan struct{}) {
 	for attempt := 0; ; {
 		select {
@@ -1025,22 +1029,40 @@ func (n *Node) catchUpLoop(kick <-chan struct{}) {
 		case <-n.ctx.Done():
 			return
 		}
+		var since time.Time // when this node started trying to catch up
+		warned := false
 		for !n.synced.Load() && n.ctx.Err() == nil {
+			if since.IsZero() {
+				since = time.Now()
+			}
 			n.leaseMu.Lock()
 			lapses := n.lease.lapses
 			n.leaseMu.Unlock()
 			ctx, cancel := context.WithTimeout(n.ctx, 10*time.Second)
 			err := n.syncMeta(ctx)
 			cancel()
+			synced := err == nil && n.leaseSynced(lapses)
+			switch {
+			case synced:
+				n.log.Debug("metadata caught up", "applied", n.fsm.AppliedIndex())
+				if warned {
+					n.log.Info("write lease regained", "after", time.Since(since).Round(time.Millisecond))
+				}
+				attempt = 0
+			case !warned && time.Since(since) >= catchUpWarnAfter:
+				// Writes to the segments this node leads wait meanwhile: say why.
+				why := "the lease lapsed again during each catch-up"
+				if err != nil {
+					why = err.Error()
+				}
+				n.log.Warn("write lease not regained: the metadata has not caught up with the raft leader's",
+					"for", time.Since(since).Round(time.Millisecond), "why", why)
+				warned = true
+			}
 			if err != nil {
 				n.log.Debug("metadata not caught up yet", "err", err)
 				attempt++
 				n.backoff(n.ctx, attempt+2, nil)
-				continue
-			}
-			if n.leaseSynced(lapses) {
-				n.log.Debug("metadata caught up", "applied", n.fsm.AppliedIndex())
-				attempt = 0
 			}
 		}
 	}

@@ -55,6 +55,22 @@ func TestResilience(t *testing.T) {
 		t.Fatalf("the %d topics' first segments are all led by %v, want them spread", writers, leaders)
 	}
 
+	// On a failure (a wait that timed out, say), what each writer last saw.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for _, w := range ws {
+			w.mu.Lock()
+			failures := w.failures[max(0, len(w.failures)-3):]
+			t.Logf("writer %d (%s, node %d): %d acknowledged, %d failed; the last failures: %v", w.id, w.topic, w.node,
+				len(w.acked), len(w.failures), failures)
+			w.mu.Unlock()
+		}
+		if l, ok := activeLeadersNow(c, ws); ok {
+			t.Logf("active segment leaders by topic: %v", l)
+		}
+	})
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for _, w := range ws {
@@ -75,18 +91,7 @@ func TestResilience(t *testing.T) {
 	defer stopWriters()
 
 	// activeLeaders returns each topic's active segment leader as a live node sees it.
-	activeLeaders := func() ([]int, bool) {
-		via := c.anyRunning()
-		out := make([]int, writers)
-		for k, w := range ws {
-			st, err := c.tryState(via, w.topic)
-			if err != nil {
-				return nil, false
-			}
-			out[k] = int(st.LeaderNode)
-		}
-		return out, true
-	}
+	activeLeaders := func() ([]int, bool) { return activeLeadersNow(c, ws) }
 	// waitAcks waits until every writer in which(k) has n more acknowledgements than in
 	// base, and at least one writer qualifies.
 	waitAcks := func(what string, n int64, which func(k int) bool) {
@@ -308,6 +313,21 @@ func (f resilFailure) allowed(d *downtime) bool {
 		return d.wasDown(f.node, f.start, f.end)
 	}
 	return f.leader != 0 && d.wasDown(f.leader, f.start, f.end)
+}
+
+// activeLeadersNow returns each writer's topic's active segment leader as a live node
+// sees it.
+func activeLeadersNow(c *cluster, ws []*resilWriter) ([]int, bool) {
+	via := c.anyRunning()
+	out := make([]int, len(ws))
+	for k, w := range ws {
+		st, err := c.tryState(via, w.topic)
+		if err != nil {
+			return nil, false
+		}
+		out[k] = int(st.LeaderNode)
+	}
+	return out, true
 }
 
 func (w *resilWriter) payload(seq int) string { return fmt.Sprintf("w%d-%07d", w.id, seq) }
