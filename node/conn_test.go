@@ -362,3 +362,40 @@ func TestReadyReplyNotHeldBehindPendingOne(t *testing.T) {
 		t.Fatalf("reply to the first PUT while the second waits for its fdatasync: %q, %v", reply, err)
 	}
 }
+
+// TestNextLeaderSkipsDeadRaftLeader: in the seconds after the Raft leader dies, before
+// a follower's heartbeat timeout elects another, the follower still takes it for its
+// leader; a roll-over there must not name it as the next segment's leader (nor a
+// replica), since it answers nothing: the topic would wait for recover-segment.
+func TestNextLeaderSkipsDeadRaftLeader(t *testing.T) {
+	nodes := startTestCluster(t, 3, func(c *Config) { c.HeartbeatTimeout = 3 * time.Second })
+	leader, _ := nodes[0].raft.Leader()
+	var dead, follower *Node
+	for _, n := range nodes {
+		if n.cfg.NodeID == leader {
+			dead = n
+		} else if follower == nil {
+			follower = n
+		}
+	}
+	if dead == nil || follower == nil {
+		t.Fatalf("raft leader %d is not among the nodes", leader)
+	}
+	dead.Close()
+	// The voter before the dead leader in id order: the dead one comes next.
+	before := (leader+1)%3 + 1
+	if id, _ := follower.raft.Leader(); id != leader {
+		t.Fatalf("node %d already knows another leader (%d): the test needs the window before it does", follower.cfg.NodeID, id)
+	}
+	next := follower.nextLeader(before)
+	set := follower.replicaSet(before, 2)
+	if id, _ := follower.raft.Leader(); id != leader {
+		t.Fatalf("node %d elected another leader (%d) during the test: its window passed", follower.cfg.NodeID, id)
+	}
+	if next == leader {
+		t.Errorf("nextLeader(%d) on node %d = %d, the Raft leader that just died", before, follower.cfg.NodeID, next)
+	}
+	if len(set) != 2 || set[1] == leader {
+		t.Errorf("replicaSet(%d, 2) on node %d = %v: a follower that just died comes before a live one", before, follower.cfg.NodeID, set)
+	}
+}

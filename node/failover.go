@@ -166,7 +166,7 @@ func (n *Node) replaceReplica(ctx context.Context, topic string, s *meta.Segment
 	}
 	pick := spare[0]
 	for _, id := range spare {
-		if n.peerAnswers(ctx, id, failoverProbe, 1) {
+		if n.peerProbe(ctx, id, failoverProbe, 1) {
 			pick = id
 			break
 		}

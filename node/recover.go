@@ -110,18 +110,30 @@ func (n *Node) checkVoter(id uint64) error {
 	return fmt.Errorf("%w: node %d is not a voter of the cluster (voters: %v); a segment must be led by one", ErrBadRequest, id, voters)
 }
 
-// peerAnswers reports whether node id may be alive: it is this node or the Raft
-// leader, or it answers a status call within window, out of at least probes sent
-// (rpc.Peer.Answers). nextLeader asks for one quick call; recover-segment asks for
-// recoverProbes over a whole --lease-timeout: a node that stayed silent that long has
-// lost any write lease it had, unless it still hears from the Raft leader while this
-// node cannot reach it (a one-sided partition), which the probes cannot see. A
-// cancelled ctx counts as an answer: nothing was proven dead.
+// peerAnswers reports whether node id may be alive, for recover-segment, which must
+// never take a live node for dead: it is this node or the Raft leader as this node
+// knows it, or it answers a status call within window, out of at least probes sent
+// (rpc.Peer.Answers). recover-segment asks for recoverProbes over a whole
+// --lease-timeout: a node that stayed silent that long has lost any write lease it
+// had, unless it still hears from the Raft leader while this node cannot reach it (a
+// one-sided partition), which the probes cannot see. A cancelled ctx counts as an
+// answer: nothing was proven dead.
 func (n *Node) peerAnswers(ctx context.Context, id uint64, window time.Duration, probes int) bool {
-	if id == n.cfg.NodeID {
+	if leader, _ := n.raft.Leader(); leader == id {
 		return true
 	}
-	if leader, _ := n.raft.Leader(); leader == id {
+	return n.peerProbe(ctx, id, window, probes)
+}
+
+// peerProbe reports whether node id is this node or answers a status call within
+// window, out of at least probes sent: for choosing a live node (nextLeader,
+// replicaSet), where the Raft leader gets no benefit of the doubt. A follower takes
+// a Raft leader that has just died for its leader until its heartbeat timeout
+// elects another, and a segment handed to it then would wait for an operator's
+// recover-segment (TestResilience caught it: four topics rolled over onto the
+// killed leader in the second after its death).
+func (n *Node) peerProbe(ctx context.Context, id uint64, window time.Duration, probes int) bool {
+	if id == n.cfg.NodeID {
 		return true
 	}
 	p, err := n.nodePeer(id)

@@ -199,7 +199,7 @@ func (n *Node) nextLeader(current uint64) uint64 {
 	start := sort.Search(len(ids), func(i int) bool { return ids[i] > current })
 	for i := 0; i < len(ids); i++ {
 		id := ids[(start+i)%len(ids)]
-		if n.peerAnswers(n.ctx, id, nextLeaderProbe, 1) {
+		if n.peerProbe(n.ctx, id, nextLeaderProbe, 1) {
 			return id
 		}
 	}
@@ -256,7 +256,7 @@ func (n *Node) replicaSet(leader uint64, r int) []uint64 {
 		if id == leader {
 			continue
 		}
-		if n.peerAnswers(n.ctx, id, nextLeaderProbe, 1) {
+		if n.peerProbe(n.ctx, id, nextLeaderProbe, 1) {
 			set = append(set, id)
 		} else {
 			silent = append(silent, id)
