@@ -28,16 +28,12 @@ func main() {
 	}
 }
 
-// noEnv is the annotation of a flag bindEnv leaves alone: one that must be asked
-// for on the command line (--unsafe-no-fsync).
-const noEnv = "floe-no-env"
-
 // bindEnv sets every flag the command line did not set from FLOE_<FLAG> (upper snake
-// case), so containers can be configured by environment; flags annotated noEnv excepted.
+// case), so containers can be configured by environment.
 func bindEnv(fs *pflag.FlagSet) error {
 	var err error
 	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Changed || err != nil || f.Annotations[noEnv] != nil {
+		if f.Changed || err != nil {
 			return
 		}
 		name := "FLOE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
