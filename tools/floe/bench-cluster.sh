@@ -174,6 +174,15 @@ nats_run() {
   row "$1" "$json" "$(calc "($after-$before)/$(getconf CLK_TCK)" 3)" "$(calc "$rss/1024" 1)"
 }
 
+# fresh_floe FLAG...: stops the cluster and starts a new one, with empty data dirs, whose
+# agents also get FLAG... (later flags win over the same flag earlier).
+fresh_floe() {
+  stop_floe
+  rm -rf "$DIR"/n1 "$DIR"/n2 "$DIR"/n3
+  FLOE_AGENT_ARGS+=("$@")
+  start_floe
+}
+
 echo "== machine: $(nproc) cores, $(grep MemTotal /proc/meminfo | awk '{printf "%.0f GiB", $2/1048576}'), $(uname -sr), $(go version | cut -d' ' -f3)"
 echo "== $CONNS connections, $SIZE-byte payloads, $WARMUP warm-up, $DURATION measured per run; floe: $FLOE, replication factor $REPLICAS"
 start_floe
@@ -187,20 +196,14 @@ if [ "$REPLICAS" = 1 ]; then
   # The same writes on a fresh cluster whose nodes acknowledge without fdatasync
   # (--unsafe-no-fsync): what floe's path costs without the fsync, against JetStream's
   # default, which does not fsync before its ack either. Not a mode to run data in.
-  stop_floe
-  rm -rf "$DIR"/n1 "$DIR"/n2 "$DIR"/n3
-  FLOE_AGENT_ARGS+=(--unsafe-no-fsync)
-  start_floe
+  fresh_floe --unsafe-no-fsync
   floe_run "floe-nofsync-${CONNS}x1" "$leader" 1
   if [ "$DEPTH" != 1 ]; then floe_run "floe-nofsync-${CONNS}x$DEPTH" "$leader" "$DEPTH"; fi
 else
   # The same writes with replication factor 1 on a fresh cluster: the ceiling of the
   # replicated rows (a replicated append does all an unreplicated one does, and more),
   # measured in the same script run so that their ratio holds.
-  stop_floe
-  rm -rf "$DIR"/n1 "$DIR"/n2 "$DIR"/n3
-  FLOE_AGENT_ARGS+=(--default-replication-factor 1)
-  start_floe
+  fresh_floe --default-replication-factor 1
   floe_run "floe-r1-${CONNS}x1" "$leader" 1
   if [ "$DEPTH" != 1 ]; then floe_run "floe-r1-${CONNS}x$DEPTH" "$leader" "$DEPTH"; fi
 fi
