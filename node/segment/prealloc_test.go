@@ -212,6 +212,49 @@ func TestPreallocGrowsWithTheRecords(t *testing.T) {
 	}
 }
 
+// TestLargeAppendWritesNoZeros: an append larger than maxPreallocAppend that
+// reaches past the zeros grows the file by itself (its zeros would cost the
+// disk more than they save its fdatasync); the next small append past the
+// end writes zeros again, and a reopen finds every record either way.
+func TestLargeAppendWritesNoZeros(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "seg.wal")
+	opts := quiet()
+	opts.Prealloc = 1 << 20
+	s := openT(t, path, opts)
+	var want [][]byte
+	zerosAfter := func() int64 { return fileSize(t, path) - (HeaderSize + s.Bytes()) }
+
+	want = append(want, payload(0))
+	mustAppend(t, s, want[0])
+	if z := zerosAfter(); z != minPrealloc {
+		t.Fatalf("after a small append: %d bytes of zeros, want %d", z, minPrealloc)
+	}
+	// One batch of 128 KiB: past the 64 KiB of zeros, and too large to extend.
+	big := make([][]byte, 128)
+	for i := range big {
+		big[i] = bytes.Repeat([]byte{byte(i + 1)}, 1024-RecordHeaderSize)
+	}
+	if _, err := s.AppendBatch(big); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, big...)
+	if z := zerosAfter(); z != 0 {
+		t.Fatalf("after a %d-byte append past the zeros: %d bytes of zeros, want none", 128*1024, z)
+	}
+	want = append(want, payload(1))
+	mustAppend(t, s, want[len(want)-1])
+	if z := zerosAfter(); z <= 0 || z > opts.Prealloc {
+		t.Fatalf("after a small append past the end: %d bytes of zeros, want 1 to %d", z, opts.Prealloc)
+	}
+	checkTotals(t, s, want)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openT(t, path, opts)
+	defer s.Close()
+	checkTotals(t, s, want)
+}
+
 // TestDamageBeforeRecordEndingInZeros: a flipped bit in a record followed by an
 // intact record whose payload ends in zero bytes is damage followed by intact
 // records (ErrDamaged, the file left as it is), not a torn tail: the search for

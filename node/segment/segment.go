@@ -358,7 +358,7 @@ func (s *Segment) commit(buf []byte, payloads [][]byte) (uint64, error) {
 	var took time.Duration
 	_, err := s.f.WriteAt(buf, start)
 	if err == nil {
-		s.extend(start + int64(len(buf)))
+		s.extend(start+int64(len(buf)), len(buf))
 	}
 	if err == nil && !s.opts.NoSync {
 		t0 := time.Now()
@@ -397,24 +397,30 @@ func (s *Segment) commit(buf []byte, payloads [][]byte) (uint64, error) {
 // minPrealloc is the fewest zeros extend writes (64 KiB).
 const minPrealloc = 64 << 10
 
+// maxPreallocAppend is the largest append that extends the file with zeros:
+// a larger one grows the file by itself (see "Preallocation" in the package
+// doc).
+const maxPreallocAppend = 64 << 10
+
 // zeros is written after the records to extend a file (extend): never
 // modified, so reading it maps no memory.
 var zeros [256 << 10]byte
 
-// extend writes zeros after to, the end of the records an append has just
-// written, if the file's zeroed space does not already reach past to: as
-// many bytes as the records hold, at least minPrealloc and at most
-// Options.Prealloc, so that a segment written slowly (one of a thousand
-// topics, say) holds few zeros, and one written fast extends its file once
-// per Options.Prealloc bytes. The append's fdatasync then makes the zeros and
-// the new file size durable together with its records, and the appends
-// after it overwrite written blocks, which an fdatasync flushes without a
-// journal commit for the file's size and extents. A failed extension
-// (ENOSPC, say) fails nothing: the zeros are an optimisation, and alloc
-// is set to to so the next append tries again. The caller holds writeMu.
-func (s *Segment) extend(to int64) {
+// extend writes zeros after to, the end of the records an append of n bytes
+// has just written, if the file's zeroed space does not already reach past
+// to and the append is small (at most maxPreallocAppend): as many bytes as
+// the records hold, at least minPrealloc and at most Options.Prealloc, so
+// that a segment written slowly (one of a thousand topics, say) holds few
+// zeros, and one written fast extends its file once per Options.Prealloc
+// bytes. The append's fdatasync then makes the zeros and the new file size
+// durable together with its records, and the appends after it overwrite
+// written blocks, which an fdatasync flushes without a journal commit for
+// the file's size and extents. A failed extension (ENOSPC, say) fails
+// nothing: the zeros are an optimisation, and alloc is set to to so the next
+// append tries again. The caller holds writeMu.
+func (s *Segment) extend(to int64, n int) {
 	pre := min(s.opts.Prealloc, max(minPrealloc, to-HeaderSize))
-	if pre <= 0 || to <= s.alloc {
+	if pre <= 0 || to <= s.alloc || n > maxPreallocAppend {
 		s.alloc = max(s.alloc, to)
 		return
 	}
