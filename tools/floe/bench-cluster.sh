@@ -14,6 +14,12 @@
 # 1 it runs floe with replication factor 1 too, on a fresh cluster, and prints the ratio
 # RN/R1 and R1/JetStream RN: R1 is the ceiling of RN, measured in the same run.
 #
+# The runs go shape by shape, 16 x 1 first (floe, then JetStream), then 16 x 32, each floe
+# configuration on a fresh cluster. Before each measured run the disk is probed (100 4 KiB
+# O_DSYNC writes) and, if it syncs more than 25% slower than at the script's start (this
+# VM's disk does for a while after much writing), the run waits for it, at most 90 s; each
+# row shows the probe.
+#
 # Server CPU per acknowledged write: the floe segment leader's process_cpu_seconds_total
 # from its /metrics, nats-server's utime+stime from /proc/<pid>/stat, each read before and
 # after a run and divided by every write acknowledged in the run (warm-up included).
@@ -65,16 +71,16 @@ trap cleanup EXIT
 . tools/floe/bench-lib.sh
 
 # Results, one line per run: name, entries/s, mean ms, p50 ms, p99 ms, Little ratio,
-# server CPU us per write, server peak RSS MiB, errors.
+# server CPU us per write, server peak RSS MiB, errors, the disk's probe before the run.
 ROWS=$DIR/rows
 : >"$ROWS"
 row() { # row NAME JSON CPU_SECONDS RSS_MIB
   local n mean
   n=$(field "$2" acked_total)
   mean=$(field "$2" mean_us)
-  printf '%s|%s|%s|%s|%s|%s|%s|%s|%s\n' "$1" "$(calc "$(field "$2" throughput_per_second)" 0)" \
+  printf '%s|%s|%s|%s|%s|%s|%s|%s|%s|%s\n' "$1" "$(calc "$(field "$2" throughput_per_second)" 0)" \
     "$(calc "$mean/1000" 2)" "$(calc "$(field "$2" p50_us)/1000" 2)" "$(calc "$(field "$2" p99_us)/1000" 2)" \
-    "$(calc "$(field "$2" little_ratio)" 3)" "$(calc "$3*1e6/$n" 1)" "$4" "$(field "$2" errors)" >>"$ROWS"
+    "$(calc "$(field "$2" little_ratio)" 3)" "$(calc "$3*1e6/$n" 1)" "$4" "$(field "$2" errors)" "$probe_us" >>"$ROWS"
   printf '   %s entries/s, mean %s ms, p50 %s ms, p99 %s ms, p999 %s ms; Little: in flight %s, throughput x mean %s; server CPU %s us/write; %s errors\n' \
     "$(calc "$(field "$2" throughput_per_second)" 0)" "$(calc "$mean/1000" 2)" "$(calc "$(field "$2" p50_us)/1000" 2)" \
     "$(calc "$(field "$2" p99_us)/1000" 2)" "$(calc "$(field "$2" p999_us)/1000" 2)" "$(field "$2" in_flight)" \
@@ -95,6 +101,7 @@ cpu_of_run() {
 floe_run() {
   local json=$DIR/$1.json before after ebefore eafter rss
   echo "== $1: floe bench, $CONNS x $3 via node $2 (segment leader: node $leader)"
+  rest_disk
   before=$(cpu_of_run); ebefore=$(floe_cpu "$2")
   "$BENCH" bench --addr "127.0.0.1:$((17100+$2))" --http "127.0.0.1:$((17200+leader))" --json \
     --connections "$CONNS" --size "$SIZE" --pipeline "$3" --duration "$DURATION" --warmup "$WARMUP" >"$json"
@@ -130,6 +137,7 @@ nats_cluster_run() {
   done
   [ -n "$up" ] || { echo "the nats-server cluster did not start:" >&2; cat "$DIR/$1.1.log" >&2; kill "${cpids[@]}"; exit 1; }
   echo "== $1: natsbench, $CONNS x $2, 3 nats-servers $("$NATS_SERVER" --version | cut -d' ' -f2), stream R$REPLICAS, sync_interval: always"
+  rest_disk
   for i in 1 2 3; do before=$(( before + $(sed 's/^.*) //' "/proc/${cpids[$((i-1))]}/stat" | awk '{print $12 + $13}') )); done
   # The stream needs a JetStream meta leader: natsbench is retried until one is elected.
   local ok=
@@ -164,6 +172,7 @@ nats_run() {
   local always
   always=$(curl -fsS http://127.0.0.1:17402/varz | sed -n 's/.*"sync_always": \(true\).*/\1/p')
   echo "== $1: natsbench, $CONNS x $3, nats-server $("$NATS_SERVER" --version | cut -d' ' -f2), sync_always=${always:-false}"
+  rest_disk
   before=$(nats_ticks)
   ./bin/natsbench -url nats://127.0.0.1:17401 -json -note "sync $2" \
     -connections "$CONNS" -size "$SIZE" -pipeline "$3" -duration "$DURATION" -warmup "$WARMUP" >"$json"
@@ -175,59 +184,66 @@ nats_run() {
 }
 
 # fresh_floe FLAG...: stops the cluster and starts a new one, with empty data dirs, whose
-# agents also get FLAG... (later flags win over the same flag earlier).
+# agents get the script's flags and FLAG... (later flags win over the same flag earlier).
+BASE_AGENT_ARGS=("${FLOE_AGENT_ARGS[@]}")
 fresh_floe() {
   stop_floe
   rm -rf "$DIR"/n1 "$DIR"/n2 "$DIR"/n3
-  FLOE_AGENT_ARGS+=("$@")
+  FLOE_AGENT_ARGS=("${BASE_AGENT_ARGS[@]}" "$@")
   start_floe
 }
-
-echo "== machine: $(nproc) cores, $(grep MemTotal /proc/meminfo | awk '{printf "%.0f GiB", $2/1048576}'), $(uname -sr), $(go version | cut -d' ' -f3)"
-echo "== $CONNS connections, $SIZE-byte payloads, $WARMUP warm-up, $DURATION measured per run; floe: $FLOE, replication factor $REPLICAS"
-start_floe
-# The shapes: one in flight per connection, and --pipeline (unless that is 1 too).
-shapes=("${CONNS}x1")
-if [ "$DEPTH" != 1 ]; then shapes+=("${CONNS}x$DEPTH"); fi
-floe_run "floe-leader-${CONNS}x1" "$leader" 1
-if [ "$DEPTH" != 1 ]; then floe_run "floe-leader-${CONNS}x$DEPTH" "$leader" "$DEPTH"; fi
-floe_run "floe-forwarded-${CONNS}x1" "$other" 1
-if [ "$REPLICAS" = 1 ]; then
-  # The same writes on a fresh cluster whose nodes acknowledge without fdatasync
-  # (--unsafe-no-fsync): what floe's path costs without the fsync, against JetStream's
-  # default, which does not fsync before its ack either. Not a mode to run data in.
-  fresh_floe --unsafe-no-fsync
-  floe_run "floe-nofsync-${CONNS}x1" "$leader" 1
-  if [ "$DEPTH" != 1 ]; then floe_run "floe-nofsync-${CONNS}x$DEPTH" "$leader" "$DEPTH"; fi
-else
-  # The same writes with replication factor 1 on a fresh cluster: the ceiling of the
-  # replicated rows (a replicated append does all an unreplicated one does, and more),
-  # measured in the same script run so that their ratio holds.
-  fresh_floe --default-replication-factor 1
-  floe_run "floe-r1-${CONNS}x1" "$leader" 1
-  if [ "$DEPTH" != 1 ]; then floe_run "floe-r1-${CONNS}x$DEPTH" "$leader" "$DEPTH"; fi
-fi
 
 nats=
 if [ -x "$NATS_SERVER" ]; then
   if go build -C tools/natsbench -o ../../bin/natsbench . 2>"$DIR/natsbench-build.log"; then
     nats=1
-    # The floe nodes stop first, so that JetStream has the machine floe had.
-    stop_floe
-    if [ "$REPLICAS" -gt 1 ]; then
-      for shape in "${shapes[@]}"; do nats_cluster_run "jetstream-r$REPLICAS-always-$shape" "${shape#*x}"; done
-    else
-      for sync in always default; do
-        nats_run "jetstream-$sync-${CONNS}x1" "$sync" 1
-        if [ "$DEPTH" != 1 ]; then nats_run "jetstream-$sync-${CONNS}x$DEPTH" "$sync" "$DEPTH"; fi
-      done
-    fi
   else
     echo "== JetStream skipped: tools/natsbench does not build:"; cat "$DIR/natsbench-build.log"
   fi
 else
   echo "== JetStream skipped: no $NATS_SERVER (make nats installs it)"
 fi
+
+# shape_runs DEPTH: every run of one shape, CONNS x DEPTH: floe through the segment leader
+# (and, at 1, through a node that forwards), floe's second configuration on a fresh
+# cluster, then JetStream. The shapes run one after the other, 16 x 1 first, so that the
+# pipelined runs, which write far more, come after every request/response run.
+shape_runs() {
+  local d=$1 shape="${CONNS}x$1"
+  fresh_floe
+  floe_run "floe-leader-$shape" "$leader" "$d"
+  if [ "$d" = 1 ]; then floe_run "floe-forwarded-$shape" "$other" 1; fi
+  if [ "$REPLICAS" = 1 ]; then
+    # The same writes on a fresh cluster whose nodes acknowledge without fdatasync
+    # (--unsafe-no-fsync): what floe's path costs without the fsync, against JetStream's
+    # default, which does not fsync before its ack either. Not a mode to run data in.
+    fresh_floe --unsafe-no-fsync
+    floe_run "floe-nofsync-$shape" "$leader" "$d"
+  else
+    # The same writes with replication factor 1 on a fresh cluster: the ceiling of the
+    # replicated rows (a replicated append does all an unreplicated one does, and more),
+    # measured in the same script run so that their ratio holds.
+    fresh_floe --default-replication-factor 1
+    floe_run "floe-r1-$shape" "$leader" "$d"
+  fi
+  # The floe nodes stop first, so that JetStream has the machine floe had.
+  stop_floe
+  if [ -n "$nats" ]; then
+    if [ "$REPLICAS" -gt 1 ]; then
+      nats_cluster_run "jetstream-r$REPLICAS-always-$shape" "$d"
+    else
+      nats_run "jetstream-default-$shape" default "$d"
+      nats_run "jetstream-always-$shape" always "$d"
+    fi
+  fi
+}
+
+echo "== machine: $(nproc) cores, $(grep MemTotal /proc/meminfo | awk '{printf "%.0f GiB", $2/1048576}'), $(uname -sr), $(go version | cut -d' ' -f3)"
+echo "== $CONNS connections, $SIZE-byte payloads, $WARMUP warm-up, $DURATION measured per run; floe: $FLOE, replication factor $REPLICAS"
+# The shapes: one in flight per connection, and --pipeline (unless that is 1 too).
+shapes=("${CONNS}x1")
+if [ "$DEPTH" != 1 ]; then shapes+=("${CONNS}x$DEPTH"); fi
+for shape in "${shapes[@]}"; do shape_runs "${shape#*x}"; done
 
 echo
 if [ "$REPLICAS" -gt 1 ]; then
@@ -236,7 +252,7 @@ else
   echo "== results (server CPU and peak RSS: the floe segment leader's, also for the forwarded run, or nats-server's)"
 fi
 {
-  echo "run|entries/s|mean ms|p50 ms|p99 ms|Little ratio|server CPU us/write|server peak RSS MiB|errors"
+  echo "run|entries/s|mean ms|p50 ms|p99 ms|Little ratio|server CPU us/write|server peak RSS MiB|errors|disk sync us"
   cat "$ROWS"
 } | table
 get() { awk -F'|' -v n="$1" -v c="$2" '$1 == n { print $c }' "$ROWS"; }

@@ -48,3 +48,30 @@ stop_floe() {
 
 # floe_cpu NODE: the node's process_cpu_seconds_total.
 floe_cpu() { curl -fsS "http://127.0.0.1:$((17200+$1))/metrics" | awk '/^process_cpu_seconds_total /{print $2}'; }
+
+# fsync_probe: microseconds per 4 KiB O_DSYNC overwrite (one write and one cache flush,
+# what an fdatasync of a small group commit costs), over 100 of them in a file of $DIR:
+# how fast the disk syncs right now.
+fsync_probe() {
+  [ -f "$DIR/fsync-probe" ] || dd if=/dev/zero of="$DIR/fsync-probe" bs=4096 count=100 conv=fsync status=none
+  dd if=/dev/zero of="$DIR/fsync-probe" bs=4096 count=100 oflag=dsync conv=notrunc 2>&1 |
+    awk '/copied/ { printf "%.0f", $(NF-3) * 1e6 / 100 }'
+}
+
+# rest_disk: called before each measured run. A virtual disk may sync slower for a while
+# after a run that wrote much (this project's test VM's does, for a minute or more), which
+# would handicap whichever run comes next: this waits, probing every 5 s and for at most
+# 90 s, until fsync_probe is back within 25% of the first probe of the script run, and
+# sets probe_us (printed in each row) and rested (the seconds waited).
+probe_base=
+rest_disk() {
+  rested=0
+  probe_us=$(fsync_probe)
+  [ -n "$probe_base" ] || probe_base=$probe_us
+  while [ "$probe_us" -gt $((probe_base * 5 / 4)) ] && [ "$rested" -lt 90 ]; do
+    sleep 5
+    rested=$((rested + 5))
+    probe_us=$(fsync_probe)
+  done
+  echo "   disk before the run: ${probe_us} us per 4 KiB write and flush (first probe ${probe_base} us; rested ${rested} s)"
+}
