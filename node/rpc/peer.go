@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -199,6 +200,13 @@ const maxSpareOut = 1 << 20
 func (p *Peer) writeLoop(conn net.Conn, kick <-chan struct{}) {
 	var spare []byte
 	for range kick {
+		// Let the goroutines that are ready to run (readers of client requests
+		// that will be forwarded, say) queue theirs first, so that they leave in
+		// this write: sixteen request/response clients forwarded through this
+		// node otherwise cost sixteen writes, and sixteen reads and wake-ups on
+		// the peer, per group commit (forwarded 16 x 1: 12% more entries/s, a
+		// fifth less CPU per write on the segment leader).
+		runtime.Gosched()
 		p.mu.Lock()
 		buf := p.out
 		if p.conn != conn || len(buf) == 0 {
