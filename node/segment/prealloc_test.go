@@ -255,6 +255,61 @@ func TestLargeAppendWritesNoZeros(t *testing.T) {
 	checkTotals(t, s, want)
 }
 
+// TestTornLargeAppendPastTheZeros: a crash tears a large append (one that
+// writes no zeros ahead) which started over the preallocated zeros and went
+// on past the end of the file: Open keeps the records it wrote whole (an
+// unacknowledged append may leave a prefix), cuts the torn one at the end of
+// the file into .broken, and the next append takes the next index.
+func TestTornLargeAppendPastTheZeros(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "seg.wal")
+	opts := quiet()
+	opts.Prealloc = 1 << 20
+	s := openT(t, path, opts)
+	want := [][]byte{payload(0), payload(1)}
+	for _, p := range want {
+		mustAppend(t, s, p)
+	}
+	end := HeaderSize + s.Bytes()
+	if z := fileSize(t, path) - end; z <= 0 || z >= 100*1024 {
+		t.Fatalf("%d bytes of zeros after two small appends, want some, fewer than the torn write's", z)
+	}
+	s.Close()
+
+	// 128 records of 1 KiB as one append would encode them; the crash leaves the
+	// first 100 whole and 500 bytes of the 101st, past the zeros.
+	var batch []byte
+	var big [][]byte
+	for i := range 128 {
+		p := bytes.Repeat([]byte{byte(i + 1)}, 1024-RecordHeaderSize)
+		big = append(big, p)
+		batch = record.AppendHeader(batch, uint32(len(p)), record.CRC(p))
+		batch = append(batch, p...)
+	}
+	torn := batch[:100*1024+500]
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(torn, end); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if size := fileSize(t, path); size != end+int64(len(torn)) {
+		t.Fatalf("file is %d bytes after the torn write, want %d (past the zeros)", size, end+int64(len(torn)))
+	}
+
+	s = openT(t, path, opts)
+	defer s.Close()
+	want = append(want, big[:100]...)
+	checkTotals(t, s, want)
+	if got := readFile(t, path+".broken"); !bytes.Equal(got, torn[100*1024:]) {
+		t.Errorf(".broken holds %d bytes, want the torn record's %d", len(got), len(torn)-100*1024)
+	}
+	if i := mustAppend(t, s, []byte("after")); i != uint64(len(want)) {
+		t.Errorf("the append after the repair took index %d, want %d", i, len(want))
+	}
+}
+
 // TestDamageBeforeRecordEndingInZeros: a flipped bit in a record followed by an
 // intact record whose payload ends in zero bytes is damage followed by intact
 // records (ErrDamaged, the file left as it is), not a torn tail: the search for
