@@ -16,9 +16,9 @@
 #
 # The runs go shape by shape, 16 x 1 first (floe, then JetStream), then 16 x 32, each floe
 # configuration on a fresh cluster. Before each measured run the disk is probed (100 4 KiB
-# O_DSYNC writes) and, if it syncs more than 25% slower than at the script's start (this
-# VM's disk does for a while after much writing), the run waits for it, at most 90 s; each
-# row shows the probe.
+# O_DSYNC writes) and, if it syncs more than 25% slower than the fastest probe of the run
+# so far (this VM's disk does for a while after much writing), the run waits for it, at
+# most 90 s; each row shows the probe.
 #
 # Server CPU per acknowledged write: the floe segment leader's process_cpu_seconds_total
 # from its /metrics, nats-server's utime+stime from /proc/<pid>/stat, each read before and

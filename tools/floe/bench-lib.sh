@@ -61,17 +61,18 @@ fsync_probe() {
 # rest_disk: called before each measured run. A virtual disk may sync slower for a while
 # after a run that wrote much (this project's test VM's does, for a minute or more), which
 # would handicap whichever run comes next: this waits, probing every 5 s and for at most
-# 90 s, until fsync_probe is back within 25% of the first probe of the script run, and
-# sets probe_us (printed in each row) and rested (the seconds waited).
+# 90 s, until fsync_probe is back within 25% of the fastest probe of the script run so
+# far, and sets probe_us (printed in each row) and rested (the seconds waited).
 probe_base=
 rest_disk() {
   rested=0
   probe_us=$(fsync_probe)
-  [ -n "$probe_base" ] || probe_base=$probe_us
+  if [ -z "$probe_base" ] || [ "$probe_us" -lt "$probe_base" ]; then probe_base=$probe_us; fi
   while [ "$probe_us" -gt $((probe_base * 5 / 4)) ] && [ "$rested" -lt 90 ]; do
     sleep 5
     rested=$((rested + 5))
     probe_us=$(fsync_probe)
+    if [ "$probe_us" -lt "$probe_base" ]; then probe_base=$probe_us; fi
   done
-  echo "   disk before the run: ${probe_us} us per 4 KiB write and flush (first probe ${probe_base} us; rested ${rested} s)"
+  echo "   disk before the run: ${probe_us} us per 4 KiB write and flush (fastest probe so far ${probe_base} us; rested ${rested} s)"
 }
