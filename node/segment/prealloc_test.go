@@ -212,6 +212,16 @@ func TestPreallocGrowsWithTheRecords(t *testing.T) {
 	}
 }
 
+// kibRecords returns n payloads that make records of 1 KiB each, header
+// included, payload i filled with the byte i+1.
+func kibRecords(n int) [][]byte {
+	ps := make([][]byte, n)
+	for i := range ps {
+		ps[i] = bytes.Repeat([]byte{byte(i + 1)}, 1024-RecordHeaderSize)
+	}
+	return ps
+}
+
 // TestLargeAppendWritesNoZeros: an append larger than maxPreallocAppend that
 // reaches past the zeros grows the file by itself (its zeros would cost the
 // disk more than they save its fdatasync); the next small append past the
@@ -230,10 +240,7 @@ func TestLargeAppendWritesNoZeros(t *testing.T) {
 		t.Fatalf("after a small append: %d bytes of zeros, want %d", z, minPrealloc)
 	}
 	// One batch of 128 KiB: past the 64 KiB of zeros, and too large to extend.
-	big := make([][]byte, 128)
-	for i := range big {
-		big[i] = bytes.Repeat([]byte{byte(i + 1)}, 1024-RecordHeaderSize)
-	}
+	big := kibRecords(128)
 	if _, err := s.AppendBatch(big); err != nil {
 		t.Fatal(err)
 	}
@@ -277,11 +284,9 @@ func TestTornLargeAppendPastTheZeros(t *testing.T) {
 
 	// 128 records of 1 KiB as one append would encode them; the crash leaves the
 	// first 100 whole and 500 bytes of the 101st, past the zeros.
+	big := kibRecords(128)
 	var batch []byte
-	var big [][]byte
-	for i := range 128 {
-		p := bytes.Repeat([]byte{byte(i + 1)}, 1024-RecordHeaderSize)
-		big = append(big, p)
+	for _, p := range big {
 		batch = record.AppendHeader(batch, uint32(len(p)), record.CRC(p))
 		batch = append(batch, p...)
 	}
